@@ -1,0 +1,2 @@
+//! Audit log of executed DDL: records, redaction, the writer task, and the report.
+pub mod cli;

@@ -1,0 +1,51 @@
+//! pgwarden command line: `serve`, `check`, `rules`, `explain`, `audit report`.
+//!
+//! `main` only parses the command line and hands over to the front door of each job; every
+//! subcommand returns the process exit code.
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "pgwarden",
+    version,
+    about = "PostgreSQL proxy that makes schema migrations safe"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the proxy: clients connect here instead of to PostgreSQL.
+    Serve(pgwarden::proxy::cli::ServeArgs),
+    /// Check SQL files (or stdin) against the rule catalogue, without a database.
+    Check(pgwarden::check::cli::CheckArgs),
+    /// List every rule with its default action.
+    Rules(pgwarden::check::cli::RulesArgs),
+    /// Print the documentation of one rule.
+    Explain(pgwarden::check::cli::ExplainArgs),
+    /// Read audit logs.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Summarise what a deploy did, per session and migration revision.
+    Report(pgwarden::audit::cli::ReportArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let code = match cli.command {
+        Command::Serve(args) => pgwarden::proxy::cli::run(args),
+        Command::Check(args) => pgwarden::check::cli::run_check(args),
+        Command::Rules(args) => pgwarden::check::cli::run_rules(args),
+        Command::Explain(args) => pgwarden::check::cli::run_explain(args),
+        Command::Audit(AuditCommand::Report(args)) => pgwarden::audit::cli::run_report(args),
+    };
+    ExitCode::from(code)
+}

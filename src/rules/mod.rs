@@ -1,0 +1,1 @@
+//! The rule catalogue: one rule per file, named after its id; `Rule` is the single list.
