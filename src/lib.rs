@@ -23,6 +23,7 @@
 pub mod audit;
 pub mod check;
 pub mod config;
+pub mod enforce;
 pub mod policy;
 pub mod protocol;
 pub mod proxy;

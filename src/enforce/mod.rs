@@ -1,0 +1,4 @@
+//! Enforcement: the bridge between the proxy and the analysis core. It turns a decision into what
+//! goes on the wire (the `RAISE` that replaces a rejected statement, a rewritten text) and asks the
+//! server for the live facts the rules need.
+pub mod raise;
