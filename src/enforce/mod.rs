@@ -1,4 +1,5 @@
 //! Enforcement: the bridge between the proxy and the analysis core. It turns a decision into what
 //! goes on the wire (the `RAISE` that replaces a rejected statement, a rewritten text) and asks the
 //! server for the live facts the rules need.
+pub mod lookup;
 pub mod raise;

@@ -1,0 +1,391 @@
+//! Live facts from the server: the catalog queries pgwarden injects on the client's own server
+//! connection, how they are put on the wire, and how their replies are read and swallowed.
+//!
+//! Why in-session and not on a side connection: the migration's own uncommitted work (a column
+//! added a moment ago, `SET LOCAL lock_timeout`) is visible only here (DESIGN.md decision 7).
+//!
+//! Safety rules these queries obey, because a failing injected query inside the client's
+//! transaction block would abort the client's transaction:
+//! - they cannot fail on any input: names go through `quote_ident` + `to_regclass`, which yields
+//!   NULL (not an error) for a missing schema or relation; every function used is readable by
+//!   any role;
+//! - table, column and function names travel as bind parameters, never spliced into SQL text;
+//! - they use a statement and portal name of their own and close both before the Sync, so the
+//!   client's unnamed statement and portal survive.
+use bytes::{Bytes, BytesMut};
+use pgwire::messages::extendedquery::{Bind, Close, Execute, Parse, Sync};
+use pgwire::messages::Message;
+
+/// Name of pgwarden's own prepared statement and portal; closed again before the Sync.
+const STATEMENT: &str = "pgwarden_lookup";
+
+/// Server version and the timeouts in force for this session (role and database defaults and
+/// the migration's own `SET`s included). Timeouts are in milliseconds, 0 = none.
+const SETTINGS_SQL: &str = "SELECT pg_catalog.current_setting('server_version_num'), \
+     (SELECT setting FROM pg_catalog.pg_settings WHERE name = 'lock_timeout'), \
+     (SELECT setting FROM pg_catalog.pg_settings WHERE name = 'statement_timeout')";
+
+/// One relation by (schema or NULL, name). For an index, the size is its table's.
+const RELATION_SQL: &str = "SELECT c.relkind::text, n.nspname::text, \
+       COALESCE(t.reltuples, c.reltuples)::float8, \
+       pg_catalog.pg_relation_size(COALESCE(t.oid, c.oid)), \
+       pg_catalog.pg_total_relation_size(COALESCE(t.oid, c.oid)), \
+       t.relname::text, \
+       EXISTS (SELECT 1 FROM pg_catalog.pg_constraint k WHERE k.conindid = c.oid AND k.contype IN ('p', 'u', 'x')), \
+       EXISTS (SELECT 1 FROM pg_catalog.pg_index u WHERE u.indrelid = c.oid AND u.indisunique AND u.indisvalid AND u.indpred IS NULL) \
+     FROM pg_catalog.pg_class c \
+     JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+     LEFT JOIN pg_catalog.pg_index i ON i.indexrelid = c.oid \
+     LEFT JOIN pg_catalog.pg_class t ON t.oid = i.indrelid \
+     WHERE c.oid = pg_catalog.to_regclass(CASE WHEN $1::text IS NULL THEN pg_catalog.quote_ident($2::text) \
+           ELSE pg_catalog.quote_ident($1::text) || '.' || pg_catalog.quote_ident($2::text) END)";
+
+/// One column: its current type, NOT NULL, and whether a validated `CHECK (col IS NOT NULL)`
+/// exists (then SET NOT NULL skips its scan on PostgreSQL >= 12).
+const COLUMN_SQL: &str = "SELECT pg_catalog.format_type(a.atttypid, a.atttypmod), a.attnotnull, \
+       EXISTS (SELECT 1 FROM pg_catalog.pg_constraint k WHERE k.conrelid = a.attrelid AND k.contype = 'c' \
+               AND k.convalidated \
+               AND pg_catalog.pg_get_constraintdef(k.oid) = 'CHECK ((' || pg_catalog.quote_ident(a.attname::text) || ' IS NOT NULL))') \
+     FROM pg_catalog.pg_attribute a \
+     WHERE a.attrelid = pg_catalog.to_regclass(CASE WHEN $1::text IS NULL THEN pg_catalog.quote_ident($2::text) \
+           ELSE pg_catalog.quote_ident($1::text) || '.' || pg_catalog.quote_ident($2::text) END) \
+       AND a.attname = $3::text AND a.attnum > 0 AND NOT a.attisdropped";
+
+/// Volatility of every function of that name (overloads included): `i`, `s`, `v` letters.
+const FUNCTION_SQL: &str = "SELECT pg_catalog.string_agg(DISTINCT p.provolatile::text, '') \
+     FROM pg_catalog.pg_proc p WHERE p.proname = $1::text";
+
+/// A relation name as the statement wrote it, already case-folded / unquoted by the analysis.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct RelName {
+    pub schema: Option<String>,
+    pub name: String,
+}
+
+/// What to ask the server for one statement.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LookupRequest {
+    pub relations: Vec<RelName>,
+    /// (relation, column name)
+    pub columns: Vec<(RelName, String)>,
+    /// Function names used in default expressions.
+    pub functions: Vec<String>,
+}
+
+/// What the server said about one relation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RelationFacts {
+    /// `r` table, `p` partitioned table, `i` index, `m` materialized view, ...
+    pub relkind: char,
+    pub schema: String,
+    /// `pg_class.reltuples` (of the index's table for an index); `None` when never analysed.
+    pub rows: Option<f64>,
+    /// Heap size in bytes.
+    pub heap_bytes: i64,
+    /// Heap + indexes + TOAST in bytes.
+    pub total_bytes: i64,
+    /// For an index: the table it belongs to.
+    pub index_table: Option<String>,
+    /// For an index: it backs a PRIMARY KEY / UNIQUE / EXCLUDE constraint.
+    pub backs_constraint: bool,
+    /// For a table or materialized view: a valid, non-partial unique index exists.
+    pub has_unique_index: bool,
+}
+
+/// What the server said about one column.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ColumnFacts {
+    /// `format_type` spelling, e.g. `character varying(50)`.
+    pub type_name: String,
+    pub not_null: bool,
+    pub has_validated_not_null_check: bool,
+}
+
+/// The answers, in the order of the request; `None` = does not exist.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LiveFacts {
+    pub server_version_num: Option<u32>,
+    pub lock_timeout_ms: Option<u64>,
+    pub statement_timeout_ms: Option<u64>,
+    pub relations: Vec<Option<RelationFacts>>,
+    pub columns: Vec<Option<ColumnFacts>>,
+    /// Volatility letters per function (`""` when no such function).
+    pub functions: Vec<String>,
+}
+
+/// Why a lookup produced no facts.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum LookupError {
+    #[error("the server refused pgwarden's catalog lookup: {0}")]
+    Server(String),
+    #[error("unexpected reply to pgwarden's catalog lookup: message type {0:?}")]
+    Unexpected(char),
+    #[error("malformed reply to pgwarden's catalog lookup")]
+    Malformed,
+    #[error("cannot encode the catalog lookup: {0}")]
+    Encode(String),
+}
+
+/// Writes Parse/Bind/Execute/Close for every query of `req`, then one Sync: one round trip.
+pub fn encode(req: &LookupRequest, buf: &mut BytesMut) -> Result<(), LookupError> {
+    let mut q = Encoder { buf };
+    q.query(SETTINGS_SQL, &[&[]])?;
+    let rel_params: Vec<Vec<Option<&str>>> = req
+        .relations
+        .iter()
+        .map(|r| vec![r.schema.as_deref(), Some(r.name.as_str())])
+        .collect();
+    q.query_many(RELATION_SQL, &rel_params)?;
+    let col_params: Vec<Vec<Option<&str>>> = req
+        .columns
+        .iter()
+        .map(|(r, c)| vec![r.schema.as_deref(), Some(r.name.as_str()), Some(c.as_str())])
+        .collect();
+    q.query_many(COLUMN_SQL, &col_params)?;
+    let fn_params: Vec<Vec<Option<&str>>> = req
+        .functions
+        .iter()
+        .map(|f| vec![Some(f.as_str())])
+        .collect();
+    q.query_many(FUNCTION_SQL, &fn_params)?;
+    Sync::new()
+        .encode(q.buf)
+        .map_err(|e| LookupError::Encode(e.to_string()))
+}
+
+struct Encoder<'a> {
+    buf: &'a mut BytesMut,
+}
+
+impl Encoder<'_> {
+    fn query(&mut self, sql: &str, params: &[&[Option<&str>]]) -> Result<(), LookupError> {
+        let rows: Vec<Vec<Option<&str>>> = params.iter().map(|p| p.to_vec()).collect();
+        self.query_many(sql, &rows)
+    }
+
+    fn query_many(&mut self, sql: &str, params: &[Vec<Option<&str>>]) -> Result<(), LookupError> {
+        if params.is_empty() {
+            return Ok(());
+        }
+        let enc = |e: pgwire::error::PgWireError| LookupError::Encode(e.to_string());
+        Parse::new(Some(STATEMENT.into()), sql.into(), vec![])
+            .encode(self.buf)
+            .map_err(enc)?;
+        for p in params {
+            Bind::new(
+                Some(STATEMENT.into()),
+                Some(STATEMENT.into()),
+                vec![],
+                p.iter()
+                    .map(|v| v.map(|s| Bytes::copy_from_slice(s.as_bytes())))
+                    .collect(),
+                vec![],
+            )
+            .encode(self.buf)
+            .map_err(enc)?;
+            Execute::new(Some(STATEMENT.into()), 0)
+                .encode(self.buf)
+                .map_err(enc)?;
+            Close::new(b'P', Some(STATEMENT.into()))
+                .encode(self.buf)
+                .map_err(enc)?;
+        }
+        Close::new(b'S', Some(STATEMENT.into()))
+            .encode(self.buf)
+            .map_err(enc)?;
+        Ok(())
+    }
+}
+
+/// What the session does with one server message while a lookup is in flight.
+#[derive(Debug, PartialEq)]
+pub enum Step {
+    /// Part of the lookup's reply: drop it.
+    Swallow,
+    /// Not ours (NoticeResponse, NotificationResponse, ParameterStatus can come at any time):
+    /// pass it on to the client.
+    Forward,
+    /// The lookup's ReadyForQuery arrived (swallowed too): the answer.
+    Done(Result<LiveFacts, LookupError>),
+}
+
+/// Reads the replies of one [`encode`]d lookup, message by message, up to its ReadyForQuery.
+#[derive(Debug)]
+pub struct ReplyReader {
+    expected: Vec<Slot>,
+    /// Index into `expected` of the query whose rows arrive now.
+    current: usize,
+    facts: LiveFacts,
+    error: Option<LookupError>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Slot {
+    Settings,
+    Relation,
+    Column,
+    Function,
+}
+
+impl ReplyReader {
+    pub fn new(req: &LookupRequest) -> ReplyReader {
+        let mut expected = vec![Slot::Settings];
+        expected.extend(std::iter::repeat_n(Slot::Relation, req.relations.len()));
+        expected.extend(std::iter::repeat_n(Slot::Column, req.columns.len()));
+        expected.extend(std::iter::repeat_n(Slot::Function, req.functions.len()));
+        ReplyReader {
+            expected,
+            current: 0,
+            facts: LiveFacts::default(),
+            error: None,
+        }
+    }
+
+    /// Feeds one whole server message: its type byte and its body (without the length).
+    pub fn step(&mut self, tag: u8, body: &[u8]) -> Step {
+        match tag {
+            b'1' | b'2' | b'3' => Step::Swallow,
+            b'D' => {
+                if let Err(e) = self.row(body) {
+                    self.error.get_or_insert(e);
+                }
+                Step::Swallow
+            }
+            b'C' => {
+                // A query with no row: record "does not exist" for its slot.
+                self.finish_slot();
+                Step::Swallow
+            }
+            b'E' => {
+                self.error
+                    .get_or_insert(LookupError::Server(error_message(body)));
+                Step::Swallow
+            }
+            b'N' | b'A' | b'S' => Step::Forward,
+            b'Z' => {
+                let result = match self.error.take() {
+                    Some(e) => Err(e),
+                    None => Ok(std::mem::take(&mut self.facts)),
+                };
+                Step::Done(result)
+            }
+            other => {
+                self.error
+                    .get_or_insert(LookupError::Unexpected(other as char));
+                Step::Swallow
+            }
+        }
+    }
+
+    fn finish_slot(&mut self) {
+        let Some(slot) = self.expected.get(self.current).copied() else {
+            return;
+        };
+        let before = self.count_before(slot);
+        let f = &mut self.facts;
+        // Fill in "absent" for a slot whose query returned no row.
+        match slot {
+            Slot::Relation if f.relations.len() == before => f.relations.push(None),
+            Slot::Column if f.columns.len() == before => f.columns.push(None),
+            Slot::Function if f.functions.len() == before => f.functions.push(String::new()),
+            _ => {}
+        }
+        self.current += 1;
+    }
+
+    /// How many slots of `kind` come before the current one.
+    fn count_before(&self, kind: Slot) -> usize {
+        self.expected[..self.current]
+            .iter()
+            .filter(|s| **s == kind)
+            .count()
+    }
+
+    fn row(&mut self, body: &[u8]) -> Result<(), LookupError> {
+        let cols = data_row(body)?;
+        let text = |i: usize| -> Option<&str> { cols.get(i).copied().flatten() };
+        match self.expected.get(self.current) {
+            Some(Slot::Settings) => {
+                self.facts.server_version_num = text(0).and_then(|v| v.parse().ok());
+                self.facts.lock_timeout_ms = text(1).and_then(|v| v.parse().ok());
+                self.facts.statement_timeout_ms = text(2).and_then(|v| v.parse().ok());
+            }
+            Some(Slot::Relation) => {
+                let rows = text(2).and_then(|v| v.parse::<f64>().ok());
+                self.facts.relations.push(Some(RelationFacts {
+                    relkind: text(0).and_then(|k| k.chars().next()).unwrap_or('?'),
+                    schema: text(1).unwrap_or_default().to_string(),
+                    // PostgreSQL 14+ says -1 for a table never vacuumed or analysed.
+                    rows: rows.filter(|r| *r >= 0.0),
+                    heap_bytes: text(3).and_then(|v| v.parse().ok()).unwrap_or(0),
+                    total_bytes: text(4).and_then(|v| v.parse().ok()).unwrap_or(0),
+                    index_table: text(5).map(str::to_string),
+                    backs_constraint: text(6) == Some("t"),
+                    has_unique_index: text(7) == Some("t"),
+                }));
+            }
+            Some(Slot::Column) => {
+                self.facts.columns.push(Some(ColumnFacts {
+                    type_name: text(0).unwrap_or_default().to_string(),
+                    not_null: text(1) == Some("t"),
+                    has_validated_not_null_check: text(2) == Some("t"),
+                }));
+            }
+            Some(Slot::Function) => {
+                self.facts
+                    .functions
+                    .push(text(0).unwrap_or_default().to_string());
+            }
+            None => return Err(LookupError::Malformed),
+        }
+        Ok(())
+    }
+}
+
+/// Columns of a text-format DataRow body; `None` = NULL.
+fn data_row(body: &[u8]) -> Result<Vec<Option<&str>>, LookupError> {
+    let mut rest = body;
+    let n = take_i16(&mut rest)?;
+    let mut out = Vec::with_capacity(n.max(0) as usize);
+    for _ in 0..n {
+        let len = take_i32(&mut rest)?;
+        if len < 0 {
+            out.push(None);
+            continue;
+        }
+        let len = len as usize;
+        if rest.len() < len {
+            return Err(LookupError::Malformed);
+        }
+        let (value, tail) = rest.split_at(len);
+        rest = tail;
+        out.push(Some(
+            std::str::from_utf8(value).map_err(|_| LookupError::Malformed)?,
+        ));
+    }
+    Ok(out)
+}
+
+fn take_i16(rest: &mut &[u8]) -> Result<i16, LookupError> {
+    let (head, tail) = rest
+        .split_first_chunk::<2>()
+        .ok_or(LookupError::Malformed)?;
+    *rest = tail;
+    Ok(i16::from_be_bytes(*head))
+}
+
+fn take_i32(rest: &mut &[u8]) -> Result<i32, LookupError> {
+    let (head, tail) = rest
+        .split_first_chunk::<4>()
+        .ok_or(LookupError::Malformed)?;
+    *rest = tail;
+    Ok(i32::from_be_bytes(*head))
+}
+
+/// The `M` field of an ErrorResponse body.
+fn error_message(body: &[u8]) -> String {
+    body.split(|b| *b == 0)
+        .find_map(|f| f.strip_prefix(b"M"))
+        .map(|m| String::from_utf8_lossy(m).into_owned())
+        .unwrap_or_else(|| "unknown error".into())
+}
