@@ -15,8 +15,8 @@ pub mod writer;
 
 pub use migration::{detect as detect_migration, MigrationRevision, MigrationTool};
 pub use record::{
-    Decision, Fate, FateReason, FateRecord, Outcome, OutcomeRecord, Record, SessionCounts,
-    SessionEnd, SessionStart, StatementRecord, TableSize,
+    Decision, Fate, FateReason, FateRecord, MigrationInTx, Outcome, OutcomeRecord, Record,
+    SessionCounts, SessionEnd, SessionStart, StatementRecord, TableSize,
 };
 pub use txfate::{Completion, FateDecision, TxFateTracker};
 pub use writer::{AuditHandle, AuditStats};

@@ -277,8 +277,21 @@ pub struct FateRecord {
     pub fate: Fate,
     /// What ended the transaction.
     pub reason: FateReason,
-    /// Migration revisions recorded in the same transaction (Alembic's arrives after the DDL).
-    pub migrations: Vec<MigrationRevision>,
+    /// Migration revisions recorded in the same transaction, in order, each with the audited
+    /// statements it covers.
+    pub migrations: Vec<MigrationInTx>,
+}
+
+/// A migration revision recorded in a transaction, and the audited statements it covers: those
+/// after the previous revision's bookkeeping row and before its own (every supported tool
+/// writes its row after the migration's DDL; Alembic's UPDATE arrives last).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MigrationInTx {
+    /// Tool, revision, description, dirty.
+    #[serde(flatten)]
+    pub revision: MigrationRevision,
+    /// `seq` of the statements of this revision.
+    pub seqs: Vec<u64>,
 }
 
 /// Current time as RFC 3339 UTC with milliseconds, e.g. `2026-11-26T12:28:17.123Z`.

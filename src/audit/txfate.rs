@@ -36,7 +36,7 @@
 //!   in an implicit transaction whose ReadyForQuery never arrived → unknown.
 use super::lex::{ident_value, tokenize};
 use super::migration::MigrationRevision;
-use super::record::{Fate, FateReason};
+use super::record::{now_rfc3339, Fate, FateReason, FateRecord, MigrationInTx};
 use crate::proxy::hook::TxStatus;
 
 /// How one statement completed.
@@ -55,14 +55,47 @@ pub struct FateDecision {
     pub seqs: Vec<u64>,
     pub fate: Fate,
     pub reason: FateReason,
-    /// Migration revisions seen in the same transaction (or after the savepoint).
-    pub migrations: Vec<MigrationRevision>,
+    /// Migration revisions seen in the same transaction (or after the savepoint), each with
+    /// the statements it covers.
+    pub migrations: Vec<MigrationInTx>,
+}
+
+impl FateDecision {
+    /// The `fate` record for this decision.
+    pub fn into_record(self, session_id: &str) -> FateRecord {
+        FateRecord {
+            time: now_rfc3339(),
+            session_id: session_id.to_string(),
+            seqs: self.seqs,
+            fate: self.fate,
+            reason: self.reason,
+            migrations: self.migrations,
+        }
+    }
+}
+
+/// Pairs each revision with the statements between the previous revision's mark and its own.
+fn attach(seqs: &[u64], migrations: Vec<(MigrationRevision, usize)>) -> Vec<MigrationInTx> {
+    let mut prev = 0;
+    migrations
+        .into_iter()
+        .map(|(revision, mark)| {
+            let mark = mark.clamp(prev, seqs.len());
+            let covered = seqs[prev..mark].to_vec();
+            prev = mark;
+            MigrationInTx {
+                revision,
+                seqs: covered,
+            }
+        })
+        .collect()
 }
 
 #[derive(Debug, Default)]
 struct Unit {
     seqs: Vec<u64>,
-    migrations: Vec<MigrationRevision>,
+    /// Each revision with the number of `seqs` seen before it.
+    migrations: Vec<(MigrationRevision, usize)>,
     /// An error happened in the current (implicit or explicit) transaction.
     errored: bool,
     /// A savepoint rollback named an unknown savepoint: nothing can be decided for sure.
@@ -119,7 +152,8 @@ impl TxFateTracker {
     /// A migration revision was seen in the current transaction.
     pub fn migration(&mut self, rev: MigrationRevision) {
         self.in_request = true;
-        self.unit.migrations.push(rev);
+        let mark = self.unit.seqs.len();
+        self.unit.migrations.push((rev, mark));
     }
 
     /// A statement completed. `sql` is that one statement's text (needed only to tell
@@ -204,11 +238,12 @@ impl TxFateTracker {
         } else {
             fate
         };
+        let migrations = attach(&unit.seqs, unit.migrations);
         self.decided.push(FateDecision {
             seqs: unit.seqs,
             fate,
             reason,
-            migrations: unit.migrations,
+            migrations,
         });
     }
 
@@ -225,10 +260,14 @@ impl TxFateTracker {
             self.savepoints[pos].migrations_len,
         );
         let seqs = self.unit.seqs.split_off(sl.min(self.unit.seqs.len()));
-        let migrations = self
+        let migrations: Vec<(MigrationRevision, usize)> = self
             .unit
             .migrations
-            .split_off(ml.min(self.unit.migrations.len()));
+            .split_off(ml.min(self.unit.migrations.len()))
+            .into_iter()
+            .map(|(r, mark)| (r, mark.saturating_sub(sl)))
+            .collect();
+        let migrations = attach(&seqs, migrations);
         if !seqs.is_empty() || !migrations.is_empty() {
             self.decided.push(FateDecision {
                 seqs,
@@ -312,7 +351,46 @@ mod tests {
         let d = one(t.ready_for_query(I));
         assert_eq!(d.seqs, vec![2, 3]);
         assert_eq!((d.fate, d.reason), (Fate::Committed, FateReason::Commit));
-        assert_eq!(d.migrations, vec![rev("0001")]);
+        assert_eq!(
+            d.migrations,
+            vec![MigrationInTx {
+                revision: rev("0001"),
+                seqs: vec![2, 3]
+            }]
+        );
+    }
+
+    #[test]
+    fn alembic_single_transaction_run_splits_statements_by_revision() {
+        // Default Alembic: one transaction for the whole run, version row after each revision.
+        let mut t = TxFateTracker::new();
+        t.ready_for_query(T);
+        t.statement(2);
+        t.statement(3);
+        t.migration(rev("0001"));
+        t.statement(5);
+        t.migration(rev("0002"));
+        t.migration(rev("0003")); // a revision without DDL
+        t.statement(8); // DDL of a revision whose bookkeeping never came
+        ok(&mut t, "COMMIT", "COMMIT");
+        let d = one(t.ready_for_query(I));
+        let covered: Vec<(&str, Vec<u64>)> = d
+            .migrations
+            .iter()
+            .map(|m| (m.revision.revision.as_str(), m.seqs.clone()))
+            .collect();
+        assert_eq!(
+            covered,
+            vec![("0001", vec![2, 3]), ("0002", vec![5]), ("0003", vec![])]
+        );
+        assert_eq!(d.seqs, vec![2, 3, 5, 8]);
+        let rec = d.into_record("s-1");
+        assert_eq!(rec.fate, Fate::Committed);
+        let line = serde_json::to_string(&rec).unwrap_or_default();
+        assert!(
+            line.contains("{\"tool\":\"alembic\",\"revision\":\"0001\",\"seqs\":[2,3]}"),
+            "{line}"
+        );
     }
 
     #[test]
@@ -465,7 +543,13 @@ mod tests {
             (d.fate, d.reason),
             (Fate::RolledBack, FateReason::SavepointRollback)
         );
-        assert_eq!(d.migrations, vec![rev("0002")]);
+        assert_eq!(
+            d.migrations,
+            vec![MigrationInTx {
+                revision: rev("0002"),
+                seqs: vec![3]
+            }]
+        );
         // sp1 still exists; inner is gone.
         t.statement(7);
         ok(&mut t, "CREATE TABLE c ()", "CREATE TABLE");

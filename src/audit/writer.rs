@@ -24,7 +24,7 @@
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::OpenOptionsExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -306,7 +306,7 @@ struct Sink {
 /// Opens for append, creating with mode 0600 (the log holds statement texts), and cuts a torn
 /// last line left by a crash mid-write: a record only counts once its newline is on disk, and
 /// appending after a fragment would glue it to the next record.
-fn open_log(path: &PathBuf) -> io::Result<File> {
+fn open_log(path: &Path) -> io::Result<File> {
     let mut f = OpenOptions::new()
         .read(true)
         .append(true)
@@ -317,7 +317,7 @@ fn open_log(path: &PathBuf) -> io::Result<File> {
     Ok(f)
 }
 
-fn repair_torn_tail(f: &mut File, path: &PathBuf) -> io::Result<()> {
+fn repair_torn_tail(f: &mut File, path: &Path) -> io::Result<()> {
     let meta = f.metadata()?;
     if !meta.is_file() || meta.len() == 0 {
         return Ok(());
@@ -458,6 +458,9 @@ fn lock(s: &Mutex<Sink>) -> std::sync::MutexGuard<'_, Sink> {
     s.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// A waiting `ddl` call and the result it will get.
+type PendingAck = (oneshot::Sender<Result<(), String>>, Result<(), String>);
+
 struct BatchEnd {
     stop: bool,
     wrote: bool,
@@ -465,7 +468,7 @@ struct BatchEnd {
 
 fn write_batch(sink: &Mutex<Sink>, batch: Vec<Msg>, policy: FsyncPolicy, c: &Counters) -> BatchEnd {
     let mut sink = lock(sink);
-    let mut acks: Vec<(oneshot::Sender<Result<(), String>>, Result<(), String>)> = Vec::new();
+    let mut acks: Vec<PendingAck> = Vec::new();
     let mut wrote = false;
     let mut stop: Option<oneshot::Sender<()>> = None;
     for msg in batch {
@@ -525,10 +528,7 @@ fn write_batch(sink: &Mutex<Sink>, batch: Vec<Msg>, policy: FsyncPolicy, c: &Cou
 
 /// fsyncs and turns the pending acks into errors if that failed: a record that may not be on
 /// disk must not let its DDL run.
-fn settle(
-    sink: &mut Sink,
-    acks: &mut Vec<(oneshot::Sender<Result<(), String>>, Result<(), String>)>,
-) {
+fn settle(sink: &mut Sink, acks: &mut [PendingAck]) {
     if let Err(e) = sink.sync() {
         tracing::error!(error = %e, "audit: fsync failed");
         for (_, r) in acks.iter_mut() {
