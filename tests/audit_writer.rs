@@ -333,7 +333,7 @@ fn crash_child() {
         let mut seq = 0u64;
         loop {
             seq += 1;
-            let text = if seq % 7 == 0 {
+            let text = if seq.is_multiple_of(7) {
                 format!("COMMENT ON TABLE t IS '{big}'")
             } else {
                 format!("ALTER TABLE t ADD COLUMN c{seq} int")
