@@ -10,7 +10,6 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use pgwarden::audit::record::now_rfc3339;
 use pgwarden::audit::{
     detect_migration, AuditHandle, Completion, Decision, Fate, Outcome, OutcomeRecord, Record,
     StatementRecord, TxFateTracker,
@@ -291,11 +290,11 @@ impl Session {
             .filter(|s| !s.is_empty())
             .map(str::to_string)
             .collect();
-        let mut seqs = Vec::new();
+        let mut recs: Vec<Option<StatementRecord>> = Vec::new();
         let mut started = Vec::new();
         for s in &stmts {
             self.seq += 1;
-            seqs.push(self.seq);
+            recs.push(None);
             if is_audited(s) {
                 let rec = StatementRecord::new(
                     &self.id,
@@ -306,10 +305,13 @@ impl Session {
                     Decision::Allow,
                 );
                 self.audit
-                    .ddl(&Record::Statement(rec))
+                    .ddl(&Record::Statement(rec.clone()))
                     .await
                     .unwrap_or_else(|e| panic!("audit refused: {e}"));
                 self.tracker.statement(self.seq);
+                if let Some(last) = recs.last_mut() {
+                    *last = Some(rec);
+                }
             }
             for rev in detect_migration(s, &[]) {
                 self.tracker.migration(rev);
@@ -339,14 +341,9 @@ impl Session {
                 Some(tag) => self.tracker.completed(stmt, Completion::Ok(tag)),
                 None => self.tracker.completed(stmt, Completion::Error),
             }
-            if is_audited(stmt) {
-                let rec = OutcomeRecord {
-                    time: now_rfc3339(),
-                    session_id: self.id.clone(),
-                    seq: seqs[i],
-                    outcome,
-                    duration_ms: started[i].elapsed().as_secs_f64() * 1000.0,
-                };
+            if let Some(st) = &recs[i] {
+                let rec =
+                    OutcomeRecord::new(st, outcome, started[i].elapsed().as_secs_f64() * 1000.0);
                 self.audit
                     .ddl(&Record::Outcome(rec))
                     .await
@@ -449,6 +446,9 @@ async fn fates_match_what_postgres_really_kept() {
     s.query("CREATE ROLE r_audit LOGIN PASSWORD 'hunter2'")
         .await;
     s.query("ALTER ROLE r_audit PASSWORD E'hun\\'ter3'").await;
+    // A syntax error whose message echoes the secret literal.
+    s.query("ALTER ROLE r_audit PASSWORD 'hunter4' VALID UNTIL 'hunter4'")
+        .await;
     // Disconnect inside a transaction: the server rolls it back.
     let mut s2 = Session::new(pg.port, &audit, 2).await;
     s2.query("BEGIN").await;
@@ -479,7 +479,7 @@ async fn fates_match_what_postgres_really_kept() {
     // Join statement and fate records from the file.
     let text = std::fs::read_to_string(&log).unwrap_or_else(|e| panic!("{e}"));
     assert!(
-        !text.contains("hunter2") && !text.contains("ter3"),
+        !text.contains("hunter2") && !text.contains("ter3") && !text.contains("hunter4"),
         "secret leaked"
     );
     let mut created: BTreeMap<(String, u64), String> = BTreeMap::new();
@@ -556,6 +556,7 @@ async fn fates_match_what_postgres_really_kept() {
         "revision django polls.0001_initial: committed",
         "ERROR 42P01: relation \"t_missing\" does not exist",
         "ALTER ROLE r_audit PASSWORD '[REDACTED]'",
+        "ERROR 22007: invalid input syntax for type timestamp with time zone: \"[REDACTED]\"",
         "rolled_back (savepoint_rollback)",
         "rolled_back (disconnect)",
     ] {

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use super::fingerprint::fingerprint;
 use super::migration::MigrationRevision;
-use super::redact::redact;
+use super::redact::{redact, redact_values, secret_values};
 use crate::proxy::hook::TxStatus;
 
 /// One line of the audit log.
@@ -150,6 +150,27 @@ pub struct StatementRecord {
     pub injected: Vec<String>,
     /// Table sizes the decision used.
     pub table_sizes: Vec<TableSize>,
+    /// Secret values found in the client's text, kept in memory only (never serialised) to
+    /// scrub them from the rewritten text and from the server's error message.
+    #[serde(skip)]
+    secrets: Secrets,
+}
+
+/// Secret values of a statement. Debug never prints them; they never reach the log.
+#[derive(Clone, Default)]
+struct Secrets(Vec<String>);
+
+impl std::fmt::Debug for Secrets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Secrets({} hidden)", self.0.len())
+    }
+}
+
+impl PartialEq for Secrets {
+    /// Not part of a record's identity (and absent after deserialising).
+    fn eq(&self, _: &Secrets) -> bool {
+        true
+    }
 }
 
 impl StatementRecord {
@@ -164,28 +185,46 @@ impl StatementRecord {
         decision: Decision,
     ) -> StatementRecord {
         let text = redact(sql, scs);
+        let (text, secrets, redacted) = match text {
+            std::borrow::Cow::Owned(t) => {
+                let secrets = secret_values(sql, scs);
+                // The same secret elsewhere in the text (a comment, another literal) goes too.
+                let t = redact_values(&t, &secrets).into_owned();
+                (t, secrets, true)
+            }
+            std::borrow::Cow::Borrowed(t) => (t.to_string(), Vec::new(), false),
+        };
         StatementRecord {
             time: now_rfc3339(),
             session_id: session_id.to_string(),
             seq,
             tx_status,
-            redacted: matches!(text, std::borrow::Cow::Owned(_)),
-            text: text.into_owned(),
+            redacted,
+            text,
             fingerprint: fingerprint(sql, scs),
             decision,
             rules: Vec::new(),
             rewritten: None,
             injected: Vec::new(),
             table_sizes: Vec::new(),
+            secrets: Secrets(secrets),
         }
     }
 
     /// Sets the text sent instead of the client's, redacted.
+    /// The client's secrets are also scrubbed by value: a rejection's `DO ... RAISE` quotes the
+    /// statement inside a string, where token-based redaction cannot see them.
     pub fn with_rewritten(mut self, sent: &str, scs: bool) -> StatementRecord {
         let r = redact(sent, scs);
-        self.redacted |= matches!(r, std::borrow::Cow::Owned(_));
-        self.rewritten = Some(r.into_owned());
+        let r = redact_values(&r, &self.secrets.0).into_owned();
+        self.redacted |= r != sent;
+        self.rewritten = Some(r);
         self
+    }
+
+    /// Removes this statement's secrets from text derived from it (e.g. an injected statement).
+    pub fn scrub(&self, text: &str) -> String {
+        redact_values(text, &self.secrets.0).into_owned()
     }
 }
 
@@ -199,6 +238,27 @@ pub enum Outcome {
     Error { sqlstate: String, message: String },
     /// The server connection ended before an answer arrived.
     Unknown,
+}
+
+impl OutcomeRecord {
+    /// The outcome of `statement`; an error message is scrubbed of the statement's secrets
+    /// (a syntax error can echo the literal it stopped at).
+    pub fn new(statement: &StatementRecord, outcome: Outcome, duration_ms: f64) -> OutcomeRecord {
+        let outcome = match outcome {
+            Outcome::Error { sqlstate, message } => Outcome::Error {
+                sqlstate,
+                message: statement.scrub(&message),
+            },
+            other => other,
+        };
+        OutcomeRecord {
+            time: now_rfc3339(),
+            session_id: statement.session_id.clone(),
+            seq: statement.seq,
+            outcome,
+            duration_ms,
+        }
+    }
 }
 
 /// `outcome`.
@@ -371,6 +431,40 @@ mod tests {
         assert!(line.contains("\"tx_status\":\"in_transaction\""));
         let back: Record = serde_json::from_str(&line).unwrap();
         assert_eq!(back, Record::Statement(r));
+    }
+
+    #[test]
+    fn secrets_never_reach_rewritten_text_messages_or_debug() {
+        let r = StatementRecord::new(
+            "s",
+            1,
+            TxStatus::Idle,
+            "CREATE ROLE x PASSWORD 'Tr0ub4dor' LOGIN",
+            true,
+            Decision::Reject,
+        )
+        .with_rewritten(
+            "DO $pgwarden$ BEGIN RAISE EXCEPTION 'no' USING DETAIL = 'CREATE ROLE x PASSWORD ''Tr0ub4dor'' LOGIN'; END $pgwarden$",
+            true,
+        );
+        let o = OutcomeRecord::new(
+            &r,
+            Outcome::Error {
+                sqlstate: "42601".into(),
+                message: "syntax error at or near \"'Tr0ub4dor'\"".into(),
+            },
+            1.0,
+        );
+        let lines = format!(
+            "{}{}{:?}{:?}",
+            serde_json::to_string(&Record::Statement(r.clone())).unwrap(),
+            serde_json::to_string(&Record::Outcome(o.clone())).unwrap(),
+            r,
+            o
+        );
+        assert!(!lines.contains("Tr0ub4dor"), "{lines}");
+        assert!(r.redacted);
+        assert_eq!(o.seq, 1);
     }
 
     #[test]

@@ -21,6 +21,53 @@ pub const REDACTED: &str = "[REDACTED]";
 /// Redacts secrets in `sql`; borrows when there is nothing to redact (the common case costs two
 /// substring scans and no allocation).
 pub fn redact(sql: &str, standard_conforming_strings: bool) -> Cow<'_, str> {
+    redact_collect(sql, standard_conforming_strings, &mut Vec::new())
+}
+
+/// The secret values [`redact`] would remove from `sql` (decoded, and as written between the
+/// quotes). Used to scrub the same secrets from text derived from the statement where tokens
+/// cannot find them: the `DO ... RAISE` of a rejection quotes the statement inside a string,
+/// and a server error message may echo part of it.
+pub fn secret_values(sql: &str, standard_conforming_strings: bool) -> Vec<String> {
+    let mut v = Vec::new();
+    let _ = redact_collect(sql, standard_conforming_strings, &mut v);
+    v.retain(|s| !s.is_empty());
+    v.dedup();
+    v
+}
+
+/// Replaces every occurrence of each secret in `text` (also with quotes doubled or
+/// backslashes doubled, as when quoted again) by `[REDACTED]`.
+pub fn redact_values<'a>(text: &'a str, secrets: &[String]) -> Cow<'a, str> {
+    let mut variants: Vec<String> = Vec::new();
+    for s in secrets.iter().filter(|s| !s.is_empty()) {
+        for v in [
+            s.clone(),
+            s.replace('\'', "''"),
+            s.replace('\'', "''''"),
+            s.replace('\\', "\\\\"),
+        ] {
+            if !variants.contains(&v) {
+                variants.push(v);
+            }
+        }
+    }
+    // Longest first, so a variant that contains another is replaced whole.
+    variants.sort_by_key(|v| std::cmp::Reverse(v.len()));
+    let mut out: Cow<'a, str> = Cow::Borrowed(text);
+    for v in &variants {
+        if out.contains(v.as_str()) {
+            out = Cow::Owned(out.replace(v.as_str(), REDACTED));
+        }
+    }
+    out
+}
+
+fn redact_collect<'a>(
+    sql: &'a str,
+    standard_conforming_strings: bool,
+    secrets: &mut Vec<String>,
+) -> Cow<'a, str> {
     // Cheap gate: every covered form contains one of these words.
     if !contains_ci(sql, "password") && !contains_ci(sql, "connection") {
         return Cow::Borrowed(sql);
@@ -40,11 +87,22 @@ pub fn redact(sql: &str, standard_conforming_strings: bool) -> Cow<'_, str> {
             _ => false,
         };
         if is_secret_key {
+            let lit = next.text(sql);
+            if let Some(v) = string_value(lit, standard_conforming_strings) {
+                secrets.push(v);
+            }
+            // As written: the body between the opening and the closing quote/tag.
+            let body = lit
+                .find(['\'', '$'])
+                .and_then(|a| lit.get(a + 1..))
+                .map(|b| b.trim_end_matches(['\'', '$']))
+                .unwrap_or("");
+            secrets.push(body.to_string());
             edits.push((next.start, next.end, format!("'{REDACTED}'")));
         } else if t.is_word(sql, "connection") {
             let lit = next.text(sql);
             let replacement = match string_value(lit, standard_conforming_strings) {
-                Some(v) => match redact_conninfo(&v) {
+                Some(v) => match redact_conninfo_collect(&v, secrets) {
                     Cow::Borrowed(_) => continue,
                     Cow::Owned(r) => quote_literal(&r),
                 },
@@ -70,9 +128,13 @@ pub fn redact(sql: &str, standard_conforming_strings: bool) -> Cow<'_, str> {
 /// Redacts `password=` / `sslpassword=` values in a libpq conninfo string, and the password of
 /// a `postgres[ql]://user:secret@host` URI (including `?password=` parameters).
 pub fn redact_conninfo(conninfo: &str) -> Cow<'_, str> {
+    redact_conninfo_collect(conninfo, &mut Vec::new())
+}
+
+fn redact_conninfo_collect<'a>(conninfo: &'a str, secrets: &mut Vec<String>) -> Cow<'a, str> {
     let trimmed = conninfo.trim_start();
     if trimmed.starts_with("postgres://") || trimmed.starts_with("postgresql://") {
-        return redact_uri(conninfo);
+        return redact_uri(conninfo, secrets);
     }
     if !contains_ci(conninfo, "password") {
         return Cow::Borrowed(conninfo);
@@ -129,6 +191,13 @@ pub fn redact_conninfo(conninfo: &str) -> Cow<'_, str> {
         }
         let key_l = key.to_ascii_lowercase();
         if key_l == "password" || key_l == "sslpassword" {
+            let raw = &conninfo[vs..i];
+            let unquoted = raw
+                .strip_prefix('\'')
+                .map(|r| r.strip_suffix('\'').unwrap_or(r))
+                .unwrap_or(raw);
+            secrets.push(unquoted.replace("\\'", "'").replace("\\\\", "\\"));
+            secrets.push(raw.to_string());
             out.push_str(REDACTED);
             changed = true;
         } else {
@@ -142,7 +211,7 @@ pub fn redact_conninfo(conninfo: &str) -> Cow<'_, str> {
     }
 }
 
-fn redact_uri(uri: &str) -> Cow<'_, str> {
+fn redact_uri<'a>(uri: &'a str, secrets: &mut Vec<String>) -> Cow<'a, str> {
     let mut out = uri.to_string();
     let mut changed = false;
     // userinfo: scheme://user:secret@host
@@ -156,6 +225,7 @@ fn redact_uri(uri: &str) -> Cow<'_, str> {
             if let Some(colon) = userinfo.find(':') {
                 let s = rest_start + colon + 1;
                 let e = rest_start + at;
+                secrets.push(out[s..e].to_string());
                 out.replace_range(s..e, REDACTED);
                 changed = true;
             }
@@ -171,7 +241,9 @@ fn redact_uri(uri: &str) -> Cow<'_, str> {
             }
             let key = pair.split('=').next().unwrap_or("").to_ascii_lowercase();
             if (key == "password" || key == "sslpassword") && pair.contains('=') {
-                rebuilt.push_str(&pair[..=pair.find('=').unwrap_or(0)]);
+                let eq = pair.find('=').unwrap_or(0);
+                secrets.push(pair[eq + 1..].to_string());
+                rebuilt.push_str(&pair[..=eq]);
                 rebuilt.push_str(REDACTED);
                 changed = true;
             } else {
@@ -271,6 +343,37 @@ mod tests {
         );
         let plain = "CREATE SUBSCRIPTION s CONNECTION 'host=db dbname=app' PUBLICATION p";
         assert_eq!(r(plain), plain);
+    }
+
+    #[test]
+    fn secrets_are_scrubbed_from_derived_text() {
+        let sql = "ALTER ROLE app PASSWORD 'it''s-s3cret'";
+        let secrets = secret_values(sql, true);
+        assert!(secrets.contains(&"it's-s3cret".to_string()), "{secrets:?}");
+        // A rejection quotes the statement inside a string inside a dollar quote, where the
+        // tokenizer sees one string and no PASSWORD keyword.
+        let sent = "DO $pgwarden$ BEGIN RAISE EXCEPTION 'rejected' USING DETAIL = 'ALTER ROLE app PASSWORD ''it''''s-s3cret'''; END $pgwarden$";
+        assert!(redact(sent, true).contains("s3cret"));
+        let r = redact_values(sent, &secrets);
+        assert!(!r.contains("s3cret"), "{r}");
+        // A server message echoing the literal.
+        let msg = "syntax error at or near \"'it''s-s3cret'\"";
+        assert!(!redact_values(msg, &secrets).contains("s3cret"));
+        let conn = secret_values(
+            "CREATE SUBSCRIPTION s CONNECTION 'postgresql://u:pw9@h/db' PUBLICATION p",
+            true,
+        );
+        assert_eq!(conn, vec!["pw9".to_string()]);
+        let kv = secret_values(
+            "CREATE SUBSCRIPTION s CONNECTION 'host=h password=''a b''' PUBLICATION p",
+            true,
+        );
+        assert!(kv.contains(&"a b".to_string()), "{kv:?}");
+        assert!(secret_values("CREATE TABLE t ()", true).is_empty());
+        assert!(matches!(
+            redact_values("nothing here", &secrets),
+            Cow::Borrowed(_)
+        ));
     }
 
     #[test]
