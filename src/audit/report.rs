@@ -71,6 +71,8 @@ pub struct StatementReport {
     pub decision: Decision,
     pub rules: Vec<String>,
     pub rewritten: Option<String>,
+    /// Table sizes the decision used.
+    pub table_sizes: Vec<super::record::TableSize>,
     /// `None`: no `outcome` record (the proxy stopped before the server answered).
     pub outcome: Option<Outcome>,
     pub duration_ms: Option<f64>,
@@ -105,6 +107,9 @@ struct SessionAcc {
     revision_of: BTreeMap<u64, MigrationRevision>,
     /// Revisions whose transaction held no audited statement: (position after seq, rev, fate).
     empty_revisions: Vec<(u64, MigrationRevision, Fate)>,
+    /// Highest statement seq read so far (file order): places revisions recorded in a
+    /// transaction without audited statements (golang-migrate's own transactions).
+    last_seq: u64,
     fates: BTreeMap<u64, (Fate, FateReason)>,
     outcomes: BTreeMap<u64, (Outcome, f64)>,
 }
@@ -180,6 +185,7 @@ pub fn build_report(path: &str, bytes: &[u8]) -> Result<Report, AuditError> {
             Record::SessionStart(r) => acc.start = Some(r),
             Record::SessionEnd(r) => acc.end = Some(r),
             Record::Statement(r) => {
+                acc.last_seq = acc.last_seq.max(r.seq);
                 acc.statements.insert(
                     r.seq,
                     StatementReport {
@@ -190,6 +196,7 @@ pub fn build_report(path: &str, bytes: &[u8]) -> Result<Report, AuditError> {
                         decision: r.decision,
                         rules: r.rules,
                         rewritten: r.rewritten,
+                        table_sizes: r.table_sizes,
                         outcome: None,
                         duration_ms: None,
                         fate: None,
@@ -204,11 +211,20 @@ pub fn build_report(path: &str, bytes: &[u8]) -> Result<Report, AuditError> {
                 for s in &r.seqs {
                     acc.fates.insert(*s, (r.fate, r.reason));
                 }
+                // A revision without statements sits after the statements of the revisions
+                // recorded before it in the same transaction, else before the transaction's
+                // first statement, else (no statements at all) where the file has got to.
+                let mut covered_before: Option<u64> = None;
                 for m in r.migrations {
                     if m.seqs.is_empty() {
-                        let pos = r.seqs.iter().copied().max().unwrap_or(0);
+                        let pos = match (covered_before, r.seqs.iter().min()) {
+                            (Some(p), _) => p,
+                            (None, Some(first)) => first.saturating_sub(1),
+                            (None, None) => acc.last_seq,
+                        };
                         acc.empty_revisions.push((pos, m.revision, r.fate));
                     } else {
+                        covered_before = m.seqs.iter().copied().max().max(covered_before);
                         for s in m.seqs {
                             acc.revision_of.insert(s, m.revision.clone());
                         }
@@ -232,6 +248,7 @@ pub fn build_report(path: &str, bytes: &[u8]) -> Result<Report, AuditError> {
             }
         }
         let mut groups: Vec<RevisionGroup> = Vec::new();
+        acc.empty_revisions.sort_by_key(|(pos, _, _)| *pos);
         let mut empties = acc.empty_revisions.into_iter().peekable();
         for (seq, st) in acc.statements {
             while let Some((pos, rev, fate)) = empties.next_if(|(pos, _, _)| *pos < seq) {
@@ -262,6 +279,7 @@ pub fn build_report(path: &str, bytes: &[u8]) -> Result<Report, AuditError> {
                 statements: Vec::new(),
             });
         }
+        let mut groups = attribute_golang_migrate(groups);
         for g in &mut groups {
             if !g.statements.is_empty() {
                 let first = g.statements[0].fate;
@@ -311,6 +329,51 @@ pub fn build_report(path: &str, bytes: &[u8]) -> Result<Report, AuditError> {
     Ok(report)
 }
 
+/// golang-migrate records `(version, dirty=true)` in a transaction of its own before running a
+/// migration and `(version, dirty=false)` after it, so its DDL is never in the same transaction
+/// as its version row. Statements without a revision between a dirty mark and the next
+/// revision (normally the clean mark of the same version) belong to that version: merge them
+/// into one group labelled with the version (still `[dirty]` when the clean mark never came,
+/// i.e. the migration failed).
+fn attribute_golang_migrate(groups: Vec<RevisionGroup>) -> Vec<RevisionGroup> {
+    use super::migration::MigrationTool;
+    let mut out: Vec<RevisionGroup> = Vec::with_capacity(groups.len());
+    let mut open: Option<usize> = None; // index in `out` of the group collecting statements
+    for g in groups {
+        match &g.migration {
+            Some(m) if m.tool == MigrationTool::GolangMigrate && g.statements.is_empty() => {
+                if m.dirty == Some(true) {
+                    out.push(g);
+                    open = Some(out.len() - 1);
+                    continue;
+                }
+                // The clean mark closes a dirty group of the same version.
+                if let Some(i) = open.take() {
+                    let same = out[i]
+                        .migration
+                        .as_ref()
+                        .is_some_and(|d| d.revision == m.revision);
+                    if same {
+                        out[i].migration = g.migration;
+                        out[i].fate = None;
+                        continue;
+                    }
+                }
+                out.push(g);
+            }
+            None => match open {
+                Some(i) => out[i].statements.extend(g.statements),
+                None => out.push(g),
+            },
+            Some(_) => {
+                open = None;
+                out.push(g);
+            }
+        }
+    }
+    out
+}
+
 fn t_count(t: &mut Totals, st: &StatementReport) {
     t.statements += 1;
     match st.fate {
@@ -337,6 +400,21 @@ fn one_line(s: &str, max: usize) -> String {
         t
     } else {
         collapsed
+    }
+}
+
+fn human_bytes(b: i64) -> String {
+    const UNITS: [&str; 5] = ["bytes", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = b as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u + 1 < UNITS.len() {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{b} bytes")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
     }
 }
 
@@ -466,6 +544,21 @@ pub fn render_text(r: &Report) -> String {
                     st.decision.as_str(),
                     one_line(&st.text, 90)
                 );
+                if !st.table_sizes.is_empty() {
+                    let sizes: Vec<String> = st
+                        .table_sizes
+                        .iter()
+                        .map(|t| {
+                            format!(
+                                "{} ({} rows, {})",
+                                t.table,
+                                t.rows.map_or("?".into(), |r| r.to_string()),
+                                t.bytes.map_or("? bytes".into(), human_bytes)
+                            )
+                        })
+                        .collect();
+                    let _ = writeln!(o, "          tables: {}", sizes.join(", "));
+                }
                 if let Some(rw) = &st.rewritten {
                     let _ = writeln!(o, "          sent instead: {}", one_line(rw, 90));
                 }
@@ -528,6 +621,92 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("ERROR XP001: rejected"), "{text}");
+    }
+
+    #[test]
+    fn golang_migrate_versions_claim_the_ddl_between_their_marks() {
+        let mk = |v: &str| {
+            let mut s = String::new();
+            let line = |s: &mut String, l: String| {
+                s.push_str(&l);
+                s.push('\n');
+            };
+            line(
+                &mut s,
+                format!(
+                    r#"{{"type":"fate","time":"t","session_id":"g","seqs":[],"fate":"committed","reason":"commit","migrations":[{{"tool":"golang-migrate","revision":"{v}","dirty":true,"seqs":[]}}]}}"#
+                ),
+            );
+            s
+        };
+        let stmt = |seq: u64, fate: &str| {
+            format!(
+                "{}\n{}\n",
+                format_args!(
+                    r#"{{"type":"statement","time":"t","session_id":"g","seq":{seq},"tx_status":"idle","text":"CREATE TABLE t{seq} ()","redacted":false,"fingerprint":"0","decision":"allow","rules":[],"rewritten":null,"injected":[],"table_sizes":[]}}"#
+                ),
+                format_args!(
+                    r#"{{"type":"fate","time":"t","session_id":"g","seqs":[{seq}],"fate":"{fate}","reason":"autocommit","migrations":[]}}"#
+                )
+            )
+        };
+        let clean = |v: &str| {
+            format!(
+                r#"{{"type":"fate","time":"t","session_id":"g","seqs":[],"fate":"committed","reason":"commit","migrations":[{{"tool":"golang-migrate","revision":"{v}","dirty":false,"seqs":[]}}]}}"#
+            ) + "\n"
+        };
+        let data = format!(
+            "{}{}{}{}{}{}",
+            mk("1"),
+            stmt(3, "committed"),
+            stmt(4, "committed"),
+            clean("1"),
+            mk("2"),
+            stmt(7, "rolled_back")
+        );
+        let r = build_report("g", data.as_bytes()).unwrap_or_else(|e| panic!("{e}"));
+        let g = &r.sessions[0].groups;
+        assert_eq!(g.len(), 2, "{g:#?}");
+        assert_eq!(
+            g[0].migration
+                .as_ref()
+                .map(|m| (m.revision.as_str(), m.dirty)),
+            Some(("1", Some(false)))
+        );
+        assert_eq!(g[0].statements.len(), 2);
+        assert_eq!(g[0].fate, Some(Fate::Committed));
+        assert_eq!(
+            g[1].migration
+                .as_ref()
+                .map(|m| (m.revision.as_str(), m.dirty)),
+            Some(("2", Some(true)))
+        );
+        assert_eq!(g[1].fate, Some(Fate::RolledBack));
+        let text = render_text(&r);
+        assert!(
+            text.contains("revision golang-migrate 2 [dirty]: rolled_back"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn revision_without_statements_keeps_its_place() {
+        let data = SAMPLE.replace(
+            r#""migrations":[{"tool":"alembic","revision":"0001","seqs":[2]}]"#,
+            r#""migrations":[{"tool":"alembic","revision":"0001","seqs":[2]},{"tool":"alembic","revision":"0002","seqs":[]},{"tool":"alembic","revision":"0003","seqs":[4]}]"#,
+        );
+        let r = build_report("x", data.as_bytes()).unwrap_or_else(|e| panic!("{e}"));
+        let labels: Vec<String> = r.sessions[0]
+            .groups
+            .iter()
+            .map(|g| {
+                g.migration
+                    .as_ref()
+                    .map_or("-".into(), |m| m.revision.clone())
+            })
+            .collect();
+        assert_eq!(labels, vec!["0001", "0002", "0003"]);
+        assert!(render_text(&r).contains("tables: public.big (1000000 rows, ? bytes)"));
     }
 
     #[test]
