@@ -451,3 +451,59 @@ fn kill_dash_9_leaves_only_complete_lines() {
     let recs = read_records(&p);
     assert!(recs.len() > 450);
 }
+
+/// Numbers, not a pass/fail check: `cargo test --test audit_writer throughput -- --ignored
+/// --nocapture`. Sessions each write statement records one after another, as DDL would.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore]
+async fn throughput() {
+    for (policy, sessions) in [
+        (FsyncPolicy::Always, 1u64),
+        (FsyncPolicy::Always, 16),
+        (FsyncPolicy::Never, 1),
+        (FsyncPolicy::Never, 16),
+    ] {
+        let dir = tmp();
+        let p = dir.path().join("a.jsonl");
+        let h = AuditHandle::start(&AuditConfig {
+            fsync: policy,
+            ..cfg(&p)
+        })
+        .unwrap_or_else(|e| panic!("{e}"));
+        let per = 400u64;
+        let t0 = Instant::now();
+        let mut tasks = Vec::new();
+        for s in 0..sessions {
+            let h = h.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut lat = Vec::with_capacity(per as usize);
+                for i in 0..per {
+                    let t = Instant::now();
+                    h.ddl(&statement(
+                        &format!("s{s}"),
+                        i,
+                        "ALTER TABLE orders ADD COLUMN note text",
+                    ))
+                    .await
+                    .unwrap_or_else(|e| panic!("{e}"));
+                    lat.push(t.elapsed());
+                }
+                lat
+            }));
+        }
+        let mut lat = Vec::new();
+        for t in tasks {
+            lat.extend(t.await.unwrap_or_else(|e| panic!("{e}")));
+        }
+        let secs = t0.elapsed().as_secs_f64();
+        h.shutdown().await;
+        lat.sort();
+        let n = lat.len();
+        println!(
+            "fsync={policy:?} sessions={sessions}: {:.0} records/s, ack p50 {:?} p99 {:?}",
+            n as f64 / secs,
+            lat[n / 2],
+            lat[n * 99 / 100]
+        );
+    }
+}
