@@ -456,6 +456,43 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        /// Client text is arbitrary: nothing in the audit layer may panic on it, and every span
+        /// must be sliceable.
+        #[test]
+        fn arbitrary_text_never_panics(s in "\\PC{0,200}", scs in proptest::bool::ANY) {
+            for t in tokenize(&s, scs) {
+                proptest::prop_assert!(s.is_char_boundary(t.start) && s.is_char_boundary(t.end));
+                proptest::prop_assert!(t.start < t.end);
+                let _ = string_value(t.text(&s), scs);
+            }
+            let _ = crate::audit::redact::redact(&s, scs);
+            let _ = crate::audit::redact::redact_conninfo(&s);
+            let _ = crate::audit::fingerprint::fingerprint(&s, scs);
+            let _ = crate::audit::migration::detect(&s, &[Some("x")]);
+        }
+
+        /// Whatever follows, a password literal never survives redaction.
+        #[test]
+        fn password_literal_is_always_redacted(
+            prefix in "[a-zA-Z ,()]{0,30}",
+            secret in "[a-zA-Z0-9!#%&*+]{6,20}",
+            suffix in "\\PC{0,60}",
+            form in 0usize..4,
+        ) {
+            let lit = match form {
+                0 => format!("'{secret}'"),
+                1 => format!("E'{secret}'"),
+                2 => format!("$pw${secret}$pw$"),
+                _ => format!("'{secret}''s'"),
+            };
+            let sql = format!("ALTER ROLE {prefix} PASSWORD {lit} {suffix}");
+            let r = crate::audit::redact::redact(&sql, true);
+            let before_suffix = &r[..r.len() - suffix.len()];
+            proptest::prop_assert!(!before_suffix.contains(&secret), "{}", r);
+        }
+    }
+
     #[test]
     fn contains_ci_works() {
         assert!(contains_ci(
