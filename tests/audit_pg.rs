@@ -11,8 +11,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use pgwarden::audit::{
-    detect_migration, AuditHandle, Completion, Decision, Fate, Outcome, OutcomeRecord, Record,
-    StatementRecord, TxFateTracker,
+    AuditHandle, AuditSession, Decision, Fate, Outcome, Record, SessionInfo, StatementResult,
 };
 use pgwarden::config::audit::AuditConfig;
 use pgwarden::proxy::hook::TxStatus;
@@ -253,12 +252,11 @@ fn data_row(b: &[u8]) -> Vec<Option<String>> {
     out
 }
 
-/// Plays the proxy session's part of the audit contract over a real connection.
+/// Plays the proxy session's part of the audit contract over a real connection, through
+/// the same `AuditSession` calls the proxy makes.
 struct Session {
     conn: Conn,
-    audit: AuditHandle,
-    tracker: TxFateTracker,
-    id: String,
+    audit: AuditSession,
     seq: u64,
 }
 
@@ -273,11 +271,18 @@ fn is_audited(stmt: &str) -> bool {
 
 impl Session {
     async fn new(port: u16, audit: &AuditHandle, n: u64) -> Session {
+        let conn = Conn::connect(port).await;
+        let info = SessionInfo {
+            client_addr: "127.0.0.1:1".into(),
+            user: "postgres".into(),
+            database: "postgres".into(),
+            application_name: "audit_pg".into(),
+            server_pid: None,
+            tls: false,
+        };
         Session {
-            conn: Conn::connect(port).await,
-            audit: audit.clone(),
-            tracker: TxFateTracker::new(),
-            id: audit.session_id(n),
+            conn,
+            audit: AuditSession::start(audit, n, info),
             seq: 0,
         }
     }
@@ -290,77 +295,52 @@ impl Session {
             .filter(|s| !s.is_empty())
             .map(str::to_string)
             .collect();
-        let mut recs: Vec<Option<StatementRecord>> = Vec::new();
-        let mut started = Vec::new();
+        let first_seq = self.seq + 1;
         for s in &stmts {
             self.seq += 1;
-            recs.push(None);
+            self.audit.seen(Decision::Allow);
             if is_audited(s) {
-                let rec = StatementRecord::new(
-                    &self.id,
-                    self.seq,
-                    self.tracker.status(),
-                    s,
-                    true,
-                    Decision::Allow,
-                );
+                let rec = self.audit.statement(self.seq, s, Decision::Allow);
                 self.audit
-                    .ddl(&Record::Statement(rec.clone()))
+                    .before_forward(rec)
                     .await
                     .unwrap_or_else(|e| panic!("audit refused: {e}"));
-                self.tracker.statement(self.seq);
-                if let Some(last) = recs.last_mut() {
-                    *last = Some(rec);
-                }
+            } else {
+                self.audit.dml(s, &[]);
             }
-            for rev in detect_migration(s, &[]) {
-                self.tracker.migration(rev);
-            }
-            started.push(Instant::now());
         }
         self.conn.send_query(sql).await;
         let evs = self.conn.read_until_ready().await;
         let mut i = 0;
         for ev in evs {
-            let (completion, outcome) = match ev {
-                Ev::Complete(tag) => (Some(tag.clone()), Outcome::Ok { tag }),
-                Ev::Error { sqlstate, message } => (None, Outcome::Error { sqlstate, message }),
+            let stmt = stmts.get(i).map(String::as_str).unwrap_or("");
+            let seq = first_seq + i as u64;
+            let r = match &ev {
+                Ev::Complete(tag) => StatementResult::Ok { tag },
+                Ev::Error { sqlstate, message } => StatementResult::Error { sqlstate, message },
                 Ev::Row(_) => continue,
                 Ev::Ready(st) => {
-                    for d in self.tracker.ready_for_query(st) {
-                        self.audit
-                            .ddl(&Record::Fate(d.into_record(&self.id)))
-                            .await
-                            .unwrap_or_else(|e| panic!("{e}"));
-                    }
+                    self.audit
+                        .ready_for_query(*st)
+                        .await
+                        .unwrap_or_else(|e| panic!("{e}"));
                     break;
                 }
             };
-            let Some(stmt) = stmts.get(i) else { continue };
-            match &completion {
-                Some(tag) => self.tracker.completed(stmt, Completion::Ok(tag)),
-                None => self.tracker.completed(stmt, Completion::Error),
-            }
-            if let Some(st) = &recs[i] {
-                let rec =
-                    OutcomeRecord::new(st, outcome, started[i].elapsed().as_secs_f64() * 1000.0);
-                self.audit
-                    .ddl(&Record::Outcome(rec))
-                    .await
-                    .unwrap_or_else(|e| panic!("{e}"));
-            }
+            self.audit
+                .completed(seq, stmt, r)
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
             i += 1;
         }
     }
 
-    async fn drop_connection(mut self) {
-        for d in self.tracker.connection_closed(false) {
-            self.audit
-                .ddl(&Record::Fate(d.into_record(&self.id)))
-                .await
-                .unwrap_or_else(|e| panic!("{e}"));
-        }
-        let _ = self.conn.s.shutdown().await;
+    async fn drop_connection(self) {
+        let Session {
+            mut conn, audit, ..
+        } = self;
+        audit.closed(false).await;
+        let _ = conn.s.shutdown().await;
     }
 }
 
@@ -545,6 +525,8 @@ async fn fates_match_what_postgres_really_kept() {
         .output()
         .unwrap_or_else(|e| panic!("{e}"));
     let report = String::from_utf8_lossy(&out.stdout);
+    // Shown with --nocapture (and on failure): what a CI log would show.
+    eprintln!("{report}");
     assert!(
         out.status.success(),
         "{}",
@@ -559,6 +541,8 @@ async fn fates_match_what_postgres_really_kept() {
         "ERROR 22007: invalid input syntax for type timestamp with time zone: \"[REDACTED]\"",
         "rolled_back (savepoint_rollback)",
         "rolled_back (disconnect)",
+        // session_end of the dropped session, with its counters.
+        "statements seen 2, warned 0, rejected 0, rewritten 0",
     ] {
         assert!(
             report.contains(needle),

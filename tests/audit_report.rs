@@ -30,7 +30,7 @@ fn text_report_shows_revisions_outcomes_and_fates() {
         "CREATE TABLE users ( id SERIAL NOT NULL, name TEXT, PRIMARY KEY (id) )",
         "-> CREATE TABLE  4.2 ms  committed (commit)",
         "ALTER ROLE app PASSWORD '[REDACTED]'",
-        "no migration revision recorded: rolled_back",
+        "no migration revision recorded, one transaction: rolled_back",
         "[require-concurrent-index-creation] CREATE INDEX ix_orders_user ON orders (user_id)",
         "-> ERROR XP001: require-concurrent-index-creation",
         "rolled_back (rollback)",

@@ -1,8 +1,8 @@
 //! Audit log of executed DDL: records, redaction, fingerprints, migration detection, transaction
 //! fate, the writer task, and the report.
 //!
-//! The session's side of the contract (what to call when) is in [`writer`]'s module docs;
-//! docs/audit.md documents every record field.
+//! A proxy session talks to this layer through [`AuditSession`] (what to call when is in its
+//! module docs and in docs/audit.md, which also documents every record field).
 pub mod cli;
 pub mod fingerprint;
 mod lex;
@@ -10,6 +10,7 @@ pub mod migration;
 pub mod record;
 pub mod redact;
 pub mod report;
+pub mod session;
 pub mod txfate;
 pub mod writer;
 
@@ -18,6 +19,7 @@ pub use record::{
     Decision, Fate, FateReason, FateRecord, MigrationInTx, Outcome, OutcomeRecord, Record,
     SessionCounts, SessionEnd, SessionStart, StatementRecord, TableSize,
 };
+pub use session::{AuditSession, SessionInfo, StatementResult};
 pub use txfate::{Completion, FateDecision, TxFateTracker};
 pub use writer::{AuditHandle, AuditStats};
 

@@ -111,6 +111,10 @@ struct SessionAcc {
     /// transaction without audited statements (golang-migrate's own transactions).
     last_seq: u64,
     fates: BTreeMap<u64, (Fate, FateReason)>,
+    /// seq → which transaction (fate record) held it; all committed autocommit statements
+    /// share one key so they read as one block.
+    tx_of: BTreeMap<u64, usize>,
+    n_fates: usize,
     outcomes: BTreeMap<u64, (Outcome, f64)>,
 }
 
@@ -208,8 +212,15 @@ pub fn build_report(path: &str, bytes: &[u8]) -> Result<Report, AuditError> {
                 acc.outcomes.insert(r.seq, (r.outcome, r.duration_ms));
             }
             Record::Fate(r) => {
+                let tx = if r.reason == FateReason::Autocommit && r.fate == Fate::Committed {
+                    usize::MAX
+                } else {
+                    acc.n_fates
+                };
+                acc.n_fates += 1;
                 for s in &r.seqs {
                     acc.fates.insert(*s, (r.fate, r.reason));
+                    acc.tx_of.insert(*s, tx);
                 }
                 // A revision without statements sits after the statements of the revisions
                 // recorded before it in the same transaction, else before the transaction's
@@ -250,6 +261,7 @@ pub fn build_report(path: &str, bytes: &[u8]) -> Result<Report, AuditError> {
         let mut groups: Vec<RevisionGroup> = Vec::new();
         acc.empty_revisions.sort_by_key(|(pos, _, _)| *pos);
         let mut empties = acc.empty_revisions.into_iter().peekable();
+        let mut last_key: Option<usize> = None;
         for (seq, st) in acc.statements {
             while let Some((pos, rev, fate)) = empties.next_if(|(pos, _, _)| *pos < seq) {
                 let _ = pos;
@@ -260,9 +272,19 @@ pub fn build_report(path: &str, bytes: &[u8]) -> Result<Report, AuditError> {
                 });
             }
             let rev = acc.revision_of.get(&seq).cloned();
+            // Statements without a revision are grouped per transaction.
+            let key = if rev.is_none() {
+                acc.tx_of.get(&seq).copied()
+            } else {
+                None
+            };
             t_count(&mut report.totals, &st);
             match groups.last_mut() {
-                Some(g) if g.migration == rev && !(g.statements.is_empty() && rev.is_some()) => {
+                Some(g)
+                    if g.migration == rev
+                        && !(g.statements.is_empty() && rev.is_some())
+                        && last_key == key =>
+                {
                     g.statements.push(st)
                 }
                 _ => groups.push(RevisionGroup {
@@ -271,6 +293,7 @@ pub fn build_report(path: &str, bytes: &[u8]) -> Result<Report, AuditError> {
                     statements: vec![st],
                 }),
             }
+            last_key = key;
         }
         for (_, rev, fate) in empties {
             groups.push(RevisionGroup {
@@ -498,7 +521,17 @@ pub fn render_text(r: &Report) -> String {
         for g in &s.groups {
             let label = match &g.migration {
                 Some(m) => format!("revision {}", migration_label(m)),
-                None => "no migration revision recorded".to_string(),
+                None if !g.statements.is_empty()
+                    && g.statements
+                        .iter()
+                        .all(|s| s.fate_reason == Some(FateReason::Autocommit)) =>
+                {
+                    "no migration revision recorded, autocommit".to_string()
+                }
+                None if g.statements.iter().all(|s| s.fate.is_none()) => {
+                    "no migration revision recorded".to_string()
+                }
+                None => "no migration revision recorded, one transaction".to_string(),
             };
             let fate = match g.fate {
                 Some(f) => f.as_str().to_string(),
