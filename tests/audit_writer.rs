@@ -507,3 +507,33 @@ async fn throughput() {
         );
     }
 }
+
+#[tokio::test]
+async fn sighup_reopens_the_file() {
+    let dir = tmp();
+    let p = dir.path().join("audit.jsonl");
+    let rotated = dir.path().join("audit.jsonl.1");
+    let h = AuditHandle::start(&cfg(&p)).unwrap_or_else(|e| panic!("{e}"));
+    let _hup = h.reopen_on_sighup().unwrap_or_else(|e| panic!("{e}"));
+    h.ddl(&statement("s", 1, "CREATE TABLE a ()"))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    std::fs::rename(&p, &rotated).unwrap_or_else(|e| panic!("{e}"));
+    // What logrotate's postrotate does: kill -HUP <pid>.
+    let st = Command::new("kill")
+        .args(["-HUP", &std::process::id().to_string()])
+        .status()
+        .unwrap_or_else(|e| panic!("kill: {e}"));
+    assert!(st.success());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !p.exists() {
+        assert!(Instant::now() < deadline, "SIGHUP did not reopen {p:?}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    h.ddl(&statement("s", 2, "CREATE TABLE b ()"))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    h.shutdown().await;
+    assert_eq!(read_records(&rotated).len(), 1);
+    assert_eq!(read_records(&p).len(), 1);
+}

@@ -274,6 +274,27 @@ impl AuditHandle {
         }
     }
 
+    /// Spawns a task that calls [`Self::reopen`] on every SIGHUP (logrotate's `postrotate`
+    /// sends it). Errors only if the signal handler cannot be installed. The proxy may instead
+    /// call `reopen` from a signal loop of its own.
+    pub fn reopen_on_sighup(&self) -> Result<tokio::task::JoinHandle<()>, AuditError> {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut hup = signal(SignalKind::hangup()).map_err(|source| AuditError::Open {
+            path: "SIGHUP handler".into(),
+            source,
+        })?;
+        let handle = self.clone();
+        Ok(tokio::spawn(async move {
+            while hup.recv().await.is_some() {
+                match handle.reopen().await {
+                    Ok(()) => tracing::info!("audit: log reopened after SIGHUP"),
+                    Err(AuditError::Closed) => return,
+                    Err(e) => tracing::error!(error = %e, "audit: reopen after SIGHUP failed"),
+                }
+            }
+        }))
+    }
+
     /// Writes everything queued, fsyncs and stops the writer.
     pub async fn shutdown(&self) {
         let Some(inner) = &self.inner else { return };
