@@ -1,0 +1,449 @@
+//! Migration-revision detection from the bookkeeping DML that migration tools send.
+//!
+//! Migration tools record what they applied in a table of their own, in the same transaction as
+//! the migration's DDL (Alembic even *after* the DDL: its `UPDATE alembic_version` arrives last).
+//! Recognising that DML tells the audit log which revision a DDL statement belongs to.
+//!
+//! Shapes recognised (literals or `$n` bind parameters, any schema qualification and quoting):
+//! - Alembic: `INSERT INTO alembic_version (version_num) VALUES ('x')`,
+//!   `UPDATE alembic_version SET version_num='y' WHERE alembic_version.version_num = 'x'`.
+//! - Flyway (pgjdbc turns its `?` into `$n`): `INSERT INTO "public"."flyway_schema_history"
+//!   ("installed_rank", "version", "description", "type", "script", "checksum",
+//!   "installed_by", "execution_time", "success") VALUES ($1, ..., $9)`; revision = `version`
+//!   (repeatable migrations have none: `R:` + description), `success = false` → dirty.
+//! - Django: `INSERT INTO "django_migrations" ("app", "name", "applied") VALUES (...)`;
+//!   revision = `app.name`.
+//! - Rails: `INSERT INTO "schema_migrations" ("version") VALUES (...)` (one or many rows).
+//! - golang-migrate: `INSERT INTO "schema_migrations" (version, dirty) VALUES ($1, $2)` after a
+//!   `TRUNCATE`; told apart from Rails by the `dirty` column. golang-migrate writes its version
+//!   in its own transaction (dirty before the migration, clean after), not in the migration's.
+//!
+//! Alembic's `DELETE FROM alembic_version` (downgrade to base) is not reported: it names the
+//! revision being removed, not one being applied.
+use serde::{Deserialize, Serialize};
+
+use super::lex::{ident_value, string_value, tokenize, Kind, Token};
+
+/// Which tool wrote the bookkeeping row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum MigrationTool {
+    Alembic,
+    Flyway,
+    Django,
+    Rails,
+    GolangMigrate,
+}
+
+/// One migration revision seen in bookkeeping DML.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MigrationRevision {
+    /// The tool whose table was written.
+    pub tool: MigrationTool,
+    /// Alembic/Rails/golang-migrate version, Flyway version, Django `app.name`.
+    pub revision: String,
+    /// Flyway's description column, when present.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// golang-migrate's `dirty` flag, or Flyway `success = false`: the tool marked the revision
+    /// as started but not finished.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dirty: Option<bool>,
+}
+
+/// Recognises migration bookkeeping in `sql` (which may hold several statements).
+/// `params` are the Bind parameter values in text form (`None` for NULL or binary format).
+///
+/// Costs one pass over the bytes and no allocation for ordinary DML.
+pub fn detect(sql: &str, params: &[Option<&str>]) -> Vec<MigrationRevision> {
+    if !might_be_bookkeeping(sql) {
+        return Vec::new();
+    }
+    let toks = tokenize(sql, true);
+    let mut out = Vec::new();
+    for stmt in toks.split(|t| t.is_punct(sql, ";")) {
+        detect_one(sql, stmt, params, &mut out);
+    }
+    out
+}
+
+/// One pass looking for `_version`, `_migrations` or `_schema_history` after an underscore.
+fn might_be_bookkeeping(sql: &str) -> bool {
+    let b = sql.as_bytes();
+    let mut i = 0;
+    while let Some(p) = b[i..].iter().position(|&c| c == b'_') {
+        let at = i + p;
+        let rest = &b[at..];
+        for needle in [&b"_version"[..], b"_migrations", b"_schema_history"] {
+            if rest.len() >= needle.len() && rest[..needle.len()].eq_ignore_ascii_case(needle) {
+                return true;
+            }
+        }
+        i = at + 1;
+    }
+    false
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Table {
+    Alembic,
+    Flyway,
+    Django,
+    SchemaMigrations,
+}
+
+fn table_of(name: &str) -> Option<Table> {
+    match name {
+        "alembic_version" => Some(Table::Alembic),
+        "flyway_schema_history" => Some(Table::Flyway),
+        "django_migrations" => Some(Table::Django),
+        "schema_migrations" => Some(Table::SchemaMigrations),
+        _ => None,
+    }
+}
+
+/// Reads a possibly qualified name starting at `i`; returns its last component and the index
+/// after it.
+fn qualified_name(src: &str, t: &[Token], mut i: usize) -> Option<(String, usize)> {
+    let mut last = ident_value(t.get(i)?, src)?;
+    i += 1;
+    while t.get(i).is_some_and(|x| x.is_punct(src, ".")) {
+        last = ident_value(t.get(i + 1)?, src)?;
+        i += 2;
+    }
+    Some((last, i))
+}
+
+/// A scalar value: literal, number, boolean, NULL or `$n`; trailing casts are ignored.
+fn value(src: &str, t: &[Token], params: &[Option<&str>]) -> Option<String> {
+    let first = t.first()?;
+    match first.kind {
+        Kind::String => string_value(first.text(src), true),
+        Kind::Number => Some(first.text(src).to_string()),
+        Kind::Param => {
+            let n: usize = first.text(src).get(1..)?.parse().ok()?;
+            params
+                .get(n.checked_sub(1)?)
+                .copied()
+                .flatten()
+                .map(str::to_string)
+        }
+        Kind::Word if first.is_word(src, "true") || first.is_word(src, "false") => {
+            Some(first.text(src).to_ascii_lowercase())
+        }
+        _ => None,
+    }
+}
+
+/// Splits `t` (the inside of a parenthesised list) at top-level commas.
+fn split_commas(src: &str, t: &[Token]) -> Vec<(usize, usize)> {
+    let mut parts = Vec::new();
+    let mut depth = 0i32;
+    let mut start = 0;
+    for (i, x) in t.iter().enumerate() {
+        if x.is_punct(src, "(") || x.is_punct(src, "[") {
+            depth += 1;
+        } else if x.is_punct(src, ")") || x.is_punct(src, "]") {
+            depth -= 1;
+        } else if depth == 0 && x.is_punct(src, ",") {
+            parts.push((start, i));
+            start = i + 1;
+        }
+    }
+    parts.push((start, t.len()));
+    parts
+}
+
+/// Index of the `)` matching the `(` at `open`.
+fn matching_paren(src: &str, t: &[Token], open: usize) -> Option<usize> {
+    let mut depth = 0i32;
+    for (i, x) in t.iter().enumerate().skip(open) {
+        if x.is_punct(src, "(") {
+            depth += 1;
+        } else if x.is_punct(src, ")") {
+            depth -= 1;
+            if depth == 0 {
+                return Some(i);
+            }
+        }
+    }
+    None
+}
+
+fn is_bool_true(v: Option<&str>) -> Option<bool> {
+    match v?.to_ascii_lowercase().as_str() {
+        "t" | "true" | "1" | "y" | "yes" | "on" => Some(true),
+        "f" | "false" | "0" | "n" | "no" | "off" => Some(false),
+        _ => None,
+    }
+}
+
+fn detect_one(src: &str, t: &[Token], params: &[Option<&str>], out: &mut Vec<MigrationRevision>) {
+    let Some(first) = t.first() else { return };
+    if first.is_word(src, "insert") {
+        if !t.get(1).is_some_and(|x| x.is_word(src, "into")) {
+            return;
+        }
+        let Some((name, i)) = qualified_name(src, t, 2) else {
+            return;
+        };
+        let Some(table) = table_of(&name) else { return };
+        // Column list.
+        if !t.get(i).is_some_and(|x| x.is_punct(src, "(")) {
+            return;
+        }
+        let Some(close) = matching_paren(src, t, i) else {
+            return;
+        };
+        let cols: Vec<Option<String>> = split_commas(src, &t[i + 1..close])
+            .into_iter()
+            .map(|(a, b)| {
+                let part = &t[i + 1 + a..i + 1 + b];
+                if part.len() == 1 {
+                    ident_value(&part[0], src)
+                } else {
+                    None
+                }
+            })
+            .collect();
+        let mut j = close + 1;
+        if !t.get(j).is_some_and(|x| x.is_word(src, "values")) {
+            return;
+        }
+        j += 1;
+        // One or more rows.
+        while t.get(j).is_some_and(|x| x.is_punct(src, "(")) {
+            let Some(end) = matching_paren(src, t, j) else {
+                return;
+            };
+            let inner = &t[j + 1..end];
+            let vals: Vec<Option<String>> = split_commas(src, inner)
+                .into_iter()
+                .map(|(a, b)| value(src, &inner[a..b], params))
+                .collect();
+            let row = Row {
+                cols: &cols,
+                vals: &vals,
+            };
+            if let Some(rev) = row_revision(table, &row) {
+                out.push(rev);
+            }
+            j = end + 1;
+            if t.get(j).is_some_and(|x| x.is_punct(src, ",")) {
+                j += 1;
+            } else {
+                break;
+            }
+        }
+    } else if first.is_word(src, "update") {
+        let mut i = 1;
+        if t.get(i).is_some_and(|x| x.is_word(src, "only")) {
+            i += 1;
+        }
+        let Some((name, mut i)) = qualified_name(src, t, i) else {
+            return;
+        };
+        if table_of(&name) != Some(Table::Alembic) {
+            return;
+        }
+        if !t.get(i).is_some_and(|x| x.is_word(src, "set")) {
+            return;
+        }
+        i += 1;
+        let end = t[i..]
+            .iter()
+            .position(|x| {
+                x.is_word(src, "where") || x.is_word(src, "returning") || x.is_word(src, "from")
+            })
+            .map_or(t.len(), |p| p + i);
+        for (a, b) in split_commas(src, &t[i..end]) {
+            let part = &t[i + a..i + b];
+            if part.len() >= 3
+                && ident_value(&part[0], src).as_deref() == Some("version_num")
+                && part[1].is_punct(src, "=")
+            {
+                if let Some(v) = value(src, &part[2..], params) {
+                    out.push(MigrationRevision {
+                        tool: MigrationTool::Alembic,
+                        revision: v,
+                        description: None,
+                        dirty: None,
+                    });
+                }
+            }
+        }
+    }
+}
+
+/// One VALUES row with its column names.
+struct Row<'a> {
+    cols: &'a [Option<String>],
+    vals: &'a [Option<String>],
+}
+
+impl Row<'_> {
+    fn get(&self, col: &str) -> Option<&str> {
+        let idx = self.cols.iter().position(|c| c.as_deref() == Some(col))?;
+        self.vals.get(idx)?.as_deref()
+    }
+
+    fn has(&self, col: &str) -> bool {
+        self.cols.iter().any(|c| c.as_deref() == Some(col))
+    }
+}
+
+fn row_revision(table: Table, row: &Row<'_>) -> Option<MigrationRevision> {
+    let get = |c: &str| row.get(c);
+    let has_dirty = row.has("dirty");
+    let rev = |tool, revision: String| MigrationRevision {
+        tool,
+        revision,
+        description: None,
+        dirty: None,
+    };
+    match table {
+        Table::Alembic => Some(rev(MigrationTool::Alembic, get("version_num")?.to_string())),
+        Table::Django => Some(rev(
+            MigrationTool::Django,
+            format!("{}.{}", get("app")?, get("name")?),
+        )),
+        Table::SchemaMigrations if has_dirty => {
+            let mut r = rev(MigrationTool::GolangMigrate, get("version")?.to_string());
+            r.dirty = is_bool_true(get("dirty"));
+            Some(r)
+        }
+        Table::SchemaMigrations => Some(rev(MigrationTool::Rails, get("version")?.to_string())),
+        Table::Flyway => {
+            let description = get("description").map(str::to_string);
+            let revision = match get("version") {
+                Some(v) => v.to_string(),
+                None => format!("R:{}", description.clone()?),
+            };
+            let mut r = rev(MigrationTool::Flyway, revision);
+            r.description = description;
+            r.dirty = is_bool_true(get("success")).map(|ok| !ok);
+            Some(r)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn one(sql: &str, params: &[Option<&str>]) -> MigrationRevision {
+        let mut v = detect(sql, params);
+        assert_eq!(v.len(), 1, "{sql}: {v:?}");
+        v.remove(0)
+    }
+
+    #[test]
+    fn ordinary_dml_is_ignored_cheaply() {
+        assert!(!might_be_bookkeeping("SELECT * FROM users WHERE id = 1"));
+        assert!(detect("INSERT INTO users (version) VALUES ('1')", &[]).is_empty());
+        assert!(detect("SELECT version_num FROM alembic_version", &[]).is_empty());
+    }
+
+    #[test]
+    fn alembic() {
+        let r = one(
+            "INSERT INTO alembic_version (version_num) VALUES ('0001') RETURNING alembic_version.version_num",
+            &[],
+        );
+        assert_eq!(
+            (r.tool, r.revision.as_str()),
+            (MigrationTool::Alembic, "0001")
+        );
+        let r = one(
+            "UPDATE alembic_version SET version_num='0002' WHERE alembic_version.version_num = '0001'",
+            &[],
+        );
+        assert_eq!(r.revision, "0002");
+        let r = one(
+            "update \"myschema\".\"alembic_version\" set version_num=$1 where alembic_version.version_num = $2",
+            &[Some("ae10"), Some("0002")],
+        );
+        assert_eq!(r.revision, "ae10");
+        assert!(detect(
+            "DELETE FROM alembic_version WHERE version_num = '0001'",
+            &[]
+        )
+        .is_empty());
+    }
+
+    #[test]
+    fn flyway_with_bind_parameters() {
+        let sql = "INSERT INTO \"public\".\"flyway_schema_history\" (\"installed_rank\", \"version\", \"description\", \"type\", \"script\", \"checksum\", \"installed_by\", \"execution_time\", \"success\") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)";
+        let p = [
+            Some("3"),
+            Some("1.2"),
+            Some("add users"),
+            Some("SQL"),
+            Some("V1_2__add_users.sql"),
+            Some("-12345"),
+            Some("deploy"),
+            Some("40"),
+            Some("t"),
+        ];
+        let r = one(sql, &p);
+        assert_eq!(r.tool, MigrationTool::Flyway);
+        assert_eq!(r.revision, "1.2");
+        assert_eq!(r.description.as_deref(), Some("add users"));
+        assert_eq!(r.dirty, Some(false));
+        // Repeatable migration: version NULL.
+        let mut p2 = p;
+        p2[1] = None;
+        assert_eq!(one(sql, &p2).revision, "R:add users");
+    }
+
+    #[test]
+    fn django_literal_and_params() {
+        let r = one(
+            "INSERT INTO \"django_migrations\" (\"app\", \"name\", \"applied\") VALUES ('polls', '0001_initial', '2024-05-01T10:00:00+00:00'::timestamptz) RETURNING \"django_migrations\".\"id\"",
+            &[],
+        );
+        assert_eq!(
+            (r.tool, r.revision.as_str()),
+            (MigrationTool::Django, "polls.0001_initial")
+        );
+        let r = one(
+            "INSERT INTO \"django_migrations\" (\"app\", \"name\", \"applied\") VALUES ($1, $2, $3)",
+            &[Some("auth"), Some("0002_x"), Some("2024-05-01")],
+        );
+        assert_eq!(r.revision, "auth.0002_x");
+    }
+
+    #[test]
+    fn rails_and_golang_migrate() {
+        let r = one(
+            "INSERT INTO \"schema_migrations\" (\"version\") VALUES ($1) RETURNING \"version\"",
+            &[Some("20240501120000")],
+        );
+        assert_eq!(
+            (r.tool, r.revision.as_str()),
+            (MigrationTool::Rails, "20240501120000")
+        );
+        let v = detect(
+            "INSERT INTO \"schema_migrations\" (version) VALUES\n('20240101000000'),\n('20240102000000');",
+            &[],
+        );
+        assert_eq!(v.len(), 2);
+        let v = detect(
+            "TRUNCATE \"public\".\"schema_migrations\"; INSERT INTO \"public\".\"schema_migrations\" (version, dirty) VALUES ($1, $2)",
+            &[Some("7"), Some("true")],
+        );
+        assert_eq!(v.len(), 1);
+        assert_eq!(v[0].tool, MigrationTool::GolangMigrate);
+        assert_eq!((v[0].revision.as_str(), v[0].dirty), ("7", Some(true)));
+        let r = one(
+            "INSERT INTO schema_migrations (version, dirty) VALUES (8, false)",
+            &[],
+        );
+        assert_eq!((r.revision.as_str(), r.dirty), ("8", Some(false)));
+    }
+
+    #[test]
+    fn missing_parameter_is_no_revision() {
+        assert!(detect("INSERT INTO alembic_version (version_num) VALUES ($1)", &[]).is_empty());
+    }
+}

@@ -1,0 +1,236 @@
+//! The audit layer's per-session front: the few calls a proxy session makes, in protocol order.
+//!
+//! It bundles the writer handle, the transaction-fate tracker, migration detection, the
+//! per-session counters and the statements waiting for their answer, so the session cannot
+//! forget a step of the contract in docs/audit.md:
+//!
+//! ```text
+//! AuditSession::start(&handle, n, info)            after BackendKeyData (session_start)
+//! for every statement:        seen(decision)       counters for session_end
+//! DDL/utility/rejected:       before_forward(rec)  await; Err → refuse, do not forward
+//! DML:                        dml(sql, params)     migration bookkeeping (no I/O)
+//! CommandComplete/Error:      completed(seq, sql, result)   await before forwarding it
+//! ReadyForQuery:              ready_for_query(status)       await before forwarding it
+//! disconnect:                 closed(in_flight)             fates + session_end
+//! ```
+use std::collections::HashMap;
+use std::time::Instant;
+
+use super::migration::detect;
+use super::record::{
+    now_rfc3339, Decision, Outcome, OutcomeRecord, Record, SessionCounts, SessionEnd, SessionStart,
+    StatementRecord,
+};
+use super::txfate::{Completion, TxFateTracker};
+use super::writer::AuditHandle;
+use super::AuditError;
+use crate::proxy::hook::TxStatus;
+
+/// Who is connected (from the StartupMessage, the socket and BackendKeyData).
+#[derive(Debug, Clone, Default)]
+pub struct SessionInfo {
+    pub client_addr: String,
+    pub user: String,
+    pub database: String,
+    pub application_name: String,
+    pub server_pid: Option<i32>,
+    pub tls: bool,
+}
+
+/// How one statement ended, as the server said it.
+#[derive(Debug, Clone, Copy)]
+pub enum StatementResult<'a> {
+    /// CommandComplete.
+    Ok { tag: &'a str },
+    /// ErrorResponse.
+    Error { sqlstate: &'a str, message: &'a str },
+}
+
+/// Per-session audit state. Not `Clone`: one per session task.
+#[derive(Debug)]
+pub struct AuditSession {
+    handle: AuditHandle,
+    id: String,
+    info: SessionInfo,
+    tracker: TxFateTracker,
+    counts: SessionCounts,
+    /// Audited statements forwarded and not yet answered: their record (for the outcome's
+    /// secret scrubbing) and when they were forwarded (for the duration).
+    pending: HashMap<u64, (StatementRecord, Instant)>,
+    /// The session's `standard_conforming_strings` (from ParameterStatus): changes how the
+    /// redactor reads backslashes.
+    scs: bool,
+}
+
+impl AuditSession {
+    /// Starts the session's audit trail and queues its `session_start` record. `n` is the
+    /// proxy's per-run session number.
+    pub fn start(handle: &AuditHandle, n: u64, info: SessionInfo) -> AuditSession {
+        let id = handle.session_id(n);
+        handle.session_start(SessionStart {
+            time: now_rfc3339(),
+            session_id: id.clone(),
+            client_addr: info.client_addr.clone(),
+            user: info.user.clone(),
+            database: info.database.clone(),
+            application_name: info.application_name.clone(),
+            server_pid: info.server_pid,
+            tls: info.tls,
+        });
+        AuditSession {
+            handle: handle.clone(),
+            id,
+            info,
+            tracker: TxFateTracker::new(),
+            counts: SessionCounts::default(),
+            pending: HashMap::new(),
+            scs: true,
+        }
+    }
+
+    /// The audit log's session id.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// Follows ParameterStatus `standard_conforming_strings`.
+    pub fn set_standard_conforming_strings(&mut self, on: bool) {
+        self.scs = on;
+    }
+
+    /// Status from the last ReadyForQuery.
+    pub fn tx_status(&self) -> TxStatus {
+        self.tracker.status()
+    }
+
+    /// Counts one statement the session saw, with its decision (for `session_end`).
+    pub fn seen(&mut self, decision: Decision) {
+        self.counts.statements += 1;
+        match decision {
+            Decision::Warn => self.counts.warned += 1,
+            Decision::Reject => self.counts.rejected += 1,
+            Decision::Rewrite => self.counts.rewritten += 1,
+            Decision::Allow => {}
+        }
+    }
+
+    /// A `statement` record for `sql` (redacted and fingerprinted); fill `rules`,
+    /// `injected`, `table_sizes` and `with_rewritten` before [`Self::before_forward`].
+    pub fn statement(&self, seq: u64, sql: &str, decision: Decision) -> StatementRecord {
+        StatementRecord::new(
+            &self.id,
+            seq,
+            self.tracker.status(),
+            sql,
+            self.scs,
+            decision,
+        )
+    }
+
+    /// Writes the record of a DDL/utility/rejected statement; returns when it is durable.
+    /// `Err`: do not forward the statement — refuse it (`on_audit_failure = "reject-ddl"`).
+    pub async fn before_forward(&mut self, rec: StatementRecord) -> Result<(), AuditError> {
+        self.handle.ddl(&Record::Statement(rec.clone())).await?;
+        self.tracker.statement(rec.seq);
+        self.pending.insert(rec.seq, (rec, Instant::now()));
+        Ok(())
+    }
+
+    /// The session's `standard_conforming_strings`, for [`StatementRecord::with_rewritten`].
+    pub fn scs(&self) -> bool {
+        self.scs
+    }
+
+    /// Looks for migration bookkeeping in a DML statement (`params`: Bind values in text form,
+    /// `None` for NULL or binary). Costs a byte scan for ordinary DML.
+    pub fn dml(&mut self, sql: &str, params: &[Option<&str>]) {
+        for rev in detect(sql, params) {
+            self.tracker.migration(rev);
+        }
+    }
+
+    /// Every statement's completion, in order (DML and transaction control included: the
+    /// tracker needs COMMIT/ROLLBACK/SAVEPOINT). For an audited statement this writes its
+    /// `outcome` record; await it before forwarding the answer to the client. An `Err` here
+    /// means the statement already ran but its outcome is not on disk: forward the answer
+    /// anyway (it cannot be undone) — the failure is logged and the report will show the
+    /// statement without an outcome.
+    pub async fn completed(
+        &mut self,
+        seq: u64,
+        sql: &str,
+        result: StatementResult<'_>,
+    ) -> Result<(), AuditError> {
+        let completion = match result {
+            StatementResult::Ok { tag } => Completion::Ok(tag),
+            StatementResult::Error { .. } => Completion::Error,
+        };
+        self.tracker.completed(sql, completion);
+        let Some((rec, started)) = self.pending.remove(&seq) else {
+            return Ok(());
+        };
+        let outcome = match result {
+            StatementResult::Ok { tag } => Outcome::Ok {
+                tag: tag.to_string(),
+            },
+            StatementResult::Error { sqlstate, message } => Outcome::Error {
+                sqlstate: sqlstate.to_string(),
+                message: message.to_string(),
+            },
+        };
+        let out = OutcomeRecord::new(&rec, outcome, started.elapsed().as_secs_f64() * 1000.0);
+        self.handle.ddl(&Record::Outcome(out)).await
+    }
+
+    /// ReadyForQuery ended a request: writes the fates it decided. Await before forwarding
+    /// the ReadyForQuery. Statements the server skipped (after an error earlier in the same
+    /// request) have no `outcome` record; their fate says rolled back.
+    pub async fn ready_for_query(&mut self, status: TxStatus) -> Result<(), AuditError> {
+        // Statements skipped by the server (after an error in the same request) never answer.
+        self.pending.clear();
+        let mut result = Ok(());
+        for d in self.tracker.ready_for_query(status) {
+            if let Err(e) = self
+                .handle
+                .ddl(&Record::Fate(d.into_record(&self.id)))
+                .await
+            {
+                result = Err(e);
+            }
+        }
+        result
+    }
+
+    /// The connection ended (`request_in_flight`: a request was forwarded whose
+    /// ReadyForQuery never came). Writes the remaining fates, `unknown` outcomes for
+    /// statements left without an answer, and `session_end`.
+    pub async fn closed(mut self, request_in_flight: bool) {
+        let mut unanswered: Vec<_> = self.pending.drain().collect();
+        unanswered.sort_by_key(|(seq, _)| *seq);
+        for (_, (rec, started)) in unanswered {
+            let out = OutcomeRecord::new(
+                &rec,
+                Outcome::Unknown,
+                started.elapsed().as_secs_f64() * 1000.0,
+            );
+            let _ = self.handle.ddl(&Record::Outcome(out)).await;
+        }
+        for d in self.tracker.connection_closed(request_in_flight) {
+            let _ = self
+                .handle
+                .ddl(&Record::Fate(d.into_record(&self.id)))
+                .await;
+        }
+        self.handle.session_end(SessionEnd {
+            time: now_rfc3339(),
+            session_id: self.id.clone(),
+            client_addr: self.info.client_addr.clone(),
+            user: self.info.user.clone(),
+            database: self.info.database.clone(),
+            application_name: self.info.application_name.clone(),
+            server_pid: self.info.server_pid,
+            tls: self.info.tls,
+            counts: self.counts,
+        });
+    }
+}

@@ -1,0 +1,628 @@
+//! The audit writer: a dedicated tokio task fed by a bounded channel, and the handle sessions use.
+//!
+//! Flow (what the session does, and why):
+//! 1. Before forwarding a DDL/utility (or rejected) statement, the session awaits
+//!    [`AuditHandle::ddl`] with its `statement` record. Only when that returns `Ok` is the
+//!    statement forwarded; `Err` means "refuse this DDL" (`on_audit_failure = "reject-ddl"`):
+//!    an audit log that can only be written *after* the DDL ran could not keep DDL from running
+//!    unaudited.
+//! 2. When the server's answer (CommandComplete/ErrorResponse) arrives, the session awaits
+//!    `ddl` with the `outcome` record *before* forwarding the answer to the client. So after a
+//!    `kill -9`, every statement whose outcome the client saw has its `statement` and `outcome`
+//!    lines in the file.
+//! 3. Fate records (from [`super::txfate::TxFateTracker::ready_for_query`]) are awaited with
+//!    `ddl` before the ReadyForQuery that decided them is forwarded, for the same reason.
+//! 4. `session_start`/`session_end` go through the non-blocking [`AuditHandle::record`].
+//!
+//! Plain DML never touches this module except through `record`, which never waits: when the
+//! channel is full, the record is dropped, counted and logged. `ddl` does wait for room.
+//!
+//! Each record is one `write_all` of one line on a file opened with `O_APPEND`; batches of
+//! queued records are written together and (with `fsync = "always"`) made durable by one
+//! `fdatasync` before any of them is acknowledged. Writes run on tokio's blocking pool so a
+//! slow disk never stalls a runtime worker that other sessions need.
+use std::fs::{File, OpenOptions};
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use tokio::sync::{mpsc, oneshot};
+
+use super::record::{Record, SessionEnd, SessionStart};
+use super::AuditError;
+use crate::config::audit::{AuditConfig, FsyncPolicy, OnAuditFailure};
+
+/// Most records written by one blocking call (bounds the time acks wait behind a batch).
+const MAX_BATCH: usize = 512;
+
+enum Msg {
+    /// One encoded line; `ack` is answered after it was written (and fsynced per policy).
+    Line {
+        bytes: Vec<u8>,
+        ack: Option<oneshot::Sender<Result<(), String>>>,
+    },
+    /// Close and reopen the file (logrotate renamed it).
+    Reopen(oneshot::Sender<Result<(), String>>),
+    /// Write what is queued, fsync, stop.
+    Shutdown(oneshot::Sender<()>),
+}
+
+/// Counters of the writer, for metrics and the shutdown log.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct AuditStats {
+    /// Lines written.
+    pub written: u64,
+    /// Non-critical records dropped because the channel was full or the writer gone.
+    pub dropped: u64,
+    /// Lines that could not be written (I/O error).
+    pub failed: u64,
+}
+
+#[derive(Default)]
+struct Counters {
+    written: AtomicU64,
+    dropped: AtomicU64,
+    failed: AtomicU64,
+}
+
+struct Inner {
+    tx: mpsc::Sender<Msg>,
+    counters: Arc<Counters>,
+    on_failure: OnAuditFailure,
+    /// For error messages.
+    path: String,
+}
+
+/// What sessions hold: cheap to clone, all methods safe to call from any task.
+#[derive(Clone)]
+pub struct AuditHandle {
+    inner: Option<Arc<Inner>>,
+}
+
+impl std::fmt::Debug for AuditHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.inner {
+            Some(i) => write!(f, "AuditHandle({})", i.path),
+            None => write!(f, "AuditHandle(disabled)"),
+        }
+    }
+}
+
+/// Identifies this process run in session ids, so ids stay unique in a file that outlives
+/// restarts: start time in ms (hex) and pid.
+fn run_id() -> &'static str {
+    static RUN: OnceLock<String> = OnceLock::new();
+    RUN.get_or_init(|| {
+        let ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis())
+            .unwrap_or_default();
+        format!("{ms:x}-{}", std::process::id())
+    })
+}
+
+impl AuditHandle {
+    /// Opens the sink and spawns the writer task (call inside a tokio runtime). With
+    /// `enabled = false` returns a handle whose methods do nothing and succeed.
+    pub fn start(cfg: &AuditConfig) -> Result<AuditHandle, AuditError> {
+        if !cfg.enabled {
+            return Ok(AuditHandle::disabled());
+        }
+        let target = if cfg.path == "-" {
+            Target::Stdout
+        } else {
+            Target::File(PathBuf::from(&cfg.path))
+        };
+        let mut sink = Sink { target, file: None };
+        if let Target::File(p) = &sink.target {
+            sink.file = Some(open_log(p).map_err(|source| AuditError::Open {
+                path: cfg.path.clone(),
+                source,
+            })?);
+        }
+        let (tx, rx) = mpsc::channel(cfg.channel_capacity);
+        let counters = Arc::new(Counters::default());
+        tokio::spawn(run_writer(
+            rx,
+            Arc::new(Mutex::new(sink)),
+            cfg.fsync,
+            cfg.fsync_interval,
+            counters.clone(),
+        ));
+        Ok(AuditHandle {
+            inner: Some(Arc::new(Inner {
+                tx,
+                counters,
+                on_failure: cfg.on_audit_failure,
+                path: cfg.path.clone(),
+            })),
+        })
+    }
+
+    /// A handle that records nothing (`enabled = false`).
+    pub fn disabled() -> AuditHandle {
+        AuditHandle { inner: None }
+    }
+
+    /// Whether records go anywhere.
+    pub fn is_enabled(&self) -> bool {
+        self.inner.is_some()
+    }
+
+    /// The audit log's session id for the proxy's per-run session number `n`.
+    pub fn session_id(&self, n: u64) -> String {
+        format!("{}-{n}", run_id())
+    }
+
+    /// Writer counters.
+    pub fn stats(&self) -> AuditStats {
+        match &self.inner {
+            None => AuditStats::default(),
+            Some(i) => AuditStats {
+                written: i.counters.written.load(Ordering::Relaxed),
+                dropped: i.counters.dropped.load(Ordering::Relaxed),
+                failed: i.counters.failed.load(Ordering::Relaxed),
+            },
+        }
+    }
+
+    /// Queues a `session_start` record without waiting.
+    pub fn session_start(&self, rec: SessionStart) {
+        self.record(&Record::SessionStart(rec));
+    }
+
+    /// Queues a `session_end` record without waiting.
+    pub fn session_end(&self, rec: SessionEnd) {
+        self.record(&Record::SessionEnd(rec));
+    }
+
+    /// Queues a non-critical record; never waits. A full channel drops the record (counted,
+    /// logged at the first drop and every 1000th after).
+    pub fn record(&self, rec: &Record) {
+        let Some(inner) = &self.inner else { return };
+        let bytes = match encode(rec) {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::error!(error = %e, "audit: cannot encode record; dropped");
+                inner.counters.dropped.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+        };
+        if inner.tx.try_send(Msg::Line { bytes, ack: None }).is_err() {
+            let n = inner.counters.dropped.fetch_add(1, Ordering::Relaxed) + 1;
+            if n == 1 || n % 1000 == 0 {
+                tracing::error!(
+                    dropped = n,
+                    path = %inner.path,
+                    "audit: writer queue full or stopped; non-critical audit records dropped"
+                );
+            }
+        }
+    }
+
+    /// Writes a record that must be durable before the session goes on (statement, outcome,
+    /// fate). Returns when the line is written (and fsynced with `fsync = "always"`).
+    ///
+    /// `Err` means: refuse the DDL (`on_audit_failure = "reject-ddl"`). With `"continue"` a
+    /// failure is logged and counted and `Ok` is returned.
+    pub async fn ddl(&self, rec: &Record) -> Result<(), AuditError> {
+        let Some(inner) = &self.inner else {
+            return Ok(());
+        };
+        let result = self.write_acked(inner, rec).await;
+        match result {
+            Ok(()) => Ok(()),
+            Err(e) => match inner.on_failure {
+                OnAuditFailure::RejectDdl => {
+                    tracing::error!(error = %e, "audit: record not written; DDL refused");
+                    Err(e)
+                }
+                OnAuditFailure::Continue => {
+                    tracing::error!(
+                        error = %e,
+                        "audit: record NOT written; DDL continues unaudited (on_audit_failure = \"continue\")"
+                    );
+                    Ok(())
+                }
+            },
+        }
+    }
+
+    async fn write_acked(&self, inner: &Inner, rec: &Record) -> Result<(), AuditError> {
+        let bytes = encode(rec)?;
+        let (ack, done) = oneshot::channel();
+        inner
+            .tx
+            .send(Msg::Line {
+                bytes,
+                ack: Some(ack),
+            })
+            .await
+            .map_err(|_| AuditError::Closed)?;
+        match done.await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(message)) => Err(AuditError::Write {
+                path: inner.path.clone(),
+                message,
+            }),
+            Err(_) => Err(AuditError::Closed),
+        }
+    }
+
+    /// Closes and reopens the file (SIGHUP after logrotate renamed it). Records queued before
+    /// the call land in the old file, later ones in the new.
+    pub async fn reopen(&self) -> Result<(), AuditError> {
+        let Some(inner) = &self.inner else {
+            return Ok(());
+        };
+        let (ack, done) = oneshot::channel();
+        inner
+            .tx
+            .send(Msg::Reopen(ack))
+            .await
+            .map_err(|_| AuditError::Closed)?;
+        match done.await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(message)) => Err(AuditError::Write {
+                path: inner.path.clone(),
+                message,
+            }),
+            Err(_) => Err(AuditError::Closed),
+        }
+    }
+
+    /// Spawns a task that calls [`Self::reopen`] on every SIGHUP (logrotate's `postrotate`
+    /// sends it). Errors only if the signal handler cannot be installed. The proxy may instead
+    /// call `reopen` from a signal loop of its own.
+    pub fn reopen_on_sighup(&self) -> Result<tokio::task::JoinHandle<()>, AuditError> {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut hup = signal(SignalKind::hangup()).map_err(|source| AuditError::Open {
+            path: "SIGHUP handler".into(),
+            source,
+        })?;
+        let handle = self.clone();
+        Ok(tokio::spawn(async move {
+            while hup.recv().await.is_some() {
+                match handle.reopen().await {
+                    Ok(()) => tracing::info!("audit: log reopened after SIGHUP"),
+                    Err(AuditError::Closed) => return,
+                    Err(e) => tracing::error!(error = %e, "audit: reopen after SIGHUP failed"),
+                }
+            }
+        }))
+    }
+
+    /// Writes everything queued, fsyncs and stops the writer.
+    pub async fn shutdown(&self) {
+        let Some(inner) = &self.inner else { return };
+        let (ack, done) = oneshot::channel();
+        if inner.tx.send(Msg::Shutdown(ack)).await.is_ok() {
+            let _ = done.await;
+        }
+    }
+}
+
+/// One JSON object and a newline. serde_json escapes control characters inside strings, so a
+/// statement's newlines can never split a record.
+fn encode(rec: &Record) -> Result<Vec<u8>, AuditError> {
+    let mut v = serde_json::to_vec(rec)?;
+    v.push(b'\n');
+    Ok(v)
+}
+
+enum Target {
+    Stdout,
+    File(PathBuf),
+}
+
+struct Sink {
+    target: Target,
+    /// `None` after a failed (re)open: every write retries the open.
+    file: Option<File>,
+}
+
+/// Opens for append, creating with mode 0600 (the log holds statement texts), and cuts a torn
+/// last line left by a crash mid-write: a record only counts once its newline is on disk, and
+/// appending after a fragment would glue it to the next record.
+fn open_log(path: &Path) -> io::Result<File> {
+    let mut f = OpenOptions::new()
+        .read(true)
+        .append(true)
+        .create(true)
+        .mode(0o600)
+        .open(path)?;
+    repair_torn_tail(&mut f, path)?;
+    Ok(f)
+}
+
+fn repair_torn_tail(f: &mut File, path: &Path) -> io::Result<()> {
+    let meta = f.metadata()?;
+    if !meta.is_file() || meta.len() == 0 {
+        return Ok(());
+    }
+    let len = meta.len();
+    let mut last = [0u8; 1];
+    f.seek(SeekFrom::Start(len - 1))?;
+    f.read_exact(&mut last)?;
+    if last[0] == b'\n' {
+        return Ok(());
+    }
+    // Search backwards for the last newline, in chunks.
+    let mut end = len;
+    let mut keep = 0u64;
+    let mut buf = vec![0u8; 64 * 1024];
+    while end > 0 {
+        let start = end.saturating_sub(buf.len() as u64);
+        let n = (end - start) as usize;
+        f.seek(SeekFrom::Start(start))?;
+        f.read_exact(&mut buf[..n])?;
+        if let Some(p) = buf[..n].iter().rposition(|&b| b == b'\n') {
+            keep = start + p as u64 + 1;
+            break;
+        }
+        end = start;
+    }
+    tracing::warn!(
+        path = %path.display(),
+        bytes = len - keep,
+        "audit: removing a torn last record left by a crash"
+    );
+    f.set_len(keep)
+}
+
+impl Sink {
+    fn write_line(&mut self, line: &[u8]) -> io::Result<()> {
+        match &self.target {
+            Target::Stdout => {
+                let mut out = io::stdout().lock();
+                out.write_all(line)?;
+                out.flush()
+            }
+            Target::File(path) => {
+                if self.file.is_none() {
+                    self.file = Some(open_log(path)?);
+                }
+                let Some(f) = self.file.as_mut() else {
+                    return Err(io::Error::other("audit file not open"));
+                };
+                let before = f.metadata().ok().filter(|m| m.is_file()).map(|m| m.len());
+                if let Err(e) = f.write_all(line) {
+                    // A partial line (ENOSPC midway) must not stay: the next record would be
+                    // appended to it and neither would parse.
+                    if let Some(len) = before {
+                        let _ = f.set_len(len);
+                    }
+                    return Err(e);
+                }
+                Ok(())
+            }
+        }
+    }
+
+    fn sync(&mut self) -> io::Result<()> {
+        match (&self.target, self.file.as_mut()) {
+            (Target::File(_), Some(f)) => f.sync_data(),
+            (Target::File(_), None) => Err(io::Error::other("audit file not open")),
+            (Target::Stdout, _) => Ok(()),
+        }
+    }
+
+    fn reopen(&mut self) -> io::Result<()> {
+        if let Some(mut f) = self.file.take() {
+            let _ = f.flush();
+            let _ = f.sync_data();
+        }
+        if let Target::File(path) = &self.target {
+            self.file = Some(open_log(path)?);
+        }
+        Ok(())
+    }
+}
+
+async fn run_writer(
+    mut rx: mpsc::Receiver<Msg>,
+    sink: Arc<Mutex<Sink>>,
+    policy: FsyncPolicy,
+    interval: std::time::Duration,
+    counters: Arc<Counters>,
+) {
+    let mut ticker = tokio::time::interval(interval.max(std::time::Duration::from_millis(1)));
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut dirty = false;
+    loop {
+        let first = tokio::select! {
+            m = rx.recv() => match m {
+                Some(m) => m,
+                None => break,
+            },
+            _ = ticker.tick(), if policy == FsyncPolicy::Interval && dirty => {
+                let s = sink.clone();
+                let r = tokio::task::spawn_blocking(move || lock(&s).sync()).await;
+                if let Ok(Err(e)) = r {
+                    tracing::error!(error = %e, "audit: fsync failed");
+                }
+                dirty = false;
+                continue;
+            }
+        };
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(m) => batch.push(m),
+                Err(_) => break,
+            }
+        }
+        let s = sink.clone();
+        let c = counters.clone();
+        let outcome = tokio::task::spawn_blocking(move || write_batch(&s, batch, policy, &c)).await;
+        match outcome {
+            Ok(BatchEnd { stop, wrote }) => {
+                dirty |= wrote;
+                if stop {
+                    return;
+                }
+            }
+            Err(e) => {
+                // A panic in the blocking task drops its acks: waiting DDL gets `Closed`.
+                tracing::error!(error = %e, "audit: writer batch panicked");
+            }
+        }
+    }
+    // All handles gone: make what was written durable.
+    let _ = tokio::task::spawn_blocking(move || lock(&sink).sync()).await;
+}
+
+fn lock(s: &Mutex<Sink>) -> std::sync::MutexGuard<'_, Sink> {
+    s.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// A waiting `ddl` call and the result it will get.
+type PendingAck = (oneshot::Sender<Result<(), String>>, Result<(), String>);
+
+struct BatchEnd {
+    stop: bool,
+    wrote: bool,
+}
+
+fn write_batch(sink: &Mutex<Sink>, batch: Vec<Msg>, policy: FsyncPolicy, c: &Counters) -> BatchEnd {
+    let mut sink = lock(sink);
+    let mut acks: Vec<PendingAck> = Vec::new();
+    let mut wrote = false;
+    let mut stop: Option<oneshot::Sender<()>> = None;
+    for msg in batch {
+        match msg {
+            Msg::Line { bytes, ack } => {
+                let r = sink.write_line(&bytes).map_err(|e| e.to_string());
+                match &r {
+                    Ok(()) => {
+                        wrote = true;
+                        c.written.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Err(e) => {
+                        c.failed.fetch_add(1, Ordering::Relaxed);
+                        if ack.is_none() {
+                            tracing::error!(error = %e, "audit: record not written");
+                        }
+                    }
+                }
+                if let Some(a) = ack {
+                    acks.push((a, r));
+                }
+            }
+            Msg::Reopen(a) => {
+                // Records before the reopen belong to the old file: make them durable there.
+                if wrote && policy != FsyncPolicy::Never {
+                    settle(&mut sink, &mut acks);
+                    wrote = false;
+                }
+                let r = sink.reopen().map_err(|e| e.to_string());
+                if let Err(e) = &r {
+                    tracing::error!(error = %e, "audit: reopen failed; retrying on each record");
+                }
+                let _ = a.send(r);
+            }
+            Msg::Shutdown(a) => {
+                stop = Some(a);
+                break;
+            }
+        }
+    }
+    if wrote && (policy == FsyncPolicy::Always || stop.is_some()) {
+        settle(&mut sink, &mut acks);
+        wrote = false;
+    }
+    for (a, r) in acks {
+        let _ = a.send(r);
+    }
+    match stop {
+        Some(a) => {
+            let _ = sink.sync();
+            let _ = a.send(());
+            BatchEnd { stop: true, wrote }
+        }
+        None => BatchEnd { stop: false, wrote },
+    }
+}
+
+/// fsyncs and turns the pending acks into errors if that failed: a record that may not be on
+/// disk must not let its DDL run.
+fn settle(sink: &mut Sink, acks: &mut [PendingAck]) {
+    if let Err(e) = sink.sync() {
+        tracing::error!(error = %e, "audit: fsync failed");
+        for (_, r) in acks.iter_mut() {
+            if r.is_ok() {
+                *r = Err(format!("fsync failed: {e}"));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::audit::record::{now_rfc3339, Decision, StatementRecord};
+    use crate::proxy::hook::TxStatus;
+
+    fn cfg(path: &std::path::Path) -> AuditConfig {
+        AuditConfig {
+            path: path.display().to_string(),
+            ..AuditConfig::default()
+        }
+    }
+
+    fn stmt(n: u64) -> Record {
+        Record::Statement(StatementRecord::new(
+            "s-1",
+            n,
+            TxStatus::Idle,
+            "CREATE TABLE t (id int)",
+            true,
+            Decision::Allow,
+        ))
+    }
+
+    #[tokio::test]
+    async fn torn_tail_is_cut_on_open() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let p = dir.path().join("a.jsonl");
+        std::fs::write(&p, b"{\"a\":1}\n{\"b\":").unwrap_or_else(|e| panic!("{e}"));
+        let h = AuditHandle::start(&cfg(&p)).unwrap_or_else(|e| panic!("{e}"));
+        h.ddl(&stmt(1)).await.unwrap_or_else(|e| panic!("{e}"));
+        h.shutdown().await;
+        let text = std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{e}"));
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 2);
+        assert_eq!(lines[0], "{\"a\":1}");
+        assert!(lines[1].starts_with("{\"type\":\"statement\""));
+        let _ = now_rfc3339();
+    }
+
+    #[tokio::test]
+    async fn disabled_handle_is_a_no_op() {
+        let h = AuditHandle::disabled();
+        assert!(!h.is_enabled());
+        h.ddl(&stmt(1)).await.unwrap_or_else(|e| panic!("{e}"));
+        h.record(&stmt(2));
+        assert_eq!(h.stats(), AuditStats::default());
+        assert!(h.session_id(7).ends_with("-7"));
+    }
+
+    #[tokio::test]
+    async fn full_channel_drops_non_critical_records_without_waiting() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let p = dir.path().join("a.jsonl");
+        let mut c = cfg(&p);
+        c.channel_capacity = 1;
+        // current_thread runtime: the writer cannot run until we yield, so the queue fills.
+        let h = AuditHandle::start(&c).unwrap_or_else(|e| panic!("{e}"));
+        for n in 0..10 {
+            h.record(&stmt(n));
+        }
+        assert_eq!(h.stats().dropped, 9);
+        h.shutdown().await;
+        assert_eq!(h.stats().written, 1);
+    }
+}
