@@ -450,8 +450,10 @@ struct Stmt {
     meta: bool,
     /// Limit from the options, as u32 (depth is a u32 counter).
     max_depth: u32,
-    /// psql's BEGIN ATOMIC heuristic: words seen so far.
+    /// psql's BEGIN ATOMIC heuristic: words seen so far (counting stops at 4).
     ident_count: u32,
+    /// psql's BEGIN ATOMIC heuristic: the statement starts CREATE [OR REPLACE] FUNCTION|PROCEDURE.
+    routine: bool,
     /// psql's BEGIN ATOMIC heuristic: first letters of CREATE/OR/REPLACE/FUNCTION/PROCEDURE.
     idents: [u8; 4],
     /// psql's BEGIN ATOMIC heuristic: open BEGIN/CASE blocks of a function body.
@@ -494,6 +496,7 @@ impl Stmt {
             meta: false,
             max_depth: u32::try_from(opts.max_depth).unwrap_or(u32::MAX),
             ident_count: 0,
+            routine: false,
             idents: [0; 4],
             begin_depth: 0,
             leading: [Keyword::None; 3],
@@ -515,7 +518,9 @@ impl Stmt {
         self.body_start != usize::MAX
     }
 
-    /// Records one token `bytes[start..end]`.
+    /// Records one token `bytes[start..end]`. Kept small: it runs for every token, and a
+    /// typical SELECT has ~40 of them.
+    #[inline(always)]
     fn token(&mut self, bytes: &[u8], tok: Tok, start: usize, end: usize) {
         if self.body_start == usize::MAX {
             self.body_start = start;
@@ -533,31 +538,45 @@ impl Stmt {
             Tok::Close => self.depth = self.depth.saturating_sub(1),
             _ => {}
         }
-        let word = &bytes[start..end];
+        if self.nlead < 3 || self.phase != Phase::Done {
+            self.head_token(bytes, tok, start, end, depth_before);
+        }
+        if tok == Tok::Word {
+            let word = &bytes[start..end];
+            if self.ident_count < 4 || self.routine {
+                self.psql_begin_heuristic(word, depth_before);
+            }
+            if self.into_check {
+                // Only INTO (4), MERGE (5) and INSERT (6) matter: compare by length first.
+                let prev = self.prev_insert_or_merge;
+                self.prev_insert_or_merge = false;
+                match word.len() {
+                    4 => self.into_seen |= !prev && word.eq_ignore_ascii_case(b"into"),
+                    5 => self.prev_insert_or_merge = word.eq_ignore_ascii_case(b"merge"),
+                    6 => self.prev_insert_or_merge = word.eq_ignore_ascii_case(b"insert"),
+                    _ => {}
+                }
+            }
+        }
+    }
+
+    /// The part of [`Stmt::token`] that only runs while the statement head is being read.
+    #[cold]
+    fn head_token(&mut self, bytes: &[u8], tok: Tok, start: usize, end: usize, depth: u32) {
         if self.nlead < 3 {
             if tok == Tok::Open && self.nlead == 0 {
                 self.lead_paren = true;
             } else {
                 self.leading[usize::from(self.nlead)] = if tok == Tok::Word {
-                    keyword(word)
+                    keyword(&bytes[start..end])
                 } else {
                     Keyword::Other
                 };
                 self.nlead += 1;
             }
         }
-        if tok == Tok::Word {
-            self.psql_begin_heuristic(word, depth_before);
-            if self.into_check && self.phase == Phase::Done {
-                if word.eq_ignore_ascii_case(b"into") && !self.prev_insert_or_merge {
-                    self.into_seen = true;
-                }
-                self.prev_insert_or_merge =
-                    word.eq_ignore_ascii_case(b"insert") || word.eq_ignore_ascii_case(b"merge");
-            }
-        }
         if self.phase != Phase::Done {
-            self.classify(bytes, tok, start, end, depth_before);
+            self.classify(bytes, tok, start, end, depth);
         }
     }
 
@@ -565,20 +584,21 @@ impl Stmt {
     /// copied from psqlscan.l so that `;` inside such a body does not split the statement.
     fn psql_begin_heuristic(&mut self, word: &[u8], depth_before: u32) {
         let n = self.ident_count;
-        self.ident_count = n.saturating_add(1);
         if n < 4 {
+            self.ident_count = n + 1;
             let tracked = [&b"create"[..], b"function", b"procedure", b"or", b"replace"]
                 .iter()
                 .any(|w| word.eq_ignore_ascii_case(w));
             if tracked {
                 self.idents[n as usize] = word[0].to_ascii_lowercase();
             }
+            let id = self.idents;
+            self.routine = id[0] == b'c'
+                && (id[1] == b'f'
+                    || id[1] == b'p'
+                    || (id[1] == b'o' && id[2] == b'r' && (id[3] == b'f' || id[3] == b'p')));
         }
-        let id = self.idents;
-        let routine = id[0] == b'c'
-            && (id[1] == b'f'
-                || id[1] == b'p'
-                || (id[1] == b'o' && id[2] == b'r' && (id[3] == b'f' || id[3] == b'p')));
+        let routine = self.routine;
         if routine && depth_before == 0 {
             if word.eq_ignore_ascii_case(b"begin") {
                 self.begin_depth += 1;
@@ -1004,19 +1024,46 @@ fn keyword(word: &[u8]) -> Keyword {
     }
 }
 
-/// `ident_start` of scan.l: letters, underscore and every non-ASCII byte.
+/// Byte classes, looked up once per byte on the hot path.
+const IDENT_START: u8 = 1;
+/// `ident_cont`: also digits and `$`.
+const IDENT_CONT: u8 = 2;
+/// `dolq_cont`: a dollar-quote tag character (no `$`).
+const TAG_CONT: u8 = 4;
+/// scan.l's `space`.
+const SPACE: u8 = 8;
+
+/// `ident_start` of scan.l is letters, underscore and every non-ASCII byte.
+const CLASS: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        if c.is_ascii_alphabetic() || c == b'_' || c >= 0x80 {
+            t[b] = IDENT_START | IDENT_CONT | TAG_CONT;
+        } else if c.is_ascii_digit() {
+            t[b] = IDENT_CONT | TAG_CONT;
+        } else if c == b'$' {
+            t[b] = IDENT_CONT;
+        } else if matches!(c, b' ' | b'\t' | b'\n' | b'\r' | 0x0b | 0x0c) {
+            // PG 16 added \v; treating it as space is safe on 15, where it is a syntax error.
+            t[b] = SPACE;
+        }
+        b += 1;
+    }
+    t
+};
+
 fn is_ident_start(b: u8) -> bool {
-    b.is_ascii_alphabetic() || b == b'_' || b >= 0x80
+    CLASS[usize::from(b)] & IDENT_START != 0
 }
 
-/// `ident_cont` of scan.l: also digits and `$`.
 fn is_ident_cont(b: u8) -> bool {
-    is_ident_start(b) || b.is_ascii_digit() || b == b'$'
+    CLASS[usize::from(b)] & IDENT_CONT != 0
 }
 
-/// `dolq_cont` of scan.l: a dollar-quote tag character (no `$`).
 fn is_tag_cont(b: u8) -> bool {
-    is_ident_start(b) || b.is_ascii_digit()
+    CLASS[usize::from(b)] & TAG_CONT != 0
 }
 
 /// Scans one statement starting at `start`. Returns it and where the next one starts (`None`
@@ -1028,6 +1075,16 @@ fn scan_statement(bytes: &[u8], start: usize, opts: &LexOptions) -> (RawStatemen
     let mut i = start;
     while i < n {
         let b = bytes[i];
+        // Most bytes are spaces or start words: decide those with one table lookup.
+        let class = CLASS[usize::from(b)];
+        if class & SPACE != 0 {
+            i += 1;
+            continue;
+        }
+        if class & IDENT_START != 0 {
+            i = s.word(bytes, i);
+            continue;
+        }
         match b {
             b';' => {
                 if s.depth == 0 && s.begin_depth == 0 {
@@ -1036,9 +1093,6 @@ fn scan_statement(bytes: &[u8], start: usize, opts: &LexOptions) -> (RawStatemen
                 s.token(bytes, Tok::Punct(b';'), i, i + 1);
                 i += 1;
             }
-            // scan.l's `space` (PG 16 added \v; treating it as space is safe on 15, where it is
-            // a syntax error).
-            b' ' | b'\t' | b'\n' | b'\r' | 0x0b | 0x0c => i += 1,
             b'-' if bytes.get(i + 1) == Some(&b'-') => i = skip_line_comment(bytes, i + 2),
             b'/' if bytes.get(i + 1) == Some(&b'*') => match skip_block_comment(bytes, i + 2) {
                 Some(j) => i = j,
@@ -1082,7 +1136,6 @@ fn scan_statement(bytes: &[u8], start: usize, opts: &LexOptions) -> (RawStatemen
             }
             b'0'..=b'9' => i = s.number(bytes, i),
             b'.' if bytes.get(i + 1).is_some_and(u8::is_ascii_digit) => i = s.number(bytes, i),
-            _ if is_ident_start(b) => i = s.word(bytes, i),
             _ => {
                 s.token(bytes, Tok::Punct(b), i, i + 1);
                 i += 1;
