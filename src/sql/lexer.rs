@@ -1751,6 +1751,10 @@ mod tests {
             "PREPARE p (int, text) AS SELECT $1",
             "prepare p as insert into t values ($1)",
             "SELECT \"into\" FROM t",
+            "EXPLAIN ANALYZE (SELECT 1)",
+            "EXPLAIN (ANALYZE) (SELECT 1) UNION SELECT 2",
+            "EXPLAIN ANALYZE EXECUTE p(1)",
+            "SELECT 1 FOR UPDATE SKIP LOCKED",
         ] {
             assert_eq!(class(q), Dml, "{q}");
         }
