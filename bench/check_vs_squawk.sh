@@ -7,6 +7,7 @@
 #        TARGET_STATEMENTS=10000
 #        SQUAWK_VERSION=2.68.0   same squawk release as the parser pgwarden embeds
 #        SKIP_BUILD=1       use an existing target/release/pgwarden
+#        PGWARDEN=path      time another pgwarden binary (no build)
 # Needs: cargo, python3 (venv + pip, PyPI reachable for squawk-cli). Uses hyperfine if installed.
 # Exit:  0 when at least squawk was measured; a pgwarden that fails (not built yet, errors) is
 #        reported as unavailable instead of timed.
@@ -66,8 +67,8 @@ fi
 SQUAWK="$VENV/bin/squawk"
 echo "squawk: $("$SQUAWK" --version)"
 
-PGWARDEN="$ROOT/target/release/pgwarden"
-if [[ "${SKIP_BUILD:-}" != 1 ]]; then
+PGWARDEN="${PGWARDEN:-$ROOT/target/release/pgwarden}"
+if [[ "${SKIP_BUILD:-}" != 1 && "$PGWARDEN" == "$ROOT/target/release/pgwarden" ]]; then
     (cd "$ROOT" && cargo build --release --quiet --bin pgwarden) || echo "pgwarden: release build failed" >&2
 fi
 
@@ -85,7 +86,10 @@ validate() {
         echo "$name: unavailable (output is not JSON: $(head -c 200 "$OUT/$name.json"))"
         return 1
     fi
-    echo "$name: ok (exit $rc, $(wc -c <"$OUT/$name.json") bytes of JSON)"
+    # The finding count is printed so a reader can tell a fast tool from one that checked nothing.
+    local findings
+    findings=$(python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print(len(d) if isinstance(d, list) else "?")' "$OUT/$name.json")
+    echo "$name: ok (exit $rc, $findings findings)"
 }
 
 # Median wall time in seconds of RUNS runs of a command (exit codes 0/1 accepted).
