@@ -23,7 +23,7 @@ pub fn check(f: &StatementFacts, cx: &Cx<'_>, out: &mut Vec<Finding>) {
     let _ = cx;
     for (column, ty) in declared_types(f) {
         let name = ty.name.as_str();
-        if !(name == "bpchar") {
+        if name != "bpchar" {
             continue;
         }
         let _ = name;

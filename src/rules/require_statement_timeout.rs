@@ -47,10 +47,9 @@ pub fn check(f: &StatementFacts, cx: &Cx<'_>, out: &mut Vec<Finding>) {
                 f.kind.label(),
                 cx.describe(table)
             ),
-            format!(
-                "SET statement_timeout = '2s' before the statement (SET LOCAL inside a transaction) and \
+                            "SET statement_timeout = '2s' before the statement (SET LOCAL inside a transaction) and \
                  retry on timeout."
-            ),
+                .to_string(),
         )
         .lock(Some(*mode)),
     );

@@ -143,6 +143,12 @@ pub struct ScriptState {
     pub not_valid_added: Vec<String>,
     /// Enum values added in the current transaction: (type, label).
     pub enum_values_added: Vec<(ObjectName, String)>,
+    /// lock-held-across-statements already spoke in this transaction.
+    pub ael_reported: bool,
+    /// `CHECK (col IS NOT NULL)` constraints added in this file: (table, constraint, column).
+    pub not_null_checks: Vec<(ObjectName, String, String)>,
+    /// Columns with a validated `CHECK (col IS NOT NULL)` (SET NOT NULL skips its scan, PG ≥ 12).
+    pub validated_not_null: Vec<(ObjectName, String)>,
     /// A BEGIN seen in the text without a matching COMMIT/ROLLBACK yet: its byte offset.
     pub open_begin_at: Option<usize>,
     /// Timeouts set with SET LOCAL, restored at transaction end.
@@ -221,6 +227,35 @@ impl ScriptState {
                 }
             }
         }
+        if let Some(table) = &f.table {
+            for a in &f.actions {
+                if let (Some(c), Some(col)) = (
+                    &a.constraint,
+                    a.constraint
+                        .as_ref()
+                        .and_then(|c| c.checks_not_null_of.clone()),
+                ) {
+                    if let Some(name) = &c.name {
+                        self.not_null_checks
+                            .push((table.clone(), name.clone(), col.clone()));
+                    }
+                    if !c.not_valid {
+                        self.validated_not_null.push((table.clone(), col));
+                    }
+                }
+                if a.kind == super::facts::ActionKind::ValidateConstraint {
+                    let validated: Vec<(ObjectName, String)> = self
+                        .not_null_checks
+                        .iter()
+                        .filter(|(t, n, _)| {
+                            t.same_as(table) && Some(n) == a.constraint_name.as_ref()
+                        })
+                        .map(|(t, _, col)| (t.clone(), col.clone()))
+                        .collect();
+                    self.validated_not_null.extend(validated);
+                }
+            }
+        }
         for inner in &f.body {
             self.advance(inner);
         }
@@ -232,6 +267,7 @@ impl ScriptState {
         self.ael_held.clear();
         self.not_valid_added.clear();
         self.enum_values_added.clear();
+        self.ael_reported = false;
         if let Some(saved) = self.local_timeouts_saved.take() {
             self.timeouts = saved;
         }

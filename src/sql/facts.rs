@@ -449,6 +449,8 @@ pub struct StatementFacts {
     pub columns: Vec<ColumnFacts>,
     /// CREATE TABLE table-level constraints.
     pub constraints: Vec<ConstraintFacts>,
+    /// CREATE INDEX: the plain column names indexed, in order (expressions omitted).
+    pub index_columns: Vec<String>,
     /// Where `CONCURRENTLY` goes (CREATE INDEX, DROP INDEX, REINDEX, REFRESH).
     pub concurrently_at: Option<InsertPoint>,
     /// SET/RESET.
@@ -478,6 +480,7 @@ impl StatementFacts {
             actions: Vec::new(),
             columns: Vec::new(),
             constraints: Vec::new(),
+            index_columns: Vec::new(),
             concurrently_at: None,
             setting: None,
             enum_value: None,

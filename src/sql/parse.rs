@@ -420,6 +420,20 @@ fn create_index(node: &SyntaxNode, base: usize, f: &mut StatementFacts) {
         }
     }
     f.cost = Cost::IndexBuild;
+    if let Some(items) = child(node, K::PARTITION_ITEM_LIST) {
+        f.index_columns = items
+            .children()
+            .filter(|i| i.kind() == K::PARTITION_ITEM)
+            .map(|i| {
+                // A bare column is a single NAME_REF; anything else is an expression.
+                let mut kids = i.children();
+                match (kids.next(), kids.next()) {
+                    (Some(n), None) if n.kind() == K::NAME_REF => name_of(&n).unwrap_or_default(),
+                    _ => String::new(),
+                }
+            })
+            .collect();
+    }
     if !f.flags.concurrently {
         f.concurrently_at = token(node, K::INDEX_KW).map(|t| InsertPoint {
             at: tok_range(&t, base).end,
