@@ -537,6 +537,13 @@ pub fn evaluate(
             }
             Outcome::Empty | Outcome::Dml => {}
         }
+        for rule in [Rule::RequireLockTimeout, Rule::RequireStatementTimeout] {
+            if findings[before..].iter().any(|f| f.rule == rule)
+                && !state.spoken.contains(&rule.id())
+            {
+                state.spoken.push(rule.id());
+            }
+        }
         // lock-held-across-statements speaks once per transaction.
         if findings[before..]
             .iter()

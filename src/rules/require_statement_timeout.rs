@@ -25,7 +25,7 @@ No text rewrite here; the proxy will inject the setting for the statement class 
 
 pub fn check(f: &StatementFacts, cx: &Cx<'_>, out: &mut Vec<Finding>) {
     let current = cx.state.timeouts.statement_timeout_ms;
-    if current.is_some_and(|ms| ms > 0) {
+    if current.is_some_and(|ms| ms > 0) || cx.state.spoken.contains(&Rule::RequireStatementTimeout.id()) {
         return;
     }
     let Some((table, mode)) = f
@@ -42,8 +42,8 @@ pub fn check(f: &StatementFacts, cx: &Cx<'_>, out: &mut Vec<Finding>) {
             Rule::RequireStatementTimeout,
             f,
             format!(
-                "{} waits for a {mode} lock on {} with statement_timeout {state}: \
-                 while it waits, every query on {table} queues behind it",
+                "{} needs the {mode} lock on {} with statement_timeout {state}: \
+                 while it waits, every query on {table} queues behind it (reported once until statement_timeout is set)",
                 f.kind.label(),
                 cx.describe(table)
             ),
@@ -74,6 +74,14 @@ mod tests {
         let sql = "BEGIN; SET LOCAL statement_timeout = '1s'; ALTER TABLE t ADD COLUMN a int; COMMIT; \
                    ALTER TABLE t ADD COLUMN b int;";
         assert_eq!(run(R, sql).len(), 1);
+    }
+
+    #[test]
+    fn reported_once_until_set_again() {
+        let sql = "ALTER TABLE t ADD COLUMN a int; ALTER TABLE t ADD COLUMN b int;";
+        assert_eq!(run(R, sql).len(), 1);
+        let sql = "ALTER TABLE t ADD COLUMN a int; SET statement_timeout = 0; ALTER TABLE t ADD COLUMN b int;";
+        assert_eq!(run(R, sql).len(), 2);
     }
 
     #[test]

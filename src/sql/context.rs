@@ -145,6 +145,9 @@ pub struct ScriptState {
     pub enum_values_added: Vec<(ObjectName, String)>,
     /// lock-held-across-statements already spoke in this transaction.
     pub ael_reported: bool,
+    /// Ids of rules that speak once per text until the state they warn about changes
+    /// (the timeout rules: once until a SET of that timeout).
+    pub spoken: Vec<&'static str>,
     /// `CHECK (col IS NOT NULL)` constraints added in this file: (table, constraint, column).
     pub not_null_checks: Vec<(ObjectName, String, String)>,
     /// Columns with a validated `CHECK (col IS NOT NULL)` (SET NOT NULL skips its scan, PG ≥ 12).
@@ -190,6 +193,8 @@ impl ScriptState {
                     {
                         self.local_timeouts_saved = Some(self.timeouts);
                     }
+                    self.spoken
+                        .retain(|id| !id.contains(s.name.replace('_', "-").as_str()));
                     match s.name.as_str() {
                         // RESET / TO DEFAULT: back to the role/database default, unknown here.
                         "lock_timeout" => self.timeouts.lock_timeout_ms = ms.flatten(),
