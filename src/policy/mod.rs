@@ -102,6 +102,20 @@ impl Policy {
         self.decide(text, &analysis, &evaluation, ctx, allow_rewrite)
     }
 
+    /// Like [`Policy::check_text`], also returning the state after the text (transaction,
+    /// tables created, timeouts set): the proxy feeds it into the next Query's context.
+    pub fn check_text_with_state(
+        &self,
+        text: &str,
+        ctx: &AnalysisContext,
+        allow_rewrite: bool,
+    ) -> (Decision, crate::sql::ScriptState) {
+        let analysis = analyze(text, ctx);
+        let evaluation = evaluate(text, &analysis, ctx, &self.thresholds);
+        let decision = self.decide(text, &analysis, &evaluation, ctx, allow_rewrite);
+        (decision, evaluation.state)
+    }
+
     /// Turns findings into a decision. `allow_rewrite`: the caller can send a rewritten text
     /// instead (the proxy, when the Query holds this one statement and the session is idle).
     pub fn decide(

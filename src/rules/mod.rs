@@ -535,7 +535,18 @@ pub fn evaluate(
             Outcome::Unanalysable(_) | Outcome::ParseError(_) => {
                 findings.push(cannot_analyse::finding(stmt));
             }
-            Outcome::Empty | Outcome::Dml => {}
+            Outcome::Dml => {
+                let cx = Cx {
+                    text,
+                    ctx,
+                    state: &state,
+                    thresholds,
+                    earlier: &stmts[..i],
+                    later: &stmts[i + 1..],
+                };
+                findings.extend(lock_held_across_statements::on_dml(stmt, &cx));
+            }
+            Outcome::Empty => {}
         }
         for rule in [Rule::RequireLockTimeout, Rule::RequireStatementTimeout] {
             if findings[before..].iter().any(|f| f.rule == rule)
@@ -582,8 +593,11 @@ fn prove_rewrite(
     edit: TextEdit,
 ) -> Option<TextEdit> {
     let (new_text, facts) = cx.reparse_with(f, &edit)?;
+    // The neighbours' spans index the old text: the proof sees the statement alone.
     let sub = Cx {
         text: &new_text,
+        earlier: &[],
+        later: &[],
         ..*cx
     };
     let mut again = Vec::new();
