@@ -214,6 +214,27 @@ mod tests {
         assert!(failures.is_empty(), "{}", failures.join("\n"));
     }
 
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(300))]
+        /// No text crashes the analysis, the rules or the policy: client bytes cannot take
+        /// the process down.
+        #[test]
+        fn arbitrary_sqlish_text_never_panics(
+            words in proptest::collection::vec(proptest::sample::select(vec![
+                "ALTER", "TABLE", "t", "ADD", "COLUMN", "CONSTRAINT", "CHECK", "(", ")", ",",
+                ";", "'", "\"", "$$", "$x$", "--", "/*", "*/", "\\copy", "DO", "BEGIN", "END",
+                "CREATE", "INDEX", "CONCURRENTLY", "ON", "DROP", "NOT", "VALID", "NULL",
+                "DEFAULT", "now()", "REFERENCES", "USING", "TYPE", "int", "SET", "é", "\n",
+                "EXECUTE", "COMMIT", "VALUE", "RENAME", "TO", "PARTITION", "DETACH",
+            ]), 0..40)
+        ) {
+            let text = words.join(" ");
+            let ctx = AnalysisContext { file_mode: true, ..AnalysisContext::default() };
+            let d = crate::policy::Policy::default().check_text(&text, &ctx, true);
+            let _ = d.verdict();
+        }
+    }
+
     #[test]
     fn deep_nesting_never_reaches_the_parser() {
         let sql = format!("SELECT {}1{}", "(".repeat(100_000), ")".repeat(100_000));
