@@ -1008,8 +1008,14 @@ fn alter_table(node: &SyntaxNode, base: usize, f: &mut StatementFacts) {
             f.add_lock(r, LockMode::ShareRowExclusive);
         }
         if let Some(p) = &a.partition {
-            // ATTACH/DETACH take ACCESS EXCLUSIVE on the partition itself.
-            f.add_lock(p.clone(), LockMode::AccessExclusive);
+            // ATTACH and plain DETACH take ACCESS EXCLUSIVE on the partition itself; the
+            // concurrent detach (and its FINALIZE) only SHARE UPDATE EXCLUSIVE (PG 14 docs).
+            let mode = if a.concurrently || a.finalize {
+                LockMode::ShareUpdateExclusive
+            } else {
+                LockMode::AccessExclusive
+            };
+            f.add_lock(p.clone(), mode);
         }
         f.cost = f.cost.max(a.cost);
         f.actions.push(a);
@@ -1261,6 +1267,10 @@ mod tests {
         assert!(f.actions[1].using_expr);
         assert!(f.actions[2].constraint.as_ref().unwrap().not_valid);
         assert!(f.actions[4].concurrently);
+        assert_eq!(
+            f.lock_on(&ObjectName::new(None, "p")),
+            Some(LockMode::ShareUpdateExclusive)
+        );
         assert_eq!(f.cost, Cost::Rewrite);
         assert_eq!(&sql[f.actions[3].span.clone()], "alter c set not null");
     }
