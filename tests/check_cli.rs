@@ -291,3 +291,36 @@ fn explain_prints_the_doc_or_suggests() {
         stderr(&o)
     );
 }
+
+/// Snapshot of the whole text report for a small migration: the format users and CI read.
+#[test]
+fn text_report_snapshot() {
+    let sql = "SET lock_timeout = '2s';\nSET statement_timeout = '1min';\nALTER TABLE orders\n    \
+               ADD CONSTRAINT fk_customer FOREIGN KEY (customer_id) REFERENCES customers (id);\n";
+    let o = pgwarden(&["check", "-"], Some(sql.as_bytes()));
+    assert_eq!(o.status.code(), Some(1));
+    let expected = "\
+error[adding-foreign-key-constraint]: ADD FOREIGN KEY blocks all writes to orders and customers while every row of orders is validated
+ --> <stdin>:4:5
+  |
+4 |     ADD CONSTRAINT fk_customer FOREIGN KEY (customer_id) REFERENCES customers (id);
+  |     ^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^
+  |
+  = lock: SHARE ROW EXCLUSIVE
+  = help: Append NOT VALID, commit, then VALIDATE CONSTRAINT in a separate transaction (Rails: validate: false, then validate_foreign_key).
+  = fix: ALTER TABLE orders
+             ADD CONSTRAINT fk_customer FOREIGN KEY (customer_id) REFERENCES customers (id) NOT VALID
+
+warning[require-index-on-foreign-key]: foreign key on orders (customer_id) has no index: deletes and key updates on the referenced table scan orders for every row
+ --> <stdin>:4:9
+  |
+4 |     ADD CONSTRAINT fk_customer FOREIGN KEY (customer_id) REFERENCES customers (id);
+  |         ^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^
+  |
+  = lock: SHARE ROW EXCLUSIVE
+  = help: CREATE INDEX CONCURRENTLY ON orders (customer_id) in a separate statement.
+
+1 file checked: 1 rejected, 1 warning
+";
+    assert_eq!(stdout(&o), expected);
+}

@@ -185,6 +185,7 @@ pub fn render_text(diags: &[Diagnostic], files: usize) -> String {
         }
         let _ = writeln!(out, "{pad} = help: {}", d.help);
         if let Some(fix) = &d.fix {
+            let fix = fix.replace('\n', &format!("\n{pad}        "));
             let _ = writeln!(out, "{pad} = fix: {fix}");
         }
         out.push('\n');
