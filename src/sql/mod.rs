@@ -54,6 +54,64 @@ pub struct Analysis {
     pub statements: Vec<AnalysedStatement>,
 }
 
+/// What the live catalog should be asked before the rules run on an analysis (the proxy does
+/// one round trip per DDL statement; `pgwarden check` gets sizes from `--stats`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LookupNeeds {
+    /// Relations whose size matters (every relation a statement locks).
+    pub tables: Vec<ObjectName>,
+    /// (table, column) whose current type decides ALTER COLUMN TYPE, or whose validated
+    /// `CHECK (col IS NOT NULL)` decides SET NOT NULL.
+    pub columns: Vec<(ObjectName, String)>,
+    /// Functions in ADD COLUMN defaults whose volatility pgwarden could not tell.
+    pub functions: Vec<String>,
+    /// Materialized views refreshed (unique index present?).
+    pub matviews: Vec<ObjectName>,
+}
+
+impl Analysis {
+    /// The catalog facts the rules could use for this text.
+    pub fn lookup_needs(&self) -> LookupNeeds {
+        let mut n = LookupNeeds::default();
+        fn visit(f: &StatementFacts, n: &mut LookupNeeds) {
+            for (t, _) in &f.locks {
+                if !n.tables.contains(t) {
+                    n.tables.push(t.clone());
+                }
+            }
+            if f.kind == StatementKind::RefreshMaterializedView {
+                n.matviews.extend(f.targets.iter().cloned());
+            }
+            for a in &f.actions {
+                if let (Some(t), Some(c)) = (&f.table, &a.column) {
+                    if matches!(
+                        a.kind,
+                        facts::ActionKind::AlterColumnType | facts::ActionKind::SetNotNull
+                    ) {
+                        n.columns.push((t.clone(), c.clone()));
+                    }
+                }
+                if let Some(d) = a.column_def.as_ref().and_then(|c| c.default.as_ref()) {
+                    if d.volatility == facts::Volatility::Unknown {
+                        n.functions.extend(d.functions.iter().cloned());
+                    }
+                }
+            }
+            for inner in &f.body {
+                visit(inner, n);
+            }
+        }
+        for s in &self.statements {
+            if let Some(f) = s.facts() {
+                visit(f, &mut n);
+            }
+        }
+        n.functions.sort();
+        n.functions.dedup();
+        n
+    }
+}
+
 /// Analyses `text` statement by statement.
 pub fn analyze(text: &str, ctx: &AnalysisContext) -> Analysis {
     let mut statements = Vec::new();
@@ -255,6 +313,25 @@ mod tests {
             a.statements[0].outcome,
             Outcome::Unanalysable(Unanalysable::TooLong)
         ));
+    }
+
+    #[test]
+    fn lookup_needs_list_what_the_rules_can_use() {
+        let sql = "ALTER TABLE s.orders ALTER COLUMN a TYPE text, ADD COLUMN b int DEFAULT f(), \
+                   ADD CONSTRAINT fk FOREIGN KEY (c) REFERENCES cust (id)";
+        let n = analyze(sql, &AnalysisContext::default()).lookup_needs();
+        assert_eq!(
+            n.tables,
+            vec![
+                ObjectName::new(Some("s"), "orders"),
+                ObjectName::new(None, "cust")
+            ]
+        );
+        assert_eq!(
+            n.columns,
+            vec![(ObjectName::new(Some("s"), "orders"), "a".to_string())]
+        );
+        assert_eq!(n.functions, vec!["f".to_string()]);
     }
 
     #[test]
