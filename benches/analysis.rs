@@ -31,6 +31,9 @@ fn ddl(c: &mut Criterion) {
         c.bench_function(&format!("full_analysis/{name}"), |b| {
             b.iter(|| policy.check_text(black_box(sql), &ctx, true))
         });
+        c.bench_function(&format!("full_analysis_check_mode/{name}"), |b| {
+            b.iter(|| policy.check_text(black_box(sql), &ctx, false))
+        });
         c.bench_function(&format!("analyze_only/{name}"), |b| {
             b.iter(|| analyze(black_box(sql), &ctx))
         });

@@ -199,17 +199,21 @@ impl Policy {
             .filter(|j| j.outcome == Outcome::Rewrite)
             .map(|j| j.finding.rule)
             .collect();
-        let proven = new_text.as_ref().is_some_and(|t| {
-            let a = analyze(t, ctx);
-            let clean_parse = a.statements.iter().all(|s| {
-                !matches!(
-                    s.outcome,
-                    crate::sql::Outcome::ParseError(_) | crate::sql::Outcome::Unanalysable(_)
-                )
+        // One edit was already proven by the engine on its statement (re-parse + the rule
+        // no longer fires); several edits in one text are proven together here.
+        let single = edits.len() == 1 && new_text.is_some();
+        let proven = single
+            || new_text.as_ref().is_some_and(|t| {
+                let a = analyze(t, ctx);
+                let clean_parse = a.statements.iter().all(|s| {
+                    !matches!(
+                        s.outcome,
+                        crate::sql::Outcome::ParseError(_) | crate::sql::Outcome::Unanalysable(_)
+                    )
+                });
+                let again = evaluate(t, &a, ctx, &self.thresholds);
+                clean_parse && !again.findings.iter().any(|f| fixed.contains(&f.rule))
             });
-            let again = evaluate(t, &a, ctx, &self.thresholds);
-            clean_parse && !again.findings.iter().any(|f| fixed.contains(&f.rule))
-        });
         if proven {
             d.rewritten = new_text;
         } else {
