@@ -1,9 +1,48 @@
-//! Criterion benchmarks of the analysis path (prefilter on DML, full analysis on DDL).
-use criterion::{criterion_group, criterion_main, Criterion};
+//! Criterion benchmarks of the analysis path: full analysis of one DDL statement (prefilter →
+//! parse → facts → every rule → policy), and the parse-to-facts step alone.
+//!
+//! Target (issue 3): median full analysis of one DDL statement ≤ 20 µs.
+//! The prefilter-on-DML benchmark lives with the lexer (branch `lexer`).
+use std::hint::black_box;
 
-fn placeholder(c: &mut Criterion) {
-    c.bench_function("noop", |b| b.iter(|| 1 + 1));
+use criterion::{criterion_group, criterion_main, Criterion};
+use pgwarden::policy::Policy;
+use pgwarden::rules::{evaluate, SizeThresholds};
+use pgwarden::sql::{analyze, AnalysisContext};
+
+const CREATE_INDEX: &str = "CREATE INDEX ix_orders_customer ON orders (customer_id)";
+const ALTER_MULTI: &str = "ALTER TABLE orders ADD COLUMN note text, \
+     ALTER COLUMN status SET NOT NULL, \
+     ADD CONSTRAINT fk_customer FOREIGN KEY (customer_id) REFERENCES customers (id)";
+const CREATE_TABLE: &str = "CREATE TABLE account (id UUID DEFAULT gen_random_uuid() NOT NULL, \
+     name VARCHAR(120) NOT NULL, email VARCHAR(255) NOT NULL, \
+     created_at TIMESTAMP WITH TIME ZONE DEFAULT now() NOT NULL, \
+     CONSTRAINT pk_account PRIMARY KEY (id), CONSTRAINT uq_account_email UNIQUE (email))";
+
+fn ddl(c: &mut Criterion) {
+    let ctx = AnalysisContext::default();
+    let policy = Policy::default();
+    let thresholds = SizeThresholds::default();
+    for (name, sql) in [
+        ("create_index", CREATE_INDEX),
+        ("alter_table_3_actions", ALTER_MULTI),
+        ("create_table", CREATE_TABLE),
+    ] {
+        c.bench_function(&format!("full_analysis/{name}"), |b| {
+            b.iter(|| policy.check_text(black_box(sql), &ctx, true))
+        });
+        c.bench_function(&format!("full_analysis_check_mode/{name}"), |b| {
+            b.iter(|| policy.check_text(black_box(sql), &ctx, false))
+        });
+        c.bench_function(&format!("analyze_only/{name}"), |b| {
+            b.iter(|| analyze(black_box(sql), &ctx))
+        });
+        let analysis = analyze(sql, &ctx);
+        c.bench_function(&format!("rules_only/{name}"), |b| {
+            b.iter(|| evaluate(black_box(sql), &analysis, &ctx, &thresholds))
+        });
+    }
 }
 
-criterion_group!(benches, placeholder);
+criterion_group!(benches, ddl);
 criterion_main!(benches);

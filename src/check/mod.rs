@@ -1,2 +1,326 @@
 //! The offline front door: `pgwarden check` on SQL files, `pgwarden rules`, `pgwarden explain`.
+//!
+//! This module is pure: it checks texts and renders reports. Reading files, stdin and flags is
+//! `cli`'s job.
+use std::collections::HashMap;
+use std::fmt::Write as _;
+
 pub mod cli;
+
+use crate::policy::{Judged, Outcome, Policy};
+use crate::rules::{Action, Rule};
+use crate::sql::{AnalysisContext, TableStats};
+
+/// Output formats of `pgwarden check`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Text,
+    Json,
+    Github,
+}
+
+impl std::str::FromStr for Format {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "text" => Ok(Format::Text),
+            "json" => Ok(Format::Json),
+            "github" => Ok(Format::Github),
+            other => Err(format!(
+                "unknown format `{other}` (expected text, json or github)"
+            )),
+        }
+    }
+}
+
+/// Options of a check run that are not per file.
+#[derive(Debug, Clone, Default)]
+pub struct CheckOptions {
+    pub pg_version: Option<u32>,
+    pub stats: HashMap<String, TableStats>,
+}
+
+/// One reported problem, located in its file.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Diagnostic {
+    pub rule: String,
+    /// `reject` or `warn`.
+    pub severity: String,
+    pub file: String,
+    pub line: usize,
+    pub column: usize,
+    pub end_line: usize,
+    pub end_column: usize,
+    pub message: String,
+    pub help: String,
+    /// The lock the statement takes, when it matters.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lock: Option<String>,
+    /// The statement rewritten into its safe form, when pgwarden can produce it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fix: Option<String>,
+    #[serde(skip)]
+    excerpt: Vec<(usize, String)>,
+}
+
+/// Checks one file's text. The script's own BEGIN/COMMIT decide the transaction state of each
+/// statement; nothing is rewritten (files are reports, not traffic).
+pub fn check_text(file: &str, text: &str, policy: &Policy, opts: &CheckOptions) -> Vec<Diagnostic> {
+    let mut ctx = AnalysisContext {
+        pg_version: opts.pg_version,
+        file_mode: true,
+        ..AnalysisContext::default()
+    };
+    ctx.catalog.tables = opts.stats.clone();
+    let decision = policy.check_text(text, &ctx, false);
+    let mut out: Vec<Diagnostic> = decision
+        .findings
+        .iter()
+        .filter_map(|j| diagnostic(file, text, j))
+        .collect();
+    out.sort_by_key(|d| (d.line, d.column));
+    out
+}
+
+fn diagnostic(file: &str, text: &str, j: &Judged) -> Option<Diagnostic> {
+    let severity = match j.outcome {
+        Outcome::Reject => "reject",
+        Outcome::Warn => "warn",
+        // check never rewrites; allowed findings are not problems.
+        Outcome::Rewrite | Outcome::Allowed { .. } => return None,
+    };
+    let f = &j.finding;
+    let (line, column) = line_col(text, f.span.start);
+    let (end_line, end_column) = line_col(text, f.span.end.max(f.span.start));
+    let fix = f.rewrite.as_ref().and_then(|e| {
+        let stmt = text.get(f.statement.clone())?;
+        let local = crate::sql::TextEdit {
+            range: e.range.start.checked_sub(f.statement.start)?
+                ..e.range.end.checked_sub(f.statement.start)?,
+            replacement: e.replacement.clone(),
+        };
+        local.apply(stmt).map(|s| s.trim().to_string())
+    });
+    Some(Diagnostic {
+        rule: f.rule.id().to_string(),
+        severity: severity.to_string(),
+        file: file.to_string(),
+        line,
+        column,
+        end_line,
+        end_column,
+        message: f.message.clone(),
+        help: f.help.clone(),
+        lock: f.lock.map(|l| l.sql_name().to_string()),
+        fix,
+        excerpt: excerpt(text, f.span.start, f.span.end),
+    })
+}
+
+/// 1-based line and column (in characters) of a byte offset.
+pub fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let offset = floor_boundary(text, offset.min(text.len()));
+    let before = &text[..offset];
+    let line = before.matches('\n').count() + 1;
+    let line_start = before.rfind('\n').map(|i| i + 1).unwrap_or(0);
+    (line, text[line_start..offset].chars().count() + 1)
+}
+
+fn floor_boundary(text: &str, mut i: usize) -> usize {
+    while i > 0 && !text.is_char_boundary(i) {
+        i -= 1;
+    }
+    i
+}
+
+/// The source lines of a span (at most 3) with their numbers.
+fn excerpt(text: &str, start: usize, end: usize) -> Vec<(usize, String)> {
+    let (first, _) = line_col(text, start);
+    let (last, _) = line_col(text, end);
+    text.lines()
+        .enumerate()
+        .skip(first - 1)
+        .take((last - first + 1).min(3))
+        .map(|(i, l)| (i + 1, l.to_string()))
+        .collect()
+}
+
+/// rustc/ruff-style text report.
+pub fn render_text(diags: &[Diagnostic], files: usize) -> String {
+    let mut out = String::new();
+    for d in diags {
+        let level = if d.severity == "reject" {
+            "error"
+        } else {
+            "warning"
+        };
+        let _ = writeln!(out, "{level}[{}]: {}", d.rule, d.message);
+        let width = d
+            .excerpt
+            .last()
+            .map(|(n, _)| n.to_string().len())
+            .unwrap_or(1);
+        let pad = " ".repeat(width);
+        let _ = writeln!(out, "{pad}--> {}:{}:{}", d.file, d.line, d.column);
+        let _ = writeln!(out, "{pad} |");
+        for (n, line) in &d.excerpt {
+            let _ = writeln!(out, "{n:>width$} | {line}");
+            if *n == d.line {
+                let lead: String = line
+                    .chars()
+                    .take(d.column - 1)
+                    .map(|c| if c == '\t' { '\t' } else { ' ' })
+                    .collect();
+                let len = if d.end_line == d.line {
+                    d.end_column.saturating_sub(d.column).max(1)
+                } else {
+                    line.chars().count().saturating_sub(d.column - 1).max(1)
+                };
+                let _ = writeln!(out, "{pad} | {lead}{}", "^".repeat(len));
+            }
+        }
+        let _ = writeln!(out, "{pad} |");
+        if let Some(lock) = &d.lock {
+            let _ = writeln!(out, "{pad} = lock: {lock}");
+        }
+        let _ = writeln!(out, "{pad} = help: {}", d.help);
+        if let Some(fix) = &d.fix {
+            let fix = fix.replace('\n', &format!("\n{pad}        "));
+            let _ = writeln!(out, "{pad} = fix: {fix}");
+        }
+        out.push('\n');
+    }
+    let rejects = diags.iter().filter(|d| d.severity == "reject").count();
+    let warns = diags.len() - rejects;
+    let _ = writeln!(
+        out,
+        "{} file{} checked: {rejects} rejected, {warns} warning{}",
+        files,
+        if files == 1 { "" } else { "s" },
+        if warns == 1 { "" } else { "s" }
+    );
+    out
+}
+
+/// JSON array report.
+pub fn render_json(diags: &[Diagnostic]) -> String {
+    serde_json::to_string_pretty(diags).unwrap_or_else(|_| "[]".to_string()) + "\n"
+}
+
+/// GitHub Actions workflow-command annotations.
+pub fn render_github(diags: &[Diagnostic]) -> String {
+    let mut out = String::new();
+    for d in diags {
+        let level = if d.severity == "reject" {
+            "error"
+        } else {
+            "warning"
+        };
+        let _ = writeln!(
+            out,
+            "::{level} file={},line={},col={},endLine={},endColumn={},title={}::{}",
+            gh_property(&d.file),
+            d.line,
+            d.column,
+            d.end_line,
+            d.end_column,
+            gh_property(&format!("pgwarden {}", d.rule)),
+            gh_data(&format!("{}\nhelp: {}", d.message, d.help))
+        );
+    }
+    out
+}
+
+fn gh_data(s: &str) -> String {
+    s.replace('%', "%25")
+        .replace('\r', "%0D")
+        .replace('\n', "%0A")
+}
+
+fn gh_property(s: &str) -> String {
+    gh_data(s).replace(':', "%3A").replace(',', "%2C")
+}
+
+/// `pgwarden rules`: every rule with its default action and summary.
+pub fn render_rules(markdown: bool) -> String {
+    let mut out = String::new();
+    if markdown {
+        out.push_str("| rule | default | what it flags |\n|---|---|---|\n");
+        for r in Rule::ALL {
+            let _ = writeln!(
+                out,
+                "| `{}` | {} | {} |",
+                r.id(),
+                r.default_action().as_str(),
+                r.summary().replace('|', "\\|")
+            );
+        }
+    } else {
+        let width = Rule::ALL.iter().map(|r| r.id().len()).max().unwrap_or(0);
+        for r in Rule::ALL {
+            let _ = writeln!(
+                out,
+                "{:width$}  {:7}  {}",
+                r.id(),
+                r.default_action().as_str(),
+                r.summary()
+            );
+        }
+    }
+    out
+}
+
+/// `pgwarden explain <rule>`.
+pub fn render_explain(rule: Rule) -> String {
+    let sizing = match (rule.default_action(), rule.sizing()) {
+        (Action::Off, _) => "",
+        (_, crate::rules::Sizing::BySize) => {
+            " (on large tables; warn on small ones; silent on tables created in the same transaction)"
+        }
+        _ => "",
+    };
+    format!(
+        "# {}\n\n{}.\n\nDefault action: {}{sizing}\n\n{}",
+        rule.id(),
+        rule.summary(),
+        rule.default_action().as_str(),
+        rule.doc()
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn line_and_column() {
+        let t = "a\nbc\n  déf";
+        assert_eq!(line_col(t, 0), (1, 1));
+        assert_eq!(line_col(t, 3), (2, 2));
+        assert_eq!(line_col(t, t.find('f').unwrap()), (3, 5));
+    }
+
+    #[test]
+    fn text_report_points_at_the_statement() {
+        let sql = "SELECT 1;\nCREATE INDEX i ON orders (a);\n";
+        let d = check_text("m.sql", sql, &Policy::default(), &CheckOptions::default());
+        let r = render_text(&d, 1);
+        assert!(
+            r.contains("error[require-concurrent-index-creation]"),
+            "{r}"
+        );
+        assert!(r.contains("--> m.sql:2:1"), "{r}");
+        assert!(r.contains("2 | CREATE INDEX i ON orders (a);"), "{r}");
+        assert!(r.contains("^^^^^^"), "{r}");
+        assert!(
+            r.contains("= fix: CREATE INDEX CONCURRENTLY i ON orders (a)"),
+            "{r}"
+        );
+    }
+
+    #[test]
+    fn github_escapes() {
+        assert_eq!(gh_property("a:b,c"), "a%3Ab%2Cc");
+        assert_eq!(gh_data("50%\nx"), "50%25%0Ax");
+    }
+}

@@ -1,14 +1,158 @@
-//! The `[policy]` section of the configuration file.
+//! The `[policy]` section of the configuration file: mode, rule actions, size thresholds,
+//! profiles.
+use std::collections::BTreeMap;
+
 use serde::Deserialize;
 
+use crate::rules::{Action, Rule};
+
+/// What pgwarden does with its decisions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Mode {
+    /// Reject and rewrite as the rule actions say.
+    #[default]
+    Enforce,
+    /// Never reject or rewrite: everything that would have been is a warning.
+    Warn,
+    /// Forward everything unchanged; log what would have been done.
+    DryRun,
+}
+
+impl Mode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Enforce => "enforce",
+            Mode::Warn => "warn",
+            Mode::DryRun => "dry-run",
+        }
+    }
+}
+
 /// Settings of the `[policy]` section.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PolicyConfig {
+    /// enforce | warn | dry-run.
+    pub mode: Mode,
+    /// A table with at least this many estimated rows is large.
+    pub large_rows: u64,
+    /// A table with at least this many bytes (with indexes and toast) is large.
+    pub large_bytes: u64,
+    /// Treat a table whose size cannot be known as large (production default).
+    pub unknown_size_is_large: bool,
+    /// Per-rule action overrides: `rule-id = "off" | "warn" | "reject" | "rewrite"`.
+    pub rules: BTreeMap<String, Action>,
+    /// Overrides matched by database / user / application_name globs, first match wins.
+    pub profiles: Vec<ProfileConfig>,
+}
+
+impl Default for PolicyConfig {
+    fn default() -> Self {
+        PolicyConfig {
+            mode: Mode::Enforce,
+            large_rows: 1_000_000,
+            large_bytes: 1 << 30,
+            unknown_size_is_large: true,
+            rules: BTreeMap::new(),
+            profiles: Vec::new(),
+        }
+    }
+}
+
+/// One `[[policy.profiles]]` entry.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct PolicyConfig {}
+pub struct ProfileConfig {
+    /// Name for logs.
+    pub name: String,
+    /// Globs (`*`, `?`); absent = any.
+    pub database: Option<String>,
+    pub user: Option<String>,
+    pub application_name: Option<String>,
+    /// Mode override.
+    pub mode: Option<Mode>,
+    /// Size policy override.
+    pub unknown_size_is_large: Option<bool>,
+    /// Rule action overrides on top of `[policy.rules]`.
+    pub rules: BTreeMap<String, Action>,
+}
 
 impl PolicyConfig {
-    /// Checks values serde cannot check (ranges, combinations).
+    /// Checks values serde cannot check: rule ids (a misspelled id fails, naming it).
     pub fn validate(&self) -> Result<(), String> {
+        check_ids(&self.rules, "[policy.rules]")?;
+        for (i, p) in self.profiles.iter().enumerate() {
+            let label = if p.name.is_empty() {
+                format!("[[policy.profiles]] #{}", i + 1)
+            } else {
+                format!("[[policy.profiles]] `{}`", p.name)
+            };
+            check_ids(&p.rules, &format!("{label} rules"))?;
+        }
+        if self.large_rows == 0 && self.large_bytes == 0 {
+            return Err("[policy] large_rows and large_bytes cannot both be 0".into());
+        }
         Ok(())
+    }
+}
+
+fn check_ids(rules: &BTreeMap<String, Action>, section: &str) -> Result<(), String> {
+    for id in rules.keys() {
+        id.parse::<Rule>().map_err(|e| format!("{section}: {e}"))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::Config;
+
+    #[test]
+    fn misspelled_rule_id_fails_naming_it() {
+        let err =
+            Config::from_toml("[policy.rules]\nrequire-concurent-index-creation = \"warn\"\n")
+                .unwrap_err()
+                .to_string();
+        assert!(err.contains("require-concurent-index-creation"), "{err}");
+        assert!(
+            err.contains("did you mean `require-concurrent-index-creation`"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn bad_action_and_unknown_key_fail() {
+        assert!(Config::from_toml("[policy.rules]\nban-drop-column = \"maybe\"\n").is_err());
+        assert!(Config::from_toml("[policy]\nmodee = \"warn\"\n").is_err());
+    }
+
+    #[test]
+    fn full_section_parses() {
+        let cfg = Config::from_toml(
+            r#"
+[policy]
+mode = "dry-run"
+large_rows = 500000
+unknown_size_is_large = false
+[policy.rules]
+ban-drop-column = "warn"
+[[policy.profiles]]
+name = "prod"
+database = "prod*"
+mode = "enforce"
+[policy.profiles.rules]
+ban-drop-column = "reject"
+"#,
+        )
+        .unwrap();
+        assert_eq!(cfg.policy.mode, super::Mode::DryRun);
+        assert_eq!(cfg.policy.profiles.len(), 1);
+    }
+
+    #[test]
+    fn shipped_config_file_is_valid() {
+        let text = include_str!("../../config/pgwarden.toml");
+        Config::from_toml(text).unwrap();
     }
 }

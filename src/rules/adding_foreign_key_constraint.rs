@@ -1,0 +1,116 @@
+//! adding-foreign-key-constraint: ADD FOREIGN KEY without NOT VALID.
+use super::*;
+use crate::sql::facts::*;
+
+pub const DOC: &str = r#"## What it does
+Flags `ADD FOREIGN KEY` (or `ADD COLUMN ... REFERENCES`) without `NOT VALID` on an existing table.
+
+## Why is this bad
+Adding a foreign key takes SHARE ROW EXCLUSIVE on both tables and scans the referencing table to validate every row: writes to both tables stop until the scan finishes.
+
+## Example
+```sql
+ALTER TABLE orders ADD CONSTRAINT orders_customer_fk FOREIGN KEY (customer_id) REFERENCES customers (id);
+```
+
+## Use instead
+```sql
+ALTER TABLE orders ADD CONSTRAINT orders_customer_fk FOREIGN KEY (customer_id) REFERENCES customers (id) NOT VALID;
+-- commit, then:
+ALTER TABLE orders VALIDATE CONSTRAINT orders_customer_fk;
+```
+Rails: `add_foreign_key ..., validate: false` then `validate_foreign_key`.
+
+## Rewrite safety
+pgwarden appends `NOT VALID` to `ADD CONSTRAINT ... FOREIGN KEY`. New rows are checked at once; existing rows only by the later `VALIDATE CONSTRAINT`. An inline `REFERENCES` in `ADD COLUMN` has no rewrite (split it into ADD COLUMN and ADD CONSTRAINT).
+"#;
+
+pub fn check(f: &StatementFacts, cx: &Cx<'_>, out: &mut Vec<Finding>) {
+    let Some((table, size)) = altered_table(f, cx) else { return };
+    for a in &f.actions {
+        let (constraint, inline) = match (&a.constraint, &a.column_def) {
+            (Some(c), _) if c.kind == ConstraintKind::ForeignKey => (c, false),
+            (None, Some(col)) => match col
+                .constraints
+                .iter()
+                .find(|c| c.kind == ConstraintKind::ForeignKey)
+            {
+                Some(c) => (c, true),
+                None => continue,
+            },
+            _ => continue,
+        };
+        if constraint.not_valid {
+            continue;
+        }
+        let referenced = constraint.references.clone();
+        let ref_size = referenced.as_ref().map(|r| cx.size(r));
+        let both_small = size.is_small(cx.thresholds)
+            && ref_size.is_none_or(|s| s.is_small(cx.thresholds) || s == Size::New);
+        let names = match &referenced {
+            Some(r) => format!("{} and {}", cx.describe(table), cx.describe(r)),
+            None => cx.describe(table),
+        };
+        let mut finding = Finding::new(
+            Rule::AddingForeignKeyConstraint,
+            f,
+            format!(
+                "ADD FOREIGN KEY blocks all writes to {names} while every row of {table} is validated"
+            ),
+            if inline {
+                "Add the column first, then ADD CONSTRAINT ... FOREIGN KEY ... NOT VALID, and \
+                 VALIDATE CONSTRAINT in a later transaction."
+                    .to_string()
+            } else {
+                "Append NOT VALID, commit, then VALIDATE CONSTRAINT in a separate transaction \
+                 (Rails: validate: false, then validate_foreign_key)."
+                    .to_string()
+            },
+        )
+        .at(a.span.clone())
+        .lock(Some(LockMode::ShareRowExclusive))
+        .sized(size, cx);
+        finding.small_table = both_small;
+        if !inline {
+            finding = finding.rewrite(Some(TextEdit::insert(constraint.span.end, " NOT VALID")));
+        }
+        out.push(finding);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::*;
+    use super::*;
+
+    const R: Rule = Rule::AddingForeignKeyConstraint;
+
+    #[test]
+    fn rewrite_appends_not_valid() {
+        let fixed = assert_rewrite(
+            R,
+            "ALTER TABLE o ADD CONSTRAINT fk FOREIGN KEY (c) REFERENCES cust (id) ON DELETE CASCADE;",
+        );
+        assert!(fixed.ends_with("ON DELETE CASCADE NOT VALID;"), "{fixed}");
+    }
+
+    #[test]
+    fn inline_reference_fires_without_rewrite() {
+        let f = run(R, "ALTER TABLE o ADD COLUMN c int REFERENCES cust (id)");
+        assert_eq!(f.len(), 1);
+        assert!(f[0].rewrite.is_none());
+    }
+
+    #[test]
+    fn size_of_both_tables_counts() {
+        let c = with_rows(with_rows(ctx(), "o", 10), "cust", 5_000_000);
+        let f = run_with(R, "ALTER TABLE o ADD CONSTRAINT fk FOREIGN KEY (c) REFERENCES cust (id)", &c);
+        assert!(!f[0].small_table);
+        assert!(f[0].message.contains("cust (~5.0M rows)"));
+    }
+
+    #[test]
+    fn fixtures() {
+        super::super::testing::fixtures(R);
+    }
+}

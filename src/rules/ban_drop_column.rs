@@ -1,0 +1,57 @@
+//! ban-drop-column: DROP COLUMN.
+use super::*;
+use crate::sql::facts::*;
+
+pub const DOC: &str = r#"## What it does
+Flags `ALTER TABLE ... DROP COLUMN` on an existing table.
+
+## Why is this bad
+Application servers still running the previous release keep selecting and inserting the column: their queries fail from the moment the migration commits (and ORMs that list columns explicitly fail even on SELECT).
+
+## Example
+```sql
+ALTER TABLE orders DROP COLUMN legacy_code;
+```
+
+## Use instead
+Deploy code that no longer reads or writes the column first (Rails `ignored_columns`, Django `SeparateDatabaseAndState`), then drop it in a later migration.
+
+## Rewrite safety
+No rewrite.
+"#;
+
+pub fn check(f: &StatementFacts, cx: &Cx<'_>, out: &mut Vec<Finding>) {
+    let Some((table, _)) = altered_table(f, cx) else { return };
+    for a in &f.actions {
+        if !matches!(a.kind, ActionKind::DropColumn) {
+            continue;
+        }
+        let column = a.column.clone().unwrap_or_default();
+        let new_name = a.new_name.clone().unwrap_or_default();
+        let _ = (&column, &new_name);
+        out.push(
+            Finding::new(Rule::BanDropColumn, f, format!("DROP COLUMN {column} on {table} breaks application code that still reads or writes it"), "Deploy code that ignores the column first, then drop it in a later release".to_string())
+                .at(a.span.clone())
+                .lock(Some(a.lock)),
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::*;
+    use super::*;
+
+    const R: Rule = Rule::BanDropColumn;
+
+    #[test]
+    fn fires() {
+        assert_eq!(run(R, "ALTER TABLE t DROP COLUMN a").len(), 1);
+        assert!(run(R, "BEGIN; CREATE TABLE t (a int); ALTER TABLE t DROP COLUMN a; COMMIT;").is_empty());
+    }
+
+    #[test]
+    fn fixtures() {
+        super::super::testing::fixtures(R);
+    }
+}

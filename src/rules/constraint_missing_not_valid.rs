@@ -1,0 +1,104 @@
+//! constraint-missing-not-valid: ADD CHECK without NOT VALID; NOT VALID and VALIDATE in one transaction.
+use super::*;
+use crate::sql::facts::*;
+
+pub const DOC: &str = r#"## What it does
+Flags `ADD CONSTRAINT ... CHECK` without `NOT VALID` on an existing table, and `VALIDATE CONSTRAINT` in the same transaction that added the constraint `NOT VALID`.
+
+## Why is this bad
+Adding a CHECK scans every row while holding ACCESS EXCLUSIVE. `NOT VALID` skips the scan; `VALIDATE` then checks the rows under SHARE UPDATE EXCLUSIVE, which blocks neither reads nor writes — but only if it runs in a later transaction: in the same one, the ACCESS EXCLUSIVE lock from the ADD is still held during the scan.
+
+## Example
+```sql
+ALTER TABLE orders ADD CONSTRAINT orders_amount_positive CHECK (amount > 0);
+```
+
+## Use instead
+```sql
+ALTER TABLE orders ADD CONSTRAINT orders_amount_positive CHECK (amount > 0) NOT VALID;
+-- commit, then:
+ALTER TABLE orders VALIDATE CONSTRAINT orders_amount_positive;
+```
+
+## Rewrite safety
+pgwarden appends `NOT VALID` to the constraint. New rows are checked at once; existing rows are only checked by a later `VALIDATE CONSTRAINT`, which you must run after the commit.
+"#;
+
+pub fn check(f: &StatementFacts, cx: &Cx<'_>, out: &mut Vec<Finding>) {
+    let Some((table, size)) = altered_table(f, cx) else { return };
+    for a in &f.actions {
+        match (&a.kind, &a.constraint) {
+            (ActionKind::AddConstraint(ConstraintKind::Check), Some(c)) if !c.not_valid => {
+                out.push(
+                    Finding::new(
+                        Rule::ConstraintMissingNotValid,
+                        f,
+                        format!(
+                            "ADD CHECK scans {} under an ACCESS EXCLUSIVE lock: no reads or writes \
+                             until every row is checked",
+                            cx.describe(table)
+                        ),
+                        "Add it NOT VALID, commit, then VALIDATE CONSTRAINT in a separate \
+                         transaction (SHARE UPDATE EXCLUSIVE: reads and writes continue)."
+                            .to_string(),
+                    )
+                    .at(a.span.clone())
+                    .lock(Some(a.lock))
+                    .rewrite(Some(TextEdit::insert(c.span.end, " NOT VALID")))
+                    .sized(size, cx),
+                );
+            }
+            (ActionKind::ValidateConstraint, _) => {
+                let Some(name) = &a.constraint_name else { continue };
+                if cx.state.in_transaction() && cx.state.not_valid_added.contains(name) {
+                    out.push(
+                        Finding::new(
+                            Rule::ConstraintMissingNotValid,
+                            f,
+                            format!(
+                                "VALIDATE CONSTRAINT {name} runs in the transaction that added it \
+                                 NOT VALID: the ACCESS EXCLUSIVE lock on {} is held for the whole scan",
+                                cx.describe(table)
+                            ),
+                            "COMMIT after the ADD ... NOT VALID and VALIDATE in a new transaction."
+                                .to_string(),
+                        )
+                        .at(a.span.clone())
+                        .lock(Some(LockMode::AccessExclusive))
+                        .sized(size, cx),
+                    );
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::*;
+    use super::*;
+
+    const R: Rule = Rule::ConstraintMissingNotValid;
+
+    #[test]
+    fn rewrite_appends_not_valid() {
+        let fixed = assert_rewrite(R, "ALTER TABLE t ADD CONSTRAINT c CHECK (a > 0);");
+        assert_eq!(fixed, "ALTER TABLE t ADD CONSTRAINT c CHECK (a > 0) NOT VALID;");
+    }
+
+    #[test]
+    fn validate_in_same_transaction_fires() {
+        let sql = "BEGIN; ALTER TABLE t ADD CONSTRAINT c CHECK (a > 0) NOT VALID; \
+                   ALTER TABLE t VALIDATE CONSTRAINT c; COMMIT;";
+        assert_eq!(run(R, sql).len(), 1);
+        let sql = "BEGIN; ALTER TABLE t ADD CONSTRAINT c CHECK (a > 0) NOT VALID; COMMIT; \
+                   ALTER TABLE t VALIDATE CONSTRAINT c;";
+        assert!(run(R, sql).is_empty());
+    }
+
+    #[test]
+    fn fixtures() {
+        super::super::testing::fixtures(R);
+    }
+}

@@ -1,0 +1,58 @@
+//! renaming-column: RENAME COLUMN.
+use super::*;
+use crate::sql::facts::*;
+
+pub const DOC: &str = r#"## What it does
+Flags `ALTER TABLE ... RENAME COLUMN` on an existing table.
+
+## Why is this bad
+Running application code uses the old name; every query naming it fails from the moment the migration commits until the new code is deployed everywhere.
+
+## Example
+```sql
+ALTER TABLE orders RENAME COLUMN amount TO total;
+```
+
+## Use instead
+Expand and contract: add the new column, write both, backfill, switch reads, drop the old column — or a view that exposes both names during the switch.
+
+## Rewrite safety
+No rewrite.
+"#;
+
+pub fn check(f: &StatementFacts, cx: &Cx<'_>, out: &mut Vec<Finding>) {
+    let Some((table, _)) = altered_table(f, cx) else { return };
+    for a in &f.actions {
+        if !matches!(a.kind, ActionKind::RenameColumn) {
+            continue;
+        }
+        let column = a.column.clone().unwrap_or_default();
+        let new_name = a.new_name.clone().unwrap_or_default();
+        let _ = (&column, &new_name);
+        out.push(
+            Finding::new(Rule::RenamingColumn, f, format!("RENAME COLUMN {column} TO {new_name} on {table} breaks running code that uses the old name"), "Expand/contract: add the new column, dual-write, backfill, switch reads, drop the old one".to_string())
+                .at(a.span.clone())
+                .lock(Some(a.lock)),
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::*;
+    use super::*;
+
+    const R: Rule = Rule::RenamingColumn;
+
+    #[test]
+    fn fires() {
+        assert_eq!(run(R, "ALTER TABLE t RENAME COLUMN a TO b").len(), 1);
+        assert_eq!(run(R, "ALTER TABLE t RENAME a TO b").len(), 1);
+        assert!(run(R, "ALTER TABLE t RENAME TO u").is_empty());
+    }
+
+    #[test]
+    fn fixtures() {
+        super::super::testing::fixtures(R);
+    }
+}

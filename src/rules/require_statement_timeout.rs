@@ -1,0 +1,97 @@
+//! require-statement-timeout: a lock-taking statement while statement_timeout is 0.
+use super::*;
+
+pub const DOC: &str = r#"## What it does
+Flags a statement that takes a lock blocking writes (SHARE or stronger) on an existing table while `statement_timeout` is off (0) or not known to be set.
+
+## Why is this bad
+Without `statement_timeout`, a lock-holding statement that runs longer than expected (a scan, a rewrite) keeps the table blocked for as long as it runs.
+
+## Example
+```sql
+ALTER TABLE orders ADD COLUMN note text;
+```
+
+## Use instead
+```sql
+SET statement_timeout = '2s';  -- SET LOCAL inside a transaction
+ALTER TABLE orders ADD COLUMN note text;
+```
+and retry on timeout. Concurrent index builds and VALIDATE need a long value or 0, not the short one.
+
+## Rewrite safety
+No text rewrite here; the proxy will inject the setting for the statement class itself (issue 4).
+"#;
+
+pub fn check(f: &StatementFacts, cx: &Cx<'_>, out: &mut Vec<Finding>) {
+    let current = cx.state.timeouts.statement_timeout_ms;
+    if current.is_some_and(|ms| ms > 0) || cx.state.spoken.contains(&Rule::RequireStatementTimeout.id()) {
+        return;
+    }
+    let Some((table, mode)) = f
+        .locks
+        .iter()
+        .filter(|(t, m)| m.blocks_writes() && !cx.state.is_new(t))
+        .max_by_key(|(_, m)| *m)
+    else {
+        return;
+    };
+    let state = if current == Some(0) { "0 (off)" } else { "not set" };
+    out.push(
+        Finding::new(
+            Rule::RequireStatementTimeout,
+            f,
+            format!(
+                "{} needs the {mode} lock on {} with statement_timeout {state}: \
+                 while it waits, every query on {table} queues behind it (reported once until statement_timeout is set)",
+                f.kind.label(),
+                cx.describe(table)
+            ),
+                            "SET statement_timeout = '2s' before the statement (SET LOCAL inside a transaction) and \
+                 retry on timeout."
+                .to_string(),
+        )
+        .lock(Some(*mode)),
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::*;
+    use super::*;
+
+    const R: Rule = Rule::RequireStatementTimeout;
+
+    #[test]
+    fn fires_until_set() {
+        assert_eq!(run(R, "ALTER TABLE t ADD COLUMN a int").len(), 1);
+        assert!(run(R, "SET statement_timeout = '2s'; ALTER TABLE t ADD COLUMN a int;").is_empty());
+        assert_eq!(run(R, "SET statement_timeout = 0; ALTER TABLE t ADD COLUMN a int;").len(), 1);
+    }
+
+    #[test]
+    fn set_local_ends_with_the_transaction() {
+        let sql = "BEGIN; SET LOCAL statement_timeout = '1s'; ALTER TABLE t ADD COLUMN a int; COMMIT; \
+                   ALTER TABLE t ADD COLUMN b int;";
+        assert_eq!(run(R, sql).len(), 1);
+    }
+
+    #[test]
+    fn reported_once_until_set_again() {
+        let sql = "ALTER TABLE t ADD COLUMN a int; ALTER TABLE t ADD COLUMN b int;";
+        assert_eq!(run(R, sql).len(), 1);
+        let sql = "ALTER TABLE t ADD COLUMN a int; SET statement_timeout = 0; ALTER TABLE t ADD COLUMN b int;";
+        assert_eq!(run(R, sql).len(), 2);
+    }
+
+    #[test]
+    fn concurrent_builds_and_new_tables_are_not_flagged() {
+        assert!(run(R, "CREATE INDEX CONCURRENTLY i ON t (a)").is_empty());
+        assert!(run(R, "BEGIN; CREATE TABLE n (a int); ALTER TABLE n ADD COLUMN b int; COMMIT;").is_empty());
+    }
+
+    #[test]
+    fn fixtures() {
+        super::super::testing::fixtures(R);
+    }
+}

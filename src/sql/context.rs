@@ -1,0 +1,337 @@
+//! What the analysis knows besides the statement text: server version, transaction state,
+//! tables created earlier in the same transaction, timeouts, and live catalog facts.
+//!
+//! The proxy fills it from the session (ReadyForQuery status, ParameterStatus, injected catalog
+//! lookups); `pgwarden check` fills it from flags and follows the script's own BEGIN/COMMIT.
+//! Everything here is plain data: the analysis stays pure.
+use std::collections::{HashMap, HashSet};
+
+use super::facts::{LockMode, ObjectName, StatementFacts, StatementKind, Volatility};
+use super::lexer::LexOptions;
+
+/// Nesting cap handed to the prefilter. squawk overflows a 2 MiB stack at ≈4,200 nested
+/// parentheses (DESIGN.md decision 3); real migrations stay below 20.
+pub const DEFAULT_MAX_DEPTH: usize = 256;
+/// Length cap: the longest real migration statement in the corpus is a few KB; pg_dump
+/// function bodies reach tens of KB.
+pub const DEFAULT_MAX_STATEMENT_LEN: usize = 1 << 20;
+
+/// Transaction state as the session (or the script) knows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TxState {
+    /// Not in a transaction block: every statement commits on its own.
+    #[default]
+    Idle,
+    /// Inside BEGIN ... COMMIT.
+    InTransaction,
+    /// The transaction failed; the server ignores everything until ROLLBACK.
+    Failed,
+    /// Nobody knows (file mode on a fragment): rules treat it as "maybe in a transaction".
+    Unknown,
+}
+
+/// Estimated size of a table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+pub struct TableStats {
+    pub rows: u64,
+    pub bytes: u64,
+}
+
+/// Live (or supplied) catalog facts, keyed by `schema.name` or bare `name`.
+#[derive(Debug, Clone, Default)]
+pub struct CatalogFacts {
+    pub tables: HashMap<String, TableStats>,
+    /// Current column types, keyed by (table, column), in Postgres' `format_type` spelling.
+    pub column_types: HashMap<(String, String), String>,
+    /// (table, column) pairs with a validated `CHECK (col IS NOT NULL)`.
+    pub not_null_checks: HashSet<(String, String)>,
+    /// Function volatility from `pg_proc.provolatile`, keyed by lower-case name.
+    pub volatility: HashMap<String, Volatility>,
+    /// Materialized views that have a unique index (REFRESH CONCURRENTLY needs one).
+    pub unique_indexed_matviews: HashSet<String>,
+}
+
+impl CatalogFacts {
+    fn lookup<'a, T>(map: &'a HashMap<String, T>, name: &ObjectName) -> Option<&'a T> {
+        map.get(&name.to_string()).or_else(|| match &name.schema {
+            Some(_) => map.get(&name.name),
+            None => map.get(&format!("public.{}", name.name)),
+        })
+    }
+
+    pub fn table_stats(&self, name: &ObjectName) -> Option<TableStats> {
+        Self::lookup(&self.tables, name).copied()
+    }
+
+    pub fn column_type(&self, table: &ObjectName, column: &str) -> Option<&str> {
+        self.column_types
+            .get(&(table.to_string(), column.to_string()))
+            .or_else(|| {
+                self.column_types
+                    .get(&(table.name.clone(), column.to_string()))
+            })
+            .map(String::as_str)
+    }
+
+    pub fn has_not_null_check(&self, table: &ObjectName, column: &str) -> bool {
+        self.not_null_checks
+            .contains(&(table.to_string(), column.to_string()))
+            || self
+                .not_null_checks
+                .contains(&(table.name.clone(), column.to_string()))
+    }
+}
+
+/// Effective timeouts in milliseconds: `Some(0)` = disabled, `None` = not known.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Timeouts {
+    pub lock_timeout_ms: Option<u64>,
+    pub statement_timeout_ms: Option<u64>,
+}
+
+/// Everything the analysis and the rules receive besides the text.
+#[derive(Debug, Clone)]
+pub struct AnalysisContext {
+    /// Server major version (15 for 15.4); `None` = assume the oldest supported behaviour
+    /// where it matters (rules say so in their message).
+    pub pg_version: Option<u32>,
+    /// Prefilter options, including the bounds on what reaches the parser.
+    pub lex: LexOptions,
+    /// Transaction state before the first statement of the text.
+    pub tx: TxState,
+    /// Tables created earlier in the same transaction (empty, invisible to others: exempt).
+    pub created_tables: Vec<ObjectName>,
+    /// Timeouts known before the first statement.
+    pub timeouts: Timeouts,
+    /// Live or supplied catalog facts.
+    pub catalog: CatalogFacts,
+    /// `pgwarden check` on a file: BEGIN/COMMIT in the script are the only transaction truth.
+    pub file_mode: bool,
+}
+
+impl Default for AnalysisContext {
+    fn default() -> Self {
+        AnalysisContext {
+            pg_version: None,
+            lex: LexOptions {
+                max_depth: DEFAULT_MAX_DEPTH,
+                max_statement_len: DEFAULT_MAX_STATEMENT_LEN,
+                ..LexOptions::default()
+            },
+            tx: TxState::Idle,
+            created_tables: Vec::new(),
+            timeouts: Timeouts::default(),
+            catalog: CatalogFacts::default(),
+            file_mode: false,
+        }
+    }
+}
+
+/// The state that evolves from statement to statement within one text (and, in the proxy,
+/// across the Query messages of one transaction).
+#[derive(Debug, Clone, Default)]
+pub struct ScriptState {
+    pub tx: TxState,
+    /// Tables created in the current transaction (or, outside a transaction, earlier in the
+    /// same file: file mode only, where they are known to be new).
+    pub created_tables: Vec<ObjectName>,
+    pub timeouts: Timeouts,
+    /// Tables on which an ACCESS EXCLUSIVE lock is held until COMMIT, with the statement that
+    /// took it (byte span start) — for lock-held-across-statements.
+    pub ael_held: Vec<(ObjectName, usize)>,
+    /// Constraints added NOT VALID in the current transaction (name).
+    pub not_valid_added: Vec<String>,
+    /// Enum values added in the current transaction: (type, label).
+    pub enum_values_added: Vec<(ObjectName, String)>,
+    /// lock-held-across-statements already spoke in this transaction.
+    pub ael_reported: bool,
+    /// Ids of rules that speak once per text until the state they warn about changes
+    /// (the timeout rules: once until a SET of that timeout).
+    pub spoken: Vec<&'static str>,
+    /// `CHECK (col IS NOT NULL)` constraints added in this file: (table, constraint, column).
+    pub not_null_checks: Vec<(ObjectName, String, String)>,
+    /// Columns with a validated `CHECK (col IS NOT NULL)` (SET NOT NULL skips its scan, PG ≥ 12).
+    pub validated_not_null: Vec<(ObjectName, String)>,
+    /// A BEGIN seen in the text without a matching COMMIT/ROLLBACK yet: its byte offset.
+    pub open_begin_at: Option<usize>,
+    /// Timeouts set with SET LOCAL, restored at transaction end.
+    local_timeouts_saved: Option<Timeouts>,
+}
+
+impl ScriptState {
+    pub fn from_context(ctx: &AnalysisContext) -> Self {
+        ScriptState {
+            tx: ctx.tx,
+            created_tables: ctx.created_tables.clone(),
+            timeouts: ctx.timeouts,
+            ..ScriptState::default()
+        }
+    }
+
+    pub fn in_transaction(&self) -> bool {
+        matches!(self.tx, TxState::InTransaction | TxState::Failed)
+    }
+
+    /// Was `table` created earlier in this transaction/file?
+    pub fn is_new(&self, table: &ObjectName) -> bool {
+        self.created_tables.iter().any(|t| t.same_as(table))
+    }
+
+    /// Moves the state past one statement.
+    pub fn advance(&mut self, f: &StatementFacts) {
+        match f.kind {
+            // A nested BEGIN only draws a warning from Postgres: the transaction goes on.
+            StatementKind::Begin if !self.in_transaction() => {
+                self.tx = TxState::InTransaction;
+                self.open_begin_at = Some(f.span.start);
+            }
+            StatementKind::Commit | StatementKind::Rollback => self.end_transaction(),
+            StatementKind::Set | StatementKind::Reset => {
+                if let Some(s) = &f.setting {
+                    let ms = s.value.as_deref().map(parse_duration_ms);
+                    if f.flags.local && self.in_transaction() && self.local_timeouts_saved.is_none()
+                    {
+                        self.local_timeouts_saved = Some(self.timeouts);
+                    }
+                    self.spoken
+                        .retain(|id| !id.contains(s.name.replace('_', "-").as_str()));
+                    match s.name.as_str() {
+                        // RESET / TO DEFAULT: back to the role/database default, unknown here.
+                        "lock_timeout" => self.timeouts.lock_timeout_ms = ms.flatten(),
+                        "statement_timeout" => self.timeouts.statement_timeout_ms = ms.flatten(),
+                        _ => {}
+                    }
+                }
+            }
+            StatementKind::CreateTable | StatementKind::CreateTableAs => {
+                self.created_tables.extend(f.targets.iter().cloned());
+            }
+            StatementKind::AlterType if f.flags.add_value => {
+                if let (Some(t), Some(v)) = (f.targets.first(), &f.enum_value) {
+                    self.enum_values_added.push((t.clone(), v.clone()));
+                }
+            }
+            _ => {}
+        }
+        if self.in_transaction() {
+            for (rel, mode) in &f.locks {
+                if *mode == LockMode::AccessExclusive
+                    && !self.is_new(rel)
+                    && !self.ael_held.iter().any(|(r, _)| r == rel)
+                {
+                    self.ael_held.push((rel.clone(), f.span.start));
+                }
+            }
+            for a in &f.actions {
+                if let Some(c) = &a.constraint {
+                    if c.not_valid {
+                        if let Some(n) = &c.name {
+                            self.not_valid_added.push(n.clone());
+                        }
+                    }
+                }
+            }
+        }
+        if let Some(table) = &f.table {
+            for a in &f.actions {
+                if let (Some(c), Some(col)) = (
+                    &a.constraint,
+                    a.constraint
+                        .as_ref()
+                        .and_then(|c| c.checks_not_null_of.clone()),
+                ) {
+                    if let Some(name) = &c.name {
+                        self.not_null_checks
+                            .push((table.clone(), name.clone(), col.clone()));
+                    }
+                    if !c.not_valid {
+                        self.validated_not_null.push((table.clone(), col));
+                    }
+                }
+                if a.kind == super::facts::ActionKind::ValidateConstraint {
+                    let validated: Vec<(ObjectName, String)> = self
+                        .not_null_checks
+                        .iter()
+                        .filter(|(t, n, _)| {
+                            t.same_as(table) && Some(n) == a.constraint_name.as_ref()
+                        })
+                        .map(|(t, _, col)| (t.clone(), col.clone()))
+                        .collect();
+                    self.validated_not_null.extend(validated);
+                }
+            }
+        }
+        for inner in &f.body {
+            self.advance(inner);
+        }
+    }
+
+    fn end_transaction(&mut self) {
+        self.tx = TxState::Idle;
+        self.open_begin_at = None;
+        self.ael_held.clear();
+        self.not_valid_added.clear();
+        self.enum_values_added.clear();
+        self.ael_reported = false;
+        if let Some(saved) = self.local_timeouts_saved.take() {
+            self.timeouts = saved;
+        }
+    }
+}
+
+/// Parses a Postgres duration setting (`'2s'`, `5000`, `1min`, `0`) into milliseconds.
+pub fn parse_duration_ms(value: &str) -> Option<u64> {
+    let v = value.trim().trim_matches('\'').trim();
+    let split = v
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(v.len());
+    let (num, unit) = v.split_at(split);
+    let num: f64 = num.parse().ok()?;
+    let factor = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "ms" => 1.0,
+        "us" => 0.001,
+        "s" => 1000.0,
+        "min" => 60_000.0,
+        "h" => 3_600_000.0,
+        "d" => 86_400_000.0,
+        _ => return None,
+    };
+    Some((num * factor).round() as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration_ms("'2s'"), Some(2000));
+        assert_eq!(parse_duration_ms("5000"), Some(5000));
+        assert_eq!(parse_duration_ms("1min"), Some(60_000));
+        assert_eq!(parse_duration_ms("0"), Some(0));
+        assert_eq!(parse_duration_ms("soon"), None);
+    }
+
+    #[test]
+    fn default_depth_is_far_below_the_parser_limit() {
+        const { assert!(DEFAULT_MAX_DEPTH < 1000) };
+        assert_eq!(AnalysisContext::default().lex.max_depth, DEFAULT_MAX_DEPTH);
+    }
+
+    #[test]
+    fn stats_lookup_accepts_public_and_bare_names() {
+        let mut c = CatalogFacts::default();
+        c.tables.insert(
+            "orders".into(),
+            TableStats {
+                rows: 10,
+                bytes: 100,
+            },
+        );
+        assert!(c
+            .table_stats(&ObjectName::new(Some("public"), "orders"))
+            .is_some());
+        assert!(c.table_stats(&ObjectName::new(None, "orders")).is_some());
+        assert!(c.table_stats(&ObjectName::new(None, "other")).is_none());
+    }
+}

@@ -1,0 +1,1435 @@
+//! The parser adapter: the ONLY module that imports `squawk_syntax` (DESIGN.md decision 3).
+//!
+//! It turns the concrete syntax tree of one statement into pgwarden's own [`StatementFacts`].
+//! The tree is walked by node kind rather than through squawk's typed accessors: the kinds are
+//! the grammar's production names and move less between squawk releases than the accessors do.
+//! Every offset it reports is a byte offset into the caller's original query string.
+use std::ops::Range;
+
+use squawk_syntax::ast::{self, AstNode};
+use squawk_syntax::{SourceFile, SyntaxKind as K, SyntaxNode, SyntaxToken};
+
+use super::facts::*;
+use super::locks;
+
+/// Why a statement's text could not be turned into facts.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ParseError {
+    /// The parser reported a syntax error.
+    #[error("syntax error at byte {offset}: {message}")]
+    Syntax { message: String, offset: usize },
+    /// A psql backslash command: psql runs it, the server never sees it.
+    #[error("psql meta-command (backslash command) at byte {offset}")]
+    PsqlMetaCommand { offset: usize },
+}
+
+/// Parses `text[span]` (one statement as split by the prefilter) into facts. The parser may find
+/// more than one statement in the range (the caller's split was coarse): each gets its facts.
+pub fn parse_statement(text: &str, span: Range<usize>) -> Result<Vec<StatementFacts>, ParseError> {
+    let Some(stmt_text) = text.get(span.clone()) else {
+        return Err(ParseError::Syntax {
+            message: "statement range is not on character boundaries".into(),
+            offset: span.start,
+        });
+    };
+    let base = span.start;
+    let parse = SourceFile::parse(stmt_text);
+    let root = parse.syntax_node();
+    // squawk reads psql backslash commands as (odd) SQL without always complaining.
+    if let Some(tok) = root
+        .descendants_with_tokens()
+        .filter_map(|e| e.into_token())
+        .find(|t| !t.kind().is_trivia() && t.text().starts_with('\\'))
+    {
+        return Err(ParseError::PsqlMetaCommand {
+            offset: base + usize::from(tok.text_range().start()),
+        });
+    }
+    if let Some(err) = parse.errors().first() {
+        return Err(ParseError::Syntax {
+            message: err.message().to_string(),
+            offset: base + usize::from(err.range().start()),
+        });
+    }
+    let mut out = Vec::new();
+    for stmt in parse.tree().stmts() {
+        let node = stmt.syntax();
+        if node.kind() == K::EMPTY_STMT {
+            continue;
+        }
+        out.push(statement_facts(node, base));
+    }
+    Ok(out)
+}
+
+/// Maps a node's range to the original text.
+fn range(node: &SyntaxNode, base: usize) -> Range<usize> {
+    let r = node.text_range();
+    base + usize::from(r.start())..base + usize::from(r.end())
+}
+
+fn tok_range(tok: &SyntaxToken, base: usize) -> Range<usize> {
+    let r = tok.text_range();
+    base + usize::from(r.start())..base + usize::from(r.end())
+}
+
+fn child(node: &SyntaxNode, kind: K) -> Option<SyntaxNode> {
+    node.children().find(|c| c.kind() == kind)
+}
+
+fn child_any(node: &SyntaxNode, kinds: &[K]) -> Option<SyntaxNode> {
+    node.children().find(|c| kinds.contains(&c.kind()))
+}
+
+fn descendant(node: &SyntaxNode, kind: K) -> Option<SyntaxNode> {
+    node.descendants().find(|c| c.kind() == kind)
+}
+
+fn has_token(node: &SyntaxNode, kind: K) -> bool {
+    node.children_with_tokens()
+        .any(|e| e.as_token().is_some_and(|t| t.kind() == kind))
+}
+
+fn token(node: &SyntaxNode, kind: K) -> Option<SyntaxToken> {
+    node.children_with_tokens()
+        .filter_map(|e| e.into_token())
+        .find(|t| t.kind() == kind)
+}
+
+/// The first non-trivia token under `node`.
+fn first_token(node: &SyntaxNode) -> Option<SyntaxToken> {
+    node.descendants_with_tokens()
+        .filter_map(|e| e.into_token())
+        .find(|t| !t.kind().is_trivia())
+}
+
+/// Normalises one identifier token the way Postgres does: quoted → as written, unquoted →
+/// folded to lower case.
+fn ident_text(tok: &SyntaxToken) -> String {
+    let t = tok.text();
+    if t.len() >= 2 && t.starts_with('"') && t.ends_with('"') {
+        t[1..t.len() - 1].replace("\"\"", "\"")
+    } else {
+        t.to_lowercase()
+    }
+}
+
+/// Identifier text of a name-like node (ColumnName, NameRef, PathSegment, ...).
+fn name_of(node: &SyntaxNode) -> Option<String> {
+    first_token(node).map(|t| ident_text(&t))
+}
+
+/// Reads a (possibly qualified) name from the first PATH / PATH_REF under `node`.
+fn object_name(node: &SyntaxNode) -> Option<ObjectName> {
+    let path = if matches!(node.kind(), K::PATH | K::PATH_REF) {
+        node.clone()
+    } else {
+        node.descendants()
+            .find(|n| matches!(n.kind(), K::PATH | K::PATH_REF))?
+    };
+    let segments: Vec<String> = path
+        .descendants()
+        .filter(|n| matches!(n.kind(), K::PATH_SEGMENT | K::PATH_SEGMENT_REF))
+        .filter_map(|n| name_of(&n))
+        .collect();
+    let (name, rest) = segments.split_last()?;
+    Some(ObjectName {
+        schema: rest.last().cloned(),
+        name: name.clone(),
+    })
+}
+
+/// All relation names directly under list-like children of `node` of the given kinds.
+fn names_under(node: &SyntaxNode, kinds: &[K]) -> Vec<ObjectName> {
+    node.descendants()
+        .filter(|n| kinds.contains(&n.kind()))
+        .filter_map(|n| object_name(&n))
+        .collect()
+}
+
+/// Builds the facts of one statement node.
+fn statement_facts(node: &SyntaxNode, base: usize) -> StatementFacts {
+    let span = range(node, base);
+    let kind = statement_kind(node);
+    let mut f = StatementFacts::new(kind, span.clone());
+    f.head_span = first_token(node)
+        .map(|t| tok_range(&t, base))
+        .unwrap_or(span);
+    f.flags.if_exists = child(node, K::IF_EXISTS).is_some();
+    f.flags.if_not_exists = child(node, K::IF_NOT_EXISTS).is_some();
+    f.flags.cascade = descendant_drop_behavior_cascade(node);
+    f.flags.or_replace = child(node, K::OR_REPLACE).is_some();
+    match kind {
+        StatementKind::CreateTable | StatementKind::CreateTableAs => {
+            create_table(node, base, &mut f)
+        }
+        StatementKind::CreateIndex => create_index(node, base, &mut f),
+        StatementKind::DropIndex => {
+            f.flags.concurrently = has_token(node, K::CONCURRENTLY_KW);
+            f.targets = names_under(node, &[K::INDEX_REF]);
+            if !f.flags.concurrently {
+                f.concurrently_at = token(node, K::INDEX_KW).map(|t| InsertPoint {
+                    at: tok_range(&t, base).end,
+                });
+            }
+            // The table of an index is unknown without the catalog: the lock is recorded on
+            // the index name, which the live context can resolve to its table.
+            lock_targets(&mut f);
+        }
+        StatementKind::Reindex => reindex(node, base, &mut f),
+        StatementKind::AlterTable => alter_table(node, base, &mut f),
+        StatementKind::AlterIndex => {
+            f.targets = names_under(node, &[K::INDEX_REF])
+                .into_iter()
+                .take(1)
+                .collect();
+            let heavy = child(node, K::SET_TABLESPACE).is_some()
+                || child(node, K::SET_OPTIONS).is_some()
+                || child(node, K::RESET_OPTIONS).is_some();
+            let mode = if heavy {
+                LockMode::AccessExclusive
+            } else {
+                LockMode::ShareUpdateExclusive
+            };
+            for t in f.targets.clone() {
+                f.add_lock(t, mode);
+            }
+            f.table = f.targets.first().cloned();
+        }
+        StatementKind::DropTable => {
+            f.targets = names_under(node, &[K::TABLE_NAME_REF]);
+            lock_targets(&mut f);
+        }
+        StatementKind::DropDatabase => {
+            f.targets = node
+                .descendants()
+                .find(|n| n.kind() == K::DATABASE_REF)
+                .and_then(|n| name_of(&n))
+                .map(|n| vec![ObjectName::new(None, &n)])
+                .unwrap_or_default();
+        }
+        StatementKind::Truncate => {
+            f.targets = names_under(node, &[K::TABLE_NAME_REF]);
+            lock_targets(&mut f);
+        }
+        StatementKind::Cluster => {
+            f.targets = names_under(node, &[K::TABLE_NAME_REF]);
+            lock_targets(&mut f);
+        }
+        StatementKind::VacuumFull | StatementKind::Vacuum | StatementKind::Analyze => {
+            f.targets = names_under(node, &[K::TABLE_NAME_REF]);
+            lock_targets(&mut f);
+        }
+        StatementKind::RefreshMaterializedView => {
+            f.flags.concurrently = has_token(node, K::CONCURRENTLY_KW);
+            f.flags.with_no_data = node
+                .descendants_with_tokens()
+                .filter_map(|e| e.into_token())
+                .any(|t| t.kind() == K::NO_KW);
+            f.targets = names_under(node, &[K::VIEW_REF])
+                .into_iter()
+                .take(1)
+                .collect();
+            if !f.flags.concurrently {
+                f.concurrently_at = token(node, K::VIEW_KW).map(|t| InsertPoint {
+                    at: tok_range(&t, base).end,
+                });
+            }
+            lock_targets(&mut f);
+        }
+        StatementKind::AlterType => alter_type(node, &mut f),
+        StatementKind::CreateType => {
+            f.targets = names_under(node, &[K::TYPE_NAME])
+                .into_iter()
+                .take(1)
+                .collect();
+        }
+        StatementKind::CreateDomain => {
+            f.targets = names_under(node, &[K::DOMAIN])
+                .into_iter()
+                .take(1)
+                .collect();
+            f.constraints = node
+                .children()
+                .filter_map(|c| constraint_facts(&c, base))
+                .collect();
+        }
+        StatementKind::AlterDomain => {
+            f.targets = names_under(node, &[K::DOMAIN_REF])
+                .into_iter()
+                .take(1)
+                .collect();
+            if let Some(add) = child(node, K::ADD_CONSTRAINT) {
+                f.flags.add_constraint = true;
+                f.constraints = add
+                    .children()
+                    .filter_map(|c| constraint_facts(&c, base))
+                    .collect();
+            }
+        }
+        StatementKind::CreateTrigger | StatementKind::DropTrigger => {
+            f.targets = child(node, K::ON_RELATION)
+                .and_then(|n| object_name(&n))
+                .into_iter()
+                .collect();
+            lock_targets(&mut f);
+        }
+        StatementKind::Lock => {
+            f.targets = names_under(node, &[K::RELATION_NAME_REF]);
+            f.requested_lock = Some(
+                descendant(node, K::LOCK_MODE_CLAUSE)
+                    .map(|n| lock_mode_words(&n))
+                    .unwrap_or(LockMode::AccessExclusive),
+            );
+            let mode = f.requested_lock.unwrap_or(LockMode::AccessExclusive);
+            for t in f.targets.clone() {
+                f.add_lock(t, mode);
+            }
+            f.table = f.targets.first().cloned();
+        }
+        StatementKind::Do => do_block(node, base, &mut f),
+        StatementKind::Set => set_stmt(node, &mut f),
+        StatementKind::Reset => {
+            f.setting = descendant(node, K::CONFIG_PARAMETER_REF)
+                .map(|n| n.text().to_string().to_lowercase())
+                .map(|name| SettingFacts { name, value: None });
+        }
+        _ => {}
+    }
+    f
+}
+
+/// Records the statement-level lock on every target (DROP TABLE, TRUNCATE, ...).
+fn lock_targets(f: &mut StatementFacts) {
+    if let Some(mode) = locks::statement_lock(f.kind, f.flags.concurrently) {
+        for t in f.targets.clone() {
+            f.add_lock(t, mode);
+        }
+    }
+    f.table = f.targets.first().cloned();
+    f.cost = locks::statement_cost(f.kind);
+}
+
+fn descendant_drop_behavior_cascade(node: &SyntaxNode) -> bool {
+    child(node, K::CASCADE).is_some() || has_token(node, K::CASCADE_KW)
+}
+
+fn statement_kind(node: &SyntaxNode) -> StatementKind {
+    use StatementKind as S;
+    match node.kind() {
+        K::CREATE_TABLE => S::CreateTable,
+        K::CREATE_TABLE_AS | K::SELECT_INTO => S::CreateTableAs,
+        K::CREATE_INDEX => S::CreateIndex,
+        K::DROP_INDEX => S::DropIndex,
+        K::REINDEX => S::Reindex,
+        K::ALTER_TABLE => S::AlterTable,
+        K::ALTER_INDEX => S::AlterIndex,
+        K::DROP_TABLE => S::DropTable,
+        K::DROP_DATABASE => S::DropDatabase,
+        K::TRUNCATE => S::Truncate,
+        K::CLUSTER => S::Cluster,
+        K::VACUUM => {
+            let full = has_token(node, K::FULL_KW)
+                || child(node, K::VACUUM_OPTION_LIST).is_some_and(|l| {
+                    l.children().any(|o| {
+                        let t = o.text().to_string().to_lowercase();
+                        let mut words = t.split_whitespace();
+                        words.next() == Some("full")
+                            && !matches!(words.next(), Some("false" | "off" | "0"))
+                    })
+                });
+            if full {
+                S::VacuumFull
+            } else {
+                S::Vacuum
+            }
+        }
+        K::ANALYZE => S::Analyze,
+        K::REFRESH => S::RefreshMaterializedView,
+        K::CREATE_TYPE => S::CreateType,
+        K::ALTER_TYPE => S::AlterType,
+        K::CREATE_DOMAIN => S::CreateDomain,
+        K::ALTER_DOMAIN => S::AlterDomain,
+        K::CREATE_TRIGGER => S::CreateTrigger,
+        K::DROP_TRIGGER => S::DropTrigger,
+        K::LOCK => S::Lock,
+        K::COMMENT_ON => S::Comment,
+        K::DO => S::Do,
+        K::CREATE_FUNCTION | K::CREATE_PROCEDURE => S::CreateFunction,
+        K::BEGIN => S::Begin,
+        K::COMMIT_TRANSACTION | K::PREPARE_TRANSACTION => S::Commit,
+        K::ROLLBACK_TRANSACTION => S::Rollback,
+        K::SAVEPOINT_CREATE | K::RELEASE_SAVEPOINT | K::ROLLBACK_TO_SAVEPOINT => S::Savepoint,
+        K::SET => S::Set,
+        K::RESET => S::Reset,
+        _ => S::Other,
+    }
+}
+
+fn create_table(node: &SyntaxNode, base: usize, f: &mut StatementFacts) {
+    f.targets = child(node, K::TABLE_NAME)
+        .and_then(|n| object_name(&n))
+        .into_iter()
+        .collect();
+    f.flags.temporary = child(node, K::TEMP).is_some();
+    if let Some(args) = child(node, K::TABLE_ARG_LIST) {
+        for arg in args.children() {
+            if arg.kind() == K::COLUMN {
+                f.columns.push(column_facts(&arg, base));
+            } else if let Some(c) = constraint_facts(&arg, base) {
+                f.constraints.push(c);
+            }
+        }
+    }
+    // The new table is empty; the tables it references take SHARE ROW EXCLUSIVE (FK triggers).
+    let mut refs: Vec<ObjectName> = f
+        .columns
+        .iter()
+        .flat_map(|c| c.constraints.iter())
+        .chain(f.constraints.iter())
+        .filter_map(|c| c.references.clone())
+        .collect();
+    refs.dedup();
+    for r in refs {
+        f.add_lock(r, LockMode::ShareRowExclusive);
+    }
+    if let Some(p) = child(node, K::PARTITION_OF) {
+        f.flags.partition_of = true;
+        if let Some(parent) = object_name(&p) {
+            // CREATE TABLE ... PARTITION OF takes ACCESS EXCLUSIVE on the parent.
+            f.add_lock(parent.clone(), LockMode::AccessExclusive);
+            f.table = Some(parent);
+        }
+    }
+}
+
+fn create_index(node: &SyntaxNode, base: usize, f: &mut StatementFacts) {
+    f.flags.concurrently = has_token(node, K::CONCURRENTLY_KW);
+    f.flags.unique = has_token(node, K::UNIQUE_KW);
+    f.targets = child(node, K::INDEX)
+        .and_then(|n| object_name(&n))
+        .into_iter()
+        .collect();
+    if let Some(rel) = child(node, K::TABLE_RELATION_NAME) {
+        f.flags.only = has_token(&rel, K::ONLY_KW);
+        if let Some(t) = object_name(&rel) {
+            let mode =
+                locks::statement_lock(f.kind, f.flags.concurrently).unwrap_or(LockMode::Share);
+            f.add_lock(t.clone(), mode);
+            f.table = Some(t);
+        }
+    }
+    f.cost = Cost::IndexBuild;
+    if let Some(items) = child(node, K::PARTITION_ITEM_LIST) {
+        f.index_columns = items
+            .children()
+            .filter(|i| i.kind() == K::PARTITION_ITEM)
+            .map(|i| {
+                // A bare column is a single NAME_REF; anything else is an expression.
+                let mut kids = i.children();
+                match (kids.next(), kids.next()) {
+                    (Some(n), None) if n.kind() == K::NAME_REF => name_of(&n).unwrap_or_default(),
+                    _ => String::new(),
+                }
+            })
+            .collect();
+    }
+    if !f.flags.concurrently {
+        f.concurrently_at = token(node, K::INDEX_KW).map(|t| InsertPoint {
+            at: tok_range(&t, base).end,
+        });
+    }
+}
+
+fn reindex(node: &SyntaxNode, base: usize, f: &mut StatementFacts) {
+    let Some(target) = node.children().find(|c| {
+        matches!(
+            c.kind(),
+            K::REINDEX_TARGET_TABLE
+                | K::REINDEX_TARGET_INDEX
+                | K::REINDEX_TARGET_SCHEMA
+                | K::REINDEX_TARGET_DATABASE
+                | K::REINDEX_TARGET_SYSTEM
+        )
+    }) else {
+        return;
+    };
+    f.flags.concurrently = has_token(&target, K::CONCURRENTLY_KW)
+        || child(node, K::REINDEX_OPTION_LIST)
+            .is_some_and(|l| l.text().to_string().to_lowercase().contains("concurrently"));
+    if let Some(name) = target
+        .children()
+        .find(|c| !matches!(c.kind(), K::WHITESPACE))
+        .and_then(|c| object_name(&c).or_else(|| name_of(&c).map(|n| ObjectName::new(None, &n))))
+    {
+        f.targets.push(name);
+    }
+    if !f.flags.concurrently {
+        // The keyword after REINDEX [(...)]: TABLE / INDEX / SCHEMA / DATABASE / SYSTEM.
+        f.concurrently_at = target
+            .children_with_tokens()
+            .filter_map(|e| e.into_token())
+            .find(|t| !t.kind().is_trivia())
+            .map(|t| InsertPoint {
+                at: tok_range(&t, base).end,
+            });
+    }
+    if matches!(target.kind(), K::REINDEX_TARGET_SYSTEM) {
+        f.concurrently_at = None;
+    }
+    lock_targets(f);
+    if target.kind() == K::REINDEX_TARGET_INDEX && !f.flags.concurrently {
+        // The index itself is locked ACCESS EXCLUSIVE: queries that would use it wait too.
+        f.lock = Some(LockMode::AccessExclusive);
+        if let Some(t) = f.targets.first().cloned() {
+            f.add_lock(t, LockMode::AccessExclusive);
+        }
+    }
+}
+
+fn alter_type(node: &SyntaxNode, f: &mut StatementFacts) {
+    f.targets = names_under(node, &[K::TYPE_NAME_REF])
+        .into_iter()
+        .take(1)
+        .collect();
+    if let Some(add) = child(node, K::ADD_VALUE) {
+        f.flags.add_value = true;
+        f.enum_value = child(&add, K::LITERAL).map(|l| literal_value(&l));
+    }
+    if let Some(ren) = child(node, K::RENAME_VALUE) {
+        f.flags.rename_value = true;
+        f.enum_value = child(&ren, K::LITERAL).map(|l| literal_value(&l));
+    }
+}
+
+/// Text of a simple string literal without quotes.
+fn literal_value(node: &SyntaxNode) -> String {
+    let t = node.text().to_string();
+    let t = t.trim();
+    if t.len() >= 2 && t.starts_with('\'') && t.ends_with('\'') {
+        t[1..t.len() - 1].replace("''", "'")
+    } else {
+        t.to_string()
+    }
+}
+
+fn lock_mode_words(node: &SyntaxNode) -> LockMode {
+    let words = node.text().to_string().to_lowercase();
+    let words: Vec<&str> = words.split_whitespace().collect();
+    let inner = words
+        .iter()
+        .skip_while(|w| **w == "in")
+        .take_while(|w| **w != "mode")
+        .copied()
+        .collect::<Vec<_>>()
+        .join(" ");
+    match inner.as_str() {
+        "access share" => LockMode::AccessShare,
+        "row share" => LockMode::RowShare,
+        "row exclusive" => LockMode::RowExclusive,
+        "share update exclusive" => LockMode::ShareUpdateExclusive,
+        "share" => LockMode::Share,
+        "share row exclusive" => LockMode::ShareRowExclusive,
+        "exclusive" => LockMode::Exclusive,
+        _ => LockMode::AccessExclusive,
+    }
+}
+
+fn set_stmt(node: &SyntaxNode, f: &mut StatementFacts) {
+    f.flags.local = child(node, K::LOCAL_SCOPE).is_some();
+    // `SET name { TO | = } value`: read words, the grammar of values is wide (lists, units).
+    let text = node.text().to_string();
+    let mut rest = text.trim().trim_end_matches(';').trim();
+    rest = strip_word(rest, "set");
+    for scope in ["local", "session"] {
+        rest = strip_word(rest, scope);
+    }
+    let (name, value) = match rest.find(|c: char| c == '=' || c.is_whitespace()) {
+        Some(i) => (&rest[..i], rest[i..].trim_start()),
+        None => (rest, ""),
+    };
+    let value = value
+        .strip_prefix('=')
+        .map(str::trim_start)
+        .unwrap_or_else(|| {
+            let v = strip_word(value, "to");
+            v
+        });
+    let name = name.trim().to_lowercase();
+    if name.is_empty() || name == "transaction" || name == "session" || name == "constraints" {
+        return;
+    }
+    let value = value.trim();
+    let value = if value.eq_ignore_ascii_case("default") || value.is_empty() {
+        None
+    } else {
+        Some(value.trim_matches('\'').to_string())
+    };
+    f.setting = Some(SettingFacts { name, value });
+}
+
+fn strip_word<'a>(s: &'a str, word: &str) -> &'a str {
+    let s = s.trim_start();
+    match s.get(..word.len()) {
+        Some(head)
+            if head.eq_ignore_ascii_case(word)
+                && s[word.len()..]
+                    .chars()
+                    .next()
+                    .is_none_or(|c| c.is_whitespace()) =>
+        {
+            s[word.len()..].trim_start()
+        }
+        _ => s,
+    }
+}
+
+fn do_block(node: &SyntaxNode, base: usize, f: &mut StatementFacts) {
+    let Some(d) = ast::Do::cast(node.clone()) else {
+        f.opaque = true;
+        return;
+    };
+    let Some(body) = d.plpgsql() else {
+        // Another language (plperl, plv8, ...): nothing pgwarden can read.
+        f.opaque = true;
+        return;
+    };
+    if !body.errors().is_empty() {
+        f.opaque = true;
+        return;
+    }
+    let root = body.syntax();
+    for n in root.descendants() {
+        match n.kind() {
+            // Dynamic SQL: the text is only known at run time.
+            K::PLPGSQL_DYN_EXECUTE_STMT => f.opaque = true,
+            K::PLPGSQL_EXEC_SQL_STMT => {
+                if let Some(stmt) = n.children().find(|c| c.kind() != K::SEMICOLON) {
+                    let mut inner = statement_facts(&stmt, 0);
+                    // Offsets inside the body are offsets into the decoded literal: map the
+                    // statement's range back to the original text; inner spans are dropped to
+                    // the whole statement (an escaped body does not map byte for byte).
+                    let src = body.source_range(stmt.text_range());
+                    let outer = base + usize::from(src.start())..base + usize::from(src.end());
+                    remap(&mut inner, &outer);
+                    f.body.push(inner);
+                }
+            }
+            _ => {}
+        }
+    }
+    for inner in f.body.clone() {
+        for (rel, mode) in inner.locks {
+            f.add_lock(rel, mode);
+        }
+        f.cost = f.cost.max(inner.cost);
+    }
+}
+
+/// Points every span of a statement parsed out of a DO body at the statement's range in the
+/// original text, and drops rewrites (their offsets would be wrong).
+fn remap(f: &mut StatementFacts, outer: &Range<usize>) {
+    f.span = outer.clone();
+    f.head_span = outer.clone();
+    f.concurrently_at = None;
+    for a in &mut f.actions {
+        a.span = outer.clone();
+        if let Some(c) = &mut a.constraint {
+            c.span = outer.clone();
+        }
+        if let Some(c) = &mut a.column_def {
+            c.name_span = outer.clone();
+            if let Some(t) = &mut c.ty {
+                t.span = outer.clone();
+            }
+            for k in &mut c.constraints {
+                k.span = outer.clone();
+            }
+        }
+        if let Some(t) = &mut a.new_type {
+            t.span = outer.clone();
+        }
+    }
+    for c in &mut f.columns {
+        c.name_span = outer.clone();
+        if let Some(t) = &mut c.ty {
+            t.span = outer.clone();
+        }
+        for k in &mut c.constraints {
+            k.span = outer.clone();
+        }
+    }
+    for c in &mut f.constraints {
+        c.span = outer.clone();
+    }
+}
+
+const TYPE_KINDS: &[K] = &[
+    K::PATH_TYPE,
+    K::ARRAY_TYPE,
+    K::VARCHAR_TYPE,
+    K::CHARACTER_TYPE,
+    K::BIT_TYPE,
+    K::BIT_VARYING_TYPE,
+    K::DOUBLE_TYPE,
+    K::TIME_TYPE,
+    K::TIMESTAMP_TYPE,
+    K::INTERVAL_TYPE,
+    K::PERCENT_TYPE,
+];
+
+fn type_facts(node: &SyntaxNode, base: usize) -> TypeFacts {
+    let span = range(node, base);
+    if node.kind() == K::ARRAY_TYPE {
+        let mut inner = child_any(node, TYPE_KINDS)
+            .map(|n| type_facts(&n, base))
+            .unwrap_or(TypeFacts {
+                name: String::new(),
+                modifiers: None,
+                is_array: true,
+                span: span.clone(),
+            });
+        inner.is_array = true;
+        inner.span = span;
+        return inner;
+    }
+    let text = node.text().to_string().to_lowercase();
+    let modifiers = text.find('(').and_then(|open| {
+        text.rfind(')')
+            .filter(|close| *close > open)
+            .map(|close| text[open + 1..close].trim().to_string())
+    });
+    let name = match node.kind() {
+        K::VARCHAR_TYPE => "varchar".to_string(),
+        K::CHARACTER_TYPE => "bpchar".to_string(),
+        K::DOUBLE_TYPE => "float8".to_string(),
+        K::TIMESTAMP_TYPE | K::TIME_TYPE => {
+            let base_name = if node.kind() == K::TIME_TYPE {
+                "time"
+            } else {
+                "timestamp"
+            };
+            if descendant(node, K::WITH_TIMEZONE).is_some() {
+                format!("{base_name}tz")
+            } else {
+                base_name.to_string()
+            }
+        }
+        K::INTERVAL_TYPE => "interval".to_string(),
+        K::BIT_TYPE => "bit".to_string(),
+        K::BIT_VARYING_TYPE => "varbit".to_string(),
+        _ => {
+            let head = text.split('(').next().unwrap_or("").trim();
+            let head = head.rsplit('.').next().unwrap_or(head).trim_matches('"');
+            canonical_type(head).to_string()
+        }
+    };
+    TypeFacts {
+        name,
+        modifiers,
+        is_array: false,
+        span,
+    }
+}
+
+/// Postgres' internal names for the SQL spellings of built-in types.
+fn canonical_type(name: &str) -> &str {
+    match name {
+        "int" | "integer" | "int4" => "int4",
+        "bigint" | "int8" => "int8",
+        "smallint" | "int2" => "int2",
+        "serial" | "serial4" => "serial4",
+        "bigserial" | "serial8" => "serial8",
+        "smallserial" | "serial2" => "serial2",
+        "bool" | "boolean" => "bool",
+        "real" | "float4" => "float4",
+        "float" | "float8" => "float8",
+        "decimal" | "numeric" => "numeric",
+        "char" | "character" | "bpchar" => "bpchar",
+        "varchar" => "varchar",
+        "timestamptz" => "timestamptz",
+        "timetz" => "timetz",
+        other => other,
+    }
+}
+
+fn column_facts(node: &SyntaxNode, base: usize) -> ColumnFacts {
+    let name_node = child(node, K::COLUMN_NAME);
+    let mut c = ColumnFacts {
+        name: name_node.as_ref().and_then(name_of).unwrap_or_default(),
+        name_span: name_node
+            .as_ref()
+            .map(|n| range(n, base))
+            .unwrap_or_else(|| range(node, base)),
+        ty: child_any(node, TYPE_KINDS).map(|t| type_facts(&t, base)),
+        default: None,
+        not_null: false,
+        generated_stored: false,
+        identity: false,
+        constraints: Vec::new(),
+    };
+    // Clauses sit directly under Column (CREATE TABLE) or AddColumn (ALTER TABLE).
+    for clause in node.children() {
+        match clause.kind() {
+            K::DEFAULT_CONSTRAINT => {
+                let expr_text = clause
+                    .children()
+                    .filter(|n| n.kind() != K::CONSTRAINT_NAME_CLAUSE)
+                    .map(|n| n.text().to_string())
+                    .collect::<Vec<_>>()
+                    .join(" ");
+                let (volatility, functions) = volatility_of(&clause);
+                c.default = Some(DefaultFacts {
+                    text: expr_text,
+                    volatility,
+                    functions,
+                });
+            }
+            K::NOT_NULL_CONSTRAINT => c.not_null = true,
+            K::GENERATED_CONSTRAINT => {
+                if descendant(&clause, K::GENERATED_STORED).is_some()
+                    || has_token_deep(&clause, K::STORED_KW)
+                {
+                    c.generated_stored = true;
+                }
+                if descendant(&clause, K::GENERATED_IDENTITY).is_some()
+                    || has_token_deep(&clause, K::IDENTITY_KW)
+                {
+                    c.identity = true;
+                }
+            }
+            _ => {
+                if let Some(k) = constraint_facts(&clause, base) {
+                    if k.kind == ConstraintKind::PrimaryKey {
+                        c.not_null = true;
+                    }
+                    let mut k = k;
+                    if k.columns.is_empty() {
+                        k.columns.push(c.name.clone());
+                    }
+                    c.constraints.push(k);
+                }
+            }
+        }
+    }
+    c
+}
+
+fn has_token_deep(node: &SyntaxNode, kind: K) -> bool {
+    node.descendants_with_tokens()
+        .any(|e| e.as_token().is_some_and(|t| t.kind() == kind))
+}
+
+/// Functions Postgres marks VOLATILE that people put in defaults.
+const VOLATILE_FUNCTIONS: &[&str] = &[
+    "random",
+    "gen_random_uuid",
+    "uuid_generate_v1",
+    "uuid_generate_v1mc",
+    "uuid_generate_v4",
+    "uuidv4",
+    "uuidv7",
+    "clock_timestamp",
+    "timeofday",
+    "nextval",
+    "txid_current",
+    "setseed",
+];
+
+/// Functions that are STABLE or IMMUTABLE: evaluated once for ADD COLUMN ... DEFAULT (PG ≥ 11).
+const NON_VOLATILE_FUNCTIONS: &[&str] = &[
+    "now",
+    "transaction_timestamp",
+    "statement_timestamp",
+    "current_setting",
+    "lower",
+    "upper",
+    "coalesce",
+    "nullif",
+    "greatest",
+    "least",
+    "to_jsonb",
+    "jsonb_build_object",
+    "jsonb_build_array",
+    "json_build_object",
+    "array",
+    "concat",
+    "md5",
+    "make_interval",
+    "timezone",
+    "date_trunc",
+    "length",
+    "abs",
+    "round",
+];
+
+fn volatility_of(node: &SyntaxNode) -> (Volatility, Vec<String>) {
+    let mut functions = Vec::new();
+    let mut v = Volatility::Immutable;
+    for call in node.descendants().filter(|n| n.kind() == K::CALL_EXPR) {
+        let Some(fname) = call
+            .children()
+            .find(|c| {
+                matches!(
+                    c.kind(),
+                    K::NAME_REF | K::FIELD_EXPR | K::PATH_REF | K::PATH
+                )
+            })
+            .and_then(|n| {
+                n.descendants_with_tokens()
+                    .filter_map(|e| e.into_token())
+                    .filter(|t| !t.kind().is_trivia() && t.kind() != K::DOT)
+                    .last()
+                    .map(|t| ident_text(&t))
+            })
+        else {
+            continue;
+        };
+        let this = if VOLATILE_FUNCTIONS.contains(&fname.as_str()) {
+            Volatility::Volatile
+        } else if NON_VOLATILE_FUNCTIONS.contains(&fname.as_str()) {
+            Volatility::Stable
+        } else {
+            Volatility::Unknown
+        };
+        v = worse(v, this);
+        functions.push(fname);
+    }
+    (v, functions)
+}
+
+fn worse(a: Volatility, b: Volatility) -> Volatility {
+    fn rank(v: Volatility) -> u8 {
+        match v {
+            Volatility::Immutable => 0,
+            Volatility::Stable => 1,
+            Volatility::Unknown => 2,
+            Volatility::Volatile => 3,
+        }
+    }
+    if rank(b) > rank(a) {
+        b
+    } else {
+        a
+    }
+}
+
+/// Facts of a constraint node (table constraint, column constraint, ADD CONSTRAINT child).
+fn constraint_facts(node: &SyntaxNode, base: usize) -> Option<ConstraintFacts> {
+    let kind = match node.kind() {
+        K::CHECK_CONSTRAINT => ConstraintKind::Check,
+        K::FOREIGN_KEY_CONSTRAINT | K::REFERENCES_CONSTRAINT => ConstraintKind::ForeignKey,
+        K::UNIQUE_CONSTRAINT => ConstraintKind::Unique,
+        K::PRIMARY_KEY_CONSTRAINT => ConstraintKind::PrimaryKey,
+        K::EXCLUDE_CONSTRAINT => ConstraintKind::Exclude,
+        K::NOT_NULL_CONSTRAINT => ConstraintKind::NotNull,
+        _ => return None,
+    };
+    let name = child(node, K::CONSTRAINT_NAME_CLAUSE)
+        .and_then(|c| child(&c, K::CONSTRAINT_NAME))
+        .and_then(|n| name_of(&n));
+    let not_valid = descendant(node, K::NOT_VALID).is_some();
+    let using_index = child_any(node, &[K::USING_INDEX, K::USING_INDEX_NAME]).is_some();
+    let mut columns: Vec<String> = Vec::new();
+    let col_list = match kind {
+        ConstraintKind::ForeignKey => child(node, K::FOREIGN_KEY_COLUMN_LIST),
+        _ => descendant(node, K::CONSTRAINT_COLUMN_REF_LIST)
+            .or_else(|| descendant(node, K::COLUMN_REF_LIST)),
+    };
+    if let Some(list) = col_list {
+        columns = list
+            .descendants()
+            .filter(|n| matches!(n.kind(), K::COLUMN_NAME_REF | K::NAME_REF))
+            .filter_map(|n| name_of(&n))
+            .collect();
+    }
+    let references = if kind == ConstraintKind::ForeignKey {
+        child(node, K::TABLE_NAME_REF).and_then(|n| object_name(&n))
+    } else {
+        None
+    };
+    let checks_not_null_of = if kind == ConstraintKind::Check {
+        is_not_null_check(node)
+    } else {
+        None
+    };
+    Some(ConstraintFacts {
+        kind,
+        name,
+        not_valid,
+        using_index,
+        columns,
+        references,
+        checks_not_null_of,
+        span: range(node, base),
+    })
+}
+
+/// `CHECK (col IS NOT NULL)` → `Some(col)`.
+fn is_not_null_check(node: &SyntaxNode) -> Option<String> {
+    let text = node.text().to_string().to_lowercase();
+    let open = text.find('(')?;
+    let close = text.rfind(')')?;
+    let inner = text.get(open + 1..close)?.trim();
+    let inner = inner.trim_start_matches('(').trim_end_matches(')').trim();
+    let col = inner.strip_suffix("is not null")?.trim();
+    let col = col.trim_matches('"');
+    if col.is_empty() || col.contains(char::is_whitespace) {
+        return None;
+    }
+    Some(col.to_string())
+}
+
+fn alter_table(node: &SyntaxNode, base: usize, f: &mut StatementFacts) {
+    let table = child(node, K::TABLE_RELATION_NAME).and_then(|rel| {
+        f.flags.only = has_token(&rel, K::ONLY_KW);
+        object_name(&rel)
+    });
+    f.targets = table.clone().into_iter().collect();
+    f.table = table.clone();
+    for action in node.children() {
+        let Some(a) = action_facts(&action, base) else {
+            continue;
+        };
+        if let Some(t) = &table {
+            f.add_lock(t.clone(), a.lock);
+        }
+        // ADD FOREIGN KEY also takes SHARE ROW EXCLUSIVE on the referenced table.
+        if let Some(r) = a
+            .constraint
+            .as_ref()
+            .and_then(|c| c.references.clone())
+            .or_else(|| {
+                a.column_def
+                    .as_ref()
+                    .and_then(|c| c.constraints.iter().find_map(|k| k.references.clone()))
+            })
+        {
+            f.add_lock(r, LockMode::ShareRowExclusive);
+        }
+        if let Some(p) = &a.partition {
+            // ATTACH and plain DETACH take ACCESS EXCLUSIVE on the partition itself; the
+            // concurrent detach (and its FINALIZE) only SHARE UPDATE EXCLUSIVE (PG 14 docs).
+            let mode = if a.concurrently || a.finalize {
+                LockMode::ShareUpdateExclusive
+            } else {
+                LockMode::AccessExclusive
+            };
+            f.add_lock(p.clone(), mode);
+        }
+        f.cost = f.cost.max(a.cost);
+        f.actions.push(a);
+    }
+}
+
+fn action_facts(node: &SyntaxNode, base: usize) -> Option<ActionFacts> {
+    use ActionKind as A;
+    let span = range(node, base);
+    let kind = match node.kind() {
+        K::ADD_COLUMN => A::AddColumn,
+        K::DROP_COLUMN => A::DropColumn,
+        K::ALTER_COLUMN => alter_column_kind(node),
+        K::ADD_CONSTRAINT => {
+            let c = node.children().find_map(|c| constraint_facts(&c, base))?;
+            A::AddConstraint(c.kind)
+        }
+        K::VALIDATE_CONSTRAINT => A::ValidateConstraint,
+        K::DROP_CONSTRAINT => A::DropConstraint,
+        K::ALTER_CONSTRAINT => A::AlterConstraint,
+        K::RENAME_CONSTRAINT => A::RenameConstraint,
+        K::RENAME_COLUMN => A::RenameColumn,
+        K::TABLE_RENAME_TO => A::RenameTable,
+        K::SET_SCHEMA => A::SetSchema,
+        K::SET_TABLESPACE => A::SetTablespace,
+        K::SET_LOGGED => A::SetLogged,
+        K::SET_UNLOGGED => A::SetUnlogged,
+        K::SET_ACCESS_METHOD => A::SetAccessMethod,
+        K::SET_OPTIONS | K::RESET_OPTIONS => A::StorageParams {
+            light: storage_params_light(node),
+        },
+        K::CLUSTER_ON => A::ClusterOn,
+        K::SET_WITHOUT_CLUSTER => A::SetWithoutCluster,
+        K::SET_WITHOUT_OIDS => A::SetWithoutOids,
+        K::ENABLE_TRIGGER
+        | K::DISABLE_TRIGGER
+        | K::ENABLE_REPLICA_TRIGGER
+        | K::ENABLE_ALWAYS_TRIGGER => A::EnableDisableTrigger,
+        K::ENABLE_RULE | K::DISABLE_RULE | K::ENABLE_REPLICA_RULE | K::ENABLE_ALWAYS_RULE => {
+            A::EnableDisableRule
+        }
+        K::ENABLE_RLS | K::DISABLE_RLS | K::FORCE_RLS | K::NO_FORCE_RLS => A::RowLevelSecurity,
+        K::REPLICA_IDENTITY => A::ReplicaIdentity,
+        K::INHERIT_TABLE => A::Inherit,
+        K::NO_INHERIT_TABLE => A::NoInherit,
+        K::OF_TYPE => A::OfType,
+        K::NOT_OF => A::NotOf,
+        K::OWNER_TO => A::OwnerTo,
+        K::ATTACH_PARTITION => A::AttachPartition,
+        K::DETACH_PARTITION => A::DetachPartition,
+        K::MERGE_PARTITIONS | K::SPLIT_PARTITION | K::ALTER_OPTION_LIST | K::OPTION_ITEM_LIST => {
+            A::Other
+        }
+        _ => return None,
+    };
+    let mut a = ActionFacts::new(kind, span);
+    a.cost = locks::action_cost(kind);
+    match node.kind() {
+        K::ADD_COLUMN => {
+            let col = column_facts(node, base);
+            a.column = Some(col.name.clone());
+            a.column_def = Some(col);
+        }
+        K::DROP_COLUMN | K::ALTER_COLUMN | K::RENAME_COLUMN => {
+            a.column = child(node, K::COLUMN_NAME_REF).and_then(|n| name_of(&n));
+            if let Some(st) = descendant(node, K::SET_TYPE) {
+                a.new_type = child_any(&st, TYPE_KINDS).map(|t| type_facts(&t, base));
+                a.using_expr = child(&st, K::USING_EXPR).is_some();
+            }
+            if node.kind() == K::RENAME_COLUMN {
+                a.new_name = child(node, K::COLUMN_NAME).and_then(|n| name_of(&n));
+            }
+        }
+        K::ADD_CONSTRAINT => {
+            a.constraint = node.children().find_map(|c| constraint_facts(&c, base));
+            if a.constraint.as_ref().is_some_and(|c| c.not_valid) {
+                // NOT VALID skips the scan: the point of the safe recipe.
+                a.cost = Cost::None;
+            }
+            if a.constraint.as_ref().is_some_and(|c| c.using_index) {
+                a.cost = Cost::None;
+            }
+            a.constraint_name = a.constraint.as_ref().and_then(|c| c.name.clone());
+        }
+        K::VALIDATE_CONSTRAINT
+        | K::DROP_CONSTRAINT
+        | K::ALTER_CONSTRAINT
+        | K::RENAME_CONSTRAINT => {
+            a.constraint_name = child(node, K::CONSTRAINT_NAME_REF).and_then(|n| name_of(&n));
+        }
+        K::TABLE_RENAME_TO => {
+            a.new_name = node
+                .descendants()
+                .find(|n| n.kind() == K::PATH_SEGMENT)
+                .and_then(|n| name_of(&n));
+        }
+        K::ATTACH_PARTITION => {
+            a.partition = child(node, K::TABLE_NAME_REF).and_then(|n| object_name(&n));
+            a.default_partition = descendant(node, K::PARTITION_DEFAULT).is_some();
+        }
+        K::DETACH_PARTITION => {
+            a.partition = child(node, K::TABLE_NAME_REF).and_then(|n| object_name(&n));
+            a.concurrently = child(node, K::DETACH_CONCURRENTLY).is_some();
+            a.finalize = child(node, K::DETACH_FINALIZE).is_some();
+            if a.concurrently || a.finalize {
+                // Two transactions, each with SHARE UPDATE EXCLUSIVE on the parent.
+                a.lock = LockMode::ShareUpdateExclusive;
+            }
+        }
+        _ => {}
+    }
+    Some(a)
+}
+
+fn alter_column_kind(node: &SyntaxNode) -> ActionKind {
+    use ActionKind as A;
+    let Some(opt) = node
+        .children()
+        .find(|c| !matches!(c.kind(), K::COLUMN_NAME_REF | K::NAME_REF))
+    else {
+        return A::Other;
+    };
+    match opt.kind() {
+        K::SET_TYPE => A::AlterColumnType,
+        K::SET_DEFAULT => A::SetDefault,
+        K::DROP_DEFAULT => A::DropDefault,
+        K::SET_NOT_NULL => A::SetNotNull,
+        K::DROP_NOT_NULL => A::DropNotNull,
+        K::DROP_EXPRESSION | K::SET_EXPRESSION => A::DropExpression,
+        K::DROP_IDENTITY
+        | K::ADD_GENERATED
+        | K::SET_GENERATED
+        | K::SET_GENERATED_OPTIONS
+        | K::SET_SEQUENCE_OPTION
+        | K::RESTART => A::AlterIdentity,
+        K::SET_STATISTICS => A::SetStatistics,
+        K::SET_OPTIONS | K::RESET_OPTIONS | K::SET_OPTIONS_LIST => A::SetColumnOptions,
+        K::SET_STORAGE => A::SetStorage,
+        K::SET_COMPRESSION => A::SetCompression,
+        _ => A::Other,
+    }
+}
+
+/// Storage parameters Postgres changes under SHARE UPDATE EXCLUSIVE (ALTER TABLE docs).
+fn storage_params_light(node: &SyntaxNode) -> bool {
+    let keys: Vec<String> = node
+        .descendants()
+        .filter(|n| n.kind() == K::ATTRIBUTE_OPTION)
+        .map(|n| {
+            n.text()
+                .to_string()
+                .to_lowercase()
+                .split('=')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_string()
+        })
+        .collect();
+    !keys.is_empty()
+        && keys.iter().all(|k| {
+            k == "fillfactor"
+                || k == "parallel_workers"
+                || k == "toast_tuple_target"
+                || k.starts_with("autovacuum_")
+                || k.starts_with("toast.")
+        })
+}
+
+/// Does `text` parse without error? Used to prove rewrites before they are used.
+pub fn parses_cleanly(text: &str) -> bool {
+    let p = SourceFile::parse(text);
+    p.errors().is_empty()
+}
+
+/// Statements squawk finds in a whole text: the reference count for the corpus test.
+#[cfg(test)]
+pub(crate) fn reference_statement_count(text: &str) -> usize {
+    SourceFile::parse(text)
+        .tree()
+        .stmts()
+        .filter(|s| s.syntax().kind() != K::EMPTY_STMT)
+        .count()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn one(sql: &str) -> StatementFacts {
+        let mut v = parse_statement(sql, 0..sql.len()).expect("parses");
+        assert_eq!(v.len(), 1, "{v:?}");
+        v.remove(0)
+    }
+
+    #[test]
+    fn create_index_facts() {
+        let sql = r#"create unique index "Ix" on only public."Orders" (a) where b"#;
+        let f = one(sql);
+        assert_eq!(f.kind, StatementKind::CreateIndex);
+        assert_eq!(f.table, Some(ObjectName::new(Some("public"), "Orders")));
+        assert_eq!(f.targets, vec![ObjectName::new(None, "Ix")]);
+        assert_eq!(f.lock, Some(LockMode::Share));
+        assert!(f.flags.unique && f.flags.only && !f.flags.concurrently);
+        assert_eq!(&sql[..f.concurrently_at.unwrap().at], "create unique index");
+    }
+
+    #[test]
+    fn create_index_concurrently_flags() {
+        let f = one("CREATE INDEX CONCURRENTLY IF NOT EXISTS i ON t (a)");
+        assert!(f.flags.concurrently);
+        assert!(f.flags.if_not_exists);
+        assert_eq!(f.lock, Some(LockMode::ShareUpdateExclusive));
+        assert!(f.concurrently_at.is_none());
+    }
+
+    #[test]
+    fn alter_table_one_fact_per_subcommand_and_strongest_lock() {
+        let sql = "alter table if exists only s.t add column c int not null default now(), \
+                   alter column d type text using d::text, \
+                   add constraint fk foreign key (a) references u(id) not valid, \
+                   alter c set not null, detach partition p concurrently, \
+                   alter column e set statistics 100";
+        let f = one(sql);
+        assert_eq!(f.kind, StatementKind::AlterTable);
+        assert!(f.flags.if_exists && f.flags.only);
+        let kinds: Vec<ActionKind> = f.actions.iter().map(|a| a.kind).collect();
+        assert_eq!(
+            kinds,
+            vec![
+                ActionKind::AddColumn,
+                ActionKind::AlterColumnType,
+                ActionKind::AddConstraint(ConstraintKind::ForeignKey),
+                ActionKind::SetNotNull,
+                ActionKind::DetachPartition,
+                ActionKind::SetStatistics,
+            ]
+        );
+        assert_eq!(f.lock, Some(LockMode::AccessExclusive));
+        assert_eq!(
+            f.lock_on(&ObjectName::new(None, "u")),
+            Some(LockMode::ShareRowExclusive)
+        );
+        let add = f.actions[0].column_def.as_ref().unwrap();
+        assert_eq!(add.name, "c");
+        assert_eq!(add.ty.as_ref().unwrap().name, "int4");
+        assert!(add.not_null);
+        assert_eq!(add.default.as_ref().unwrap().volatility, Volatility::Stable);
+        assert!(f.actions[1].using_expr);
+        assert!(f.actions[2].constraint.as_ref().unwrap().not_valid);
+        assert!(f.actions[4].concurrently);
+        assert_eq!(
+            f.lock_on(&ObjectName::new(None, "p")),
+            Some(LockMode::ShareUpdateExclusive)
+        );
+        assert_eq!(f.cost, Cost::Rewrite);
+        assert_eq!(&sql[f.actions[3].span.clone()], "alter c set not null");
+    }
+
+    #[test]
+    fn volatile_default_detected() {
+        let f = one("ALTER TABLE t ADD COLUMN id uuid DEFAULT gen_random_uuid()");
+        let d = f.actions[0]
+            .column_def
+            .as_ref()
+            .unwrap()
+            .default
+            .clone()
+            .unwrap();
+        assert_eq!(d.volatility, Volatility::Volatile);
+        let f = one("ALTER TABLE t ADD COLUMN x int DEFAULT my_fn()");
+        let d = f.actions[0]
+            .column_def
+            .as_ref()
+            .unwrap()
+            .default
+            .clone()
+            .unwrap();
+        assert_eq!(d.volatility, Volatility::Unknown);
+        assert_eq!(d.functions, vec!["my_fn".to_string()]);
+        let f = one("ALTER TABLE t ADD COLUMN x jsonb DEFAULT '{}'::jsonb");
+        let d = f.actions[0]
+            .column_def
+            .as_ref()
+            .unwrap()
+            .default
+            .clone()
+            .unwrap();
+        assert_eq!(d.volatility, Volatility::Immutable);
+    }
+
+    #[test]
+    fn do_block_body_is_read() {
+        let sql = "DO $$ BEGIN ALTER TABLE t ADD x int; CREATE INDEX i ON t(x); END $$";
+        let f = one(sql);
+        assert_eq!(f.kind, StatementKind::Do);
+        assert!(!f.opaque);
+        assert_eq!(f.body.len(), 2);
+        assert_eq!(f.body[1].kind, StatementKind::CreateIndex);
+        assert_eq!(&sql[f.body[1].span.clone()], "CREATE INDEX i ON t(x)");
+        assert_eq!(f.lock, Some(LockMode::AccessExclusive));
+    }
+
+    #[test]
+    fn do_block_with_execute_is_opaque() {
+        let f = one("DO $$ BEGIN EXECUTE 'drop table y'; END $$");
+        assert!(f.opaque);
+        let f = one("DO LANGUAGE plperl $$ print 1 $$");
+        assert!(f.opaque);
+    }
+
+    #[test]
+    fn psql_meta_command_is_refused() {
+        let sql = "\\copy foo from 'bar'";
+        assert!(matches!(
+            parse_statement(sql, 0..sql.len()),
+            Err(ParseError::PsqlMetaCommand { .. })
+        ));
+    }
+
+    #[test]
+    fn syntax_error_is_reported_with_offset() {
+        let sql = "ALTER TABLE t ADD COLUMN";
+        assert!(matches!(
+            parse_statement(sql, 0..sql.len()),
+            Err(ParseError::Syntax { .. })
+        ));
+    }
+
+    #[test]
+    fn set_and_transactions() {
+        let f = one("SET LOCAL lock_timeout = '2s'");
+        assert_eq!(f.kind, StatementKind::Set);
+        assert!(f.flags.local);
+        assert_eq!(
+            f.setting,
+            Some(SettingFacts {
+                name: "lock_timeout".into(),
+                value: Some("2s".into())
+            })
+        );
+        let f = one("SET statement_timeout TO 0");
+        assert_eq!(f.setting.unwrap().value.as_deref(), Some("0"));
+        assert_eq!(one("BEGIN").kind, StatementKind::Begin);
+        assert_eq!(one("START TRANSACTION").kind, StatementKind::Begin);
+        assert_eq!(one("COMMIT").kind, StatementKind::Commit);
+        assert_eq!(one("END").kind, StatementKind::Commit);
+        assert_eq!(one("ROLLBACK").kind, StatementKind::Rollback);
+        assert_eq!(one("SAVEPOINT a").kind, StatementKind::Savepoint);
+        assert_eq!(
+            one("ROLLBACK TO SAVEPOINT a").kind,
+            StatementKind::Savepoint
+        );
+    }
+
+    #[test]
+    fn misc_kinds() {
+        assert_eq!(one("VACUUM FULL t").kind, StatementKind::VacuumFull);
+        assert_eq!(
+            one("VACUUM (FULL, VERBOSE) t").kind,
+            StatementKind::VacuumFull
+        );
+        assert_eq!(one("VACUUM (VERBOSE) t").kind, StatementKind::Vacuum);
+        let f = one("REINDEX (VERBOSE) TABLE t");
+        assert_eq!(f.lock, Some(LockMode::Share));
+        assert!(f.concurrently_at.is_some());
+        let f = one("REINDEX TABLE CONCURRENTLY t");
+        assert!(f.flags.concurrently);
+        let f = one("DROP INDEX IF EXISTS a.i1, i2 CASCADE");
+        assert_eq!(f.targets.len(), 2);
+        assert!(f.flags.cascade && f.flags.if_exists);
+        let f = one("TRUNCATE t1, t2 CASCADE");
+        assert!(f.flags.cascade);
+        assert_eq!(f.targets.len(), 2);
+        let f = one("LOCK TABLE t IN SHARE MODE");
+        assert_eq!(f.requested_lock, Some(LockMode::Share));
+        let f = one("ALTER TYPE mood ADD VALUE 'meh'");
+        assert!(f.flags.add_value);
+        assert_eq!(f.enum_value.as_deref(), Some("meh"));
+    }
+
+    #[test]
+    fn create_table_columns() {
+        let f = one(
+            "CREATE TABLE x (id serial PRIMARY KEY, a varchar(50), b timestamp, \
+             c timestamp with time zone, d char(2), e int REFERENCES y(id))",
+        );
+        let names: Vec<&str> = f
+            .columns
+            .iter()
+            .map(|c| c.ty.as_ref().unwrap().name.as_str())
+            .collect();
+        assert_eq!(
+            names,
+            vec![
+                "serial4",
+                "varchar",
+                "timestamp",
+                "timestamptz",
+                "bpchar",
+                "int4"
+            ]
+        );
+        assert_eq!(
+            f.lock_on(&ObjectName::new(None, "y")),
+            Some(LockMode::ShareRowExclusive)
+        );
+    }
+
+    #[test]
+    fn not_null_check_is_recognised() {
+        let f = one("ALTER TABLE t ADD CONSTRAINT c CHECK (col IS NOT NULL) NOT VALID");
+        let c = f.actions[0].constraint.as_ref().unwrap();
+        assert_eq!(c.checks_not_null_of.as_deref(), Some("col"));
+        assert!(c.not_valid);
+    }
+}
