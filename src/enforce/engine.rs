@@ -1,0 +1,562 @@
+//! Per-session enforcement: the statement text of one Query or Parse, plus what the session
+//! knows and what the server answered to the catalog lookup, becomes an action on the wire.
+//!
+//! Pure (no I/O): the session does the lookup round trip between [`SessionEnforcer::prepare`]
+//! and [`SessionEnforcer::decide`], and sends what `decide` says.
+use crate::config::policy::Mode;
+use crate::policy::{Decision, Outcome as FindingOutcome, Policy, Verdict};
+use crate::proxy::hook::TxStatus;
+use crate::rules::Rule;
+use crate::sql::context::{CatalogFacts, Timeouts};
+use crate::sql::facts::Volatility;
+use crate::sql::lexer::{self, LexOptions, StatementClass};
+use crate::sql::{
+    analyze, Analysis, AnalysisContext, ObjectName, ScriptState, TableStats, TxState,
+};
+
+use super::lookup::{LiveFacts, LookupRequest, RelName};
+use super::raise::{excerpt, raise_statement, Rejection};
+
+/// Smallest possible heap tuple with its line pointer (23-byte header padded to 24, plus 4):
+/// dividing a table's size by it can only over-estimate its rows, which errs on the safe side
+/// for a table never analysed (`reltuples = -1`).
+const MIN_TUPLE_BYTES: u64 = 28;
+
+/// Does this text need the enforcer at all? Plain DML, transaction control, SET and empty
+/// statements do not; everything else does (DDL, utility, and whatever the prefilter could
+/// not read). One prefilter pass, no allocation: this is the hot path for every Query.
+pub fn needs_attention(sql: &str, standard_conforming_strings: bool) -> bool {
+    let opts = LexOptions {
+        standard_conforming_strings,
+        ..session_lex_options()
+    };
+    lexer::split(sql, &opts).any(|s| {
+        s.unanalysable.is_some()
+            || !matches!(
+                s.class,
+                StatementClass::Empty
+                    | StatementClass::Dml
+                    | StatementClass::Transaction
+                    | StatementClass::Set
+            )
+    })
+}
+
+fn session_lex_options() -> LexOptions {
+    AnalysisContext::default().lex
+}
+
+/// What the session tells the enforcer about itself for one statement text.
+#[derive(Debug, Clone, Copy)]
+pub struct Situation {
+    /// From the last ReadyForQuery.
+    pub tx_status: TxStatus,
+    /// The text arrived as a simple Query (false: a Parse).
+    pub simple: bool,
+    /// `standard_conforming_strings` as the server reported it.
+    pub standard_conforming_strings: bool,
+    /// The client encoding is UTF-8 (else non-ASCII text cannot be trusted).
+    pub utf8: bool,
+}
+
+/// A text analysed, waiting for its live facts.
+#[derive(Debug)]
+pub struct Prepared {
+    analysis: Analysis,
+    ctx: AnalysisContext,
+    /// What to ask the server; `None` when the rules need nothing from it.
+    pub lookup: Option<LookupRequest>,
+    /// The relations of `lookup`, to map the answers back.
+    relations: Vec<ObjectName>,
+    columns: Vec<(ObjectName, String)>,
+    functions: Vec<String>,
+    matviews: usize,
+}
+
+/// What the session does with the client's message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WireAction {
+    /// Forward the client's bytes unchanged.
+    Forward,
+    /// Send this text instead (re-encode the Query/Parse). For a rejection it is the `RAISE`
+    /// statement, which has no parameters: the Bind of a replaced Parse must carry none.
+    Replace { sql: String, rejected: bool },
+}
+
+/// The enforcer's answer for one text.
+#[derive(Debug, Clone)]
+pub struct Enforcement {
+    pub action: WireAction,
+    /// What pgwarden did (dry-run: what it forwarded as).
+    pub verdict: Verdict,
+    /// What pgwarden would have done without dry-run.
+    pub intended: Verdict,
+    pub decision: Decision,
+    /// Warnings for the client (NoticeResponse) and the log: (rule, message, hint).
+    pub warnings: Vec<(Rule, String, String)>,
+    /// The rejection, when rejected.
+    pub rejection: Option<Rejection>,
+    /// Why no live facts were used, when none were (said in the decision's log line).
+    pub without_live_facts: Option<&'static str>,
+    /// Table sizes the decision used: (table, rows, bytes).
+    pub sizes: Vec<(String, u64, u64)>,
+}
+
+/// Counters for the per-session summary logged at disconnect.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counts {
+    pub statements: u64,
+    pub warned: u64,
+    pub rejected: u64,
+    pub rewritten: u64,
+}
+
+/// One session's enforcer: its policy (profile applied) and what it carries from one Query to
+/// the next inside a transaction (tables created, ACCESS EXCLUSIVE locks held, timeouts set).
+#[derive(Debug)]
+pub struct SessionEnforcer {
+    policy: Policy,
+    carry: ScriptState,
+    pg_version: Option<u32>,
+    pub counts: Counts,
+}
+
+impl SessionEnforcer {
+    /// `policy` is the global policy; the profile matching this session is applied here.
+    pub fn new(policy: &Policy, database: &str, user: &str, application_name: &str) -> Self {
+        SessionEnforcer {
+            policy: policy.for_session(database, user, application_name),
+            carry: ScriptState::default(),
+            pg_version: None,
+            counts: Counts::default(),
+        }
+    }
+
+    pub fn mode(&self) -> Mode {
+        self.policy.mode
+    }
+
+    /// From ParameterStatus `server_version` ("15.18 (Debian ...)" → 15).
+    pub fn set_server_version(&mut self, server_version: &str) {
+        self.pg_version = server_version
+            .split(|c: char| !c.is_ascii_digit())
+            .next()
+            .and_then(|m| m.parse().ok());
+    }
+
+    /// The server's transaction status after a request. Outside a transaction block nothing
+    /// carries over: tables created before are committed and visible to everyone.
+    pub fn ready_for_query(&mut self, status: TxStatus) {
+        match status {
+            TxStatus::Idle => self.carry = ScriptState::default(),
+            TxStatus::InTransaction => self.carry.tx = TxState::InTransaction,
+            TxStatus::Failed => self.carry.tx = TxState::Failed,
+        }
+    }
+
+    /// Analyses the text and says which live facts the rules could use.
+    pub fn prepare(&self, sql: &str, s: Situation) -> Prepared {
+        let mut ctx = AnalysisContext {
+            pg_version: self.pg_version,
+            tx: match s.tx_status {
+                TxStatus::Idle => TxState::Idle,
+                TxStatus::InTransaction => TxState::InTransaction,
+                TxStatus::Failed => TxState::Failed,
+            },
+            created_tables: self.carry.created_tables.clone(),
+            timeouts: self.carry.timeouts,
+            ..AnalysisContext::default()
+        };
+        ctx.lex.standard_conforming_strings = s.standard_conforming_strings;
+        let analysis = analyze(sql, &ctx);
+        let needs = analysis.lookup_needs();
+        let relations: Vec<ObjectName> = needs
+            .tables
+            .iter()
+            .chain(needs.matviews.iter())
+            .cloned()
+            .collect();
+        let has_ddl = analysis.statements.iter().any(|st| st.facts().is_some());
+        let lookup = has_ddl.then(|| LookupRequest {
+            relations: relations.iter().map(rel_name).collect(),
+            columns: needs
+                .columns
+                .iter()
+                .map(|(t, c)| (rel_name(t), c.clone()))
+                .collect(),
+            functions: needs.functions.clone(),
+        });
+        Prepared {
+            analysis,
+            ctx,
+            lookup,
+            matviews: needs.matviews.len(),
+            relations,
+            columns: needs.columns,
+            functions: needs.functions,
+        }
+    }
+
+    /// Decides on a prepared text. `facts`: the server's answer, or why there is none.
+    pub fn decide(
+        &mut self,
+        sql: &str,
+        mut p: Prepared,
+        facts: Result<&LiveFacts, &'static str>,
+        s: Situation,
+    ) -> Enforcement {
+        let mut sizes = Vec::new();
+        let without_live_facts = match facts {
+            Ok(live) => {
+                apply_live(&mut p, live, &mut sizes);
+                None
+            }
+            Err(why) => Some(why),
+        };
+        // A rewrite is a text edit of one statement: only when the Query holds that one
+        // statement and runs outside a transaction block (CONCURRENTLY needs both).
+        let statements = p
+            .analysis
+            .statements
+            .iter()
+            .filter(|st| !matches!(st.outcome, crate::sql::Outcome::Empty))
+            .count();
+        let allow_rewrite = s.tx_status == TxStatus::Idle && statements == 1;
+        let evaluation = crate::rules::evaluate(sql, &p.analysis, &p.ctx, &self.policy.thresholds);
+        let mut decision = self
+            .policy
+            .decide(sql, &p.analysis, &evaluation, &p.ctx, allow_rewrite);
+        if !s.utf8 && !sql.is_ascii() {
+            // The text was read lossily: pgwarden cannot vouch for what it analysed.
+            fail_closed_non_utf8(&mut decision);
+        }
+        let intended = decision.intended();
+        let verdict = decision.verdict();
+        self.counts.statements += 1;
+        let warnings: Vec<(Rule, String, String)> = decision
+            .findings
+            .iter()
+            .filter(|j| {
+                j.outcome == FindingOutcome::Warn
+                    || (verdict == Verdict::Warn && j.outcome != FindingOutcome::Warn)
+                        && !matches!(j.outcome, FindingOutcome::Allowed { .. })
+            })
+            .map(|j| {
+                let msg = if j.outcome == FindingOutcome::Warn {
+                    format!("pgwarden: {}: {}", j.finding.rule, j.finding.message)
+                } else {
+                    format!(
+                        "pgwarden ({} mode, would {}): {}: {}",
+                        self.policy.mode.as_str(),
+                        j.outcome.as_str(),
+                        j.finding.rule,
+                        j.finding.message
+                    )
+                };
+                (j.finding.rule, msg, j.finding.help.clone())
+            })
+            .collect();
+        let mut rejection = None;
+        let action = match verdict {
+            Verdict::Reject => {
+                self.counts.rejected += 1;
+                let r = rejection_of(sql, &decision);
+                let sql = raise_statement(&r, !s.utf8);
+                rejection = Some(r);
+                WireAction::Replace {
+                    sql,
+                    rejected: true,
+                }
+            }
+            Verdict::Rewrite => match &decision.rewritten {
+                Some(text) => {
+                    self.counts.rewritten += 1;
+                    WireAction::Replace {
+                        sql: text.clone(),
+                        rejected: false,
+                    }
+                }
+                None => WireAction::Forward,
+            },
+            Verdict::Warn | Verdict::Allow => {
+                if verdict == Verdict::Warn {
+                    self.counts.warned += 1;
+                }
+                WireAction::Forward
+            }
+        };
+        if !matches!(action, WireAction::Replace { rejected: true, .. }) {
+            // The statements will run: carry what they change into the next Query's context.
+            let mut state = evaluation.state;
+            state.tx = self.carry.tx;
+            self.carry = state;
+        }
+        Enforcement {
+            action,
+            verdict,
+            intended,
+            decision,
+            warnings,
+            rejection,
+            without_live_facts,
+            sizes,
+        }
+    }
+}
+
+fn rel_name(o: &ObjectName) -> RelName {
+    RelName {
+        schema: o.schema.clone(),
+        name: o.name.clone(),
+    }
+}
+
+/// Puts the server's answers into the analysis context the rules read.
+fn apply_live(p: &mut Prepared, live: &LiveFacts, sizes: &mut Vec<(String, u64, u64)>) {
+    let mut catalog = CatalogFacts::default();
+    let tables = p.relations.len() - p.matviews;
+    for (i, (name, facts)) in p.relations.iter().zip(&live.relations).enumerate() {
+        let Some(f) = facts else { continue };
+        let heap = u64::try_from(f.heap_bytes).unwrap_or(0);
+        let total = u64::try_from(f.total_bytes).unwrap_or(0);
+        let rows = match f.rows {
+            Some(r) => r as u64,
+            None => heap / MIN_TUPLE_BYTES,
+        };
+        if i < tables {
+            catalog
+                .tables
+                .insert(name.to_string(), TableStats { rows, bytes: total });
+            sizes.push((name.to_string(), rows, total));
+        } else if f.has_unique_index {
+            catalog.unique_indexed_matviews.insert(name.to_string());
+        }
+    }
+    for ((table, column), facts) in p.columns.iter().zip(&live.columns) {
+        let Some(c) = facts else { continue };
+        let key = (table.to_string(), column.clone());
+        catalog
+            .column_types
+            .insert(key.clone(), c.type_name.clone());
+        if c.has_validated_not_null_check {
+            catalog.not_null_checks.insert(key);
+        }
+    }
+    for (name, letters) in p.functions.iter().zip(&live.functions) {
+        let v = if letters.contains('v') {
+            Volatility::Volatile
+        } else if letters.contains('s') {
+            Volatility::Stable
+        } else if letters.contains('i') {
+            Volatility::Immutable
+        } else {
+            Volatility::Unknown
+        };
+        catalog.volatility.insert(name.clone(), v);
+    }
+    p.ctx.catalog = catalog;
+    if let Some(v) = live.server_version_num {
+        p.ctx.pg_version = Some(v / 10_000);
+    }
+    // The server's word beats what the statements so far suggested (role and database
+    // defaults, `options=-c lock_timeout=...` in the connection string).
+    p.ctx.timeouts = Timeouts {
+        lock_timeout_ms: live.lock_timeout_ms,
+        statement_timeout_ms: live.statement_timeout_ms,
+    };
+}
+
+/// A text that is not UTF-8 was analysed from a lossy copy: pgwarden cannot vouch for what it
+/// read, so every finding becomes a rejection (DESIGN.md decision 10). The client may use
+/// `SET client_encoding = 'UTF8'` for its migrations.
+fn fail_closed_non_utf8(d: &mut Decision) {
+    for j in &mut d.findings {
+        if !matches!(j.outcome, FindingOutcome::Allowed { .. }) {
+            j.outcome = FindingOutcome::Reject;
+            j.finding.help = format!(
+                "{} (pgwarden read this statement in a non-UTF-8 client encoding and cannot \
+                 vouch for it; run migrations with client_encoding UTF8)",
+                j.finding.help
+            );
+        }
+    }
+    d.rewritten = None;
+}
+
+/// The texts the user sees: the first rejected finding speaks; the others are listed.
+fn rejection_of(sql: &str, d: &Decision) -> Rejection {
+    let rejected: Vec<_> = d
+        .findings
+        .iter()
+        .filter(|j| j.outcome == FindingOutcome::Reject)
+        .collect();
+    let Some(first) = rejected.first() else {
+        return Rejection {
+            message: "pgwarden: statement refused".into(),
+            detail: format!("Statement: {}", excerpt(sql)),
+            hint: String::new(),
+        };
+    };
+    let f = &first.finding;
+    let statement = sql.get(f.statement.clone()).unwrap_or(sql);
+    let mut detail = match f.lock {
+        Some(lock) => format!(
+            "Lock: {lock} ({}). Statement: {}",
+            lock.blocks(),
+            excerpt(statement)
+        ),
+        None => format!("Statement: {}", excerpt(statement)),
+    };
+    if rejected.len() > 1 {
+        let others: Vec<&str> = rejected[1..].iter().map(|j| j.finding.rule.id()).collect();
+        detail.push_str(&format!(" Also refused by: {}.", others.join(", ")));
+    }
+    Rejection {
+        message: format!("pgwarden: {}: {}", f.rule, f.message),
+        detail,
+        hint: f.help.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::enforce::lookup::RelationFacts;
+
+    fn situation(tx: TxStatus) -> Situation {
+        Situation {
+            tx_status: tx,
+            simple: true,
+            standard_conforming_strings: true,
+            utf8: true,
+        }
+    }
+
+    fn live_big() -> LiveFacts {
+        LiveFacts {
+            server_version_num: Some(150_018),
+            lock_timeout_ms: Some(0),
+            statement_timeout_ms: Some(0),
+            relations: vec![Some(RelationFacts {
+                relkind: 'r',
+                schema: "public".into(),
+                rows: Some(12_400_000.0),
+                heap_bytes: 2_000_000_000,
+                total_bytes: 3_000_000_000,
+                index_table: None,
+                backs_constraint: false,
+                has_unique_index: true,
+            })],
+            columns: vec![],
+            functions: vec![],
+        }
+    }
+
+    #[test]
+    fn dml_needs_no_attention() {
+        assert!(!needs_attention("SELECT 1", true));
+        assert!(!needs_attention("BEGIN; UPDATE t SET a = 1; COMMIT", true));
+        assert!(!needs_attention("SET lock_timeout = '2s'", true));
+        assert!(needs_attention("CREATE INDEX i ON t (a)", true));
+        assert!(needs_attention("SELECT 1; DROP TABLE t", true));
+        assert!(needs_attention("SELECT 'unterminated", true));
+    }
+
+    #[test]
+    fn create_index_on_big_table_in_transaction_is_rejected_with_size() {
+        let mut e = SessionEnforcer::new(&Policy::default(), "db", "u", "app");
+        let sql = "CREATE INDEX i ON orders (a)";
+        let s = situation(TxStatus::InTransaction);
+        let p = e.prepare(sql, s);
+        let req = p.lookup.clone().expect("lookup wanted");
+        assert_eq!(req.relations[0].name, "orders");
+        let out = e.decide(sql, p, Ok(&live_big()), s);
+        assert_eq!(out.verdict, Verdict::Reject);
+        let r = out.rejection.expect("rejection");
+        assert!(
+            r.message.contains("require-concurrent-index-creation"),
+            "{r:?}"
+        );
+        assert!(r.message.contains("orders"), "{r:?}");
+        assert!(r.hint.contains("autocommit_block"), "{r:?}");
+        match out.action {
+            WireAction::Replace { sql, rejected } => {
+                assert!(rejected);
+                assert!(sql.starts_with("DO $pgwarden$"), "{sql}");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(e.counts.rejected, 1);
+    }
+
+    #[test]
+    fn create_index_outside_transaction_is_rewritten() {
+        let mut e = SessionEnforcer::new(&Policy::default(), "db", "u", "app");
+        let sql = "CREATE INDEX i ON orders (a)";
+        let s = situation(TxStatus::Idle);
+        let p = e.prepare(sql, s);
+        let out = e.decide(sql, p, Ok(&live_big()), s);
+        assert_eq!(out.verdict, Verdict::Rewrite, "{:?}", out.decision);
+        assert_eq!(
+            out.action,
+            WireAction::Replace {
+                sql: "CREATE INDEX CONCURRENTLY i ON orders (a)".into(),
+                rejected: false
+            }
+        );
+    }
+
+    #[test]
+    fn table_created_earlier_in_the_transaction_is_exempt() {
+        let mut e = SessionEnforcer::new(&Policy::default(), "db", "u", "app");
+        let s = situation(TxStatus::InTransaction);
+        e.ready_for_query(TxStatus::InTransaction);
+        let create = "CREATE TABLE fresh (a int)";
+        let p = e.prepare(create, s);
+        let out = e.decide(create, p, Err("test"), s);
+        assert_eq!(out.action, WireAction::Forward);
+        let idx = "CREATE INDEX i ON fresh (a)";
+        let p = e.prepare(idx, s);
+        let out = e.decide(idx, p, Err("test"), s);
+        assert_ne!(out.verdict, Verdict::Reject, "{:?}", out.decision);
+        // After COMMIT the table is an ordinary (unknown-size) table again.
+        e.ready_for_query(TxStatus::Idle);
+        e.ready_for_query(TxStatus::InTransaction);
+        let p = e.prepare(idx, s);
+        let out = e.decide(idx, p, Err("test"), s);
+        assert_eq!(out.verdict, Verdict::Reject);
+    }
+
+    #[test]
+    fn dry_run_forwards_and_says_what_it_would_do() {
+        let cfg = crate::config::Config::from_toml("[policy]\nmode = \"dry-run\"\n").unwrap();
+        let policy = Policy::from_config(&cfg.policy).unwrap();
+        let mut e = SessionEnforcer::new(&policy, "db", "u", "app");
+        let sql = "ALTER TABLE orders DROP COLUMN a";
+        let s = situation(TxStatus::InTransaction);
+        let p = e.prepare(sql, s);
+        let out = e.decide(sql, p, Ok(&live_big()), s);
+        assert_eq!(out.action, WireAction::Forward);
+        assert_eq!(out.intended, Verdict::Reject);
+        assert!(out
+            .warnings
+            .iter()
+            .any(|(_, m, _)| m.contains("would reject")));
+    }
+
+    #[test]
+    fn non_utf8_client_encoding_fails_closed_on_findings() {
+        let mut e = SessionEnforcer::new(&Policy::default(), "db", "u", "app");
+        // On its own a warning (no lock_timeout); read lossily it must be refused.
+        let sql = "ALTER TABLE orders ADD COLUMN caf\u{e9} int";
+        let mut s = situation(TxStatus::InTransaction);
+        let p = e.prepare(sql, s);
+        let out = e.decide(sql, p, Ok(&live_big()), s);
+        assert_eq!(out.verdict, Verdict::Warn, "{:?}", out.decision);
+        s.utf8 = false;
+        let p = e.prepare(sql, s);
+        let out = e.decide(sql, p, Ok(&live_big()), s);
+        assert_eq!(out.verdict, Verdict::Reject, "{:?}", out.decision);
+        assert!(out.rejection.unwrap().hint.contains("client_encoding UTF8"));
+    }
+}
