@@ -104,6 +104,28 @@ proptest! {
     }
 
     #[test]
+    fn psql_script_mode_keeps_spans_sound_around_copy_data(
+        parts in prop::collection::vec(
+            prop_oneof![
+                Just("COPY t FROM stdin;\n".to_owned()),
+                Just("\\.\n".to_owned()),
+                "[a-z0-9 ;'\"$\\\\/*\t\r\n.-]{0,20}",
+            ],
+            0..8,
+        ),
+    ) {
+        let text = parts.concat();
+        let mut last_end = 0;
+        for st in split(&text, &opts(true)).psql_script() {
+            prop_assert!(last_end <= st.span.start && st.span.start <= st.span.end);
+            prop_assert!(st.span.end <= text.len());
+            prop_assert!(text.is_char_boundary(st.span.start) && text.is_char_boundary(st.span.end));
+            prop_assert!(st.span.start <= st.body.start && st.body.end <= st.span.end);
+            last_end = st.span.end;
+        }
+    }
+
+    #[test]
     fn finds_exactly_the_statements_that_were_joined(
         parts in prop::collection::vec(statement(), 1..6),
         trailing in any::<bool>(),

@@ -21,14 +21,17 @@ struct Server {
     port: u16,
 }
 
-fn as_postgres(args: &[&str]) -> Command {
-    // The server refuses to run as root: run its tools as the `postgres` OS user then.
-    let root = Command::new("id")
+fn is_root() -> bool {
+    Command::new("id")
         .arg("-u")
         .output()
         .map(|o| o.stdout == b"0\n")
-        .unwrap_or(false);
-    if root {
+        .unwrap_or(false)
+}
+
+fn as_postgres(args: &[&str]) -> Command {
+    // The server refuses to run as root: run its tools as the `postgres` OS user then.
+    if is_root() {
         let mut c = Command::new("runuser");
         c.args(["-u", "postgres", "--"]).args(args);
         c
@@ -55,14 +58,11 @@ impl Server {
     fn start() -> Server {
         let dir = tempfile::tempdir().expect("tempdir");
         let root_dir = dir.path().to_path_buf();
-        run(
-            {
-                let mut c = Command::new("chown");
-                c.args(["postgres:postgres", root_dir.to_str().unwrap_or_default()]);
-                c
-            },
-            "chown",
-        );
+        if is_root() {
+            let mut c = Command::new("chown");
+            c.args(["postgres:postgres", root_dir.to_str().unwrap_or_default()]);
+            run(c, "chown");
+        }
         let data = root_dir.join("data");
         let initdb = format!("{BINDIR}/initdb");
         let pg_ctl = format!("{BINDIR}/pg_ctl");

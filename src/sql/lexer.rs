@@ -294,6 +294,9 @@ pub struct RawStatement {
     pub transaction: Option<TxKind>,
     /// For `Set` statements: kind, name and value.
     pub set: Option<SetInfo>,
+    /// `COPY … FROM STDIN`: the data follows out of band (CopyData messages on the wire, lines
+    /// up to `\.` in a psql script; see [`Splitter::psql_script`]).
+    pub copy_from_stdin: bool,
 }
 
 impl RawStatement {
@@ -318,6 +321,7 @@ pub fn split<'a>(text: &'a str, opts: &LexOptions) -> Splitter<'a> {
         pos: 0,
         opts: *opts,
         done: false,
+        psql_script: false,
     }
 }
 
@@ -332,6 +336,8 @@ pub struct Splitter<'a> {
     opts: LexOptions,
     /// Set once the end of the text has been reached.
     done: bool,
+    /// The text is a psql script: COPY FROM STDIN data lines follow their statement.
+    psql_script: bool,
 }
 
 impl Splitter<'_> {
@@ -339,6 +345,16 @@ impl Splitter<'_> {
     /// `SET standard_conforming_strings = off;` lexes differently from there on, because psql
     /// sends each statement on its own; within one simple-protocol Query string the server lexes
     /// everything with the value in force when the string arrived, so the proxy must not call this.
+    /// Reads the text as a psql script (`pgwarden check`): after `COPY … FROM STDIN;` the lines
+    /// up to a line `\.` are data, as in pg_dump output. They belong to no statement: the next
+    /// span starts after the `\.` line. Without this, an apostrophe in the data would open a
+    /// "string" that swallows the statements after it. Not for the wire, where the data
+    /// travels in CopyData messages and never inside the query text.
+    pub fn psql_script(mut self) -> Self {
+        self.psql_script = true;
+        self
+    }
+
     pub fn set_standard_conforming_strings(&mut self, on: bool) {
         self.opts.standard_conforming_strings = on;
     }
@@ -354,6 +370,10 @@ impl Iterator for Splitter<'_> {
         let bytes = self.text.as_bytes();
         let (stmt, next) = scan_statement(bytes, self.pos, &self.opts);
         match next {
+            Some(n) if self.psql_script && stmt.copy_from_stdin => match skip_copy_data(bytes, n) {
+                Some(after) => self.pos = after,
+                None => self.done = true,
+            },
             Some(n) => self.pos = n,
             None => {
                 self.done = true;
@@ -482,6 +502,10 @@ struct Stmt {
     set_value_start: usize,
     /// `PREPARE TRANSACTION`.
     prepare_tx: bool,
+    /// `COPY`: the previous depth-0 word was FROM.
+    copy_after_from: bool,
+    /// `COPY … FROM STDIN`.
+    copy_from_stdin: bool,
 }
 
 impl Stmt {
@@ -511,6 +535,8 @@ impl Stmt {
             set_name: (0, 0),
             set_value_start: usize::MAX,
             prepare_tx: false,
+            copy_after_from: false,
+            copy_from_stdin: false,
         }
     }
 
@@ -545,6 +571,15 @@ impl Stmt {
             let word = &bytes[start..end];
             if self.ident_count < 4 || self.routine {
                 self.psql_begin_heuristic(word, depth_before);
+            }
+            if self.eff == Keyword::Copy && !self.lead_paren {
+                // `COPY t FROM STDIN`; a FROM inside `COPY (query)` sits at depth 1.
+                let from = depth_before == 0 && word.eq_ignore_ascii_case(b"from");
+                if self.copy_after_from && depth_before == 0 && word.eq_ignore_ascii_case(b"stdin")
+                {
+                    self.copy_from_stdin = true;
+                }
+                self.copy_after_from = from;
             }
             if self.into_check {
                 // Only INTO (4), MERGE (5) and INSERT (6) matter: compare by length first.
@@ -909,6 +944,7 @@ impl Stmt {
             leading: self.leading,
             transaction,
             set,
+            copy_from_stdin: self.copy_from_stdin && !self.meta,
         }
     }
 }
@@ -1346,6 +1382,27 @@ fn quote_continuation(bytes: &[u8], mut i: usize) -> Option<usize> {
             b'\'' if newline => return Some(i),
             _ => return None,
         }
+    }
+    None
+}
+
+/// psql's COPY FROM STDIN data: starts on the line after the statement's `;` and ends with a
+/// line that is exactly `\.`. Returns where the next statement starts (after that line), or
+/// `None` when the data runs to the end of the text.
+fn skip_copy_data(bytes: &[u8], from: usize) -> Option<usize> {
+    let n = bytes.len();
+    let mut line = from + bytes.get(from..)?.iter().position(|&c| c == b'\n')? + 1;
+    while line < n {
+        let eol = bytes[line..]
+            .iter()
+            .position(|&c| c == b'\n')
+            .map(|p| line + p);
+        let content = &bytes[line..eol.unwrap_or(n)];
+        let content = content.strip_suffix(b"\r").unwrap_or(content);
+        if content == b"\\." {
+            return Some(eol.map_or(n, |e| e + 1));
+        }
+        line = eol? + 1;
     }
     None
 }
@@ -1913,6 +1970,41 @@ mod tests {
             assert!(text.is_char_boundary(st.body.start) && text.is_char_boundary(st.body.end));
         }
         assert_eq!(bodies(text).len(), 3);
+    }
+
+    #[test]
+    fn psql_scripts_skip_copy_data() {
+        let text = "COPY public.users (id, name) FROM stdin;\n1\tO'Brien; DROP\n2\tx\n\\.\nDROP TABLE t;\n";
+        let st: Vec<_> = split(text, &opts()).psql_script().collect();
+        let seen: Vec<_> = st.iter().map(|s| (s.body_text(text), s.class)).collect();
+        assert_eq!(
+            seen,
+            vec![
+                ("COPY public.users (id, name) FROM stdin", Dml),
+                ("DROP TABLE t", DdlOrUtility),
+                ("", Empty),
+            ]
+        );
+        assert!(st[0].copy_from_stdin);
+        // Without psql mode the apostrophe opens a string (the wire never carries the data).
+        assert_eq!(
+            split(text, &opts()).nth(1).map(|s| s.unanalysable),
+            Some(Some(Unanalysable::Unterminated))
+        );
+        // COPY TO STDOUT and a FROM inside a COPY query are not data sources.
+        assert!(!one("COPY (SELECT 1 FROM stdin) TO STDOUT").copy_from_stdin);
+        assert!(one("copy t from STDIN with (format csv)").copy_from_stdin);
+        // Data without its terminator runs to the end.
+        assert_eq!(
+            split("COPY t FROM stdin;\n1\n", &opts())
+                .psql_script()
+                .count(),
+            1
+        );
+        // CRLF line ends.
+        let crlf = "COPY t FROM stdin;\r\n1\r\n\\.\r\nSELECT 1";
+        let st: Vec<_> = split(crlf, &opts()).psql_script().collect();
+        assert_eq!(st.last().map(|s| s.body_text(crlf)), Some("SELECT 1"));
     }
 
     #[test]
