@@ -23,23 +23,17 @@ use super::raise::{excerpt, raise_statement, Rejection};
 const MIN_TUPLE_BYTES: u64 = 28;
 
 /// Does this text need the enforcer at all? Plain DML, transaction control, SET and empty
-/// statements do not; everything else does (DDL, utility, and whatever the prefilter could
-/// not read). One prefilter pass, no allocation: this is the hot path for every Query.
+/// statements do not; DDL and utility statements do, including those the prefilter could not
+/// read. One prefilter pass, no allocation: this is the hot path for every Query.
+///
+/// A DML statement over the parser's bounds (a 10 MB bulk INSERT) or with an unterminated
+/// literal is forwarded: the server reads it as the prefilter did, and it cannot hide DDL.
 pub fn needs_attention(sql: &str, standard_conforming_strings: bool) -> bool {
     let opts = LexOptions {
         standard_conforming_strings,
         ..session_lex_options()
     };
-    lexer::split(sql, &opts).any(|s| {
-        s.unanalysable.is_some()
-            || !matches!(
-                s.class,
-                StatementClass::Empty
-                    | StatementClass::Dml
-                    | StatementClass::Transaction
-                    | StatementClass::Set
-            )
-    })
+    lexer::split(sql, &opts).any(|s| s.class == StatementClass::DdlOrUtility)
 }
 
 fn session_lex_options() -> LexOptions {
@@ -459,7 +453,11 @@ mod tests {
         assert!(!needs_attention("SET lock_timeout = '2s'", true));
         assert!(needs_attention("CREATE INDEX i ON t (a)", true));
         assert!(needs_attention("SELECT 1; DROP TABLE t", true));
-        assert!(needs_attention("SELECT 'unterminated", true));
+        assert!(!needs_attention("SELECT 'unterminated", true));
+        let big = format!("INSERT INTO t VALUES ('{}')", "x".repeat(2 << 20));
+        assert!(!needs_attention(&big, true));
+        let big_ddl = format!("COMMENT ON TABLE t IS '{}'", "x".repeat(2 << 20));
+        assert!(needs_attention(&big_ddl, true));
     }
 
     #[test]
