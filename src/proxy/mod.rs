@@ -44,6 +44,8 @@ pub(crate) struct Shared {
     pub(crate) acceptor: Option<tokio_rustls::TlsAcceptor>,
     pub(crate) connector: Option<tokio_rustls::TlsConnector>,
     pub(crate) upstream_server_name: rustls::pki_types::ServerName<'static>,
+    /// The upstream as a socket address when it is written as one (no name lookup needed).
+    pub(crate) upstream_addr: Option<std::net::SocketAddr>,
     pub(crate) hook: Arc<dyn hook::StatementHook>,
 }
 
@@ -58,6 +60,7 @@ impl Shared {
             acceptor: tls::client_acceptor(s)?,
             connector: tls::upstream_connector(s)?,
             upstream_server_name: tls::upstream_server_name(s, host)?,
+            upstream_addr: s.upstream.parse().ok(),
             hook,
             config,
         })

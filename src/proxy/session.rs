@@ -45,11 +45,13 @@ use crate::protocol::frame::{check_header, Origin};
 use crate::protocol::startup::{check_startup, parse_startup, StartupMessage, StartupRequest};
 use crate::protocol::{auth, backend, frontend, negotiate, ProtocolError};
 
-/// Initial capacity of each direction's read buffer; it grows for large messages and is
-/// given back once they are forwarded, to keep idle sessions small.
-const INITIAL_BUF: usize = 8 * 1024;
-/// A buffer that grew past this is replaced by a fresh small one once empty.
-const SHRINK_ABOVE: usize = 64 * 1024;
+/// Initial capacity of each direction's read buffer. Small, because most sessions sit idle
+/// and only touched pages count; a buffer that a read fills is doubled (up to
+/// [`MAX_READ_CHUNK`]) so bulk transfers still move in large reads.
+const INITIAL_BUF: usize = 2 * 1024;
+/// Largest capacity the buffer grows to for streaming; a single frame that must be decoded
+/// whole (a large Query) may need more, and gets exactly that.
+const MAX_READ_CHUNK: usize = 128 * 1024;
 /// How long pgwarden tries to deliver its own final message to a client.
 const FAREWELL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 
@@ -443,6 +445,8 @@ async fn client_to_server(
             if scan.terminate {
                 return Ok(End::ClientGone);
             }
+            // A client buffer holds only requests, so empty means nothing is in flight.
+            shrink_if_idle(buf);
             prepare_read(buf, scan.need);
         } else {
             prepare_read(buf, 0);
@@ -455,16 +459,24 @@ async fn client_to_server(
     }
 }
 
-/// Makes room for the next read: at least `need` bytes in total, else a normal chunk; gives
-/// memory back after a large message.
+/// Makes room for the next read: at least `need` bytes in total; doubles the buffer when the
+/// last read filled it (bulk traffic), up to [`MAX_READ_CHUNK`].
 fn prepare_read(buf: &mut BytesMut, need: usize) {
-    if buf.is_empty() && buf.capacity() > SHRINK_ABOVE && need <= INITIAL_BUF {
-        *buf = BytesMut::with_capacity(INITIAL_BUF);
-        return;
+    let spare = buf.capacity() - buf.len();
+    if need > buf.len() && need - buf.len() > spare {
+        buf.reserve(need - buf.len());
+    } else if spare == 0 || (buf.is_empty() && spare < INITIAL_BUF) {
+        let grow = buf.capacity().clamp(INITIAL_BUF, MAX_READ_CHUNK);
+        buf.reserve(grow);
     }
-    let want = need.saturating_sub(buf.len()).max(1024);
-    if buf.capacity() - buf.len() < want {
-        buf.reserve(want.max(INITIAL_BUF));
+}
+
+/// Gives memory back at an idle point: a buffer that grew for a large message or a bulk
+/// transfer is replaced by a small one once it is empty. Costs one allocation per idle point,
+/// and only after growth.
+fn shrink_if_idle(buf: &mut BytesMut) {
+    if buf.is_empty() && buf.capacity() > 4 * INITIAL_BUF {
+        *buf = BytesMut::with_capacity(INITIAL_BUF);
     }
 }
 
@@ -681,6 +693,8 @@ struct ServerScan {
     replace: Option<(BytesMut, usize)>,
     /// Shutdown reached an idle point at the end of `ready`.
     idle_stop: bool,
+    /// The last frame was a ReadyForQuery answering the last outstanding client request.
+    idle: bool,
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -722,6 +736,7 @@ async fn server_to_client(
                     .map_err(SessionError::ClientIo)?;
                 buf.advance(scan.ready);
             }
+            let replaced = scan.replace.is_some();
             if let Some((frame, original)) = scan.replace {
                 cw.write_all(&frame).await.map_err(SessionError::ClientIo)?;
                 buf.advance(original);
@@ -730,7 +745,10 @@ async fn server_to_client(
             if scan.idle_stop {
                 return Ok(End::ShutdownIdle);
             }
-            if !buf.is_empty() && scan.need == 0 && scan.ready > 0 {
+            if scan.idle {
+                shrink_if_idle(buf);
+            }
+            if replaced && !buf.is_empty() {
                 // More complete frames may follow a replaced one; scan again before reading.
                 continue;
             }
@@ -781,6 +799,7 @@ fn scan_server(
         need: 0,
         replace: None,
         idle_stop: false,
+        idle: false,
     };
     let mut pos = 0;
     if *skip > 0 {
@@ -799,6 +818,7 @@ fn scan_server(
             out.need = h.total;
             break;
         }
+        out.idle = false;
         if !decode {
             if avail < h.total {
                 *skip = h.total - avail;
@@ -818,6 +838,7 @@ fn scan_server(
                 };
                 st.pending = st.pending.saturating_sub(1);
                 *authenticated = true;
+                out.idle = st.pending == 0;
                 if shutting_down && st.pending == 0 && st.tx_status == TxStatus::Idle {
                     out.idle_stop = true;
                     pos += h.total;
@@ -855,6 +876,241 @@ fn scan_server(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::Config;
+    use crate::proxy::hook::StatementHook;
+
+    /// Records every statement the hook sees.
+    #[derive(Default)]
+    struct Recorder(Mutex<Vec<(String, Option<String>, bool, TxStatus)>>);
+
+    impl StatementHook for Recorder {
+        fn inspect(&self, v: &SessionView<'_>, sql: &str, path: ProtocolPath<'_>) -> Verdict {
+            let name = match path {
+                ProtocolPath::Simple => None,
+                ProtocolPath::Extended { statement } => Some(statement.to_owned()),
+            };
+            self.0
+                .lock()
+                .unwrap()
+                .push((sql.to_owned(), name, v.in_pipeline, v.tx_status));
+            Verdict::Forward
+        }
+    }
+
+    fn ctx(hook: Arc<Recorder>, strip_plus: bool) -> Ctx {
+        let shared = Shared::new(Arc::new(Config::default()), hook).unwrap();
+        Ctx {
+            shared: Arc::new(shared),
+            id: 1,
+            user: "u".into(),
+            database: "d".into(),
+            strip_plus,
+        }
+    }
+
+    fn state() -> State {
+        State {
+            tx_status: TxStatus::Idle,
+            pending: 0,
+            closing: false,
+            application_name: String::new(),
+            server_version: String::new(),
+            client_encoding: String::new(),
+            standard_conforming_strings: true,
+            backend_pid: 0,
+        }
+    }
+
+    fn msg(tag: u8, body: &[u8]) -> Vec<u8> {
+        let mut v = vec![tag];
+        v.extend_from_slice(&((body.len() + 4) as i32).to_be_bytes());
+        v.extend_from_slice(body);
+        v
+    }
+
+    fn client_stream() -> Vec<u8> {
+        let mut w = Vec::new();
+        w.extend(msg(b'P', b"s1\0select $1\0\0\0"));
+        w.extend(msg(b'B', b"\0s1\0\0\0\0\x01\0\0\0\x011\0\0"));
+        w.extend(msg(b'E', b"\0\0\0\0\0"));
+        w.extend(msg(b'S', b""));
+        w.extend(msg(b'Q', b"select 2; select 3\0"));
+        // A large pass-through frame (CopyData) is streamed, never decoded.
+        w.extend(msg(b'd', &[7u8; 5000]));
+        w.extend(msg(b'P', b"\0select 4\0\0\0"));
+        w.extend(msg(b'C', b"Ss1\0"));
+        w.extend(msg(b'S', b""));
+        w
+    }
+
+    /// Feeds `wire` in chunks of `step` bytes the way the session loop does and returns the
+    /// bytes it would have forwarded.
+    fn drive_client(
+        c: &Ctx,
+        st: &mut State,
+        side: &mut ClientSide,
+        wire: &[u8],
+        step: usize,
+    ) -> Vec<u8> {
+        let mut buf = BytesMut::new();
+        let mut out = Vec::new();
+        for chunk in wire.chunks(step) {
+            buf.extend_from_slice(chunk);
+            let scan = scan_client(c, st, side, &buf).unwrap();
+            out.extend_from_slice(&buf[..scan.ready]);
+            buf.advance(scan.ready);
+            if scan.need > 0 {
+                assert!(scan.need > buf.len(), "asked for bytes it already has");
+            }
+        }
+        assert!(buf.is_empty(), "bytes left behind");
+        out
+    }
+
+    #[test]
+    fn client_frames_forward_unchanged_and_hook_sees_every_statement() {
+        let wire = client_stream();
+        for step in [1, 3, 7, 64, 4096, wire.len()] {
+            let rec = Arc::new(Recorder::default());
+            let c = ctx(rec.clone(), false);
+            let mut st = state();
+            let mut side = ClientSide::default();
+            let out = drive_client(&c, &mut st, &mut side, &wire, step);
+            assert_eq!(out, wire, "step {step}");
+            let seen = rec.0.lock().unwrap().clone();
+            assert_eq!(
+                seen,
+                vec![
+                    ("select $1".into(), Some("s1".into()), false, TxStatus::Idle),
+                    ("select 2; select 3".into(), None, false, TxStatus::Idle),
+                    (
+                        "select 4".into(),
+                        Some(String::new()),
+                        false,
+                        TxStatus::Idle
+                    ),
+                ],
+                "step {step}"
+            );
+            // Two Syncs and one Query await a ReadyForQuery each.
+            assert_eq!(st.pending, 3);
+            // Close of s1 forgot it.
+            assert!(side.prepared.is_empty());
+            assert!(!side.in_pipeline);
+        }
+    }
+
+    #[test]
+    fn in_pipeline_and_prepared_statements() {
+        let rec = Arc::new(Recorder::default());
+        let c = ctx(rec.clone(), false);
+        let mut st = state();
+        let mut side = ClientSide::default();
+        let mut w = Vec::new();
+        w.extend(msg(b'P', b"a\0select 1\0\0\0"));
+        w.extend(msg(b'P', b"b\0select 2\0\0\0"));
+        w.extend(msg(b'H', b""));
+        drive_client(&c, &mut st, &mut side, &w, 1000);
+        let seen = rec.0.lock().unwrap().clone();
+        assert!(
+            !seen[0].2 && seen[1].2,
+            "second Parse is inside the pipeline"
+        );
+        assert_eq!(side.prepared.len(), 2);
+        assert_eq!(
+            side.prepared.get(&b"a"[..]).map(String::as_str),
+            Some("select 1")
+        );
+        let q = msg(b'Q', b"DEALLOCATE b\0");
+        drive_client(&c, &mut st, &mut side, &q, 1000);
+        assert!(side.prepared.contains_key(&b"a"[..]) && side.prepared.len() == 1);
+        let q = msg(b'Q', b"deallocate all;\0");
+        drive_client(&c, &mut st, &mut side, &q, 1000);
+        assert!(side.prepared.is_empty());
+    }
+
+    #[test]
+    fn hostile_client_frames_are_errors_not_panics() {
+        let rec = Arc::new(Recorder::default());
+        let c = ctx(rec, false);
+        let mut st = state();
+        let mut side = ClientSide::default();
+        for bad in [
+            msg(b'Q', b"no terminator"),
+            msg(b'P', b"x\0select\0\xff\xff"),
+            msg(b'C', b"Zx\0"),
+            vec![b'Q', 0xff, 0xff, 0xff, 0xfb],
+            vec![b'S', 0, 1, 0, 0],
+        ] {
+            assert!(
+                scan_client(&c, &mut st, &mut side, &bad).is_err(),
+                "{bad:?}"
+            );
+        }
+    }
+
+    fn drive_server(c: &Ctx, st: &mut State, wire: &[u8], step: usize) -> Vec<u8> {
+        let mut buf = BytesMut::new();
+        let mut out = Vec::new();
+        let (mut skip, mut auth) = (0, false);
+        for chunk in wire.chunks(step) {
+            buf.extend_from_slice(chunk);
+            loop {
+                let scan = scan_server(c, st, &buf, &mut skip, &mut auth, false).unwrap();
+                out.extend_from_slice(&buf[..scan.ready]);
+                buf.advance(scan.ready);
+                match scan.replace {
+                    Some((frame, original)) => {
+                        out.extend_from_slice(&frame);
+                        buf.advance(original);
+                    }
+                    None => break,
+                }
+            }
+        }
+        assert!(buf.is_empty());
+        out
+    }
+
+    #[test]
+    fn server_state_is_observed_and_plus_is_stripped() {
+        let sasl = |mechs: &[&str]| {
+            let mut b = 10i32.to_be_bytes().to_vec();
+            for m in mechs {
+                b.extend_from_slice(m.as_bytes());
+                b.push(0);
+            }
+            b.push(0);
+            msg(b'R', &b)
+        };
+        let mut w = Vec::new();
+        w.extend(sasl(&["SCRAM-SHA-256-PLUS", "SCRAM-SHA-256"]));
+        w.extend(msg(b'R', &0i32.to_be_bytes()));
+        w.extend(msg(b'S', b"server_version\x0015.18\0"));
+        w.extend(msg(b'S', b"standard_conforming_strings\0off\0"));
+        w.extend(msg(b'K', &[0, 0, 0, 42, 1, 2, 3, 4]));
+        w.extend(msg(b'Z', b"I"));
+        w.extend(msg(b'D', &[1u8; 3000]));
+        w.extend(msg(b'Z', b"T"));
+        let mut expect = sasl(&["SCRAM-SHA-256"]);
+        expect.extend_from_slice(&w[sasl(&["SCRAM-SHA-256-PLUS", "SCRAM-SHA-256"]).len()..]);
+        for step in [1, 5, 100, w.len()] {
+            let c = ctx(Arc::new(Recorder::default()), true);
+            let mut st = state();
+            st.pending = 1;
+            let out = drive_server(&c, &mut st, &w, step);
+            assert_eq!(out, expect, "step {step}");
+            assert_eq!(st.server_version, "15.18");
+            assert!(!st.standard_conforming_strings);
+            assert_eq!(st.backend_pid, 42);
+            assert_eq!(st.tx_status, TxStatus::InTransaction);
+            assert_eq!(st.pending, 0);
+        }
+        // Without a TLS server leg the offer is relayed unchanged.
+        let c = ctx(Arc::new(Recorder::default()), false);
+        let out = drive_server(&c, &mut state(), &w, w.len());
+        assert_eq!(out, w);
+    }
 
     #[test]
     fn deallocate_forms() {
