@@ -879,9 +879,12 @@ mod tests {
     use crate::config::Config;
     use crate::proxy::hook::StatementHook;
 
+    /// One hook call: text, statement name (None = simple), in_pipeline, tx status.
+    type Seen = (String, Option<String>, bool, TxStatus);
+
     /// Records every statement the hook sees.
     #[derive(Default)]
-    struct Recorder(Mutex<Vec<(String, Option<String>, bool, TxStatus)>>);
+    struct Recorder(Mutex<Vec<Seen>>);
 
     impl StatementHook for Recorder {
         fn inspect(&self, v: &SessionView<'_>, sql: &str, path: ProtocolPath<'_>) -> Verdict {
