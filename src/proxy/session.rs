@@ -711,7 +711,14 @@ async fn server_to_client(
     let mut authenticated = false;
     let mut shutting_down = *shutdown.borrow();
     let grace = ctx.shared.config.server.shutdown_grace;
-    let mut grace_deadline = Instant::now() + grace;
+    // One timer for both deadlines, created once: building a Sleep per read would cost
+    // scheduler-handle clones on the hot path. Before authentication it is the startup
+    // deadline, after shutdown the grace deadline; otherwise it is not polled.
+    let timer = sleep_until(startup_deadline);
+    tokio::pin!(timer);
+    if shutting_down {
+        timer.as_mut().reset(Instant::now() + grace);
+    }
     loop {
         if !buf.is_empty() {
             let scan = {
@@ -766,20 +773,16 @@ async fn server_to_client(
                 // A dropped sender also means shutdown: the proxy is gone.
                 let _ = changed;
                 shutting_down = true;
-                grace_deadline = Instant::now() + grace;
+                timer.as_mut().reset(Instant::now() + grace);
                 let mut st = lock(state);
                 if authenticated && st.pending == 0 && st.tx_status == TxStatus::Idle {
                     st.closing = true;
                     return Ok(End::ShutdownIdle);
                 }
             }
-            _ = sleep_until(grace_deadline), if shutting_down => {
+            _ = &mut timer, if shutting_down || !authenticated => {
                 lock(state).closing = true;
-                return Ok(End::GraceExpired);
-            }
-            _ = sleep_until(startup_deadline), if !authenticated => {
-                lock(state).closing = true;
-                return Ok(End::StartupTimeout);
+                return Ok(if shutting_down { End::GraceExpired } else { End::StartupTimeout });
             }
         }
     }
