@@ -475,7 +475,7 @@ fn prepare_read(buf: &mut BytesMut, need: usize) {
 /// transfer is replaced by a small one once it is empty. Costs one allocation per idle point,
 /// and only after growth.
 fn shrink_if_idle(buf: &mut BytesMut) {
-    if buf.is_empty() && buf.capacity() > 4 * INITIAL_BUF {
+    if buf.is_empty() && buf.capacity() > 8 * INITIAL_BUF {
         *buf = BytesMut::with_capacity(INITIAL_BUF);
     }
 }
@@ -1116,6 +1116,47 @@ mod tests {
         let c = ctx(Arc::new(Recorder::default()), false);
         let out = drive_server(&c, &mut state(), &w, w.len());
         assert_eq!(out, w);
+    }
+
+    mod prop {
+        use super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            #[test]
+            fn scans_never_panic_and_never_overrun(
+                data in proptest::collection::vec(any::<u8>(), 0..400),
+                step in 1usize..64,
+            ) {
+                let c = ctx(Arc::new(Recorder::default()), true);
+                let (mut st, mut side) = (state(), ClientSide::default());
+                let mut buf = BytesMut::new();
+                for chunk in data.chunks(step) {
+                    buf.extend_from_slice(chunk);
+                    match scan_client(&c, &mut st, &mut side, &buf) {
+                        Ok(scan) => {
+                            prop_assert!(scan.ready <= buf.len());
+                            buf.advance(scan.ready);
+                        }
+                        Err(_) => break,
+                    }
+                }
+                let mut buf = BytesMut::new();
+                let (mut skip, mut auth) = (0, false);
+                let mut st = state();
+                for chunk in data.chunks(step) {
+                    buf.extend_from_slice(chunk);
+                    match scan_server(&c, &mut st, &buf, &mut skip, &mut auth, true) {
+                        Ok(scan) => {
+                            let used = scan.ready + scan.replace.map_or(0, |(_, n)| n);
+                            prop_assert!(used <= buf.len());
+                            buf.advance(used);
+                        }
+                        Err(_) => break,
+                    }
+                }
+            }
+        }
     }
 
     #[test]
