@@ -9,14 +9,15 @@
 //! arrives, so a 100 MB DataRow never sits whole in memory. Both futures share a small
 //! [`State`] behind a `std::sync::Mutex`, locked once per read batch and never across an await.
 //!
-//! # Next issue: rewriting and injected statements (design, not built yet)
-//! (a) Rewriting: the client-side scan already stops at every `Q`/`P` with the whole frame in
-//! the buffer. A verdict `Replace(text)` would make the scan return "forward `buf[..pos]`, then
-//! this re-encoded frame, then skip the original": the write step becomes a short list of
-//! slices (prefix, new frame, rest) sent with `write_vectored`. A replaced `Parse` is recorded
-//! by statement name (and for the unnamed statement, until the next unnamed `Parse`); a `Bind`
-//! whose source statement is marked "parameters stripped" is re-encoded with zero parameters
-//! (formats kept empty), which needs the full Bind decode already in `protocol::frontend`.
+//! # Rewriting (built) and injected statements (design only)
+//! (a) Rewriting: the client-side scan stops at every `Q`/`P` with the whole frame in the
+//! buffer. A [`Verdict::Replace`] makes the scan return "forward `buf[..ready]`, then this
+//! re-encoded frame, then skip the original frame", and the loop scans on. A replaced `Parse`
+//! declares no parameter types and its name is remembered in `ClientSide::stripped` (the
+//! unnamed statement until the next unnamed `Parse`; `Close` and a new non-replaced `Parse`
+//! clear it). While that set is non-empty, `Bind` frames are decoded and a `Bind` of a
+//! stripped statement is re-encoded with zero parameters. The hot path is unchanged when
+//! nothing was replaced.
 //!
 //! (b) Injecting: `State` gets a queue of expected replies (`VecDeque<Expect>`) owned by the
 //! session, not the client. At a ReadyForQuery with `pending == 0` (every client request
@@ -406,6 +407,9 @@ struct ClientSide {
     in_pipeline: bool,
     /// Named prepared statements: name → SQL text (DESIGN.md decision 8).
     prepared: std::collections::HashMap<Vec<u8>, String>,
+    /// Statements whose Parse text was replaced: their Binds are sent without parameters.
+    /// The unnamed statement ("") is in here until the next unnamed Parse.
+    stripped: std::collections::HashSet<Vec<u8>>,
 }
 
 /// What one scan of the client buffer found.
@@ -416,6 +420,8 @@ struct ClientScan {
     need: usize,
     /// A Terminate was among the forwarded frames.
     terminate: bool,
+    /// A re-encoded frame to send after `ready` bytes, replacing the next `.1` original bytes.
+    replace: Option<(BytesMut, usize)>,
 }
 
 async fn client_to_server(
@@ -439,11 +445,20 @@ async fn client_to_server(
                 sw.write_all(&buf[..scan.ready])
                     .await
                     .map_err(SessionError::ServerIo)?;
-                sw.flush().await.map_err(SessionError::ServerIo)?;
                 buf.advance(scan.ready);
             }
+            let replaced = scan.replace.is_some();
+            if let Some((frame, original)) = scan.replace {
+                sw.write_all(&frame).await.map_err(SessionError::ServerIo)?;
+                buf.advance(original);
+            }
+            sw.flush().await.map_err(SessionError::ServerIo)?;
             if scan.terminate {
                 return Ok(End::ClientGone);
+            }
+            if replaced && !buf.is_empty() {
+                // Frames after a replaced one are already here; scan them before reading.
+                continue;
             }
             // A client buffer holds only requests, so empty means nothing is in flight.
             shrink_if_idle(buf);
@@ -493,6 +508,7 @@ fn scan_client(
         ready: 0,
         need: 0,
         terminate: false,
+        replace: None,
     };
     if side.skip > 0 {
         let take = side.skip.min(buf.len());
@@ -504,7 +520,10 @@ fn scan_client(
         }
     }
     while let Some(h) = check_header(&buf[pos..], &limits, Origin::Client)? {
-        let decode = matches!(h.tag, b'Q' | b'P' | b'C');
+        // A Bind is decoded only while some statement has replaced text: the hot path of
+        // pgbench -M prepared / asyncpg re-executions stays header-only.
+        let decode =
+            matches!(h.tag, b'Q' | b'P' | b'C') || (h.tag == b'B' && !side.stripped.is_empty());
         let avail = buf.len() - pos;
         if decode && avail < h.total {
             out.need = h.total;
@@ -514,32 +533,61 @@ fn scan_client(
         match h.tag {
             b'Q' => {
                 let q = frontend::decode_query(body)?;
-                inspect(ctx, st, side, q.sql, ProtocolPath::Simple);
-                forget_deallocated(side, q.sql);
                 st.pending += 1;
+                match inspect(ctx, st, side, q.sql, ProtocolPath::Simple) {
+                    None => forget_deallocated(side, q.sql),
+                    Some(text) => {
+                        forget_deallocated(side, text.as_bytes());
+                        let mut frame = BytesMut::new();
+                        frontend::encode_query(&text, &mut frame)?;
+                        out.replace = Some((frame, h.total));
+                        break;
+                    }
+                }
             }
             b'P' => {
                 let p = frontend::decode_parse(body)?;
                 let name = String::from_utf8_lossy(p.name);
-                inspect(
-                    ctx,
-                    st,
-                    side,
-                    p.sql,
-                    ProtocolPath::Extended { statement: &name },
-                );
+                let path = ProtocolPath::Extended { statement: &name };
+                let verdict = inspect(ctx, st, side, p.sql, path);
                 side.in_pipeline = true;
-                forget_deallocated(side, p.sql);
                 if !p.name.is_empty() {
                     let sql = String::from_utf8_lossy(p.sql).into_owned();
                     side.prepared.insert(p.name.to_vec(), sql);
+                }
+                match verdict {
+                    None => {
+                        forget_deallocated(side, p.sql);
+                        if !side.stripped.is_empty() {
+                            side.stripped.remove(p.name);
+                        }
+                    }
+                    Some(text) => {
+                        forget_deallocated(side, text.as_bytes());
+                        let mut frame = BytesMut::new();
+                        frontend::encode_parse(p.name, &text, &mut frame)?;
+                        side.stripped.insert(p.name.to_vec());
+                        out.replace = Some((frame, h.total));
+                        break;
+                    }
                 }
             }
             b'C' => {
                 if let frontend::Close::Statement(name) = frontend::decode_close(body)? {
                     side.prepared.remove(name);
+                    side.stripped.remove(name);
                 }
                 side.in_pipeline = true;
+            }
+            b'B' if decode => {
+                side.in_pipeline = true;
+                let b = frontend::decode_bind(body)?;
+                if b.params > 0 && side.stripped.contains(b.statement) {
+                    let mut frame = BytesMut::new();
+                    frontend::encode_bind_without_params(body, &mut frame)?;
+                    out.replace = Some((frame, h.total));
+                    break;
+                }
             }
             b'B' | b'E' | b'D' | b'H' => side.in_pipeline = true,
             b'S' => {
@@ -565,8 +613,15 @@ fn scan_client(
     Ok(out)
 }
 
-/// Passes one statement text through the hook with the session's current view.
-fn inspect(ctx: &Ctx, st: &State, side: &ClientSide, sql: &[u8], path: ProtocolPath<'_>) {
+/// Passes one statement text through the hook with the session's current view; returns the
+/// replacement text if the hook wants one.
+fn inspect(
+    ctx: &Ctx,
+    st: &State,
+    side: &ClientSide,
+    sql: &[u8],
+    path: ProtocolPath<'_>,
+) -> Option<String> {
     // The hook takes text; non-UTF-8 client encodings are shown lossily (no allocation for UTF-8).
     let text = String::from_utf8_lossy(sql);
     let view = SessionView {
@@ -581,7 +636,8 @@ fn inspect(ctx: &Ctx, st: &State, side: &ClientSide, sql: &[u8], path: ProtocolP
         in_pipeline: side.in_pipeline,
     };
     match ctx.shared.hook.inspect(&view, &text, path) {
-        Verdict::Forward => {}
+        Verdict::Forward => None,
+        Verdict::Replace(new) => Some(new),
     }
 }
 
@@ -1003,6 +1059,96 @@ mod tests {
             // Close of s1 forgot it.
             assert!(side.prepared.is_empty());
             assert!(!side.in_pipeline);
+        }
+    }
+
+    /// Replaces every text containing "danger" by a parameterless DO block.
+    struct Replacer;
+
+    impl StatementHook for Replacer {
+        fn inspect(&self, _: &SessionView<'_>, sql: &str, _: ProtocolPath<'_>) -> Verdict {
+            if sql.contains("danger") {
+                Verdict::Replace("DO $x$ BEGIN RAISE EXCEPTION 'no'; END $x$".into())
+            } else {
+                Verdict::Forward
+            }
+        }
+    }
+
+    #[test]
+    fn replaced_statements_are_reencoded_and_their_binds_stripped() {
+        let shared = Shared::new(Arc::new(Config::default()), Arc::new(Replacer)).unwrap();
+        let c = Ctx {
+            shared: Arc::new(shared),
+            id: 1,
+            user: "u".into(),
+            database: "d".into(),
+            strip_plus: false,
+        };
+        let bind = |stmt: &[u8]| {
+            let mut b = vec![0u8];
+            b.extend_from_slice(stmt);
+            b.extend_from_slice(b"\0\0\0\0\x01\0\0\0\x017\0\0");
+            msg(b'B', &b)
+        };
+        let do_block = "DO $x$ BEGIN RAISE EXCEPTION 'no'; END $x$";
+        let mut wire = Vec::new();
+        wire.extend(msg(b'Q', b"select 1\0"));
+        wire.extend(msg(b'Q', b"alter table danger add x int\0"));
+        wire.extend(msg(
+            b'P',
+            b"s1\0alter table danger alter x type text using $1\0\0\x01\0\0\0\x19",
+        ));
+        wire.extend(bind(b"s1"));
+        wire.extend(msg(b'S', b""));
+        wire.extend(msg(b'C', b"Ss1\0"));
+        wire.extend(msg(b'P', b"s1\0select $1\0\0\0"));
+        wire.extend(bind(b"s1"));
+        wire.extend(msg(b'S', b""));
+
+        let mut expect = Vec::new();
+        expect.extend(msg(b'Q', b"select 1\0"));
+        let mut q = BytesMut::new();
+        frontend::encode_query(do_block, &mut q).unwrap();
+        expect.extend_from_slice(&q);
+        let mut p = BytesMut::new();
+        frontend::encode_parse(b"s1", do_block, &mut p).unwrap();
+        expect.extend_from_slice(&p);
+        expect.extend(msg(b'B', b"\0s1\0\0\0\0\0\0\0"));
+        expect.extend(msg(b'S', b""));
+        expect.extend(msg(b'C', b"Ss1\0"));
+        expect.extend(msg(b'P', b"s1\0select $1\0\0\0"));
+        expect.extend(bind(b"s1"));
+        expect.extend(msg(b'S', b""));
+
+        for step in [1, 9, wire.len()] {
+            let (mut st, mut side) = (state(), ClientSide::default());
+            let mut buf = BytesMut::new();
+            let mut out = Vec::new();
+            for chunk in wire.chunks(step) {
+                buf.extend_from_slice(chunk);
+                loop {
+                    let scan = scan_client(&c, &mut st, &mut side, &buf).unwrap();
+                    out.extend_from_slice(&buf[..scan.ready]);
+                    buf.advance(scan.ready);
+                    match scan.replace {
+                        Some((frame, original)) => {
+                            out.extend_from_slice(&frame);
+                            buf.advance(original);
+                        }
+                        None => break,
+                    }
+                }
+            }
+            assert!(buf.is_empty());
+            assert_eq!(out, expect, "step {step}");
+            assert_eq!(st.pending, 4);
+            // The client's original text is what the session remembers for s1.
+            assert_eq!(
+                side.prepared.get(&b"s1"[..]).map(String::as_str),
+                Some("select $1")
+            );
+            assert!(side.stripped.is_empty());
         }
     }
 
