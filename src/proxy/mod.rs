@@ -1,7 +1,7 @@
 //! The proxy: listener, one session task per client, upstream connection, TLS, shutdown.
 //!
 //! [`run`] owns the accept loop. Each accepted client gets a session task
-//! ([`session`]) holding a semaphore permit, so `max_connections` is a hard cap. Shutdown is in
+//! (`session`) holding a semaphore permit, so `max_connections` is a hard cap. Shutdown is in
 //! two phases: stop accepting, then every session ends at its next idle point or when
 //! `shutdown_grace` runs out; `run` returns when the last session is gone.
 //!
