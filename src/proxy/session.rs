@@ -19,15 +19,21 @@
 //! stripped statement is re-encoded with zero parameters. The hot path is unchanged when
 //! nothing was replaced.
 //!
-//! (b) Injecting: `State` gets a queue of expected replies (`VecDeque<Expect>`) owned by the
-//! session, not the client. At a ReadyForQuery with `pending == 0` (every client request
-//! answered, status not `E`), the server→client side may push its own Parse/Bind/Execute/Sync
-//! to the server (through a channel to the side that owns the server writer, or by having the
-//! server→client side own the writer during the injection), append `Expect::Injected` entries,
-//! and swallow server frames until that injection's ReadyForQuery, handing the rows to the
-//! requester. Client bytes that arrive meanwhile stay buffered: the client→server side waits
-//! while `State::injecting` is set. Because `pending` already counts client syncs, the
-//! condition "no client request outstanding" is one comparison.
+//! (b) Injecting (not built: it needs the next issue's async/two-phase hook API). The point
+//! is where the client→server side holds a complete `Q`/`P` that needs live facts. If
+//! `State::pending == 0` (every earlier client request answered: `pending` already counts
+//! Query/Sync/FunctionCall and ReadyForQuery decrements it), the status is not `E` and
+//! `in_pipeline` is false, that side, which owns the server writer, first writes its own
+//! Parse/Bind/Execute/Sync (values as bind parameters) and pushes an `Expect` entry (a oneshot
+//! sender for the rows, "until ReadyForQuery") onto a `VecDeque` in `State`. The server→client
+//! scan, seeing a non-empty queue, routes RowDescription/DataRow/CommandComplete/ErrorResponse
+//! into the entry instead of the client (forwarding NoticeResponse/ParameterStatus/
+//! NotificationResponse, which may arrive at any time), completes the oneshot at the
+//! injection's ReadyForQuery and pops it without touching `pending` or `tx_status`. The
+//! client→server side awaits the oneshot (bounded by a timeout that closes the session on
+//! expiry, since the stream position is then unknown), decides, and forwards the held frame;
+//! client bytes arriving meanwhile simply stay in its buffer. Otherwise (pipeline, status `E`)
+//! it decides without live facts.
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 
