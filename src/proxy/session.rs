@@ -1,0 +1,1342 @@
+//! One client connection: startup negotiation, upstream connect, then raw forwarding in both
+//! directions with the few observations the upper layers need.
+//!
+//! # Shape
+//! The session task drives two futures with `select!`: client→server and server→client. Each
+//! reads into its own `BytesMut`, walks the frame headers of what it got, decodes only the
+//! message types it must (client `Q`/`P`/`C`; server `Z`/`S`/`K`/`R`), and writes the complete
+//! frames as one slice with one write. A frame that is not decoded is streamed through as it
+//! arrives, so a 100 MB DataRow never sits whole in memory. Both futures share a small
+//! [`State`] behind a `std::sync::Mutex`, locked once per read batch and never across an await.
+//!
+//! # Rewriting (built) and injected statements (design only)
+//! (a) Rewriting: the client-side scan stops at every `Q`/`P` with the whole frame in the
+//! buffer. A [`Verdict::Replace`] makes the scan return "forward `buf[..ready]`, then this
+//! re-encoded frame, then skip the original frame", and the loop scans on. A replaced `Parse`
+//! declares no parameter types and its name is remembered in `ClientSide::stripped` (the
+//! unnamed statement until the next unnamed `Parse`; `Close` and a new non-replaced `Parse`
+//! clear it). While that set is non-empty, `Bind` frames are decoded and a `Bind` of a
+//! stripped statement is re-encoded with zero parameters. The hot path is unchanged when
+//! nothing was replaced.
+//!
+//! (b) Injecting (not built: it needs the next issue's async/two-phase hook API). The point
+//! is where the client→server side holds a complete `Q`/`P` that needs live facts. If
+//! `State::pending == 0` (every earlier client request answered: `pending` already counts
+//! Query/Sync/FunctionCall and ReadyForQuery decrements it), the status is not `E` and
+//! `in_pipeline` is false, that side, which owns the server writer, first writes its own
+//! Parse/Bind/Execute/Sync (values as bind parameters) and pushes an `Expect` entry (a oneshot
+//! sender for the rows, "until ReadyForQuery") onto a `VecDeque` in `State`. The server→client
+//! scan, seeing a non-empty queue, routes RowDescription/DataRow/CommandComplete/ErrorResponse
+//! into the entry instead of the client (forwarding NoticeResponse/ParameterStatus/
+//! NotificationResponse, which may arrive at any time), completes the oneshot at the
+//! injection's ReadyForQuery and pops it without touching `pending` or `tx_status`. The
+//! client→server side awaits the oneshot (bounded by a timeout that closes the session on
+//! expiry, since the stream position is then unknown), decides, and forwards the held frame;
+//! client bytes arriving meanwhile simply stay in its buffer. Otherwise (pipeline, status `E`)
+//! it decides without live facts.
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use bytes::{Buf, BytesMut};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::{watch, OwnedSemaphorePermit};
+use tokio::time::{sleep_until, Instant};
+use tracing::{debug, info, warn};
+
+use super::hook::{ProtocolPath, SessionView, TxStatus, Verdict};
+use super::stream::{split, Conn, ReadHalf, WriteHalf};
+use super::{upstream, Shared};
+use crate::protocol::errors::{self, PgError};
+use crate::protocol::frame::{check_header, Origin};
+use crate::protocol::startup::{check_startup, parse_startup, StartupMessage, StartupRequest};
+use crate::protocol::{auth, backend, frontend, negotiate, ProtocolError};
+
+/// Initial capacity of each direction's read buffer. Small, because most sessions sit idle
+/// and only touched pages count; a buffer that a read fills is doubled (up to
+/// [`MAX_READ_CHUNK`]) so bulk transfers still move in large reads.
+const INITIAL_BUF: usize = 2 * 1024;
+/// Largest capacity the buffer grows to for streaming; a single frame that must be decoded
+/// whole (a large Query) may need more, and gets exactly that.
+const MAX_READ_CHUNK: usize = 128 * 1024;
+/// How long pgwarden tries to deliver its own final message to a client.
+const FAREWELL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// State both directions see. Locked once per read batch.
+struct State {
+    /// From the last ReadyForQuery.
+    tx_status: TxStatus,
+    /// Client requests (Query, Sync, FunctionCall) not yet answered by a ReadyForQuery.
+    pending: u32,
+    /// Set when the session is ending: nothing more may be forwarded to the server.
+    closing: bool,
+    /// ParameterStatus values the hook sees.
+    application_name: String,
+    server_version: String,
+    client_encoding: String,
+    standard_conforming_strings: bool,
+    /// From BackendKeyData; kept for logs (the client gets the message unchanged).
+    backend_pid: i32,
+}
+
+/// How a direction ended without an error.
+#[derive(Debug, PartialEq, Eq)]
+enum End {
+    /// The client closed its socket or sent Terminate.
+    ClientGone,
+    /// The server closed its socket.
+    ServerGone,
+    /// Shutdown reached an idle point: tell the client 57P01.
+    ShutdownIdle,
+    /// Shutdown grace ran out while the session was busy.
+    GraceExpired,
+    /// Authentication did not finish within startup_timeout.
+    StartupTimeout,
+    /// The other direction decided to close.
+    Closing,
+}
+
+/// Why a direction failed.
+#[derive(Debug, thiserror::Error)]
+enum SessionError {
+    #[error("client connection: {0}")]
+    ClientIo(std::io::Error),
+    #[error("server connection: {0}")]
+    ServerIo(std::io::Error),
+    #[error("client: {0}")]
+    ClientProtocol(ProtocolError),
+    #[error("server: {0}")]
+    ServerProtocol(ProtocolError),
+}
+
+/// Everything the session knows that does not change after startup.
+struct Ctx {
+    shared: Arc<Shared>,
+    id: u64,
+    user: String,
+    database: String,
+    /// True when the server leg is TLS: SCRAM-SHA-256-PLUS must not be offered to the client.
+    strip_plus: bool,
+}
+
+/// Runs one client connection to its end. Never panics on client or server bytes.
+pub(crate) async fn run(
+    shared: Arc<Shared>,
+    tcp: TcpStream,
+    peer: SocketAddr,
+    permit: Option<OwnedSemaphorePermit>,
+    mut shutdown: watch::Receiver<bool>,
+    id: u64,
+) {
+    let startup_deadline = Instant::now() + shared.config.server.startup_timeout;
+    let mut slot = Some(Conn::Plain(tcp));
+    let mut buf = BytesMut::with_capacity(512);
+
+    let negotiated = tokio::time::timeout_at(
+        startup_deadline,
+        negotiate_client(&shared, &mut slot, &mut buf),
+    )
+    .await;
+    // The slot is empty only if a TLS handshake failed, and then there is no one to talk to.
+    let Some(mut client) = slot else {
+        return;
+    };
+    let startup = match negotiated {
+        Err(_) => {
+            debug!(session = id, %peer, "client did not finish its startup packet in time");
+            return;
+        }
+        Ok(Err(NegotiateEnd::Quiet)) => return,
+        Ok(Err(NegotiateEnd::Error(e))) => {
+            warn!(session = id, %peer, "closing connection: {}", e.message);
+            farewell(&mut client, &e).await;
+            return;
+        }
+        Ok(Err(NegotiateEnd::Cancel(raw))) => {
+            // Cancels are honoured even when the proxy is full, as PostgreSQL does.
+            if let Err(e) = upstream::send_cancel(&shared, &raw).await {
+                warn!(session = id, %peer, "could not forward cancel request: {e}");
+            }
+            return;
+        }
+        Ok(Ok(m)) => m,
+    };
+    let Some(_permit) = permit else {
+        let max = shared.config.server.max_connections;
+        warn!(session = id, %peer, "refusing connection: max_connections ({max}) reached");
+        farewell(&mut client, &errors::too_many_connections(max)).await;
+        return;
+    };
+    if *shutdown.borrow() {
+        farewell(&mut client, &errors::shutting_down()).await;
+        return;
+    }
+    if startup.needs_negotiation() {
+        let mut out = BytesMut::new();
+        negotiate::encode_negotiate_protocol_version(&startup.protocol_options, &mut out);
+        if client.write_all(&out).await.is_err() {
+            return;
+        }
+    }
+
+    let upstream_name = &shared.config.server.upstream;
+    let connected = tokio::time::timeout_at(startup_deadline, upstream::connect(&shared)).await;
+    let mut server = match connected {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => {
+            warn!(session = id, %peer, "cannot reach upstream {upstream_name}: {e}");
+            farewell(
+                &mut client,
+                &errors::upstream_unreachable(upstream_name, &e.to_string()),
+            )
+            .await;
+            return;
+        }
+        Err(_) => {
+            warn!(session = id, %peer, "cannot reach upstream {upstream_name}: startup_timeout");
+            farewell(
+                &mut client,
+                &errors::upstream_unreachable(upstream_name, "startup_timeout expired"),
+            )
+            .await;
+            return;
+        }
+    };
+    let mut packet = BytesMut::new();
+    startup.encode_v30(&mut packet);
+    if let Err(e) = server.write_all(&packet).await {
+        farewell(
+            &mut client,
+            &errors::upstream_lost(upstream_name, &e.to_string()),
+        )
+        .await;
+        return;
+    }
+
+    let user = startup.param("user").unwrap_or_default().to_owned();
+    let database = startup.param("database").unwrap_or(&user).to_owned();
+    let state = Mutex::new(State {
+        tx_status: TxStatus::Idle,
+        pending: 0,
+        closing: false,
+        application_name: startup.param("application_name").unwrap_or("").to_owned(),
+        server_version: String::new(),
+        client_encoding: String::new(),
+        standard_conforming_strings: true,
+        backend_pid: 0,
+    });
+    let ctx = Ctx {
+        shared: shared.clone(),
+        id,
+        user,
+        database,
+        strip_plus: server.is_tls(),
+    };
+    debug!(session = id, %peer, user = %ctx.user, database = %ctx.database,
+           client_tls = client.is_tls(), server_tls = server.is_tls(), "session started");
+    drop(startup);
+
+    // Whatever the client sent after its startup packet (pipelining clients do) stays in `buf`.
+    let mut cbuf = buf;
+    let mut sbuf = BytesMut::with_capacity(INITIAL_BUF);
+    let outcome = {
+        let (mut cr, mut cw) = split(&mut client);
+        let (mut sr, mut sw) = split(&mut server);
+        let mut client_side = ClientSide::default();
+        let c2s = client_to_server(&ctx, &state, &mut cr, &mut sw, &mut cbuf, &mut client_side);
+        let s2c = server_to_client(
+            &ctx,
+            &state,
+            &mut sr,
+            &mut cw,
+            &mut sbuf,
+            &mut shutdown,
+            startup_deadline,
+        );
+        tokio::select! {
+            r = c2s => r,
+            r = s2c => r,
+        }
+    };
+    // Both directions are dropped here; the session may write its own last words.
+    let pid = lock(&state).backend_pid;
+    let farewell_msg = match outcome {
+        Ok(End::ClientGone) | Ok(End::ServerGone) | Ok(End::Closing) => None,
+        Ok(End::ShutdownIdle) => {
+            let _ = server.write_all(b"X\0\0\0\x04").await;
+            Some(errors::shutting_down())
+        }
+        Ok(End::GraceExpired) => {
+            info!(
+                session = id,
+                pid, "closing session still busy after shutdown_grace"
+            );
+            Some(errors::shutting_down())
+        }
+        Ok(End::StartupTimeout) => {
+            debug!(session = id, %peer, "authentication did not finish within startup_timeout");
+            None
+        }
+        Err(SessionError::ClientIo(e)) => {
+            debug!(session = id, pid, "client connection ended: {e}");
+            None
+        }
+        Err(SessionError::ServerIo(e)) => {
+            warn!(session = id, pid, "lost upstream connection: {e}");
+            Some(errors::upstream_lost(upstream_name, &e.to_string()))
+        }
+        Err(SessionError::ClientProtocol(e)) => {
+            warn!(session = id, %peer, "closing connection: client protocol error: {e}");
+            Some(errors::from_protocol(&e))
+        }
+        Err(SessionError::ServerProtocol(e)) => {
+            warn!(
+                session = id,
+                pid, "closing connection: server protocol error: {e}"
+            );
+            Some(errors::protocol_violation(&format!(
+                "upstream server sent invalid data: {e}"
+            )))
+        }
+    };
+    if let Some(msg) = farewell_msg {
+        farewell(&mut client, &msg).await;
+    }
+    debug!(session = id, pid, "session ended");
+}
+
+fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
+    // A poisoned lock only means another direction panicked mid-update; the fields are plain
+    // values, so continuing is safe.
+    state.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Sends pgwarden's final error to the client and closes the stream, bounded in time.
+async fn farewell(client: &mut Conn, msg: &PgError) {
+    let bytes = msg.to_bytes();
+    let _ = tokio::time::timeout(FAREWELL_TIMEOUT, async {
+        client.write_all(&bytes).await?;
+        client.flush().await?;
+        client.shutdown().await
+    })
+    .await;
+}
+
+/// How negotiation ended when it did not produce a StartupMessage.
+enum NegotiateEnd {
+    /// Client went away; nothing to say.
+    Quiet,
+    /// Tell the client this and close.
+    Error(PgError),
+    /// A CancelRequest to deliver.
+    Cancel(Vec<u8>),
+}
+
+/// Reads first packets until a StartupMessage arrives, answering SSLRequest/GSSENCRequest.
+async fn negotiate_client(
+    shared: &Shared,
+    slot: &mut Option<Conn>,
+    buf: &mut BytesMut,
+) -> Result<StartupMessage, NegotiateEnd> {
+    loop {
+        let Some(client) = slot.as_mut() else {
+            return Err(NegotiateEnd::Quiet);
+        };
+        let len = loop {
+            match check_startup(buf) {
+                Ok(Some(len)) => break len,
+                Ok(None) => {}
+                Err(e) => return Err(NegotiateEnd::Error(errors::from_protocol(&e))),
+            }
+            match client.read_buf(buf).await {
+                Ok(0) | Err(_) => return Err(NegotiateEnd::Quiet),
+                Ok(_) => {}
+            }
+        };
+        let packet = buf.split_to(len);
+        let req =
+            parse_startup(&packet).map_err(|e| NegotiateEnd::Error(errors::from_protocol(&e)))?;
+        match req {
+            StartupRequest::SslRequest => {
+                if client.is_tls() {
+                    return Err(NegotiateEnd::Error(errors::protocol_violation(
+                        "SSLRequest on an encrypted connection",
+                    )));
+                }
+                let Some(acceptor) = &shared.acceptor else {
+                    write_byte(client, b'N').await?;
+                    continue;
+                };
+                // Bytes that came with the SSLRequest were sent before encryption started:
+                // accepting them would let a man in the middle inject commands (CVE-2021-23214).
+                if !buf.is_empty() {
+                    return Err(NegotiateEnd::Error(errors::protocol_violation(
+                        "received unencrypted data after SSL request",
+                    )));
+                }
+                write_byte(client, b'S').await?;
+                let Some(Conn::Plain(tcp)) = slot.take() else {
+                    return Err(NegotiateEnd::Quiet);
+                };
+                match acceptor.accept(tcp).await {
+                    Ok(tls) => *slot = Some(Conn::TlsServer(Box::new(tls))),
+                    Err(e) => {
+                        debug!("client TLS handshake failed: {e}");
+                        return Err(NegotiateEnd::Quiet);
+                    }
+                }
+            }
+            // pgwarden cannot relay GSSAPI encryption (the Debian server would answer 'G').
+            StartupRequest::GssEncRequest => write_byte(client, b'N').await?,
+            StartupRequest::Cancel { raw, .. } => return Err(NegotiateEnd::Cancel(raw)),
+            // Bytes after the startup packet (pipelining clients) stay in `buf` and are
+            // forwarded after it, as the server would read them.
+            StartupRequest::Startup(m) => return Ok(m),
+        }
+    }
+}
+
+async fn write_byte(client: &mut Conn, b: u8) -> Result<(), NegotiateEnd> {
+    client
+        .write_all(&[b])
+        .await
+        .map_err(|_| NegotiateEnd::Quiet)?;
+    client.flush().await.map_err(|_| NegotiateEnd::Quiet)
+}
+
+/// Client-side bookkeeping that only the client→server direction touches.
+#[derive(Default)]
+struct ClientSide {
+    /// Bytes of a pass-through frame still to be forwarded as they arrive.
+    skip: usize,
+    /// Extended-protocol messages sent since the last Sync.
+    in_pipeline: bool,
+    /// Named prepared statements: name → SQL text (DESIGN.md decision 8).
+    prepared: std::collections::HashMap<Vec<u8>, String>,
+    /// Statements whose Parse text was replaced: their Binds are sent without parameters.
+    /// The unnamed statement ("") is in here until the next unnamed Parse.
+    stripped: std::collections::HashSet<Vec<u8>>,
+}
+
+/// What one scan of the client buffer found.
+struct ClientScan {
+    /// Bytes at the front of the buffer that may be forwarded now.
+    ready: usize,
+    /// Bytes the buffer must hold before the next frame can be decoded (0 = any amount).
+    need: usize,
+    /// A Terminate was among the forwarded frames.
+    terminate: bool,
+    /// A re-encoded frame to send after `ready` bytes, replacing the next `.1` original bytes.
+    replace: Option<(BytesMut, usize)>,
+}
+
+async fn client_to_server(
+    ctx: &Ctx,
+    state: &Mutex<State>,
+    cr: &mut ReadHalf<'_>,
+    sw: &mut WriteHalf<'_>,
+    buf: &mut BytesMut,
+    side: &mut ClientSide,
+) -> Result<End, SessionError> {
+    loop {
+        if !buf.is_empty() {
+            let scan = {
+                let mut st = lock(state);
+                if st.closing {
+                    return Ok(End::Closing);
+                }
+                scan_client(ctx, &mut st, side, buf).map_err(SessionError::ClientProtocol)?
+            };
+            if scan.ready > 0 {
+                sw.write_all(&buf[..scan.ready])
+                    .await
+                    .map_err(SessionError::ServerIo)?;
+                buf.advance(scan.ready);
+            }
+            let replaced = scan.replace.is_some();
+            if let Some((frame, original)) = scan.replace {
+                sw.write_all(&frame).await.map_err(SessionError::ServerIo)?;
+                buf.advance(original);
+            }
+            sw.flush().await.map_err(SessionError::ServerIo)?;
+            if scan.terminate {
+                return Ok(End::ClientGone);
+            }
+            if replaced && !buf.is_empty() {
+                // Frames after a replaced one are already here; scan them before reading.
+                continue;
+            }
+            // A client buffer holds only requests, so empty means nothing is in flight.
+            shrink_if_idle(buf);
+            prepare_read(buf, scan.need);
+        } else {
+            prepare_read(buf, 0);
+        }
+        match cr.read_buf(buf).await {
+            Ok(0) => return Ok(End::ClientGone),
+            Ok(_) => {}
+            Err(e) => return Err(SessionError::ClientIo(e)),
+        }
+    }
+}
+
+/// Makes room for the next read: at least `need` bytes in total; doubles the buffer when the
+/// last read filled it (bulk traffic), up to [`MAX_READ_CHUNK`].
+fn prepare_read(buf: &mut BytesMut, need: usize) {
+    let spare = buf.capacity() - buf.len();
+    if need > buf.len() && need - buf.len() > spare {
+        buf.reserve(need - buf.len());
+    } else if spare == 0 || (buf.is_empty() && spare < INITIAL_BUF) {
+        let grow = buf.capacity().clamp(INITIAL_BUF, MAX_READ_CHUNK);
+        buf.reserve(grow);
+    }
+}
+
+/// Gives memory back at an idle point: a buffer that grew for a large message or a bulk
+/// transfer is replaced by a small one once it is empty. Costs one allocation per idle point,
+/// and only after growth.
+fn shrink_if_idle(buf: &mut BytesMut) {
+    if buf.is_empty() && buf.capacity() > 8 * INITIAL_BUF {
+        *buf = BytesMut::with_capacity(INITIAL_BUF);
+    }
+}
+
+/// Walks the complete client frames at the front of `buf`, observing the ones that matter.
+fn scan_client(
+    ctx: &Ctx,
+    st: &mut State,
+    side: &mut ClientSide,
+    buf: &[u8],
+) -> Result<ClientScan, ProtocolError> {
+    let limits = ctx.shared.limits;
+    let mut pos = 0;
+    let mut out = ClientScan {
+        ready: 0,
+        need: 0,
+        terminate: false,
+        replace: None,
+    };
+    if side.skip > 0 {
+        let take = side.skip.min(buf.len());
+        side.skip -= take;
+        pos = take;
+        if side.skip > 0 {
+            out.ready = pos;
+            return Ok(out);
+        }
+    }
+    while let Some(h) = check_header(&buf[pos..], &limits, Origin::Client)? {
+        // A Bind is decoded only while some statement has replaced text: the hot path of
+        // pgbench -M prepared / asyncpg re-executions stays header-only.
+        let decode =
+            matches!(h.tag, b'Q' | b'P' | b'C') || (h.tag == b'B' && !side.stripped.is_empty());
+        let avail = buf.len() - pos;
+        if decode && avail < h.total {
+            out.need = h.total;
+            break;
+        }
+        let body = &buf[pos + 5..pos + h.total.min(avail)];
+        match h.tag {
+            b'Q' => {
+                let q = frontend::decode_query(body)?;
+                st.pending += 1;
+                match inspect(ctx, st, side, q.sql, ProtocolPath::Simple) {
+                    None => forget_deallocated(side, q.sql),
+                    Some(text) => {
+                        forget_deallocated(side, text.as_bytes());
+                        let mut frame = BytesMut::new();
+                        frontend::encode_query(&text, &mut frame)?;
+                        out.replace = Some((frame, h.total));
+                        break;
+                    }
+                }
+            }
+            b'P' => {
+                let p = frontend::decode_parse(body)?;
+                let name = String::from_utf8_lossy(p.name);
+                let path = ProtocolPath::Extended { statement: &name };
+                let verdict = inspect(ctx, st, side, p.sql, path);
+                side.in_pipeline = true;
+                if !p.name.is_empty() {
+                    let sql = String::from_utf8_lossy(p.sql).into_owned();
+                    side.prepared.insert(p.name.to_vec(), sql);
+                }
+                match verdict {
+                    None => {
+                        forget_deallocated(side, p.sql);
+                        if !side.stripped.is_empty() {
+                            side.stripped.remove(p.name);
+                        }
+                    }
+                    Some(text) => {
+                        forget_deallocated(side, text.as_bytes());
+                        let mut frame = BytesMut::new();
+                        frontend::encode_parse(p.name, &text, &mut frame)?;
+                        side.stripped.insert(p.name.to_vec());
+                        out.replace = Some((frame, h.total));
+                        break;
+                    }
+                }
+            }
+            b'C' => {
+                if let frontend::Close::Statement(name) = frontend::decode_close(body)? {
+                    side.prepared.remove(name);
+                    side.stripped.remove(name);
+                }
+                side.in_pipeline = true;
+            }
+            b'B' if decode => {
+                side.in_pipeline = true;
+                let b = frontend::decode_bind(body)?;
+                if b.params > 0 && side.stripped.contains(b.statement) {
+                    let mut frame = BytesMut::new();
+                    frontend::encode_bind_without_params(body, &mut frame)?;
+                    out.replace = Some((frame, h.total));
+                    break;
+                }
+            }
+            b'B' | b'E' | b'D' | b'H' => side.in_pipeline = true,
+            b'S' => {
+                side.in_pipeline = false;
+                st.pending += 1;
+            }
+            b'F' => st.pending += 1,
+            b'X' => out.terminate = true,
+            _ => {}
+        }
+        if avail < h.total {
+            // Stream the rest of this pass-through frame as it arrives.
+            side.skip = h.total - avail;
+            pos = buf.len();
+            break;
+        }
+        pos += h.total;
+        if out.terminate {
+            break;
+        }
+    }
+    out.ready = pos;
+    Ok(out)
+}
+
+/// Passes one statement text through the hook with the session's current view; returns the
+/// replacement text if the hook wants one.
+fn inspect(
+    ctx: &Ctx,
+    st: &State,
+    side: &ClientSide,
+    sql: &[u8],
+    path: ProtocolPath<'_>,
+) -> Option<String> {
+    // The hook takes text; non-UTF-8 client encodings are shown lossily (no allocation for UTF-8).
+    let text = String::from_utf8_lossy(sql);
+    let view = SessionView {
+        session_id: ctx.id,
+        user: &ctx.user,
+        database: &ctx.database,
+        application_name: &st.application_name,
+        server_version: &st.server_version,
+        client_encoding: &st.client_encoding,
+        standard_conforming_strings: st.standard_conforming_strings,
+        tx_status: st.tx_status,
+        in_pipeline: side.in_pipeline,
+    };
+    match ctx.shared.hook.inspect(&view, &text, path) {
+        Verdict::Forward => None,
+        Verdict::Replace(new) => Some(new),
+    }
+}
+
+/// Drops remembered statements for `DEALLOCATE name`, `DEALLOCATE ALL` and `DISCARD ALL`
+/// when that is the whole text (what psycopg 3 and poolers send).
+fn forget_deallocated(side: &mut ClientSide, sql: &[u8]) {
+    if side.prepared.is_empty() {
+        return;
+    }
+    match deallocate_target(sql) {
+        Some(Dealloc::All) => side.prepared.clear(),
+        Some(Dealloc::Name(n)) => {
+            side.prepared.remove(n.as_bytes());
+        }
+        None => {}
+    }
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum Dealloc {
+    All,
+    Name(String),
+}
+
+/// Recognises a lone `DEALLOCATE [PREPARE] name|ALL` or `DISCARD ALL` statement.
+fn deallocate_target(sql: &[u8]) -> Option<Dealloc> {
+    let text = std::str::from_utf8(sql).ok()?;
+    let mut words = Tokens {
+        s: text.trim_start(),
+    };
+    let first = words.word()?;
+    if first.eq_ignore_ascii_case("discard") {
+        let w = words.word()?;
+        return (w.eq_ignore_ascii_case("all") && words.at_end()).then_some(Dealloc::All);
+    }
+    if !first.eq_ignore_ascii_case("deallocate") {
+        return None;
+    }
+    let mut name = words.ident()?;
+    if name.eq_ignore_ascii_case("prepare") && !words.at_end() {
+        name = words.ident()?;
+    }
+    if !words.at_end() {
+        return None;
+    }
+    if name.eq_ignore_ascii_case("all") {
+        Some(Dealloc::All)
+    } else {
+        Some(Dealloc::Name(name))
+    }
+}
+
+/// Minimal word reader for [`deallocate_target`].
+struct Tokens<'a> {
+    s: &'a str,
+}
+
+impl<'a> Tokens<'a> {
+    fn word(&mut self) -> Option<&'a str> {
+        self.s = self.s.trim_start();
+        let end = self
+            .s
+            .find(|c: char| !(c.is_alphanumeric() || c == '_' || c == '$'))
+            .unwrap_or(self.s.len());
+        if end == 0 {
+            return None;
+        }
+        let (w, rest) = self.s.split_at(end);
+        self.s = rest;
+        Some(w)
+    }
+
+    /// An identifier as Postgres folds it: unquoted → lower case; `"..."` with `""` escapes.
+    fn ident(&mut self) -> Option<String> {
+        self.s = self.s.trim_start();
+        if let Some(rest) = self.s.strip_prefix('"') {
+            let mut out = String::new();
+            let mut chars = rest.char_indices();
+            while let Some((i, c)) = chars.next() {
+                if c == '"' {
+                    if rest[i + 1..].starts_with('"') {
+                        out.push('"');
+                        chars.next();
+                    } else {
+                        self.s = &rest[i + 1..];
+                        return Some(out);
+                    }
+                } else {
+                    out.push(c);
+                }
+            }
+            None
+        } else {
+            self.word().map(str::to_lowercase)
+        }
+    }
+
+    fn at_end(&self) -> bool {
+        let rest = self.s.trim();
+        rest.is_empty() || rest == ";"
+    }
+}
+
+/// What one scan of the server buffer found.
+struct ServerScan {
+    ready: usize,
+    need: usize,
+    /// A rewritten frame to send after `ready` bytes, replacing `skip_original` bytes.
+    replace: Option<(BytesMut, usize)>,
+    /// Shutdown reached an idle point at the end of `ready`.
+    idle_stop: bool,
+    /// The last frame was a ReadyForQuery answering the last outstanding client request.
+    idle: bool,
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn server_to_client(
+    ctx: &Ctx,
+    state: &Mutex<State>,
+    sr: &mut ReadHalf<'_>,
+    cw: &mut WriteHalf<'_>,
+    buf: &mut BytesMut,
+    shutdown: &mut watch::Receiver<bool>,
+    startup_deadline: Instant,
+) -> Result<End, SessionError> {
+    let mut skip = 0usize;
+    let mut authenticated = false;
+    let mut shutting_down = *shutdown.borrow();
+    let grace = ctx.shared.config.server.shutdown_grace;
+    // One timer for both deadlines, created once: building a Sleep per read would cost
+    // scheduler-handle clones on the hot path. Before authentication it is the startup
+    // deadline, after shutdown the grace deadline; otherwise it is not polled.
+    let timer = sleep_until(startup_deadline);
+    tokio::pin!(timer);
+    if shutting_down {
+        timer.as_mut().reset(Instant::now() + grace);
+    }
+    loop {
+        if !buf.is_empty() {
+            let scan = {
+                let mut st = lock(state);
+                let scan = scan_server(
+                    ctx,
+                    &mut st,
+                    buf,
+                    &mut skip,
+                    &mut authenticated,
+                    shutting_down,
+                )
+                .map_err(SessionError::ServerProtocol)?;
+                if scan.idle_stop {
+                    st.closing = true;
+                }
+                scan
+            };
+            if scan.ready > 0 {
+                cw.write_all(&buf[..scan.ready])
+                    .await
+                    .map_err(SessionError::ClientIo)?;
+                buf.advance(scan.ready);
+            }
+            let replaced = scan.replace.is_some();
+            if let Some((frame, original)) = scan.replace {
+                cw.write_all(&frame).await.map_err(SessionError::ClientIo)?;
+                buf.advance(original);
+            }
+            cw.flush().await.map_err(SessionError::ClientIo)?;
+            if scan.idle_stop {
+                return Ok(End::ShutdownIdle);
+            }
+            if scan.idle {
+                shrink_if_idle(buf);
+            }
+            if replaced && !buf.is_empty() {
+                // More complete frames may follow a replaced one; scan again before reading.
+                continue;
+            }
+            prepare_read(buf, scan.need);
+        } else {
+            prepare_read(buf, 0);
+        }
+        tokio::select! {
+            r = sr.read_buf(buf) => match r {
+                Ok(0) => return Ok(End::ServerGone),
+                Ok(_) => {}
+                Err(e) => return Err(SessionError::ServerIo(e)),
+            },
+            changed = shutdown.changed(), if !shutting_down => {
+                // A dropped sender also means shutdown: the proxy is gone.
+                let _ = changed;
+                shutting_down = true;
+                timer.as_mut().reset(Instant::now() + grace);
+                let mut st = lock(state);
+                if authenticated && st.pending == 0 && st.tx_status == TxStatus::Idle {
+                    st.closing = true;
+                    return Ok(End::ShutdownIdle);
+                }
+            }
+            _ = &mut timer, if shutting_down || !authenticated => {
+                lock(state).closing = true;
+                return Ok(if shutting_down { End::GraceExpired } else { End::StartupTimeout });
+            }
+        }
+    }
+}
+
+fn scan_server(
+    ctx: &Ctx,
+    st: &mut State,
+    buf: &[u8],
+    skip: &mut usize,
+    authenticated: &mut bool,
+    shutting_down: bool,
+) -> Result<ServerScan, ProtocolError> {
+    let limits = ctx.shared.limits;
+    let mut out = ServerScan {
+        ready: 0,
+        need: 0,
+        replace: None,
+        idle_stop: false,
+        idle: false,
+    };
+    let mut pos = 0;
+    if *skip > 0 {
+        let take = (*skip).min(buf.len());
+        *skip -= take;
+        pos = take;
+        if *skip > 0 {
+            out.ready = pos;
+            return Ok(out);
+        }
+    }
+    while let Some(h) = check_header(&buf[pos..], &limits, Origin::Server)? {
+        let decode = matches!(h.tag, b'Z' | b'S' | b'K') || (h.tag == b'R' && !*authenticated);
+        let avail = buf.len() - pos;
+        if decode && avail < h.total {
+            out.need = h.total;
+            break;
+        }
+        out.idle = false;
+        if !decode {
+            if avail < h.total {
+                *skip = h.total - avail;
+                pos = buf.len();
+                break;
+            }
+            pos += h.total;
+            continue;
+        }
+        let body = &buf[pos + 5..pos + h.total];
+        match h.tag {
+            b'Z' => {
+                st.tx_status = match backend::decode_ready_for_query(body)? {
+                    b'T' => TxStatus::InTransaction,
+                    b'E' => TxStatus::Failed,
+                    _ => TxStatus::Idle,
+                };
+                st.pending = st.pending.saturating_sub(1);
+                *authenticated = true;
+                out.idle = st.pending == 0;
+                if shutting_down && st.pending == 0 && st.tx_status == TxStatus::Idle {
+                    out.idle_stop = true;
+                    pos += h.total;
+                    break;
+                }
+            }
+            b'S' => {
+                let (name, value) = backend::decode_parameter_status(body)?;
+                let value = String::from_utf8_lossy(value);
+                match name {
+                    b"server_version" => st.server_version = value.into_owned(),
+                    b"client_encoding" => st.client_encoding = value.into_owned(),
+                    b"application_name" => st.application_name = value.into_owned(),
+                    b"standard_conforming_strings" => {
+                        st.standard_conforming_strings = value == "on"
+                    }
+                    _ => {}
+                }
+            }
+            b'K' => st.backend_pid = backend::decode_backend_key_data(body)?.pid,
+            b'R' if ctx.strip_plus && auth::decode_auth_code(body)? == auth::AUTH_SASL => {
+                if let Some(frame) = auth::strip_scram_plus(body)? {
+                    out.replace = Some((frame, h.total));
+                    break;
+                }
+            }
+            _ => {}
+        }
+        pos += h.total;
+    }
+    out.ready = pos;
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use crate::proxy::hook::StatementHook;
+
+    /// One hook call: text, statement name (None = simple), in_pipeline, tx status.
+    type Seen = (String, Option<String>, bool, TxStatus);
+
+    /// Records every statement the hook sees.
+    #[derive(Default)]
+    struct Recorder(Mutex<Vec<Seen>>);
+
+    impl StatementHook for Recorder {
+        fn inspect(&self, v: &SessionView<'_>, sql: &str, path: ProtocolPath<'_>) -> Verdict {
+            let name = match path {
+                ProtocolPath::Simple => None,
+                ProtocolPath::Extended { statement } => Some(statement.to_owned()),
+            };
+            self.0
+                .lock()
+                .unwrap()
+                .push((sql.to_owned(), name, v.in_pipeline, v.tx_status));
+            Verdict::Forward
+        }
+    }
+
+    fn ctx(hook: Arc<Recorder>, strip_plus: bool) -> Ctx {
+        let shared = Shared::new(Arc::new(Config::default()), hook).unwrap();
+        Ctx {
+            shared: Arc::new(shared),
+            id: 1,
+            user: "u".into(),
+            database: "d".into(),
+            strip_plus,
+        }
+    }
+
+    fn state() -> State {
+        State {
+            tx_status: TxStatus::Idle,
+            pending: 0,
+            closing: false,
+            application_name: String::new(),
+            server_version: String::new(),
+            client_encoding: String::new(),
+            standard_conforming_strings: true,
+            backend_pid: 0,
+        }
+    }
+
+    fn msg(tag: u8, body: &[u8]) -> Vec<u8> {
+        let mut v = vec![tag];
+        v.extend_from_slice(&((body.len() + 4) as i32).to_be_bytes());
+        v.extend_from_slice(body);
+        v
+    }
+
+    fn client_stream() -> Vec<u8> {
+        let mut w = Vec::new();
+        w.extend(msg(b'P', b"s1\0select $1\0\0\0"));
+        w.extend(msg(b'B', b"\0s1\0\0\0\0\x01\0\0\0\x011\0\0"));
+        w.extend(msg(b'E', b"\0\0\0\0\0"));
+        w.extend(msg(b'S', b""));
+        w.extend(msg(b'Q', b"select 2; select 3\0"));
+        // A large pass-through frame (CopyData) is streamed, never decoded.
+        w.extend(msg(b'd', &[7u8; 5000]));
+        w.extend(msg(b'P', b"\0select 4\0\0\0"));
+        w.extend(msg(b'C', b"Ss1\0"));
+        w.extend(msg(b'S', b""));
+        w
+    }
+
+    /// Feeds `wire` in chunks of `step` bytes the way the session loop does and returns the
+    /// bytes it would have forwarded.
+    fn drive_client(
+        c: &Ctx,
+        st: &mut State,
+        side: &mut ClientSide,
+        wire: &[u8],
+        step: usize,
+    ) -> Vec<u8> {
+        let mut buf = BytesMut::new();
+        let mut out = Vec::new();
+        for chunk in wire.chunks(step) {
+            buf.extend_from_slice(chunk);
+            let scan = scan_client(c, st, side, &buf).unwrap();
+            out.extend_from_slice(&buf[..scan.ready]);
+            buf.advance(scan.ready);
+            if scan.need > 0 {
+                assert!(scan.need > buf.len(), "asked for bytes it already has");
+            }
+        }
+        assert!(buf.is_empty(), "bytes left behind");
+        out
+    }
+
+    #[test]
+    fn client_frames_forward_unchanged_and_hook_sees_every_statement() {
+        let wire = client_stream();
+        for step in [1, 3, 7, 64, 4096, wire.len()] {
+            let rec = Arc::new(Recorder::default());
+            let c = ctx(rec.clone(), false);
+            let mut st = state();
+            let mut side = ClientSide::default();
+            let out = drive_client(&c, &mut st, &mut side, &wire, step);
+            assert_eq!(out, wire, "step {step}");
+            let seen = rec.0.lock().unwrap().clone();
+            assert_eq!(
+                seen,
+                vec![
+                    ("select $1".into(), Some("s1".into()), false, TxStatus::Idle),
+                    ("select 2; select 3".into(), None, false, TxStatus::Idle),
+                    (
+                        "select 4".into(),
+                        Some(String::new()),
+                        false,
+                        TxStatus::Idle
+                    ),
+                ],
+                "step {step}"
+            );
+            // Two Syncs and one Query await a ReadyForQuery each.
+            assert_eq!(st.pending, 3);
+            // Close of s1 forgot it.
+            assert!(side.prepared.is_empty());
+            assert!(!side.in_pipeline);
+        }
+    }
+
+    /// Replaces every text containing "danger" by a parameterless DO block.
+    struct Replacer;
+
+    impl StatementHook for Replacer {
+        fn inspect(&self, _: &SessionView<'_>, sql: &str, _: ProtocolPath<'_>) -> Verdict {
+            if sql.contains("danger") {
+                Verdict::Replace("DO $x$ BEGIN RAISE EXCEPTION 'no'; END $x$".into())
+            } else {
+                Verdict::Forward
+            }
+        }
+    }
+
+    #[test]
+    fn replaced_statements_are_reencoded_and_their_binds_stripped() {
+        let shared = Shared::new(Arc::new(Config::default()), Arc::new(Replacer)).unwrap();
+        let c = Ctx {
+            shared: Arc::new(shared),
+            id: 1,
+            user: "u".into(),
+            database: "d".into(),
+            strip_plus: false,
+        };
+        let bind = |stmt: &[u8]| {
+            let mut b = vec![0u8];
+            b.extend_from_slice(stmt);
+            b.extend_from_slice(b"\0\0\0\0\x01\0\0\0\x017\0\0");
+            msg(b'B', &b)
+        };
+        let do_block = "DO $x$ BEGIN RAISE EXCEPTION 'no'; END $x$";
+        let mut wire = Vec::new();
+        wire.extend(msg(b'Q', b"select 1\0"));
+        wire.extend(msg(b'Q', b"alter table danger add x int\0"));
+        wire.extend(msg(
+            b'P',
+            b"s1\0alter table danger alter x type text using $1\0\0\x01\0\0\0\x19",
+        ));
+        wire.extend(bind(b"s1"));
+        wire.extend(msg(b'S', b""));
+        wire.extend(msg(b'C', b"Ss1\0"));
+        wire.extend(msg(b'P', b"s1\0select $1\0\0\0"));
+        wire.extend(bind(b"s1"));
+        wire.extend(msg(b'S', b""));
+
+        let mut expect = Vec::new();
+        expect.extend(msg(b'Q', b"select 1\0"));
+        let mut q = BytesMut::new();
+        frontend::encode_query(do_block, &mut q).unwrap();
+        expect.extend_from_slice(&q);
+        let mut p = BytesMut::new();
+        frontend::encode_parse(b"s1", do_block, &mut p).unwrap();
+        expect.extend_from_slice(&p);
+        expect.extend(msg(b'B', b"\0s1\0\0\0\0\0\0\0"));
+        expect.extend(msg(b'S', b""));
+        expect.extend(msg(b'C', b"Ss1\0"));
+        expect.extend(msg(b'P', b"s1\0select $1\0\0\0"));
+        expect.extend(bind(b"s1"));
+        expect.extend(msg(b'S', b""));
+
+        for step in [1, 9, wire.len()] {
+            let (mut st, mut side) = (state(), ClientSide::default());
+            let mut buf = BytesMut::new();
+            let mut out = Vec::new();
+            for chunk in wire.chunks(step) {
+                buf.extend_from_slice(chunk);
+                loop {
+                    let scan = scan_client(&c, &mut st, &mut side, &buf).unwrap();
+                    out.extend_from_slice(&buf[..scan.ready]);
+                    buf.advance(scan.ready);
+                    match scan.replace {
+                        Some((frame, original)) => {
+                            out.extend_from_slice(&frame);
+                            buf.advance(original);
+                        }
+                        None => break,
+                    }
+                }
+            }
+            assert!(buf.is_empty());
+            assert_eq!(out, expect, "step {step}");
+            assert_eq!(st.pending, 4);
+            // The client's original text is what the session remembers for s1.
+            assert_eq!(
+                side.prepared.get(&b"s1"[..]).map(String::as_str),
+                Some("select $1")
+            );
+            assert!(side.stripped.is_empty());
+        }
+    }
+
+    #[test]
+    fn in_pipeline_and_prepared_statements() {
+        let rec = Arc::new(Recorder::default());
+        let c = ctx(rec.clone(), false);
+        let mut st = state();
+        let mut side = ClientSide::default();
+        let mut w = Vec::new();
+        w.extend(msg(b'P', b"a\0select 1\0\0\0"));
+        w.extend(msg(b'P', b"b\0select 2\0\0\0"));
+        w.extend(msg(b'H', b""));
+        drive_client(&c, &mut st, &mut side, &w, 1000);
+        let seen = rec.0.lock().unwrap().clone();
+        assert!(
+            !seen[0].2 && seen[1].2,
+            "second Parse is inside the pipeline"
+        );
+        assert_eq!(side.prepared.len(), 2);
+        assert_eq!(
+            side.prepared.get(&b"a"[..]).map(String::as_str),
+            Some("select 1")
+        );
+        let q = msg(b'Q', b"DEALLOCATE b\0");
+        drive_client(&c, &mut st, &mut side, &q, 1000);
+        assert!(side.prepared.contains_key(&b"a"[..]) && side.prepared.len() == 1);
+        let q = msg(b'Q', b"deallocate all;\0");
+        drive_client(&c, &mut st, &mut side, &q, 1000);
+        assert!(side.prepared.is_empty());
+    }
+
+    #[test]
+    fn hostile_client_frames_are_errors_not_panics() {
+        let rec = Arc::new(Recorder::default());
+        let c = ctx(rec, false);
+        let mut st = state();
+        let mut side = ClientSide::default();
+        for bad in [
+            msg(b'Q', b"no terminator"),
+            msg(b'P', b"x\0select\0\xff\xff"),
+            msg(b'C', b"Zx\0"),
+            vec![b'Q', 0xff, 0xff, 0xff, 0xfb],
+            vec![b'S', 0, 1, 0, 0],
+        ] {
+            assert!(
+                scan_client(&c, &mut st, &mut side, &bad).is_err(),
+                "{bad:?}"
+            );
+        }
+    }
+
+    fn drive_server(c: &Ctx, st: &mut State, wire: &[u8], step: usize) -> Vec<u8> {
+        let mut buf = BytesMut::new();
+        let mut out = Vec::new();
+        let (mut skip, mut auth) = (0, false);
+        for chunk in wire.chunks(step) {
+            buf.extend_from_slice(chunk);
+            loop {
+                let scan = scan_server(c, st, &buf, &mut skip, &mut auth, false).unwrap();
+                out.extend_from_slice(&buf[..scan.ready]);
+                buf.advance(scan.ready);
+                match scan.replace {
+                    Some((frame, original)) => {
+                        out.extend_from_slice(&frame);
+                        buf.advance(original);
+                    }
+                    None => break,
+                }
+            }
+        }
+        assert!(buf.is_empty());
+        out
+    }
+
+    #[test]
+    fn server_state_is_observed_and_plus_is_stripped() {
+        let sasl = |mechs: &[&str]| {
+            let mut b = 10i32.to_be_bytes().to_vec();
+            for m in mechs {
+                b.extend_from_slice(m.as_bytes());
+                b.push(0);
+            }
+            b.push(0);
+            msg(b'R', &b)
+        };
+        let mut w = Vec::new();
+        w.extend(sasl(&["SCRAM-SHA-256-PLUS", "SCRAM-SHA-256"]));
+        w.extend(msg(b'R', &0i32.to_be_bytes()));
+        w.extend(msg(b'S', b"server_version\x0015.18\0"));
+        w.extend(msg(b'S', b"standard_conforming_strings\0off\0"));
+        w.extend(msg(b'K', &[0, 0, 0, 42, 1, 2, 3, 4]));
+        w.extend(msg(b'Z', b"I"));
+        w.extend(msg(b'D', &[1u8; 3000]));
+        w.extend(msg(b'Z', b"T"));
+        let mut expect = sasl(&["SCRAM-SHA-256"]);
+        expect.extend_from_slice(&w[sasl(&["SCRAM-SHA-256-PLUS", "SCRAM-SHA-256"]).len()..]);
+        for step in [1, 5, 100, w.len()] {
+            let c = ctx(Arc::new(Recorder::default()), true);
+            let mut st = state();
+            st.pending = 1;
+            let out = drive_server(&c, &mut st, &w, step);
+            assert_eq!(out, expect, "step {step}");
+            assert_eq!(st.server_version, "15.18");
+            assert!(!st.standard_conforming_strings);
+            assert_eq!(st.backend_pid, 42);
+            assert_eq!(st.tx_status, TxStatus::InTransaction);
+            assert_eq!(st.pending, 0);
+        }
+        // Without a TLS server leg the offer is relayed unchanged.
+        let c = ctx(Arc::new(Recorder::default()), false);
+        let out = drive_server(&c, &mut state(), &w, w.len());
+        assert_eq!(out, w);
+    }
+
+    mod prop {
+        use super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            #[test]
+            fn scans_never_panic_and_never_overrun(
+                data in proptest::collection::vec(any::<u8>(), 0..400),
+                step in 1usize..64,
+            ) {
+                let c = ctx(Arc::new(Recorder::default()), true);
+                let (mut st, mut side) = (state(), ClientSide::default());
+                let mut buf = BytesMut::new();
+                for chunk in data.chunks(step) {
+                    buf.extend_from_slice(chunk);
+                    match scan_client(&c, &mut st, &mut side, &buf) {
+                        Ok(scan) => {
+                            prop_assert!(scan.ready <= buf.len());
+                            buf.advance(scan.ready);
+                        }
+                        Err(_) => break,
+                    }
+                }
+                let mut buf = BytesMut::new();
+                let (mut skip, mut auth) = (0, false);
+                let mut st = state();
+                for chunk in data.chunks(step) {
+                    buf.extend_from_slice(chunk);
+                    match scan_server(&c, &mut st, &buf, &mut skip, &mut auth, true) {
+                        Ok(scan) => {
+                            let used = scan.ready + scan.replace.map_or(0, |(_, n)| n);
+                            prop_assert!(used <= buf.len());
+                            buf.advance(used);
+                        }
+                        Err(_) => break,
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn deallocate_forms() {
+        assert_eq!(deallocate_target(b"DEALLOCATE ALL"), Some(Dealloc::All));
+        assert_eq!(
+            deallocate_target(b"  deallocate prepare all;"),
+            Some(Dealloc::All)
+        );
+        assert_eq!(
+            deallocate_target(b"DEALLOCATE _pg3_1"),
+            Some(Dealloc::Name("_pg3_1".into()))
+        );
+        assert_eq!(
+            deallocate_target(b"DEALLOCATE \"My\"\"S\""),
+            Some(Dealloc::Name("My\"S".into()))
+        );
+        assert_eq!(
+            deallocate_target(b"DEALLOCATE Foo"),
+            Some(Dealloc::Name("foo".into()))
+        );
+        assert_eq!(
+            deallocate_target(b"DEALLOCATE prepare"),
+            Some(Dealloc::Name("prepare".into()))
+        );
+        assert_eq!(deallocate_target(b"discard all"), Some(Dealloc::All));
+        assert_eq!(deallocate_target(b"DEALLOCATE a; SELECT 1"), None);
+        assert_eq!(deallocate_target(b"SELECT 1"), None);
+        assert_eq!(deallocate_target(b"DEALLOCATE \"unterminated"), None);
+    }
+}
