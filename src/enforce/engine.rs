@@ -91,7 +91,7 @@ pub struct Enforcement {
     /// The rejection, when rejected.
     pub rejection: Option<Rejection>,
     /// Why no live facts were used, when none were (said in the decision's log line).
-    pub without_live_facts: Option<&'static str>,
+    pub without_live_facts: Option<String>,
     /// Table sizes the decision used: (table, rows, bytes).
     pub sizes: Vec<(String, u64, u64)>,
 }
@@ -196,7 +196,7 @@ impl SessionEnforcer {
         &mut self,
         sql: &str,
         mut p: Prepared,
-        facts: Result<&LiveFacts, &'static str>,
+        facts: Result<&LiveFacts, &str>,
         s: Situation,
     ) -> Enforcement {
         let mut sizes = Vec::new();
@@ -205,7 +205,7 @@ impl SessionEnforcer {
                 apply_live(&mut p, live, &mut sizes);
                 None
             }
-            Err(why) => Some(why),
+            Err(why) => Some(why.to_string()),
         };
         // A rewrite is a text edit of one statement: only when the Query holds that one
         // statement and runs outside a transaction block (CONCURRENTLY needs both).

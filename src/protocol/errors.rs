@@ -100,6 +100,12 @@ impl PgError {
 }
 
 /// 53300: the proxy's `max_connections` is reached.
+/// A policy warning (pgwarden's `warn` decision), sent as a NoticeResponse before the
+/// statement's own answer. SQLSTATE 01000 (warning) like PostgreSQL's own WARNINGs.
+pub fn policy_warning(message: &str, hint: &str) -> PgError {
+    PgError::new(Severity::Warning, "01000", message.to_owned()).with_hint(hint)
+}
+
 pub fn too_many_connections(max: usize) -> PgError {
     PgError::new(
         Severity::Fatal,

@@ -34,6 +34,7 @@ use crate::config::Config;
 use crate::protocol::FrameLimits;
 
 pub mod cli;
+mod guard;
 pub mod hook;
 mod session;
 pub mod stream;
@@ -65,6 +66,8 @@ pub(crate) struct Shared {
     /// The upstream as a socket address when it is written as one (no name lookup needed).
     pub(crate) upstream_addr: Option<std::net::SocketAddr>,
     pub(crate) hook: Arc<dyn hook::StatementHook>,
+    /// The policy every session's enforcer starts from (profiles applied per session).
+    pub(crate) policy: Option<crate::policy::Policy>,
 }
 
 impl Shared {
@@ -80,6 +83,10 @@ impl Shared {
             upstream_server_name: tls::upstream_server_name(s, host)?,
             upstream_addr: s.upstream.parse().ok(),
             hook,
+            policy: Some(
+                crate::policy::Policy::from_config(&config.policy)
+                    .map_err(|e| ProxyError::Config(e.to_string()))?,
+            ),
             config,
         })
     }

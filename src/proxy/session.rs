@@ -40,13 +40,16 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::sync::{watch, OwnedSemaphorePermit};
+use tokio::sync::{oneshot, watch, Notify, OwnedSemaphorePermit};
 use tokio::time::{sleep_until, Instant};
 use tracing::{debug, info, warn};
 
+use super::guard::{Guard, Snapshot};
 use super::hook::{ProtocolPath, SessionView, TxStatus, Verdict};
 use super::stream::{split, Conn, ReadHalf, WriteHalf};
 use super::{upstream, Shared};
+use crate::enforce::engine::needs_attention;
+use crate::enforce::lookup::{self, LiveFacts, LookupError, ReplyReader, Step};
 use crate::protocol::errors::{self, PgError};
 use crate::protocol::frame::{check_header, Origin};
 use crate::protocol::startup::{check_startup, parse_startup, StartupMessage, StartupRequest};
@@ -77,6 +80,19 @@ struct State {
     standard_conforming_strings: bool,
     /// From BackendKeyData; kept for logs (the client gets the message unchanged).
     backend_pid: i32,
+    /// A catalog lookup pgwarden injected and whose replies the server→client side swallows.
+    injecting: Option<Injection>,
+    /// Messages pgwarden owes the client (policy warnings as NoticeResponse); written by the
+    /// server→client side at the next frame boundary, before the statement's own answer.
+    outbox: BytesMut,
+    /// Counts ReadyForQuery `I`: the enforcer's per-transaction state is reset when it moves.
+    idle_epoch: u64,
+}
+
+/// An injected lookup in flight (DESIGN.md decision 7).
+struct Injection {
+    reader: ReplyReader,
+    done: oneshot::Sender<Result<LiveFacts, LookupError>>,
 }
 
 /// How a direction ended without an error.
@@ -117,6 +133,9 @@ struct Ctx {
     database: String,
     /// True when the server leg is TLS: SCRAM-SHA-256-PLUS must not be offered to the client.
     strip_plus: bool,
+    /// Woken when every client request has been answered (`pending` reached 0): an injected
+    /// lookup waits for that point.
+    answered: Notify,
 }
 
 /// Runs one client connection to its end. Never panics on client or server bytes.
@@ -224,6 +243,9 @@ pub(crate) async fn run(
         client_encoding: String::new(),
         standard_conforming_strings: true,
         backend_pid: 0,
+        injecting: None,
+        outbox: BytesMut::new(),
+        idle_epoch: 0,
     });
     let ctx = Ctx {
         shared: shared.clone(),
@@ -231,6 +253,7 @@ pub(crate) async fn run(
         user,
         database,
         strip_plus: server.is_tls(),
+        answered: Notify::new(),
     };
     debug!(session = id, %peer, user = %ctx.user, database = %ctx.database,
            client_tls = client.is_tls(), server_tls = server.is_tls(), "session started");
@@ -242,7 +265,13 @@ pub(crate) async fn run(
     let outcome = {
         let (mut cr, mut cw) = split(&mut client);
         let (mut sr, mut sw) = split(&mut server);
-        let mut client_side = ClientSide::default();
+        let mut client_side = ClientSide {
+            guard: shared.policy.as_ref().map(|p| {
+                let app = lock(&state).application_name.clone();
+                Guard::new(p, id, &ctx.database, &ctx.user, &app)
+            }),
+            ..ClientSide::default()
+        };
         let c2s = client_to_server(&ctx, &state, &mut cr, &mut sw, &mut cbuf, &mut client_side);
         let s2c = server_to_client(
             &ctx,
@@ -253,10 +282,14 @@ pub(crate) async fn run(
             &mut shutdown,
             startup_deadline,
         );
-        tokio::select! {
+        let result = tokio::select! {
             r = c2s => r,
             r = s2c => r,
+        };
+        if let Some(guard) = &client_side.guard {
+            guard.log_summary();
         }
+        result
     };
     // Both directions are dropped here; the session may write its own last words.
     let pid = lock(&state).backend_pid;
@@ -416,6 +449,11 @@ struct ClientSide {
     /// Statements whose Parse text was replaced: their Binds are sent without parameters.
     /// The unnamed statement ("") is in here until the next unnamed Parse.
     stripped: std::collections::HashSet<Vec<u8>>,
+    /// The enforcer (None when the policy is off).
+    guard: Option<Guard>,
+    /// The decision on the Query/Parse at the front of the buffer, made by the enforcer while
+    /// the scan was stopped there: `Some(None)` forward, `Some(Some(text))` replace.
+    decided: Option<Option<String>>,
 }
 
 /// What one scan of the client buffer found.
@@ -428,6 +466,8 @@ struct ClientScan {
     terminate: bool,
     /// A re-encoded frame to send after `ready` bytes, replacing the next `.1` original bytes.
     replace: Option<(BytesMut, usize)>,
+    /// The frame after `ready` is a Query/Parse the enforcer must decide on first.
+    attention: bool,
 }
 
 async fn client_to_server(
@@ -461,6 +501,12 @@ async fn client_to_server(
             sw.flush().await.map_err(SessionError::ServerIo)?;
             if scan.terminate {
                 return Ok(End::ClientGone);
+            }
+            if scan.attention {
+                // The held Query/Parse is now at the front of the buffer, everything before it
+                // is on its way to the server: decide, then scan again to send it.
+                decide_held(ctx, state, side, sw, buf).await?;
+                continue;
             }
             if replaced && !buf.is_empty() {
                 // Frames after a replaced one are already here; scan them before reading.
@@ -515,6 +561,7 @@ fn scan_client(
         need: 0,
         terminate: false,
         replace: None,
+        attention: false,
     };
     if side.skip > 0 {
         let take = side.skip.min(buf.len());
@@ -539,8 +586,15 @@ fn scan_client(
         match h.tag {
             b'Q' => {
                 let q = frontend::decode_query(body)?;
+                let verdict = match inspect(ctx, st, side, q.sql, ProtocolPath::Simple) {
+                    Inspected::Attention => {
+                        out.attention = true;
+                        break;
+                    }
+                    Inspected::Verdict(v) => v,
+                };
                 st.pending += 1;
-                match inspect(ctx, st, side, q.sql, ProtocolPath::Simple) {
+                match verdict {
                     None => forget_deallocated(side, q.sql),
                     Some(text) => {
                         forget_deallocated(side, text.as_bytes());
@@ -555,7 +609,13 @@ fn scan_client(
                 let p = frontend::decode_parse(body)?;
                 let name = String::from_utf8_lossy(p.name);
                 let path = ProtocolPath::Extended { statement: &name };
-                let verdict = inspect(ctx, st, side, p.sql, path);
+                let verdict = match inspect(ctx, st, side, p.sql, path) {
+                    Inspected::Attention => {
+                        out.attention = true;
+                        break;
+                    }
+                    Inspected::Verdict(v) => v,
+                };
                 side.in_pipeline = true;
                 if !p.name.is_empty() {
                     let sql = String::from_utf8_lossy(p.sql).into_owned();
@@ -619,17 +679,32 @@ fn scan_client(
     Ok(out)
 }
 
-/// Passes one statement text through the hook with the session's current view; returns the
-/// replacement text if the hook wants one.
+/// What [`inspect`] found for one statement text.
+enum Inspected {
+    /// Forward (`None`) or send this text instead.
+    Verdict(Option<String>),
+    /// The enforcer must look at it first: stop the scan before this frame.
+    Attention,
+}
+
+/// Passes one statement text through the hook with the session's current view, and tells
+/// whether the enforcer must decide on it (DDL and utility statements) before it goes on.
 fn inspect(
     ctx: &Ctx,
     st: &State,
-    side: &ClientSide,
+    side: &mut ClientSide,
     sql: &[u8],
     path: ProtocolPath<'_>,
-) -> Option<String> {
+) -> Inspected {
     // The hook takes text; non-UTF-8 client encodings are shown lossily (no allocation for UTF-8).
     let text = String::from_utf8_lossy(sql);
+    let decided = side.decided.take();
+    if decided.is_none()
+        && side.guard.is_some()
+        && needs_attention(&text, st.standard_conforming_strings)
+    {
+        return Inspected::Attention;
+    }
     let view = SessionView {
         session_id: ctx.id,
         user: &ctx.user,
@@ -641,9 +716,170 @@ fn inspect(
         tx_status: st.tx_status,
         in_pipeline: side.in_pipeline,
     };
-    match ctx.shared.hook.inspect(&view, &text, path) {
+    let hooked = match ctx.shared.hook.inspect(&view, &text, path) {
         Verdict::Forward => None,
         Verdict::Replace(new) => Some(new),
+    };
+    // The enforcer's word comes first; the hook still sees every statement.
+    Inspected::Verdict(match decided {
+        Some(d) => d.or(hooked),
+        None => hooked,
+    })
+}
+
+/// The enforcer's turn on the Query/Parse frame at the front of `buf`: analyse it, fetch the
+/// live facts it needs with one injected round trip when that is safe, decide, and leave the
+/// decision in `side.decided` for the next scan.
+async fn decide_held(
+    ctx: &Ctx,
+    state: &Mutex<State>,
+    side: &mut ClientSide,
+    sw: &mut WriteHalf<'_>,
+    buf: &BytesMut,
+) -> Result<(), SessionError> {
+    let (sql, simple) = held_text(buf).map_err(SessionError::ClientProtocol)?;
+    let Some(guard) = side.guard.as_mut() else {
+        side.decided = Some(None);
+        return Ok(());
+    };
+    let snap_owned = snapshot(state);
+    let prepared = guard.prepare(&sql, simple, snap_owned.view());
+    let facts: Result<LiveFacts, String> = match &prepared.lookup {
+        None => Err("no catalog facts needed".into()),
+        Some(_) if snap_owned.tx_status == TxStatus::Failed => {
+            Err("the transaction has failed: pgwarden sends nothing in it".into())
+        }
+        Some(_) if side.in_pipeline => Err(
+            "inside an unsynced extended-protocol pipeline: pgwarden injects nothing there".into(),
+        ),
+        Some(req) => inject_lookup(ctx, state, sw, req).await?,
+    };
+    // The lookup may have changed what the session knows (its ReadyForQuery status).
+    let snap_owned = snapshot(state);
+    let mut outbox = BytesMut::new();
+    let decided = guard.decide(
+        &sql,
+        prepared,
+        facts.as_ref().map_err(String::as_str),
+        simple,
+        snap_owned.view(),
+        &mut outbox,
+    );
+    if !outbox.is_empty() {
+        lock(state).outbox.extend_from_slice(&outbox);
+    }
+    side.decided = Some(decided);
+    Ok(())
+}
+
+/// The statement text of the Query/Parse frame at the front of `buf`, and whether it is a Query.
+fn held_text(buf: &[u8]) -> Result<(String, bool), ProtocolError> {
+    let len = buf
+        .get(1..5)
+        .and_then(|b| <[u8; 4]>::try_from(b).ok())
+        .map(|b| u32::from_be_bytes(b) as usize + 1)
+        .unwrap_or(0);
+    let body = buf
+        .get(5..len)
+        .ok_or_else(|| ProtocolError::malformed("held statement", "frame not complete"))?;
+    match buf[0] {
+        b'Q' => Ok((
+            String::from_utf8_lossy(frontend::decode_query(body)?.sql).into_owned(),
+            true,
+        )),
+        _ => Ok((
+            String::from_utf8_lossy(frontend::decode_parse(body)?.sql).into_owned(),
+            false,
+        )),
+    }
+}
+
+/// What the enforcer needs from the shared state, copied out so no lock is held across awaits.
+struct OwnedSnapshot {
+    tx_status: TxStatus,
+    idle_epoch: u64,
+    server_version: String,
+    client_encoding: String,
+    standard_conforming_strings: bool,
+}
+
+impl OwnedSnapshot {
+    fn view(&self) -> Snapshot<'_> {
+        Snapshot {
+            tx_status: self.tx_status,
+            idle_epoch: self.idle_epoch,
+            server_version: &self.server_version,
+            client_encoding: &self.client_encoding,
+            standard_conforming_strings: self.standard_conforming_strings,
+        }
+    }
+}
+
+fn snapshot(state: &Mutex<State>) -> OwnedSnapshot {
+    let st = lock(state);
+    OwnedSnapshot {
+        tx_status: st.tx_status,
+        idle_epoch: st.idle_epoch,
+        server_version: st.server_version.clone(),
+        client_encoding: st.client_encoding.clone(),
+        standard_conforming_strings: st.standard_conforming_strings,
+    }
+}
+
+/// Longest wait for the answer to an injected lookup. Past it the position in the server's
+/// stream is unknown, so the session is closed rather than guessed at.
+const LOOKUP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Sends the catalog lookup once every earlier client request has been answered, and waits
+/// for the server→client side to hand back its rows (DESIGN.md decision 7).
+async fn inject_lookup(
+    ctx: &Ctx,
+    state: &Mutex<State>,
+    sw: &mut WriteHalf<'_>,
+    req: &lookup::LookupRequest,
+) -> Result<Result<LiveFacts, String>, SessionError> {
+    loop {
+        // `notify_one` stores a permit when nobody waits, so a wakeup between the check and
+        // the await is not lost.
+        let answered = ctx.answered.notified();
+        {
+            let st = lock(state);
+            if st.closing {
+                return Ok(Err("the session is closing".into()));
+            }
+            if st.pending == 0 {
+                break;
+            }
+        }
+        answered.await;
+    }
+    let mut bytes = BytesMut::new();
+    if let Err(e) = lookup::encode(req, &mut bytes) {
+        return Ok(Err(e.to_string()));
+    }
+    let (tx, rx) = oneshot::channel();
+    {
+        let mut st = lock(state);
+        if st.tx_status == TxStatus::Failed {
+            return Ok(Err(
+                "the transaction has failed: pgwarden sends nothing in it".into(),
+            ));
+        }
+        st.injecting = Some(Injection {
+            reader: ReplyReader::new(req),
+            done: tx,
+        });
+    }
+    sw.write_all(&bytes).await.map_err(SessionError::ServerIo)?;
+    sw.flush().await.map_err(SessionError::ServerIo)?;
+    match tokio::time::timeout(LOOKUP_TIMEOUT, rx).await {
+        Ok(Ok(result)) => Ok(result.map_err(|e| e.to_string())),
+        // The server→client side ended (server gone): the select! ends the session anyway.
+        Ok(Err(_)) => Ok(Err("the server connection ended during the lookup".into())),
+        Err(_) => Err(SessionError::ServerIo(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            "no answer to pgwarden's catalog lookup",
+        ))),
     }
 }
 
@@ -757,6 +993,10 @@ struct ServerScan {
     idle_stop: bool,
     /// The last frame was a ReadyForQuery answering the last outstanding client request.
     idle: bool,
+    /// Policy warnings to write before `ready` (taken at a frame boundary).
+    notices: Option<BytesMut>,
+    /// Bytes after `ready` that belong to an injected lookup: dropped, not forwarded.
+    discard: usize,
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -799,17 +1039,23 @@ async fn server_to_client(
                 }
                 scan
             };
+            if let Some(notices) = &scan.notices {
+                cw.write_all(notices)
+                    .await
+                    .map_err(SessionError::ClientIo)?;
+            }
             if scan.ready > 0 {
                 cw.write_all(&buf[..scan.ready])
                     .await
                     .map_err(SessionError::ClientIo)?;
                 buf.advance(scan.ready);
             }
-            let replaced = scan.replace.is_some();
+            let replaced = scan.replace.is_some() || scan.discard > 0;
             if let Some((frame, original)) = scan.replace {
                 cw.write_all(&frame).await.map_err(SessionError::ClientIo)?;
                 buf.advance(original);
             }
+            buf.advance(scan.discard);
             cw.flush().await.map_err(SessionError::ClientIo)?;
             if scan.idle_stop {
                 return Ok(End::ShutdownIdle);
@@ -837,7 +1083,9 @@ async fn server_to_client(
                 shutting_down = true;
                 timer.as_mut().reset(Instant::now() + grace);
                 let mut st = lock(state);
-                if authenticated && st.pending == 0 && st.tx_status == TxStatus::Idle {
+                if authenticated && st.pending == 0 && st.tx_status == TxStatus::Idle
+                    && st.injecting.is_none()
+                {
                     st.closing = true;
                     return Ok(End::ShutdownIdle);
                 }
@@ -865,8 +1113,14 @@ fn scan_server(
         replace: None,
         idle_stop: false,
         idle: false,
+        notices: None,
+        discard: 0,
     };
     let mut pos = 0;
+    // Only at a frame boundary may pgwarden put its own messages into the stream.
+    if *skip == 0 && !st.outbox.is_empty() {
+        out.notices = Some(std::mem::take(&mut st.outbox));
+    }
     if *skip > 0 {
         let take = (*skip).min(buf.len());
         *skip -= take;
@@ -877,13 +1131,44 @@ fn scan_server(
         }
     }
     while let Some(h) = check_header(&buf[pos..], &limits, Origin::Server)? {
-        let decode = matches!(h.tag, b'Z' | b'S' | b'K') || (h.tag == b'R' && !*authenticated);
+        let injecting = st.injecting.is_some();
+        let decode =
+            injecting || matches!(h.tag, b'Z' | b'S' | b'K') || (h.tag == b'R' && !*authenticated);
         let avail = buf.len() - pos;
         if decode && avail < h.total {
             out.need = h.total;
             break;
         }
         out.idle = false;
+        if let Some(inj) = st.injecting.as_mut() {
+            // While a lookup is in flight every client request has been answered, so what the
+            // server sends is the lookup's reply, or a message that can come at any time.
+            let body = &buf[pos + 5..pos + h.total];
+            match inj.reader.step(h.tag, body) {
+                Step::Forward => {}
+                Step::Swallow => {
+                    out.discard = h.total;
+                    break;
+                }
+                Step::Done(result) => {
+                    // The lookup's own ReadyForQuery: the status is the server's truth, but it
+                    // answers no client request, so `pending` is untouched.
+                    if let Ok(status) = backend::decode_ready_for_query(body) {
+                        st.tx_status = match status {
+                            b'T' => TxStatus::InTransaction,
+                            b'E' => TxStatus::Failed,
+                            _ => TxStatus::Idle,
+                        };
+                    }
+                    if let Some(inj) = st.injecting.take() {
+                        // The requester may be gone (session ending): nothing to do then.
+                        let _ = inj.done.send(result);
+                    }
+                    out.discard = h.total;
+                    break;
+                }
+            }
+        }
         if !decode {
             if avail < h.total {
                 *skip = h.total - avail;
@@ -904,6 +1189,12 @@ fn scan_server(
                 st.pending = st.pending.saturating_sub(1);
                 *authenticated = true;
                 out.idle = st.pending == 0;
+                if st.tx_status == TxStatus::Idle {
+                    st.idle_epoch += 1;
+                }
+                if st.pending == 0 {
+                    ctx.answered.notify_one();
+                }
                 if shutting_down && st.pending == 0 && st.tx_status == TxStatus::Idle {
                     out.idle_stop = true;
                     pos += h.total;
@@ -973,6 +1264,7 @@ mod tests {
             user: "u".into(),
             database: "d".into(),
             strip_plus,
+            answered: Notify::new(),
         }
     }
 
@@ -986,6 +1278,9 @@ mod tests {
             client_encoding: String::new(),
             standard_conforming_strings: true,
             backend_pid: 0,
+            injecting: None,
+            outbox: BytesMut::new(),
+            idle_epoch: 0,
         }
     }
 
@@ -1090,6 +1385,7 @@ mod tests {
             user: "u".into(),
             database: "d".into(),
             strip_plus: false,
+            answered: Notify::new(),
         };
         let bind = |stmt: &[u8]| {
             let mut b = vec![0u8];

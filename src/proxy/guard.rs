@@ -1,0 +1,149 @@
+//! The session's enforcement glue: the per-session enforcer, what it is told about the
+//! session, and how its decisions are logged and turned into bytes for the client.
+//!
+//! The session (session.rs) owns the wire: it holds the frame, runs the catalog lookup round
+//! trip and sends what this module decides. Keeping the two apart keeps session.rs about bytes.
+use bytes::BytesMut;
+use tracing::{info, warn};
+
+use super::hook::TxStatus;
+use crate::enforce::engine::{Enforcement, Prepared, SessionEnforcer, Situation, WireAction};
+use crate::enforce::lookup::LiveFacts;
+use crate::policy::{Policy, Verdict};
+use crate::protocol::errors;
+
+/// One session's enforcer plus what it needs to know about the session.
+#[derive(Debug)]
+pub(crate) struct Guard {
+    enforcer: SessionEnforcer,
+    /// The session's `idle_epoch` when the enforcer last looked: a different value means a
+    /// transaction ended since, and nothing it created or locked carries over.
+    epoch: u64,
+    session_id: u64,
+}
+
+/// What the session needs from the state shared with the server→client side.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Snapshot<'a> {
+    pub tx_status: TxStatus,
+    pub idle_epoch: u64,
+    pub server_version: &'a str,
+    pub client_encoding: &'a str,
+    pub standard_conforming_strings: bool,
+}
+
+impl Guard {
+    pub(crate) fn new(
+        policy: &Policy,
+        session_id: u64,
+        database: &str,
+        user: &str,
+        application_name: &str,
+    ) -> Guard {
+        Guard {
+            enforcer: SessionEnforcer::new(policy, database, user, application_name),
+            epoch: 0,
+            session_id,
+        }
+    }
+
+    /// Brings the enforcer up to date with the session and analyses `sql`.
+    pub(crate) fn prepare(&mut self, sql: &str, simple: bool, snap: Snapshot<'_>) -> Prepared {
+        if snap.idle_epoch != self.epoch {
+            self.epoch = snap.idle_epoch;
+            self.enforcer.ready_for_query(TxStatus::Idle);
+        }
+        self.enforcer.ready_for_query(snap.tx_status);
+        self.enforcer.set_server_version(snap.server_version);
+        self.enforcer.prepare(sql, situation(simple, snap))
+    }
+
+    /// Decides on a prepared text, logs the decision, and queues warnings for the client.
+    /// Returns the replacement text, if any.
+    pub(crate) fn decide(
+        &mut self,
+        sql: &str,
+        prepared: Prepared,
+        facts: Result<&LiveFacts, &str>,
+        simple: bool,
+        snap: Snapshot<'_>,
+        outbox: &mut BytesMut,
+    ) -> Option<String> {
+        let e = self
+            .enforcer
+            .decide(sql, prepared, facts, situation(simple, snap));
+        self.log(sql, &e);
+        for (_, message, hint) in &e.warnings {
+            errors::policy_warning(message, hint).encode(outbox);
+        }
+        match e.action {
+            WireAction::Forward => None,
+            WireAction::Replace { sql, .. } => Some(sql),
+        }
+    }
+
+    fn log(&self, sql: &str, e: &Enforcement) {
+        let session = self.session_id;
+        let mode = self.enforcer.mode().as_str();
+        let live = e.without_live_facts.as_deref().unwrap_or("used");
+        let sizes: Vec<String> = e
+            .sizes
+            .iter()
+            .map(|(t, rows, bytes)| format!("{t}: ~{rows} rows, {bytes} bytes"))
+            .collect();
+        let rules: Vec<&str> = e
+            .decision
+            .findings
+            .iter()
+            .map(|j| j.finding.rule.id())
+            .collect();
+        let statement = crate::enforce::raise::excerpt(sql);
+        match (e.intended, e.verdict) {
+            (Verdict::Allow, _) => {}
+            (Verdict::Reject, Verdict::Reject) => {
+                let message = e.rejection.as_ref().map(|r| r.message.as_str());
+                warn!(session, mode, decision = "reject", rules = ?rules, sizes = ?sizes,
+                      live_facts = live, statement, "{}", message.unwrap_or("rejected"));
+            }
+            (Verdict::Rewrite, Verdict::Rewrite) => {
+                info!(session, mode, decision = "rewrite", rules = ?rules, sizes = ?sizes,
+                      live_facts = live, statement, "statement rewritten into its safe form");
+            }
+            (intended, _) => {
+                for (rule, message, _) in &e.warnings {
+                    warn!(session, mode, decision = "warn", would = %intended, rule = rule.id(),
+                          sizes = ?sizes, live_facts = live, statement, "{message}");
+                }
+            }
+        }
+    }
+
+    /// The per-session summary, logged when the session ends (Alembic users never see
+    /// notices, so the log is where warnings are found).
+    pub(crate) fn log_summary(&self) {
+        let c = self.enforcer.counts;
+        if c.statements == 0 {
+            return;
+        }
+        info!(
+            session = self.session_id,
+            statements = c.statements,
+            warned = c.warned,
+            rejected = c.rejected,
+            rewritten = c.rewritten,
+            "session summary (DDL statements checked)"
+        );
+    }
+}
+
+fn situation(simple: bool, snap: Snapshot<'_>) -> Situation {
+    let enc = snap.client_encoding.to_ascii_uppercase();
+    Situation {
+        tx_status: snap.tx_status,
+        simple,
+        standard_conforming_strings: snap.standard_conforming_strings,
+        // Before the server reported it, the client encoding is the database default; treat
+        // an unknown one as UTF-8 only if the text is valid UTF-8 (the caller checks).
+        utf8: enc.is_empty() || enc == "UTF8" || enc == "UTF-8" || enc == "UNICODE",
+    }
+}
