@@ -19,7 +19,7 @@ CREATE INDEX CONCURRENTLY orders_customer_id_idx ON orders (customer_id);
 ```
 
 ## Rewrite safety
-No rewrite. pgwarden sees only indexes created in the same file (the live catalog is not yet consulted for existing indexes).
+No rewrite. pgwarden sees indexes created in the same file and, in the proxy, existing ones from the live catalog.
 "#;
 
 pub fn check(f: &StatementFacts, cx: &Cx<'_>, out: &mut Vec<Finding>) {
@@ -44,14 +44,15 @@ pub fn check(f: &StatementFacts, cx: &Cx<'_>, out: &mut Vec<Finding>) {
             }
         }
     }
-    let indexes: Vec<&Vec<String>> = cx
+    let mut indexes: Vec<&Vec<String>> = cx.ctx.catalog.indexes(table).iter().collect();
+    indexes.extend(cx
         .earlier
         .iter()
         .chain(cx.later.iter())
         .filter_map(|s| s.facts())
         .filter(|s| s.kind == StatementKind::CreateIndex && s.table.as_ref().is_some_and(|t| t.same_as(table)))
-        .map(|s| &s.index_columns)
-        .collect();
+        .map(|s| &s.index_columns),
+    );
     for fk in fks {
         if fk.columns.is_empty() {
             continue;
@@ -95,6 +96,16 @@ mod tests {
         let sql = "ALTER TABLE o ADD CONSTRAINT fk FOREIGN KEY (c) REFERENCES cust (id) NOT VALID;\n\
                    CREATE INDEX CONCURRENTLY o_c ON o (c, d);";
         assert!(run(R, sql).is_empty());
+    }
+
+    #[test]
+    fn existing_index_from_the_catalog_covers() {
+        let mut c = ctx();
+        c.catalog
+            .index_columns
+            .insert("o".into(), vec![vec!["c".into(), "d".into()]]);
+        let sql = "ALTER TABLE o ADD CONSTRAINT fk FOREIGN KEY (c) REFERENCES cust (id) NOT VALID";
+        assert!(run_with(R, sql, &c).is_empty());
     }
 
     #[test]

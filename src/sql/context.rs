@@ -47,6 +47,8 @@ pub struct CatalogFacts {
     pub not_null_checks: HashSet<(String, String)>,
     /// Function volatility from `pg_proc.provolatile`, keyed by lower-case name.
     pub volatility: HashMap<String, Volatility>,
+    /// Existing indexes per table (key as for `tables`): the column lists, leading first.
+    pub index_columns: HashMap<String, Vec<Vec<String>>>,
     /// Materialized views that have a unique index (REFRESH CONCURRENTLY needs one).
     pub unique_indexed_matviews: HashSet<String>,
 }
@@ -61,6 +63,10 @@ impl CatalogFacts {
 
     pub fn table_stats(&self, name: &ObjectName) -> Option<TableStats> {
         Self::lookup(&self.tables, name).copied()
+    }
+
+    pub fn indexes(&self, table: &ObjectName) -> &[Vec<String>] {
+        Self::lookup(&self.index_columns, table).map_or(&[], Vec::as_slice)
     }
 
     pub fn column_type(&self, table: &ObjectName, column: &str) -> Option<&str> {

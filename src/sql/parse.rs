@@ -35,9 +35,13 @@ pub fn parse_statement(text: &str, span: Range<usize>) -> Result<Vec<StatementFa
     let base = span.start;
     let parse = SourceFile::parse(stmt_text);
     let root = parse.syntax_node();
-    // squawk reads psql backslash commands as (odd) SQL without always complaining.
-    if let Some(tok) = root
-        .descendants_with_tokens()
+    // squawk reads psql backslash commands as (odd) SQL without always complaining. The tree
+    // walk is only worth it when there is a backslash at all.
+    if let Some(tok) = stmt_text
+        .contains('\\')
+        .then(|| root.descendants_with_tokens())
+        .into_iter()
+        .flatten()
         .filter_map(|e| e.into_token())
         .find(|t| !t.kind().is_trivia() && t.text().starts_with('\\'))
     {
