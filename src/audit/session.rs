@@ -131,9 +131,17 @@ impl AuditSession {
     /// `Err`: do not forward the statement — refuse it (`on_audit_failure = "reject-ddl"`).
     pub async fn before_forward(&mut self, rec: StatementRecord) -> Result<(), AuditError> {
         self.handle.ddl(&Record::Statement(rec.clone())).await?;
-        self.tracker.statement(rec.seq);
-        self.pending.insert(rec.seq, (rec, Instant::now()));
+        self.forwarded(rec, Instant::now());
         Ok(())
+    }
+
+    /// The bookkeeping half of [`Self::before_forward`], for a proxy whose client side wrote
+    /// the record itself (with [`AuditHandle::ddl`]) and whose server side owns this session:
+    /// call it, in server-answer order, before the statement's first completion.
+    /// `at`: when the statement was forwarded (its duration runs from there).
+    pub fn forwarded(&mut self, rec: StatementRecord, at: Instant) {
+        self.tracker.statement(rec.seq);
+        self.pending.insert(rec.seq, (rec, at));
     }
 
     /// The session's `standard_conforming_strings`, for [`StatementRecord::with_rewritten`].

@@ -16,6 +16,10 @@ use bytes::{Bytes, BytesMut};
 use pgwire::messages::extendedquery::{Bind, Close, Execute, Parse, Sync};
 use pgwire::messages::Message;
 
+/// How the audit log names the lookup among the statements pgwarden injected.
+pub const DESCRIPTION: &str =
+    "pgwarden catalog lookup: server settings, relation sizes, column types, function volatility";
+
 /// Name of pgwarden's own prepared statement and portal; closed again before the Sync.
 const STATEMENT: &str = "pgwarden_lookup";
 

@@ -7,6 +7,7 @@ use bytes::BytesMut;
 use tracing::{info, warn};
 
 use super::hook::TxStatus;
+use crate::audit::record::Decision as AuditDecision;
 use crate::enforce::engine::{Enforcement, Prepared, SessionEnforcer, Situation, WireAction};
 use crate::enforce::lookup::LiveFacts;
 use crate::policy::{Policy, Verdict};
@@ -20,6 +21,18 @@ pub(crate) struct Guard {
     /// transaction ended since, and nothing it created or locked carries over.
     epoch: u64,
     session_id: u64,
+}
+
+/// A decision as the session acts on it and the audit log records it.
+#[derive(Debug)]
+pub(crate) struct Decided {
+    /// The text to send instead of the client's, if any.
+    pub replace: Option<String>,
+    pub decision: AuditDecision,
+    /// Ids of the rules behind the decision.
+    pub rules: Vec<String>,
+    /// (table, rows, bytes) the decision used.
+    pub sizes: Vec<(String, u64, u64)>,
 }
 
 /// What the session needs from the state shared with the server→client side.
@@ -59,7 +72,6 @@ impl Guard {
     }
 
     /// Decides on a prepared text, logs the decision, and queues warnings for the client.
-    /// Returns the replacement text, if any.
     pub(crate) fn decide(
         &mut self,
         sql: &str,
@@ -68,7 +80,7 @@ impl Guard {
         simple: bool,
         snap: Snapshot<'_>,
         outbox: &mut BytesMut,
-    ) -> Option<String> {
+    ) -> Decided {
         let e = self
             .enforcer
             .decide(sql, prepared, facts, situation(simple, snap));
@@ -76,9 +88,26 @@ impl Guard {
         for (_, message, hint) in &e.warnings {
             errors::policy_warning(message, hint).encode(outbox);
         }
-        match e.action {
-            WireAction::Forward => None,
-            WireAction::Replace { sql, .. } => Some(sql),
+        let decision = match e.verdict {
+            Verdict::Allow => AuditDecision::Allow,
+            Verdict::Warn => AuditDecision::Warn,
+            Verdict::Rewrite => AuditDecision::Rewrite,
+            Verdict::Reject => AuditDecision::Reject,
+        };
+        let rules = e
+            .decision
+            .findings
+            .iter()
+            .map(|j| j.finding.rule.id().to_string())
+            .collect();
+        Decided {
+            replace: match e.action {
+                WireAction::Forward => None,
+                WireAction::Replace { sql, .. } => Some(sql),
+            },
+            decision,
+            rules,
+            sizes: e.sizes,
         }
     }
 

@@ -68,10 +68,16 @@ pub(crate) struct Shared {
     pub(crate) hook: Arc<dyn hook::StatementHook>,
     /// The policy every session's enforcer starts from (profiles applied per session).
     pub(crate) policy: Option<crate::policy::Policy>,
+    /// The audit log writer (disabled when `[audit] enabled = false`).
+    pub(crate) audit: crate::audit::AuditHandle,
 }
 
 impl Shared {
-    fn new(config: Arc<Config>, hook: Arc<dyn hook::StatementHook>) -> Result<Self, ProxyError> {
+    fn new(
+        config: Arc<Config>,
+        hook: Arc<dyn hook::StatementHook>,
+        audit: crate::audit::AuditHandle,
+    ) -> Result<Self, ProxyError> {
         let s = &config.server;
         s.validate().map_err(ProxyError::Config)?;
         let (host, _) =
@@ -83,6 +89,7 @@ impl Shared {
             upstream_server_name: tls::upstream_server_name(s, host)?,
             upstream_addr: s.upstream.parse().ok(),
             hook,
+            audit,
             policy: Some(
                 crate::policy::Policy::from_config(&config.policy)
                     .map_err(|e| ProxyError::Config(e.to_string()))?,
@@ -98,6 +105,7 @@ pub fn preflight(config: &Config) -> Result<(), ProxyError> {
     Shared::new(
         Arc::new(config.clone()),
         Arc::new(hook::AllowAll) as Arc<dyn hook::StatementHook>,
+        crate::audit::AuditHandle::disabled(),
     )
     .map(|_| ())
 }
@@ -110,7 +118,9 @@ pub async fn run(
     hook: Arc<dyn hook::StatementHook>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ProxyError> {
-    let shared = Arc::new(Shared::new(config, hook)?);
+    let audit = crate::audit::AuditHandle::start(&config.audit)
+        .map_err(|e| ProxyError::Config(format!("[audit]: {e}")))?;
+    let shared = Arc::new(Shared::new(config, hook, audit)?);
     let server = &shared.config.server;
     let slots = Arc::new(Semaphore::new(server.max_connections));
     let rejecting = Arc::new(Semaphore::new(MAX_REJECTING));

@@ -44,10 +44,12 @@ use tokio::sync::{oneshot, watch, Notify, OwnedSemaphorePermit};
 use tokio::time::{sleep_until, Instant};
 use tracing::{debug, info, warn};
 
-use super::guard::{Guard, Snapshot};
+use super::guard::{Decided, Guard, Snapshot};
 use super::hook::{ProtocolPath, SessionView, TxStatus, Verdict};
 use super::stream::{split, Conn, ReadHalf, WriteHalf};
 use super::{upstream, Shared};
+use crate::audit::record::{Record, StatementRecord, TableSize};
+use crate::audit::{AuditSession, SessionInfo, StatementResult};
 use crate::enforce::engine::needs_attention;
 use crate::enforce::lookup::{self, LiveFacts, LookupError, ReplyReader, Step};
 use crate::protocol::errors::{self, PgError};
@@ -87,6 +89,24 @@ struct State {
     outbox: BytesMut,
     /// Counts ReadyForQuery `I`: the enforcer's per-transaction state is reset when it moves.
     idle_epoch: u64,
+    /// Requests whose answers the audit log follows, oldest first (one per Query, Sync or
+    /// FunctionCall sent while `audit_watch` is on).
+    audit_queue: std::collections::VecDeque<AuditEntry>,
+    /// An audited statement's transaction has not ended yet: follow every request's answers.
+    audit_watch: bool,
+}
+
+/// One client request the audit log follows to its ReadyForQuery.
+struct AuditEntry {
+    /// The audited statement's `seq` (0: none).
+    seq: u64,
+    /// The audited statement of this request (its record is already on disk); handed to the
+    /// audit session at the request's first answer.
+    record: Option<StatementRecord>,
+    /// Statement texts of a simple Query, in order: each CommandComplete answers the next.
+    texts: std::collections::VecDeque<String>,
+    /// When the request was forwarded: the audited statement's duration starts here.
+    sent: std::time::Instant,
 }
 
 /// An injected lookup in flight (DESIGN.md decision 7).
@@ -136,6 +156,11 @@ struct Ctx {
     /// Woken when every client request has been answered (`pending` reached 0): an injected
     /// lookup waits for that point.
     answered: Notify,
+    /// The audit log's id of this session.
+    audit_id: String,
+    /// For the audit log's session records.
+    peer: SocketAddr,
+    client_tls: bool,
 }
 
 /// Runs one client connection to its end. Never panics on client or server bytes.
@@ -246,6 +271,8 @@ pub(crate) async fn run(
         injecting: None,
         outbox: BytesMut::new(),
         idle_epoch: 0,
+        audit_queue: std::collections::VecDeque::new(),
+        audit_watch: false,
     });
     let ctx = Ctx {
         shared: shared.clone(),
@@ -254,6 +281,9 @@ pub(crate) async fn run(
         database,
         strip_plus: server.is_tls(),
         answered: Notify::new(),
+        audit_id: shared.audit.session_id(id),
+        peer,
+        client_tls: client.is_tls(),
     };
     debug!(session = id, %peer, user = %ctx.user, database = %ctx.database,
            client_tls = client.is_tls(), server_tls = server.is_tls(), "session started");
@@ -262,6 +292,7 @@ pub(crate) async fn run(
     // Whatever the client sent after its startup packet (pipelining clients do) stays in `buf`.
     let mut cbuf = buf;
     let mut sbuf = BytesMut::with_capacity(INITIAL_BUF);
+    let mut audit: Option<AuditSession> = None;
     let outcome = {
         let (mut cr, mut cw) = split(&mut client);
         let (mut sr, mut sw) = split(&mut server);
@@ -281,6 +312,7 @@ pub(crate) async fn run(
             &mut sbuf,
             &mut shutdown,
             startup_deadline,
+            &mut audit,
         );
         let result = tokio::select! {
             r = c2s => r,
@@ -291,6 +323,12 @@ pub(crate) async fn run(
         }
         result
     };
+    if let Some(a) = audit.take() {
+        // A request forwarded and never answered: its statements' fate is unknown to the
+        // client, and the audit log says so.
+        let in_flight = lock(&state).pending > 0;
+        a.closed(in_flight).await;
+    }
     // Both directions are dropped here; the session may write its own last words.
     let pid = lock(&state).backend_pid;
     let farewell_msg = match outcome {
@@ -454,6 +492,13 @@ struct ClientSide {
     /// The decision on the Query/Parse at the front of the buffer, made by the enforcer while
     /// the scan was stopped there: `Some(None)` forward, `Some(Some(text))` replace.
     decided: Option<Option<String>>,
+    /// The audit record of the held statement, written; it joins the audit queue with the
+    /// request that carries the statement.
+    audit_record: Option<StatementRecord>,
+    /// An audited Parse waiting for the Sync that ends its request.
+    request_record: Option<StatementRecord>,
+    /// Audited statements so far (the audit log's `seq`).
+    audit_seq: u64,
 }
 
 /// What one scan of the client buffer found.
@@ -594,6 +639,7 @@ fn scan_client(
                     Inspected::Verdict(v) => v,
                 };
                 st.pending += 1;
+                audit_query(st, side, q.sql);
                 match verdict {
                     None => forget_deallocated(side, q.sql),
                     Some(text) => {
@@ -617,6 +663,9 @@ fn scan_client(
                     Inspected::Verdict(v) => v,
                 };
                 side.in_pipeline = true;
+                if let Some(rec) = side.audit_record.take() {
+                    side.request_record = Some(rec);
+                }
                 if !p.name.is_empty() {
                     let sql = String::from_utf8_lossy(p.sql).into_owned();
                     side.prepared.insert(p.name.to_vec(), sql);
@@ -659,8 +708,12 @@ fn scan_client(
             b'S' => {
                 side.in_pipeline = false;
                 st.pending += 1;
+                audit_request(st, side.request_record.take(), Default::default());
             }
-            b'F' => st.pending += 1,
+            b'F' => {
+                st.pending += 1;
+                audit_request(st, None, Default::default());
+            }
             b'X' => out.terminate = true,
             _ => {}
         }
@@ -677,6 +730,145 @@ fn scan_client(
     }
     out.ready = pos;
     Ok(out)
+}
+
+/// A simple Query joins the audit queue (with its statements' texts) while the log follows
+/// the session, or when it carries the audited statement.
+fn audit_query(st: &mut State, side: &mut ClientSide, sql: &[u8]) {
+    let record = side.audit_record.take();
+    if record.is_none() && !st.audit_watch {
+        return;
+    }
+    let text = String::from_utf8_lossy(sql);
+    let opts = crate::sql::lexer::LexOptions {
+        standard_conforming_strings: st.standard_conforming_strings,
+        ..crate::sql::AnalysisContext::default().lex
+    };
+    let texts = crate::sql::lexer::split(&text, &opts)
+        .filter(|r| r.class != crate::sql::lexer::StatementClass::Empty)
+        .filter_map(|r| text.get(r.span).map(str::to_owned))
+        .collect();
+    audit_request(st, record, texts);
+}
+
+/// Queues one request for the audit log's server-side bookkeeping.
+fn audit_request(
+    st: &mut State,
+    record: Option<StatementRecord>,
+    texts: std::collections::VecDeque<String>,
+) {
+    if record.is_none() && !st.audit_watch {
+        return;
+    }
+    st.audit_watch = true;
+    let seq = record.as_ref().map_or(0, |r| r.seq);
+    st.audit_queue.push_back(AuditEntry {
+        seq,
+        record,
+        texts,
+        sent: std::time::Instant::now(),
+    });
+}
+
+/// Starts the session's audit trail at its first ReadyForQuery (the server pid is known).
+fn start_audit(ctx: &Ctx, state: &Mutex<State>) -> AuditSession {
+    let st = lock(state);
+    let mut a = AuditSession::start(
+        &ctx.shared.audit,
+        ctx.id,
+        SessionInfo {
+            client_addr: ctx.peer.to_string(),
+            user: ctx.user.clone(),
+            database: ctx.database.clone(),
+            application_name: st.application_name.clone(),
+            server_pid: Some(st.backend_pid),
+            tls: ctx.client_tls,
+        },
+    );
+    a.set_standard_conforming_strings(st.standard_conforming_strings);
+    a
+}
+
+/// The audit log's turn on the answer at the front of `buf` (CommandComplete, ErrorResponse
+/// or ReadyForQuery of a followed request): outcome and fate records are written before the
+/// client sees the answer.
+async fn audit_answer(state: &Mutex<State>, audit: &mut Option<AuditSession>, buf: &[u8]) {
+    let Some((&tag, rest)) = buf.split_first() else {
+        return;
+    };
+    let len = rest
+        .get(..4)
+        .and_then(|b| <[u8; 4]>::try_from(b).ok())
+        .map_or(0, |b| u32::from_be_bytes(b) as usize);
+    let Some(body) = rest.get(4..len) else { return };
+    let (seq, record, text) = {
+        let mut st = lock(state);
+        let Some(head) = st.audit_queue.front_mut() else {
+            return;
+        };
+        let text = if tag == b'Z' {
+            None
+        } else {
+            head.texts.pop_front()
+        };
+        (head.seq, head.record.take().map(|r| (r, head.sent)), text)
+    };
+    let Some(a) = audit.as_mut() else {
+        if tag == b'Z' {
+            lock(state).audit_queue.pop_front();
+        }
+        return;
+    };
+    if let Some((rec, sent)) = record {
+        a.seen(rec.decision);
+        a.forwarded(rec, sent);
+    }
+    let sql = text.as_deref().unwrap_or("");
+    match tag {
+        b'C' => {
+            let tag = backend::decode_command_complete(body)
+                .map(|t| String::from_utf8_lossy(t).into_owned())
+                .unwrap_or_default();
+            if !sql.is_empty() {
+                a.dml(sql, &[]);
+            }
+            let _ = a
+                .completed(seq, sql, StatementResult::Ok { tag: &tag })
+                .await;
+        }
+        b'E' => {
+            let (code, message) = match backend::decode_error(body) {
+                Ok(e) => (
+                    String::from_utf8_lossy(e.code).into_owned(),
+                    String::from_utf8_lossy(e.message).into_owned(),
+                ),
+                Err(_) => (String::new(), String::new()),
+            };
+            let _ = a
+                .completed(
+                    seq,
+                    sql,
+                    StatementResult::Error {
+                        sqlstate: &code,
+                        message: &message,
+                    },
+                )
+                .await;
+        }
+        _ => {
+            let status = match backend::decode_ready_for_query(body) {
+                Ok(b'T') => TxStatus::InTransaction,
+                Ok(b'E') => TxStatus::Failed,
+                _ => TxStatus::Idle,
+            };
+            let _ = a.ready_for_query(status).await;
+            let mut st = lock(state);
+            st.audit_queue.pop_front();
+            if st.audit_queue.is_empty() && status == TxStatus::Idle {
+                st.audit_watch = false;
+            }
+        }
+    }
 }
 
 /// What [`inspect`] found for one statement text.
@@ -757,7 +949,7 @@ async fn decide_held(
     // The lookup may have changed what the session knows (its ReadyForQuery status).
     let snap_owned = snapshot(state);
     let mut outbox = BytesMut::new();
-    let decided = guard.decide(
+    let mut decided = guard.decide(
         &sql,
         prepared,
         facts.as_ref().map_err(String::as_str),
@@ -768,8 +960,89 @@ async fn decide_held(
     if !outbox.is_empty() {
         lock(state).outbox.extend_from_slice(&outbox);
     }
-    side.decided = Some(decided);
+    if ctx.shared.audit.is_enabled() {
+        // The audit log follows requests in order from here on: nothing may be in flight
+        // that it has not seen.
+        wait_answered(ctx, state).await;
+        let injected = match &facts {
+            Ok(_) => vec![lookup::DESCRIPTION.to_string()],
+            Err(_) => Vec::new(),
+        };
+        match write_statement_record(ctx, side, &sql, &decided, injected, &snap_owned).await {
+            Ok(rec) => side.audit_record = Some(rec),
+            Err(e) => {
+                // DDL must not run unaudited (on_audit_failure = "reject-ddl").
+                decided.replace = Some(crate::enforce::raise::raise_statement(
+                    &crate::enforce::raise::Rejection {
+                        message: format!("pgwarden: audit log unavailable, DDL refused: {e}"),
+                        detail: format!("Statement: {}", crate::enforce::raise::excerpt(&sql)),
+                        hint: "Fix the audit log (disk space, permissions of [audit] path) and \
+                               retry; plain queries keep working meanwhile."
+                            .into(),
+                    },
+                    false,
+                ));
+            }
+        }
+    }
+    side.decided = Some(decided.replace);
     Ok(())
+}
+
+/// Writes the `statement` record of a held statement and returns it (DESIGN.md: DDL must
+/// not run unaudited). `Err` = the record is not on disk.
+async fn write_statement_record(
+    ctx: &Ctx,
+    side: &mut ClientSide,
+    sql: &str,
+    decided: &Decided,
+    injected: Vec<String>,
+    snap: &OwnedSnapshot,
+) -> Result<StatementRecord, crate::audit::AuditError> {
+    side.audit_seq += 1;
+    let mut rec = StatementRecord::new(
+        &ctx.audit_id,
+        side.audit_seq,
+        snap.tx_status,
+        sql,
+        snap.standard_conforming_strings,
+        decided.decision,
+    );
+    rec.rules = decided.rules.clone();
+    rec.injected = injected;
+    rec.table_sizes = decided
+        .sizes
+        .iter()
+        .map(|(t, rows, bytes)| TableSize {
+            table: t.clone(),
+            rows: i64::try_from(*rows).ok(),
+            bytes: i64::try_from(*bytes).ok(),
+        })
+        .collect();
+    if let Some(sent) = &decided.replace {
+        rec = rec.with_rewritten(sent, snap.standard_conforming_strings);
+    }
+    ctx.shared
+        .audit
+        .ddl(&Record::Statement(rec.clone()))
+        .await?;
+    Ok(rec)
+}
+
+/// Waits until every client request sent so far has been answered.
+async fn wait_answered(ctx: &Ctx, state: &Mutex<State>) {
+    loop {
+        // `notify_one` stores a permit when nobody waits, so a wakeup between the check and
+        // the await is not lost.
+        let answered = ctx.answered.notified();
+        {
+            let st = lock(state);
+            if st.closing || st.pending == 0 {
+                return;
+            }
+        }
+        answered.await;
+    }
 }
 
 /// The statement text of the Query/Parse frame at the front of `buf`, and whether it is a Query.
@@ -838,20 +1111,9 @@ async fn inject_lookup(
     sw: &mut WriteHalf<'_>,
     req: &lookup::LookupRequest,
 ) -> Result<Result<LiveFacts, String>, SessionError> {
-    loop {
-        // `notify_one` stores a permit when nobody waits, so a wakeup between the check and
-        // the await is not lost.
-        let answered = ctx.answered.notified();
-        {
-            let st = lock(state);
-            if st.closing {
-                return Ok(Err("the session is closing".into()));
-            }
-            if st.pending == 0 {
-                break;
-            }
-        }
-        answered.await;
+    wait_answered(ctx, state).await;
+    if lock(state).closing {
+        return Ok(Err("the session is closing".into()));
     }
     let mut bytes = BytesMut::new();
     if let Err(e) = lookup::encode(req, &mut bytes) {
@@ -997,6 +1259,11 @@ struct ServerScan {
     notices: Option<BytesMut>,
     /// Bytes after `ready` that belong to an injected lookup: dropped, not forwarded.
     discard: usize,
+    /// The frame after `ready` answers a request the audit log follows: record it first.
+    audit_frame: bool,
+    /// The scan stopped before a complete frame that needs its own turn: scan again before
+    /// reading more.
+    rescan: bool,
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -1008,9 +1275,12 @@ async fn server_to_client(
     buf: &mut BytesMut,
     shutdown: &mut watch::Receiver<bool>,
     startup_deadline: Instant,
+    audit: &mut Option<AuditSession>,
 ) -> Result<End, SessionError> {
     let mut skip = 0usize;
     let mut authenticated = false;
+    // The frame at the front of `buf` has had its audit turn: scan it normally now.
+    let mut audited_front = false;
     let mut shutting_down = *shutdown.borrow();
     let grace = ctx.shared.config.server.shutdown_grace;
     // One timer for both deadlines, created once: building a Sleep per read would cost
@@ -1032,6 +1302,7 @@ async fn server_to_client(
                     &mut skip,
                     &mut authenticated,
                     shutting_down,
+                    std::mem::take(&mut audited_front),
                 )
                 .map_err(SessionError::ServerProtocol)?;
                 if scan.idle_stop {
@@ -1044,18 +1315,29 @@ async fn server_to_client(
                     .await
                     .map_err(SessionError::ClientIo)?;
             }
+            if authenticated && audit.is_none() && ctx.shared.audit.is_enabled() {
+                *audit = Some(start_audit(ctx, state));
+            }
             if scan.ready > 0 {
                 cw.write_all(&buf[..scan.ready])
                     .await
                     .map_err(SessionError::ClientIo)?;
                 buf.advance(scan.ready);
             }
-            let replaced = scan.replace.is_some() || scan.discard > 0;
+            let replaced = scan.replace.is_some() || scan.discard > 0 || scan.rescan;
             if let Some((frame, original)) = scan.replace {
                 cw.write_all(&frame).await.map_err(SessionError::ClientIo)?;
                 buf.advance(original);
             }
             buf.advance(scan.discard);
+            if scan.audit_frame {
+                // Everything before this answer is on its way; its audit record goes to disk
+                // before the answer reaches the client.
+                cw.flush().await.map_err(SessionError::ClientIo)?;
+                audit_answer(state, audit, buf).await;
+                audited_front = true;
+                continue;
+            }
             cw.flush().await.map_err(SessionError::ClientIo)?;
             if scan.idle_stop {
                 return Ok(End::ShutdownIdle);
@@ -1105,6 +1387,7 @@ fn scan_server(
     skip: &mut usize,
     authenticated: &mut bool,
     shutting_down: bool,
+    audited_front: bool,
 ) -> Result<ServerScan, ProtocolError> {
     let limits = ctx.shared.limits;
     let mut out = ServerScan {
@@ -1115,6 +1398,8 @@ fn scan_server(
         idle: false,
         notices: None,
         discard: 0,
+        audit_frame: false,
+        rescan: false,
     };
     let mut pos = 0;
     // Only at a frame boundary may pgwarden put its own messages into the stream.
@@ -1132,14 +1417,26 @@ fn scan_server(
     }
     while let Some(h) = check_header(&buf[pos..], &limits, Origin::Server)? {
         let injecting = st.injecting.is_some();
-        let decode =
-            injecting || matches!(h.tag, b'Z' | b'S' | b'K') || (h.tag == b'R' && !*authenticated);
+        let audited = !injecting
+            && !st.audit_queue.is_empty()
+            && matches!(h.tag, b'C' | b'E' | b'Z')
+            && !(audited_front && pos == 0);
+        let decode = injecting
+            || audited
+            || matches!(h.tag, b'Z' | b'S' | b'K')
+            || (h.tag == b'R' && !*authenticated);
         let avail = buf.len() - pos;
         if decode && avail < h.total {
             out.need = h.total;
             break;
         }
         out.idle = false;
+        if audited {
+            // Stop before it: the async side writes the audit record, then scans it normally.
+            out.audit_frame = pos == 0;
+            out.rescan = pos > 0;
+            break;
+        }
         if let Some(inj) = st.injecting.as_mut() {
             // While a lookup is in flight every client request has been answered, so what the
             // server sends is the lookup's reply, or a message that can come at any time.
@@ -1257,7 +1554,12 @@ mod tests {
     }
 
     fn ctx(hook: Arc<Recorder>, strip_plus: bool) -> Ctx {
-        let shared = Shared::new(Arc::new(Config::default()), hook).unwrap();
+        let shared = Shared::new(
+            Arc::new(Config::default()),
+            hook,
+            crate::audit::AuditHandle::disabled(),
+        )
+        .unwrap();
         Ctx {
             shared: Arc::new(shared),
             id: 1,
@@ -1265,6 +1567,9 @@ mod tests {
             database: "d".into(),
             strip_plus,
             answered: Notify::new(),
+            audit_id: String::new(),
+            peer: "127.0.0.1:1".parse().unwrap(),
+            client_tls: false,
         }
     }
 
@@ -1281,6 +1586,8 @@ mod tests {
             injecting: None,
             outbox: BytesMut::new(),
             idle_epoch: 0,
+            audit_queue: std::collections::VecDeque::new(),
+            audit_watch: false,
         }
     }
 
@@ -1378,7 +1685,12 @@ mod tests {
 
     #[test]
     fn replaced_statements_are_reencoded_and_their_binds_stripped() {
-        let shared = Shared::new(Arc::new(Config::default()), Arc::new(Replacer)).unwrap();
+        let shared = Shared::new(
+            Arc::new(Config::default()),
+            Arc::new(Replacer),
+            crate::audit::AuditHandle::disabled(),
+        )
+        .unwrap();
         let c = Ctx {
             shared: Arc::new(shared),
             id: 1,
@@ -1386,6 +1698,9 @@ mod tests {
             database: "d".into(),
             strip_plus: false,
             answered: Notify::new(),
+            audit_id: String::new(),
+            peer: "127.0.0.1:1".parse().unwrap(),
+            client_tls: false,
         };
         let bind = |stmt: &[u8]| {
             let mut b = vec![0u8];
