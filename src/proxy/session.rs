@@ -1825,7 +1825,7 @@ mod tests {
         for chunk in wire.chunks(step) {
             buf.extend_from_slice(chunk);
             loop {
-                let scan = scan_server(c, st, &buf, &mut skip, &mut auth, false).unwrap();
+                let scan = scan_server(c, st, &buf, &mut skip, &mut auth, false, false).unwrap();
                 out.extend_from_slice(&buf[..scan.ready]);
                 buf.advance(scan.ready);
                 match scan.replace {
@@ -1909,7 +1909,7 @@ mod tests {
                 let mut st = state();
                 for chunk in data.chunks(step) {
                     buf.extend_from_slice(chunk);
-                    match scan_server(&c, &mut st, &buf, &mut skip, &mut auth, true) {
+                    match scan_server(&c, &mut st, &buf, &mut skip, &mut auth, true, false) {
                         Ok(scan) => {
                             let used = scan.ready + scan.replace.map_or(0, |(_, n)| n);
                             prop_assert!(used <= buf.len());
