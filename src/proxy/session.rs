@@ -1417,10 +1417,11 @@ fn scan_server(
     }
     while let Some(h) = check_header(&buf[pos..], &limits, Origin::Server)? {
         let injecting = st.injecting.is_some();
+        let had_turn = audited_front && pos == 0;
         let audited = !injecting
+            && !had_turn
             && !st.audit_queue.is_empty()
-            && matches!(h.tag, b'C' | b'E' | b'Z')
-            && !(audited_front && pos == 0);
+            && matches!(h.tag, b'C' | b'E' | b'Z');
         let decode = injecting
             || audited
             || matches!(h.tag, b'Z' | b'S' | b'K')
