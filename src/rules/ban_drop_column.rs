@@ -29,8 +29,9 @@ pub fn check(f: &StatementFacts, cx: &Cx<'_>, out: &mut Vec<Finding>) {
         let column = a.column.clone().unwrap_or_default();
         let new_name = a.new_name.clone().unwrap_or_default();
         let _ = (&column, &new_name);
+        let described = cx.describe(table);
         out.push(
-            Finding::new(Rule::BanDropColumn, f, format!("DROP COLUMN {column} on {table} breaks application code that still reads or writes it"), "Deploy code that ignores the column first, then drop it in a later release".to_string())
+            Finding::new(Rule::BanDropColumn, f, format!("DROP COLUMN {column} on {described} breaks application code that still reads or writes it"), "Deploy code that ignores the column first, then drop it in a later release".to_string())
                 .at(a.span.clone())
                 .lock(Some(a.lock)),
         );

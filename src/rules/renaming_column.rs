@@ -29,8 +29,9 @@ pub fn check(f: &StatementFacts, cx: &Cx<'_>, out: &mut Vec<Finding>) {
         let column = a.column.clone().unwrap_or_default();
         let new_name = a.new_name.clone().unwrap_or_default();
         let _ = (&column, &new_name);
+        let described = cx.describe(table);
         out.push(
-            Finding::new(Rule::RenamingColumn, f, format!("RENAME COLUMN {column} TO {new_name} on {table} breaks running code that uses the old name"), "Expand/contract: add the new column, dual-write, backfill, switch reads, drop the old one".to_string())
+            Finding::new(Rule::RenamingColumn, f, format!("RENAME COLUMN {column} TO {new_name} on {described} breaks running code that uses the old name"), "Expand/contract: add the new column, dual-write, backfill, switch reads, drop the old one".to_string())
                 .at(a.span.clone())
                 .lock(Some(a.lock)),
         );

@@ -30,7 +30,7 @@ pub fn check(f: &StatementFacts, cx: &Cx<'_>, out: &mut Vec<Finding>) {
         let new_name = a.new_name.clone().unwrap_or_default();
         let _ = (&column, &new_name);
         out.push(
-            Finding::new(Rule::RenamingTable, f, format!("RENAME TABLE {table} TO {new_name} breaks running code that uses the old name"), "Add a view with the new name, switch the code, then rename and drop the view".to_string())
+            Finding::new(Rule::RenamingTable, f, format!("RENAME TABLE {} TO {new_name} breaks running code that uses the old name", cx.describe(table)), "Add a view with the new name, switch the code, then rename and drop the view".to_string())
                 .at(a.span.clone())
                 .lock(Some(a.lock)),
         );
