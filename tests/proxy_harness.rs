@@ -44,7 +44,10 @@ fn ssl_cluster_serves_tls_with_generated_certificate() {
     let conn = c.conn("postgres").with_sslmode("verify-full");
     let out = psql(
         &conn,
-        &["-Atc", "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()"],
+        &[
+            "-Atc",
+            "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+        ],
     );
     out.assert_success();
     assert_eq!(out.stdout.trim(), "t");
@@ -52,10 +55,7 @@ fn ssl_cluster_serves_tls_with_generated_certificate() {
 
 #[test]
 fn python_venv_has_pinned_clients() {
-    let out = run_python(
-        "clients.py",
-        &["versions"],
-    );
+    let out = run_python("clients.py", &["versions"]);
     out.assert_success();
     for name in ["psycopg2", "psycopg", "asyncpg", "alembic", "sqlalchemy"] {
         assert!(out.stdout.contains(name), "{}", out.stdout);

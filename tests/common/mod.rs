@@ -356,7 +356,9 @@ impl ConnInfo {
             .tokio_config()
             .connect(tokio_postgres::NoTls)
             .await
-            .unwrap_or_else(|e| panic!("connect {}:{} as {}: {e}", self.host, self.port, self.user));
+            .unwrap_or_else(|e| {
+                panic!("connect {}:{} as {}: {e}", self.host, self.port, self.user)
+            });
         tokio::spawn(async move {
             let _ = conn.await;
         });
@@ -685,13 +687,14 @@ impl TestCa {
             rcgen::CertificateParams::new(dns.iter().map(|s| s.to_string()).collect::<Vec<_>>())
                 .expect("server params");
         for ip in ips {
-            params.subject_alt_names.push(rcgen::SanType::IpAddress(
-                ip.parse().expect("ip literal"),
-            ));
+            params
+                .subject_alt_names
+                .push(rcgen::SanType::IpAddress(ip.parse().expect("ip literal")));
         }
-        params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, dns.first().copied().unwrap_or("localhost"));
+        params.distinguished_name.push(
+            rcgen::DnType::CommonName,
+            dns.first().copied().unwrap_or("localhost"),
+        );
         let key = rcgen::KeyPair::generate().expect("server key");
         let cert = params
             .signed_by(&key, &self.cert, &self.key)
@@ -741,7 +744,10 @@ impl ProxyProcess {
             .arg(&config_path)
             .args(["--listen", "127.0.0.1:0", "--upstream", upstream])
             .args(extra)
-            .env("RUST_LOG", std::env::var("PGWARDEN_TEST_LOG").unwrap_or("info".into()))
+            .env(
+                "RUST_LOG",
+                std::env::var("PGWARDEN_TEST_LOG").unwrap_or("info".into()),
+            )
             .env("NO_COLOR", "1")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -806,10 +812,7 @@ impl ProxyProcess {
 
     /// Everything pgwarden printed so far (stdout and stderr interleaved by line).
     pub fn logs(&self) -> String {
-        self.logs
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        self.logs.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     pub fn pid(&self) -> u32 {
@@ -1091,4 +1094,71 @@ pub fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
         std::thread::sleep(Duration::from_millis(20));
     }
     cond()
+}
+
+// ---------------------------------------------------------------------------------------------
+// pgwarden configuration for tests
+// ---------------------------------------------------------------------------------------------
+
+/// The settings tests vary, rendered as a pgwarden.toml (key names as in config/pgwarden.toml).
+/// Listen and upstream addresses are passed as flags by [`ProxyProcess`], not written here.
+#[derive(Debug, Clone, Default)]
+pub struct ProxyConfig {
+    pub max_connections: Option<u32>,
+    pub shutdown_grace_secs: Option<u64>,
+    pub startup_timeout_secs: Option<u64>,
+    /// Client-leg TLS: (certificate PEM file, key PEM file).
+    pub client_tls: Option<(PathBuf, PathBuf)>,
+    /// Upstream-leg TLS mode (`disable | prefer | require | verify-ca | verify-full`).
+    pub upstream_sslmode: Option<String>,
+    /// CA file for verifying the upstream.
+    pub upstream_ca: Option<PathBuf>,
+    /// Extra raw TOML lines inside `[server]`.
+    pub extra_server: Vec<String>,
+}
+
+impl ProxyConfig {
+    pub fn to_toml(&self) -> String {
+        let mut s = String::from("[server]\n");
+        if let Some(n) = self.max_connections {
+            s.push_str(&format!("max_connections = {n}\n"));
+        }
+        if let Some(n) = self.shutdown_grace_secs {
+            s.push_str(&format!("shutdown_grace = \"{n}s\"\n"));
+        }
+        if let Some(n) = self.startup_timeout_secs {
+            s.push_str(&format!("startup_timeout = \"{n}s\"\n"));
+        }
+        for line in &self.extra_server {
+            s.push_str(line);
+            s.push('\n');
+        }
+        if let Some((cert, key)) = &self.client_tls {
+            s.push_str(&format!(
+                "\n[server.client_tls]\ncert = \"{}\"\nkey = \"{}\"\n",
+                cert.display(),
+                key.display()
+            ));
+        }
+        if self.upstream_sslmode.is_some() || self.upstream_ca.is_some() {
+            s.push_str("\n[server.upstream_tls]\n");
+            if let Some(m) = &self.upstream_sslmode {
+                s.push_str(&format!("mode = \"{m}\"\n"));
+            }
+            if let Some(ca) = &self.upstream_ca {
+                s.push_str(&format!("ca_file = \"{}\"\n", ca.display()));
+            }
+        }
+        s
+    }
+
+    /// Starts `pgwarden serve` with this config in front of `cluster`.
+    pub fn start(&self, cluster: &Cluster) -> ProxyProcess {
+        ProxyProcess::start(&cluster.addr(), &self.to_toml())
+    }
+}
+
+/// Starts pgwarden with default settings in front of `cluster`.
+pub fn start_proxy(cluster: &Cluster) -> ProxyProcess {
+    ProxyConfig::default().start(cluster)
 }
