@@ -266,6 +266,8 @@ pub struct ConnInfo {
     pub sslmode: String,
     /// CA certificate for verify-ca/verify-full.
     pub sslrootcert: Option<PathBuf>,
+    /// libpq channel_binding (`disable | prefer | require`); libpq's default when None.
+    pub channel_binding: Option<String>,
 }
 
 impl ConnInfo {
@@ -288,6 +290,21 @@ impl ConnInfo {
     pub fn with_db(&self, db: &str) -> ConnInfo {
         ConnInfo {
             dbname: db.into(),
+            ..self.clone()
+        }
+    }
+
+    pub fn with_channel_binding(&self, cb: &str) -> ConnInfo {
+        ConnInfo {
+            channel_binding: Some(cb.into()),
+            ..self.clone()
+        }
+    }
+
+    /// Verify the server against this CA file (the proxy's or the cluster's).
+    pub fn with_ca(&self, ca: &Path) -> ConnInfo {
+        ConnInfo {
+            sslrootcert: Some(ca.to_path_buf()),
             ..self.clone()
         }
     }
@@ -317,6 +334,9 @@ impl ConnInfo {
         if let Some(ca) = &self.sslrootcert {
             v.push(("PGSSLROOTCERT".into(), ca.display().to_string()));
         }
+        if let Some(cb) = &self.channel_binding {
+            v.push(("PGCHANNELBINDING".into(), cb.clone()));
+        }
         v
     }
 
@@ -332,6 +352,9 @@ impl ConnInfo {
         );
         if let Some(ca) = &self.sslrootcert {
             url.push_str(&format!("&sslrootcert={}", ca.display()));
+        }
+        if let Some(cb) = &self.channel_binding {
+            url.push_str(&format!("&channel_binding={cb}"));
         }
         url
     }
@@ -609,6 +632,7 @@ impl Cluster {
             dbname: db.into(),
             sslmode: "disable".into(),
             sslrootcert: self.ca_cert.clone(),
+            channel_binding: None,
         }
     }
 
@@ -1135,19 +1159,16 @@ impl ProxyConfig {
         }
         if let Some((cert, key)) = &self.client_tls {
             s.push_str(&format!(
-                "\n[server.client_tls]\ncert = \"{}\"\nkey = \"{}\"\n",
+                "tls_cert_file = \"{}\"\ntls_key_file = \"{}\"\n",
                 cert.display(),
                 key.display()
             ));
         }
-        if self.upstream_sslmode.is_some() || self.upstream_ca.is_some() {
-            s.push_str("\n[server.upstream_tls]\n");
-            if let Some(m) = &self.upstream_sslmode {
-                s.push_str(&format!("mode = \"{m}\"\n"));
-            }
-            if let Some(ca) = &self.upstream_ca {
-                s.push_str(&format!("ca_file = \"{}\"\n", ca.display()));
-            }
+        if let Some(m) = &self.upstream_sslmode {
+            s.push_str(&format!("upstream_tls = \"{m}\"\n"));
+        }
+        if let Some(ca) = &self.upstream_ca {
+            s.push_str(&format!("upstream_tls_ca_file = \"{}\"\n", ca.display()));
         }
         s
     }
@@ -1161,4 +1182,34 @@ impl ProxyConfig {
 /// Starts pgwarden with default settings in front of `cluster`.
 pub fn start_proxy(cluster: &Cluster) -> ProxyProcess {
     ProxyConfig::default().start(cluster)
+}
+
+/// A certificate for pgwarden's client leg (localhost + 127.0.0.1), signed by a fresh CA.
+pub struct ProxyCert {
+    pub dir: tempfile::TempDir,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    /// The CA clients use to verify pgwarden.
+    pub ca: PathBuf,
+}
+
+impl ProxyCert {
+    pub fn generate() -> ProxyCert {
+        let dir = tempfile::tempdir().expect("tempdir for proxy cert");
+        let ca = TestCa::new();
+        let (cert_pem, key_pem) = ca.issue(&["localhost"], &["127.0.0.1"]);
+        let cert = dir.path().join("proxy.crt");
+        let key = dir.path().join("proxy.key");
+        let ca_path = dir.path().join("proxy-ca.crt");
+        std::fs::write(&cert, cert_pem).expect("write proxy cert");
+        std::fs::write(&key, key_pem).expect("write proxy key");
+        set_mode(&key, 0o600);
+        std::fs::write(&ca_path, ca.cert_pem()).expect("write proxy ca");
+        ProxyCert {
+            dir,
+            cert,
+            key,
+            ca: ca_path,
+        }
+    }
 }
