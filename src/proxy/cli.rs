@@ -1,5 +1,11 @@
 //! `pgwarden serve`: load the config, set up logging, bind, run the proxy until a signal.
 use std::path::PathBuf;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+
+use crate::config::Config;
+use crate::proxy::hook::{AllowAll, StatementHook};
 
 /// Command-line flags of `pgwarden serve`; flags override the config file.
 #[derive(Debug, clap::Args)]
@@ -18,8 +24,105 @@ pub struct ServeArgs {
     pub log_format: Option<String>,
 }
 
-/// Runs the proxy; returns the process exit code.
-pub fn run(_args: ServeArgs) -> u8 {
-    eprintln!("pgwarden serve: not built yet");
-    2
+/// Runs the proxy; returns the process exit code (0 after a clean shutdown, 1 on a runtime
+/// failure such as a port in use, 2 on a bad configuration).
+pub fn run(args: ServeArgs) -> u8 {
+    let config = match load(&args) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("pgwarden serve: {e:#}");
+            return 2;
+        }
+    };
+    init_logging(&config);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("pgwarden serve: cannot start the runtime: {e}");
+            return 1;
+        }
+    };
+    match runtime.block_on(serve(config)) {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("pgwarden serve: {e:#}");
+            1
+        }
+    }
+}
+
+fn load(args: &ServeArgs) -> anyhow::Result<Config> {
+    let mut config = match &args.config {
+        Some(path) => Config::load(path)?,
+        None => Config::default(),
+    };
+    let s = &mut config.server;
+    if let Some(v) = &args.listen {
+        s.listen = v.clone();
+    }
+    if let Some(v) = &args.upstream {
+        s.upstream = v.clone();
+    }
+    if let Some(v) = &args.log_format {
+        s.log_format = v.clone();
+    }
+    s.validate().map_err(anyhow::Error::msg)?;
+    crate::proxy::preflight(&config)?;
+    Ok(config)
+}
+
+fn init_logging(config: &Config) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env()
+        .or_else(|_| EnvFilter::try_new(&config.server.log_level))
+        .unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
+    // A second initialisation (tests) is harmless; ignore it.
+    let _ = if config.server.log_format == "json" {
+        builder.json().try_init()
+    } else {
+        builder.try_init()
+    };
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
+    let listen = config.server.listen.clone();
+    let listener = TcpListener::bind(&listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;
+    let addr = listener.local_addr()?;
+    tracing::info!(upstream = %config.server.upstream, "listening on {addr}");
+    let hook: Arc<dyn StatementHook> = Arc::new(AllowAll);
+    crate::proxy::run(listener, Arc::new(config), hook, signal()).await?;
+    Ok(())
+}
+
+/// Completes on SIGTERM or SIGINT.
+async fn signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+    tracing::info!("received shutdown signal");
 }

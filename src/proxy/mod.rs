@@ -1,3 +1,147 @@
 //! The proxy: listener, one session task per client, upstream connection, TLS, shutdown.
+//!
+//! [`run`] owns the accept loop. Each accepted client gets a session task
+//! ([`session`]) holding a semaphore permit, so `max_connections` is a hard cap. Shutdown is in
+//! two phases: stop accepting, then every session ends at its next idle point or when
+//! `shutdown_grace` runs out; `run` returns when the last session is gone.
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, watch, Semaphore};
+use tracing::{info, warn};
+
+use crate::config::Config;
+use crate::protocol::FrameLimits;
+
 pub mod cli;
 pub mod hook;
+mod session;
+pub mod stream;
+pub mod tls;
+mod upstream;
+
+/// How many over-limit clients may be in the middle of being told "too many clients" at once;
+/// beyond that they are closed without a word, so a flood cannot cost unbounded work.
+const MAX_REJECTING: usize = 64;
+
+/// Why the proxy could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum ProxyError {
+    #[error("TLS setup: {0}")]
+    Tls(String),
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// What every session shares: configuration, TLS setups, the hook.
+pub(crate) struct Shared {
+    pub(crate) config: Arc<Config>,
+    pub(crate) limits: FrameLimits,
+    pub(crate) acceptor: Option<tokio_rustls::TlsAcceptor>,
+    pub(crate) connector: Option<tokio_rustls::TlsConnector>,
+    pub(crate) upstream_server_name: rustls::pki_types::ServerName<'static>,
+    pub(crate) hook: Arc<dyn hook::StatementHook>,
+}
+
+impl Shared {
+    fn new(config: Arc<Config>, hook: Arc<dyn hook::StatementHook>) -> Result<Self, ProxyError> {
+        let s = &config.server;
+        s.validate().map_err(ProxyError::Config)?;
+        let (host, _) =
+            crate::config::server::split_host_port(&s.upstream).map_err(ProxyError::Config)?;
+        Ok(Shared {
+            limits: s.frame_limits(),
+            acceptor: tls::client_acceptor(s)?,
+            connector: tls::upstream_connector(s)?,
+            upstream_server_name: tls::upstream_server_name(s, host)?,
+            hook,
+            config,
+        })
+    }
+}
+
+/// Checks everything `run` would refuse (TLS files, server name) without starting anything,
+/// so the command line can fail before it binds.
+pub fn preflight(config: &Config) -> Result<(), ProxyError> {
+    Shared::new(
+        Arc::new(config.clone()),
+        Arc::new(hook::AllowAll) as Arc<dyn hook::StatementHook>,
+    )
+    .map(|_| ())
+}
+
+/// Runs the proxy on `listener` until `shutdown` completes, then shuts down gracefully and
+/// returns once every session has ended (idle ones at once, busy ones within `shutdown_grace`).
+pub async fn run(
+    listener: TcpListener,
+    config: Arc<Config>,
+    hook: Arc<dyn hook::StatementHook>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ProxyError> {
+    let shared = Arc::new(Shared::new(config, hook)?);
+    let server = &shared.config.server;
+    let slots = Arc::new(Semaphore::new(server.max_connections));
+    let rejecting = Arc::new(Semaphore::new(MAX_REJECTING));
+    let (stop_tx, stop_rx) = watch::channel(false);
+    // Every session holds a clone of `alive_tx`; `recv` returns None when the last is dropped.
+    let (alive_tx, mut alive_rx) = mpsc::channel::<()>(1);
+    let ids = AtomicU64::new(1);
+    tokio::pin!(shutdown);
+
+    loop {
+        let accepted = tokio::select! {
+            _ = &mut shutdown => break,
+            a = listener.accept() => a,
+        };
+        let (tcp, peer) = match accepted {
+            Ok(a) => a,
+            Err(e) => {
+                // Out of file descriptors and similar: back off instead of spinning.
+                warn!("accept failed: {e}");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let _ = tcp.set_nodelay(true);
+        let permit = slots.clone().try_acquire_owned().ok();
+        let reject_permit = if permit.is_none() {
+            match rejecting.clone().try_acquire_owned() {
+                Ok(p) => Some(p),
+                Err(_) => {
+                    warn!(%peer, "too many connections; closing without a message");
+                    continue;
+                }
+            }
+        } else {
+            None
+        };
+        let id = ids.fetch_add(1, Ordering::Relaxed);
+        let shared = shared.clone();
+        let stop = stop_rx.clone();
+        let alive = alive_tx.clone();
+        tokio::spawn(async move {
+            session::run(shared, tcp, peer, permit, stop, id).await;
+            drop(reject_permit);
+            drop(alive);
+        });
+    }
+
+    drop(listener);
+    info!(
+        "shutting down: stopped accepting; sessions get up to {:?} to finish",
+        server.shutdown_grace
+    );
+    let _ = stop_tx.send(true);
+    drop(alive_tx);
+    // Sessions close themselves after shutdown_grace; the margin covers their final writes.
+    let limit = server.shutdown_grace + std::time::Duration::from_secs(5);
+    if tokio::time::timeout(limit, alive_rx.recv()).await.is_err() {
+        warn!("some sessions did not end within shutdown_grace; abandoning them");
+    }
+    info!("shutdown complete");
+    Ok(())
+}

@@ -1,0 +1,156 @@
+//! Client messages pgwarden must read: Query, Parse, Bind, Close. Everything else is forwarded
+//! by its header alone. Decoders borrow from the frame body; nothing is copied.
+use super::codec::Reader;
+use super::ProtocolError;
+
+/// A simple-protocol `Query`: the SQL text, possibly several statements.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Query<'a> {
+    /// Raw text in the client encoding (not necessarily UTF-8).
+    pub sql: &'a [u8],
+}
+
+/// Decodes a `Q` body.
+pub fn decode_query(body: &[u8]) -> Result<Query<'_>, ProtocolError> {
+    let mut r = Reader::new(body, "Query");
+    let sql = r.cstr()?;
+    r.finish()?;
+    Ok(Query { sql })
+}
+
+/// An extended-protocol `Parse`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Parse<'a> {
+    /// Prepared statement name ("" = the unnamed statement).
+    pub name: &'a [u8],
+    /// Raw SQL text in the client encoding.
+    pub sql: &'a [u8],
+    /// Number of parameter type OIDs the client specified.
+    pub param_types: i16,
+}
+
+/// Decodes a `P` body.
+pub fn decode_parse(body: &[u8]) -> Result<Parse<'_>, ProtocolError> {
+    let mut r = Reader::new(body, "Parse");
+    let name = r.cstr()?;
+    let sql = r.cstr()?;
+    let param_types = r.i16()?;
+    if param_types < 0 {
+        return Err(r.err("negative parameter type count"));
+    }
+    r.bytes(param_types as usize * 4)?;
+    r.finish()?;
+    Ok(Parse {
+        name,
+        sql,
+        param_types,
+    })
+}
+
+/// The parts of a `Bind` pgwarden needs: which portal, which statement, how many parameters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Bind<'a> {
+    /// Destination portal name.
+    pub portal: &'a [u8],
+    /// Source prepared statement name.
+    pub statement: &'a [u8],
+    /// Number of parameter values.
+    pub params: i16,
+}
+
+/// Decodes a `B` body, walking every field so a malformed Bind is refused.
+pub fn decode_bind(body: &[u8]) -> Result<Bind<'_>, ProtocolError> {
+    let mut r = Reader::new(body, "Bind");
+    let portal = r.cstr()?;
+    let statement = r.cstr()?;
+    let nfmt = r.i16()?;
+    if nfmt < 0 {
+        return Err(r.err("negative format count"));
+    }
+    r.bytes(nfmt as usize * 2)?;
+    let params = r.i16()?;
+    if params < 0 {
+        return Err(r.err("negative parameter count"));
+    }
+    for _ in 0..params {
+        let len = r.i32()?;
+        if len >= 0 {
+            r.bytes(len as usize)?;
+        } else if len != -1 {
+            return Err(r.err("parameter length below -1"));
+        }
+    }
+    let nres = r.i16()?;
+    if nres < 0 {
+        return Err(r.err("negative result format count"));
+    }
+    r.bytes(nres as usize * 2)?;
+    r.finish()?;
+    Ok(Bind {
+        portal,
+        statement,
+        params,
+    })
+}
+
+/// What a `Close` closes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Close<'a> {
+    Statement(&'a [u8]),
+    Portal(&'a [u8]),
+}
+
+/// Decodes a `C` body.
+pub fn decode_close(body: &[u8]) -> Result<Close<'_>, ProtocolError> {
+    let mut r = Reader::new(body, "Close");
+    let kind = r.u8()?;
+    let name = r.cstr()?;
+    r.finish()?;
+    match kind {
+        b'S' => Ok(Close::Statement(name)),
+        b'P' => Ok(Close::Portal(name)),
+        _ => Err(r.err("unknown close target")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query() {
+        assert_eq!(decode_query(b"select 1\0").unwrap().sql, b"select 1");
+        assert!(decode_query(b"select 1").is_err());
+        assert!(decode_query(b"select 1\0x").is_err());
+    }
+
+    #[test]
+    fn parse() {
+        let p = decode_parse(b"s1\0select $1\0\0\x01\0\0\0\x17").unwrap();
+        assert_eq!(
+            (p.name, p.sql, p.param_types),
+            (&b"s1"[..], &b"select $1"[..], 1)
+        );
+        assert!(decode_parse(b"s1\0select $1\0\0\x02\0\0\0\x17").is_err());
+        assert!(decode_parse(b"s1\0select\0\xff\xff").is_err());
+    }
+
+    #[test]
+    fn bind() {
+        // portal "", statement "s", 1 format (text), 2 params (NULL, "ab"), 0 result formats.
+        let body = b"\0s\0\0\x01\0\0\0\x02\xff\xff\xff\xff\0\0\0\x02ab\0\0";
+        let b = decode_bind(body).unwrap();
+        assert_eq!((b.statement, b.params), (&b"s"[..], 2));
+        assert!(decode_bind(&body[..body.len() - 1]).is_err());
+        let bad = b"\0s\0\0\0\0\x01\xff\xff\xff\xfe\0\0";
+        assert!(decode_bind(bad).is_err());
+    }
+
+    #[test]
+    fn close() {
+        assert_eq!(decode_close(b"Sx\0"), Ok(Close::Statement(b"x")));
+        assert_eq!(decode_close(b"P\0"), Ok(Close::Portal(b"")));
+        assert!(decode_close(b"Zx\0").is_err());
+        assert!(decode_close(b"").is_err());
+    }
+}
