@@ -8,21 +8,6 @@ use std::time::{Duration, Instant};
 
 use common::*;
 
-fn startup_message(user: &str, db: &str) -> Vec<u8> {
-    let mut body = Vec::new();
-    body.extend_from_slice(&196608u32.to_be_bytes());
-    for (k, v) in [("user", user), ("database", db)] {
-        body.extend_from_slice(k.as_bytes());
-        body.push(0);
-        body.extend_from_slice(v.as_bytes());
-        body.push(0);
-    }
-    body.push(0);
-    let mut msg = ((body.len() + 4) as u32).to_be_bytes().to_vec();
-    msg.extend_from_slice(&body);
-    msg
-}
-
 /// A raw, authenticated (trust) session: startup sent, everything up to ReadyForQuery read.
 fn raw_session(addr: SocketAddr, db: &str) -> TcpStream {
     let mut s = TcpStream::connect(addr).expect("connect");
@@ -46,49 +31,6 @@ fn raw_session(addr: SocketAddr, db: &str) -> TcpStream {
             return s;
         }
     }
-}
-
-/// Reads until EOF (true) or until `timeout` passes with the socket still open (false).
-fn closed_within(stream: &mut TcpStream, timeout: Duration) -> (bool, Vec<u8>) {
-    stream
-        .set_read_timeout(Some(Duration::from_millis(200)))
-        .expect("timeout");
-    let deadline = Instant::now() + timeout;
-    let mut got = Vec::new();
-    let mut buf = [0u8; 4096];
-    while Instant::now() < deadline {
-        match stream.read(&mut buf) {
-            Ok(0) => return (true, got),
-            Ok(n) => got.extend_from_slice(&buf[..n]),
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) => {}
-            // A reset is a close too.
-            Err(_) => return (true, got),
-        }
-    }
-    (false, got)
-}
-
-/// SQLSTATE of the first ErrorResponse in `bytes`, if they start with one.
-fn error_code(bytes: &[u8]) -> Option<String> {
-    if bytes.first() != Some(&b'E') || bytes.len() < 5 {
-        return None;
-    }
-    let len = u32::from_be_bytes([bytes[1], bytes[2], bytes[3], bytes[4]]) as usize;
-    let body = bytes.get(5..(1 + len).min(bytes.len()))?;
-    let mut i = 0;
-    while i < body.len() && body[i] != 0 {
-        let code = body[i];
-        let end = body[i + 1..].iter().position(|&b| b == 0)? + i + 1;
-        if code == b'C' {
-            return Some(String::from_utf8_lossy(&body[i + 1..end]).into_owned());
-        }
-        i = end + 1;
-    }
-    None
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -247,7 +189,7 @@ async fn upstream_restart_errors_that_client_and_new_clients_work() {
         .expect_err("the session of a restarted server must fail");
     drop(err);
     assert!(
-        wait_until(Duration::from_secs(10), || a.is_closed()),
+        eventually(Duration::from_secs(10), || a.is_closed()).await,
         "client connection not closed after upstream restart"
     );
     let b = via.connect().await;
@@ -353,7 +295,7 @@ async fn graceful_shutdown_lets_an_open_transaction_commit() {
     proxy.sigterm();
     // The idle session ends at once; new sessions are not accepted.
     assert!(
-        wait_until(Duration::from_secs(10), || idle.is_closed()),
+        eventually(Duration::from_secs(10), || idle.is_closed()).await,
         "idle session still open after SIGTERM; proxy log:\n{}",
         proxy.logs()
     );

@@ -17,7 +17,7 @@
 #![allow(dead_code)]
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener};
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::unix::fs::MetadataExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -1212,4 +1212,80 @@ impl ProxyCert {
             ca: ca_path,
         }
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Raw protocol helpers (for malformed-input tests)
+// ---------------------------------------------------------------------------------------------
+
+/// A protocol 3.0 StartupMessage for `user` and `db`.
+pub fn startup_message(user: &str, db: &str) -> Vec<u8> {
+    let mut body = Vec::new();
+    body.extend_from_slice(&196608u32.to_be_bytes());
+    for (k, v) in [("user", user), ("database", db)] {
+        body.extend_from_slice(k.as_bytes());
+        body.push(0);
+        body.extend_from_slice(v.as_bytes());
+        body.push(0);
+    }
+    body.push(0);
+    let mut msg = ((body.len() + 4) as u32).to_be_bytes().to_vec();
+    msg.extend_from_slice(&body);
+    msg
+}
+
+/// Reads until EOF (true) or until `timeout` passes with the socket still open (false).
+pub fn closed_within(stream: &mut TcpStream, timeout: Duration) -> (bool, Vec<u8>) {
+    stream
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .expect("timeout");
+    let deadline = Instant::now() + timeout;
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while Instant::now() < deadline {
+        match stream.read(&mut buf) {
+            Ok(0) => return (true, got),
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            // A reset is a close too.
+            Err(_) => return (true, got),
+        }
+    }
+    (false, got)
+}
+
+/// SQLSTATE of the first ErrorResponse in `bytes`, if they start with one.
+pub fn error_code(bytes: &[u8]) -> Option<String> {
+    if bytes.first() != Some(&b'E') || bytes.len() < 5 {
+        return None;
+    }
+    let len = u32::from_be_bytes([bytes[1], bytes[2], bytes[3], bytes[4]]) as usize;
+    let body = bytes.get(5..(1 + len).min(bytes.len()))?;
+    let mut i = 0;
+    while i < body.len() && body[i] != 0 {
+        let code = body[i];
+        let end = body[i + 1..].iter().position(|&b| b == 0)? + i + 1;
+        if code == b'C' {
+            return Some(String::from_utf8_lossy(&body[i + 1..end]).into_owned());
+        }
+        i = end + 1;
+    }
+    None
+}
+
+/// Async polling for tests on a current-thread runtime (a blocking wait would starve the
+/// connection tasks whose state `cond` reads).
+pub async fn eventually(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if cond() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    cond()
 }
