@@ -33,6 +33,10 @@ fn raw_session(addr: SocketAddr, db: &str) -> TcpStream {
     }
 }
 
+/// One malformed-input case: (name, bytes, needs an authenticated session first, half-close
+/// after sending, SQLSTATE the proxy must answer with before closing, if any).
+type Case = (&'static str, Vec<u8>, bool, bool, Option<&'static str>);
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_input_closes_only_that_connection() {
     let c = Cluster::shared();
@@ -47,8 +51,6 @@ async fn malformed_input_closes_only_that_connection() {
         .await
         .expect("bystander setup");
 
-    // (name, bytes, needs an authenticated session first, half-close after sending,
-    //  SQLSTATE the proxy must answer with before closing, if any)
     let huge_q = {
         let mut v = vec![b'Q'];
         v.extend_from_slice(&0x7fff_ffffu32.to_be_bytes());
@@ -78,7 +80,7 @@ async fn malformed_input_closes_only_that_connection() {
         let full = startup_message(SUPERUSER, &db);
         full[..full.len() / 2].to_vec()
     };
-    let cases: Vec<(&str, Vec<u8>, bool, bool, Option<&str>)> = vec![
+    let cases: Vec<Case> = vec![
         (
             "garbage first packet (HTTP)",
             b"GET / HTTP/1.1\r\nHost: x\r\n\r\n".to_vec(),
