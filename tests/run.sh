@@ -14,3 +14,5 @@ echo "== cargo test"
 # Build first so the suite's time limits are not spent compiling.
 cargo test --all-targets --no-run
 cargo test --all-targets
+# --all-targets leaves out doc tests; run them too.
+cargo test --doc
