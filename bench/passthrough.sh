@@ -128,6 +128,8 @@ point "$PGPORT_" simple 8 >/dev/null
 
 echo
 echo "pgbench -S, ${DURATION}s per point, scale $SCALE, $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs))"
+echo "pgwarden $(git rev-parse --short HEAD 2>/dev/null || echo '?'), $("$PGBIN/postgres" --version), $(pgbouncer --version | head -1)"
+echo "load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo
 printf '| %-8s | %7s | %-20s | %-20s | %-20s | %9s | %9s |\n' mode clients "direct TPS (lat ms)" "pgbouncer TPS (lat)" "pgwarden TPS (lat)" "pgw/direct" "pgw/pgb"
 printf '|%s|\n' "----------|---------|----------------------|----------------------|----------------------|-----------|-----------"
@@ -149,6 +151,9 @@ established() {
     hex=$(printf '%04X' "$1")
     awk -v p=":$hex" '$2 ~ p"$" && $4 == "01" { n++ } END { print n + 0 }' /proc/net/tcp
 }
+
+echo
+echo "load average at end of pgbench points: $(cut -d' ' -f1-3 /proc/loadavg)"
 
 rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"; }
 
