@@ -2,36 +2,11 @@
 //! unreachable upstream, and graceful shutdown with an open transaction.
 mod common;
 
-use std::io::{Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::io::Write;
+use std::net::{Shutdown, TcpStream};
 use std::time::{Duration, Instant};
 
 use common::*;
-
-/// A raw, authenticated (trust) session: startup sent, everything up to ReadyForQuery read.
-fn raw_session(addr: SocketAddr, db: &str) -> TcpStream {
-    let mut s = TcpStream::connect(addr).expect("connect");
-    s.write_all(&startup_message(SUPERUSER, db))
-        .expect("startup");
-    s.set_read_timeout(Some(Duration::from_secs(20)))
-        .expect("timeout");
-    loop {
-        let mut head = [0u8; 5];
-        s.read_exact(&mut head).expect("server message header");
-        let len = u32::from_be_bytes([head[1], head[2], head[3], head[4]]) as usize;
-        let mut body = vec![0u8; len - 4];
-        s.read_exact(&mut body).expect("server message body");
-        assert_ne!(
-            head[0],
-            b'E',
-            "startup failed: {}",
-            String::from_utf8_lossy(&body)
-        );
-        if head[0] == b'Z' {
-            return s;
-        }
-    }
-}
 
 /// One malformed-input case: (name, bytes, needs an authenticated session first, half-close
 /// after sending, SQLSTATE the proxy must answer with before closing, if any).
@@ -131,7 +106,7 @@ async fn malformed_input_closes_only_that_connection() {
         let db = db.clone();
         let (closed, got) = tokio::task::spawn_blocking(move || {
             let mut s = if authed {
-                raw_session(addr, &db)
+                raw_session(addr, &db).0
             } else {
                 TcpStream::connect(addr).expect("connect")
             };

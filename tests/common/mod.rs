@@ -746,6 +746,8 @@ pub struct ProxyProcess {
     _dir: tempfile::TempDir,
     /// The config file it was started with.
     pub config_path: PathBuf,
+    /// Kills pgwarden if this test process dies without dropping us (e.g. killed by a timeout).
+    watchdog: Option<Child>,
 }
 
 impl ProxyProcess {
@@ -777,6 +779,19 @@ impl ProxyProcess {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         let mut child = cmd.spawn().expect("spawn pgwarden binary");
+        let watchdog = Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "while kill -0 {} 2>/dev/null; do sleep 1; done; kill -9 {} 2>/dev/null",
+                std::process::id(),
+                child.id()
+            ))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .process_group(0)
+            .spawn()
+            .ok();
         let logs = Arc::new(Mutex::new(String::new()));
         let (tx, rx) = std::sync::mpsc::channel::<SocketAddr>();
         for stream in [
@@ -827,6 +842,7 @@ impl ProxyProcess {
             logs,
             _dir: dir,
             config_path,
+            watchdog,
         }
     }
 
@@ -884,6 +900,10 @@ impl Drop for ProxyProcess {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        if let Some(mut w) = self.watchdog.take() {
+            let _ = w.kill();
+            let _ = w.wait();
+        }
     }
 }
 
@@ -1220,9 +1240,14 @@ impl ProxyCert {
 
 /// A protocol 3.0 StartupMessage for `user` and `db`.
 pub fn startup_message(user: &str, db: &str) -> Vec<u8> {
+    startup_message_with(0x0003_0000, &[("user", user), ("database", db)])
+}
+
+/// A StartupMessage with any protocol version and parameters.
+pub fn startup_message_with(version: u32, params: &[(&str, &str)]) -> Vec<u8> {
     let mut body = Vec::new();
-    body.extend_from_slice(&196608u32.to_be_bytes());
-    for (k, v) in [("user", user), ("database", db)] {
+    body.extend_from_slice(&version.to_be_bytes());
+    for &(k, v) in params {
         body.extend_from_slice(k.as_bytes());
         body.push(0);
         body.extend_from_slice(v.as_bytes());
@@ -1288,4 +1313,52 @@ pub async fn eventually(timeout: Duration, mut cond: impl FnMut() -> bool) -> bo
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     cond()
+}
+
+/// Reads one typed server message: (type byte, body).
+pub fn read_message(s: &mut TcpStream) -> std::io::Result<(u8, Vec<u8>)> {
+    let mut head = [0u8; 5];
+    s.read_exact(&mut head)?;
+    let len = u32::from_be_bytes([head[1], head[2], head[3], head[4]]) as usize;
+    let mut body = vec![0u8; len.saturating_sub(4)];
+    s.read_exact(&mut body)?;
+    Ok((head[0], body))
+}
+
+/// A raw session authenticated as the trust superuser: the stream after ReadyForQuery and every
+/// message the server sent until then (BackendKeyData, ParameterStatus, ...).
+pub fn raw_session(addr: SocketAddr, db: &str) -> (TcpStream, Vec<(u8, Vec<u8>)>) {
+    let mut s = TcpStream::connect(addr).expect("connect");
+    s.write_all(&startup_message(SUPERUSER, db))
+        .expect("startup");
+    raw_until_ready(s)
+}
+
+/// Reads server messages until ReadyForQuery; panics on an ErrorResponse.
+pub fn raw_until_ready(mut s: TcpStream) -> (TcpStream, Vec<(u8, Vec<u8>)>) {
+    s.set_read_timeout(Some(Duration::from_secs(20)))
+        .expect("timeout");
+    let mut seen = Vec::new();
+    loop {
+        let (kind, body) = read_message(&mut s).expect("server message");
+        assert_ne!(
+            kind,
+            b'E',
+            "startup failed: {}",
+            String::from_utf8_lossy(&body)
+        );
+        seen.push((kind, body));
+        if kind == b'Z' {
+            return (s, seen);
+        }
+    }
+}
+
+/// A simple Query message.
+pub fn query_message(sql: &str) -> Vec<u8> {
+    let mut m = vec![b'Q'];
+    m.extend_from_slice(&((sql.len() + 5) as u32).to_be_bytes());
+    m.extend_from_slice(sql.as_bytes());
+    m.push(0);
+    m
 }

@@ -214,7 +214,29 @@ def auth_workload(url):
     return out
 
 
+def psycopg3_cancel_workload(url):
+    """Cancels a pg_sleep with Connection.cancel_safe() from another thread."""
+    import threading
+    import time
+
+    import psycopg
+
+    out = {}
+    with psycopg.connect(url) as conn:
+        timer = threading.Timer(0.5, conn.cancel_safe)
+        started = time.monotonic()
+        timer.start()
+        try:
+            conn.execute("SELECT pg_sleep(30)")
+        except psycopg.errors.QueryCanceled as e:
+            out["error"] = e.sqlstate
+        out["fast"] = time.monotonic() - started < 10
+        timer.join()
+    return out
+
+
 WORKLOADS = {
+    "psycopg3-cancel": psycopg3_cancel_workload,
     "psycopg2": psycopg2_workload,
     "psycopg3": psycopg3_workload,
     "psycopg3-pipeline": psycopg3_pipeline_workload,
