@@ -30,7 +30,7 @@ pub fn run(args: ServeArgs) -> u8 {
     let config = match load(&args) {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("pgwarden serve: {e:#}");
+            eprintln!("pgwarden serve: {}", one_line(&e.to_string()));
             return 2;
         }
     };
@@ -48,9 +48,23 @@ pub fn run(args: ServeArgs) -> u8 {
     match runtime.block_on(serve(config)) {
         Ok(()) => 0,
         Err(e) => {
-            eprintln!("pgwarden serve: {e:#}");
+            eprintln!("pgwarden serve: {}", one_line(&e.to_string()));
             1
         }
+    }
+}
+
+/// TOML errors come as a multi-line snippet; the first line says where, the last one what.
+fn one_line(msg: &str) -> String {
+    let lines: Vec<&str> = msg
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
+    match lines.as_slice() {
+        [] => String::new(),
+        [only] => (*only).to_owned(),
+        [first, .., last] => format!("{first}: {last}"),
     }
 }
 
