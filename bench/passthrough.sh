@@ -5,6 +5,7 @@
 # Usage: bash bench/passthrough.sh            (as root or as a user that can run postgres)
 # Environment:
 #   DURATION=10      seconds per pgbench point
+#   REPEAT=1         runs per point; the run with the median TPS is reported (noisy machines)
 #   CLIENTS="1 8 32" client counts
 #   MODES="simple extended prepared"
 #   SCALE=10         pgbench scale factor (10 = 1M accounts, fits in shared_buffers)
@@ -16,6 +17,7 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 DURATION="${DURATION:-10}"
+REPEAT="${REPEAT:-1}"
 CLIENTS="${CLIENTS:-1 8 32}"
 MODES="${MODES:-simple extended prepared}"
 SCALE="${SCALE:-10}"
@@ -123,13 +125,19 @@ point() { # port mode clients
     echo "$tps $lat"
 }
 
+# REPEAT runs of one point; prints the "TPS LATENCY_MS" of the run with the median TPS.
+median_point() { # port mode clients
+    local i
+    for ((i = 0; i < REPEAT; i++)); do point "$@"; done | sort -n -k1,1 | sed -n "$(((REPEAT + 1) / 2))p"
+}
+
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }'; }
 
 # Warm the caches once so the first measured point is not penalised.
 point "$PGPORT_" simple 8 >/dev/null
 
 echo
-echo "pgbench -S, ${DURATION}s per point, scale $SCALE, $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs))"
+echo "pgbench -S, ${DURATION}s per point (median of $REPEAT), scale $SCALE, $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs))"
 echo "pgwarden $(git rev-parse --short HEAD 2>/dev/null || echo '?'), $("$PGBIN/postgres" --version), $(pgbouncer --version | head -1)"
 echo "load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo
@@ -138,9 +146,9 @@ printf '|%s|\n' "----------|---------|----------------------|-------------------
 for mode in $MODES; do
     for c in $CLIENTS; do
         # Interleaved per point so slow drift of the machine hits all three alike.
-        read -r dt dl < <(point "$PGPORT_" "$mode" "$c")
-        read -r bt bl < <(point "$BOUNCER_PORT" "$mode" "$c")
-        read -r wt wl < <(point "$WARDEN_PORT" "$mode" "$c")
+        read -r dt dl < <(median_point "$PGPORT_" "$mode" "$c")
+        read -r bt bl < <(median_point "$BOUNCER_PORT" "$mode" "$c")
+        read -r wt wl < <(median_point "$WARDEN_PORT" "$mode" "$c")
         printf '| %-8s | %7s | %-20s | %-20s | %-20s | %9s | %9s |\n' "$mode" "$c" \
             "$(printf '%.0f (%.3f)' "$dt" "$dl")" "$(printf '%.0f (%.3f)' "$bt" "$bl")" \
             "$(printf '%.0f (%.3f)' "$wt" "$wl")" "$(ratio "$wt" "$dt")" "$(ratio "$wt" "$bt")"
