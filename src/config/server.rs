@@ -112,6 +112,12 @@ impl ServerConfig {
                 ));
             }
         }
+        if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log_level) {
+            return Err(format!(
+                "[server] log_level {:?} is not a valid filter: {e}",
+                self.log_level
+            ));
+        }
         if self.tls_cert_file.is_some() != self.tls_key_file.is_some() {
             return Err("[server] tls_cert_file and tls_key_file must be set together".into());
         }
@@ -224,5 +230,7 @@ mod tests {
         assert!(Config::from_toml("[server]\nupstream_tls = \"verify-full\"\n").is_err());
         assert!(Config::from_toml("[server]\ntls_cert_file = \"a.pem\"\n").is_err());
         assert!(Config::from_toml("[server]\nupstream = \"nohost\"\n").is_err());
+        assert!(Config::from_toml("[server]\nlog_level = \"info,=[\"\n").is_err());
+        assert!(Config::from_toml("[server]\nmax_connections = 0\n").is_err());
     }
 }

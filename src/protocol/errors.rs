@@ -154,7 +154,10 @@ pub fn message_too_large(tag: char, len: u64, cap: usize) -> PgError {
         "54000",
         format!("message of type '{tag}' is {len} bytes, over pgwarden's limit of {cap} bytes"),
     )
-    .with_hint("Raise [server] max_message_size in the pgwarden configuration if this is intended.")
+    .with_hint(
+        "The caps are [server] max_message_size, max_small_message_size and \
+         max_auth_message_size in the pgwarden configuration.",
+    )
 }
 
 /// 08P01: TLS is required by the client but not configured, or the reverse.

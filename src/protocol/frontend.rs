@@ -1,6 +1,8 @@
 //! Client messages pgwarden must read: Query, Parse, Bind, Close. Everything else is forwarded
 //! by its header alone. Decoders borrow from the frame body; nothing is copied.
-use super::codec::Reader;
+use bytes::BytesMut;
+
+use super::codec::{finish_message, put_cstr, Reader};
 use super::ProtocolError;
 
 /// A simple-protocol `Query`: the SQL text, possibly several statements.
@@ -113,9 +115,94 @@ pub fn decode_close(body: &[u8]) -> Result<Close<'_>, ProtocolError> {
     }
 }
 
+/// Appends a `Query` frame carrying `sql`. Refuses text with a NUL, which would cut the C string.
+pub fn encode_query(sql: &str, out: &mut BytesMut) -> Result<(), ProtocolError> {
+    no_nul(sql.as_bytes(), "Query")?;
+    out.extend_from_slice(b"Q");
+    let at = out.len();
+    out.extend_from_slice(&[0; 4]);
+    put_cstr(out, sql.as_bytes());
+    finish_message(out, at);
+    Ok(())
+}
+
+/// Appends a `Parse` frame for statement `name` with `sql` and no declared parameter types: a
+/// replaced statement takes no parameters (its Binds are stripped to match).
+pub fn encode_parse(name: &[u8], sql: &str, out: &mut BytesMut) -> Result<(), ProtocolError> {
+    no_nul(sql.as_bytes(), "Parse")?;
+    no_nul(name, "Parse")?;
+    out.extend_from_slice(b"P");
+    let at = out.len();
+    out.extend_from_slice(&[0; 4]);
+    put_cstr(out, name);
+    put_cstr(out, sql.as_bytes());
+    out.extend_from_slice(&0i16.to_be_bytes());
+    finish_message(out, at);
+    Ok(())
+}
+
+/// Re-encodes a `Bind` body as a whole frame with zero parameters (and zero parameter formats),
+/// keeping portal, statement and result formats: the Bind of a replaced Parse.
+pub fn encode_bind_without_params(body: &[u8], out: &mut BytesMut) -> Result<(), ProtocolError> {
+    let b = decode_bind(body)?;
+    // Walk again to find the result-format section, which follows the parameters.
+    let mut r = Reader::new(body, "Bind");
+    r.cstr()?;
+    r.cstr()?;
+    let nfmt = r.i16()?;
+    r.bytes(nfmt.max(0) as usize * 2)?;
+    let nparams = r.i16()?;
+    for _ in 0..nparams.max(0) {
+        let len = r.i32()?;
+        if len > 0 {
+            r.bytes(len as usize)?;
+        }
+    }
+    let results = r.bytes(r.remaining())?;
+    out.extend_from_slice(b"B");
+    let at = out.len();
+    out.extend_from_slice(&[0; 4]);
+    put_cstr(out, b.portal);
+    put_cstr(out, b.statement);
+    out.extend_from_slice(&0i16.to_be_bytes());
+    out.extend_from_slice(&0i16.to_be_bytes());
+    out.extend_from_slice(results);
+    finish_message(out, at);
+    Ok(())
+}
+
+fn no_nul(s: &[u8], what: &'static str) -> Result<(), ProtocolError> {
+    if s.contains(&0) {
+        Err(ProtocolError::malformed(what, "text contains a NUL byte"))
+    } else {
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn encoders_roundtrip() {
+        let mut out = BytesMut::new();
+        encode_query("select 'x'", &mut out).unwrap();
+        assert_eq!(decode_query(&out[5..]).unwrap().sql, b"select 'x'");
+        let mut out = BytesMut::new();
+        encode_parse(b"s", "do $$ begin end $$", &mut out).unwrap();
+        let p = decode_parse(&out[5..]).unwrap();
+        assert_eq!((p.name, p.param_types), (&b"s"[..], 0));
+        assert!(encode_query("a\0b", &mut BytesMut::new()).is_err());
+        // portal "", statement "s", 1 format, 2 params, 1 result format (binary).
+        let body = b"\0s\0\0\x01\0\0\0\x02\xff\xff\xff\xff\0\0\0\x02ab\0\x01\0\x01";
+        let mut out = BytesMut::new();
+        encode_bind_without_params(body, &mut out).unwrap();
+        assert_eq!(&out[5..], b"\0s\0\0\0\0\0\0\x01\0\x01");
+        let len = i32::from_be_bytes([out[1], out[2], out[3], out[4]]) as usize;
+        assert_eq!(len + 1, out.len());
+        let b = decode_bind(&out[5..]).unwrap();
+        assert_eq!((b.statement, b.params), (&b"s"[..], 0));
+    }
 
     #[test]
     fn query() {

@@ -53,6 +53,11 @@ pub struct SessionView<'a> {
 pub enum Verdict {
     /// Forward the client's bytes unchanged.
     Forward,
+    /// Forward this text instead of the client's. For a `Parse`, the replacement declares no
+    /// parameter types and every later `Bind` of that statement is re-encoded with zero
+    /// parameters (DESIGN.md decision 5: a rejected statement becomes a parameterless `DO`
+    /// block). Text containing a NUL byte cannot be sent and closes the session with 08P01.
+    Replace(String),
 }
 
 /// Receives every statement before it is forwarded.

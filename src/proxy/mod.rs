@@ -1,9 +1,27 @@
 //! The proxy: listener, one session task per client, upstream connection, TLS, shutdown.
 //!
 //! [`run`] owns the accept loop. Each accepted client gets a session task
-//! ([`session`]) holding a semaphore permit, so `max_connections` is a hard cap. Shutdown is in
+//! (`session`) holding a semaphore permit, so `max_connections` is a hard cap. Shutdown is in
 //! two phases: stop accepting, then every session ends at its next idle point or when
 //! `shutdown_grace` runs out; `run` returns when the last session is gone.
+//!
+//! # TLS and SCRAM (DESIGN.md decision 2)
+//! Authentication is relayed byte-for-byte; pgwarden holds no credentials. Whenever the server
+//! leg is TLS, `SCRAM-SHA-256-PLUS` is removed from the server's AuthenticationSASL offer:
+//! channel binding would bind the proof to pgwarden's certificate, never the server's, and
+//! libpq refuses a PLUS offer on a plaintext client leg outright.
+//!
+//! | client leg | server leg | trust / md5 | SCRAM-SHA-256 |
+//! |---|---|---|---|
+//! | plain | plain | yes | yes |
+//! | plain | TLS | yes | yes (PLUS not offered) |
+//! | TLS | plain | yes | yes (server offers no PLUS on plaintext) |
+//! | TLS | TLS | yes | only with `channel_binding=disable` on the client |
+//!
+//! In the last cell a libpq client with the default `channel_binding=prefer` announces "I can
+//! bind but you did not offer it" (`y` flag), which the server rightly treats as a downgrade:
+//! `FATAL: SCRAM channel binding negotiation error`. The flag is covered by the SCRAM proof, so a
+//! relay cannot rewrite it. `channel_binding=require` cannot work through pgwarden at all.
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -44,6 +62,8 @@ pub(crate) struct Shared {
     pub(crate) acceptor: Option<tokio_rustls::TlsAcceptor>,
     pub(crate) connector: Option<tokio_rustls::TlsConnector>,
     pub(crate) upstream_server_name: rustls::pki_types::ServerName<'static>,
+    /// The upstream as a socket address when it is written as one (no name lookup needed).
+    pub(crate) upstream_addr: Option<std::net::SocketAddr>,
     pub(crate) hook: Arc<dyn hook::StatementHook>,
 }
 
@@ -58,6 +78,7 @@ impl Shared {
             acceptor: tls::client_acceptor(s)?,
             connector: tls::upstream_connector(s)?,
             upstream_server_name: tls::upstream_server_name(s, host)?,
+            upstream_addr: s.upstream.parse().ok(),
             hook,
             config,
         })

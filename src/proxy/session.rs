@@ -9,24 +9,31 @@
 //! arrives, so a 100 MB DataRow never sits whole in memory. Both futures share a small
 //! [`State`] behind a `std::sync::Mutex`, locked once per read batch and never across an await.
 //!
-//! # Next issue: rewriting and injected statements (design, not built yet)
-//! (a) Rewriting: the client-side scan already stops at every `Q`/`P` with the whole frame in
-//! the buffer. A verdict `Replace(text)` would make the scan return "forward `buf[..pos]`, then
-//! this re-encoded frame, then skip the original": the write step becomes a short list of
-//! slices (prefix, new frame, rest) sent with `write_vectored`. A replaced `Parse` is recorded
-//! by statement name (and for the unnamed statement, until the next unnamed `Parse`); a `Bind`
-//! whose source statement is marked "parameters stripped" is re-encoded with zero parameters
-//! (formats kept empty), which needs the full Bind decode already in `protocol::frontend`.
+//! # Rewriting (built) and injected statements (design only)
+//! (a) Rewriting: the client-side scan stops at every `Q`/`P` with the whole frame in the
+//! buffer. A [`Verdict::Replace`] makes the scan return "forward `buf[..ready]`, then this
+//! re-encoded frame, then skip the original frame", and the loop scans on. A replaced `Parse`
+//! declares no parameter types and its name is remembered in `ClientSide::stripped` (the
+//! unnamed statement until the next unnamed `Parse`; `Close` and a new non-replaced `Parse`
+//! clear it). While that set is non-empty, `Bind` frames are decoded and a `Bind` of a
+//! stripped statement is re-encoded with zero parameters. The hot path is unchanged when
+//! nothing was replaced.
 //!
-//! (b) Injecting: `State` gets a queue of expected replies (`VecDeque<Expect>`) owned by the
-//! session, not the client. At a ReadyForQuery with `pending == 0` (every client request
-//! answered, status not `E`), the server→client side may push its own Parse/Bind/Execute/Sync
-//! to the server (through a channel to the side that owns the server writer, or by having the
-//! server→client side own the writer during the injection), append `Expect::Injected` entries,
-//! and swallow server frames until that injection's ReadyForQuery, handing the rows to the
-//! requester. Client bytes that arrive meanwhile stay buffered: the client→server side waits
-//! while `State::injecting` is set. Because `pending` already counts client syncs, the
-//! condition "no client request outstanding" is one comparison.
+//! (b) Injecting (not built: it needs the next issue's async/two-phase hook API). The point
+//! is where the client→server side holds a complete `Q`/`P` that needs live facts. If
+//! `State::pending == 0` (every earlier client request answered: `pending` already counts
+//! Query/Sync/FunctionCall and ReadyForQuery decrements it), the status is not `E` and
+//! `in_pipeline` is false, that side, which owns the server writer, first writes its own
+//! Parse/Bind/Execute/Sync (values as bind parameters) and pushes an `Expect` entry (a oneshot
+//! sender for the rows, "until ReadyForQuery") onto a `VecDeque` in `State`. The server→client
+//! scan, seeing a non-empty queue, routes RowDescription/DataRow/CommandComplete/ErrorResponse
+//! into the entry instead of the client (forwarding NoticeResponse/ParameterStatus/
+//! NotificationResponse, which may arrive at any time), completes the oneshot at the
+//! injection's ReadyForQuery and pops it without touching `pending` or `tx_status`. The
+//! client→server side awaits the oneshot (bounded by a timeout that closes the session on
+//! expiry, since the stream position is then unknown), decides, and forwards the held frame;
+//! client bytes arriving meanwhile simply stay in its buffer. Otherwise (pipeline, status `E`)
+//! it decides without live facts.
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -45,11 +52,13 @@ use crate::protocol::frame::{check_header, Origin};
 use crate::protocol::startup::{check_startup, parse_startup, StartupMessage, StartupRequest};
 use crate::protocol::{auth, backend, frontend, negotiate, ProtocolError};
 
-/// Initial capacity of each direction's read buffer; it grows for large messages and is
-/// given back once they are forwarded, to keep idle sessions small.
-const INITIAL_BUF: usize = 8 * 1024;
-/// A buffer that grew past this is replaced by a fresh small one once empty.
-const SHRINK_ABOVE: usize = 64 * 1024;
+/// Initial capacity of each direction's read buffer. Small, because most sessions sit idle
+/// and only touched pages count; a buffer that a read fills is doubled (up to
+/// [`MAX_READ_CHUNK`]) so bulk transfers still move in large reads.
+const INITIAL_BUF: usize = 2 * 1024;
+/// Largest capacity the buffer grows to for streaming; a single frame that must be decoded
+/// whole (a large Query) may need more, and gets exactly that.
+const MAX_READ_CHUNK: usize = 128 * 1024;
 /// How long pgwarden tries to deliver its own final message to a client.
 const FAREWELL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 
@@ -404,6 +413,9 @@ struct ClientSide {
     in_pipeline: bool,
     /// Named prepared statements: name → SQL text (DESIGN.md decision 8).
     prepared: std::collections::HashMap<Vec<u8>, String>,
+    /// Statements whose Parse text was replaced: their Binds are sent without parameters.
+    /// The unnamed statement ("") is in here until the next unnamed Parse.
+    stripped: std::collections::HashSet<Vec<u8>>,
 }
 
 /// What one scan of the client buffer found.
@@ -414,6 +426,8 @@ struct ClientScan {
     need: usize,
     /// A Terminate was among the forwarded frames.
     terminate: bool,
+    /// A re-encoded frame to send after `ready` bytes, replacing the next `.1` original bytes.
+    replace: Option<(BytesMut, usize)>,
 }
 
 async fn client_to_server(
@@ -437,12 +451,23 @@ async fn client_to_server(
                 sw.write_all(&buf[..scan.ready])
                     .await
                     .map_err(SessionError::ServerIo)?;
-                sw.flush().await.map_err(SessionError::ServerIo)?;
                 buf.advance(scan.ready);
             }
+            let replaced = scan.replace.is_some();
+            if let Some((frame, original)) = scan.replace {
+                sw.write_all(&frame).await.map_err(SessionError::ServerIo)?;
+                buf.advance(original);
+            }
+            sw.flush().await.map_err(SessionError::ServerIo)?;
             if scan.terminate {
                 return Ok(End::ClientGone);
             }
+            if replaced && !buf.is_empty() {
+                // Frames after a replaced one are already here; scan them before reading.
+                continue;
+            }
+            // A client buffer holds only requests, so empty means nothing is in flight.
+            shrink_if_idle(buf);
             prepare_read(buf, scan.need);
         } else {
             prepare_read(buf, 0);
@@ -455,16 +480,24 @@ async fn client_to_server(
     }
 }
 
-/// Makes room for the next read: at least `need` bytes in total, else a normal chunk; gives
-/// memory back after a large message.
+/// Makes room for the next read: at least `need` bytes in total; doubles the buffer when the
+/// last read filled it (bulk traffic), up to [`MAX_READ_CHUNK`].
 fn prepare_read(buf: &mut BytesMut, need: usize) {
-    if buf.is_empty() && buf.capacity() > SHRINK_ABOVE && need <= INITIAL_BUF {
-        *buf = BytesMut::with_capacity(INITIAL_BUF);
-        return;
+    let spare = buf.capacity() - buf.len();
+    if need > buf.len() && need - buf.len() > spare {
+        buf.reserve(need - buf.len());
+    } else if spare == 0 || (buf.is_empty() && spare < INITIAL_BUF) {
+        let grow = buf.capacity().clamp(INITIAL_BUF, MAX_READ_CHUNK);
+        buf.reserve(grow);
     }
-    let want = need.saturating_sub(buf.len()).max(1024);
-    if buf.capacity() - buf.len() < want {
-        buf.reserve(want.max(INITIAL_BUF));
+}
+
+/// Gives memory back at an idle point: a buffer that grew for a large message or a bulk
+/// transfer is replaced by a small one once it is empty. Costs one allocation per idle point,
+/// and only after growth.
+fn shrink_if_idle(buf: &mut BytesMut) {
+    if buf.is_empty() && buf.capacity() > 8 * INITIAL_BUF {
+        *buf = BytesMut::with_capacity(INITIAL_BUF);
     }
 }
 
@@ -481,6 +514,7 @@ fn scan_client(
         ready: 0,
         need: 0,
         terminate: false,
+        replace: None,
     };
     if side.skip > 0 {
         let take = side.skip.min(buf.len());
@@ -492,7 +526,10 @@ fn scan_client(
         }
     }
     while let Some(h) = check_header(&buf[pos..], &limits, Origin::Client)? {
-        let decode = matches!(h.tag, b'Q' | b'P' | b'C');
+        // A Bind is decoded only while some statement has replaced text: the hot path of
+        // pgbench -M prepared / asyncpg re-executions stays header-only.
+        let decode =
+            matches!(h.tag, b'Q' | b'P' | b'C') || (h.tag == b'B' && !side.stripped.is_empty());
         let avail = buf.len() - pos;
         if decode && avail < h.total {
             out.need = h.total;
@@ -502,32 +539,61 @@ fn scan_client(
         match h.tag {
             b'Q' => {
                 let q = frontend::decode_query(body)?;
-                inspect(ctx, st, side, q.sql, ProtocolPath::Simple);
-                forget_deallocated(side, q.sql);
                 st.pending += 1;
+                match inspect(ctx, st, side, q.sql, ProtocolPath::Simple) {
+                    None => forget_deallocated(side, q.sql),
+                    Some(text) => {
+                        forget_deallocated(side, text.as_bytes());
+                        let mut frame = BytesMut::new();
+                        frontend::encode_query(&text, &mut frame)?;
+                        out.replace = Some((frame, h.total));
+                        break;
+                    }
+                }
             }
             b'P' => {
                 let p = frontend::decode_parse(body)?;
                 let name = String::from_utf8_lossy(p.name);
-                inspect(
-                    ctx,
-                    st,
-                    side,
-                    p.sql,
-                    ProtocolPath::Extended { statement: &name },
-                );
+                let path = ProtocolPath::Extended { statement: &name };
+                let verdict = inspect(ctx, st, side, p.sql, path);
                 side.in_pipeline = true;
-                forget_deallocated(side, p.sql);
                 if !p.name.is_empty() {
                     let sql = String::from_utf8_lossy(p.sql).into_owned();
                     side.prepared.insert(p.name.to_vec(), sql);
+                }
+                match verdict {
+                    None => {
+                        forget_deallocated(side, p.sql);
+                        if !side.stripped.is_empty() {
+                            side.stripped.remove(p.name);
+                        }
+                    }
+                    Some(text) => {
+                        forget_deallocated(side, text.as_bytes());
+                        let mut frame = BytesMut::new();
+                        frontend::encode_parse(p.name, &text, &mut frame)?;
+                        side.stripped.insert(p.name.to_vec());
+                        out.replace = Some((frame, h.total));
+                        break;
+                    }
                 }
             }
             b'C' => {
                 if let frontend::Close::Statement(name) = frontend::decode_close(body)? {
                     side.prepared.remove(name);
+                    side.stripped.remove(name);
                 }
                 side.in_pipeline = true;
+            }
+            b'B' if decode => {
+                side.in_pipeline = true;
+                let b = frontend::decode_bind(body)?;
+                if b.params > 0 && side.stripped.contains(b.statement) {
+                    let mut frame = BytesMut::new();
+                    frontend::encode_bind_without_params(body, &mut frame)?;
+                    out.replace = Some((frame, h.total));
+                    break;
+                }
             }
             b'B' | b'E' | b'D' | b'H' => side.in_pipeline = true,
             b'S' => {
@@ -553,8 +619,15 @@ fn scan_client(
     Ok(out)
 }
 
-/// Passes one statement text through the hook with the session's current view.
-fn inspect(ctx: &Ctx, st: &State, side: &ClientSide, sql: &[u8], path: ProtocolPath<'_>) {
+/// Passes one statement text through the hook with the session's current view; returns the
+/// replacement text if the hook wants one.
+fn inspect(
+    ctx: &Ctx,
+    st: &State,
+    side: &ClientSide,
+    sql: &[u8],
+    path: ProtocolPath<'_>,
+) -> Option<String> {
     // The hook takes text; non-UTF-8 client encodings are shown lossily (no allocation for UTF-8).
     let text = String::from_utf8_lossy(sql);
     let view = SessionView {
@@ -569,7 +642,8 @@ fn inspect(ctx: &Ctx, st: &State, side: &ClientSide, sql: &[u8], path: ProtocolP
         in_pipeline: side.in_pipeline,
     };
     match ctx.shared.hook.inspect(&view, &text, path) {
-        Verdict::Forward => {}
+        Verdict::Forward => None,
+        Verdict::Replace(new) => Some(new),
     }
 }
 
@@ -681,6 +755,8 @@ struct ServerScan {
     replace: Option<(BytesMut, usize)>,
     /// Shutdown reached an idle point at the end of `ready`.
     idle_stop: bool,
+    /// The last frame was a ReadyForQuery answering the last outstanding client request.
+    idle: bool,
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -697,7 +773,14 @@ async fn server_to_client(
     let mut authenticated = false;
     let mut shutting_down = *shutdown.borrow();
     let grace = ctx.shared.config.server.shutdown_grace;
-    let mut grace_deadline = Instant::now() + grace;
+    // One timer for both deadlines, created once: building a Sleep per read would cost
+    // scheduler-handle clones on the hot path. Before authentication it is the startup
+    // deadline, after shutdown the grace deadline; otherwise it is not polled.
+    let timer = sleep_until(startup_deadline);
+    tokio::pin!(timer);
+    if shutting_down {
+        timer.as_mut().reset(Instant::now() + grace);
+    }
     loop {
         if !buf.is_empty() {
             let scan = {
@@ -722,6 +805,7 @@ async fn server_to_client(
                     .map_err(SessionError::ClientIo)?;
                 buf.advance(scan.ready);
             }
+            let replaced = scan.replace.is_some();
             if let Some((frame, original)) = scan.replace {
                 cw.write_all(&frame).await.map_err(SessionError::ClientIo)?;
                 buf.advance(original);
@@ -730,7 +814,10 @@ async fn server_to_client(
             if scan.idle_stop {
                 return Ok(End::ShutdownIdle);
             }
-            if !buf.is_empty() && scan.need == 0 && scan.ready > 0 {
+            if scan.idle {
+                shrink_if_idle(buf);
+            }
+            if replaced && !buf.is_empty() {
                 // More complete frames may follow a replaced one; scan again before reading.
                 continue;
             }
@@ -748,20 +835,16 @@ async fn server_to_client(
                 // A dropped sender also means shutdown: the proxy is gone.
                 let _ = changed;
                 shutting_down = true;
-                grace_deadline = Instant::now() + grace;
+                timer.as_mut().reset(Instant::now() + grace);
                 let mut st = lock(state);
                 if authenticated && st.pending == 0 && st.tx_status == TxStatus::Idle {
                     st.closing = true;
                     return Ok(End::ShutdownIdle);
                 }
             }
-            _ = sleep_until(grace_deadline), if shutting_down => {
+            _ = &mut timer, if shutting_down || !authenticated => {
                 lock(state).closing = true;
-                return Ok(End::GraceExpired);
-            }
-            _ = sleep_until(startup_deadline), if !authenticated => {
-                lock(state).closing = true;
-                return Ok(End::StartupTimeout);
+                return Ok(if shutting_down { End::GraceExpired } else { End::StartupTimeout });
             }
         }
     }
@@ -781,6 +864,7 @@ fn scan_server(
         need: 0,
         replace: None,
         idle_stop: false,
+        idle: false,
     };
     let mut pos = 0;
     if *skip > 0 {
@@ -799,6 +883,7 @@ fn scan_server(
             out.need = h.total;
             break;
         }
+        out.idle = false;
         if !decode {
             if avail < h.total {
                 *skip = h.total - avail;
@@ -818,6 +903,7 @@ fn scan_server(
                 };
                 st.pending = st.pending.saturating_sub(1);
                 *authenticated = true;
+                out.idle = st.pending == 0;
                 if shutting_down && st.pending == 0 && st.tx_status == TxStatus::Idle {
                     out.idle_stop = true;
                     pos += h.total;
@@ -855,6 +941,375 @@ fn scan_server(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::Config;
+    use crate::proxy::hook::StatementHook;
+
+    /// One hook call: text, statement name (None = simple), in_pipeline, tx status.
+    type Seen = (String, Option<String>, bool, TxStatus);
+
+    /// Records every statement the hook sees.
+    #[derive(Default)]
+    struct Recorder(Mutex<Vec<Seen>>);
+
+    impl StatementHook for Recorder {
+        fn inspect(&self, v: &SessionView<'_>, sql: &str, path: ProtocolPath<'_>) -> Verdict {
+            let name = match path {
+                ProtocolPath::Simple => None,
+                ProtocolPath::Extended { statement } => Some(statement.to_owned()),
+            };
+            self.0
+                .lock()
+                .unwrap()
+                .push((sql.to_owned(), name, v.in_pipeline, v.tx_status));
+            Verdict::Forward
+        }
+    }
+
+    fn ctx(hook: Arc<Recorder>, strip_plus: bool) -> Ctx {
+        let shared = Shared::new(Arc::new(Config::default()), hook).unwrap();
+        Ctx {
+            shared: Arc::new(shared),
+            id: 1,
+            user: "u".into(),
+            database: "d".into(),
+            strip_plus,
+        }
+    }
+
+    fn state() -> State {
+        State {
+            tx_status: TxStatus::Idle,
+            pending: 0,
+            closing: false,
+            application_name: String::new(),
+            server_version: String::new(),
+            client_encoding: String::new(),
+            standard_conforming_strings: true,
+            backend_pid: 0,
+        }
+    }
+
+    fn msg(tag: u8, body: &[u8]) -> Vec<u8> {
+        let mut v = vec![tag];
+        v.extend_from_slice(&((body.len() + 4) as i32).to_be_bytes());
+        v.extend_from_slice(body);
+        v
+    }
+
+    fn client_stream() -> Vec<u8> {
+        let mut w = Vec::new();
+        w.extend(msg(b'P', b"s1\0select $1\0\0\0"));
+        w.extend(msg(b'B', b"\0s1\0\0\0\0\x01\0\0\0\x011\0\0"));
+        w.extend(msg(b'E', b"\0\0\0\0\0"));
+        w.extend(msg(b'S', b""));
+        w.extend(msg(b'Q', b"select 2; select 3\0"));
+        // A large pass-through frame (CopyData) is streamed, never decoded.
+        w.extend(msg(b'd', &[7u8; 5000]));
+        w.extend(msg(b'P', b"\0select 4\0\0\0"));
+        w.extend(msg(b'C', b"Ss1\0"));
+        w.extend(msg(b'S', b""));
+        w
+    }
+
+    /// Feeds `wire` in chunks of `step` bytes the way the session loop does and returns the
+    /// bytes it would have forwarded.
+    fn drive_client(
+        c: &Ctx,
+        st: &mut State,
+        side: &mut ClientSide,
+        wire: &[u8],
+        step: usize,
+    ) -> Vec<u8> {
+        let mut buf = BytesMut::new();
+        let mut out = Vec::new();
+        for chunk in wire.chunks(step) {
+            buf.extend_from_slice(chunk);
+            let scan = scan_client(c, st, side, &buf).unwrap();
+            out.extend_from_slice(&buf[..scan.ready]);
+            buf.advance(scan.ready);
+            if scan.need > 0 {
+                assert!(scan.need > buf.len(), "asked for bytes it already has");
+            }
+        }
+        assert!(buf.is_empty(), "bytes left behind");
+        out
+    }
+
+    #[test]
+    fn client_frames_forward_unchanged_and_hook_sees_every_statement() {
+        let wire = client_stream();
+        for step in [1, 3, 7, 64, 4096, wire.len()] {
+            let rec = Arc::new(Recorder::default());
+            let c = ctx(rec.clone(), false);
+            let mut st = state();
+            let mut side = ClientSide::default();
+            let out = drive_client(&c, &mut st, &mut side, &wire, step);
+            assert_eq!(out, wire, "step {step}");
+            let seen = rec.0.lock().unwrap().clone();
+            assert_eq!(
+                seen,
+                vec![
+                    ("select $1".into(), Some("s1".into()), false, TxStatus::Idle),
+                    ("select 2; select 3".into(), None, false, TxStatus::Idle),
+                    (
+                        "select 4".into(),
+                        Some(String::new()),
+                        false,
+                        TxStatus::Idle
+                    ),
+                ],
+                "step {step}"
+            );
+            // Two Syncs and one Query await a ReadyForQuery each.
+            assert_eq!(st.pending, 3);
+            // Close of s1 forgot it.
+            assert!(side.prepared.is_empty());
+            assert!(!side.in_pipeline);
+        }
+    }
+
+    /// Replaces every text containing "danger" by a parameterless DO block.
+    struct Replacer;
+
+    impl StatementHook for Replacer {
+        fn inspect(&self, _: &SessionView<'_>, sql: &str, _: ProtocolPath<'_>) -> Verdict {
+            if sql.contains("danger") {
+                Verdict::Replace("DO $x$ BEGIN RAISE EXCEPTION 'no'; END $x$".into())
+            } else {
+                Verdict::Forward
+            }
+        }
+    }
+
+    #[test]
+    fn replaced_statements_are_reencoded_and_their_binds_stripped() {
+        let shared = Shared::new(Arc::new(Config::default()), Arc::new(Replacer)).unwrap();
+        let c = Ctx {
+            shared: Arc::new(shared),
+            id: 1,
+            user: "u".into(),
+            database: "d".into(),
+            strip_plus: false,
+        };
+        let bind = |stmt: &[u8]| {
+            let mut b = vec![0u8];
+            b.extend_from_slice(stmt);
+            b.extend_from_slice(b"\0\0\0\0\x01\0\0\0\x017\0\0");
+            msg(b'B', &b)
+        };
+        let do_block = "DO $x$ BEGIN RAISE EXCEPTION 'no'; END $x$";
+        let mut wire = Vec::new();
+        wire.extend(msg(b'Q', b"select 1\0"));
+        wire.extend(msg(b'Q', b"alter table danger add x int\0"));
+        wire.extend(msg(
+            b'P',
+            b"s1\0alter table danger alter x type text using $1\0\0\x01\0\0\0\x19",
+        ));
+        wire.extend(bind(b"s1"));
+        wire.extend(msg(b'S', b""));
+        wire.extend(msg(b'C', b"Ss1\0"));
+        wire.extend(msg(b'P', b"s1\0select $1\0\0\0"));
+        wire.extend(bind(b"s1"));
+        wire.extend(msg(b'S', b""));
+
+        let mut expect = Vec::new();
+        expect.extend(msg(b'Q', b"select 1\0"));
+        let mut q = BytesMut::new();
+        frontend::encode_query(do_block, &mut q).unwrap();
+        expect.extend_from_slice(&q);
+        let mut p = BytesMut::new();
+        frontend::encode_parse(b"s1", do_block, &mut p).unwrap();
+        expect.extend_from_slice(&p);
+        expect.extend(msg(b'B', b"\0s1\0\0\0\0\0\0\0"));
+        expect.extend(msg(b'S', b""));
+        expect.extend(msg(b'C', b"Ss1\0"));
+        expect.extend(msg(b'P', b"s1\0select $1\0\0\0"));
+        expect.extend(bind(b"s1"));
+        expect.extend(msg(b'S', b""));
+
+        for step in [1, 9, wire.len()] {
+            let (mut st, mut side) = (state(), ClientSide::default());
+            let mut buf = BytesMut::new();
+            let mut out = Vec::new();
+            for chunk in wire.chunks(step) {
+                buf.extend_from_slice(chunk);
+                loop {
+                    let scan = scan_client(&c, &mut st, &mut side, &buf).unwrap();
+                    out.extend_from_slice(&buf[..scan.ready]);
+                    buf.advance(scan.ready);
+                    match scan.replace {
+                        Some((frame, original)) => {
+                            out.extend_from_slice(&frame);
+                            buf.advance(original);
+                        }
+                        None => break,
+                    }
+                }
+            }
+            assert!(buf.is_empty());
+            assert_eq!(out, expect, "step {step}");
+            assert_eq!(st.pending, 4);
+            // The client's original text is what the session remembers for s1.
+            assert_eq!(
+                side.prepared.get(&b"s1"[..]).map(String::as_str),
+                Some("select $1")
+            );
+            assert!(side.stripped.is_empty());
+        }
+    }
+
+    #[test]
+    fn in_pipeline_and_prepared_statements() {
+        let rec = Arc::new(Recorder::default());
+        let c = ctx(rec.clone(), false);
+        let mut st = state();
+        let mut side = ClientSide::default();
+        let mut w = Vec::new();
+        w.extend(msg(b'P', b"a\0select 1\0\0\0"));
+        w.extend(msg(b'P', b"b\0select 2\0\0\0"));
+        w.extend(msg(b'H', b""));
+        drive_client(&c, &mut st, &mut side, &w, 1000);
+        let seen = rec.0.lock().unwrap().clone();
+        assert!(
+            !seen[0].2 && seen[1].2,
+            "second Parse is inside the pipeline"
+        );
+        assert_eq!(side.prepared.len(), 2);
+        assert_eq!(
+            side.prepared.get(&b"a"[..]).map(String::as_str),
+            Some("select 1")
+        );
+        let q = msg(b'Q', b"DEALLOCATE b\0");
+        drive_client(&c, &mut st, &mut side, &q, 1000);
+        assert!(side.prepared.contains_key(&b"a"[..]) && side.prepared.len() == 1);
+        let q = msg(b'Q', b"deallocate all;\0");
+        drive_client(&c, &mut st, &mut side, &q, 1000);
+        assert!(side.prepared.is_empty());
+    }
+
+    #[test]
+    fn hostile_client_frames_are_errors_not_panics() {
+        let rec = Arc::new(Recorder::default());
+        let c = ctx(rec, false);
+        let mut st = state();
+        let mut side = ClientSide::default();
+        for bad in [
+            msg(b'Q', b"no terminator"),
+            msg(b'P', b"x\0select\0\xff\xff"),
+            msg(b'C', b"Zx\0"),
+            vec![b'Q', 0xff, 0xff, 0xff, 0xfb],
+            vec![b'S', 0, 1, 0, 0],
+        ] {
+            assert!(
+                scan_client(&c, &mut st, &mut side, &bad).is_err(),
+                "{bad:?}"
+            );
+        }
+    }
+
+    fn drive_server(c: &Ctx, st: &mut State, wire: &[u8], step: usize) -> Vec<u8> {
+        let mut buf = BytesMut::new();
+        let mut out = Vec::new();
+        let (mut skip, mut auth) = (0, false);
+        for chunk in wire.chunks(step) {
+            buf.extend_from_slice(chunk);
+            loop {
+                let scan = scan_server(c, st, &buf, &mut skip, &mut auth, false).unwrap();
+                out.extend_from_slice(&buf[..scan.ready]);
+                buf.advance(scan.ready);
+                match scan.replace {
+                    Some((frame, original)) => {
+                        out.extend_from_slice(&frame);
+                        buf.advance(original);
+                    }
+                    None => break,
+                }
+            }
+        }
+        assert!(buf.is_empty());
+        out
+    }
+
+    #[test]
+    fn server_state_is_observed_and_plus_is_stripped() {
+        let sasl = |mechs: &[&str]| {
+            let mut b = 10i32.to_be_bytes().to_vec();
+            for m in mechs {
+                b.extend_from_slice(m.as_bytes());
+                b.push(0);
+            }
+            b.push(0);
+            msg(b'R', &b)
+        };
+        let mut w = Vec::new();
+        w.extend(sasl(&["SCRAM-SHA-256-PLUS", "SCRAM-SHA-256"]));
+        w.extend(msg(b'R', &0i32.to_be_bytes()));
+        w.extend(msg(b'S', b"server_version\x0015.18\0"));
+        w.extend(msg(b'S', b"standard_conforming_strings\0off\0"));
+        w.extend(msg(b'K', &[0, 0, 0, 42, 1, 2, 3, 4]));
+        w.extend(msg(b'Z', b"I"));
+        w.extend(msg(b'D', &[1u8; 3000]));
+        w.extend(msg(b'Z', b"T"));
+        let mut expect = sasl(&["SCRAM-SHA-256"]);
+        expect.extend_from_slice(&w[sasl(&["SCRAM-SHA-256-PLUS", "SCRAM-SHA-256"]).len()..]);
+        for step in [1, 5, 100, w.len()] {
+            let c = ctx(Arc::new(Recorder::default()), true);
+            let mut st = state();
+            st.pending = 1;
+            let out = drive_server(&c, &mut st, &w, step);
+            assert_eq!(out, expect, "step {step}");
+            assert_eq!(st.server_version, "15.18");
+            assert!(!st.standard_conforming_strings);
+            assert_eq!(st.backend_pid, 42);
+            assert_eq!(st.tx_status, TxStatus::InTransaction);
+            assert_eq!(st.pending, 0);
+        }
+        // Without a TLS server leg the offer is relayed unchanged.
+        let c = ctx(Arc::new(Recorder::default()), false);
+        let out = drive_server(&c, &mut state(), &w, w.len());
+        assert_eq!(out, w);
+    }
+
+    mod prop {
+        use super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            #[test]
+            fn scans_never_panic_and_never_overrun(
+                data in proptest::collection::vec(any::<u8>(), 0..400),
+                step in 1usize..64,
+            ) {
+                let c = ctx(Arc::new(Recorder::default()), true);
+                let (mut st, mut side) = (state(), ClientSide::default());
+                let mut buf = BytesMut::new();
+                for chunk in data.chunks(step) {
+                    buf.extend_from_slice(chunk);
+                    match scan_client(&c, &mut st, &mut side, &buf) {
+                        Ok(scan) => {
+                            prop_assert!(scan.ready <= buf.len());
+                            buf.advance(scan.ready);
+                        }
+                        Err(_) => break,
+                    }
+                }
+                let mut buf = BytesMut::new();
+                let (mut skip, mut auth) = (0, false);
+                let mut st = state();
+                for chunk in data.chunks(step) {
+                    buf.extend_from_slice(chunk);
+                    match scan_server(&c, &mut st, &buf, &mut skip, &mut auth, true) {
+                        Ok(scan) => {
+                            let used = scan.ready + scan.replace.map_or(0, |(_, n)| n);
+                            prop_assert!(used <= buf.len());
+                            buf.advance(used);
+                        }
+                        Err(_) => break,
+                    }
+                }
+            }
+        }
+    }
 
     #[test]
     fn deallocate_forms() {

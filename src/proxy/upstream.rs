@@ -22,7 +22,11 @@ pub enum UpstreamError {
 pub(crate) async fn connect(shared: &Shared) -> Result<Conn, UpstreamError> {
     let cfg = &shared.config.server;
     let work = async {
-        let mut tcp = TcpStream::connect(&cfg.upstream).await?;
+        // A literal address skips tokio's resolver, which runs on a blocking thread.
+        let mut tcp = match shared.upstream_addr {
+            Some(addr) => TcpStream::connect(addr).await?,
+            None => TcpStream::connect(&cfg.upstream).await?,
+        };
         // Protocol messages are small and latency-bound; Nagle would add round trips.
         tcp.set_nodelay(true)?;
         let Some(connector) = &shared.connector else {
