@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# The single command that checks everything: formatting, lints, and the whole test suite
+# (unit tests, doc tests, integration tests against real PostgreSQL 15 clusters and real clients).
+# Needs: Rust 1.95, PostgreSQL 15 server + client binaries, Python 3.11 with venv (.ci/run
+# installs them on a fresh Debian machine). The Python venv (target/test-venv) is created on
+# first use from tests/python/requirements.txt.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+echo "== cargo fmt --check"
+cargo fmt --all -- --check
+echo "== cargo clippy --all-targets -- -D warnings"
+cargo clippy --all-targets -- -D warnings
+echo "== cargo test"
+# Build first so no test's time limit is spent compiling.
+cargo test --all-targets --no-run
+# --all-targets leaves out doc tests: run them first, so the log ends with the main suite.
+cargo test --doc
+cargo test --all-targets
