@@ -28,7 +28,11 @@ fn fresh(tag: &str) -> String {
     let c = Cluster::shared();
     let tmpl = template();
     let name = format!("{tag}_{}", std::process::id());
-    let name = format!("{}_{}", name, NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
+    let name = format!(
+        "{}_{}",
+        name,
+        NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    );
     c.sql(
         "postgres",
         &format!("CREATE DATABASE \"{name}\" TEMPLATE \"{tmpl}\""),
@@ -102,7 +106,9 @@ fn schema(db: &str) -> String {
     let dump: String = out
         .stdout
         .lines()
-        .filter(|l| !l.starts_with("--") && !l.starts_with("\\restrict") && !l.starts_with("\\unrestrict"))
+        .filter(|l| {
+            !l.starts_with("--") && !l.starts_with("\\restrict") && !l.starts_with("\\unrestrict")
+        })
         .collect::<Vec<_>>()
         .join("\n");
     let version = c.sql(
@@ -142,7 +148,11 @@ fn safe_revisions_apply_like_a_direct_run_with_every_driver() {
             out.stderr,
             px.logs()
         );
-        assert_eq!(schema(&db), expected, "{driver}: schema differs from a direct run");
+        assert_eq!(
+            schema(&db),
+            expected,
+            "{driver}: schema differs from a direct run"
+        );
     }
 }
 
@@ -153,11 +163,19 @@ fn unsafe_revisions_on_the_big_table_are_refused_and_change_nothing() {
     let c = Cluster::shared();
     let (px, _audit) = proxy("");
     let cases = [
-        ("u_index", "require-concurrent-index-creation", "autocommit_block"),
+        (
+            "u_index",
+            "require-concurrent-index-creation",
+            "autocommit_block",
+        ),
         ("u_type_change", "changing-column-type", "Expand/contract"),
         ("u_rename", "renaming-column", ""),
         ("u_drop_column", "ban-drop-column", ""),
-        ("u_foreign_key", "adding-foreign-key-constraint", "NOT VALID"),
+        (
+            "u_foreign_key",
+            "adding-foreign-key-constraint",
+            "NOT VALID",
+        ),
     ];
     for driver in DRIVERS {
         let db = fresh(&format!("unsafe_{driver}"));
@@ -172,14 +190,28 @@ fn unsafe_revisions_on_the_big_table_are_refused_and_change_nothing() {
                 "{driver}/{rev}: unsafe revision applied through pgwarden:\n{text}"
             );
             assert!(text.contains(rule), "{driver}/{rev}: rule missing:\n{text}");
-            assert!(text.contains("events"), "{driver}/{rev}: table missing:\n{text}");
-            assert!(text.contains("1.0M rows") || text.contains("1,000,000") || text.contains("1000000"),
-                "{driver}/{rev}: size missing:\n{text}");
+            assert!(
+                text.contains("events"),
+                "{driver}/{rev}: table missing:\n{text}"
+            );
+            assert!(
+                text.contains("1.0M rows")
+                    || text.contains("1,000,000")
+                    || text.contains("1000000"),
+                "{driver}/{rev}: size missing:\n{text}"
+            );
             if driver != "asyncpg" {
                 // asyncpg's exception text carries only the message; the others show HINT.
-                assert!(text.contains(recipe), "{driver}/{rev}: recipe missing:\n{text}");
+                assert!(
+                    text.contains(recipe),
+                    "{driver}/{rev}: recipe missing:\n{text}"
+                );
             }
-            assert_eq!(schema(&db), before, "{driver}/{rev}: the refused run changed the schema");
+            assert_eq!(
+                schema(&db),
+                before,
+                "{driver}/{rev}: the refused run changed the schema"
+            );
         }
     }
 }
@@ -224,7 +256,11 @@ fn create_index_outside_a_transaction_is_rewritten_to_concurrently() {
         let db = fresh(&format!("rewrite_{driver}"));
         let conn = c.conn(&db).with_port(px.port());
         alembic(project(None).path(), &conn, driver).assert_success();
-        let out = alembic(project(Some(("u_index_autocommit", "events"))).path(), &conn, driver);
+        let out = alembic(
+            project(Some(("u_index_autocommit", "events"))).path(),
+            &conn,
+            driver,
+        );
         assert!(
             out.status.success(),
             "{driver}: rewritten index build failed:\n{}\n{}\nproxy log:\n{}",
@@ -251,8 +287,16 @@ fn psql_without_on_error_stop_commits_nothing() {
     let conn = c.conn(&db).with_port(px.port());
     let script = b"BEGIN;\nALTER TABLE events ADD COLUMN half_done int;\nCREATE INDEX ix_half ON events (kind);\nCOMMIT;\n";
     let out = psql_stdin(&conn, &["-X"], Some(script));
-    assert!(out.stderr.contains("require-concurrent-index-creation"), "{}", out.stderr);
-    assert!(out.stdout.contains("ROLLBACK"), "COMMIT must answer ROLLBACK:\n{}", out.stdout);
+    assert!(
+        out.stderr.contains("require-concurrent-index-creation"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stdout.contains("ROLLBACK"),
+        "COMMIT must answer ROLLBACK:\n{}",
+        out.stdout
+    );
     let col = c.sql(
         &db,
         "SELECT count(*) FROM information_schema.columns WHERE table_name = 'events' AND column_name = 'half_done'",
@@ -267,7 +311,11 @@ fn dry_run_forwards_everything_and_logs_what_it_would_do() {
     let (px, _audit) = proxy("mode = \"dry-run\"");
     let conn = c.conn(&db).with_port(px.port());
     alembic(project(None).path(), &conn, "psycopg2").assert_success();
-    let out = alembic(project(Some(("u_drop_column", "events"))).path(), &conn, "psycopg2");
+    let out = alembic(
+        project(Some(("u_drop_column", "events"))).path(),
+        &conn,
+        "psycopg2",
+    );
     out.assert_success();
     assert_eq!(c.sql(&db, "SELECT version_num FROM alembic_version"), "u01");
     let logs = px.logs();
@@ -289,12 +337,23 @@ fn no_lookup_in_a_failed_transaction_and_hostile_names_are_parameters() {
         &["-X"],
         Some(b"BEGIN;\nSELECT 1/0;\nCREATE INDEX ix_failed ON events (kind);\nROLLBACK;\n"),
     );
-    assert!(out.stderr.contains("current transaction is aborted"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("current transaction is aborted"),
+        "{}",
+        out.stderr
+    );
     let logs = px.logs();
     assert!(logs.contains("the transaction has failed"), "{logs}");
     // A name with a quote, a semicolon and a dollar quote: looked up as a bind parameter, so
     // the size is known (10 rows) and the small-table warning, not a refusal, comes back.
-    let out = psql(&conn, &["-X", "-c", "CREATE INDEX ix_weird ON \"we'ird;$$ name\" (id)"]);
+    let out = psql(
+        &conn,
+        &[
+            "-X",
+            "-c",
+            "CREATE INDEX ix_weird ON \"we'ird;$$ name\" (id)",
+        ],
+    );
     out.assert_success();
     let logs = px.logs();
     assert!(logs.contains("we'ird;$$ name: ~10 rows"), "{logs}");

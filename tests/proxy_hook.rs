@@ -50,7 +50,9 @@ impl Rig {
             .expect("bind proxy listener");
         let proxy_addr = listener.local_addr().expect("addr");
         let config = pgwarden::config::Config::from_toml(&format!(
-            "[server]\nupstream = \"{}\"\nshutdown_grace = \"2s\"\n",
+            // dry-run: the enforcer analyses (and looks up) every DDL statement but forwards
+            // it unchanged, so the hook's counts compare 1:1 with what the clients sent.
+            "[server]\nupstream = \"{}\"\nshutdown_grace = \"2s\"\n[policy]\nmode = \"dry-run\"\n[audit]\nenabled = false\n",
             cluster.addr()
         ))
         .expect("config");

@@ -16,6 +16,8 @@ use bytes::{Bytes, BytesMut};
 use pgwire::messages::extendedquery::{Bind, Close, Execute, Parse, Sync};
 use pgwire::messages::Message;
 
+use crate::sql::context::parse_duration_ms;
+
 /// How the audit log names the lookup among the statements pgwarden injected.
 pub const DESCRIPTION: &str =
     "pgwarden catalog lookup: server settings, relation sizes, column types, function volatility";
@@ -24,10 +26,11 @@ pub const DESCRIPTION: &str =
 const STATEMENT: &str = "pgwarden_lookup";
 
 /// Server version and the timeouts in force for this session (role and database defaults and
-/// the migration's own `SET`s included). Timeouts are in milliseconds, 0 = none.
+/// the migration's own `SET`s included), as `current_setting` prints them (`0`, `5s`, `1min`).
+/// Not `pg_settings`: that view builds a row for every setting, ~10x the cost of the lookup.
 const SETTINGS_SQL: &str = "SELECT pg_catalog.current_setting('server_version_num'), \
-     (SELECT setting FROM pg_catalog.pg_settings WHERE name = 'lock_timeout'), \
-     (SELECT setting FROM pg_catalog.pg_settings WHERE name = 'statement_timeout')";
+     pg_catalog.current_setting('lock_timeout'), \
+     pg_catalog.current_setting('statement_timeout')";
 
 /// One relation by (schema or NULL, name). For an index, the size is its table's.
 const RELATION_SQL: &str = "SELECT c.relkind::text, n.nspname::text, \
@@ -311,8 +314,8 @@ impl ReplyReader {
         match self.expected.get(self.current) {
             Some(Slot::Settings) => {
                 self.facts.server_version_num = text(0).and_then(|v| v.parse().ok());
-                self.facts.lock_timeout_ms = text(1).and_then(|v| v.parse().ok());
-                self.facts.statement_timeout_ms = text(2).and_then(|v| v.parse().ok());
+                self.facts.lock_timeout_ms = text(1).and_then(parse_duration_ms);
+                self.facts.statement_timeout_ms = text(2).and_then(parse_duration_ms);
             }
             Some(Slot::Relation) => {
                 let rows = text(2).and_then(|v| v.parse::<f64>().ok());

@@ -85,8 +85,12 @@ impl Guard {
             .enforcer
             .decide(sql, prepared, facts, situation(simple, snap));
         self.log(sql, &e);
-        for (_, message, hint) in &e.warnings {
-            errors::policy_warning(message, hint).encode(outbox);
+        // Dry-run forwards everything unchanged, notices included: its findings go to the log
+        // (and the audit log) only.
+        if self.enforcer.mode() != crate::config::policy::Mode::DryRun {
+            for (_, message, hint) in &e.warnings {
+                errors::policy_warning(message, hint).encode(outbox);
+            }
         }
         let decision = match e.verdict {
             Verdict::Allow => AuditDecision::Allow,

@@ -765,7 +765,9 @@ impl ProxyProcess {
         let config_path = dir.path().join("pgwarden.toml");
         std::fs::write(&config_path, config_toml).expect("write proxy config");
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_pgwarden"));
-        cmd.arg("serve")
+        // The proxy's own files (the audit log's default relative path) land in its temp dir.
+        cmd.current_dir(dir.path())
+            .arg("serve")
             .arg("--config")
             .arg(&config_path)
             .args(["--listen", "127.0.0.1:0", "--upstream", upstream])
@@ -1159,6 +1161,10 @@ pub struct ProxyConfig {
     pub upstream_ca: Option<PathBuf>,
     /// Extra raw TOML lines inside `[server]`.
     pub extra_server: Vec<String>,
+    /// Raw TOML lines of `[policy]`; empty = `mode = "dry-run"`: the transparency tests run
+    /// the whole enforcement path (analysis, catalog lookups, audit) but must see every
+    /// statement forwarded unchanged.
+    pub policy: Vec<String>,
 }
 
 impl ProxyConfig {
@@ -1189,6 +1195,14 @@ impl ProxyConfig {
         }
         if let Some(ca) = &self.upstream_ca {
             s.push_str(&format!("upstream_tls_ca_file = \"{}\"\n", ca.display()));
+        }
+        s.push_str("[policy]\n");
+        if self.policy.is_empty() {
+            s.push_str("mode = \"dry-run\"\n");
+        }
+        for line in &self.policy {
+            s.push_str(line);
+            s.push('\n');
         }
         s
     }
