@@ -120,6 +120,16 @@ pub async fn run(
 ) -> Result<(), ProxyError> {
     let audit = crate::audit::AuditHandle::start(&config.audit)
         .map_err(|e| ProxyError::Config(format!("[audit]: {e}")))?;
+    // logrotate renames the file and sends SIGHUP: reopen the path.
+    let sighup = if audit.is_enabled() {
+        Some(
+            audit
+                .reopen_on_sighup()
+                .map_err(|e| ProxyError::Config(format!("[audit]: {e}")))?,
+        )
+    } else {
+        None
+    };
     let shared = Arc::new(Shared::new(config, hook, audit)?);
     let server = &shared.config.server;
     let slots = Arc::new(Semaphore::new(server.max_connections));
@@ -179,6 +189,11 @@ pub async fn run(
     let limit = server.shutdown_grace + std::time::Duration::from_secs(5);
     if tokio::time::timeout(limit, alive_rx.recv()).await.is_err() {
         warn!("some sessions did not end within shutdown_grace; abandoning them");
+    }
+    // Everything queued for the audit log is written and fsynced before the process exits.
+    shared.audit.shutdown().await;
+    if let Some(task) = sighup {
+        task.abort();
     }
     info!("shutdown complete");
     Ok(())
