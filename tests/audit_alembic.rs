@@ -97,7 +97,7 @@ fn alembic_run_is_audited_with_revisions_outcomes_and_fates() {
     failing.assert_failure();
 
     let recs = records(&log);
-    let of = |t: &str| recs.iter().filter(move |r| r["type"] == t);
+    let of = |t: &'static str| recs.iter().filter(move |r| r["type"] == t);
     // Every DDL the upgrade sent appears once: same text, one statement record each.
     let texts: Vec<&str> = of("statement").filter_map(|r| r["text"].as_str()).collect();
     for needle in [
