@@ -8,4 +8,4 @@ down_revision = "s06"
 
 def upgrade() -> None:
     op.create_table("created_then_rolled_back", sa.Column("id", sa.Integer(), primary_key=True))
-    op.execute("ALTER TABLE TABLE_does_not_exist ADD COLUMN x int")
+    op.execute("ALTER TABLE no_such_table ADD COLUMN x int")
