@@ -358,3 +358,33 @@ fn no_lookup_in_a_failed_transaction_and_hostile_names_are_parameters() {
     let logs = px.logs();
     assert!(logs.contains("we'ird;$$ name: ~10 rows"), "{logs}");
 }
+
+/// FunctionCall (libpq's fastpath, used by the large-object API) cannot be analysed: refused
+/// in enforce mode with pgwarden's message, and the session goes on.
+#[test]
+fn function_calls_are_refused_and_the_session_goes_on() {
+    let c = Cluster::shared();
+    let db = c.fresh_db("fastpath");
+    let (px, _audit) = proxy("");
+    let url = c.conn(&db).with_port(px.port()).url();
+    let script = r#"
+import sys, psycopg2
+conn = psycopg2.connect(sys.argv[1])
+try:
+    conn.lobject()
+    print("lobject created")
+except psycopg2.Error as e:
+    print("refused:", e)
+    conn.rollback()
+cur = conn.cursor()
+cur.execute("SELECT 1 + 1")
+print("after:", cur.fetchone()[0])
+"#;
+    let mut cmd = std::process::Command::new(python());
+    cmd.args(["-c", script, &url]);
+    let out = run_cmd(cmd, None, Duration::from_secs(60));
+    out.assert_success();
+    assert!(out.stdout.contains("refused:"), "{}", out.stdout);
+    assert!(out.stdout.contains("FunctionCall"), "{}", out.stdout);
+    assert!(out.stdout.contains("after: 2"), "{}", out.stdout);
+}

@@ -151,6 +151,27 @@ impl Guard {
         }
     }
 
+    /// FunctionCall messages (the fastpath interface) cannot be analysed: refused in enforce
+    /// mode, forwarded (and logged) in warn and dry-run modes.
+    pub(crate) fn refuses_function_calls(&self) -> bool {
+        self.enforcer.mode() == crate::config::policy::Mode::Enforce
+    }
+
+    /// The statement that replaces a refused FunctionCall.
+    pub(crate) fn function_call_refusal() -> String {
+        crate::enforce::raise::raise_statement(
+            &crate::enforce::raise::Rejection {
+                message: "pgwarden: cannot-analyse: FunctionCall (fastpath) messages are refused: \
+                          pgwarden cannot see what they do"
+                    .into(),
+                detail: "The fastpath interface calls a function by OID, outside any SQL text."
+                    .into(),
+                hint: "Call the function with a SELECT statement instead.".into(),
+            },
+            false,
+        )
+    }
+
     /// The per-session summary, logged when the session ends (Alembic users never see
     /// notices, so the log is where warnings are found).
     pub(crate) fn log_summary(&self) {

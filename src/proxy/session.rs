@@ -620,8 +620,15 @@ fn scan_client(
     while let Some(h) = check_header(&buf[pos..], &limits, Origin::Client)? {
         // A Bind is decoded only while some statement has replaced text: the hot path of
         // pgbench -M prepared / asyncpg re-executions stays header-only.
-        let decode =
-            matches!(h.tag, b'Q' | b'P' | b'C') || (h.tag == b'B' && !side.stripped.is_empty());
+        // A FunctionCall is held whole only when it is going to be refused.
+        let refuse_call = h.tag == b'F'
+            && side
+                .guard
+                .as_ref()
+                .is_some_and(Guard::refuses_function_calls);
+        let decode = matches!(h.tag, b'Q' | b'P' | b'C')
+            || (h.tag == b'B' && !side.stripped.is_empty())
+            || refuse_call;
         let avail = buf.len() - pos;
         if decode && avail < h.total {
             out.need = h.total;
@@ -713,6 +720,15 @@ fn scan_client(
             b'F' => {
                 st.pending += 1;
                 audit_request(st, None, Default::default());
+                if refuse_call {
+                    // pgwarden cannot see what a fastpath call does (DESIGN.md decision 10):
+                    // a Query that raises takes its place, so the server answers with the
+                    // ErrorResponse + ReadyForQuery a failed FunctionCall gets.
+                    let mut frame = BytesMut::new();
+                    frontend::encode_query(&Guard::function_call_refusal(), &mut frame)?;
+                    out.replace = Some((frame, h.total));
+                    break;
+                }
             }
             b'X' => out.terminate = true,
             _ => {}
