@@ -34,10 +34,15 @@ fn project(extra: Option<&str>) -> tempfile::TempDir {
     dir
 }
 
-fn alembic(project: &Path, conn: &ConnInfo) -> CmdOutput {
+fn alembic_with(project: &Path, conn: &ConnInfo, driver: &str) -> CmdOutput {
     let url = conn
         .url()
-        .replacen("postgresql://", "postgresql+psycopg2://", 1);
+        .replacen("postgresql://", &format!("postgresql+{driver}://"), 1);
+    // asyncpg takes no libpq sslmode parameter.
+    let url = match driver {
+        "asyncpg" => url.split('?').next().unwrap_or(&url).to_string(),
+        _ => url,
+    };
     let mut cmd = std::process::Command::new(python());
     cmd.args(["-m", "alembic", "-c"])
         .arg(project.join("alembic.ini"))
@@ -83,14 +88,27 @@ fn proxy_with_audit(path: &Path, extra: &str) -> ProxyProcess {
 
 #[test]
 fn alembic_run_is_audited_with_revisions_outcomes_and_fates() {
+    audited_alembic_run("psycopg2");
+}
+
+/// psycopg 3 sends parameterless DDL as simple Queries but runs Alembic's bookkeeping through
+/// the extended protocol; asyncpg prepares every statement (named Parse) and runs it with a
+/// later Bind: the record is written at that Bind.
+#[test]
+fn alembic_run_is_audited_with_psycopg3_and_asyncpg() {
+    audited_alembic_run("psycopg");
+    audited_alembic_run("asyncpg");
+}
+
+fn audited_alembic_run(driver: &str) {
     let c = Cluster::shared();
-    let db = database("audit_alembic");
+    let db = database(&format!("audit_alembic_{driver}"));
     let dir = tempfile::tempdir().expect("tempdir");
     let log = dir.path().join("audit.jsonl");
     let px = proxy_with_audit(&log, "");
     let conn = c.conn(&db).with_port(px.port());
-    alembic(project(None).path(), &conn).assert_success();
-    let failing = alembic(project(Some("u_failing")).path(), &conn);
+    alembic_with(project(None).path(), &conn, driver).assert_success();
+    let failing = alembic_with(project(Some("u_failing")).path(), &conn, driver);
     failing.assert_failure();
 
     let recs = records(&log);
@@ -111,7 +129,10 @@ fn alembic_run_is_audited_with_revisions_outcomes_and_fates() {
         "ALTER TABLE no_such_table",
     ] {
         let n = texts.iter().filter(|t| t.contains(needle)).count();
-        assert_eq!(n, 1, "{needle}: {n} statement records\n{texts:#?}");
+        assert_eq!(
+            n, 1,
+            "{driver}: {needle}: {n} statement records\n{texts:#?}"
+        );
     }
     let seq_of = |needle: &str| -> (Value, Value) {
         let r = of("statement")

@@ -68,7 +68,7 @@ pub fn detect(sql: &str, params: &[Option<&str>]) -> Vec<MigrationRevision> {
 }
 
 /// One pass looking for `_version`, `_migrations` or `_schema_history` after an underscore.
-fn might_be_bookkeeping(sql: &str) -> bool {
+pub fn might_be_bookkeeping(sql: &str) -> bool {
     let b = sql.as_bytes();
     let mut i = 0;
     while let Some(p) = b[i..].iter().position(|&c| c == b'_') {

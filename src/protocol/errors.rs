@@ -106,6 +106,18 @@ pub fn policy_warning(message: &str, hint: &str) -> PgError {
     PgError::new(Severity::Warning, "01000", message.to_owned()).with_hint(hint)
 }
 
+/// The audit record of a prepared DDL statement could not be written when it was about to
+/// run; the Parse is already on the server, so the session is closed (FATAL) to keep the
+/// statement from running unaudited. SQLSTATE 58030 (io_error).
+pub fn audit_unavailable(why: &str) -> PgError {
+    PgError::new(
+        Severity::Fatal,
+        "58030",
+        format!("pgwarden: audit log unavailable, DDL refused and connection closed: {why}"),
+    )
+    .with_hint("Fix the audit log (disk space, permissions of the [audit] path); plain queries keep working.")
+}
+
 pub fn too_many_connections(max: usize) -> PgError {
     PgError::new(
         Severity::Fatal,

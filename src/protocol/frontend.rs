@@ -95,6 +95,42 @@ pub fn decode_bind(body: &[u8]) -> Result<Bind<'_>, ProtocolError> {
     })
 }
 
+/// The parameter values of a Bind body in text form: `None` for NULL and for values sent in
+/// binary format (the audit log reads migration bookkeeping values, which drivers send as text).
+pub fn bind_text_params(body: &[u8]) -> Result<Vec<Option<String>>, ProtocolError> {
+    let mut r = Reader::new(body, "Bind");
+    r.cstr()?;
+    r.cstr()?;
+    let nfmt = r.i16()?;
+    if nfmt < 0 {
+        return Err(r.err("negative format count"));
+    }
+    let mut formats = Vec::with_capacity(nfmt as usize);
+    for _ in 0..nfmt {
+        formats.push(r.i16()?);
+    }
+    let params = r.i16()?;
+    if params < 0 {
+        return Err(r.err("negative parameter count"));
+    }
+    let mut out = Vec::with_capacity(params as usize);
+    for i in 0..params as usize {
+        let len = r.i32()?;
+        let binary = match formats.len() {
+            0 => false,
+            1 => formats[0] == 1,
+            _ => formats.get(i) == Some(&1),
+        };
+        if len < 0 {
+            out.push(None);
+            continue;
+        }
+        let v = r.bytes(len as usize)?;
+        out.push((!binary).then(|| String::from_utf8_lossy(v).into_owned()));
+    }
+    Ok(out)
+}
+
 /// What a `Close` closes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Close<'a> {

@@ -24,7 +24,7 @@ pub(crate) struct Guard {
 }
 
 /// A decision as the session acts on it and the audit log records it.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct Decided {
     /// The text to send instead of the client's, if any.
     pub replace: Option<String>,

@@ -96,6 +96,13 @@ struct State {
     audit_watch: bool,
 }
 
+/// What the audit log needs to record a prepared DDL statement each time it runs.
+struct AuditTemplate {
+    sql: String,
+    decided: Decided,
+    injected: Vec<String>,
+}
+
 /// One client request the audit log follows to its ReadyForQuery.
 struct AuditEntry {
     /// The audited statement's `seq` (0: none).
@@ -107,6 +114,8 @@ struct AuditEntry {
     texts: std::collections::VecDeque<String>,
     /// When the request was forwarded: the audited statement's duration starts here.
     sent: std::time::Instant,
+    /// Migration bookkeeping of an extended-protocol request: text and Bind values.
+    dml: Vec<(String, Vec<Option<String>>)>,
 }
 
 /// An injected lookup in flight (DESIGN.md decision 7).
@@ -143,6 +152,9 @@ enum SessionError {
     ClientProtocol(ProtocolError),
     #[error("server: {0}")]
     ServerProtocol(ProtocolError),
+    /// The audit record of a prepared DDL statement could not be written at its Bind.
+    #[error("audit log: {0}")]
+    Audit(String),
 }
 
 /// Everything the session knows that does not change after startup.
@@ -360,6 +372,13 @@ pub(crate) async fn run(
             warn!(session = id, %peer, "closing connection: client protocol error: {e}");
             Some(errors::from_protocol(&e))
         }
+        Err(SessionError::Audit(e)) => {
+            warn!(
+                session = id,
+                pid, "closing session: DDL refused, audit log unavailable: {e}"
+            );
+            Some(errors::audit_unavailable(&e))
+        }
         Err(SessionError::ServerProtocol(e)) => {
             warn!(
                 session = id,
@@ -495,8 +514,18 @@ struct ClientSide {
     /// The audit record of the held statement, written; it joins the audit queue with the
     /// request that carries the statement.
     audit_record: Option<StatementRecord>,
-    /// An audited Parse waiting for the Sync that ends its request.
+    /// The audited statement of the extended-protocol request in progress (written at its
+    /// Bind), waiting for the Sync that ends the request.
     request_record: Option<StatementRecord>,
+    /// Prepared DDL statements by name ("" = unnamed): audited again at every Bind.
+    ddl_statements: std::collections::HashMap<Vec<u8>, AuditTemplate>,
+    /// The Bind at the front of the buffer has had its audit turn.
+    bind_audited: bool,
+    /// Prepared statements that may be migration bookkeeping (`alembic_version`, ...): their
+    /// Bind values tell the audit log the revision.
+    bookkeeping: std::collections::HashMap<Vec<u8>, String>,
+    /// Bookkeeping statements bound in the request in progress, with their values.
+    request_dml: Vec<(String, Vec<Option<String>>)>,
     /// Audited statements so far (the audit log's `seq`).
     audit_seq: u64,
 }
@@ -513,6 +542,8 @@ struct ClientScan {
     replace: Option<(BytesMut, usize)>,
     /// The frame after `ready` is a Query/Parse the enforcer must decide on first.
     attention: bool,
+    /// The frame after `ready` is a Bind of a prepared DDL statement: audit it first.
+    attention_bind: bool,
 }
 
 async fn client_to_server(
@@ -546,6 +577,10 @@ async fn client_to_server(
             sw.flush().await.map_err(SessionError::ServerIo)?;
             if scan.terminate {
                 return Ok(End::ClientGone);
+            }
+            if scan.attention_bind {
+                audit_held_bind(ctx, state, side, buf).await?;
+                continue;
             }
             if scan.attention {
                 // The held Query/Parse is now at the front of the buffer, everything before it
@@ -607,6 +642,7 @@ fn scan_client(
         terminate: false,
         replace: None,
         attention: false,
+        attention_bind: false,
     };
     if side.skip > 0 {
         let take = side.skip.min(buf.len());
@@ -627,7 +663,10 @@ fn scan_client(
                 .as_ref()
                 .is_some_and(Guard::refuses_function_calls);
         let decode = matches!(h.tag, b'Q' | b'P' | b'C')
-            || (h.tag == b'B' && !side.stripped.is_empty())
+            || (h.tag == b'B'
+                && (!side.stripped.is_empty()
+                    || !side.ddl_statements.is_empty()
+                    || !side.bookkeeping.is_empty()))
             || refuse_call;
         let avail = buf.len() - pos;
         if decode && avail < h.total {
@@ -662,6 +701,7 @@ fn scan_client(
                 let p = frontend::decode_parse(body)?;
                 let name = String::from_utf8_lossy(p.name);
                 let path = ProtocolPath::Extended { statement: &name };
+                let was_decided = side.decided.is_some();
                 let verdict = match inspect(ctx, st, side, p.sql, path) {
                     Inspected::Attention => {
                         out.attention = true;
@@ -670,8 +710,17 @@ fn scan_client(
                     Inspected::Verdict(v) => v,
                 };
                 side.in_pipeline = true;
-                if let Some(rec) = side.audit_record.take() {
-                    side.request_record = Some(rec);
+                if !side.ddl_statements.is_empty() && verdict.is_none() && !was_decided {
+                    // A new text under this name that needed no decision is not DDL.
+                    side.ddl_statements.remove(p.name);
+                }
+                if ctx.shared.audit.is_enabled() {
+                    let sql = String::from_utf8_lossy(p.sql);
+                    if crate::audit::migration::might_be_bookkeeping(&sql) {
+                        side.bookkeeping.insert(p.name.to_vec(), sql.into_owned());
+                    } else if !side.bookkeeping.is_empty() {
+                        side.bookkeeping.remove(p.name);
+                    }
                 }
                 if !p.name.is_empty() {
                     let sql = String::from_utf8_lossy(p.sql).into_owned();
@@ -698,12 +747,24 @@ fn scan_client(
                 if let frontend::Close::Statement(name) = frontend::decode_close(body)? {
                     side.prepared.remove(name);
                     side.stripped.remove(name);
+                    side.ddl_statements.remove(name);
+                    side.bookkeeping.remove(name);
                 }
                 side.in_pipeline = true;
             }
             b'B' if decode => {
-                side.in_pipeline = true;
                 let b = frontend::decode_bind(body)?;
+                if side.ddl_statements.contains_key(b.statement)
+                    && !std::mem::take(&mut side.bind_audited)
+                {
+                    out.attention_bind = true;
+                    break;
+                }
+                if let Some(sql) = side.bookkeeping.get(b.statement) {
+                    let params = frontend::bind_text_params(body)?;
+                    side.request_dml.push((sql.clone(), params));
+                }
+                side.in_pipeline = true;
                 if b.params > 0 && side.stripped.contains(b.statement) {
                     let mut frame = BytesMut::new();
                     frontend::encode_bind_without_params(body, &mut frame)?;
@@ -715,11 +776,12 @@ fn scan_client(
             b'S' => {
                 side.in_pipeline = false;
                 st.pending += 1;
-                audit_request(st, side.request_record.take(), Default::default());
+                let dml = std::mem::take(&mut side.request_dml);
+                audit_request(st, side.request_record.take(), Default::default(), dml);
             }
             b'F' => {
                 st.pending += 1;
-                audit_request(st, None, Default::default());
+                audit_request(st, None, Default::default(), Vec::new());
                 if refuse_call {
                     // pgwarden cannot see what a fastpath call does (DESIGN.md decision 10):
                     // a Query that raises takes its place, so the server answers with the
@@ -764,7 +826,7 @@ fn audit_query(st: &mut State, side: &mut ClientSide, sql: &[u8]) {
         .filter(|r| r.class != crate::sql::lexer::StatementClass::Empty)
         .filter_map(|r| text.get(r.span).map(str::to_owned))
         .collect();
-    audit_request(st, record, texts);
+    audit_request(st, record, texts, Vec::new());
 }
 
 /// Queues one request for the audit log's server-side bookkeeping.
@@ -772,6 +834,7 @@ fn audit_request(
     st: &mut State,
     record: Option<StatementRecord>,
     texts: std::collections::VecDeque<String>,
+    dml: Vec<(String, Vec<Option<String>>)>,
 ) {
     if record.is_none() && !st.audit_watch {
         return;
@@ -783,6 +846,7 @@ fn audit_request(
         record,
         texts,
         sent: std::time::Instant::now(),
+        dml,
     });
 }
 
@@ -817,7 +881,7 @@ async fn audit_answer(state: &Mutex<State>, audit: &mut Option<AuditSession>, bu
         .and_then(|b| <[u8; 4]>::try_from(b).ok())
         .map_or(0, |b| u32::from_be_bytes(b) as usize);
     let Some(body) = rest.get(4..len) else { return };
-    let (seq, record, text) = {
+    let (seq, record, text, dml) = {
         let mut st = lock(state);
         let Some(head) = st.audit_queue.front_mut() else {
             return;
@@ -827,7 +891,13 @@ async fn audit_answer(state: &Mutex<State>, audit: &mut Option<AuditSession>, bu
         } else {
             head.texts.pop_front()
         };
-        (head.seq, head.record.take().map(|r| (r, head.sent)), text)
+        let dml = std::mem::take(&mut head.dml);
+        (
+            head.seq,
+            head.record.take().map(|r| (r, head.sent)),
+            text,
+            dml,
+        )
     };
     let Some(a) = audit.as_mut() else {
         if tag == b'Z' {
@@ -838,6 +908,10 @@ async fn audit_answer(state: &Mutex<State>, audit: &mut Option<AuditSession>, bu
     if let Some((rec, sent)) = record {
         a.seen(rec.decision);
         a.forwarded(rec, sent);
+    }
+    for (sql, params) in &dml {
+        let values: Vec<Option<&str>> = params.iter().map(|v| v.as_deref()).collect();
+        a.dml(sql, &values);
     }
     let sql = text.as_deref().unwrap_or("");
     match tag {
@@ -945,7 +1019,8 @@ async fn decide_held(
     sw: &mut WriteHalf<'_>,
     buf: &BytesMut,
 ) -> Result<(), SessionError> {
-    let (sql, simple) = held_text(buf).map_err(SessionError::ClientProtocol)?;
+    let (sql, parse_name) = held_text(buf).map_err(SessionError::ClientProtocol)?;
+    let simple = parse_name.is_none();
     let Some(guard) = side.guard.as_mut() else {
         side.decided = Some(None);
         return Ok(());
@@ -976,14 +1051,25 @@ async fn decide_held(
     if !outbox.is_empty() {
         lock(state).outbox.extend_from_slice(&outbox);
     }
-    if ctx.shared.audit.is_enabled() {
+    let injected = match &facts {
+        Ok(_) => vec![lookup::DESCRIPTION.to_string()],
+        Err(_) => Vec::new(),
+    };
+    if let (true, Some(name)) = (ctx.shared.audit.is_enabled(), parse_name) {
+        // A prepared statement runs when it is executed, maybe many times, maybe never: its
+        // record is written at each Bind (see `audit_held_bind`).
+        side.ddl_statements.insert(
+            name,
+            AuditTemplate {
+                sql,
+                decided: decided.clone(),
+                injected,
+            },
+        );
+    } else if ctx.shared.audit.is_enabled() {
         // The audit log follows requests in order from here on: nothing may be in flight
         // that it has not seen.
         wait_answered(ctx, state).await;
-        let injected = match &facts {
-            Ok(_) => vec![lookup::DESCRIPTION.to_string()],
-            Err(_) => Vec::new(),
-        };
         match write_statement_record(ctx, side, &sql, &decided, injected, &snap_owned).await {
             Ok(rec) => side.audit_record = Some(rec),
             Err(e) => {
@@ -1003,6 +1089,35 @@ async fn decide_held(
     }
     side.decided = Some(decided.replace);
     Ok(())
+}
+
+/// The audit log's turn on a Bind of a prepared DDL statement (the statement runs in this
+/// request): its record is written before the Bind is forwarded. If it cannot be written the
+/// session is closed: the Parse is already on the server, and only ending the connection keeps
+/// the statement from running unaudited.
+async fn audit_held_bind(
+    ctx: &Ctx,
+    state: &Mutex<State>,
+    side: &mut ClientSide,
+    buf: &BytesMut,
+) -> Result<(), SessionError> {
+    let name = held_bind_statement(buf).map_err(SessionError::ClientProtocol)?;
+    side.bind_audited = true;
+    let Some(t) = side.ddl_statements.get(&name) else {
+        return Ok(());
+    };
+    let (sql, decided, injected) = (t.sql.clone(), t.decided.clone(), t.injected.clone());
+    if !lock(state).audit_watch {
+        wait_answered(ctx, state).await;
+    }
+    let snap = snapshot(state);
+    match write_statement_record(ctx, side, &sql, &decided, injected, &snap).await {
+        Ok(rec) => {
+            side.request_record = Some(rec);
+            Ok(())
+        }
+        Err(e) => Err(SessionError::Audit(e.to_string())),
+    }
 }
 
 /// Writes the `statement` record of a held statement and returns it (DESIGN.md: DDL must
@@ -1062,7 +1177,7 @@ async fn wait_answered(ctx: &Ctx, state: &Mutex<State>) {
 }
 
 /// The statement text of the Query/Parse frame at the front of `buf`, and whether it is a Query.
-fn held_text(buf: &[u8]) -> Result<(String, bool), ProtocolError> {
+fn held_text(buf: &[u8]) -> Result<(String, Option<Vec<u8>>), ProtocolError> {
     let len = buf
         .get(1..5)
         .and_then(|b| <[u8; 4]>::try_from(b).ok())
@@ -1074,13 +1189,29 @@ fn held_text(buf: &[u8]) -> Result<(String, bool), ProtocolError> {
     match buf[0] {
         b'Q' => Ok((
             String::from_utf8_lossy(frontend::decode_query(body)?.sql).into_owned(),
-            true,
+            None,
         )),
-        _ => Ok((
-            String::from_utf8_lossy(frontend::decode_parse(body)?.sql).into_owned(),
-            false,
-        )),
+        _ => {
+            let p = frontend::decode_parse(body)?;
+            Ok((
+                String::from_utf8_lossy(p.sql).into_owned(),
+                Some(p.name.to_vec()),
+            ))
+        }
     }
+}
+
+/// The statement name of the Bind frame at the front of `buf`.
+fn held_bind_statement(buf: &[u8]) -> Result<Vec<u8>, ProtocolError> {
+    let len = buf
+        .get(1..5)
+        .and_then(|b| <[u8; 4]>::try_from(b).ok())
+        .map(|b| u32::from_be_bytes(b) as usize + 1)
+        .unwrap_or(0);
+    let body = buf
+        .get(5..len)
+        .ok_or_else(|| ProtocolError::malformed("held Bind", "frame not complete"))?;
+    Ok(frontend::decode_bind(body)?.statement.to_vec())
 }
 
 /// What the enforcer needs from the shared state, copied out so no lock is held across awaits.
