@@ -413,6 +413,24 @@ mod tests {
         );
     }
 
+    /// A pg_dump file: the COPY data does not hide the CREATE INDEX after it.
+    #[test]
+    fn pg_dump_copy_data_is_skipped() {
+        let sql = "COPY public.notes (id, body) FROM stdin;\n1\tit's\n\\.\n\
+                   CREATE INDEX ix ON public.notes (body);\n";
+        let d = check_text(
+            "dump.sql",
+            sql,
+            &Policy::default(),
+            &CheckOptions::default(),
+        );
+        let rules: Vec<(&str, usize)> = d.iter().map(|d| (d.rule.as_str(), d.line)).collect();
+        assert!(
+            rules.contains(&("require-concurrent-index-creation", 4)),
+            "{rules:?}"
+        );
+    }
+
     #[test]
     fn github_escapes() {
         assert_eq!(gh_property("a:b,c"), "a%3Ab%2Cc");
