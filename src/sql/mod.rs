@@ -129,6 +129,7 @@ pub fn analyze(text: &str, ctx: &AnalysisContext) -> Analysis {
             }
         }
         let span = raw.span.clone();
+        let unterminated_copy = ctx.file_mode && raw.copy_from_stdin;
         let outcome = classify(text, &raw, ctx);
         match outcome {
             Classified::Done(outcome) => statements.push(AnalysedStatement { span, outcome }),
@@ -155,8 +156,32 @@ pub fn analyze(text: &str, ctx: &AnalysisContext) -> Analysis {
                 }),
             },
         }
+        if unterminated_copy {
+            if let Some(data) = unterminated_copy_data(text, raw.span.end) {
+                // psql would read the rest of the file as COPY data: nothing after it runs as
+                // SQL. Say so loudly instead of silently checking nothing.
+                statements.push(AnalysedStatement {
+                    span: data,
+                    outcome: Outcome::Unanalysable(Unanalysable::Unterminated),
+                });
+            }
+        }
     }
     Analysis { statements }
+}
+
+/// In a psql script, the COPY FROM STDIN data after the statement ending at `stmt_end` (before
+/// its `;`) when no line `\.` ends it and it holds more than whitespace: its range, up to the
+/// end of the text. The data starts on the line after the `;`, as in the lexer.
+fn unterminated_copy_data(text: &str, stmt_end: usize) -> Option<Range<usize>> {
+    let rest = text.get(stmt_end..)?;
+    let semi = stmt_end + rest.find(';')?;
+    let start = semi + text.get(semi..)?.find('\n')? + 1;
+    let data = text.get(start..)?;
+    let terminated = data
+        .split('\n')
+        .any(|l| l.strip_suffix('\r').unwrap_or(l) == "\\.");
+    (!terminated && !data.trim().is_empty()).then_some(start..text.len())
 }
 
 enum Classified {
@@ -412,6 +437,46 @@ mod tests {
         assert!(!wire.statements.iter().any(|s| s
             .facts()
             .is_some_and(|f| f.kind == StatementKind::CreateIndex)));
+    }
+
+    /// COPY data without its `\.` line swallows the rest of a psql script: reported, not
+    /// silently skipped.
+    #[test]
+    fn unterminated_copy_data_is_unanalysable() {
+        let sql = "COPY t (a) FROM stdin;\n1\nCREATE INDEX i ON t (a);\n";
+        let file = AnalysisContext {
+            file_mode: true,
+            ..AnalysisContext::default()
+        };
+        let a = analyze(sql, &file);
+        let last = a
+            .statements
+            .last()
+            .map(|s| (&sql[s.span.clone()], &s.outcome));
+        assert_eq!(
+            last,
+            Some((
+                "1\nCREATE INDEX i ON t (a);\n",
+                &Outcome::Unanalysable(Unanalysable::Unterminated)
+            )),
+            "{:?}",
+            a.statements
+        );
+        // Terminated or empty data is fine.
+        for ok in [
+            "COPY t (a) FROM stdin;\n1\n\\.\n",
+            "COPY t (a) FROM stdin;\n",
+        ] {
+            let a = analyze(ok, &file);
+            assert!(
+                a.statements
+                    .iter()
+                    .all(|s| matches!(s.outcome, Outcome::Dml | Outcome::Empty)
+                        || s.facts().is_some()),
+                "{ok:?}: {:?}",
+                a.statements
+            );
+        }
     }
 
     /// psql sends each statement on its own: after `SET standard_conforming_strings = off` a
