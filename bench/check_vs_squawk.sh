@@ -25,6 +25,12 @@ SQL="$OUT/corpus-x.sql"
 # tests/lexer_corpus.rs. The case count below guards against a changed fixture.
 CASES_PER_COPY=282
 STATEMENTS_PER_COPY=308
+# The 2 `COPY ... FROM STDIN` cases (p11, h43) are left out of the input: the corpus holds them as
+# the wire carries them (data in CopyData messages), but in a file psql (and `pgwarden check`,
+# which reads files as psql scripts) takes every line after them up to `\.` as COPY data, and
+# squawk stops at the first syntax error of a file given a `\.` line. Each is one statement.
+COPY_STDIN_STATEMENTS=2
+STATEMENTS_PER_COPY=$(( STATEMENTS_PER_COPY - COPY_STDIN_STATEMENTS ))
 
 mkdir -p "$OUT"
 
@@ -38,7 +44,7 @@ fi
 copies=$(( (TARGET_STATEMENTS + STATEMENTS_PER_COPY - 1) / STATEMENTS_PER_COPY ))
 statements=$(( copies * STATEMENTS_PER_COPY ))
 python3 - "$CORPUS" "$SQL" "$copies" <<'PY'
-import sys
+import re, sys
 corpus, out, copies = sys.argv[1], sys.argv[2], int(sys.argv[3])
 cases, cur = [], None
 for line in open(corpus, encoding="utf-8"):
@@ -47,6 +53,8 @@ for line in open(corpus, encoding="utf-8"):
         cases.append(cur)
     elif cur is not None:
         cur.append(line)
+cases = [c for c in cases if not re.search(r"\bFROM\s+stdin\b", "".join(c[1:]), re.I)]
+assert len(cases) == 280, len(cases)
 with open(out, "w", encoding="utf-8") as f:
     for k in range(copies):
         for case in cases:

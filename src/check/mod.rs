@@ -73,16 +73,19 @@ pub fn check_text(file: &str, text: &str, policy: &Policy, opts: &CheckOptions) 
     };
     ctx.catalog.tables = opts.stats.clone();
     let decision = policy.check_text(text, &ctx, false);
+    // One index per file: locating each finding by rescanning the text from the start made
+    // `check` quadratic in the file size (a 10,000-statement dump took seconds).
+    let lines = LineIndex::new(text);
     let mut out: Vec<Diagnostic> = decision
         .findings
         .iter()
-        .filter_map(|j| diagnostic(file, text, j))
+        .filter_map(|j| diagnostic(file, text, &lines, j))
         .collect();
     out.sort_by_key(|d| (d.line, d.column));
     out
 }
 
-fn diagnostic(file: &str, text: &str, j: &Judged) -> Option<Diagnostic> {
+fn diagnostic(file: &str, text: &str, lines: &LineIndex, j: &Judged) -> Option<Diagnostic> {
     let severity = match j.outcome {
         Outcome::Reject => "reject",
         Outcome::Warn => "warn",
@@ -90,8 +93,8 @@ fn diagnostic(file: &str, text: &str, j: &Judged) -> Option<Diagnostic> {
         Outcome::Rewrite | Outcome::Allowed { .. } => return None,
     };
     let f = &j.finding;
-    let (line, column) = line_col(text, f.span.start);
-    let (end_line, end_column) = line_col(text, f.span.end.max(f.span.start));
+    let (line, column) = lines.line_col(text, f.span.start);
+    let (end_line, end_column) = lines.line_col(text, f.span.end.max(f.span.start));
     let fix = f.rewrite.as_ref().and_then(|e| {
         let stmt = text.get(f.statement.clone())?;
         let local = crate::sql::TextEdit {
@@ -113,17 +116,73 @@ fn diagnostic(file: &str, text: &str, j: &Judged) -> Option<Diagnostic> {
         help: f.help.clone(),
         lock: f.lock.map(|l| l.sql_name().to_string()),
         fix,
-        excerpt: excerpt(text, f.span.start, f.span.end),
+        excerpt: lines.excerpt(text, f.span.start, f.span.end),
     })
 }
 
-/// 1-based line and column (in characters) of a byte offset.
+/// Byte offsets of the line starts of one text, built once so that locating a finding costs a
+/// binary search plus the characters of its own line.
+#[derive(Debug, Clone)]
+pub struct LineIndex {
+    /// `starts[k]` is the byte offset where line k+1 begins; `starts[0] == 0`.
+    starts: Vec<usize>,
+}
+
+impl LineIndex {
+    pub fn new(text: &str) -> Self {
+        let mut starts = Vec::with_capacity(text.len() / 32 + 1);
+        starts.push(0);
+        starts.extend(newline_offsets(text.as_bytes()).map(|i| i + 1));
+        LineIndex { starts }
+    }
+
+    /// 1-based line and column (in characters) of a byte offset of `text` (the indexed text).
+    pub fn line_col(&self, text: &str, offset: usize) -> (usize, usize) {
+        let offset = floor_boundary(text, offset.min(text.len()));
+        // The last line start at or before `offset`; an offset just after a `\n` begins the
+        // next line, as counting newlines before it would say.
+        let line = self.starts.partition_point(|&s| s <= offset);
+        let line_start = self.starts[line - 1];
+        (line, text[line_start..offset].chars().count() + 1)
+    }
+
+    /// The source lines of a span (at most 3) with their numbers, as `str::lines` yields them
+    /// (without `\n` or `\r\n`; no empty line after a final newline).
+    fn excerpt(&self, text: &str, start: usize, end: usize) -> Vec<(usize, String)> {
+        let (first, _) = self.line_col(text, start);
+        let (last, _) = self.line_col(text, end);
+        (first..=last)
+            .take(3)
+            .map_while(|n| {
+                let s = *self.starts.get(n - 1)?;
+                if s >= text.len() {
+                    return None;
+                }
+                let l = match self.starts.get(n) {
+                    Some(&next) => {
+                        let l = &text[s..next - 1];
+                        l.strip_suffix('\r').unwrap_or(l)
+                    }
+                    None => &text[s..],
+                };
+                Some((n, l.to_string()))
+            })
+            .collect()
+    }
+}
+
+fn newline_offsets(bytes: &[u8]) -> impl Iterator<Item = usize> + '_ {
+    bytes
+        .iter()
+        .enumerate()
+        .filter(|(_, b)| **b == b'\n')
+        .map(|(i, _)| i)
+}
+
+/// 1-based line and column (in characters) of a byte offset. Builds an index: for one lookup
+/// only; [`LineIndex`] for many.
 pub fn line_col(text: &str, offset: usize) -> (usize, usize) {
-    let offset = floor_boundary(text, offset.min(text.len()));
-    let before = &text[..offset];
-    let line = before.matches('\n').count() + 1;
-    let line_start = before.rfind('\n').map(|i| i + 1).unwrap_or(0);
-    (line, text[line_start..offset].chars().count() + 1)
+    LineIndex::new(text).line_col(text, offset)
 }
 
 fn floor_boundary(text: &str, mut i: usize) -> usize {
@@ -131,18 +190,6 @@ fn floor_boundary(text: &str, mut i: usize) -> usize {
         i -= 1;
     }
     i
-}
-
-/// The source lines of a span (at most 3) with their numbers.
-fn excerpt(text: &str, start: usize, end: usize) -> Vec<(usize, String)> {
-    let (first, _) = line_col(text, start);
-    let (last, _) = line_col(text, end);
-    text.lines()
-        .enumerate()
-        .skip(first - 1)
-        .take((last - first + 1).min(3))
-        .map(|(i, l)| (i + 1, l.to_string()))
-        .collect()
 }
 
 /// rustc/ruff-style text report.
@@ -300,6 +347,54 @@ mod tests {
         assert_eq!(line_col(t, t.find('f').unwrap()), (3, 5));
     }
 
+    /// The index answers exactly what rescanning the text from the start answered.
+    #[test]
+    fn line_index_matches_a_rescan() {
+        fn rescan(text: &str, offset: usize) -> (usize, usize) {
+            let offset = floor_boundary(text, offset.min(text.len()));
+            let before = &text[..offset];
+            let line = before.matches('\n').count() + 1;
+            let line_start = before.rfind('\n').map(|i| i + 1).unwrap_or(0);
+            (line, text[line_start..offset].chars().count() + 1)
+        }
+        fn excerpt_rescan(text: &str, start: usize, end: usize) -> Vec<(usize, String)> {
+            let (first, _) = rescan(text, start);
+            let (last, _) = rescan(text, end);
+            text.lines()
+                .enumerate()
+                .skip(first - 1)
+                .take((last - first + 1).min(3))
+                .map(|(i, l)| (i + 1, l.to_string()))
+                .collect()
+        }
+        for text in [
+            "",
+            "\n",
+            "a",
+            "a\n",
+            "a\r\nb\r\n",
+            "a\r",
+            "x\n\n\ny\r\nz",
+            "é\nàb\n\t c\r\n\nlast",
+        ] {
+            let idx = LineIndex::new(text);
+            for start in 0..=text.len() + 1 {
+                assert_eq!(
+                    idx.line_col(text, start),
+                    rescan(text, start),
+                    "{text:?} {start}"
+                );
+                for end in start..=text.len() + 1 {
+                    assert_eq!(
+                        idx.excerpt(text, start, end),
+                        excerpt_rescan(text, start, end),
+                        "{text:?} {start}..{end}"
+                    );
+                }
+            }
+        }
+    }
+
     #[test]
     fn text_report_points_at_the_statement() {
         let sql = "SELECT 1;\nCREATE INDEX i ON orders (a);\n";
@@ -315,6 +410,24 @@ mod tests {
         assert!(
             r.contains("= fix: CREATE INDEX CONCURRENTLY i ON orders (a)"),
             "{r}"
+        );
+    }
+
+    /// A pg_dump file: the COPY data does not hide the CREATE INDEX after it.
+    #[test]
+    fn pg_dump_copy_data_is_skipped() {
+        let sql = "COPY public.notes (id, body) FROM stdin;\n1\tit's\n\\.\n\
+                   CREATE INDEX ix ON public.notes (body);\n";
+        let d = check_text(
+            "dump.sql",
+            sql,
+            &Policy::default(),
+            &CheckOptions::default(),
+        );
+        let rules: Vec<(&str, usize)> = d.iter().map(|d| (d.rule.as_str(), d.line)).collect();
+        assert!(
+            rules.contains(&("require-concurrent-index-creation", 4)),
+            "{rules:?}"
         );
     }
 

@@ -319,6 +319,10 @@ pub struct Cx<'a> {
     /// Statements before and after this one in the same text.
     pub earlier: &'a [AnalysedStatement],
     pub later: &'a [AnalysedStatement],
+    /// (table, columns) of every top-level CREATE INDEX of the text, collected once per text:
+    /// rules that ask "is there an index?" would otherwise walk every statement of the text
+    /// for every statement, quadratic in a 10,000-statement file.
+    pub text_indexes: &'a [(&'a ObjectName, &'a [String])],
 }
 
 impl<'a> Cx<'a> {
@@ -513,6 +517,12 @@ pub fn evaluate(
     let mut state = ScriptState::from_context(ctx);
     let mut findings = Vec::new();
     let stmts = &analysis.statements;
+    let text_indexes: Vec<(&ObjectName, &[String])> = stmts
+        .iter()
+        .filter_map(|s| s.facts())
+        .filter(|s| s.kind == crate::sql::StatementKind::CreateIndex)
+        .filter_map(|s| Some((s.table.as_ref()?, s.index_columns.as_slice())))
+        .collect();
     for (i, stmt) in stmts.iter().enumerate() {
         let before = findings.len();
         match &stmt.outcome {
@@ -524,6 +534,7 @@ pub fn evaluate(
                     thresholds,
                     earlier: &stmts[..i],
                     later: &stmts[i + 1..],
+                    text_indexes: &text_indexes,
                 };
                 check_statement(f, &cx, &mut findings);
                 // Statements read out of a DO body are checked like top-level ones.
@@ -543,6 +554,7 @@ pub fn evaluate(
                     thresholds,
                     earlier: &stmts[..i],
                     later: &stmts[i + 1..],
+                    text_indexes: &text_indexes,
                 };
                 findings.extend(lock_held_across_statements::on_dml(stmt, &cx));
             }
@@ -598,6 +610,7 @@ fn prove_rewrite(
         text: &new_text,
         earlier: &[],
         later: &[],
+        text_indexes: &[],
         ..*cx
     };
     let mut again = Vec::new();

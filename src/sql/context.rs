@@ -55,6 +55,11 @@ pub struct CatalogFacts {
 
 impl CatalogFacts {
     fn lookup<'a, T>(map: &'a HashMap<String, T>, name: &ObjectName) -> Option<&'a T> {
+        // Rules ask for sizes and indexes many times per statement; without stats (`check`
+        // without --stats) building the keys was most of the cost.
+        if map.is_empty() {
+            return None;
+        }
         map.get(&name.to_string()).or_else(|| match &name.schema {
             Some(_) => map.get(&name.name),
             None => map.get(&format!("public.{}", name.name)),

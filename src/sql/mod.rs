@@ -115,8 +115,21 @@ impl Analysis {
 /// Analyses `text` statement by statement.
 pub fn analyze(text: &str, ctx: &AnalysisContext) -> Analysis {
     let mut statements = Vec::new();
-    for raw in lexer::split(text, &ctx.lex) {
+    let mut splitter = lexer::split(text, &ctx.lex);
+    if ctx.file_mode {
+        // A file is a psql script (pg_dump output included): COPY ... FROM STDIN data up to
+        // `\.` is data, not SQL, and psql sends each statement on its own, so a
+        // `SET standard_conforming_strings` changes how the statements after it lex.
+        splitter = splitter.psql_script();
+    }
+    while let Some(raw) = splitter.next() {
+        if ctx.file_mode {
+            if let Some(on) = standard_conforming_strings(text, &raw, ctx) {
+                splitter.set_standard_conforming_strings(on);
+            }
+        }
         let span = raw.span.clone();
+        let unterminated_copy = ctx.file_mode && raw.copy_from_stdin;
         let outcome = classify(text, &raw, ctx);
         match outcome {
             Classified::Done(outcome) => statements.push(AnalysedStatement { span, outcome }),
@@ -143,8 +156,32 @@ pub fn analyze(text: &str, ctx: &AnalysisContext) -> Analysis {
                 }),
             },
         }
+        if unterminated_copy {
+            if let Some(data) = unterminated_copy_data(text, raw.span.end) {
+                // psql would read the rest of the file as COPY data: nothing after it runs as
+                // SQL. Say so loudly instead of silently checking nothing.
+                statements.push(AnalysedStatement {
+                    span: data,
+                    outcome: Outcome::Unanalysable(Unanalysable::Unterminated),
+                });
+            }
+        }
     }
     Analysis { statements }
+}
+
+/// In a psql script, the COPY FROM STDIN data after the statement ending at `stmt_end` (before
+/// its `;`) when no line `\.` ends it and it holds more than whitespace: its range, up to the
+/// end of the text. The data starts on the line after the `;`, as in the lexer.
+fn unterminated_copy_data(text: &str, stmt_end: usize) -> Option<Range<usize>> {
+    let rest = text.get(stmt_end..)?;
+    let semi = stmt_end + rest.find(';')?;
+    let start = semi + text.get(semi..)?.find('\n')? + 1;
+    let data = text.get(start..)?;
+    let terminated = data
+        .split('\n')
+        .any(|l| l.strip_suffix('\r').unwrap_or(l) == "\\.");
+    (!terminated && !data.trim().is_empty()).then_some(start..text.len())
 }
 
 enum Classified {
@@ -155,8 +192,14 @@ enum Classified {
 /// The single place that reads the prefilter's verdict. Transaction and SET statements are
 /// parsed too: they are short, and the rules need their facts (BEGIN/COMMIT, timeouts).
 fn classify(text: &str, raw: &lexer::RawStatement, ctx: &AnalysisContext) -> Classified {
-    if let Some(u) = raw.unanalysable {
-        return Classified::Done(Outcome::Unanalysable(u));
+    match raw.unanalysable {
+        // The length and depth bounds only guard the parser, which DML never reaches: the
+        // class of a 2 MB bulk INSERT is still exact.
+        Some(Unanalysable::TooLong | Unanalysable::TooDeep) if raw.class == StatementClass::Dml => {
+            return Classified::Done(Outcome::Dml)
+        }
+        Some(u) => return Classified::Done(Outcome::Unanalysable(u)),
+        None => {}
     }
     match raw.class {
         StatementClass::Empty => return Classified::Done(Outcome::Empty),
@@ -179,6 +222,37 @@ fn classify(text: &str, raw: &lexer::RawStatement, ctx: &AnalysisContext) -> Cla
         return Classified::Done(Outcome::Unanalysable(Unanalysable::TooDeep));
     }
     Classified::Parse
+}
+
+/// The new value of `standard_conforming_strings` when `raw` sets it in a psql script
+/// (`SET [SESSION|LOCAL] standard_conforming_strings {TO|=} on|off`, `RESET`, `RESET ALL`).
+/// pg_dump writes `SET standard_conforming_strings = on;` at the top of every dump.
+fn standard_conforming_strings(
+    text: &str,
+    raw: &lexer::RawStatement,
+    ctx: &AnalysisContext,
+) -> Option<bool> {
+    use lexer::SetKind;
+    let set = raw.set.as_ref()?;
+    let default = ctx.lex.standard_conforming_strings;
+    match set.kind {
+        SetKind::ResetAll => Some(default),
+        SetKind::Reset if set.name_is(text, "standard_conforming_strings") => Some(default),
+        SetKind::Session | SetKind::Local if set.name_is(text, "standard_conforming_strings") => {
+            let v = set
+                .value(text)
+                .trim()
+                .trim_matches('\'')
+                .to_ascii_lowercase();
+            match v.as_str() {
+                "on" | "true" | "yes" | "1" => Some(true),
+                "off" | "false" | "no" | "0" => Some(false),
+                "default" => Some(default),
+                _ => None,
+            }
+        }
+        _ => None,
+    }
 }
 
 fn bracket_depth(s: &str) -> usize {
@@ -299,10 +373,140 @@ mod tests {
         // The placeholder lexer classifies everything as DDL: the depth cap must still hold.
         let a = analyze(&sql, &AnalysisContext::default());
         assert_eq!(a.statements.len(), 1);
-        assert!(matches!(
-            a.statements[0].outcome,
-            Outcome::Unanalysable(Unanalysable::TooDeep) | Outcome::Dml
-        ));
+        assert_eq!(a.statements[0].outcome, Outcome::Dml);
+    }
+
+    #[test]
+    fn dml_beyond_the_parser_bounds_is_still_dml() {
+        let ctx = AnalysisContext::default();
+        let rows = vec!["(1, 'x; y')"; 200_000].join(", ");
+        let insert = format!("INSERT INTO t (a, b) VALUES {rows}");
+        assert!(insert.len() > ctx.lex.max_statement_len);
+        let deep = format!("SELECT {}1{}", "(".repeat(100_000), ")".repeat(100_000));
+        for sql in [insert, deep] {
+            let a = analyze(&sql, &ctx);
+            assert_eq!(a.statements.len(), 1);
+            assert_eq!(a.statements[0].outcome, Outcome::Dml);
+        }
+        // DDL beyond the bounds still never reaches the parser.
+        let ddl = format!(
+            "CREATE VIEW v AS SELECT {}1{}",
+            "(".repeat(100_000),
+            ")".repeat(100_000)
+        );
+        assert_eq!(
+            analyze(&ddl, &ctx).statements[0].outcome,
+            Outcome::Unanalysable(Unanalysable::TooDeep)
+        );
+    }
+
+    /// pg_dump output: the COPY data (an apostrophe, a `;`) is not SQL in a file, and the
+    /// statements after `\.` are analysed. The proxy (not file mode) never sees such data in a
+    /// query string.
+    #[test]
+    fn files_are_read_as_psql_scripts() {
+        let sql = "SET standard_conforming_strings = on;\n\
+                   COPY public.notes (id, body) FROM stdin;\n\
+                   1\tit's; done\n\
+                   2\t\\N\n\
+                   \\.\n\n\
+                   CREATE INDEX ix_notes_body ON public.notes (body);\n";
+        let file = AnalysisContext {
+            file_mode: true,
+            ..AnalysisContext::default()
+        };
+        let a = analyze(sql, &file);
+        let kinds: Vec<String> = a
+            .statements
+            .iter()
+            .filter(|s| s.outcome != Outcome::Empty)
+            .map(|s| match &s.outcome {
+                Outcome::Facts(f) => format!("{:?}", f.kind),
+                other => format!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(kinds, vec!["Set", "Dml", "CreateIndex"]);
+        assert!(
+            a.statements
+                .iter()
+                .all(|s| !matches!(s.outcome, Outcome::Unanalysable(_) | Outcome::ParseError(_))),
+            "{kinds:?}"
+        );
+        // As one query string the apostrophe opens a string that swallows the CREATE INDEX.
+        let wire = analyze(sql, &AnalysisContext::default());
+        assert!(!wire.statements.iter().any(|s| s
+            .facts()
+            .is_some_and(|f| f.kind == StatementKind::CreateIndex)));
+    }
+
+    /// COPY data without its `\.` line swallows the rest of a psql script: reported, not
+    /// silently skipped.
+    #[test]
+    fn unterminated_copy_data_is_unanalysable() {
+        let sql = "COPY t (a) FROM stdin;\n1\nCREATE INDEX i ON t (a);\n";
+        let file = AnalysisContext {
+            file_mode: true,
+            ..AnalysisContext::default()
+        };
+        let a = analyze(sql, &file);
+        let last = a
+            .statements
+            .last()
+            .map(|s| (&sql[s.span.clone()], &s.outcome));
+        assert_eq!(
+            last,
+            Some((
+                "1\nCREATE INDEX i ON t (a);\n",
+                &Outcome::Unanalysable(Unanalysable::Unterminated)
+            )),
+            "{:?}",
+            a.statements
+        );
+        // Terminated or empty data is fine.
+        for ok in [
+            "COPY t (a) FROM stdin;\n1\n\\.\n",
+            "COPY t (a) FROM stdin;\n",
+        ] {
+            let a = analyze(ok, &file);
+            assert!(
+                a.statements
+                    .iter()
+                    .all(|s| matches!(s.outcome, Outcome::Dml | Outcome::Empty)
+                        || s.facts().is_some()),
+                "{ok:?}: {:?}",
+                a.statements
+            );
+        }
+    }
+
+    /// psql sends each statement on its own: after `SET standard_conforming_strings = off` a
+    /// backslash escapes the quote in the statements that follow.
+    #[test]
+    fn psql_scripts_follow_standard_conforming_strings() {
+        let sql = "SET standard_conforming_strings = off;\n\
+                   INSERT INTO t VALUES ('a\\'; b');\n\
+                   CREATE INDEX i ON t (a);\n\
+                   RESET standard_conforming_strings;\n\
+                   INSERT INTO t VALUES ('c\\');\n\
+                   CREATE INDEX j ON t (a);\n";
+        let file = AnalysisContext {
+            file_mode: true,
+            ..AnalysisContext::default()
+        };
+        let a = analyze(sql, &file);
+        let indexes: Vec<&str> = a
+            .statements
+            .iter()
+            .filter_map(|s| s.facts())
+            .filter(|f| f.kind == StatementKind::CreateIndex)
+            .map(|f| &sql[f.span.clone()])
+            .collect();
+        assert_eq!(
+            indexes,
+            vec!["CREATE INDEX i ON t (a)", "CREATE INDEX j ON t (a)"],
+            "{:?}",
+            a.statements
+        );
     }
 
     #[test]
