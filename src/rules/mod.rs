@@ -58,6 +58,8 @@ pub enum Sizing {
     Fixed,
 }
 
+mod timeouts;
+
 macro_rules! rules {
     ($( $variant:ident, $module:ident, $id:literal, $action:ident, $sizing:ident, $summary:literal; )*) => {
         $( pub mod $module; )*

@@ -24,35 +24,7 @@ No text rewrite here; the proxy will inject the setting for the statement class 
 "#;
 
 pub fn check(f: &StatementFacts, cx: &Cx<'_>, out: &mut Vec<Finding>) {
-    let current = cx.state.timeouts.statement_timeout_ms;
-    if current.is_some_and(|ms| ms > 0) || cx.state.spoken.contains(&Rule::RequireStatementTimeout.id()) {
-        return;
-    }
-    let Some((table, mode)) = f
-        .locks
-        .iter()
-        .filter(|(t, m)| m.blocks_writes() && !cx.state.is_new(t))
-        .max_by_key(|(_, m)| *m)
-    else {
-        return;
-    };
-    let state = if current == Some(0) { "0 (off)" } else { "not set" };
-    out.push(
-        Finding::new(
-            Rule::RequireStatementTimeout,
-            f,
-            format!(
-                "{} needs the {mode} lock on {} with statement_timeout {state}: \
-                 while it waits, every query on {table} queues behind it (reported once until statement_timeout is set)",
-                f.kind.label(),
-                cx.describe(table)
-            ),
-                            "SET statement_timeout = '2s' before the statement (SET LOCAL inside a transaction) and \
-                 retry on timeout."
-                .to_string(),
-        )
-        .lock(Some(*mode)),
-    );
+    super::timeouts::check(super::timeouts::Timeout::Statement, f, cx, out);
 }
 
 #[cfg(test)]
