@@ -95,7 +95,9 @@ as_pg pgbouncer "$WORK/pgbouncer.ini" >/dev/null 2>&1 &
 PIDS+=($!)
 
 echo "== pgwarden on 127.0.0.1:$WARDEN_PORT"
-"$PGWARDEN" serve --listen "127.0.0.1:$WARDEN_PORT" --upstream "127.0.0.1:$PGPORT_" >"$WORK/pgwarden.log" 2>&1 &
+# Default configuration (enforce mode, audit log on): run from $WORK so the audit log's default
+# relative path lands there.
+(cd "$WORK" && exec "$PGWARDEN" serve --listen "127.0.0.1:$WARDEN_PORT" --upstream "127.0.0.1:$PGPORT_") >"$WORK/pgwarden.log" 2>&1 &
 WARDEN_PID=$!
 PIDS+=($WARDEN_PID)
 
