@@ -2,55 +2,12 @@
 //! fails), redaction, an unwritable log, and `kill -9` of pgwarden in the middle of DDL.
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
+use common::alembic::{alembic, project};
 use common::*;
 use serde_json::Value;
-
-fn project_dir() -> PathBuf {
-    repo_root().join("tests/alembic_project")
-}
-
-/// The Alembic project in a temp dir, optionally with one extra revision from `unsafe/` (used
-/// as written: the audit tests take templates without a TABLE placeholder).
-fn project(extra: Option<&str>) -> tempfile::TempDir {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let src = project_dir();
-    for f in ["alembic.ini", "env.py", "script.py.mako"] {
-        std::fs::copy(src.join(f), dir.path().join(f)).expect("copy");
-    }
-    let versions = dir.path().join("versions");
-    std::fs::create_dir(&versions).expect("mkdir");
-    for e in std::fs::read_dir(src.join("versions")).expect("versions") {
-        let e = e.expect("entry");
-        std::fs::copy(e.path(), versions.join(e.file_name())).expect("copy revision");
-    }
-    if let Some(name) = extra {
-        let text = std::fs::read_to_string(src.join("unsafe").join(format!("{name}.py")))
-            .expect("template");
-        std::fs::write(versions.join(format!("{name}.py")), text).expect("write revision");
-    }
-    dir
-}
-
-fn alembic_with(project: &Path, conn: &ConnInfo, driver: &str) -> CmdOutput {
-    let url = conn
-        .url()
-        .replacen("postgresql://", &format!("postgresql+{driver}://"), 1);
-    // asyncpg takes no libpq sslmode parameter.
-    let url = match driver {
-        "asyncpg" => url.split('?').next().unwrap_or(&url).to_string(),
-        _ => url,
-    };
-    let mut cmd = std::process::Command::new(python());
-    cmd.args(["-m", "alembic", "-c"])
-        .arg(project.join("alembic.ini"))
-        .args(["upgrade", "head"])
-        .current_dir(project)
-        .env("PGWARDEN_TEST_URL", url);
-    run_cmd(cmd, None, Duration::from_secs(300))
-}
 
 /// A database with the small setup (the audit tests need no million rows).
 fn database(tag: &str) -> String {
@@ -107,8 +64,8 @@ fn audited_alembic_run(driver: &str) {
     let log = dir.path().join("audit.jsonl");
     let px = proxy_with_audit(&log, "");
     let conn = c.conn(&db).with_port(px.port());
-    alembic_with(project(None).path(), &conn, driver).assert_success();
-    let failing = alembic_with(project(Some("u_failing")).path(), &conn, driver);
+    alembic(project(None, None).path(), &conn, driver).assert_success();
+    let failing = alembic(project(Some("u_failing"), None).path(), &conn, driver);
     failing.assert_failure();
 
     let recs = records(&log);

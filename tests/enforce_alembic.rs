@@ -3,10 +3,10 @@
 //! (`events`) and a 300-row one (`accounts`).
 mod common;
 
-use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::Duration;
 
+use common::alembic::{alembic, project, project_dir};
 use common::*;
 
 const DRIVERS: [&str; 3] = ["psycopg2", "psycopg", "asyncpg"];
@@ -41,58 +41,6 @@ fn fresh(tag: &str) -> String {
 }
 
 static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-
-fn project_dir() -> PathBuf {
-    repo_root().join("tests/alembic_project")
-}
-
-/// A copy of the Alembic project, optionally with one unsafe revision added on `table`.
-fn project(unsafe_rev: Option<(&str, &str)>) -> tempfile::TempDir {
-    let dir = tempfile::Builder::new()
-        .prefix("pgwarden-alembic-")
-        .tempdir()
-        .expect("tempdir");
-    let src = project_dir();
-    for f in ["alembic.ini", "env.py", "script.py.mako"] {
-        std::fs::copy(src.join(f), dir.path().join(f)).expect("copy project file");
-    }
-    let versions = dir.path().join("versions");
-    std::fs::create_dir(&versions).expect("mkdir versions");
-    for e in std::fs::read_dir(src.join("versions")).expect("read versions") {
-        let e = e.expect("entry");
-        std::fs::copy(e.path(), versions.join(e.file_name())).expect("copy revision");
-    }
-    if let Some((name, table)) = unsafe_rev {
-        let text = std::fs::read_to_string(src.join("unsafe").join(format!("{name}.py")))
-            .expect("unsafe template");
-        std::fs::write(
-            versions.join(format!("{name}.py")),
-            text.replace("TABLE", table),
-        )
-        .expect("write unsafe revision");
-    }
-    dir
-}
-
-/// `alembic upgrade head` in `project` against `conn` with `driver`.
-fn alembic(project: &Path, conn: &ConnInfo, driver: &str) -> CmdOutput {
-    let url = conn
-        .url()
-        .replacen("postgresql://", &format!("postgresql+{driver}://"), 1);
-    // asyncpg takes no libpq sslmode parameter.
-    let url = match driver {
-        "asyncpg" => url.split('?').next().unwrap_or(&url).to_string(),
-        _ => url,
-    };
-    let mut cmd = std::process::Command::new(python());
-    cmd.args(["-m", "alembic", "-c"])
-        .arg(project.join("alembic.ini"))
-        .args(["upgrade", "head"])
-        .current_dir(project)
-        .env("PGWARDEN_TEST_URL", url)
-        .env("PYTHONUNBUFFERED", "1");
-    run_cmd(cmd, None, Duration::from_secs(300))
-}
 
 /// Schema of `db` as pg_dump prints it, plus the Alembic revision.
 fn schema(db: &str) -> String {
@@ -133,7 +81,7 @@ fn proxy(policy: &str) -> (ProxyProcess, tempfile::TempDir) {
 fn safe_revisions_apply_like_a_direct_run_with_every_driver() {
     let c = Cluster::shared();
     let direct_db = fresh("safe_direct");
-    let p = project(None);
+    let p = project(None, None);
     alembic(p.path(), &c.conn(&direct_db), "psycopg2").assert_success();
     let expected = schema(&direct_db);
     assert!(expected.contains("alembic_version: s06"), "{expected}");
@@ -180,10 +128,10 @@ fn unsafe_revisions_on_the_big_table_are_refused_and_change_nothing() {
     for driver in DRIVERS {
         let db = fresh(&format!("unsafe_{driver}"));
         let conn = c.conn(&db).with_port(px.port());
-        alembic(project(None).path(), &conn, driver).assert_success();
+        alembic(project(None, None).path(), &conn, driver).assert_success();
         let before = schema(&db);
         for (rev, rule, recipe) in cases {
-            let out = alembic(project(Some((rev, "events"))).path(), &conn, driver);
+            let out = alembic(project(Some(rev), Some("events")).path(), &conn, driver);
             let text = format!("{}\n{}", out.stdout, out.stderr);
             assert!(
                 !out.status.success(),
@@ -231,8 +179,12 @@ fn unsafe_revisions_on_the_small_table_follow_the_policy() {
     ] {
         let db = fresh(&format!("small_{rev}"));
         let conn = c.conn(&db).with_port(px.port());
-        alembic(project(None).path(), &conn, "psycopg2").assert_success();
-        let out = alembic(project(Some((rev, "accounts"))).path(), &conn, "psycopg2");
+        alembic(project(None, None).path(), &conn, "psycopg2").assert_success();
+        let out = alembic(
+            project(Some(rev), Some("accounts")).path(),
+            &conn,
+            "psycopg2",
+        );
         assert_eq!(
             out.status.success(),
             applies,
@@ -255,9 +207,9 @@ fn create_index_outside_a_transaction_is_rewritten_to_concurrently() {
     for driver in DRIVERS {
         let db = fresh(&format!("rewrite_{driver}"));
         let conn = c.conn(&db).with_port(px.port());
-        alembic(project(None).path(), &conn, driver).assert_success();
+        alembic(project(None, None).path(), &conn, driver).assert_success();
         let out = alembic(
-            project(Some(("u_index_autocommit", "events"))).path(),
+            project(Some("u_index_autocommit"), Some("events")).path(),
             &conn,
             driver,
         );
@@ -310,9 +262,9 @@ fn dry_run_forwards_everything_and_logs_what_it_would_do() {
     let db = fresh("dryrun");
     let (px, _audit) = proxy("mode = \"dry-run\"");
     let conn = c.conn(&db).with_port(px.port());
-    alembic(project(None).path(), &conn, "psycopg2").assert_success();
+    alembic(project(None, None).path(), &conn, "psycopg2").assert_success();
     let out = alembic(
-        project(Some(("u_drop_column", "events"))).path(),
+        project(Some("u_drop_column"), Some("events")).path(),
         &conn,
         "psycopg2",
     );

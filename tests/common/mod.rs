@@ -16,6 +16,8 @@
 // Each test binary uses a different subset of these helpers; unused ones are not a defect there.
 #![allow(dead_code)]
 
+pub mod alembic;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::unix::fs::MetadataExt;
