@@ -14,6 +14,12 @@ cargo clippy --all-targets -- -D warnings
 echo "== cargo test"
 # Build first so no test's time limit is spent compiling.
 cargo test --all-targets --no-run
-# --all-targets leaves out doc tests: run them first, so the log ends with the main suite.
+# Doc tests and the benches (run once each as a smoke test) first, so the log ends with the
+# main suite and its totals.
 cargo test --doc
-cargo test --all-targets
+cargo test --benches
+log="$(mktemp)"
+trap 'rm -f "$log"' EXIT
+cargo test --lib --bins --tests 2>&1 | tee "$log"
+# One closing line over every test binary.
+awk '/^test result:/ { p += $4; f += $6 } END { printf "%d passed, %d failed\n", p, f }' "$log"
