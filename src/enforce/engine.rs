@@ -45,8 +45,6 @@ fn session_lex_options() -> LexOptions {
 pub struct Situation {
     /// From the last ReadyForQuery.
     pub tx_status: TxStatus,
-    /// The text arrived as a simple Query (false: a Parse).
-    pub simple: bool,
     /// `standard_conforming_strings` as the server reported it.
     pub standard_conforming_strings: bool,
     /// The client encoding is UTF-8 (else non-ASCII text cannot be trusted).
@@ -420,7 +418,6 @@ mod tests {
     fn situation(tx: TxStatus) -> Situation {
         Situation {
             tx_status: tx,
-            simple: true,
             standard_conforming_strings: true,
             utf8: true,
         }

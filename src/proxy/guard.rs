@@ -61,14 +61,14 @@ impl Guard {
     }
 
     /// Brings the enforcer up to date with the session and analyses `sql`.
-    pub(crate) fn prepare(&mut self, sql: &str, simple: bool, snap: Snapshot<'_>) -> Prepared {
+    pub(crate) fn prepare(&mut self, sql: &str, snap: Snapshot<'_>) -> Prepared {
         if snap.idle_epoch != self.epoch {
             self.epoch = snap.idle_epoch;
             self.enforcer.ready_for_query(TxStatus::Idle);
         }
         self.enforcer.ready_for_query(snap.tx_status);
         self.enforcer.set_server_version(snap.server_version);
-        self.enforcer.prepare(sql, situation(simple, snap))
+        self.enforcer.prepare(sql, situation(snap))
     }
 
     /// Decides on a prepared text, logs the decision, and queues warnings for the client.
@@ -77,13 +77,10 @@ impl Guard {
         sql: &str,
         prepared: Prepared,
         facts: Result<&LiveFacts, &str>,
-        simple: bool,
         snap: Snapshot<'_>,
         outbox: &mut BytesMut,
     ) -> Decided {
-        let e = self
-            .enforcer
-            .decide(sql, prepared, facts, situation(simple, snap));
+        let e = self.enforcer.decide(sql, prepared, facts, situation(snap));
         self.log(sql, &e);
         // Dry-run forwards everything unchanged, notices included: its findings go to the log
         // (and the audit log) only.
@@ -190,11 +187,10 @@ impl Guard {
     }
 }
 
-fn situation(simple: bool, snap: Snapshot<'_>) -> Situation {
+fn situation(snap: Snapshot<'_>) -> Situation {
     let enc = snap.client_encoding.to_ascii_uppercase();
     Situation {
         tx_status: snap.tx_status,
-        simple,
         standard_conforming_strings: snap.standard_conforming_strings,
         // Before the server reported it, the client encoding is the database default; treat
         // an unknown one as UTF-8 only if the text is valid UTF-8 (the caller checks).

@@ -1020,13 +1020,12 @@ async fn decide_held(
     buf: &BytesMut,
 ) -> Result<(), SessionError> {
     let (sql, parse_name) = held_text(buf).map_err(SessionError::ClientProtocol)?;
-    let simple = parse_name.is_none();
     let Some(guard) = side.guard.as_mut() else {
         side.decided = Some(None);
         return Ok(());
     };
     let snap_owned = snapshot(state);
-    let prepared = guard.prepare(&sql, simple, snap_owned.view());
+    let prepared = guard.prepare(&sql, snap_owned.view());
     let facts: Result<LiveFacts, String> = match &prepared.lookup {
         None => Err("no catalog facts needed".into()),
         Some(_) if snap_owned.tx_status == TxStatus::Failed => {
@@ -1044,7 +1043,6 @@ async fn decide_held(
         &sql,
         prepared,
         facts.as_ref().map_err(String::as_str),
-        simple,
         snap_owned.view(),
         &mut outbox,
     );
