@@ -160,7 +160,11 @@ fn item(scs: bool) -> BoxedStrategy<String> {
         "E'([a-z; \"$*/-]|''|\\\\\\\\|\\\\'|\\\\n){0,6}'".boxed(),
         "\\$\\$[a-z; '\"*/\\\\-]{0,6}\\$\\$".boxed(),
         "\\$q\\$[a-z; '\"$*/\\\\-]{0,6}\\$q\\$"
-            .prop_filter("no early close", |s| !s[3..s.len() - 3].contains("$q$"))
+            // The first `$q$` after the opening one must be the closing one: content ending in `$q`
+            // would close early together with the tag's first characters (`$q$$q$q$`).
+            .prop_filter("no early close", |s| {
+                s[3..].find("$q$") == Some(s.len() - 6)
+            })
             .boxed(),
         "[0-9]{1,3}(\\.[0-9]{1,2})?".boxed(),
         "B'[01]{0,6}'".boxed(),
