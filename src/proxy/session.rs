@@ -44,18 +44,24 @@ use tokio::sync::{oneshot, watch, Notify, OwnedSemaphorePermit};
 use tokio::time::{sleep_until, Instant};
 use tracing::{debug, info, warn};
 
-use super::guard::{Decided, Guard, Snapshot};
+use super::guard::{Guard, Snapshot};
 use super::hook::{ProtocolPath, SessionView, TxStatus, Verdict};
 use super::stream::{split, Conn, ReadHalf, WriteHalf};
 use super::{upstream, Shared};
-use crate::audit::record::{Record, StatementRecord, TableSize};
-use crate::audit::{AuditSession, SessionInfo, StatementResult};
+use crate::audit::record::StatementRecord;
+use crate::audit::AuditSession;
 use crate::enforce::engine::needs_attention;
 use crate::enforce::lookup::{self, LiveFacts, LookupError, ReplyReader, Step};
 use crate::protocol::errors::{self, PgError};
 use crate::protocol::frame::{check_header, Origin};
 use crate::protocol::startup::{check_startup, parse_startup, StartupMessage, StartupRequest};
 use crate::protocol::{auth, backend, frontend, negotiate, ProtocolError};
+
+mod audit;
+use audit::{
+    audit_answer, audit_held_bind, audit_query, audit_request, start_audit, write_statement_record,
+    AuditEntry, AuditTemplate,
+};
 
 /// Initial capacity of each direction's read buffer. Small, because most sessions sit idle
 /// and only touched pages count; a buffer that a read fills is doubled (up to
@@ -94,28 +100,6 @@ struct State {
     audit_queue: std::collections::VecDeque<AuditEntry>,
     /// An audited statement's transaction has not ended yet: follow every request's answers.
     audit_watch: bool,
-}
-
-/// What the audit log needs to record a prepared DDL statement each time it runs.
-struct AuditTemplate {
-    sql: String,
-    decided: Decided,
-    injected: Vec<String>,
-}
-
-/// One client request the audit log follows to its ReadyForQuery.
-struct AuditEntry {
-    /// The audited statement's `seq` (0: none).
-    seq: u64,
-    /// The audited statement of this request (its record is already on disk); handed to the
-    /// audit session at the request's first answer.
-    record: Option<StatementRecord>,
-    /// Statement texts of a simple Query, in order: each CommandComplete answers the next.
-    texts: std::collections::VecDeque<String>,
-    /// When the request was forwarded: the audited statement's duration starts here.
-    sent: std::time::Instant,
-    /// Migration bookkeeping of an extended-protocol request: text and Bind values.
-    dml: Vec<(String, Vec<Option<String>>)>,
 }
 
 /// An injected lookup in flight (DESIGN.md decision 7).
@@ -810,157 +794,6 @@ fn scan_client(
     Ok(out)
 }
 
-/// A simple Query joins the audit queue (with its statements' texts) while the log follows
-/// the session, or when it carries the audited statement.
-fn audit_query(st: &mut State, side: &mut ClientSide, sql: &[u8]) {
-    let record = side.audit_record.take();
-    if record.is_none() && !st.audit_watch {
-        return;
-    }
-    let text = String::from_utf8_lossy(sql);
-    let opts = crate::sql::lexer::LexOptions {
-        standard_conforming_strings: st.standard_conforming_strings,
-        ..crate::sql::AnalysisContext::default().lex
-    };
-    let texts = crate::sql::lexer::split(&text, &opts)
-        .filter(|r| r.class != crate::sql::lexer::StatementClass::Empty)
-        .filter_map(|r| text.get(r.span).map(str::to_owned))
-        .collect();
-    audit_request(st, record, texts, Vec::new());
-}
-
-/// Queues one request for the audit log's server-side bookkeeping.
-fn audit_request(
-    st: &mut State,
-    record: Option<StatementRecord>,
-    texts: std::collections::VecDeque<String>,
-    dml: Vec<(String, Vec<Option<String>>)>,
-) {
-    if record.is_none() && !st.audit_watch {
-        return;
-    }
-    st.audit_watch = true;
-    let seq = record.as_ref().map_or(0, |r| r.seq);
-    st.audit_queue.push_back(AuditEntry {
-        seq,
-        record,
-        texts,
-        sent: std::time::Instant::now(),
-        dml,
-    });
-}
-
-/// Starts the session's audit trail at its first ReadyForQuery (the server pid is known).
-fn start_audit(ctx: &Ctx, state: &Mutex<State>) -> AuditSession {
-    let st = lock(state);
-    let mut a = AuditSession::start(
-        &ctx.shared.audit,
-        ctx.id,
-        SessionInfo {
-            client_addr: ctx.peer.to_string(),
-            user: ctx.user.clone(),
-            database: ctx.database.clone(),
-            application_name: st.application_name.clone(),
-            server_pid: Some(st.backend_pid),
-            tls: ctx.client_tls,
-        },
-    );
-    a.set_standard_conforming_strings(st.standard_conforming_strings);
-    a
-}
-
-/// The audit log's turn on the answer at the front of `buf` (CommandComplete, ErrorResponse
-/// or ReadyForQuery of a followed request): outcome and fate records are written before the
-/// client sees the answer.
-async fn audit_answer(state: &Mutex<State>, audit: &mut Option<AuditSession>, buf: &[u8]) {
-    let Some((&tag, rest)) = buf.split_first() else {
-        return;
-    };
-    let len = rest
-        .get(..4)
-        .and_then(|b| <[u8; 4]>::try_from(b).ok())
-        .map_or(0, |b| u32::from_be_bytes(b) as usize);
-    let Some(body) = rest.get(4..len) else { return };
-    let (seq, record, text, dml) = {
-        let mut st = lock(state);
-        let Some(head) = st.audit_queue.front_mut() else {
-            return;
-        };
-        let text = if tag == b'Z' {
-            None
-        } else {
-            head.texts.pop_front()
-        };
-        let dml = std::mem::take(&mut head.dml);
-        (
-            head.seq,
-            head.record.take().map(|r| (r, head.sent)),
-            text,
-            dml,
-        )
-    };
-    let Some(a) = audit.as_mut() else {
-        if tag == b'Z' {
-            lock(state).audit_queue.pop_front();
-        }
-        return;
-    };
-    if let Some((rec, sent)) = record {
-        a.seen(rec.decision);
-        a.forwarded(rec, sent);
-    }
-    for (sql, params) in &dml {
-        let values: Vec<Option<&str>> = params.iter().map(|v| v.as_deref()).collect();
-        a.dml(sql, &values);
-    }
-    let sql = text.as_deref().unwrap_or("");
-    match tag {
-        b'C' => {
-            let tag = backend::decode_command_complete(body)
-                .map(|t| String::from_utf8_lossy(t).into_owned())
-                .unwrap_or_default();
-            if !sql.is_empty() {
-                a.dml(sql, &[]);
-            }
-            let _ = a
-                .completed(seq, sql, StatementResult::Ok { tag: &tag })
-                .await;
-        }
-        b'E' => {
-            let (code, message) = match backend::decode_error(body) {
-                Ok(e) => (
-                    String::from_utf8_lossy(e.code).into_owned(),
-                    String::from_utf8_lossy(e.message).into_owned(),
-                ),
-                Err(_) => (String::new(), String::new()),
-            };
-            let _ = a
-                .completed(
-                    seq,
-                    sql,
-                    StatementResult::Error {
-                        sqlstate: &code,
-                        message: &message,
-                    },
-                )
-                .await;
-        }
-        _ => {
-            let status = match backend::decode_ready_for_query(body) {
-                Ok(b'T') => TxStatus::InTransaction,
-                Ok(b'E') => TxStatus::Failed,
-                _ => TxStatus::Idle,
-            };
-            let _ = a.ready_for_query(status).await;
-            let mut st = lock(state);
-            st.audit_queue.pop_front();
-            if st.audit_queue.is_empty() && status == TxStatus::Idle {
-                st.audit_watch = false;
-            }
-        }
-    }
-}
-
 /// What [`inspect`] found for one statement text.
 enum Inspected {
     /// Forward (`None`) or send this text instead.
@@ -1089,75 +922,6 @@ async fn decide_held(
     Ok(())
 }
 
-/// The audit log's turn on a Bind of a prepared DDL statement (the statement runs in this
-/// request): its record is written before the Bind is forwarded. If it cannot be written the
-/// session is closed: the Parse is already on the server, and only ending the connection keeps
-/// the statement from running unaudited.
-async fn audit_held_bind(
-    ctx: &Ctx,
-    state: &Mutex<State>,
-    side: &mut ClientSide,
-    buf: &BytesMut,
-) -> Result<(), SessionError> {
-    let name = held_bind_statement(buf).map_err(SessionError::ClientProtocol)?;
-    side.bind_audited = true;
-    let Some(t) = side.ddl_statements.get(&name) else {
-        return Ok(());
-    };
-    let (sql, decided, injected) = (t.sql.clone(), t.decided.clone(), t.injected.clone());
-    if !lock(state).audit_watch {
-        wait_answered(ctx, state).await;
-    }
-    let snap = snapshot(state);
-    match write_statement_record(ctx, side, &sql, &decided, injected, &snap).await {
-        Ok(rec) => {
-            side.request_record = Some(rec);
-            Ok(())
-        }
-        Err(e) => Err(SessionError::Audit(e.to_string())),
-    }
-}
-
-/// Writes the `statement` record of a held statement and returns it (DESIGN.md: DDL must
-/// not run unaudited). `Err` = the record is not on disk.
-async fn write_statement_record(
-    ctx: &Ctx,
-    side: &mut ClientSide,
-    sql: &str,
-    decided: &Decided,
-    injected: Vec<String>,
-    snap: &OwnedSnapshot,
-) -> Result<StatementRecord, crate::audit::AuditError> {
-    side.audit_seq += 1;
-    let mut rec = StatementRecord::new(
-        &ctx.audit_id,
-        side.audit_seq,
-        snap.tx_status,
-        sql,
-        snap.standard_conforming_strings,
-        decided.decision,
-    );
-    rec.rules = decided.rules.clone();
-    rec.injected = injected;
-    rec.table_sizes = decided
-        .sizes
-        .iter()
-        .map(|(t, rows, bytes)| TableSize {
-            table: t.clone(),
-            rows: i64::try_from(*rows).ok(),
-            bytes: i64::try_from(*bytes).ok(),
-        })
-        .collect();
-    if let Some(sent) = &decided.replace {
-        rec = rec.with_rewritten(sent, snap.standard_conforming_strings);
-    }
-    ctx.shared
-        .audit
-        .ddl(&Record::Statement(rec.clone()))
-        .await?;
-    Ok(rec)
-}
-
 /// Waits until every client request sent so far has been answered.
 async fn wait_answered(ctx: &Ctx, state: &Mutex<State>) {
     loop {
@@ -1174,16 +938,22 @@ async fn wait_answered(ctx: &Ctx, state: &Mutex<State>) {
     }
 }
 
-/// The statement text of the Query/Parse frame at the front of `buf`, and whether it is a Query.
-fn held_text(buf: &[u8]) -> Result<(String, Option<Vec<u8>>), ProtocolError> {
+/// The body of the complete frame at the front of `buf` (the scan stopped there with the
+/// whole frame buffered).
+fn held_body(buf: &[u8]) -> Result<&[u8], ProtocolError> {
     let len = buf
         .get(1..5)
         .and_then(|b| <[u8; 4]>::try_from(b).ok())
         .map(|b| u32::from_be_bytes(b) as usize + 1)
         .unwrap_or(0);
-    let body = buf
-        .get(5..len)
-        .ok_or_else(|| ProtocolError::malformed("held statement", "frame not complete"))?;
+    buf.get(5..len)
+        .ok_or_else(|| ProtocolError::malformed("held frame", "frame not complete"))
+}
+
+/// The statement text of the Query/Parse frame at the front of `buf`, and the Parse's
+/// statement name (`None` for a Query).
+fn held_text(buf: &[u8]) -> Result<(String, Option<Vec<u8>>), ProtocolError> {
+    let body = held_body(buf)?;
     match buf[0] {
         b'Q' => Ok((
             String::from_utf8_lossy(frontend::decode_query(body)?.sql).into_owned(),
@@ -1201,15 +971,7 @@ fn held_text(buf: &[u8]) -> Result<(String, Option<Vec<u8>>), ProtocolError> {
 
 /// The statement name of the Bind frame at the front of `buf`.
 fn held_bind_statement(buf: &[u8]) -> Result<Vec<u8>, ProtocolError> {
-    let len = buf
-        .get(1..5)
-        .and_then(|b| <[u8; 4]>::try_from(b).ok())
-        .map(|b| u32::from_be_bytes(b) as usize + 1)
-        .unwrap_or(0);
-    let body = buf
-        .get(5..len)
-        .ok_or_else(|| ProtocolError::malformed("held Bind", "frame not complete"))?;
-    Ok(frontend::decode_bind(body)?.statement.to_vec())
+    Ok(frontend::decode_bind(held_body(buf)?)?.statement.to_vec())
 }
 
 /// What the enforcer needs from the shared state, copied out so no lock is held across awaits.
