@@ -8,6 +8,7 @@ fn opts(scs: bool) -> LexOptions {
         standard_conforming_strings: scs,
         max_statement_len: 64,
         max_depth: 4,
+        max_chain: 1000,
     }
 }
 

@@ -36,7 +36,7 @@ pub fn finding(stmt: &AnalysedStatement) -> Finding {
             "statement longer than the analysis bound".to_string()
         }
         Outcome::Unanalysable(Unanalysable::TooDeep) => {
-            "nesting deeper than the analysis bound".to_string()
+            "brackets or a chain of operators nest deeper than the analysis bound".to_string()
         }
         Outcome::Unanalysable(Unanalysable::Unterminated) => {
             "unterminated string, quoted identifier, comment or dollar quote".to_string()
@@ -83,7 +83,10 @@ mod tests {
         assert!(f[0].message.contains("syntax error"));
         assert_eq!(findings("\\set ON_ERROR_STOP on").len(), 1);
         let deep = format!("ALTER TABLE t ADD CHECK {}a{}", "(".repeat(5000), ")".repeat(5000));
-        assert!(findings(&deep)[0].message.contains("nesting"));
+        assert!(findings(&deep)[0].message.contains("nest deeper"));
+        // A 1 MB chain of operators used to overflow the stack inside squawk's tree builder.
+        let chain = format!("ALTER TABLE t ADD CHECK ({}a)", "a+".repeat(500_000));
+        assert!(findings(&chain)[0].message.contains("chain of operators"));
     }
 
     #[test]

@@ -678,6 +678,10 @@ pub(crate) mod testing {
         let edit = found[0].rewrite.clone().expect("a rewrite");
         let fixed = edit.apply(sql).expect("edit applies");
         assert!(reparse(fixed.trim_end_matches(';')).is_some(), "{fixed}");
+        assert!(
+            crate::sql::parse::parses_cleanly(&fixed),
+            "squawk's validator refuses {fixed}"
+        );
         assert!(run(rule, &fixed).is_empty(), "still fires on {fixed}");
         fixed
     }

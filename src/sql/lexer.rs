@@ -59,6 +59,15 @@ pub struct LexOptions {
     pub max_statement_len: usize,
     /// Parenthesis/bracket nesting deeper than this is not handed to the parser.
     pub max_depth: usize,
+    /// Longest chain of tokens the parser may nest into one path of its tree: the tokens since
+    /// the last `,` or `;` at each open bracket level, summed over the open levels (a closed
+    /// bracket group counts as one token of the level around it). `a + b + ... + z`,
+    /// `NOT NOT ... x`, `a.b.c...`, `x::t::t...` and nested CASE each make the tree one level
+    /// deeper per operator; squawk's tree builder hashes and drops such trees recursively, so
+    /// an unbounded chain overflows the stack and takes quadratic time (a 200 KB
+    /// `CHECK (a+a+...)` took 45 s before this bound existed, a 1 MB one aborted the process).
+    /// Commas reset it: column lists, IN lists and VALUES rows are flat.
+    pub max_chain: usize,
 }
 
 impl Default for LexOptions {
@@ -67,6 +76,7 @@ impl Default for LexOptions {
             standard_conforming_strings: true,
             max_statement_len: 1 << 20,
             max_depth: 200,
+            max_chain: 1000,
         }
     }
 }
@@ -97,7 +107,8 @@ pub enum StatementClass {
 pub enum Unanalysable {
     /// The statement (span, comments included) is longer than `max_statement_len` bytes.
     TooLong,
-    /// Parentheses/brackets nest deeper than `max_depth`.
+    /// Parentheses/brackets nest deeper than `max_depth`, or a chain of operators nests
+    /// deeper than `max_chain` (see [`LexOptions::max_chain`]).
     TooDeep,
     /// Unterminated string, quoted identifier, comment or dollar quote, or a `BEGIN ATOMIC`
     /// body without its `END`.
@@ -452,6 +463,10 @@ enum NamePiece {
     Closed,
 }
 
+/// Bracket levels whose chains are tracked; deeper nesting is too deep whatever `max_depth`
+/// says.
+const RUN_LEVELS: usize = 512;
+
 /// Per-statement state of the scan. Lives on the stack; nothing here allocates.
 struct Stmt {
     /// Start of the span (after the previous terminator).
@@ -462,8 +477,15 @@ struct Stmt {
     body_end: usize,
     /// Current paren/bracket depth.
     depth: u32,
-    /// Nesting went beyond `max_depth`.
+    /// Nesting went beyond `max_depth` or `max_chain`.
     too_deep: bool,
+    /// `runs[d]`: tokens since the last `,`/`;` at open bracket level `d` (levels beyond the
+    /// array are already too deep). A fixed array: the scan never allocates.
+    runs: [u16; RUN_LEVELS],
+    /// Sum of `runs[0..=depth]`: the longest path the parser could nest here.
+    chain: u32,
+    /// Limit from the options.
+    max_chain: u32,
     /// Hit end of text inside a literal, comment or BEGIN ATOMIC body.
     unterminated: bool,
     /// A psql backslash command.
@@ -516,6 +538,9 @@ impl Stmt {
             body_end: start,
             depth: 0,
             too_deep: false,
+            runs: [0; RUN_LEVELS],
+            chain: 0,
+            max_chain: u32::try_from(opts.max_chain).unwrap_or(u32::MAX),
             unterminated: false,
             meta: false,
             max_depth: u32::try_from(opts.max_depth).unwrap_or(u32::MAX),
@@ -557,12 +582,27 @@ impl Stmt {
             Tok::Open => {
                 // A counter, never recursion: 100,000 parens cost nothing but this add.
                 self.depth = self.depth.saturating_add(1);
-                if self.depth > self.max_depth {
+                if self.depth > self.max_depth || self.depth as usize >= RUN_LEVELS {
                     self.too_deep = true;
+                } else {
+                    self.runs[self.depth as usize] = 0;
                 }
             }
-            Tok::Close => self.depth = self.depth.saturating_sub(1),
-            _ => {}
+            Tok::Close => {
+                if (self.depth as usize) < RUN_LEVELS {
+                    self.chain -= u32::from(self.runs[self.depth as usize]);
+                    self.runs[self.depth as usize] = 0;
+                }
+                self.depth = self.depth.saturating_sub(1);
+                self.chain_token();
+            }
+            Tok::Punct(b',' | b';') => {
+                if (self.depth as usize) < RUN_LEVELS {
+                    self.chain -= u32::from(self.runs[self.depth as usize]);
+                    self.runs[self.depth as usize] = 0;
+                }
+            }
+            _ => self.chain_token(),
         }
         if self.nlead < 3 || self.phase != Phase::Done {
             self.head_token(bytes, tok, start, end, depth_before);
@@ -591,6 +631,19 @@ impl Stmt {
                     6 => self.prev_insert_or_merge = word.eq_ignore_ascii_case(b"insert"),
                     _ => {}
                 }
+            }
+        }
+    }
+
+    /// One more token on the current level's chain.
+    #[inline(always)]
+    fn chain_token(&mut self) {
+        let d = self.depth as usize;
+        if d < RUN_LEVELS && !self.too_deep {
+            self.runs[d] = self.runs[d].saturating_add(1);
+            self.chain += 1;
+            if self.chain > self.max_chain {
+                self.too_deep = true;
             }
         }
     }
@@ -1696,6 +1749,41 @@ mod tests {
         let st: Vec<_> = split("SELECT ((((1)))); SELECT ((1))", &o).collect();
         assert_eq!(st.len(), 2);
         assert_eq!(st[0].unanalysable, Some(Unanalysable::TooDeep));
+        assert_eq!(st[1].unanalysable, None);
+    }
+
+    #[test]
+    fn operator_chains_are_bounded_and_commas_reset_them() {
+        let o = LexOptions {
+            max_chain: 20,
+            ..LexOptions::default()
+        };
+        let flag = |sql: &str| split(sql, &o).next().and_then(|s| s.unanalysable);
+        // 9 operators + 10 operands + CHECK = 20 tokens: at the bound.
+        let at = format!("CHECK ({}a)", "a+".repeat(9));
+        assert_eq!(flag(&at), None, "{at}");
+        for deep in [
+            format!("CHECK ({}a)", "a+".repeat(10)),
+            format!("CHECK ({}a)", "NOT ".repeat(25)),
+            format!("SELECT a{}", ".b".repeat(12)),
+            // Chains add up across open brackets: two levels of 12 tokens.
+            format!("CHECK ({} ({}a))", "a+".repeat(6), "a+".repeat(6)),
+        ] {
+            assert_eq!(flag(&deep), Some(Unanalysable::TooDeep), "{deep}");
+        }
+        // Flat lists are not chains: 1,000 columns or values in one statement.
+        let cols: Vec<String> = (0..1000).map(|k| format!("c{k} int NOT NULL")).collect();
+        assert_eq!(flag(&format!("CREATE TABLE t ({})", cols.join(", "))), None);
+        assert_eq!(
+            flag(&format!("CHECK (a IN ({}1))", "1, ".repeat(1000))),
+            None
+        );
+        // A closed group counts once for the level around it.
+        let groups = format!("CHECK ({}(a))", "(a = 1) AND ".repeat(9));
+        assert_eq!(flag(&groups), None, "{groups}");
+        // And the bound is per statement.
+        let two = format!("{}; SELECT 1", format!("CHECK ({}a)", "a+".repeat(10)));
+        let st: Vec<_> = split(&two, &o).collect();
         assert_eq!(st[1].unanalysable, None);
     }
 
