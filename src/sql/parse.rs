@@ -679,8 +679,7 @@ fn do_block(node: &SyntaxNode, base: usize, f: &mut StatementFacts) {
     };
     // The body is one string token to the prefilter, so its bounds were never checked: a DO
     // body nesting deeper than a statement may must not reach the parser either.
-    if d
-        .body()
+    if d.body()
         .and_then(|b| b.decoded_value())
         .is_some_and(|t| !within_parser_bounds(t.text()))
     {
@@ -1360,7 +1359,10 @@ mod tests {
         }
         // Validator only: the grammar accepts them, PostgreSQL refuses them before any lock.
         for validator_only in ["CREATE TABLE t (a)", "CREATE TABLE left (a int)"] {
-            assert!(squawk_first_error(validator_only).is_some(), "{validator_only}");
+            assert!(
+                squawk_first_error(validator_only).is_some(),
+                "{validator_only}"
+            );
             assert_eq!(parse_tree(validator_only).1, None, "{validator_only}");
             assert_eq!(one(validator_only).kind, StatementKind::CreateTable);
         }
