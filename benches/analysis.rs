@@ -7,6 +7,10 @@
 //! The prefilter-on-DML benchmark lives with the lexer (branch `lexer`).
 use std::hint::black_box;
 
+/// The allocator the pgwarden binary uses (src/main.rs), so the numbers are the binary's.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion};

@@ -114,7 +114,10 @@ impl Analysis {
 
 /// Analyses `text` statement by statement.
 pub fn analyze(text: &str, ctx: &AnalysisContext) -> Analysis {
-    let mut statements = Vec::new();
+    // Pass 1, sequential and cheap: the prefilter splits and classifies; what needs the parser
+    // is set aside. Pass 2 parses those statements; each parse is a pure function of its text,
+    // so a file's statements can be parsed on several threads (see [`PARALLEL_MIN_BYTES`]).
+    let mut slots: Vec<Slot> = Vec::new();
     let mut splitter = lexer::split(text, &ctx.lex);
     if ctx.file_mode {
         // A file is a psql script (pg_dump output included): COPY ... FROM STDIN data up to
@@ -130,44 +133,130 @@ pub fn analyze(text: &str, ctx: &AnalysisContext) -> Analysis {
         }
         let span = raw.span.clone();
         let unterminated_copy = ctx.file_mode && raw.copy_from_stdin;
-        let outcome = classify(text, &raw, ctx);
-        match outcome {
-            Classified::Done(outcome) => statements.push(AnalysedStatement { span, outcome }),
-            Classified::Parse => match parse::parse_statement(text, span.clone()) {
-                Ok(facts) if facts.is_empty() => statements.push(AnalysedStatement {
-                    span,
-                    outcome: Outcome::Empty,
-                }),
-                Ok(facts) => {
-                    for f in facts {
-                        statements.push(AnalysedStatement {
-                            span: f.span.clone(),
-                            outcome: Outcome::Facts(Box::new(f)),
-                        });
-                    }
-                }
-                Err(ParseError::PsqlMetaCommand { .. }) => statements.push(AnalysedStatement {
-                    span,
-                    outcome: Outcome::Unanalysable(Unanalysable::PsqlMetaCommand),
-                }),
-                Err(e) => statements.push(AnalysedStatement {
-                    span,
-                    outcome: Outcome::ParseError(e),
-                }),
-            },
+        match classify(text, &raw, ctx) {
+            Classified::Done(outcome) => {
+                slots.push(Slot::Done(AnalysedStatement { span, outcome }))
+            }
+            Classified::Parse => slots.push(Slot::Parse(span)),
         }
         if unterminated_copy {
             if let Some(data) = unterminated_copy_data(text, raw.span.end) {
                 // psql would read the rest of the file as COPY data: nothing after it runs as
                 // SQL. Say so loudly instead of silently checking nothing.
-                statements.push(AnalysedStatement {
+                slots.push(Slot::Done(AnalysedStatement {
                     span: data,
                     outcome: Outcome::Unanalysable(Unanalysable::Unterminated),
-                });
+                }));
             }
         }
     }
+    let jobs: Vec<Range<usize>> = slots
+        .iter()
+        .filter_map(|s| match s {
+            Slot::Parse(span) => Some(span.clone()),
+            Slot::Done(_) => None,
+        })
+        .collect();
+    let parsed_bytes: usize = jobs.iter().map(|r| r.len()).sum();
+    let workers = if ctx.file_mode && parsed_bytes >= PARALLEL_MIN_BYTES {
+        std::thread::available_parallelism().map_or(1, |n| n.get().min(MAX_PARSE_THREADS))
+    } else {
+        1
+    };
+    let mut parsed = parse_all(text, &jobs, workers).into_iter();
+    let mut statements = Vec::with_capacity(slots.len());
+    for slot in slots {
+        match slot {
+            Slot::Done(st) => statements.push(st),
+            Slot::Parse(_) => statements.extend(parsed.next().unwrap_or_default()),
+        }
+    }
     Analysis { statements }
+}
+
+/// A statement after the prefilter: done, or waiting for the parser.
+enum Slot {
+    Done(AnalysedStatement),
+    Parse(Range<usize>),
+}
+
+/// Below this many bytes of SQL to parse, one thread does it all: a thread costs more to
+/// start than a migration file's few statements take to parse. A proxy Query is never
+/// parsed on other threads (the proxy's concurrency is its sessions).
+pub const PARALLEL_MIN_BYTES: usize = 64 * 1024;
+/// Parser threads at most, whatever the machine has.
+const MAX_PARSE_THREADS: usize = 8;
+
+/// Parses each range of `text`, in order, on up to `workers` threads (contiguous shares of
+/// about equal bytes, so the result order is the input order).
+fn parse_all(text: &str, jobs: &[Range<usize>], workers: usize) -> Vec<Vec<AnalysedStatement>> {
+    if workers <= 1 || jobs.len() < 2 {
+        return jobs
+            .iter()
+            .map(|span| parse_one(text, span.clone()))
+            .collect();
+    }
+    let total: usize = jobs.iter().map(|r| r.len()).sum();
+    let share = total.div_ceil(workers);
+    let mut chunks: Vec<&[Range<usize>]> = Vec::with_capacity(workers);
+    let (mut start, mut acc) = (0, 0);
+    for (k, r) in jobs.iter().enumerate() {
+        acc += r.len();
+        if acc >= share && chunks.len() + 1 < workers {
+            chunks.push(&jobs[start..=k]);
+            start = k + 1;
+            acc = 0;
+        }
+    }
+    chunks.push(&jobs[start..]);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = chunks
+            .iter()
+            .map(|chunk| {
+                scope.spawn(move || -> Vec<Vec<AnalysedStatement>> {
+                    chunk
+                        .iter()
+                        .map(|span| parse_one(text, span.clone()))
+                        .collect()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| match h.join() {
+                Ok(v) => v,
+                // A parser panic is a bug; re-raise it on the caller's thread as it would
+                // have been raised without threads.
+                Err(panic) => std::panic::resume_unwind(panic),
+            })
+            .collect()
+    })
+}
+
+/// The analysed statements of one range the prefilter sent to the parser (usually one; more
+/// when the parser finds several in it).
+fn parse_one(text: &str, span: Range<usize>) -> Vec<AnalysedStatement> {
+    match parse::parse_statement(text, span.clone()) {
+        Ok(facts) if facts.is_empty() => vec![AnalysedStatement {
+            span,
+            outcome: Outcome::Empty,
+        }],
+        Ok(facts) => facts
+            .into_iter()
+            .map(|f| AnalysedStatement {
+                span: f.span.clone(),
+                outcome: Outcome::Facts(Box::new(f)),
+            })
+            .collect(),
+        Err(ParseError::PsqlMetaCommand { .. }) => vec![AnalysedStatement {
+            span,
+            outcome: Outcome::Unanalysable(Unanalysable::PsqlMetaCommand),
+        }],
+        Err(e) => vec![AnalysedStatement {
+            span,
+            outcome: Outcome::ParseError(e),
+        }],
+    }
 }
 
 /// In a psql script, the COPY FROM STDIN data after the statement ending at `stmt_end` (before
@@ -296,6 +385,42 @@ mod tests {
             }
         }
         cases
+    }
+
+    /// Parsing a file's statements on several threads gives what one thread gives, in the
+    /// same order, and `analyze` takes that path for a file over the threshold.
+    #[test]
+    fn parallel_parse_is_the_sequential_parse() {
+        // Without the COPY ... FROM STDIN cases: in a psql script their data runs to `\.`.
+        let one: String = corpus_cases()
+            .into_iter()
+            .filter(|(_, body)| !body.to_ascii_lowercase().contains("from stdin"))
+            .map(|(_, body)| format!("{};\n", body.trim_end().trim_end_matches(';')))
+            .collect();
+        let text = one.repeat(PARALLEL_MIN_BYTES / one.len() + 2);
+        assert!(text.len() > PARALLEL_MIN_BYTES);
+        let ctx = AnalysisContext {
+            file_mode: true,
+            ..AnalysisContext::default()
+        };
+        let jobs: Vec<Range<usize>> = lexer::split(&text, &ctx.lex)
+            .psql_script()
+            .map(|r| r.span)
+            .collect();
+        let sequential = parse_all(&text, &jobs, 1);
+        for workers in [2, 3, 7] {
+            assert!(
+                parse_all(&text, &jobs, workers) == sequential,
+                "{workers} workers"
+            );
+        }
+        let analysed = analyze(&text, &ctx);
+        let facts = analysed
+            .statements
+            .iter()
+            .filter(|s| s.facts().is_some())
+            .count();
+        assert!(facts > 400, "{facts}");
     }
 
     /// The parser adapter alone (no prefilter split) turns every corpus case into facts.
