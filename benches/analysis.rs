@@ -41,8 +41,14 @@ fn ddl(c: &mut Criterion) {
         c.bench_function(&format!("full_analysis/{name}"), |b| {
             b.iter(|| policy.check_text(black_box(sql), &ctx, true))
         });
-        c.bench_function(&format!("full_analysis_check_mode/{name}"), |b| {
+        // Inside a transaction block (Alembic's default): nothing can be rewritten, so no
+        // rewrite is proven.
+        c.bench_function(&format!("full_analysis_in_transaction/{name}"), |b| {
             b.iter(|| policy.check_text(black_box(sql), &ctx, false))
+        });
+        // As `pgwarden check`: every fix a rule offers is proven, to be printed.
+        c.bench_function(&format!("full_analysis_check_mode/{name}"), |b| {
+            b.iter(|| policy.report_text(black_box(sql), &ctx))
         });
         c.bench_function(&format!("analyze_only/{name}"), |b| {
             b.iter(|| analyze(black_box(sql), &ctx))

@@ -214,7 +214,9 @@ impl SessionEnforcer {
             .filter(|st| !matches!(st.outcome, crate::sql::Outcome::Empty))
             .count();
         let allow_rewrite = s.tx_status == TxStatus::Idle && statements == 1;
-        let evaluation = crate::rules::evaluate(sql, &p.analysis, &p.ctx, &self.policy.thresholds);
+        let evaluation = self
+            .policy
+            .evaluate(sql, &p.analysis, &p.ctx, allow_rewrite);
         let mut decision = self
             .policy
             .decide(sql, &p.analysis, &evaluation, &p.ctx, allow_rewrite);

@@ -9,7 +9,7 @@ use std::fmt;
 pub mod inline;
 
 use crate::config::policy::{Mode, PolicyConfig, ProfileConfig};
-use crate::rules::{evaluate, Action, Evaluation, Finding, Rule, SizeThresholds};
+use crate::rules::{evaluate, evaluate_proving, Action, Evaluation, Finding, Rule, SizeThresholds};
 use crate::sql::{analyze, Analysis, AnalysisContext, TextEdit};
 
 /// Why a policy could not be built from its configuration.
@@ -95,11 +95,34 @@ impl Policy {
         out
     }
 
-    /// Analyses, evaluates and decides on one text in one go.
+    /// Analyses, evaluates and decides on one text in one go, as the proxy does: only the
+    /// rewrites this policy may apply are proven (see [`Policy::evaluate`]).
     pub fn check_text(&self, text: &str, ctx: &AnalysisContext, allow_rewrite: bool) -> Decision {
         let analysis = analyze(text, ctx);
-        let evaluation = evaluate(text, &analysis, ctx, &self.thresholds);
+        let evaluation = self.evaluate(text, &analysis, ctx, allow_rewrite);
         self.decide(text, &analysis, &evaluation, ctx, allow_rewrite)
+    }
+
+    /// Like [`Policy::check_text`] for a report (`pgwarden check`): nothing is rewritten, and
+    /// every rewrite a rule offers is proven, to be shown as the finding's fix.
+    pub fn report_text(&self, text: &str, ctx: &AnalysisContext) -> Decision {
+        let analysis = analyze(text, ctx);
+        let evaluation = evaluate(text, &analysis, ctx, &self.thresholds);
+        self.decide(text, &analysis, &evaluation, ctx, false)
+    }
+
+    /// Runs the rules for a decision: proves the rewrites of the rules whose action is
+    /// `rewrite`, and only when the caller could send a rewritten text. A proof costs a
+    /// re-parse; the other findings end in warn or reject whatever their rewrite would be.
+    pub fn evaluate(
+        &self,
+        text: &str,
+        analysis: &Analysis,
+        ctx: &AnalysisContext,
+        allow_rewrite: bool,
+    ) -> Evaluation {
+        let prove = |rule: Rule| allow_rewrite && self.action(rule) == Action::Rewrite;
+        evaluate_proving(text, analysis, ctx, &self.thresholds, &prove)
     }
 
     /// Like [`Policy::check_text`], also returning the state after the text (transaction,
@@ -111,7 +134,7 @@ impl Policy {
         allow_rewrite: bool,
     ) -> (Decision, crate::sql::ScriptState) {
         let analysis = analyze(text, ctx);
-        let evaluation = evaluate(text, &analysis, ctx, &self.thresholds);
+        let evaluation = self.evaluate(text, &analysis, ctx, allow_rewrite);
         let decision = self.decide(text, &analysis, &evaluation, ctx, allow_rewrite);
         (decision, evaluation.state)
     }
@@ -394,6 +417,28 @@ mod tests {
             lenient.check_text(IDX, &ctx_rows(None), false).verdict(),
             Verdict::Warn
         );
+    }
+
+    /// A proof costs a re-parse: a decision proves only what it may apply, a report proves
+    /// every fix it prints. The verdict is the same either way.
+    #[test]
+    fn decisions_prove_only_rewrites_they_may_apply() {
+        let rewrite = |d: &Decision| d.findings[0].finding.rewrite.is_some();
+        let c = ctx_rows(Some(5_000_000));
+        let p = Policy::default();
+        let in_tx = p.check_text(IDX, &c, false);
+        let report = p.report_text(IDX, &c);
+        assert!(
+            !rewrite(&in_tx),
+            "nothing to apply inside a transaction: no proof"
+        );
+        assert!(rewrite(&report), "the report shows the proven fix");
+        assert!(rewrite(&p.check_text(IDX, &c, true)));
+        assert_eq!(in_tx.verdict(), report.verdict());
+        // The rule set to reject: its rewrite is never applied, so never proven.
+        let reject = policy("[policy.rules]\nrequire-concurrent-index-creation = \"reject\"\n");
+        assert!(!rewrite(&reject.check_text(IDX, &c, true)));
+        assert!(rewrite(&reject.report_text(IDX, &c)));
     }
 
     #[test]

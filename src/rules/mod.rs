@@ -508,13 +508,28 @@ pub struct Evaluation {
     pub state: ScriptState,
 }
 
-/// Runs every rule over every statement of `analysis`. Rules switched off in the policy are
-/// filtered later; running them all keeps this step independent of configuration.
+/// Runs every rule over every statement of `analysis`, proving every rewrite a rule offers
+/// (`pgwarden check` prints each one as the finding's fix). Rules switched off in the policy
+/// are filtered later; running them all keeps this step independent of configuration.
 pub fn evaluate(
     text: &str,
     analysis: &Analysis,
     ctx: &AnalysisContext,
     thresholds: &SizeThresholds,
+) -> Evaluation {
+    evaluate_proving(text, analysis, ctx, thresholds, &|_| true)
+}
+
+/// [`evaluate`], proving only the rewrites of the rules `prove` names; the others' findings
+/// carry no rewrite. A proof re-parses the edited statement (as much as the analysis of the
+/// statement itself), so the proxy proves only what its policy may apply: the rules whose
+/// action is `rewrite`, when the Query can be rewritten at all.
+pub fn evaluate_proving(
+    text: &str,
+    analysis: &Analysis,
+    ctx: &AnalysisContext,
+    thresholds: &SizeThresholds,
+    prove: &dyn Fn(Rule) -> bool,
 ) -> Evaluation {
     let mut state = ScriptState::from_context(ctx);
     let mut findings = Vec::new();
@@ -538,10 +553,10 @@ pub fn evaluate(
                     later: &stmts[i + 1..],
                     text_indexes: &text_indexes,
                 };
-                check_statement(f, &cx, &mut findings);
+                check_statement(f, &cx, prove, &mut findings);
                 // Statements read out of a DO body are checked like top-level ones.
                 for inner in &f.body {
-                    check_statement(inner, &cx, &mut findings);
+                    check_statement(inner, &cx, prove, &mut findings);
                 }
                 state.advance(f);
             }
@@ -583,7 +598,12 @@ pub fn evaluate(
     Evaluation { findings, state }
 }
 
-fn check_statement(f: &StatementFacts, cx: &Cx<'_>, out: &mut Vec<Finding>) {
+fn check_statement(
+    f: &StatementFacts,
+    cx: &Cx<'_>,
+    prove: &dyn Fn(Rule) -> bool,
+    out: &mut Vec<Finding>,
+) {
     for rule in Rule::ALL {
         let Some(check) = rule.check_fn() else {
             continue;
@@ -592,7 +612,9 @@ fn check_statement(f: &StatementFacts, cx: &Cx<'_>, out: &mut Vec<Finding>) {
         check(f, cx, out);
         for finding in &mut out[start..] {
             if let Some(edit) = finding.rewrite.take() {
-                finding.rewrite = prove_rewrite(*rule, check, f, cx, edit);
+                if prove(*rule) {
+                    finding.rewrite = prove_rewrite(*rule, check, f, cx, edit);
+                }
             }
         }
     }
