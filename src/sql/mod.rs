@@ -373,7 +373,8 @@ pub fn reparse(text: &str) -> Option<StatementFacts> {
 mod tests {
     use super::*;
 
-    fn corpus_cases() -> Vec<(String, String)> {
+    /// (case id, query string) of every case of the migration corpus.
+    pub(crate) fn corpus_cases() -> Vec<(String, String)> {
         let corpus = include_str!("../../tests/fixtures/migration-statements.sql");
         let mut cases: Vec<(String, String)> = Vec::new();
         for line in corpus.lines() {

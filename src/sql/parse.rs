@@ -67,7 +67,13 @@ pub fn parse_statement(text: &str, span: Range<usize>) -> Result<Vec<StatementFa
         if node.kind() == K::EMPTY_STMT {
             continue;
         }
-        out.push(statement_facts(node, base));
+        out.push(statement_facts(
+            node,
+            Src {
+                text: stmt_text,
+                base,
+            },
+        ));
     }
     Ok(out)
 }
@@ -137,15 +143,33 @@ fn build(
     (SyntaxNode::new_root(builder.finish()), first)
 }
 
-/// Maps a node's range to the original text.
-fn range(node: &SyntaxNode, base: usize) -> Range<usize> {
-    let r = node.text_range();
-    base + usize::from(r.start())..base + usize::from(r.end())
+/// The text a tree was parsed from, and where that text starts in the caller's query string.
+/// Node text is sliced from it: rowan would rebuild it token by token.
+#[derive(Clone, Copy)]
+struct Src<'a> {
+    text: &'a str,
+    base: usize,
 }
 
-fn tok_range(tok: &SyntaxToken, base: usize) -> Range<usize> {
-    let r = tok.text_range();
-    base + usize::from(r.start())..base + usize::from(r.end())
+impl<'a> Src<'a> {
+    /// Maps a node's range to the original text.
+    fn range(self, node: &SyntaxNode) -> Range<usize> {
+        let r = node.text_range();
+        self.base + usize::from(r.start())..self.base + usize::from(r.end())
+    }
+
+    fn tok_range(self, tok: &SyntaxToken) -> Range<usize> {
+        let r = tok.text_range();
+        self.base + usize::from(r.start())..self.base + usize::from(r.end())
+    }
+
+    /// The node's text, comments and whitespace inside it included.
+    fn text(self, node: &SyntaxNode) -> &'a str {
+        let r = node.text_range();
+        self.text
+            .get(usize::from(r.start())..usize::from(r.end()))
+            .unwrap_or_default()
+    }
 }
 
 fn child(node: &SyntaxNode, kind: K) -> Option<SyntaxNode> {
@@ -223,36 +247,34 @@ fn names_under(node: &SyntaxNode, kinds: &[K]) -> Vec<ObjectName> {
 }
 
 /// Builds the facts of one statement node.
-fn statement_facts(node: &SyntaxNode, base: usize) -> StatementFacts {
-    let span = range(node, base);
+fn statement_facts(node: &SyntaxNode, src: Src<'_>) -> StatementFacts {
+    let span = src.range(node);
     let kind = statement_kind(node);
     let mut f = StatementFacts::new(kind, span.clone());
-    f.head_span = first_token(node)
-        .map(|t| tok_range(&t, base))
-        .unwrap_or(span);
+    f.head_span = first_token(node).map(|t| src.tok_range(&t)).unwrap_or(span);
     f.flags.if_exists = child(node, K::IF_EXISTS).is_some();
     f.flags.if_not_exists = child(node, K::IF_NOT_EXISTS).is_some();
     f.flags.cascade = descendant_drop_behavior_cascade(node);
     f.flags.or_replace = child(node, K::OR_REPLACE).is_some();
     match kind {
         StatementKind::CreateTable | StatementKind::CreateTableAs => {
-            create_table(node, base, &mut f)
+            create_table(node, src, &mut f)
         }
-        StatementKind::CreateIndex => create_index(node, base, &mut f),
+        StatementKind::CreateIndex => create_index(node, src, &mut f),
         StatementKind::DropIndex => {
             f.flags.concurrently = has_token(node, K::CONCURRENTLY_KW);
             f.targets = names_under(node, &[K::INDEX_REF]);
             if !f.flags.concurrently {
                 f.concurrently_at = token(node, K::INDEX_KW).map(|t| InsertPoint {
-                    at: tok_range(&t, base).end,
+                    at: src.tok_range(&t).end,
                 });
             }
             // The table of an index is unknown without the catalog: the lock is recorded on
             // the index name, which the live context can resolve to its table.
             lock_targets(&mut f);
         }
-        StatementKind::Reindex => reindex(node, base, &mut f),
-        StatementKind::AlterTable => alter_table(node, base, &mut f),
+        StatementKind::Reindex => reindex(node, src, &mut f),
+        StatementKind::AlterTable => alter_table(node, src, &mut f),
         StatementKind::AlterIndex => {
             f.targets = names_under(node, &[K::INDEX_REF])
                 .into_iter()
@@ -307,7 +329,7 @@ fn statement_facts(node: &SyntaxNode, base: usize) -> StatementFacts {
                 .collect();
             if !f.flags.concurrently {
                 f.concurrently_at = token(node, K::VIEW_KW).map(|t| InsertPoint {
-                    at: tok_range(&t, base).end,
+                    at: src.tok_range(&t).end,
                 });
             }
             lock_targets(&mut f);
@@ -326,7 +348,7 @@ fn statement_facts(node: &SyntaxNode, base: usize) -> StatementFacts {
                 .collect();
             f.constraints = node
                 .children()
-                .filter_map(|c| constraint_facts(&c, base))
+                .filter_map(|c| constraint_facts(&c, src))
                 .collect();
         }
         StatementKind::AlterDomain => {
@@ -338,7 +360,7 @@ fn statement_facts(node: &SyntaxNode, base: usize) -> StatementFacts {
                 f.flags.add_constraint = true;
                 f.constraints = add
                     .children()
-                    .filter_map(|c| constraint_facts(&c, base))
+                    .filter_map(|c| constraint_facts(&c, src))
                     .collect();
             }
         }
@@ -362,11 +384,11 @@ fn statement_facts(node: &SyntaxNode, base: usize) -> StatementFacts {
             }
             f.table = f.targets.first().cloned();
         }
-        StatementKind::Do => do_block(node, base, &mut f),
+        StatementKind::Do => do_block(node, src, &mut f),
         StatementKind::Set => set_stmt(node, &mut f),
         StatementKind::Reset => {
             f.setting = descendant(node, K::CONFIG_PARAMETER_REF)
-                .map(|n| n.text().to_string().to_lowercase())
+                .map(|n| src.text(&n).to_lowercase())
                 .map(|name| SettingFacts { name, value: None });
         }
         _ => {}
@@ -441,7 +463,7 @@ fn statement_kind(node: &SyntaxNode) -> StatementKind {
     }
 }
 
-fn create_table(node: &SyntaxNode, base: usize, f: &mut StatementFacts) {
+fn create_table(node: &SyntaxNode, src: Src<'_>, f: &mut StatementFacts) {
     f.targets = child(node, K::TABLE_NAME)
         .and_then(|n| object_name(&n))
         .into_iter()
@@ -450,8 +472,8 @@ fn create_table(node: &SyntaxNode, base: usize, f: &mut StatementFacts) {
     if let Some(args) = child(node, K::TABLE_ARG_LIST) {
         for arg in args.children() {
             if arg.kind() == K::COLUMN {
-                f.columns.push(column_facts(&arg, base));
-            } else if let Some(c) = constraint_facts(&arg, base) {
+                f.columns.push(column_facts(&arg, src));
+            } else if let Some(c) = constraint_facts(&arg, src) {
                 f.constraints.push(c);
             }
         }
@@ -478,7 +500,7 @@ fn create_table(node: &SyntaxNode, base: usize, f: &mut StatementFacts) {
     }
 }
 
-fn create_index(node: &SyntaxNode, base: usize, f: &mut StatementFacts) {
+fn create_index(node: &SyntaxNode, src: Src<'_>, f: &mut StatementFacts) {
     f.flags.concurrently = has_token(node, K::CONCURRENTLY_KW);
     f.flags.unique = has_token(node, K::UNIQUE_KW);
     f.targets = child(node, K::INDEX)
@@ -511,12 +533,12 @@ fn create_index(node: &SyntaxNode, base: usize, f: &mut StatementFacts) {
     }
     if !f.flags.concurrently {
         f.concurrently_at = token(node, K::INDEX_KW).map(|t| InsertPoint {
-            at: tok_range(&t, base).end,
+            at: src.tok_range(&t).end,
         });
     }
 }
 
-fn reindex(node: &SyntaxNode, base: usize, f: &mut StatementFacts) {
+fn reindex(node: &SyntaxNode, src: Src<'_>, f: &mut StatementFacts) {
     let Some(target) = node.children().find(|c| {
         matches!(
             c.kind(),
@@ -531,7 +553,7 @@ fn reindex(node: &SyntaxNode, base: usize, f: &mut StatementFacts) {
     };
     f.flags.concurrently = has_token(&target, K::CONCURRENTLY_KW)
         || child(node, K::REINDEX_OPTION_LIST)
-            .is_some_and(|l| l.text().to_string().to_lowercase().contains("concurrently"));
+            .is_some_and(|l| src.text(&l).to_ascii_lowercase().contains("concurrently"));
     if let Some(name) = target
         .children()
         .find(|c| !matches!(c.kind(), K::WHITESPACE))
@@ -546,7 +568,7 @@ fn reindex(node: &SyntaxNode, base: usize, f: &mut StatementFacts) {
             .filter_map(|e| e.into_token())
             .find(|t| !t.kind().is_trivia())
             .map(|t| InsertPoint {
-                at: tok_range(&t, base).end,
+                at: src.tok_range(&t).end,
             });
     }
     if matches!(target.kind(), K::REINDEX_TARGET_SYSTEM) {
@@ -672,7 +694,7 @@ fn within_parser_bounds(text: &str) -> bool {
         })
 }
 
-fn do_block(node: &SyntaxNode, base: usize, f: &mut StatementFacts) {
+fn do_block(node: &SyntaxNode, src: Src<'_>, f: &mut StatementFacts) {
     let Some(d) = ast::Do::cast(node.clone()) else {
         f.opaque = true;
         return;
@@ -702,12 +724,17 @@ fn do_block(node: &SyntaxNode, base: usize, f: &mut StatementFacts) {
             K::PLPGSQL_DYN_EXECUTE_STMT => f.opaque = true,
             K::PLPGSQL_EXEC_SQL_STMT => {
                 if let Some(stmt) = n.children().find(|c| c.kind() != K::SEMICOLON) {
-                    let mut inner = statement_facts(&stmt, 0);
+                    let body_src = Src {
+                        text: body.text(),
+                        base: 0,
+                    };
+                    let mut inner = statement_facts(&stmt, body_src);
                     // Offsets inside the body are offsets into the decoded literal: map the
                     // statement's range back to the original text; inner spans are dropped to
                     // the whole statement (an escaped body does not map byte for byte).
-                    let src = body.source_range(stmt.text_range());
-                    let outer = base + usize::from(src.start())..base + usize::from(src.end());
+                    let orig = body.source_range(stmt.text_range());
+                    let outer =
+                        src.base + usize::from(orig.start())..src.base + usize::from(orig.end());
                     remap(&mut inner, &outer);
                     f.body.push(inner);
                 }
@@ -775,11 +802,11 @@ const TYPE_KINDS: &[K] = &[
     K::PERCENT_TYPE,
 ];
 
-fn type_facts(node: &SyntaxNode, base: usize) -> TypeFacts {
-    let span = range(node, base);
+fn type_facts(node: &SyntaxNode, src: Src<'_>) -> TypeFacts {
+    let span = src.range(node);
     if node.kind() == K::ARRAY_TYPE {
         let mut inner = child_any(node, TYPE_KINDS)
-            .map(|n| type_facts(&n, base))
+            .map(|n| type_facts(&n, src))
             .unwrap_or(TypeFacts {
                 name: String::new(),
                 modifiers: None,
@@ -790,7 +817,7 @@ fn type_facts(node: &SyntaxNode, base: usize) -> TypeFacts {
         inner.span = span;
         return inner;
     }
-    let text = node.text().to_string().to_lowercase();
+    let text = src.text(node).to_lowercase();
     let modifiers = text.find('(').and_then(|open| {
         text.rfind(')')
             .filter(|close| *close > open)
@@ -850,15 +877,15 @@ fn canonical_type(name: &str) -> &str {
     }
 }
 
-fn column_facts(node: &SyntaxNode, base: usize) -> ColumnFacts {
+fn column_facts(node: &SyntaxNode, src: Src<'_>) -> ColumnFacts {
     let name_node = child(node, K::COLUMN_NAME);
     let mut c = ColumnFacts {
         name: name_node.as_ref().and_then(name_of).unwrap_or_default(),
         name_span: name_node
             .as_ref()
-            .map(|n| range(n, base))
-            .unwrap_or_else(|| range(node, base)),
-        ty: child_any(node, TYPE_KINDS).map(|t| type_facts(&t, base)),
+            .map(|n| src.range(n))
+            .unwrap_or_else(|| src.range(node)),
+        ty: child_any(node, TYPE_KINDS).map(|t| type_facts(&t, src)),
         default: None,
         not_null: false,
         generated_stored: false,
@@ -872,7 +899,7 @@ fn column_facts(node: &SyntaxNode, base: usize) -> ColumnFacts {
                 let expr_text = clause
                     .children()
                     .filter(|n| n.kind() != K::CONSTRAINT_NAME_CLAUSE)
-                    .map(|n| n.text().to_string())
+                    .map(|n| src.text(&n).to_string())
                     .collect::<Vec<_>>()
                     .join(" ");
                 let (volatility, functions) = volatility_of(&clause);
@@ -896,7 +923,7 @@ fn column_facts(node: &SyntaxNode, base: usize) -> ColumnFacts {
                 }
             }
             _ => {
-                if let Some(k) = constraint_facts(&clause, base) {
+                if let Some(k) = constraint_facts(&clause, src) {
                     if k.kind == ConstraintKind::PrimaryKey {
                         c.not_null = true;
                     }
@@ -1012,7 +1039,7 @@ fn worse(a: Volatility, b: Volatility) -> Volatility {
 }
 
 /// Facts of a constraint node (table constraint, column constraint, ADD CONSTRAINT child).
-fn constraint_facts(node: &SyntaxNode, base: usize) -> Option<ConstraintFacts> {
+fn constraint_facts(node: &SyntaxNode, src: Src<'_>) -> Option<ConstraintFacts> {
     let kind = match node.kind() {
         K::CHECK_CONSTRAINT => ConstraintKind::Check,
         K::FOREIGN_KEY_CONSTRAINT | K::REFERENCES_CONSTRAINT => ConstraintKind::ForeignKey,
@@ -1046,7 +1073,7 @@ fn constraint_facts(node: &SyntaxNode, base: usize) -> Option<ConstraintFacts> {
         None
     };
     let checks_not_null_of = if kind == ConstraintKind::Check {
-        is_not_null_check(node)
+        is_not_null_check(src.text(node))
     } else {
         None
     };
@@ -1058,13 +1085,13 @@ fn constraint_facts(node: &SyntaxNode, base: usize) -> Option<ConstraintFacts> {
         columns,
         references,
         checks_not_null_of,
-        span: range(node, base),
+        span: src.range(node),
     })
 }
 
 /// `CHECK (col IS NOT NULL)` → `Some(col)`.
-fn is_not_null_check(node: &SyntaxNode) -> Option<String> {
-    let text = node.text().to_string().to_lowercase();
+fn is_not_null_check(text: &str) -> Option<String> {
+    let text = text.to_lowercase();
     let open = text.find('(')?;
     let close = text.rfind(')')?;
     let inner = text.get(open + 1..close)?.trim();
@@ -1077,7 +1104,7 @@ fn is_not_null_check(node: &SyntaxNode) -> Option<String> {
     Some(col.to_string())
 }
 
-fn alter_table(node: &SyntaxNode, base: usize, f: &mut StatementFacts) {
+fn alter_table(node: &SyntaxNode, src: Src<'_>, f: &mut StatementFacts) {
     let table = child(node, K::TABLE_RELATION_NAME).and_then(|rel| {
         f.flags.only = has_token(&rel, K::ONLY_KW);
         object_name(&rel)
@@ -1085,7 +1112,7 @@ fn alter_table(node: &SyntaxNode, base: usize, f: &mut StatementFacts) {
     f.targets = table.clone().into_iter().collect();
     f.table = table.clone();
     for action in node.children() {
-        let Some(a) = action_facts(&action, base) else {
+        let Some(a) = action_facts(&action, src) else {
             continue;
         };
         if let Some(t) = &table {
@@ -1119,15 +1146,15 @@ fn alter_table(node: &SyntaxNode, base: usize, f: &mut StatementFacts) {
     }
 }
 
-fn action_facts(node: &SyntaxNode, base: usize) -> Option<ActionFacts> {
+fn action_facts(node: &SyntaxNode, src: Src<'_>) -> Option<ActionFacts> {
     use ActionKind as A;
-    let span = range(node, base);
+    let span = src.range(node);
     let kind = match node.kind() {
         K::ADD_COLUMN => A::AddColumn,
         K::DROP_COLUMN => A::DropColumn,
         K::ALTER_COLUMN => alter_column_kind(node),
         K::ADD_CONSTRAINT => {
-            let c = node.children().find_map(|c| constraint_facts(&c, base))?;
+            let c = node.children().find_map(|c| constraint_facts(&c, src))?;
             A::AddConstraint(c.kind)
         }
         K::VALIDATE_CONSTRAINT => A::ValidateConstraint,
@@ -1172,14 +1199,14 @@ fn action_facts(node: &SyntaxNode, base: usize) -> Option<ActionFacts> {
     a.cost = locks::action_cost(kind);
     match node.kind() {
         K::ADD_COLUMN => {
-            let col = column_facts(node, base);
+            let col = column_facts(node, src);
             a.column = Some(col.name.clone());
             a.column_def = Some(col);
         }
         K::DROP_COLUMN | K::ALTER_COLUMN | K::RENAME_COLUMN => {
             a.column = child(node, K::COLUMN_NAME_REF).and_then(|n| name_of(&n));
             if let Some(st) = descendant(node, K::SET_TYPE) {
-                a.new_type = child_any(&st, TYPE_KINDS).map(|t| type_facts(&t, base));
+                a.new_type = child_any(&st, TYPE_KINDS).map(|t| type_facts(&t, src));
                 a.using_expr = child(&st, K::USING_EXPR).is_some();
             }
             if node.kind() == K::RENAME_COLUMN {
@@ -1187,7 +1214,7 @@ fn action_facts(node: &SyntaxNode, base: usize) -> Option<ActionFacts> {
             }
         }
         K::ADD_CONSTRAINT => {
-            a.constraint = node.children().find_map(|c| constraint_facts(&c, base));
+            a.constraint = node.children().find_map(|c| constraint_facts(&c, src));
             if a.constraint.as_ref().is_some_and(|c| c.not_valid) {
                 // NOT VALID skips the scan: the point of the safe recipe.
                 a.cost = Cost::None;
@@ -1316,16 +1343,10 @@ mod tests {
     /// verdict (every case is clean for both), and its tree is squawk's tree.
     #[test]
     fn parse_tree_is_squawks_parse_without_validation_on_the_corpus() {
-        let corpus = include_str!("../../tests/fixtures/migration-statements.sql");
-        let mut bodies: Vec<String> = Vec::new();
-        for line in corpus.lines() {
-            if line.starts_with("-- case: ") {
-                bodies.push(String::new());
-            } else if let Some(b) = bodies.last_mut() {
-                b.push_str(line);
-                b.push('\n');
-            }
-        }
+        let bodies: Vec<String> = crate::sql::tests::corpus_cases()
+            .into_iter()
+            .map(|(_, body)| body)
+            .collect();
         assert_eq!(bodies.len(), 282);
         for body in &bodies {
             let body = body.as_str();
