@@ -215,7 +215,13 @@ impl ScriptState {
                 }
             }
             StatementKind::CreateTable | StatementKind::CreateTableAs => {
-                self.created_tables.extend(f.targets.iter().cloned());
+                // Once each: a file that creates the same table again (a dump restored twice,
+                // drop-and-recreate migrations) must not make every later lookup longer.
+                for t in &f.targets {
+                    if !self.created_tables.contains(t) {
+                        self.created_tables.push(t.clone());
+                    }
+                }
             }
             StatementKind::AlterType if f.flags.add_value => {
                 if let (Some(t), Some(v)) = (f.targets.first(), &f.enum_value) {
