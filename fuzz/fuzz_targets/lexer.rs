@@ -14,6 +14,7 @@ fuzz_target!(|data: &[u8]| {
             standard_conforming_strings: scs,
             max_statement_len: 256,
             max_depth: 8,
+            max_chain: 16,
         };
         let mut next_start = 0;
         for st in split(text, &opts) {
