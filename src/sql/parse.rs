@@ -172,11 +172,21 @@ impl<'a> Src<'a> {
     }
 }
 
+/// The first child node of `kind`. Most lookups are for optional clauses that are absent: the
+/// green tree answers those without allocating a red cursor per child.
 fn child(node: &SyntaxNode, kind: K) -> Option<SyntaxNode> {
-    node.children().find(|c| c.kind() == kind)
+    child_any(node, &[kind])
 }
 
 fn child_any(node: &SyntaxNode, kinds: &[K]) -> Option<SyntaxNode> {
+    let raw = |k: &K| rowan::SyntaxKind((*k).into());
+    let present = node.green().children().any(|c| {
+        c.as_node()
+            .is_some_and(|n| kinds.iter().any(|k| raw(k) == n.kind()))
+    });
+    if !present {
+        return None;
+    }
     node.children().find(|c| kinds.contains(&c.kind()))
 }
 
@@ -185,8 +195,10 @@ fn descendant(node: &SyntaxNode, kind: K) -> Option<SyntaxNode> {
 }
 
 fn has_token(node: &SyntaxNode, kind: K) -> bool {
-    node.children_with_tokens()
-        .any(|e| e.as_token().is_some_and(|t| t.kind() == kind))
+    let raw = rowan::SyntaxKind(kind.into());
+    node.green()
+        .children()
+        .any(|c| c.as_token().is_some_and(|t| t.kind() == raw))
 }
 
 fn token(node: &SyntaxNode, kind: K) -> Option<SyntaxToken> {
@@ -205,7 +217,10 @@ fn first_token(node: &SyntaxNode) -> Option<SyntaxToken> {
 /// Normalises one identifier token the way Postgres does: quoted → as written, unquoted →
 /// folded to lower case.
 fn ident_text(tok: &SyntaxToken) -> String {
-    let t = tok.text();
+    normalise_ident(tok.text())
+}
+
+fn normalise_ident(t: &str) -> String {
     if t.len() >= 2 && t.starts_with('"') && t.ends_with('"') {
         t[1..t.len() - 1].replace("\"\"", "\"")
     } else {
@@ -215,7 +230,14 @@ fn ident_text(tok: &SyntaxToken) -> String {
 
 /// Identifier text of a name-like node (ColumnName, NameRef, PathSegment, ...).
 fn name_of(node: &SyntaxNode) -> Option<String> {
-    first_token(node).map(|t| ident_text(&t))
+    // The first non-trivia token, found in the green tree (no cursor allocation per element).
+    fn first(green: &rowan::GreenNodeData) -> Option<&rowan::GreenTokenData> {
+        green.children().find_map(|c| match c {
+            rowan::NodeOrToken::Node(n) => first(n),
+            rowan::NodeOrToken::Token(t) => (!K::from(t.kind().0).is_trivia()).then_some(t),
+        })
+    }
+    first(&node.green()).map(|t| normalise_ident(t.text()))
 }
 
 /// Reads a (possibly qualified) name from the first PATH / PATH_REF under `node`.
@@ -833,7 +855,7 @@ fn type_facts(node: &SyntaxNode, src: Src<'_>) -> TypeFacts {
             } else {
                 "timestamp"
             };
-            if descendant(node, K::WITH_TIMEZONE).is_some() {
+            if contains_kind(node, K::WITH_TIMEZONE) {
                 format!("{base_name}tz")
             } else {
                 base_name.to_string()
@@ -911,12 +933,12 @@ fn column_facts(node: &SyntaxNode, src: Src<'_>) -> ColumnFacts {
             }
             K::NOT_NULL_CONSTRAINT => c.not_null = true,
             K::GENERATED_CONSTRAINT => {
-                if descendant(&clause, K::GENERATED_STORED).is_some()
+                if contains_kind(&clause, K::GENERATED_STORED)
                     || has_token_deep(&clause, K::STORED_KW)
                 {
                     c.generated_stored = true;
                 }
-                if descendant(&clause, K::GENERATED_IDENTITY).is_some()
+                if contains_kind(&clause, K::GENERATED_IDENTITY)
                     || has_token_deep(&clause, K::IDENTITY_KW)
                 {
                     c.identity = true;
@@ -940,8 +962,21 @@ fn column_facts(node: &SyntaxNode, src: Src<'_>) -> ColumnFacts {
 }
 
 fn has_token_deep(node: &SyntaxNode, kind: K) -> bool {
-    node.descendants_with_tokens()
-        .any(|e| e.as_token().is_some_and(|t| t.kind() == kind))
+    contains_kind(node, kind)
+}
+
+/// Is there a node or token of `kind` at or under `node`? Walks the green tree, which costs
+/// no allocation (a red-tree walk allocates a cursor for every node it visits). The depth is
+/// the tree's, which the prefilter bounds.
+fn contains_kind(node: &SyntaxNode, kind: K) -> bool {
+    fn walk(green: &rowan::GreenNodeData, raw: rowan::SyntaxKind) -> bool {
+        green.kind() == raw
+            || green.children().any(|c| match c {
+                rowan::NodeOrToken::Node(n) => walk(n, raw),
+                rowan::NodeOrToken::Token(t) => t.kind() == raw,
+            })
+    }
+    walk(&node.green(), rowan::SyntaxKind(kind.into()))
 }
 
 /// Functions Postgres marks VOLATILE that people put in defaults.
@@ -1052,7 +1087,7 @@ fn constraint_facts(node: &SyntaxNode, src: Src<'_>) -> Option<ConstraintFacts> 
     let name = child(node, K::CONSTRAINT_NAME_CLAUSE)
         .and_then(|c| child(&c, K::CONSTRAINT_NAME))
         .and_then(|n| name_of(&n));
-    let not_valid = descendant(node, K::NOT_VALID).is_some();
+    let not_valid = contains_kind(node, K::NOT_VALID);
     let using_index = child_any(node, &[K::USING_INDEX, K::USING_INDEX_NAME]).is_some();
     let mut columns: Vec<String> = Vec::new();
     let col_list = match kind {
@@ -1238,7 +1273,7 @@ fn action_facts(node: &SyntaxNode, src: Src<'_>) -> Option<ActionFacts> {
         }
         K::ATTACH_PARTITION => {
             a.partition = child(node, K::TABLE_NAME_REF).and_then(|n| object_name(&n));
-            a.default_partition = descendant(node, K::PARTITION_DEFAULT).is_some();
+            a.default_partition = contains_kind(node, K::PARTITION_DEFAULT);
         }
         K::DETACH_PARTITION => {
             a.partition = child(node, K::TABLE_NAME_REF).and_then(|n| object_name(&n));
