@@ -230,33 +230,64 @@ fn normalise_ident(t: &str) -> String {
 
 /// Identifier text of a name-like node (ColumnName, NameRef, PathSegment, ...).
 fn name_of(node: &SyntaxNode) -> Option<String> {
-    // The first non-trivia token, found in the green tree (no cursor allocation per element).
+    green_name(&node.green())
+}
+
+// Name reading works on the green tree: it needs kinds and token text only, and a red-tree walk
+// allocates a cursor for every node it visits. Walks are preorder, like `descendants()`, and
+// their depth is the tree's, which the prefilter bounds.
+
+/// Identifier text of the first non-trivia token at or under `green`.
+fn green_name(green: &rowan::GreenNodeData) -> Option<String> {
     fn first(green: &rowan::GreenNodeData) -> Option<&rowan::GreenTokenData> {
         green.children().find_map(|c| match c {
             rowan::NodeOrToken::Node(n) => first(n),
             rowan::NodeOrToken::Token(t) => (!K::from(t.kind().0).is_trivia()).then_some(t),
         })
     }
-    first(&node.green()).map(|t| normalise_ident(t.text()))
+    first(green).map(|t| normalise_ident(t.text()))
+}
+
+fn green_is(green: &rowan::GreenNodeData, kinds: &[K]) -> bool {
+    let k = K::from(green.kind().0);
+    kinds.contains(&k)
+}
+
+/// The first node of one of `kinds` at or under `green`, in preorder.
+fn green_find<'a>(
+    green: &'a rowan::GreenNodeData,
+    kinds: &[K],
+) -> Option<&'a rowan::GreenNodeData> {
+    if green_is(green, kinds) {
+        return Some(green);
+    }
+    green
+        .children()
+        .find_map(|c| c.into_node().and_then(|n| green_find(n, kinds)))
+}
+
+/// The names of the nodes of `kinds` at or under `green`, in preorder (nested ones too).
+fn green_names(green: &rowan::GreenNodeData, kinds: &[K], out: &mut Vec<String>) {
+    if green_is(green, kinds) {
+        out.extend(green_name(green));
+    }
+    for c in green.children() {
+        if let Some(n) = c.into_node() {
+            green_names(n, kinds, out);
+        }
+    }
 }
 
 /// Reads a (possibly qualified) name from the first PATH / PATH_REF under `node`.
 fn object_name(node: &SyntaxNode) -> Option<ObjectName> {
-    let path = if matches!(node.kind(), K::PATH | K::PATH_REF) {
-        node.clone()
-    } else {
-        node.descendants()
-            .find(|n| matches!(n.kind(), K::PATH | K::PATH_REF))?
-    };
-    let segments: Vec<String> = path
-        .descendants()
-        .filter(|n| matches!(n.kind(), K::PATH_SEGMENT | K::PATH_SEGMENT_REF))
-        .filter_map(|n| name_of(&n))
-        .collect();
-    let (name, rest) = segments.split_last()?;
+    let green = node.green();
+    let path = green_find(&green, &[K::PATH, K::PATH_REF])?;
+    let mut segments = Vec::new();
+    green_names(path, &[K::PATH_SEGMENT, K::PATH_SEGMENT_REF], &mut segments);
+    let name = segments.pop()?;
     Some(ObjectName {
-        schema: rest.last().cloned(),
-        name: name.clone(),
+        schema: segments.pop(),
+        name,
     })
 }
 
@@ -1096,11 +1127,11 @@ fn constraint_facts(node: &SyntaxNode, src: Src<'_>) -> Option<ConstraintFacts> 
             .or_else(|| descendant(node, K::COLUMN_REF_LIST)),
     };
     if let Some(list) = col_list {
-        columns = list
-            .descendants()
-            .filter(|n| matches!(n.kind(), K::COLUMN_NAME_REF | K::NAME_REF))
-            .filter_map(|n| name_of(&n))
-            .collect();
+        green_names(
+            &list.green(),
+            &[K::COLUMN_NAME_REF, K::NAME_REF],
+            &mut columns,
+        );
     }
     let references = if kind == ConstraintKind::ForeignKey {
         child(node, K::TABLE_NAME_REF).and_then(|n| object_name(&n))
