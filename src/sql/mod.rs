@@ -209,25 +209,33 @@ fn parse_all(text: &str, jobs: &[Range<usize>], workers: usize) -> Vec<Vec<Analy
         }
     }
     chunks.push(&jobs[start..]);
+    let parse_chunk = |chunk: &[Range<usize>]| -> Vec<Vec<AnalysedStatement>> {
+        chunk
+            .iter()
+            .map(|span| parse_one(text, span.clone()))
+            .collect()
+    };
     std::thread::scope(|scope| {
+        // A thread the system refuses (process limit) leaves its share to this thread.
         let handles: Vec<_> = chunks
             .iter()
             .map(|chunk| {
-                scope.spawn(move || -> Vec<Vec<AnalysedStatement>> {
-                    chunk
-                        .iter()
-                        .map(|span| parse_one(text, span.clone()))
-                        .collect()
-                })
+                std::thread::Builder::new()
+                    .name("pgwarden-parse".into())
+                    .spawn_scoped(scope, move || parse_chunk(chunk))
+                    .map_err(|_| *chunk)
             })
             .collect();
         handles
             .into_iter()
-            .flat_map(|h| match h.join() {
-                Ok(v) => v,
-                // A parser panic is a bug; re-raise it on the caller's thread as it would
-                // have been raised without threads.
-                Err(panic) => std::panic::resume_unwind(panic),
+            .flat_map(|h| match h {
+                Ok(h) => match h.join() {
+                    Ok(v) => v,
+                    // A parser panic is a bug; re-raise it on the caller's thread as it would
+                    // have been raised without threads.
+                    Err(panic) => std::panic::resume_unwind(panic),
+                },
+                Err(chunk) => parse_chunk(chunk),
             })
             .collect()
     })
