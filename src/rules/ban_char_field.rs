@@ -19,19 +19,15 @@ CREATE TABLE t (code char(2));
 No rewrite.
 "#;
 
-pub fn check(f: &StatementFacts, cx: &Cx<'_>, out: &mut Vec<Finding>) {
-    let _ = cx;
-    for (column, ty) in declared_types(f) {
-        let name = ty.name.as_str();
-        if name != "bpchar" {
-            continue;
-        }
-        let _ = name;
-        out.push(
-            Finding::new(Rule::BanCharField, f, format!("column {column} is char(n): it pads values with spaces"), "Use text or varchar".to_string())
-                .at(ty.span.clone()),
-        );
-    }
+pub fn check(f: &StatementFacts, _cx: &Cx<'_>, out: &mut Vec<Finding>) {
+    flag_column_types(
+        f,
+        out,
+        Rule::BanCharField,
+        |ty| ty.name == "bpchar",
+        |c| format!("column {c} is char(n): it pads values with spaces"),
+        "Use text or varchar",
+    );
 }
 
 #[cfg(test)]

@@ -420,6 +420,23 @@ pub(crate) fn declared_types(f: &StatementFacts) -> Vec<(&str, &crate::sql::fact
     out
 }
 
+/// The shape of the column-type rules (section D): one finding, at the type, for each column
+/// the statement declares whose type `bad` matches.
+pub(crate) fn flag_column_types(
+    f: &StatementFacts,
+    out: &mut Vec<Finding>,
+    rule: Rule,
+    bad: impl Fn(&crate::sql::facts::TypeFacts) -> bool,
+    message: impl Fn(&str) -> String,
+    help: &str,
+) {
+    for (column, ty) in declared_types(f) {
+        if bad(ty) {
+            out.push(Finding::new(rule, f, message(column), help.to_string()).at(ty.span.clone()));
+        }
+    }
+}
+
 /// `~12.4M rows`, `~1.2k rows`, `312 rows`.
 pub fn human_rows(rows: u64) -> String {
     match rows {

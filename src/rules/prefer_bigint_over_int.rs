@@ -19,19 +19,15 @@ CREATE TABLE events (id serial PRIMARY KEY);
 No rewrite.
 "#;
 
-pub fn check(f: &StatementFacts, cx: &Cx<'_>, out: &mut Vec<Finding>) {
-    let _ = cx;
-    for (column, ty) in declared_types(f) {
-        let name = ty.name.as_str();
-        if !(matches!(name, "int4" | "serial4")) {
-            continue;
-        }
-        let _ = name;
-        out.push(
-            Finding::new(Rule::PreferBigintOverInt, f, format!("column {column} is a 32-bit integer: it overflows at 2^31 and widening it later rewrites the table"), "Use bigint".to_string())
-                .at(ty.span.clone()),
-        );
-    }
+pub fn check(f: &StatementFacts, _cx: &Cx<'_>, out: &mut Vec<Finding>) {
+    flag_column_types(
+        f,
+        out,
+        Rule::PreferBigintOverInt,
+        |ty| matches!(ty.name.as_str(), "int4" | "serial4"),
+        |c| format!("column {c} is a 32-bit integer: it overflows at 2^31 and widening it later rewrites the table"),
+        "Use bigint",
+    );
 }
 
 #[cfg(test)]

@@ -19,19 +19,15 @@ CREATE TABLE t (n smallint);
 No rewrite.
 "#;
 
-pub fn check(f: &StatementFacts, cx: &Cx<'_>, out: &mut Vec<Finding>) {
-    let _ = cx;
-    for (column, ty) in declared_types(f) {
-        let name = ty.name.as_str();
-        if !(matches!(name, "int2" | "serial2")) {
-            continue;
-        }
-        let _ = name;
-        out.push(
-            Finding::new(Rule::PreferBigintOverSmallint, f, format!("column {column} is a 16-bit integer: it overflows at 32,767 and widening it later rewrites the table"), "Use bigint".to_string())
-                .at(ty.span.clone()),
-        );
-    }
+pub fn check(f: &StatementFacts, _cx: &Cx<'_>, out: &mut Vec<Finding>) {
+    flag_column_types(
+        f,
+        out,
+        Rule::PreferBigintOverSmallint,
+        |ty| matches!(ty.name.as_str(), "int2" | "serial2"),
+        |c| format!("column {c} is a 16-bit integer: it overflows at 32,767 and widening it later rewrites the table"),
+        "Use bigint",
+    );
 }
 
 #[cfg(test)]

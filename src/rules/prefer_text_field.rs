@@ -19,19 +19,15 @@ CREATE TABLE t (name varchar(100));
 No rewrite.
 "#;
 
-pub fn check(f: &StatementFacts, cx: &Cx<'_>, out: &mut Vec<Finding>) {
-    let _ = cx;
-    for (column, ty) in declared_types(f) {
-        let name = ty.name.as_str();
-        if !(name == "varchar" && ty.modifiers.is_some()) {
-            continue;
-        }
-        let _ = name;
-        out.push(
-            Finding::new(Rule::PreferTextField, f, format!("column {column} is varchar with a length limit"), "Use text (with a CHECK constraint on length if the limit matters)".to_string())
-                .at(ty.span.clone()),
-        );
-    }
+pub fn check(f: &StatementFacts, _cx: &Cx<'_>, out: &mut Vec<Finding>) {
+    flag_column_types(
+        f,
+        out,
+        Rule::PreferTextField,
+        |ty| ty.name == "varchar" && ty.modifiers.is_some(),
+        |c| format!("column {c} is varchar with a length limit"),
+        "Use text (with a CHECK constraint on length if the limit matters)",
+    );
 }
 
 #[cfg(test)]

@@ -19,19 +19,15 @@ CREATE TABLE t (created_at timestamp);
 No rewrite.
 "#;
 
-pub fn check(f: &StatementFacts, cx: &Cx<'_>, out: &mut Vec<Finding>) {
-    let _ = cx;
-    for (column, ty) in declared_types(f) {
-        let name = ty.name.as_str();
-        if name != "timestamp" {
-            continue;
-        }
-        let _ = name;
-        out.push(
-            Finding::new(Rule::PreferTimestamptz, f, format!("column {column} is timestamp without time zone"), "Use timestamptz".to_string())
-                .at(ty.span.clone()),
-        );
-    }
+pub fn check(f: &StatementFacts, _cx: &Cx<'_>, out: &mut Vec<Finding>) {
+    flag_column_types(
+        f,
+        out,
+        Rule::PreferTimestamptz,
+        |ty| ty.name == "timestamp",
+        |c| format!("column {c} is timestamp without time zone"),
+        "Use timestamptz",
+    );
 }
 
 #[cfg(test)]
