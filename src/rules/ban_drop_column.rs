@@ -21,21 +21,15 @@ No rewrite.
 "#;
 
 pub fn check(f: &StatementFacts, cx: &Cx<'_>, out: &mut Vec<Finding>) {
-    let Some((table, _)) = altered_table(f, cx) else { return };
-    for a in &f.actions {
-        if !matches!(a.kind, ActionKind::DropColumn) {
-            continue;
-        }
-        let column = a.column.clone().unwrap_or_default();
-        let new_name = a.new_name.clone().unwrap_or_default();
-        let _ = (&column, &new_name);
-        let described = cx.describe(table);
-        out.push(
-            Finding::new(Rule::BanDropColumn, f, format!("DROP COLUMN {column} on {described} breaks application code that still reads or writes it"), "Deploy code that ignores the column first, then drop it in a later release".to_string())
-                .at(a.span.clone())
-                .lock(Some(a.lock)),
-        );
-    }
+    flag_actions(
+        f,
+        cx,
+        out,
+        Rule::BanDropColumn,
+        ActionKind::DropColumn,
+        |a, table| format!("DROP COLUMN {} on {} breaks application code that still reads or writes it", column(a), cx.describe(table)),
+        "Deploy code that ignores the column first, then drop it in a later release",
+    );
 }
 
 #[cfg(test)]

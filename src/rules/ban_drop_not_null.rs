@@ -21,20 +21,15 @@ No rewrite.
 "#;
 
 pub fn check(f: &StatementFacts, cx: &Cx<'_>, out: &mut Vec<Finding>) {
-    let Some((table, _)) = altered_table(f, cx) else { return };
-    for a in &f.actions {
-        if !matches!(a.kind, ActionKind::DropNotNull) {
-            continue;
-        }
-        let column = a.column.clone().unwrap_or_default();
-        let new_name = a.new_name.clone().unwrap_or_default();
-        let _ = (&column, &new_name);
-        out.push(
-            Finding::new(Rule::BanDropNotNull, f, format!("DROP NOT NULL on {table}.{column} lets NULLs reach code that assumes there are none"), "Deploy code that handles NULL in this column first".to_string())
-                .at(a.span.clone())
-                .lock(Some(a.lock)),
-        );
-    }
+    flag_actions(
+        f,
+        cx,
+        out,
+        Rule::BanDropNotNull,
+        ActionKind::DropNotNull,
+        |a, table| format!("DROP NOT NULL on {}.{} lets NULLs reach code that assumes there are none", table, column(a)),
+        "Deploy code that handles NULL in this column first",
+    );
 }
 
 #[cfg(test)]

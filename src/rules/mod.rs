@@ -420,6 +420,40 @@ pub(crate) fn declared_types(f: &StatementFacts) -> Vec<(&str, &crate::sql::fact
     out
 }
 
+/// The shape of the breaking-change rules (section C) on ALTER TABLE of an existing table: one
+/// finding, with the sub-command's lock, for each sub-command of `kind`. `message` gets the
+/// sub-command and the table.
+pub(crate) fn flag_actions(
+    f: &StatementFacts,
+    cx: &Cx<'_>,
+    out: &mut Vec<Finding>,
+    rule: Rule,
+    kind: crate::sql::facts::ActionKind,
+    message: impl Fn(&crate::sql::facts::ActionFacts, &ObjectName) -> String,
+    help: &str,
+) {
+    let Some((table, _)) = altered_table(f, cx) else {
+        return;
+    };
+    for a in f.actions.iter().filter(|a| a.kind == kind) {
+        out.push(
+            Finding::new(rule, f, message(a, table), help.to_string())
+                .at(a.span.clone())
+                .lock(Some(a.lock)),
+        );
+    }
+}
+
+/// The column an ALTER TABLE sub-command names (empty when it names none).
+pub(crate) fn column(a: &crate::sql::facts::ActionFacts) -> &str {
+    a.column.as_deref().unwrap_or_default()
+}
+
+/// The new name a RENAME sub-command gives (empty when it gives none).
+pub(crate) fn new_name(a: &crate::sql::facts::ActionFacts) -> &str {
+    a.new_name.as_deref().unwrap_or_default()
+}
+
 /// The shape of the column-type rules (section D): one finding, at the type, for each column
 /// the statement declares whose type `bad` matches.
 pub(crate) fn flag_column_types(

@@ -21,21 +21,15 @@ No rewrite.
 "#;
 
 pub fn check(f: &StatementFacts, cx: &Cx<'_>, out: &mut Vec<Finding>) {
-    let Some((table, _)) = altered_table(f, cx) else { return };
-    for a in &f.actions {
-        if !matches!(a.kind, ActionKind::RenameColumn) {
-            continue;
-        }
-        let column = a.column.clone().unwrap_or_default();
-        let new_name = a.new_name.clone().unwrap_or_default();
-        let _ = (&column, &new_name);
-        let described = cx.describe(table);
-        out.push(
-            Finding::new(Rule::RenamingColumn, f, format!("RENAME COLUMN {column} TO {new_name} on {described} breaks running code that uses the old name"), "Expand/contract: add the new column, dual-write, backfill, switch reads, drop the old one".to_string())
-                .at(a.span.clone())
-                .lock(Some(a.lock)),
-        );
-    }
+    flag_actions(
+        f,
+        cx,
+        out,
+        Rule::RenamingColumn,
+        ActionKind::RenameColumn,
+        |a, table| format!("RENAME COLUMN {} TO {} on {} breaks running code that uses the old name", column(a), new_name(a), cx.describe(table)),
+        "Expand/contract: add the new column, dual-write, backfill, switch reads, drop the old one",
+    );
 }
 
 #[cfg(test)]

@@ -21,20 +21,15 @@ No rewrite.
 "#;
 
 pub fn check(f: &StatementFacts, cx: &Cx<'_>, out: &mut Vec<Finding>) {
-    let Some((table, _)) = altered_table(f, cx) else { return };
-    for a in &f.actions {
-        if !matches!(a.kind, ActionKind::RenameTable) {
-            continue;
-        }
-        let column = a.column.clone().unwrap_or_default();
-        let new_name = a.new_name.clone().unwrap_or_default();
-        let _ = (&column, &new_name);
-        out.push(
-            Finding::new(Rule::RenamingTable, f, format!("RENAME TABLE {} TO {new_name} breaks running code that uses the old name", cx.describe(table)), "Add a view with the new name, switch the code, then rename and drop the view".to_string())
-                .at(a.span.clone())
-                .lock(Some(a.lock)),
-        );
-    }
+    flag_actions(
+        f,
+        cx,
+        out,
+        Rule::RenamingTable,
+        ActionKind::RenameTable,
+        |a, table| format!("RENAME TABLE {} TO {} breaks running code that uses the old name", cx.describe(table), new_name(a)),
+        "Add a view with the new name, switch the code, then rename and drop the view",
+    );
 }
 
 #[cfg(test)]
