@@ -39,6 +39,34 @@ fn current_user_and_server_ssl(conn: &ConnInfo) -> CmdOutput {
     )
 }
 
+/// Logs in through `proxy` with psql as `user` and checks which legs are encrypted: the server
+/// leg (pg_stat_ssl, as the server sees pgwarden) and, when given, the client leg (psql's
+/// `\conninfo`).
+fn assert_login(
+    via: &ConnInfo,
+    proxy: &ProxyProcess,
+    user: &str,
+    server_leg_tls: bool,
+    client_leg_tls: Option<bool>,
+) {
+    let out = current_user_and_server_ssl(via);
+    assert!(
+        out.status.success(),
+        "{user} via proxy: {}\nproxy log:\n{}",
+        out.stderr,
+        proxy.logs()
+    );
+    let flag = if server_leg_tls { "t" } else { "f" };
+    assert!(
+        out.stdout.starts_with(&format!("{user} {flag}\n")),
+        "{}",
+        out.stdout
+    );
+    if let Some(tls) = client_leg_tls {
+        assert_eq!(out.stdout.contains("SSL connection"), tls, "{}", out.stdout);
+    }
+}
+
 // ------------------------------------------------------------------------------------ auth
 
 #[test]
@@ -48,18 +76,7 @@ fn trust_md5_scram_through_proxy() {
     let proxy = start_proxy(c);
     for (user, pw) in USERS {
         let via = c.conn(&db).with_user(user, pw).with_port(proxy.port());
-        let out = current_user_and_server_ssl(&via);
-        assert!(
-            out.status.success(),
-            "{user} via proxy: {}\nproxy log:\n{}",
-            out.stderr,
-            proxy.logs()
-        );
-        assert!(
-            out.stdout.starts_with(&format!("{user} f\n")),
-            "{}",
-            out.stdout
-        );
+        assert_login(&via, &proxy, user, false, None);
     }
     // The Python drivers implement md5/SCRAM themselves (asyncpg's SCRAM is its own code).
     for (user, pw) in USERS {
@@ -145,20 +162,8 @@ fn client_plaintext_server_tls() {
             .with_user(user, pw)
             .with_port(proxy.port())
             .with_sslmode("disable");
-        let out = current_user_and_server_ssl(&via);
-        assert!(
-            out.status.success(),
-            "{user}: {}\nproxy log:\n{}",
-            out.stderr,
-            proxy.logs()
-        );
         // Server leg encrypted, client leg not.
-        assert!(
-            out.stdout.starts_with(&format!("{user} t\n")),
-            "{}",
-            out.stdout
-        );
-        assert!(!out.stdout.contains("SSL connection"), "{}", out.stdout);
+        assert_login(&via, &proxy, user, true, Some(false));
     }
 }
 
@@ -211,19 +216,7 @@ fn client_tls_server_plaintext() {
             .with_port(proxy.port())
             .with_sslmode("verify-full")
             .with_ca(&cert.ca);
-        let out = current_user_and_server_ssl(&via);
-        assert!(
-            out.status.success(),
-            "{user}: {}\nproxy log:\n{}",
-            out.stderr,
-            proxy.logs()
-        );
-        assert!(
-            out.stdout.starts_with(&format!("{user} f\n")),
-            "{}",
-            out.stdout
-        );
-        assert!(out.stdout.contains("SSL connection"), "{}", out.stdout);
+        assert_login(&via, &proxy, user, false, Some(true));
         // The Python drivers' own TLS handshakes (asyncpg uses Python's ssl module).
         let py = run_python("clients.py", &["auth", &via.url()]);
         py.assert_success();
@@ -261,19 +254,7 @@ fn both_legs_tls_scram_without_channel_binding() {
         .with_ca(&cert.ca);
     for (user, pw) in USERS {
         let via = base.with_user(user, pw).with_channel_binding("disable");
-        let out = current_user_and_server_ssl(&via);
-        assert!(
-            out.status.success(),
-            "{user}: {}\nproxy log:\n{}",
-            out.stderr,
-            proxy.logs()
-        );
-        assert!(
-            out.stdout.starts_with(&format!("{user} t\n")),
-            "{}",
-            out.stdout
-        );
-        assert!(out.stdout.contains("SSL connection"), "{}", out.stdout);
+        assert_login(&via, &proxy, user, true, Some(true));
     }
     // libpq's default channel_binding=prefer does NOT work: pgwarden removes SCRAM-SHA-256-PLUS
     // from the offer, libpq then answers "client supports binding, server does not" (gs2 flag
