@@ -593,40 +593,31 @@ pub fn evaluate_proving(
         .collect();
     for (i, stmt) in stmts.iter().enumerate() {
         let before = findings.len();
+        let cx = Cx {
+            text,
+            ctx,
+            state: &state,
+            thresholds,
+            earlier: &stmts[..i],
+            later: &stmts[i + 1..],
+            text_indexes: &text_indexes,
+        };
         match &stmt.outcome {
             Outcome::Facts(f) => {
-                let cx = Cx {
-                    text,
-                    ctx,
-                    state: &state,
-                    thresholds,
-                    earlier: &stmts[..i],
-                    later: &stmts[i + 1..],
-                    text_indexes: &text_indexes,
-                };
                 check_statement(f, &cx, prove, &mut findings);
                 // Statements read out of a DO body are checked like top-level ones.
                 for inner in &f.body {
                     check_statement(inner, &cx, prove, &mut findings);
                 }
-                state.advance(f);
             }
             Outcome::Unanalysable(_) | Outcome::ParseError(_) => {
                 findings.push(cannot_analyse::finding(stmt));
             }
-            Outcome::Dml => {
-                let cx = Cx {
-                    text,
-                    ctx,
-                    state: &state,
-                    thresholds,
-                    earlier: &stmts[..i],
-                    later: &stmts[i + 1..],
-                    text_indexes: &text_indexes,
-                };
-                findings.extend(lock_held_across_statements::on_dml(stmt, &cx));
-            }
+            Outcome::Dml => findings.extend(lock_held_across_statements::on_dml(stmt, &cx)),
             Outcome::Empty => {}
+        }
+        if let Outcome::Facts(f) = &stmt.outcome {
+            state.advance(f);
         }
         for rule in [Rule::RequireLockTimeout, Rule::RequireStatementTimeout] {
             if findings[before..].iter().any(|f| f.rule == rule)
