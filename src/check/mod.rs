@@ -192,15 +192,22 @@ fn floor_boundary(text: &str, mut i: usize) -> usize {
     i
 }
 
+impl Diagnostic {
+    /// `error` for reject, `warning` for warn: how rustc, ruff and GitHub name the two.
+    fn level(&self) -> &'static str {
+        if self.severity == "reject" {
+            "error"
+        } else {
+            "warning"
+        }
+    }
+}
+
 /// rustc/ruff-style text report.
 pub fn render_text(diags: &[Diagnostic], files: usize) -> String {
     let mut out = String::new();
     for d in diags {
-        let level = if d.severity == "reject" {
-            "error"
-        } else {
-            "warning"
-        };
+        let level = d.level();
         let _ = writeln!(out, "{level}[{}]: {}", d.rule, d.message);
         let width = d
             .excerpt
@@ -258,11 +265,7 @@ pub fn render_json(diags: &[Diagnostic]) -> String {
 pub fn render_github(diags: &[Diagnostic]) -> String {
     let mut out = String::new();
     for d in diags {
-        let level = if d.severity == "reject" {
-            "error"
-        } else {
-            "warning"
-        };
+        let level = d.level();
         let _ = writeln!(
             out,
             "::{level} file={},line={},col={},endLine={},endColumn={},title={}::{}",
