@@ -332,6 +332,8 @@ mod tests {
     #[test]
     fn default_depth_is_far_below_the_parser_limit() {
         const { assert!(DEFAULT_MAX_DEPTH < 1000) };
+        // Every depth the default bound allows has its chain tracked.
+        const { assert!(DEFAULT_MAX_DEPTH < crate::sql::lexer::RUN_LEVELS) };
         assert_eq!(AnalysisContext::default().lex.max_depth, DEFAULT_MAX_DEPTH);
     }
 

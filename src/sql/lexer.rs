@@ -463,9 +463,10 @@ enum NamePiece {
     Closed,
 }
 
-/// Bracket levels whose chains are tracked; deeper nesting is too deep whatever `max_depth`
-/// says.
-const RUN_LEVELS: usize = 512;
+/// Bracket levels whose chains are tracked (level 0 and 256 open brackets, the analysis's
+/// default depth bound); deeper nesting is too deep whatever `max_depth` says. The array is
+/// zeroed for every statement, DML included, so it is kept small (514 bytes).
+pub const RUN_LEVELS: usize = 257;
 
 /// Per-statement state of the scan. Lives on the stack; nothing here allocates.
 struct Stmt {
