@@ -32,6 +32,9 @@ pub struct ServerConfig {
     pub max_small_message_size: usize,
     /// Cap for password/SASL messages, in bytes.
     pub max_auth_message_size: usize,
+    /// Bytes of messages that all sessions together may hold whole while pgwarden reads them
+    /// (a Query/Parse/Bind over the ordinary read buffer); past it a session gets FATAL 53200.
+    pub max_held_bytes: usize,
     /// `text` or `json`.
     pub log_format: String,
     /// tracing filter, e.g. `info` or `pgwarden=debug`; `RUST_LOG` overrides it.
@@ -77,6 +80,7 @@ impl Default for ServerConfig {
             max_message_size: limits.large,
             max_small_message_size: limits.small,
             max_auth_message_size: limits.auth,
+            max_held_bytes: 512 * 1024 * 1024,
             log_format: "text".into(),
             log_level: "info".into(),
             tls_cert_file: None,
@@ -129,6 +133,12 @@ impl ServerConfig {
             return Err(
                 "[server] upstream_tls verify-ca/verify-full needs upstream_tls_ca_file".into(),
             );
+        }
+        if self.max_held_bytes < self.max_small_message_size {
+            return Err(format!(
+                "[server] max_held_bytes must be at least max_small_message_size ({}), not {}",
+                self.max_small_message_size, self.max_held_bytes
+            ));
         }
         split_host_port(&self.upstream)
             .map_err(|e| format!("[server] upstream {:?}: {e}", self.upstream))?;
@@ -214,6 +224,7 @@ mod tests {
         assert_eq!(cfg.server.startup_timeout, d.startup_timeout);
         assert_eq!(cfg.server.shutdown_grace, d.shutdown_grace);
         assert_eq!(cfg.server.max_message_size, d.max_message_size);
+        assert_eq!(cfg.server.max_held_bytes, d.max_held_bytes);
         assert_eq!(cfg.server.upstream_tls, d.upstream_tls);
     }
 

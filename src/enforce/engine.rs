@@ -49,6 +49,10 @@ pub struct Situation {
     pub standard_conforming_strings: bool,
     /// The client encoding is UTF-8 (else non-ASCII text cannot be trusted).
     pub utf8: bool,
+    /// An Execute was sent since the last Sync: PostgreSQL runs the statement in the implicit
+    /// transaction block of a pipeline, where `PreventInTransactionBlock` refuses
+    /// CONCURRENTLY (25001) exactly as inside BEGIN. Analysed as inside a transaction.
+    pub pipelined: bool,
 }
 
 /// A text analysed, waiting for its live facts.
@@ -151,6 +155,7 @@ impl SessionEnforcer {
         let mut ctx = AnalysisContext {
             pg_version: self.pg_version,
             tx: match s.tx_status {
+                TxStatus::Idle if s.pipelined => TxState::InTransaction,
                 TxStatus::Idle => TxState::Idle,
                 TxStatus::InTransaction => TxState::InTransaction,
                 TxStatus::Failed => TxState::Failed,
@@ -213,7 +218,7 @@ impl SessionEnforcer {
             .iter()
             .filter(|st| !matches!(st.outcome, crate::sql::Outcome::Empty))
             .count();
-        let allow_rewrite = s.tx_status == TxStatus::Idle && statements == 1;
+        let allow_rewrite = s.tx_status == TxStatus::Idle && !s.pipelined && statements == 1;
         let evaluation = self
             .policy
             .evaluate(sql, &p.analysis, &p.ctx, allow_rewrite);
@@ -422,6 +427,7 @@ mod tests {
             tx_status: tx,
             standard_conforming_strings: true,
             utf8: true,
+            pipelined: false,
         }
     }
 
@@ -500,6 +506,27 @@ mod tests {
                 sql: "CREATE INDEX CONCURRENTLY i ON orders (a)".into(),
                 rejected: false
             }
+        );
+    }
+
+    /// After an Execute without Sync the server is in a pipeline's implicit transaction
+    /// block: CONCURRENTLY would fail there with 25001, so no rewrite — small tables pass
+    /// unchanged, big ones get the reject fallback, as inside BEGIN.
+    #[test]
+    fn create_index_in_a_pipeline_is_not_rewritten() {
+        let mut e = SessionEnforcer::new(&Policy::default(), "db", "u", "app");
+        let sql = "CREATE INDEX i ON orders (a)";
+        let s = Situation {
+            pipelined: true,
+            ..situation(TxStatus::Idle)
+        };
+        let p = e.prepare(sql, s);
+        let out = e.decide(sql, p, Ok(&live_big()), s);
+        assert_eq!(out.verdict, Verdict::Reject, "{:?}", out.decision);
+        assert!(
+            matches!(&out.action, WireAction::Replace { rejected: true, .. }),
+            "{:?}",
+            out.action
         );
     }
 

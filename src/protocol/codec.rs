@@ -45,6 +45,12 @@ impl<'a> Reader<'a> {
         Ok(i16::from_be_bytes([b[0], b[1]]))
     }
 
+    /// A 16-bit count as PostgreSQL reads it (`pq_getmsgint(msg, 2)` is unsigned: 0..=65535).
+    pub(crate) fn u16(&mut self) -> Result<u16, ProtocolError> {
+        let b = self.bytes(2)?;
+        Ok(u16::from_be_bytes([b[0], b[1]]))
+    }
+
     pub(crate) fn i32(&mut self) -> Result<i32, ProtocolError> {
         let b = self.bytes(4)?;
         Ok(i32::from_be_bytes([b[0], b[1], b[2], b[3]]))

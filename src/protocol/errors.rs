@@ -147,6 +147,40 @@ pub fn upstream_lost(upstream: &str, cause: &str) -> PgError {
     )
 }
 
+/// 08006: authentication did not finish within `startup_timeout`; `waiting` says who was
+/// silent. A client must get an error, not a bare close, whichever side stalled.
+pub fn startup_timed_out(upstream: &str, timeout: std::time::Duration, waiting: &str) -> PgError {
+    PgError::new(
+        Severity::Fatal,
+        "08006",
+        format!(
+            "pgwarden: connection startup did not finish within startup_timeout ({}s): \
+             waiting for {waiting}",
+            timeout.as_secs()
+        ),
+    )
+    .with_hint(format!(
+        "Check that the upstream server {upstream} is up and answering, or raise [server] \
+         startup_timeout in the pgwarden configuration."
+    ))
+}
+
+/// 53200: the bytes held whole by all sessions together would exceed `max_held_bytes`.
+pub fn held_bytes_exhausted(len: usize, cap: usize) -> PgError {
+    PgError::new(
+        Severity::Fatal,
+        "53200",
+        format!(
+            "pgwarden: cannot hold a {len}-byte message: all sessions together may hold at \
+             most {cap} bytes of messages being read whole (max_held_bytes)"
+        ),
+    )
+    .with_hint(
+        "Retry when other large statements have finished, send smaller statements (COPY \
+         streams instead of one huge INSERT), or raise [server] max_held_bytes.",
+    )
+}
+
 /// 57P01: pgwarden is shutting down.
 pub fn shutting_down() -> PgError {
     PgError::new(

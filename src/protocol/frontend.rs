@@ -28,7 +28,7 @@ pub struct Parse<'a> {
     /// Raw SQL text in the client encoding.
     pub sql: &'a [u8],
     /// Number of parameter type OIDs the client specified.
-    pub param_types: i16,
+    pub param_types: u16,
 }
 
 /// Decodes a `P` body.
@@ -36,10 +36,8 @@ pub fn decode_parse(body: &[u8]) -> Result<Parse<'_>, ProtocolError> {
     let mut r = Reader::new(body, "Parse");
     let name = r.cstr()?;
     let sql = r.cstr()?;
-    let param_types = r.i16()?;
-    if param_types < 0 {
-        return Err(r.err("negative parameter type count"));
-    }
+    // Counts are unsigned on the wire, as the server reads them: 65,535 parameters are legal.
+    let param_types = r.u16()?;
     r.bytes(param_types as usize * 4)?;
     r.finish()?;
     Ok(Parse {
@@ -57,7 +55,7 @@ pub struct Bind<'a> {
     /// Source prepared statement name.
     pub statement: &'a [u8],
     /// Number of parameter values.
-    pub params: i16,
+    pub params: u16,
 }
 
 /// Decodes a `B` body, walking every field so a malformed Bind is refused.
@@ -65,15 +63,9 @@ pub fn decode_bind(body: &[u8]) -> Result<Bind<'_>, ProtocolError> {
     let mut r = Reader::new(body, "Bind");
     let portal = r.cstr()?;
     let statement = r.cstr()?;
-    let nfmt = r.i16()?;
-    if nfmt < 0 {
-        return Err(r.err("negative format count"));
-    }
+    let nfmt = r.u16()?;
     r.bytes(nfmt as usize * 2)?;
-    let params = r.i16()?;
-    if params < 0 {
-        return Err(r.err("negative parameter count"));
-    }
+    let params = r.u16()?;
     for _ in 0..params {
         let len = r.i32()?;
         if len >= 0 {
@@ -82,10 +74,7 @@ pub fn decode_bind(body: &[u8]) -> Result<Bind<'_>, ProtocolError> {
             return Err(r.err("parameter length below -1"));
         }
     }
-    let nres = r.i16()?;
-    if nres < 0 {
-        return Err(r.err("negative result format count"));
-    }
+    let nres = r.u16()?;
     r.bytes(nres as usize * 2)?;
     r.finish()?;
     Ok(Bind {
@@ -101,18 +90,12 @@ pub fn bind_text_params(body: &[u8]) -> Result<Vec<Option<String>>, ProtocolErro
     let mut r = Reader::new(body, "Bind");
     r.cstr()?;
     r.cstr()?;
-    let nfmt = r.i16()?;
-    if nfmt < 0 {
-        return Err(r.err("negative format count"));
-    }
+    let nfmt = r.u16()?;
     let mut formats = Vec::with_capacity(nfmt as usize);
     for _ in 0..nfmt {
         formats.push(r.i16()?);
     }
-    let params = r.i16()?;
-    if params < 0 {
-        return Err(r.err("negative parameter count"));
-    }
+    let params = r.u16()?;
     let mut out = Vec::with_capacity(params as usize);
     for i in 0..params as usize {
         let len = r.i32()?;
@@ -172,7 +155,7 @@ pub fn encode_parse(name: &[u8], sql: &str, out: &mut BytesMut) -> Result<(), Pr
     out.extend_from_slice(&[0; 4]);
     put_cstr(out, name);
     put_cstr(out, sql.as_bytes());
-    out.extend_from_slice(&0i16.to_be_bytes());
+    out.extend_from_slice(&0u16.to_be_bytes());
     finish_message(out, at);
     Ok(())
 }
@@ -185,10 +168,10 @@ pub fn encode_bind_without_params(body: &[u8], out: &mut BytesMut) -> Result<(),
     let mut r = Reader::new(body, "Bind");
     r.cstr()?;
     r.cstr()?;
-    let nfmt = r.i16()?;
-    r.bytes(nfmt.max(0) as usize * 2)?;
-    let nparams = r.i16()?;
-    for _ in 0..nparams.max(0) {
+    let nfmt = r.u16()?;
+    r.bytes(nfmt as usize * 2)?;
+    let nparams = r.u16()?;
+    for _ in 0..nparams {
         let len = r.i32()?;
         if len > 0 {
             r.bytes(len as usize)?;
@@ -200,8 +183,8 @@ pub fn encode_bind_without_params(body: &[u8], out: &mut BytesMut) -> Result<(),
     out.extend_from_slice(&[0; 4]);
     put_cstr(out, b.portal);
     put_cstr(out, b.statement);
-    out.extend_from_slice(&0i16.to_be_bytes());
-    out.extend_from_slice(&0i16.to_be_bytes());
+    out.extend_from_slice(&0u16.to_be_bytes());
+    out.extend_from_slice(&0u16.to_be_bytes());
     out.extend_from_slice(results);
     finish_message(out, at);
     Ok(())
@@ -267,6 +250,31 @@ mod tests {
         assert!(decode_bind(&body[..body.len() - 1]).is_err());
         let bad = b"\0s\0\0\0\0\x01\xff\xff\xff\xfe\0\0";
         assert!(decode_bind(bad).is_err());
+    }
+
+    /// PostgreSQL reads the counts as unsigned 16-bit: 40,000 parameters (0x9C40, negative as
+    /// an i16) are a legal Parse and Bind.
+    #[test]
+    fn counts_above_i16_max_are_legal() {
+        let n: u16 = 40_000;
+        let mut parse = b"s\0select 1\0".to_vec();
+        parse.extend_from_slice(&n.to_be_bytes());
+        parse.extend(std::iter::repeat_n(0u8, n as usize * 4));
+        assert_eq!(decode_parse(&parse).unwrap().param_types, n);
+        let mut bind = b"\0s\0".to_vec();
+        bind.extend_from_slice(&0u16.to_be_bytes());
+        bind.extend_from_slice(&n.to_be_bytes());
+        for _ in 0..n {
+            bind.extend_from_slice(&1i32.to_be_bytes());
+            bind.push(b'7');
+        }
+        bind.extend_from_slice(&0u16.to_be_bytes());
+        assert_eq!(decode_bind(&bind).unwrap().params, n);
+        let values = bind_text_params(&bind).unwrap();
+        assert_eq!(values.len(), n as usize);
+        let mut out = BytesMut::new();
+        encode_bind_without_params(&bind, &mut out).unwrap();
+        assert_eq!(decode_bind(&out[5..]).unwrap().params, 0);
     }
 
     #[test]

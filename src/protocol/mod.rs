@@ -30,6 +30,12 @@ pub enum ProtocolError {
     /// A startup packet with a protocol major version pgwarden does not speak.
     #[error("unsupported frontend protocol {major}.{minor}: server supports 3.0")]
     UnsupportedProtocol { major: u16, minor: u16 },
+    /// A client message other than an authentication response before AuthenticationOk.
+    #[error(
+        "expected an authentication response before authentication completed, got message \
+         type {tag:?}"
+    )]
+    BeforeAuthentication { tag: char },
     /// A message whose body does not match its type.
     #[error("malformed {what} message: {why}")]
     Malformed {

@@ -37,7 +37,9 @@ pub enum StartupRequest {
 pub struct StartupMessage {
     /// Minor version the client asked for; pgwarden speaks 0.
     pub minor: u16,
-    /// Ordinary parameters (`user`, `database`, `options`, ...), in client order.
+    /// Ordinary parameters (`user`, `database`, `options`, ...), in client order, each key
+    /// once: a repeated key keeps its first position and its *last* value, as PostgreSQL's
+    /// `ProcessStartupPacket` assigns them one after the other (the last one wins).
     pub params: Vec<(String, String)>,
     /// Names of `_pq_.` protocol options, which pgwarden does not understand.
     pub protocol_options: Vec<String>,
@@ -50,6 +52,32 @@ impl StartupMessage {
             .iter()
             .find(|(k, _)| k == name)
             .map(|(_, v)| v.as_str())
+    }
+
+    /// The database the server connects to: `database`, or the user name when it is absent
+    /// or empty (PostgreSQL: "the database name defaults to the user name").
+    pub fn database(&self) -> &str {
+        match self.param("database") {
+            Some(db) if !db.is_empty() => db,
+            _ => self.param("user").unwrap_or(""),
+        }
+    }
+
+    /// The value the server gives the setting `name` at startup: an explicit startup key
+    /// beats `options` (`process_startup_options` applies the command-line switches first,
+    /// then the startup keys), and inside `options` the last `-c name=value` /
+    /// `--name=value` wins. `None` when the client set neither.
+    pub fn setting(&self, name: &str) -> Option<String> {
+        if let Some(v) = self.param(name) {
+            return Some(v.to_owned());
+        }
+        let mut found = None;
+        for (k, v) in option_settings(self.param("options").unwrap_or("")) {
+            if k.eq_ignore_ascii_case(name) {
+                found = Some(v);
+            }
+        }
+        found
     }
 
     /// True when the client must be told pgwarden only speaks 3.0 without options.
@@ -70,6 +98,54 @@ impl StartupMessage {
         out.extend_from_slice(&[0]);
         finish_message(out, at);
     }
+}
+
+/// The `(name, value)` settings in a startup `options` string, read as the server reads it:
+/// split at unescaped whitespace with `\` escaping the next character (`pg_split_opts`),
+/// then `-c name=value`, `-cname=value` and `--name=value` with `-` in the name read as `_`
+/// (`ParseLongOption`). Other switches are skipped; their arguments are not settings.
+pub fn option_settings(options: &str) -> Vec<(String, String)> {
+    let mut words = Vec::new();
+    let mut cur = String::new();
+    let mut in_word = false;
+    let mut chars = options.chars();
+    while let Some(c) = chars.next() {
+        if c.is_ascii_whitespace() {
+            if in_word {
+                words.push(std::mem::take(&mut cur));
+                in_word = false;
+            }
+            continue;
+        }
+        in_word = true;
+        if c == '\\' {
+            if let Some(n) = chars.next() {
+                cur.push(n);
+            }
+        } else {
+            cur.push(c);
+        }
+    }
+    if in_word {
+        words.push(cur);
+    }
+    let mut out = Vec::new();
+    let mut it = words.into_iter();
+    while let Some(w) = it.next() {
+        let setting = if let Some(long) = w.strip_prefix("--") {
+            Some(long.to_owned())
+        } else if w == "-c" {
+            it.next()
+        } else if let Some(rest) = w.strip_prefix("-c") {
+            Some(rest.to_owned())
+        } else {
+            None
+        };
+        if let Some((k, v)) = setting.as_deref().and_then(|s| s.split_once('=')) {
+            out.push((k.replace('-', "_"), v.to_owned()));
+        }
+    }
+    out
 }
 
 /// Length of the complete first packet at the start of `buf`, or `Ok(None)` if more bytes are
@@ -131,6 +207,11 @@ pub fn parse_startup(packet: &[u8]) -> Result<StartupRequest, ProtocolError> {
                 let value = r.cstr_utf8()?;
                 if key.starts_with("_pq_.") {
                     msg.protocol_options.push(key.to_owned());
+                } else if let Some(slot) = msg.params.iter_mut().find(|(k, _)| k == key) {
+                    // The server keeps the last value of a repeated key; so must pgwarden,
+                    // or a client could be audited and profiled as one user or database
+                    // while the server logs it in as another.
+                    slot.1 = value.to_owned();
                 } else {
                     msg.params.push((key.to_owned(), value.to_owned()));
                 }
@@ -200,6 +281,64 @@ mod tests {
         assert_eq!(again.minor, 0);
         assert!(again.protocol_options.is_empty());
         assert_eq!(again.params, m.params);
+    }
+
+    #[test]
+    fn repeated_keys_keep_the_last_value_as_the_server_does() {
+        let p = packet(
+            PROTOCOL_3_0,
+            b"user\0alice\0database\0sandbox1\0user\0bob\0database\0postgres\0\0",
+        );
+        let StartupRequest::Startup(m) = parse_startup(&p).unwrap() else {
+            panic!("not a startup message")
+        };
+        assert_eq!(m.param("user"), Some("bob"));
+        assert_eq!(m.database(), "postgres");
+        assert_eq!(m.params.len(), 2, "each key once: {:?}", m.params);
+        // What pgwarden forwards carries only the values it acts on.
+        let mut out = BytesMut::new();
+        m.encode_v30(&mut out);
+        assert!(!out.windows(5).any(|w| w == b"alice"));
+        // A repeated user that ends empty is no user at all, as for the server.
+        let p = packet(PROTOCOL_3_0, b"user\0alice\0user\0\0\0");
+        assert!(parse_startup(&p).is_err());
+        // The database defaults to the user when absent or empty.
+        let p = packet(PROTOCOL_3_0, b"user\0bob\0database\0\0\0");
+        let StartupRequest::Startup(m) = parse_startup(&p).unwrap() else {
+            panic!("not a startup message")
+        };
+        assert_eq!(m.database(), "bob");
+    }
+
+    #[test]
+    fn options_are_read_as_the_server_reads_them() {
+        let s = option_settings(
+            r"-c search_path=a\ b --lock-timeout=1s -csearch_path=c -B 100 -c application_name=x",
+        );
+        assert_eq!(
+            s,
+            vec![
+                ("search_path".to_owned(), "a b".to_owned()),
+                ("lock_timeout".to_owned(), "1s".to_owned()),
+                ("search_path".to_owned(), "c".to_owned()),
+                ("application_name".to_owned(), "x".to_owned()),
+            ]
+        );
+        let m = StartupMessage {
+            params: vec![
+                ("user".into(), "u".into()),
+                (
+                    "options".into(),
+                    "-c application_name=opt -c client_encoding=SJIS".into(),
+                ),
+                ("client_encoding".into(), "UTF8".into()),
+            ],
+            ..Default::default()
+        };
+        assert_eq!(m.setting("application_name").as_deref(), Some("opt"));
+        // An explicit startup key beats options.
+        assert_eq!(m.setting("client_encoding").as_deref(), Some("UTF8"));
+        assert_eq!(m.setting("lock_timeout"), None);
     }
 
     #[test]

@@ -43,6 +43,8 @@ pub(crate) struct Snapshot<'a> {
     pub server_version: &'a str,
     pub client_encoding: &'a str,
     pub standard_conforming_strings: bool,
+    /// An Execute since the last Sync: an implicit transaction block (see [`Situation`]).
+    pub pipelined: bool,
 }
 
 impl Guard {
@@ -192,6 +194,7 @@ fn situation(snap: Snapshot<'_>) -> Situation {
     Situation {
         tx_status: snap.tx_status,
         standard_conforming_strings: snap.standard_conforming_strings,
+        pipelined: snap.pipelined,
         // Before the server reported it, the client encoding is the database default; treat
         // an unknown one as UTF-8 only if the text is valid UTF-8 (the caller checks).
         utf8: enc.is_empty() || enc == "UTF8" || enc == "UTF-8" || enc == "UNICODE",

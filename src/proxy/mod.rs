@@ -33,6 +33,7 @@ use tracing::{info, warn};
 use crate::config::Config;
 use crate::protocol::FrameLimits;
 
+mod budget;
 pub mod cli;
 mod guard;
 pub mod hook;
@@ -70,6 +71,8 @@ pub(crate) struct Shared {
     pub(crate) policy: Option<crate::policy::Policy>,
     /// The audit log writer (disabled when `[audit] enabled = false`).
     pub(crate) audit: crate::audit::AuditHandle,
+    /// Bytes all sessions together may hold whole (`max_held_bytes`).
+    pub(crate) held: Arc<budget::HeldBudget>,
 }
 
 impl Shared {
@@ -90,6 +93,7 @@ impl Shared {
             upstream_addr: s.upstream.parse().ok(),
             hook,
             audit,
+            held: budget::HeldBudget::new(s.max_held_bytes),
             policy: Some(
                 crate::policy::Policy::from_config(&config.policy)
                     .map_err(|e| ProxyError::Config(e.to_string()))?,

@@ -81,6 +81,9 @@ struct State {
     pending: u32,
     /// Set when the session is ending: nothing more may be forwarded to the server.
     closing: bool,
+    /// The server sent AuthenticationOk: until then the client may send only
+    /// authentication responses (`p`), which are never held whole.
+    auth_ok: bool,
     /// ParameterStatus values the hook sees.
     application_name: String,
     server_version: String,
@@ -136,6 +139,9 @@ enum SessionError {
     ClientProtocol(ProtocolError),
     #[error("server: {0}")]
     ServerProtocol(ProtocolError),
+    /// A message that must be held whole does not fit in `max_held_bytes`.
+    #[error("max_held_bytes reached by a {0}-byte message")]
+    HeldBytes(usize),
     /// The audit record of a prepared DDL statement could not be written at its Bind.
     #[error("audit log: {0}")]
     Audit(String),
@@ -254,12 +260,13 @@ pub(crate) async fn run(
     }
 
     let user = startup.param("user").unwrap_or_default().to_owned();
-    let database = startup.param("database").unwrap_or(&user).to_owned();
+    let database = startup.database().to_owned();
     let state = Mutex::new(State {
         tx_status: TxStatus::Idle,
         pending: 0,
         closing: false,
-        application_name: startup.param("application_name").unwrap_or("").to_owned(),
+        auth_ok: false,
+        application_name: startup.setting("application_name").unwrap_or_default(),
         server_version: String::new(),
         client_encoding: String::new(),
         standard_conforming_strings: true,
@@ -342,7 +349,16 @@ pub(crate) async fn run(
         }
         Ok(End::StartupTimeout) => {
             debug!(session = id, %peer, "authentication did not finish within startup_timeout");
-            None
+            let waiting = if lock(&state).auth_ok {
+                "the server to finish its startup"
+            } else {
+                "authentication to complete"
+            };
+            Some(errors::startup_timed_out(
+                upstream_name,
+                shared.config.server.startup_timeout,
+                waiting,
+            ))
         }
         Err(SessionError::ClientIo(e)) => {
             debug!(session = id, pid, "client connection ended: {e}");
@@ -351,6 +367,10 @@ pub(crate) async fn run(
         Err(SessionError::ServerIo(e)) => {
             warn!(session = id, pid, "lost upstream connection: {e}");
             Some(errors::upstream_lost(upstream_name, &e.to_string()))
+        }
+        Err(SessionError::HeldBytes(len)) => {
+            warn!(session = id, %peer, "closing connection: max_held_bytes reached ({len}-byte message)");
+            Some(errors::held_bytes_exhausted(len, shared.held.cap()))
         }
         Err(SessionError::ClientProtocol(e)) => {
             warn!(session = id, %peer, "closing connection: client protocol error: {e}");
@@ -485,6 +505,9 @@ struct ClientSide {
     skip: usize,
     /// Extended-protocol messages sent since the last Sync.
     in_pipeline: bool,
+    /// An Execute was sent since the last Sync: the server runs what follows in the implicit
+    /// transaction block of a pipeline (no CONCURRENTLY, no VACUUM there).
+    executed: bool,
     /// Named prepared statements: name → SQL text (DESIGN.md decision 8).
     prepared: std::collections::HashMap<Vec<u8>, String>,
     /// Statements whose Parse text was replaced: their Binds are sent without parameters.
@@ -512,6 +535,8 @@ struct ClientSide {
     request_dml: Vec<(String, Vec<Option<String>>)>,
     /// Audited statements so far (the audit log's `seq`).
     audit_seq: u64,
+    /// This session's share of `max_held_bytes` while it holds a large message.
+    held: Option<super::budget::Reservation>,
 }
 
 /// What one scan of the client buffer found.
@@ -578,6 +603,7 @@ async fn client_to_server(
             }
             // A client buffer holds only requests, so empty means nothing is in flight.
             shrink_if_idle(buf);
+            reserve_held(ctx, side, buf, scan.need)?;
             prepare_read(buf, scan.need);
         } else {
             prepare_read(buf, 0);
@@ -588,6 +614,28 @@ async fn client_to_server(
             Err(e) => return Err(SessionError::ClientIo(e)),
         }
     }
+}
+
+/// Accounts a message that must be held whole against the shared `max_held_bytes` before the
+/// buffer grows for it; gives the reservation back once the buffer is small again.
+fn reserve_held(
+    ctx: &Ctx,
+    side: &mut ClientSide,
+    buf: &BytesMut,
+    need: usize,
+) -> Result<(), SessionError> {
+    if need > MAX_READ_CHUNK && side.held.as_ref().is_none_or(|r| r.bytes() < need) {
+        // The new reservation covers the whole message; the old one goes when it is replaced.
+        let r = ctx
+            .shared
+            .held
+            .reserve(need)
+            .ok_or(SessionError::HeldBytes(need))?;
+        side.held = Some(r);
+    } else if need <= MAX_READ_CHUNK && buf.capacity() <= MAX_READ_CHUNK {
+        side.held = None;
+    }
+    Ok(())
 }
 
 /// Makes room for the next read: at least `need` bytes in total; doubles the buffer when the
@@ -638,6 +686,13 @@ fn scan_client(
         }
     }
     while let Some(h) = check_header(&buf[pos..], &limits, Origin::Client)? {
+        if !st.auth_ok && !matches!(h.tag, b'p' | b'X') {
+            // PostgreSQL reads nothing but authentication responses before AuthenticationOk;
+            // holding a Query here would let an unauthenticated client fill pgwarden's memory.
+            return Err(ProtocolError::BeforeAuthentication {
+                tag: h.tag as char,
+            });
+        }
         // A Bind is decoded only while some statement has replaced text: the hot path of
         // pgbench -M prepared / asyncpg re-executions stays header-only.
         // A FunctionCall is held whole only when it is going to be refused.
@@ -756,9 +811,14 @@ fn scan_client(
                     break;
                 }
             }
-            b'B' | b'E' | b'D' | b'H' => side.in_pipeline = true,
+            b'E' => {
+                side.in_pipeline = true;
+                side.executed = true;
+            }
+            b'B' | b'D' | b'H' => side.in_pipeline = true,
             b'S' => {
                 side.in_pipeline = false;
+                side.executed = false;
                 st.pending += 1;
                 let dml = std::mem::take(&mut side.request_dml);
                 audit_request(st, side.request_record.take(), Default::default(), dml);
@@ -857,7 +917,8 @@ async fn decide_held(
         side.decided = Some(None);
         return Ok(());
     };
-    let snap_owned = snapshot(state);
+    let mut snap_owned = snapshot(state);
+    snap_owned.pipelined = side.executed;
     let prepared = guard.prepare(&sql, snap_owned.view());
     let facts: Result<LiveFacts, String> = match &prepared.lookup {
         None => Err("no catalog facts needed".into()),
@@ -870,7 +931,8 @@ async fn decide_held(
         Some(req) => inject_lookup(ctx, state, sw, req).await?,
     };
     // The lookup may have changed what the session knows (its ReadyForQuery status).
-    let snap_owned = snapshot(state);
+    let mut snap_owned = snapshot(state);
+    snap_owned.pipelined = side.executed;
     let mut outbox = BytesMut::new();
     let mut decided = guard.decide(
         &sql,
@@ -981,6 +1043,7 @@ struct OwnedSnapshot {
     server_version: String,
     client_encoding: String,
     standard_conforming_strings: bool,
+    pipelined: bool,
 }
 
 impl OwnedSnapshot {
@@ -991,6 +1054,7 @@ impl OwnedSnapshot {
             server_version: &self.server_version,
             client_encoding: &self.client_encoding,
             standard_conforming_strings: self.standard_conforming_strings,
+            pipelined: self.pipelined,
         }
     }
 }
@@ -1003,6 +1067,7 @@ fn snapshot(state: &Mutex<State>) -> OwnedSnapshot {
         server_version: st.server_version.clone(),
         client_encoding: st.client_encoding.clone(),
         standard_conforming_strings: st.standard_conforming_strings,
+        pipelined: false,
     }
 }
 
@@ -1420,10 +1485,15 @@ fn scan_server(
                 }
             }
             b'K' => st.backend_pid = backend::decode_backend_key_data(body)?.pid,
-            b'R' if ctx.strip_plus && auth::decode_auth_code(body)? == auth::AUTH_SASL => {
-                if let Some(frame) = auth::strip_scram_plus(body)? {
-                    out.replace = Some((frame, h.total));
-                    break;
+            b'R' => {
+                let code = auth::decode_auth_code(body)?;
+                if code == auth::AUTH_OK {
+                    st.auth_ok = true;
+                } else if ctx.strip_plus && code == auth::AUTH_SASL {
+                    if let Some(frame) = auth::strip_scram_plus(body)? {
+                        out.replace = Some((frame, h.total));
+                        break;
+                    }
                 }
             }
             _ => {}
@@ -1486,6 +1556,7 @@ mod tests {
             tx_status: TxStatus::Idle,
             pending: 0,
             closing: false,
+            auth_ok: true,
             application_name: String::new(),
             server_version: String::new(),
             client_encoding: String::new(),
