@@ -53,6 +53,9 @@ pub struct Situation {
     /// transaction block of a pipeline, where `PreventInTransactionBlock` refuses
     /// CONCURRENTLY (25001) exactly as inside BEGIN. Analysed as inside a transaction.
     pub pipelined: bool,
+    /// pgwarden cannot know how the server will split this text (see `sql::server_lex`):
+    /// it is analysed as one statement that cannot be analysed, and fails closed.
+    pub unreadable: bool,
 }
 
 /// A text analysed, waiting for its live facts.
@@ -165,7 +168,18 @@ impl SessionEnforcer {
             ..AnalysisContext::default()
         };
         ctx.lex.standard_conforming_strings = s.standard_conforming_strings;
-        let analysis = analyze(sql, &ctx);
+        let analysis = if s.unreadable {
+            Analysis {
+                statements: vec![crate::sql::AnalysedStatement {
+                    span: 0..sql.len(),
+                    outcome: crate::sql::Outcome::Unanalysable(
+                        lexer::Unanalysable::UnknownSettings,
+                    ),
+                }],
+            }
+        } else {
+            analyze(sql, &ctx)
+        };
         let needs = analysis.lookup_needs();
         let relations: Vec<ObjectName> = needs
             .tables
@@ -428,6 +442,7 @@ mod tests {
             standard_conforming_strings: true,
             utf8: true,
             pipelined: false,
+            unreadable: false,
         }
     }
 
@@ -528,6 +543,23 @@ mod tests {
             "{:?}",
             out.action
         );
+    }
+
+    /// A text pgwarden cannot read the way the server will is refused in enforce mode.
+    #[test]
+    fn unreadable_text_fails_closed() {
+        let mut e = SessionEnforcer::new(&Policy::default(), "db", "u", "app");
+        let sql = "SELECT 'a\\'; ALTER TABLE orders ADD COLUMN x int; --'";
+        let s = Situation {
+            unreadable: true,
+            ..situation(TxStatus::Idle)
+        };
+        let p = e.prepare(sql, s);
+        let out = e.decide(sql, p, Err("test"), s);
+        assert_eq!(out.verdict, Verdict::Reject, "{:?}", out.decision);
+        let r = out.rejection.expect("a rejection");
+        assert!(r.message.contains("cannot-analyse"), "{}", r.message);
+        assert!(r.message.contains("client_encoding"), "{}", r.message);
     }
 
     #[test]

@@ -45,6 +45,10 @@ pub(crate) struct Snapshot<'a> {
     pub standard_conforming_strings: bool,
     /// An Execute since the last Sync: an implicit transaction block (see [`Situation`]).
     pub pipelined: bool,
+    /// The settings the server will lex with are the reported ones (`sql::server_lex`).
+    pub lex_certain: bool,
+    /// The text splits differently under the settings the server may have: fail closed.
+    pub unreadable: bool,
 }
 
 impl Guard {
@@ -195,8 +199,9 @@ fn situation(snap: Snapshot<'_>) -> Situation {
         tx_status: snap.tx_status,
         standard_conforming_strings: snap.standard_conforming_strings,
         pipelined: snap.pipelined,
-        // Before the server reported it, the client encoding is the database default; treat
-        // an unknown one as UTF-8 only if the text is valid UTF-8 (the caller checks).
-        utf8: enc.is_empty() || enc == "UTF8" || enc == "UTF-8" || enc == "UNICODE",
+        unreadable: snap.unreadable,
+        // Names in non-ASCII text are vouched for only when the server will read it as the
+        // UTF-8 it is (an encoding changed by a request in flight would rename them).
+        utf8: snap.lex_certain && (enc == "UTF8" || enc == "UTF-8" || enc == "UNICODE"),
     }
 }

@@ -50,12 +50,13 @@ use super::stream::{split, Conn, ReadHalf, WriteHalf};
 use super::{upstream, Shared};
 use crate::audit::record::StatementRecord;
 use crate::audit::AuditSession;
-use crate::enforce::engine::needs_attention;
 use crate::enforce::lookup::{self, LiveFacts, LookupError, ReplyReader, Step};
 use crate::protocol::errors::{self, PgError};
 use crate::protocol::frame::{check_header, Origin};
 use crate::protocol::startup::{check_startup, parse_startup, StartupMessage, StartupRequest};
 use crate::protocol::{auth, backend, frontend, negotiate, ProtocolError};
+use crate::sql::encoding::{server_text, Family};
+use crate::sql::server_lex::{self, LexSettings};
 
 mod audit;
 use audit::{
@@ -689,9 +690,7 @@ fn scan_client(
         if !st.auth_ok && !matches!(h.tag, b'p' | b'X') {
             // PostgreSQL reads nothing but authentication responses before AuthenticationOk;
             // holding a Query here would let an unauthenticated client fill pgwarden's memory.
-            return Err(ProtocolError::BeforeAuthentication {
-                tag: h.tag as char,
-            });
+            return Err(ProtocolError::BeforeAuthentication { tag: h.tag as char });
         }
         // A Bind is decoded only while some statement has replaced text: the hot path of
         // pgbench -M prepared / asyncpg re-executions stays header-only.
@@ -871,12 +870,13 @@ fn inspect(
     sql: &[u8],
     path: ProtocolPath<'_>,
 ) -> Inspected {
-    // The hook takes text; non-UTF-8 client encodings are shown lossily (no allocation for UTF-8).
-    let text = String::from_utf8_lossy(sql);
+    // The hook takes text: the structure the server's lexer will see (encoding.rs); non-ASCII
+    // characters of a non-UTF-8 encoding are shown as U+FFFD. No allocation for UTF-8.
+    let text = server_text(sql, reported_family(st));
     let decided = side.decided.take();
     if decided.is_none()
         && side.guard.is_some()
-        && needs_attention(&text, st.standard_conforming_strings)
+        && server_lex::needs_attention(sql, &lex_settings(st, side), &base_lex())
     {
         return Inspected::Attention;
     }
@@ -902,6 +902,26 @@ fn inspect(
     })
 }
 
+/// The encoding the server last reported; ASCII-safe (UTF-8) until it has.
+fn reported_family(st: &State) -> Family {
+    Family::from_name(&st.client_encoding).unwrap_or(Family::AsciiSafe)
+}
+
+/// The lexer settings the server will apply to the next client text (sql/server_lex.rs):
+/// the reported ones while nothing is in flight, else unknown — an earlier request or an
+/// unsynced pipeline may have changed them.
+fn lex_settings(st: &State, side: &ClientSide) -> LexSettings {
+    if st.pending == 0 && !side.in_pipeline && st.injecting.is_none() {
+        LexSettings::known(&st.client_encoding, st.standard_conforming_strings)
+    } else {
+        LexSettings::unknown()
+    }
+}
+
+fn base_lex() -> crate::sql::lexer::LexOptions {
+    crate::sql::AnalysisContext::default().lex
+}
+
 /// The enforcer's turn on the Query/Parse frame at the front of `buf`: analyse it, fetch the
 /// live facts it needs with one injected round trip when that is safe, decide, and leave the
 /// decision in `side.decided` for the next scan.
@@ -912,13 +932,47 @@ async fn decide_held(
     sw: &mut WriteHalf<'_>,
     buf: &BytesMut,
 ) -> Result<(), SessionError> {
-    let (sql, parse_name) = held_text(buf).map_err(SessionError::ClientProtocol)?;
+    let (sql_bytes, parse_name) = held_sql(buf).map_err(SessionError::ClientProtocol)?;
+    if side.guard.is_none() {
+        side.decided = Some(None);
+        return Ok(());
+    }
+    // Read the text as the server will (sql/server_lex.rs): when the settings it will apply
+    // are unknown and the text splits differently under them, wait for every earlier answer
+    // (the server has then reported them); inside an unsynced pipeline there is no answer to
+    // wait for, and the text fails closed.
+    let base = base_lex();
+    let mut settings = lex_settings(&lock(state), side);
+    let mut reading = server_lex::exact_reading(sql_bytes, &settings, &base);
+    if reading.is_none() && !side.in_pipeline {
+        wait_answered(ctx, state).await;
+        settings = lex_settings(&lock(state), side);
+        reading = server_lex::exact_reading(sql_bytes, &settings, &base);
+    }
+    if !server_lex::needs_attention(sql_bytes, &settings, &base) {
+        // Known now, and plain DML after all.
+        if let Some(name) = &parse_name {
+            side.ddl_statements.remove(name);
+        }
+        side.decided = Some(None);
+        return Ok(());
+    }
+    let certain = settings != LexSettings::unknown();
+    let sql = match reading {
+        Some(r) => r.text(sql_bytes).into_owned(),
+        None => server_text(sql_bytes, reported_family(&lock(state))).into_owned(),
+    };
     let Some(guard) = side.guard.as_mut() else {
         side.decided = Some(None);
         return Ok(());
     };
     let mut snap_owned = snapshot(state);
     snap_owned.pipelined = side.executed;
+    snap_owned.lex_certain = certain;
+    snap_owned.unreadable = reading.is_none();
+    if let Some(r) = reading {
+        snap_owned.standard_conforming_strings = r.standard_conforming_strings;
+    }
     let prepared = guard.prepare(&sql, snap_owned.view());
     let facts: Result<LiveFacts, String> = match &prepared.lookup {
         None => Err("no catalog facts needed".into()),
@@ -931,8 +985,12 @@ async fn decide_held(
         Some(req) => inject_lookup(ctx, state, sw, req).await?,
     };
     // The lookup may have changed what the session knows (its ReadyForQuery status).
+    let scs = snap_owned.standard_conforming_strings;
     let mut snap_owned = snapshot(state);
     snap_owned.pipelined = side.executed;
+    snap_owned.lex_certain = certain;
+    snap_owned.unreadable = reading.is_none();
+    snap_owned.standard_conforming_strings = scs;
     let mut outbox = BytesMut::new();
     let mut decided = guard.decide(
         &sql,
@@ -1012,21 +1070,15 @@ fn held_body(buf: &[u8]) -> Result<&[u8], ProtocolError> {
         .ok_or_else(|| ProtocolError::malformed("held frame", "frame not complete"))
 }
 
-/// The statement text of the Query/Parse frame at the front of `buf`, and the Parse's
+/// The statement bytes of the Query/Parse frame at the front of `buf`, and the Parse's
 /// statement name (`None` for a Query).
-fn held_text(buf: &[u8]) -> Result<(String, Option<Vec<u8>>), ProtocolError> {
+fn held_sql(buf: &[u8]) -> Result<(&[u8], Option<Vec<u8>>), ProtocolError> {
     let body = held_body(buf)?;
     match buf[0] {
-        b'Q' => Ok((
-            String::from_utf8_lossy(frontend::decode_query(body)?.sql).into_owned(),
-            None,
-        )),
+        b'Q' => Ok((frontend::decode_query(body)?.sql, None)),
         _ => {
             let p = frontend::decode_parse(body)?;
-            Ok((
-                String::from_utf8_lossy(p.sql).into_owned(),
-                Some(p.name.to_vec()),
-            ))
+            Ok((p.sql, Some(p.name.to_vec())))
         }
     }
 }
@@ -1044,6 +1096,8 @@ struct OwnedSnapshot {
     client_encoding: String,
     standard_conforming_strings: bool,
     pipelined: bool,
+    lex_certain: bool,
+    unreadable: bool,
 }
 
 impl OwnedSnapshot {
@@ -1055,6 +1109,8 @@ impl OwnedSnapshot {
             client_encoding: &self.client_encoding,
             standard_conforming_strings: self.standard_conforming_strings,
             pipelined: self.pipelined,
+            lex_certain: self.lex_certain,
+            unreadable: self.unreadable,
         }
     }
 }
@@ -1068,6 +1124,8 @@ fn snapshot(state: &Mutex<State>) -> OwnedSnapshot {
         client_encoding: st.client_encoding.clone(),
         standard_conforming_strings: st.standard_conforming_strings,
         pipelined: false,
+        lex_certain: false,
+        unreadable: false,
     }
 }
 

@@ -41,6 +41,12 @@ pub fn finding(stmt: &AnalysedStatement) -> Finding {
         Outcome::Unanalysable(Unanalysable::Unterminated) => {
             "unterminated string, quoted identifier, comment or dollar quote".to_string()
         }
+        Outcome::Unanalysable(Unanalysable::UnknownSettings) => {
+            "it reads differently under the client_encoding / standard_conforming_strings an \
+             earlier request still in flight may have set; send it after that request's \
+             answer (after its Sync)"
+                .to_string()
+        }
         _ => "not analysable".to_string(),
     };
     let at = match &stmt.outcome {

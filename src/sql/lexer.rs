@@ -115,6 +115,10 @@ pub enum Unanalysable {
     Unterminated,
     /// A psql backslash command (`\copy`, `\set`, ...).
     PsqlMetaCommand,
+    /// The server's `client_encoding` / `standard_conforming_strings` for this text are not
+    /// known (an earlier request in flight may have changed them) and the text splits
+    /// differently under the possible values (see `sql::server_lex`). Never set by the lexer.
+    UnknownSettings,
 }
 
 /// A statement-level keyword, as read from the first tokens of a statement.

@@ -5,10 +5,12 @@
 use std::ops::Range;
 
 pub mod context;
+pub mod encoding;
 pub mod facts;
 pub mod lexer;
 pub mod locks;
 pub mod parse;
+pub mod server_lex;
 
 pub use context::{AnalysisContext, ScriptState, TableStats, TxState};
 pub use facts::{LockMode, ObjectName, StatementFacts, StatementKind, TextEdit};

@@ -45,7 +45,10 @@ pub(super) fn audit_query(st: &mut State, side: &mut ClientSide, sql: &[u8]) {
     if record.is_none() && !st.audit_watch {
         return;
     }
-    let text = String::from_utf8_lossy(sql);
+    // Split as the server does: by its character boundaries (sql/encoding.rs).
+    let family = crate::sql::encoding::Family::from_name(&st.client_encoding)
+        .unwrap_or(crate::sql::encoding::Family::AsciiSafe);
+    let text = crate::sql::encoding::server_text(sql, family);
     let opts = crate::sql::lexer::LexOptions {
         standard_conforming_strings: st.standard_conforming_strings,
         ..crate::sql::AnalysisContext::default().lex
