@@ -9,6 +9,7 @@ use std::alloc::System;
 use std::hint::black_box;
 
 use pgwarden::sql::lexer::{split, LexOptions};
+use pgwarden::sql::server_lex::{needs_attention, LexSettings};
 use stats_alloc::{Region, StatsAlloc, INSTRUMENTED_SYSTEM};
 
 #[global_allocator]
@@ -48,5 +49,15 @@ fn splitting_and_classifying_does_not_allocate() {
             }
         });
         assert_eq!(ops, 0, "allocated while splitting {text:?}");
+        // The proxy's per-Query check: the settings the server will apply, then one pass.
+        let ops = heap_ops(|| {
+            let settings = LexSettings::known(black_box("UTF8"), true);
+            black_box(needs_attention(
+                black_box(text.as_bytes()),
+                &settings,
+                &opts,
+            ));
+        });
+        assert_eq!(ops, 0, "allocated in needs_attention for {text:?}");
     }
 }

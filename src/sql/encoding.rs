@@ -113,21 +113,29 @@ const ASCII_SAFE: &[&str] = &[
     "abc",
 ];
 
+/// Longest encoding name pgwarden compares (after [`normalise`]); longer is unknown.
+const MAX_NAME: usize = 24;
+
 /// Lower-case, only letters and digits: PostgreSQL's `clean_encoding_name` comparison
-/// (`Shift_JIS`, `shift-jis` and `SHIFTJIS` are one name).
-fn normalise(name: &str) -> String {
-    name.chars()
-        .filter(char::is_ascii_alphanumeric)
-        .map(|c| c.to_ascii_lowercase())
-        .collect()
+/// (`Shift_JIS`, `shift-jis` and `SHIFTJIS` are one name). On the stack: this runs for every
+/// Query.
+fn normalise(name: &str) -> Option<([u8; MAX_NAME], usize)> {
+    let mut out = [0u8; MAX_NAME];
+    let mut n = 0;
+    for b in name.bytes().filter(u8::is_ascii_alphanumeric) {
+        *out.get_mut(n)? = b.to_ascii_lowercase();
+        n += 1;
+    }
+    Some((out, n))
 }
 
 impl Family {
     /// The family of a PostgreSQL encoding name (as ParameterStatus `client_encoding`
     /// reports it, or any alias the server accepts); `None` for a name pgwarden does not know.
     pub fn from_name(name: &str) -> Option<Family> {
-        let n = normalise(name);
-        match n.as_str() {
+        let (buf, len) = normalise(name)?;
+        let n = std::str::from_utf8(&buf[..len]).ok()?;
+        match n {
             "sjis" | "shiftjis" | "mskanji" | "win932" | "windows932" | "shiftjis2004" => {
                 Some(Family::Sjis)
             }
@@ -135,7 +143,7 @@ impl Family {
             | "uhc" | "win949" | "windows949" => Some(Family::TwoByte),
             "gb18030" => Some(Family::Gb18030),
             "johab" => Some(Family::Johab),
-            _ if ASCII_SAFE.contains(&n.as_str()) => Some(Family::AsciiSafe),
+            _ if ASCII_SAFE.contains(&n) => Some(Family::AsciiSafe),
             _ => None,
         }
     }

@@ -76,8 +76,10 @@ impl LexSettings {
     /// array: the hot path (everything known) allocates nothing.
     pub fn readings(&self, bytes: &[u8]) -> ([Reading; MAX_READINGS], usize) {
         let one;
+        // Every family reads ASCII alike; the hot path (a known ASCII-safe encoding) does not
+        // even look.
         let families: &[Family] = match self.encoding {
-            // Every family reads ASCII alike.
+            Some(Family::AsciiSafe) => &ALL_FAMILIES[..1],
             _ if bytes.is_ascii() => &ALL_FAMILIES[..1],
             Some(f) => {
                 one = [f];
