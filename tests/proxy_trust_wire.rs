@@ -724,3 +724,235 @@ fn silent_upstream_after_ssl_answer_gives_08006() {
         let _ = h.join();
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Differential: pgwarden's statement split and classes vs what the server executes
+// ---------------------------------------------------------------------------------------------
+
+mod differential {
+    use super::*;
+    use pgwarden::sql::lexer::{split, LexOptions, StatementClass};
+    use pgwarden::sql::server_lex::{exact_reading, needs_attention, LexSettings, Reading};
+    use proptest::prelude::*;
+    use proptest::test_runner::{Config, TestCaseError, TestRunner};
+
+    /// Characters of each encoding, chosen to hurt a byte-wise reader: second byte `\`,
+    /// one-byte katakana, a GB18030 four-byte character with digits inside.
+    fn chars(enc: &str) -> Vec<Vec<u8>> {
+        let v: &[&[u8]] = match enc {
+            "SJIS" => &[b"\x95\x5c", b"\x83\x5c", b"\xb1", b"\x82\xa0"],
+            "BIG5" => &[b"\xa4\x5c", b"\xb3\x5c", b"\xa4\x40"],
+            "GBK" => &[b"\x81\x5c", b"\x82\x5c", b"\xb0\xa1"],
+            "GB18030" => &[b"\x81\x5c", b"\x81\x30\x81\x30", b"\xb0\xa1"],
+            _ => &["é".as_bytes(), "表".as_bytes()],
+        };
+        v.iter().map(|c| c.to_vec()).collect()
+    }
+
+    fn piece(alphabet: Vec<Vec<u8>>, max: usize) -> BoxedStrategy<Vec<u8>> {
+        prop::collection::vec(prop::sample::select(alphabet), 0..max)
+            .prop_map(|v| v.concat())
+            .boxed()
+    }
+
+    fn with(base: &[&[u8]], mb: &[Vec<u8>]) -> Vec<Vec<u8>> {
+        base.iter()
+            .map(|b| b.to_vec())
+            .chain(mb.iter().cloned())
+            .collect()
+    }
+
+    fn wrap(
+        open: &'static [u8],
+        s: BoxedStrategy<Vec<u8>>,
+        close: &'static [u8],
+    ) -> BoxedStrategy<Vec<u8>> {
+        s.prop_map(move |c| [open, &c[..], close].concat()).boxed()
+    }
+
+    /// A literal or quoted piece, well formed under `scs`.
+    fn item(scs: bool, mb: &[Vec<u8>]) -> BoxedStrategy<Vec<u8>> {
+        let plain: &[&[u8]] = if scs {
+            &[b"a", b";", b" ", b"''", b"\\", b"--", b"/*"]
+        } else {
+            &[b"a", b";", b" ", b"''", b"\\\\", b"\\'", b"--"]
+        };
+        let escape: &[&[u8]] = &[b"a", b";", b" ", b"''", b"\\\\", b"\\'", b"\\n", b"/*"];
+        let dollar: &[&[u8]] = &[b"a", b";", b"'", b"\\", b" ", b"--"];
+        let ident: &[&[u8]] = &[b"a", b";", b"'", b"\\", b" ", b"\"\""];
+        let leaf = prop_oneof![
+            wrap(b"'", piece(with(plain, mb), 6), b"'"),
+            wrap(b"E'", piece(with(escape, mb), 6), b"'"),
+            wrap(b"$$", piece(with(dollar, mb), 6), b"$$"),
+            Just(b"1".to_vec()),
+        ];
+        let alias = proptest::option::of(wrap(b" AS \"", piece(with(ident, mb), 5), b"a\""));
+        let gap = prop_oneof![
+            Just(b" ".to_vec()),
+            wrap(
+                b" /* ",
+                piece(with(&[b"a", b";", b"'", b"\\"], mb), 5),
+                b" */ "
+            ),
+            wrap(
+                b" -- ",
+                piece(with(&[b"a", b";", b"'", b"\\"], mb), 5),
+                b"\n"
+            ),
+        ];
+        (leaf, alias, gap)
+            .prop_map(|(l, a, g)| [l, a.unwrap_or_default(), g].concat())
+            .boxed()
+    }
+
+    fn statement(scs: bool, mb: Vec<Vec<u8>>) -> BoxedStrategy<Vec<u8>> {
+        let items = prop::collection::vec(item(scs, &mb), 1..4).prop_map(|v| {
+            let mut out = b"SELECT ".to_vec();
+            out.extend(v.join(&b", "[..]));
+            out
+        });
+        let plain: &[&[u8]] = if scs {
+            &[b"a", b";", b"\\"]
+        } else {
+            &[b"a", b";", b"\\\\", b"\\'"]
+        };
+        let create = wrap(
+            b"CREATE TEMP TABLE IF NOT EXISTS tt (a text DEFAULT '",
+            piece(with(plain, &mb), 5),
+            b"')",
+        );
+        let drop = wrap(
+            b"DROP TABLE IF EXISTS \"",
+            piece(with(&[b"a", b";", b"'"], &mb), 4),
+            b"x\"",
+        );
+        prop_oneof![4 => items, 1 => create, 1 => drop].boxed()
+    }
+
+    fn text(scs: bool, enc: &str) -> BoxedStrategy<Vec<u8>> {
+        prop::collection::vec(statement(scs, chars(enc)), 1..5)
+            .prop_map(|v| v.join(&b";\n"[..]))
+            .boxed()
+    }
+
+    /// The kinds pgwarden gives the statements of `bytes` under one reading.
+    fn kinds(bytes: &[u8], r: Reading) -> Vec<&'static str> {
+        let t = r.text(bytes);
+        let opts = LexOptions {
+            standard_conforming_strings: r.standard_conforming_strings,
+            ..LexOptions::default()
+        };
+        split(&t, &opts)
+            .filter(|s| s.class != StatementClass::Empty)
+            .map(|s| match s.class {
+                StatementClass::Dml => "dml",
+                _ => "ddl",
+            })
+            .collect()
+    }
+
+    /// The kinds of what the server ran, from its CommandComplete tags.
+    fn server_kinds(tags: &[String]) -> Result<Vec<&'static str>, String> {
+        let mut out = Vec::new();
+        for t in tags {
+            if t.starts_with("E:") {
+                return Err(t.clone());
+            }
+            if t.starts_with('Z') {
+                continue;
+            }
+            out.push(if t.starts_with("SELECT") {
+                "dml"
+            } else {
+                "ddl"
+            });
+        }
+        Ok(out)
+    }
+
+    /// Generated multi-statement Queries with tricky quoting, backslashes and multibyte text,
+    /// in five client encodings with standard_conforming_strings on and off: the statements
+    /// pgwarden finds (number and kind) are the ones the server executes; a reading under
+    /// unknown settings that pgwarden would analyse agrees too; and the same Query through
+    /// pgwarden gets the same answers as directly.
+    #[test]
+    fn split_and_classes_match_the_server_under_every_encoding() {
+        let env = setup("wire_diff", "");
+        // A `sandbox*` database: its dry-run profile forwards DROP TABLE unchanged, after the
+        // whole analysis (lookup and audit included).
+        let db = Cluster::shared().fresh_db("sandbox_diff");
+        // Cases where a byte-wise (lossy UTF-8) reading gets it wrong: the generator must
+        // produce them, or the comparison proves nothing about encodings.
+        let naive_wrong = std::cell::Cell::new(0usize);
+        for enc in ["SJIS", "BIG5", "GBK", "GB18030", "UTF8"] {
+            for scs in [true, false] {
+                let setting = if scs { "on" } else { "off" };
+                let p = [
+                    su(&db),
+                    vec![
+                        ("client_encoding", enc.to_string()),
+                        ("standard_conforming_strings", setting.to_string()),
+                        ("options", "-c escape_string_warning=off".to_string()),
+                    ],
+                ]
+                .concat();
+                // The runner takes a `Fn`: the connections are borrowed per case.
+                let direct =
+                    std::cell::RefCell::new(Raw::connect(Cluster::shared().port, &params(&p)));
+                let proxied = std::cell::RefCell::new(Raw::connect(env.proxy.port(), &params(&p)));
+                let known = LexSettings::known(enc, scs);
+                let mut runner = TestRunner::new(Config {
+                    cases: 48,
+                    failure_persistence: None,
+                    ..Config::default()
+                });
+                let result = runner.run(&text(scs, enc), |bytes| {
+                    let shown = String::from_utf8_lossy(&bytes).into_owned();
+                    let tags = direct.borrow_mut().run(&query(&bytes), 1);
+                    if tags.first().map(String::as_str) == Some("E:22P06") {
+                        // backslash_quote = safe_encoding: in a client-only encoding the
+                        // server refuses `\'` and runs nothing; pgwarden must pass that on.
+                        let through = proxied.borrow_mut().run(&query(&bytes), 1);
+                        prop_assert_eq!(&through, &tags, "through pgwarden {:?}", shown);
+                        return Ok(());
+                    }
+                    let server = server_kinds(&tags).map_err(|e| {
+                        TestCaseError::fail(format!(
+                            "{enc} scs={setting}: server refused {shown:?}: {e}"
+                        ))
+                    })?;
+                    let (readings, _) = known.readings(&bytes);
+                    let ours = kinds(&bytes, readings[0]);
+                    let naive = Reading {
+                        family: pgwarden::sql::encoding::Family::AsciiSafe,
+                        standard_conforming_strings: scs,
+                    };
+                    if kinds(&bytes, naive) != server {
+                        naive_wrong.set(naive_wrong.get() + 1);
+                    }
+                    prop_assert_eq!(&ours, &server, "{} scs={} {:?}", enc, setting, shown);
+                    prop_assert_eq!(
+                        needs_attention(&bytes, &known, &LexOptions::default()),
+                        server.contains(&"ddl")
+                    );
+                    if let Some(r) =
+                        exact_reading(&bytes, &LexSettings::unknown(), &LexOptions::default())
+                    {
+                        prop_assert_eq!(&kinds(&bytes, r), &server, "unknown settings {:?}", shown);
+                    }
+                    let through = proxied.borrow_mut().run(&query(&bytes), 1);
+                    prop_assert_eq!(&through, &tags, "through pgwarden {:?}", shown);
+                    Ok(())
+                });
+                if let Err(e) = result {
+                    panic!("{e}");
+                }
+            }
+        }
+        assert!(
+            naive_wrong.get() > 0,
+            "no generated case separates character-wise from byte-wise reading"
+        );
+        eprintln!("cases a byte-wise reader got wrong: {}", naive_wrong.get());
+    }
+}
