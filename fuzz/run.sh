@@ -3,7 +3,7 @@
 # instrumentation through stable -C flags (what `cargo fuzz` passes, minus AddressSanitizer,
 # which needs nightly and buys little for code with no `unsafe`).
 #
-# Usage: fuzz/run.sh [target=lexer|frames|startup|analysis] [seconds=60]
+# Usage: fuzz/run.sh [target=lexer|frames|startup|analysis|prefilter_encodings] [seconds=60]
 # Corpus: fuzz/corpus/<target> (seeded from tests/fixtures on first run), crashes: fuzz/artifacts.
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"

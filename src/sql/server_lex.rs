@@ -239,4 +239,63 @@ mod tests {
         ));
         assert!(!needs_attention(b"SELECT 1; SELECT 2", &u, &base()));
     }
+
+    mod prop {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// Bytes rich in what matters: quotes, backslashes, `;`, DDL words, high bytes.
+        fn sqlish() -> impl Strategy<Value = Vec<u8>> {
+            let pieces: Vec<&'static [u8]> = vec![
+                b"'",
+                b"\\",
+                b";",
+                b" ",
+                b"E'",
+                b"$$",
+                b"--",
+                b"\n",
+                b"SELECT ",
+                b"DROP TABLE t",
+                b"\x95",
+                b"\x5c",
+                b"\x81",
+                b"\x30",
+                b"\x8f",
+                b"\xa1",
+                b"\xe9",
+                b"a",
+            ];
+            proptest::collection::vec(proptest::sample::select(pieces), 0..24)
+                .prop_map(|v| v.concat())
+        }
+
+        proptest! {
+            /// Unknown settings are never less careful than any known ones, and an exact
+            /// reading under unknown settings splits like every known reading.
+            #[test]
+            fn unknown_settings_cover_every_known_reading(data in sqlish()) {
+                let base = LexOptions::default();
+                let u = LexSettings::unknown();
+                let any = needs_attention(&data, &u, &base);
+                let exact = exact_reading(&data, &u, &base);
+                for name in ["UTF8", "SJIS", "BIG5", "GB18030", "JOHAB", "LATIN1"] {
+                    for scs in [true, false] {
+                        let k = LexSettings::known(name, scs);
+                        if needs_attention(&data, &k, &base) {
+                            prop_assert!(any, "{} {}", name, scs);
+                        }
+                        if let Some(r) = exact {
+                            let (rs, n) = k.readings(&data);
+                            let count = |r: &Reading| {
+                                split(&r.text(&data), &r.lex_options(&base)).count()
+                            };
+                            prop_assert_eq!(n, 1);
+                            prop_assert_eq!(count(&r), count(&rs[0]));
+                        }
+                    }
+                }
+            }
+        }
+    }
 }
