@@ -243,5 +243,8 @@ mod tests {
         assert!(Config::from_toml("[server]\nupstream = \"nohost\"\n").is_err());
         assert!(Config::from_toml("[server]\nlog_level = \"info,=[\"\n").is_err());
         assert!(Config::from_toml("[server]\nmax_connections = 0\n").is_err());
+        assert!(Config::from_toml("[server]\nmax_held_bytes = 100\n").is_err());
+        let c = Config::from_toml("[server]\nmax_held_bytes = 4194304\n").unwrap();
+        assert_eq!(c.server.max_held_bytes, 4 << 20);
     }
 }

@@ -136,10 +136,8 @@ pub fn option_settings(options: &str) -> Vec<(String, String)> {
             Some(long.to_owned())
         } else if w == "-c" {
             it.next()
-        } else if let Some(rest) = w.strip_prefix("-c") {
-            Some(rest.to_owned())
         } else {
-            None
+            w.strip_prefix("-c").map(str::to_owned)
         };
         if let Some((k, v)) = setting.as_deref().and_then(|s| s.split_once('=')) {
             out.push((k.replace('-', "_"), v.to_owned()));
