@@ -541,6 +541,7 @@ fn nothing_but_authentication_is_buffered_before_login() {
     assert_eq!(error_code(&got).as_deref(), Some("54000"), "{got:?}");
 
     let after = vm_rss_kib(pid);
+    eprintln!("pgwarden VmRSS before {before} KiB, after the pre-auth floods {after} KiB");
     // Memory, not time: generous, but far below the 900 MB each client announced.
     assert!(
         after < before + 64 * 1024,
