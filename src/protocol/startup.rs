@@ -364,6 +364,38 @@ mod tests {
         use proptest::prelude::*;
 
         proptest! {
+            /// Any sequence of (repeated) keys: each key once, with its last value.
+            #[test]
+            fn repeated_keys_keep_the_last_value(
+                pairs in proptest::collection::vec((0usize..4, "[a-z]{0,4}"), 1..12),
+            ) {
+                const KEYS: [&str; 4] = ["user", "database", "options", "application_name"];
+                let mut body = Vec::new();
+                for (k, v) in &pairs {
+                    body.extend_from_slice(KEYS[*k].as_bytes());
+                    body.push(0);
+                    body.extend_from_slice(v.as_bytes());
+                    body.push(0);
+                }
+                body.push(0);
+                let last = |key: &str| {
+                    pairs.iter().rev().find(|(k, _)| KEYS[*k] == key).map(|(_, v)| v.as_str())
+                };
+                match parse_startup(&packet(PROTOCOL_3_0, &body)) {
+                    Ok(StartupRequest::Startup(m)) => {
+                        for key in KEYS {
+                            prop_assert_eq!(m.param(key), last(key));
+                        }
+                        let mut keys: Vec<_> = m.params.iter().map(|(k, _)| k).collect();
+                        keys.sort();
+                        keys.dedup();
+                        prop_assert_eq!(keys.len(), m.params.len());
+                    }
+                    Ok(other) => prop_assert!(false, "{:?}", other),
+                    Err(_) => prop_assert!(last("user").is_none_or(str::is_empty)),
+                }
+            }
+
             #[test]
             fn startup_never_panics(data in proptest::collection::vec(any::<u8>(), 0..300)) {
                 if let Ok(Some(len)) = check_startup(&data) {
