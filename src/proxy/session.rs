@@ -1835,6 +1835,31 @@ mod tests {
         assert!(side.prepared.is_empty());
     }
 
+    /// Before AuthenticationOk only `p` (streamed, never held) and Terminate pass; a Query
+    /// header alone is refused, before any of its body is buffered.
+    #[test]
+    fn only_authentication_before_auth_ok() {
+        let c = ctx(Arc::new(Recorder::default()), false);
+        let mut st = state();
+        st.auth_ok = false;
+        let mut side = ClientSide::default();
+        let p = msg(b'p', b"SCRAM-SHA-256\0\0\0\0\x01n");
+        let scan = scan_client(&c, &mut st, &mut side, &p).unwrap();
+        assert_eq!(scan.ready, p.len());
+        let mut q = vec![b'Q'];
+        q.extend_from_slice(&900_000_000u32.to_be_bytes());
+        assert!(matches!(
+            scan_client(&c, &mut st, &mut side, &q),
+            Err(ProtocolError::BeforeAuthentication { tag: 'Q' })
+        ));
+        st.auth_ok = true;
+        let q = msg(b'Q', b"select 1\0");
+        assert_eq!(
+            scan_client(&c, &mut st, &mut side, &q).unwrap().ready,
+            q.len()
+        );
+    }
+
     #[test]
     fn hostile_client_frames_are_errors_not_panics() {
         let rec = Arc::new(Recorder::default());
