@@ -14,6 +14,7 @@ use crate::sql::{
     analyze, Analysis, AnalysisContext, ObjectName, ScriptState, TableStats, TxState,
 };
 
+use super::identity::SessionRelations;
 use super::lookup::{LiveFacts, LookupRequest, RelName};
 use super::raise::{excerpt, raise_statement, Rejection};
 
@@ -70,6 +71,10 @@ pub struct Prepared {
     columns: Vec<(ObjectName, String)>,
     functions: Vec<String>,
     matviews: usize,
+    /// Session-created candidates resolved after `relations` in the lookup.
+    pending: usize,
+    /// Tables the text creates (lookup `targets`).
+    targets: Vec<ObjectName>,
 }
 
 /// What the session does with the client's message.
@@ -117,6 +122,8 @@ pub struct SessionEnforcer {
     policy: Policy,
     carry: ScriptState,
     pg_version: Option<u32>,
+    /// Relations the server created for this session, by oid (`enforce::identity`).
+    relations: SessionRelations,
     pub counts: Counts,
 }
 
@@ -127,6 +134,7 @@ impl SessionEnforcer {
             policy: policy.for_session(database, user, application_name),
             carry: ScriptState::default(),
             pg_version: None,
+            relations: SessionRelations::default(),
             counts: Counts::default(),
         }
     }
@@ -147,7 +155,10 @@ impl SessionEnforcer {
     /// carries over: tables created before are committed and visible to everyone.
     pub fn ready_for_query(&mut self, status: TxStatus) {
         match status {
-            TxStatus::Idle => self.carry = ScriptState::default(),
+            TxStatus::Idle => {
+                self.relations.transaction_ended();
+                self.carry = ScriptState::default();
+            }
             TxStatus::InTransaction => self.carry.tx = TxState::InTransaction,
             TxStatus::Failed => self.carry.tx = TxState::Failed,
         }
@@ -163,7 +174,8 @@ impl SessionEnforcer {
                 TxStatus::InTransaction => TxState::InTransaction,
                 TxStatus::Failed => TxState::Failed,
             },
-            created_tables: self.carry.created_tables.clone(),
+            // Newness across texts is by oid (`enforce::identity`), never by name.
+            created_tables: Vec::new(),
             timeouts: self.carry.timeouts,
             ..AnalysisContext::default()
         };
@@ -188,8 +200,15 @@ impl SessionEnforcer {
             .cloned()
             .collect();
         let has_ddl = analysis.statements.iter().any(|st| st.facts().is_some());
+        let pending = self.relations.pending();
+        let targets = created_targets(&analysis);
         let lookup = has_ddl.then(|| LookupRequest {
-            relations: relations.iter().map(rel_name).collect(),
+            relations: relations
+                .iter()
+                .map(rel_name)
+                .chain(pending.iter().cloned())
+                .collect(),
+            targets: targets.iter().map(rel_name).collect(),
             columns: needs
                 .columns
                 .iter()
@@ -202,6 +221,8 @@ impl SessionEnforcer {
             ctx,
             lookup,
             matviews: needs.matviews.len(),
+            pending: if has_ddl { pending.len() } else { 0 },
+            targets,
             relations,
             columns: needs.columns,
             functions: needs.functions,
@@ -219,10 +240,20 @@ impl SessionEnforcer {
         let mut sizes = Vec::new();
         let without_live_facts = match facts {
             Ok(live) => {
-                apply_live(&mut p, live, &mut sizes);
+                let named = p.relations.len().min(live.relations.len());
+                let answers = &live.relations[named..];
+                if answers.len() == p.pending {
+                    self.relations
+                        .confirm(answers, s.tx_status == TxStatus::Idle);
+                }
+                self.relations.discard_pending();
+                apply_live(&mut p, live, &self.relations, &self.policy, &mut sizes);
                 None
             }
-            Err(why) => Some(why.to_string()),
+            Err(why) => {
+                self.relations.discard_pending();
+                Some(why.to_string())
+            }
         };
         // A rewrite is a text edit of one statement: only when the Query holds that one
         // statement and runs outside a transaction block (CONCURRENTLY needs both).
@@ -299,6 +330,9 @@ impl SessionEnforcer {
             }
         };
         if !matches!(action, WireAction::Replace { rejected: true, .. }) {
+            if let Ok(live) = facts {
+                self.relations.expect_created(&p.targets, &live.targets);
+            }
             // The statements will run: carry what they change into the next Query's context.
             let mut state = evaluation.state;
             state.tx = self.carry.tx;
@@ -324,18 +358,69 @@ fn rel_name(o: &ObjectName) -> RelName {
     }
 }
 
+/// CREATE TABLE / CREATE TABLE AS targets of the text (DO bodies included), temporary tables
+/// left out: a temporary table is new by its persistence, whatever created it.
+fn created_targets(analysis: &Analysis) -> Vec<ObjectName> {
+    fn visit(f: &crate::sql::facts::StatementFacts, out: &mut Vec<ObjectName>) {
+        if matches!(
+            f.kind,
+            crate::sql::StatementKind::CreateTable | crate::sql::StatementKind::CreateTableAs
+        ) && !f.flags.temporary
+        {
+            for t in &f.targets {
+                if t.schema.as_deref() != Some("pg_temp") && !out.contains(t) {
+                    out.push(t.clone());
+                }
+            }
+        }
+        for inner in &f.body {
+            visit(inner, out);
+        }
+    }
+    let mut out = Vec::new();
+    for st in &analysis.statements {
+        if let Some(f) = st.facts() {
+            visit(f, &mut out);
+        }
+    }
+    out
+}
+
 /// Puts the server's answers into the analysis context the rules read.
-fn apply_live(p: &mut Prepared, live: &LiveFacts, sizes: &mut Vec<(String, u64, u64)>) {
+fn apply_live(
+    p: &mut Prepared,
+    live: &LiveFacts,
+    created: &SessionRelations,
+    policy: &Policy,
+    sizes: &mut Vec<(String, u64, u64)>,
+) {
     let mut catalog = CatalogFacts::default();
+    let mut identity = crate::sql::identity::LiveIdentity::default();
     let tables = p.relations.len() - p.matviews;
     for (i, (name, facts)) in p.relations.iter().zip(&live.relations).enumerate() {
-        let Some(f) = facts else { continue };
+        let Some(f) = facts else {
+            identity.names.insert(name.to_string(), None);
+            continue;
+        };
         let heap = u64::try_from(f.heap_bytes).unwrap_or(0);
         let total = u64::try_from(f.total_bytes).unwrap_or(0);
         let rows = match f.rows {
             Some(r) => r as u64,
             None => heap / MIN_TUPLE_BYTES,
         };
+        let t = &policy.thresholds;
+        let small = rows < t.large_rows && total < t.large_bytes;
+        let oid = f.table_oid.unwrap_or(0);
+        let new = f.persistence == 't' || (oid != 0 && created.is_new(oid, small));
+        identity
+            .names
+            .insert(name.to_string(), Some(crate::sql::identity::Resolved { oid, new }));
+        if let Some(table) = &f.index_table {
+            catalog.index_tables.insert(
+                name.to_string(),
+                ObjectName::new(f.index_table_schema.as_deref(), table),
+            );
+        }
         if i < tables {
             catalog
                 .tables
@@ -351,6 +436,9 @@ fn apply_live(p: &mut Prepared, live: &LiveFacts, sizes: &mut Vec<(String, u64, 
         catalog
             .column_types
             .insert(key.clone(), c.type_name.clone());
+        if c.not_null {
+            catalog.not_null_columns.insert(key.clone());
+        }
         if c.has_validated_not_null_check {
             catalog.not_null_checks.insert(key);
         }
@@ -367,6 +455,7 @@ fn apply_live(p: &mut Prepared, live: &LiveFacts, sizes: &mut Vec<(String, u64, 
         };
         catalog.volatility.insert(name.clone(), v);
     }
+    catalog.live = Some(identity);
     p.ctx.catalog = catalog;
     if let Some(v) = live.server_version_num {
         p.ctx.pg_version = Some(v / 10_000);

@@ -25,6 +25,18 @@ pub const DESCRIPTION: &str =
 /// Name of pgwarden's own prepared statement and portal; closed again before the Sync.
 const STATEMENT: &str = "pgwarden_lookup";
 
+// Every injected text below is immune to the user's objects and settings (issue 9 class 4):
+// - operators are spelled `OPERATOR(pg_catalog.=)`: a bare `=` is resolved through the
+//   search_path, and a user's `public.=(oid, regclass)` is an exact match that beats the
+//   built-in `oid = oid` reached through a cast (or can raise and abort the client's
+//   transaction);
+// - every type name is `pg_catalog.`-qualified (`SET search_path = public, pg_catalog` plus a
+//   `public.text` type would otherwise capture `::text`), every cast is explicit and between
+//   built-in types (only a superuser can change those), every function is qualified;
+// - outputs do not depend on settings: counts go out as `int8` (a `float8` prints according
+//   to `extra_float_digits`), no dates, no locale-dependent formatting.
+// `tests/enforce_identity.rs` plants hostile operators, types and functions and proves it.
+
 /// Server version and the timeouts in force for this session (role and database defaults and
 /// the migration's own `SET`s included), as `current_setting` prints them (`0`, `5s`, `1min`).
 /// Not `pg_settings`: that view builds a row for every setting, ~10x the cost of the lookup.
@@ -32,35 +44,76 @@ const SETTINGS_SQL: &str = "SELECT pg_catalog.current_setting('server_version_nu
      pg_catalog.current_setting('lock_timeout'), \
      pg_catalog.current_setting('statement_timeout')";
 
-/// One relation by (schema or NULL, name). For an index, the size is its table's.
-const RELATION_SQL: &str = "SELECT c.relkind::text, n.nspname::text, \
-       COALESCE(t.reltuples, c.reltuples)::float8, \
-       pg_catalog.pg_relation_size(COALESCE(t.oid, c.oid)), \
-       pg_catalog.pg_total_relation_size(COALESCE(t.oid, c.oid)), \
-       t.relname::text, \
-       EXISTS (SELECT 1 FROM pg_catalog.pg_constraint k WHERE k.conindid = c.oid AND k.contype IN ('p', 'u', 'x')), \
-       EXISTS (SELECT 1 FROM pg_catalog.pg_index u WHERE u.indrelid = c.oid AND u.indisunique AND u.indisvalid AND u.indpred IS NULL) \
+/// `to_regclass` of (schema or NULL, name): the relation the session's search_path resolves.
+macro_rules! regclass_of {
+    ($schema:literal, $name:literal) => {
+        concat!(
+            "CAST(pg_catalog.to_regclass(CASE WHEN CAST(",
+            $schema,
+            " AS pg_catalog.text) IS NULL THEN pg_catalog.quote_ident(CAST(",
+            $name,
+            " AS pg_catalog.text)) ELSE pg_catalog.quote_ident(CAST(",
+            $schema,
+            " AS pg_catalog.text)) OPERATOR(pg_catalog.||) '.' OPERATOR(pg_catalog.||) \
+             pg_catalog.quote_ident(CAST(",
+            $name,
+            " AS pg_catalog.text)) END) AS pg_catalog.oid)"
+        )
+    };
+}
+
+/// One relation by (schema or NULL, name). For an index, the size, oid and persistence are its
+/// table's: the table is what a DROP INDEX locks and what "created in this session" is about.
+const RELATION_SQL: &str = concat!(
+    "SELECT CAST(c.relkind AS pg_catalog.text), CAST(n.nspname AS pg_catalog.text), \
+       CAST(COALESCE(t.reltuples, c.reltuples) AS pg_catalog.int8), \
+       pg_catalog.pg_relation_size(CAST(COALESCE(t.oid, c.oid) AS pg_catalog.regclass)), \
+       pg_catalog.pg_total_relation_size(CAST(COALESCE(t.oid, c.oid) AS pg_catalog.regclass)), \
+       CAST(t.relname AS pg_catalog.text), \
+       EXISTS (SELECT 1 FROM pg_catalog.pg_constraint k WHERE k.conindid OPERATOR(pg_catalog.=) c.oid \
+               AND k.contype OPERATOR(pg_catalog.=) ANY (CAST(ARRAY['p', 'u', 'x'] AS pg_catalog.\"char\"[]))), \
+       EXISTS (SELECT 1 FROM pg_catalog.pg_index u WHERE u.indrelid OPERATOR(pg_catalog.=) c.oid \
+               AND u.indisunique AND u.indisvalid AND u.indpred IS NULL), \
+       COALESCE(t.oid, c.oid), \
+       CAST(COALESCE(t.relpersistence, c.relpersistence) AS pg_catalog.text), \
+       CAST(tn.nspname AS pg_catalog.text) \
      FROM pg_catalog.pg_class c \
-     JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
-     LEFT JOIN pg_catalog.pg_index i ON i.indexrelid = c.oid \
-     LEFT JOIN pg_catalog.pg_class t ON t.oid = i.indrelid \
-     WHERE c.oid = pg_catalog.to_regclass(CASE WHEN $1::text IS NULL THEN pg_catalog.quote_ident($2::text) \
-           ELSE pg_catalog.quote_ident($1::text) || '.' || pg_catalog.quote_ident($2::text) END)";
+     JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace \
+     LEFT JOIN pg_catalog.pg_index i ON i.indexrelid OPERATOR(pg_catalog.=) c.oid \
+     LEFT JOIN pg_catalog.pg_class t ON t.oid OPERATOR(pg_catalog.=) i.indrelid \
+     LEFT JOIN pg_catalog.pg_namespace tn ON tn.oid OPERATOR(pg_catalog.=) t.relnamespace \
+     WHERE c.oid OPERATOR(pg_catalog.=) ",
+    regclass_of!("$1", "$2")
+);
 
 /// One column: its current type, NOT NULL, and whether a validated `CHECK (col IS NOT NULL)`
 /// exists (then SET NOT NULL skips its scan on PostgreSQL >= 12).
-const COLUMN_SQL: &str = "SELECT pg_catalog.format_type(a.atttypid, a.atttypmod), a.attnotnull, \
-       EXISTS (SELECT 1 FROM pg_catalog.pg_constraint k WHERE k.conrelid = a.attrelid AND k.contype = 'c' \
-               AND k.convalidated \
-               AND pg_catalog.pg_get_constraintdef(k.oid) = 'CHECK ((' || pg_catalog.quote_ident(a.attname::text) || ' IS NOT NULL))') \
+const COLUMN_SQL: &str = concat!(
+    "SELECT pg_catalog.format_type(a.atttypid, a.atttypmod), a.attnotnull, \
+       EXISTS (SELECT 1 FROM pg_catalog.pg_constraint k WHERE k.conrelid OPERATOR(pg_catalog.=) a.attrelid \
+               AND k.contype OPERATOR(pg_catalog.=) CAST('c' AS pg_catalog.\"char\") AND k.convalidated \
+               AND pg_catalog.pg_get_constraintdef(k.oid) OPERATOR(pg_catalog.=) \
+                   ('CHECK ((' OPERATOR(pg_catalog.||) pg_catalog.quote_ident(CAST(a.attname AS pg_catalog.text)) \
+                    OPERATOR(pg_catalog.||) ' IS NOT NULL))')) \
      FROM pg_catalog.pg_attribute a \
-     WHERE a.attrelid = pg_catalog.to_regclass(CASE WHEN $1::text IS NULL THEN pg_catalog.quote_ident($2::text) \
-           ELSE pg_catalog.quote_ident($1::text) || '.' || pg_catalog.quote_ident($2::text) END) \
-       AND a.attname = $3::text AND a.attnum > 0 AND NOT a.attisdropped";
+     WHERE a.attname OPERATOR(pg_catalog.=) CAST(CAST($3 AS pg_catalog.text) AS pg_catalog.name) \
+       AND a.attnum OPERATOR(pg_catalog.>) CAST(0 AS pg_catalog.int2) AND NOT a.attisdropped \
+       AND a.attrelid OPERATOR(pg_catalog.=) ",
+    regclass_of!("$1", "$2")
+);
 
 /// Volatility of every function of that name (overloads included): `i`, `s`, `v` letters.
-const FUNCTION_SQL: &str = "SELECT pg_catalog.string_agg(DISTINCT p.provolatile::text, '') \
-     FROM pg_catalog.pg_proc p WHERE p.proname = $1::text";
+const FUNCTION_SQL: &str = "SELECT pg_catalog.string_agg(DISTINCT CAST(p.provolatile AS pg_catalog.text), '') \
+     FROM pg_catalog.pg_proc p \
+     WHERE p.proname OPERATOR(pg_catalog.=) CAST(CAST($1 AS pg_catalog.text) AS pg_catalog.name)";
+
+/// Where a `CREATE TABLE` of (schema or NULL, name) creates its table — the schema named, or
+/// the session's `current_schema()` — and the oid of what already has that qualified name
+/// (NULL when nothing: then the CREATE makes a new relation). Always one row.
+const TARGET_SQL: &str = "SELECT x.s, CAST(pg_catalog.to_regclass(pg_catalog.quote_ident(x.s) \
+       OPERATOR(pg_catalog.||) '.' OPERATOR(pg_catalog.||) pg_catalog.quote_ident(CAST($2 AS pg_catalog.text))) \
+       AS pg_catalog.oid) \
+     FROM (SELECT COALESCE(CAST($1 AS pg_catalog.text), CAST(pg_catalog.current_schema() AS pg_catalog.text)) AS s) x";
 
 /// A relation name as the statement wrote it, already case-folded / unquoted by the analysis.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -77,6 +130,8 @@ pub struct LookupRequest {
     pub columns: Vec<(RelName, String)>,
     /// Function names used in default expressions.
     pub functions: Vec<String>,
+    /// Tables the text creates: where each would be created and what has that name now.
+    pub targets: Vec<RelName>,
 }
 
 /// What the server said about one relation.
@@ -97,6 +152,23 @@ pub struct RelationFacts {
     pub backs_constraint: bool,
     /// For a table or materialized view: a valid, non-partial unique index exists.
     pub has_unique_index: bool,
+    /// The oid of the table (of the index's table for an index): the identity "created in
+    /// this session" is decided on, whatever name the relation has now.
+    pub table_oid: Option<u32>,
+    /// `pg_class.relpersistence` of that table: `t` = temporary (invisible to other sessions).
+    pub persistence: char,
+    /// For an index: the schema of its table.
+    pub index_table_schema: Option<String>,
+}
+
+/// Where a CREATE TABLE creates its table, and what already has that name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TargetFacts {
+    /// The schema named, or `current_schema()`; `None` when no schema of the search_path
+    /// exists (the CREATE then fails).
+    pub schema: Option<String>,
+    /// The relation that has that qualified name before the CREATE runs.
+    pub existing_oid: Option<u32>,
 }
 
 /// What the server said about one column.
@@ -118,6 +190,7 @@ pub struct LiveFacts {
     pub columns: Vec<Option<ColumnFacts>>,
     /// Volatility letters per function (`""` when no such function).
     pub functions: Vec<String>,
+    pub targets: Vec<TargetFacts>,
 }
 
 /// Why a lookup produced no facts.
@@ -155,6 +228,12 @@ pub fn encode(req: &LookupRequest, buf: &mut BytesMut) -> Result<(), LookupError
         .map(|f| vec![Some(f.as_str())])
         .collect();
     q.query_many(FUNCTION_SQL, &fn_params)?;
+    let target_params: Vec<Vec<Option<&str>>> = req
+        .targets
+        .iter()
+        .map(|r| vec![r.schema.as_deref(), Some(r.name.as_str())])
+        .collect();
+    q.query_many(TARGET_SQL, &target_params)?;
     Sync::new()
         .encode(q.buf)
         .map_err(|e| LookupError::Encode(e.to_string()))
@@ -232,6 +311,7 @@ enum Slot {
     Relation,
     Column,
     Function,
+    Target,
 }
 
 impl ReplyReader {
@@ -240,6 +320,7 @@ impl ReplyReader {
         expected.extend(std::iter::repeat_n(Slot::Relation, req.relations.len()));
         expected.extend(std::iter::repeat_n(Slot::Column, req.columns.len()));
         expected.extend(std::iter::repeat_n(Slot::Function, req.functions.len()));
+        expected.extend(std::iter::repeat_n(Slot::Target, req.targets.len()));
         ReplyReader {
             expected,
             current: 0,
@@ -295,6 +376,10 @@ impl ReplyReader {
             Slot::Relation if f.relations.len() == before => f.relations.push(None),
             Slot::Column if f.columns.len() == before => f.columns.push(None),
             Slot::Function if f.functions.len() == before => f.functions.push(String::new()),
+            Slot::Target if f.targets.len() == before => f.targets.push(TargetFacts {
+                schema: None,
+                existing_oid: None,
+            }),
             _ => {}
         }
         self.current += 1;
@@ -329,6 +414,9 @@ impl ReplyReader {
                     index_table: text(5).map(str::to_string),
                     backs_constraint: text(6) == Some("t"),
                     has_unique_index: text(7) == Some("t"),
+                    table_oid: text(8).and_then(|v| v.parse().ok()),
+                    persistence: text(9).and_then(|k| k.chars().next()).unwrap_or('?'),
+                    index_table_schema: text(10).map(str::to_string),
                 }));
             }
             Some(Slot::Column) => {
@@ -342,6 +430,12 @@ impl ReplyReader {
                 self.facts
                     .functions
                     .push(text(0).unwrap_or_default().to_string());
+            }
+            Some(Slot::Target) => {
+                self.facts.targets.push(TargetFacts {
+                    schema: text(0).map(str::to_string),
+                    existing_oid: text(1).and_then(|v| v.parse().ok()),
+                });
             }
             None => return Err(LookupError::Malformed),
         }

@@ -329,7 +329,7 @@ pub struct Cx<'a> {
 
 impl<'a> Cx<'a> {
     pub fn size(&self, table: &ObjectName) -> Size {
-        if self.state.is_new(table) {
+        if crate::sql::identity::is_new(self.ctx, self.state, table) {
             return Size::New;
         }
         match self.ctx.catalog.table_stats(table) {
@@ -603,6 +603,8 @@ pub fn evaluate_proving(
             text_indexes: &text_indexes,
         };
         match &stmt.outcome {
+            // `DROP TABLE IF EXISTS` of a table that does not exist: the server does nothing.
+            Outcome::Facts(f) if crate::sql::identity::is_noop(ctx, &state, f) => {}
             Outcome::Facts(f) => {
                 check_statement(f, &cx, prove, &mut findings);
                 // Statements read out of a DO body are checked like top-level ones.
@@ -618,6 +620,10 @@ pub fn evaluate_proving(
         }
         if let Outcome::Facts(f) = &stmt.outcome {
             state.advance(f);
+        }
+        if !state.search_path_changed {
+            let own = text.get(stmt.span.clone()).unwrap_or_default();
+            state.search_path_changed = crate::sql::identity::may_change_search_path(own);
         }
         for rule in [Rule::RequireLockTimeout, Rule::RequireStatementTimeout] {
             if findings[before..].iter().any(|f| f.rule == rule)

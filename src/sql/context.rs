@@ -51,27 +51,39 @@ pub struct CatalogFacts {
     pub index_columns: HashMap<String, Vec<Vec<String>>>,
     /// Materialized views that have a unique index (REFRESH CONCURRENTLY needs one).
     pub unique_indexed_matviews: HashSet<String>,
+    /// (table, column) pairs that are NOT NULL already (SET NOT NULL on them is a no-op).
+    pub not_null_columns: HashSet<(String, String)>,
+    /// The table behind an index name (key as for `tables`): what DROP INDEX locks.
+    pub index_tables: HashMap<String, ObjectName>,
+    /// The proxy's live answer about which relation each name is. When present, names are
+    /// matched exactly (no `public.` guess): the server resolved them.
+    pub live: Option<super::identity::LiveIdentity>,
 }
 
 impl CatalogFacts {
-    fn lookup<'a, T>(map: &'a HashMap<String, T>, name: &ObjectName) -> Option<&'a T> {
+    fn lookup<'a, T>(&self, map: &'a HashMap<String, T>, name: &ObjectName) -> Option<&'a T> {
         // Rules ask for sizes and indexes many times per statement; without stats (`check`
         // without --stats) building the keys was most of the cost.
         if map.is_empty() {
             return None;
         }
-        map.get(&name.to_string()).or_else(|| match &name.schema {
+        let exact = map.get(&name.to_string());
+        if self.live.is_some() {
+            // `s.big` must not borrow the size of the `big` the search_path found.
+            return exact;
+        }
+        exact.or_else(|| match &name.schema {
             Some(_) => map.get(&name.name),
             None => map.get(&format!("public.{}", name.name)),
         })
     }
 
     pub fn table_stats(&self, name: &ObjectName) -> Option<TableStats> {
-        Self::lookup(&self.tables, name).copied()
+        self.lookup(&self.tables, name).copied()
     }
 
     pub fn indexes(&self, table: &ObjectName) -> &[Vec<String>] {
-        Self::lookup(&self.index_columns, table).map_or(&[], Vec::as_slice)
+        self.lookup(&self.index_columns, table).map_or(&[], Vec::as_slice)
     }
 
     pub fn column_type(&self, table: &ObjectName, column: &str) -> Option<&str> {
@@ -82,6 +94,17 @@ impl CatalogFacts {
                     .get(&(table.name.clone(), column.to_string()))
             })
             .map(String::as_str)
+    }
+
+    /// The column is NOT NULL already (live facts only).
+    pub fn is_not_null(&self, table: &ObjectName, column: &str) -> bool {
+        self.not_null_columns
+            .contains(&(table.to_string(), column.to_string()))
+    }
+
+    /// The table behind an index name, when the live catalog said.
+    pub fn index_table(&self, index: &ObjectName) -> Option<&ObjectName> {
+        self.lookup(&self.index_tables, index)
     }
 
     pub fn has_not_null_check(&self, table: &ObjectName, column: &str) -> bool {
@@ -165,6 +188,9 @@ pub struct ScriptState {
     pub validated_not_null: Vec<(ObjectName, String)>,
     /// A BEGIN seen in the text without a matching COMMIT/ROLLBACK yet: its byte offset.
     pub open_begin_at: Option<usize>,
+    /// An earlier statement of this text may have changed the search_path: the live lookup
+    /// resolved unqualified names under the old one (see `identity::may_change_search_path`).
+    pub search_path_changed: bool,
     /// Timeouts set with SET LOCAL, restored at transaction end.
     local_timeouts_saved: Option<Timeouts>,
 }

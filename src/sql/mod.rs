@@ -7,6 +7,7 @@ use std::ops::Range;
 pub mod context;
 pub mod encoding;
 pub mod facts;
+pub mod identity;
 pub mod lexer;
 pub mod locks;
 pub mod parse;

@@ -1,0 +1,126 @@
+//! Which relation a name really is, and whether the server created it for this session:
+//! the facts "created in this transaction/session" and "does not exist" are decided on.
+//!
+//! Offline (`pgwarden check`) the script is the only truth: a table the file created earlier is
+//! new, by name. In the proxy a name proves nothing (`CREATE TABLE IF NOT EXISTS big` creates
+//! nothing when `big` exists; `CREATE TEMP TABLE big` and `other.big` are other relations; a
+//! ROLLBACK undoes a CREATE): there a relation is new only when the server resolved the name,
+//! under the search_path the statement runs with, to an oid pgwarden saw the session create
+//! (see `enforce::identity`), or when the name resolves to nothing before the text runs and the
+//! same text creates it first. Without the server's answer nothing is new (fail closed).
+use std::collections::HashMap;
+
+use super::context::{AnalysisContext, ScriptState};
+use super::facts::{ObjectName, StatementFacts, StatementKind};
+
+/// What the server said about one name before the text ran.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Resolved {
+    /// The table's oid (the index's table for an index).
+    pub oid: u32,
+    /// Created by this session and still the same relation (or a temporary table): empty or
+    /// invisible to everyone else, so no lock on it hurts anybody.
+    pub new: bool,
+}
+
+/// The server's resolution of every name the text's statements lock (proxy only).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LiveIdentity {
+    /// Keyed by the name as written (`ObjectName`'s `Display`); `None` = no such relation.
+    pub names: HashMap<String, Option<Resolved>>,
+}
+
+impl LiveIdentity {
+    /// `Some(None)`: the server said there is no such relation; `None`: it was not asked.
+    pub fn get(&self, name: &ObjectName) -> Option<Option<Resolved>> {
+        self.names.get(&name.to_string()).copied()
+    }
+}
+
+/// Is `table` new (created by this session/transaction/file, so exempt from size rules)?
+pub fn is_new(ctx: &AnalysisContext, state: &ScriptState, table: &ObjectName) -> bool {
+    if ctx.file_mode {
+        return state.is_new(table);
+    }
+    let Some(live) = &ctx.catalog.live else {
+        // The proxy decided without the server's word: a name alone proves nothing.
+        return false;
+    };
+    if table.schema.is_none() && state.search_path_changed {
+        // The text changed the search_path before this statement: the server resolved the
+        // name under another one.
+        return false;
+    }
+    match live.get(table) {
+        Some(Some(r)) => r.new,
+        // Nothing had that name before the text ran: new if the text created it first.
+        Some(None) | None => state.is_new(table),
+    }
+}
+
+/// A statement the server will run as a no-op: `DROP ... IF EXISTS` / `ALTER TABLE IF EXISTS`
+/// of relations that do not exist (and that the text did not create first). Only with the
+/// server's answer, under the search_path the statement runs with.
+pub fn is_noop(ctx: &AnalysisContext, state: &ScriptState, f: &StatementFacts) -> bool {
+    if ctx.file_mode || !f.flags.if_exists {
+        return false;
+    }
+    if !matches!(
+        f.kind,
+        StatementKind::DropTable | StatementKind::DropIndex | StatementKind::AlterTable
+    ) {
+        return false;
+    }
+    let Some(live) = &ctx.catalog.live else {
+        return false;
+    };
+    !f.targets.is_empty()
+        && f.targets.iter().all(|t| {
+            live.get(t) == Some(None)
+                && !state.is_new(t)
+                && (t.schema.is_some() || !state.search_path_changed)
+        })
+}
+
+/// Can this statement text change the search_path the next statements run with? `SET
+/// search_path`, `SET SCHEMA`, `RESET`, `DISCARD ALL`, `set_config('search_path', ...)` in a
+/// SELECT or a DO block. Textual and generous on purpose: a false "yes" only makes unqualified
+/// names count as unknown (large) for the rest of the text. A user function that changes the
+/// search_path as a hidden side effect is not seen (README: what pgwarden cannot see).
+pub fn may_change_search_path(statement: &str) -> bool {
+    const WORDS: [&[u8]; 5] = [b"search_path", b"set_config", b"schema", b"reset", b"discard"];
+    let bytes = statement.as_bytes();
+    WORDS.iter().any(|w| {
+        bytes.len() >= w.len() && bytes.windows(w.len()).any(|win| win.eq_ignore_ascii_case(w))
+    }) && !is_plain_ddl_mentioning_schema(statement)
+}
+
+/// `CREATE SCHEMA x`, `ALTER TABLE t SET SCHEMA s`, `DROP SCHEMA`: they mention "schema" but do
+/// not change the search_path.
+fn is_plain_ddl_mentioning_schema(statement: &str) -> bool {
+    let lower = statement.trim_start().to_ascii_lowercase();
+    let first = lower.split_whitespace().next().unwrap_or_default();
+    matches!(first, "create" | "alter" | "drop" | "comment" | "grant" | "revoke")
+        && !lower.contains("search_path")
+        && !lower.contains("set_config")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn search_path_changers() {
+        assert!(may_change_search_path("SET search_path = other"));
+        assert!(may_change_search_path("set SCHEMA 'other'"));
+        assert!(may_change_search_path("RESET ALL"));
+        assert!(may_change_search_path("DISCARD ALL"));
+        assert!(may_change_search_path(
+            "SELECT pg_catalog.set_config('search_path', 'x', false)"
+        ));
+        assert!(!may_change_search_path("CREATE SCHEMA other"));
+        assert!(!may_change_search_path("ALTER TABLE t SET SCHEMA other"));
+        assert!(!may_change_search_path("SELECT 1"));
+        assert!(!may_change_search_path("ALTER TABLE t ADD COLUMN a int"));
+    }
+}
