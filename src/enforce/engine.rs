@@ -549,9 +549,13 @@ mod tests {
                 index_table: None,
                 backs_constraint: false,
                 has_unique_index: true,
+                table_oid: Some(16_400),
+                persistence: 'p',
+                index_table_schema: None,
             })],
             columns: vec![],
             functions: vec![],
+            targets: vec![],
         }
     }
 
@@ -651,25 +655,91 @@ mod tests {
         assert!(r.message.contains("client_encoding"), "{}", r.message);
     }
 
+    /// `live_big()` with the one relation answered as `oid` and `rows`.
+    fn live_rel(oid: u32, rows: f64) -> Option<RelationFacts> {
+        let mut r = live_big().relations.remove(0)?;
+        r.table_oid = Some(oid);
+        r.rows = Some(rows);
+        r.total_bytes = 8192;
+        Some(r)
+    }
+
     #[test]
-    fn table_created_earlier_in_the_transaction_is_exempt() {
+    fn table_created_earlier_is_new_by_oid_not_by_name() {
+        use crate::enforce::lookup::TargetFacts;
         let mut e = SessionEnforcer::new(&Policy::default(), "db", "u", "app");
         let s = situation(TxStatus::InTransaction);
         e.ready_for_query(TxStatus::InTransaction);
         let create = "CREATE TABLE fresh (a int)";
         let p = e.prepare(create, s);
-        let out = e.decide(create, p, Err("test"), s);
+        let req = p.lookup.clone().expect("lookup");
+        assert_eq!(req.targets[0].name, "fresh");
+        let mut live = live_big();
+        live.relations = vec![];
+        live.targets = vec![TargetFacts {
+            schema: Some("public".into()),
+            existing_oid: None,
+        }];
+        let out = e.decide(create, p, Ok(&live), s);
         assert_eq!(out.action, WireAction::Forward);
+        // The next text: its own name, then the candidate public.fresh to confirm.
         let idx = "CREATE INDEX i ON fresh (a)";
         let p = e.prepare(idx, s);
-        let out = e.decide(idx, p, Err("test"), s);
+        let req = p.lookup.clone().expect("lookup");
+        assert_eq!(req.relations.len(), 2, "{req:?}");
+        assert_eq!(req.relations[1].schema.as_deref(), Some("public"));
+        let mut live = live_big();
+        live.relations = vec![live_rel(500, 0.0), live_rel(500, 0.0)];
+        let out = e.decide(idx, p, Ok(&live), s);
         assert_ne!(out.verdict, Verdict::Reject, "{:?}", out.decision);
-        // After COMMIT the table is an ordinary (unknown-size) table again.
-        e.ready_for_query(TxStatus::Idle);
-        e.ready_for_query(TxStatus::InTransaction);
+        // Same name, another relation (dropped and replaced by a big one): not new.
+        let p = e.prepare(idx, s);
+        let mut live = live_big();
+        live.relations = vec![live_rel(501, 5_000_000.0)];
+        let out = e.decide(idx, p, Ok(&live), s);
+        assert_eq!(out.verdict, Verdict::Reject, "{:?}", out.decision);
+        // Without the server's answer nothing is new.
         let p = e.prepare(idx, s);
         let out = e.decide(idx, p, Err("test"), s);
         assert_eq!(out.verdict, Verdict::Reject);
+    }
+
+    #[test]
+    fn create_if_not_exists_in_the_same_text_does_not_exempt_an_existing_table() {
+        let mut e = SessionEnforcer::new(&Policy::default(), "db", "u", "app");
+        let s = situation(TxStatus::InTransaction);
+        let sql = "CREATE TABLE IF NOT EXISTS orders (a int); \
+                   ALTER TABLE orders ADD COLUMN b int NOT NULL DEFAULT random()";
+        let p = e.prepare(sql, s);
+        let out = e.decide(sql, p, Ok(&live_big()), s);
+        assert_eq!(out.verdict, Verdict::Reject, "{:?}", out.decision);
+        // Nothing of that name existed: the text's own CREATE made it.
+        let p = e.prepare(sql, s);
+        let mut live = live_big();
+        live.relations = vec![None];
+        let out = e.decide(sql, p, Ok(&live), s);
+        assert_ne!(out.verdict, Verdict::Reject, "{:?}", out.decision);
+        // ...unless the text changed the search_path first.
+        let sql = "CREATE TABLE IF NOT EXISTS orders (a int); SET search_path = other; \
+                   ALTER TABLE orders ADD COLUMN b int NOT NULL DEFAULT random()";
+        let p = e.prepare(sql, s);
+        let out = e.decide(sql, p, Ok(&live), s);
+        assert_eq!(out.verdict, Verdict::Reject, "{:?}", out.decision);
+    }
+
+    #[test]
+    fn drop_if_exists_of_a_missing_table_is_a_no_op() {
+        let mut e = SessionEnforcer::new(&Policy::default(), "db", "u", "app");
+        let s = situation(TxStatus::Idle);
+        let sql = "DROP TABLE IF EXISTS migrate_version";
+        let p = e.prepare(sql, s);
+        let mut live = live_big();
+        live.relations = vec![None];
+        let out = e.decide(sql, p, Ok(&live), s);
+        assert_eq!(out.verdict, Verdict::Allow, "{:?}", out.decision);
+        let p = e.prepare(sql, s);
+        let out = e.decide(sql, p, Ok(&live_big()), s);
+        assert_eq!(out.verdict, Verdict::Reject, "{:?}", out.decision);
     }
 
     #[test]

@@ -44,18 +44,19 @@ pub fn check(f: &StatementFacts, cx: &Cx<'_>, out: &mut Vec<Finding>) {
             continue;
         }
         let referenced = constraint.references.clone();
-        let ref_size = referenced.as_ref().map(|r| cx.size(r));
-        let both_small = size.is_small(cx.thresholds)
-            && ref_size.is_none_or(|s| s.is_small(cx.thresholds) || s == Size::New);
+        // The validation scans the referencing table; both tables are locked for as long as
+        // that scan takes. So the referencing table's size decides (a FK from a 0-row table
+        // to a 1M-row one validates in milliseconds).
         let names = match &referenced {
-            Some(r) => format!("{} and {}", cx.describe(table), cx.describe(r)),
-            None => cx.describe(table),
+            Some(r) => format!("{table} and {}", cx.describe(r)),
+            None => table.to_string(),
         };
         let mut finding = Finding::new(
             Rule::AddingForeignKeyConstraint,
             f,
             format!(
-                "ADD FOREIGN KEY blocks all writes to {names} while every row of {table} is validated"
+                "ADD FOREIGN KEY blocks all writes to {names} while every row of {} is validated",
+                cx.describe(table)
             ),
             if inline {
                 "Add the column first, then ADD CONSTRAINT ... FOREIGN KEY ... NOT VALID, and \
@@ -63,14 +64,15 @@ pub fn check(f: &StatementFacts, cx: &Cx<'_>, out: &mut Vec<Finding>) {
                     .to_string()
             } else {
                 "Append NOT VALID, commit, then VALIDATE CONSTRAINT in a separate transaction \
-                 (Rails: validate: false, then validate_foreign_key)."
+                 (Alembic: op.create_foreign_key(..., postgresql_not_valid=True), then \
+                 op.execute(\"ALTER TABLE ... VALIDATE CONSTRAINT ...\") in a later revision; \
+                 Rails: validate: false, then validate_foreign_key)."
                     .to_string()
             },
         )
         .at(a.span.clone())
         .lock(Some(LockMode::ShareRowExclusive))
         .sized(size, cx);
-        finding.small_table = both_small;
         if !inline {
             finding = finding.rewrite(Some(TextEdit::insert(constraint.span.end, " NOT VALID")));
         }
@@ -102,11 +104,16 @@ mod tests {
     }
 
     #[test]
-    fn size_of_both_tables_counts() {
+    fn the_referencing_table_is_what_is_scanned() {
         let c = with_rows(with_rows(ctx(), "o", 10), "cust", 5_000_000);
         let f = run_with(R, "ALTER TABLE o ADD CONSTRAINT fk FOREIGN KEY (c) REFERENCES cust (id)", &c);
+        assert!(f[0].small_table, "a 10-row table validates at once");
+        assert!(f[0].message.contains("every row of o (10 rows)"), "{}", f[0].message);
+        assert!(f[0].message.contains("cust (~5.0M rows)"), "{}", f[0].message);
+        let c = with_rows(with_rows(ctx(), "o", 5_000_000), "cust", 10);
+        let f = run_with(R, "ALTER TABLE o ADD CONSTRAINT fk FOREIGN KEY (c) REFERENCES cust (id)", &c);
         assert!(!f[0].small_table);
-        assert!(f[0].message.contains("cust (~5.0M rows)"));
+        assert!(f[0].message.contains("every row of o (~5.0M rows)"), "{}", f[0].message);
     }
 
     #[test]

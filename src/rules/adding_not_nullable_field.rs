@@ -42,6 +42,21 @@ pub fn check(f: &StatementFacts, cx: &Cx<'_>, out: &mut Vec<Finding>) {
         if proven && cx.version_at_least(12) != Some(false) {
             continue;
         }
+        // Already NOT NULL (the server said so before this text ran, and nothing earlier in
+        // the text dropped it): the server does nothing. Alembic emits this for every
+        // `nullable=False`.
+        let dropped_earlier = cx.earlier.iter().filter_map(|s| s.facts()).any(|e| {
+            e.table.as_ref().is_some_and(|t| t.same_as(table))
+                && e.actions.iter().any(|x| {
+                    x.column.as_deref() == Some(col.as_str())
+                        && matches!(x.kind, ActionKind::DropNotNull | ActionKind::AlterColumnType)
+                })
+        }) || f.actions.iter().any(|x| {
+            x.column.as_deref() == Some(col.as_str()) && x.kind == ActionKind::DropNotNull
+        });
+        if cx.ctx.catalog.is_not_null(table, col) && !dropped_earlier {
+            continue;
+        }
         out.push(
             Finding::new(
                 Rule::AddingNotNullableField,

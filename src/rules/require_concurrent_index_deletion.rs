@@ -38,14 +38,23 @@ pub fn check(f: &StatementFacts, cx: &Cx<'_>, out: &mut Vec<Finding>) {
         (true, 1, false, Some(p)) => Some(TextEdit::insert(p.at, " CONCURRENTLY")),
         _ => None,
     };
+    // The live catalog knows the index's table: that is what is locked and what is named
+    // (the size looked up for the index name is already the table's).
+    let on = match cx.ctx.catalog.index_table(index) {
+        Some(table) => {
+            let described = cx.describe(index);
+            let size = described.strip_prefix(&index.to_string()).unwrap_or_default();
+            format!("on its table {table}{size}")
+        }
+        None => format!("on the table of {}", cx.describe(index)),
+    };
     out.push(
         Finding::new(
             Rule::RequireConcurrentIndexDeletion,
             f,
             format!(
-                "DROP INDEX {} takes an ACCESS EXCLUSIVE lock on its table: all reads and writes \
-                 queue behind it until every running query on the table finishes",
-                cx.describe(index)
+                "DROP INDEX {index} takes an ACCESS EXCLUSIVE lock {on}: all reads and writes \
+                 queue behind it until every running query on the table finishes"
             ),
             format!("Use DROP INDEX CONCURRENTLY and {OUTSIDE_TX_RECIPE}."),
         )
