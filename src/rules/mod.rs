@@ -332,6 +332,9 @@ impl<'a> Cx<'a> {
         if crate::sql::identity::is_new(self.ctx, self.state, table) {
             return Size::New;
         }
+        if crate::sql::identity::resolved_elsewhere(self.ctx, self.state, table) {
+            return Size::Unknown;
+        }
         match self.ctx.catalog.table_stats(table) {
             Some(s)
                 if s.rows >= self.thresholds.large_rows

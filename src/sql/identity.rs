@@ -58,6 +58,13 @@ pub fn is_new(ctx: &AnalysisContext, state: &ScriptState, table: &ObjectName) ->
     }
 }
 
+/// Did the server size another relation than the one this statement will touch? In the proxy,
+/// an unqualified name after the text changed the search_path: the lookup resolved it under
+/// the old one, so its size is unknown (counted as large by default).
+pub fn resolved_elsewhere(ctx: &AnalysisContext, state: &ScriptState, table: &ObjectName) -> bool {
+    !ctx.file_mode && table.schema.is_none() && state.search_path_changed
+}
+
 /// A statement the server will run as a no-op: `DROP ... IF EXISTS` / `ALTER TABLE IF EXISTS`
 /// of relations that do not exist (and that the text did not create first). Only with the
 /// server's answer, under the search_path the statement runs with.
