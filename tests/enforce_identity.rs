@@ -405,3 +405,51 @@ fn alembic_create_rename_commit_alter_and_downgrade_pass() {
         );
     }
 }
+
+/// Class 3, prepared statements: a named DDL statement is decided again at each Bind of a
+/// later request. Prepared while `big` is `s2.big` (3 rows), executed after the search_path
+/// moved to `public.big` (1.2M rows): refused, and `public.big` is untouched.
+#[test]
+fn a_prepared_ddl_statement_is_decided_again_when_it_runs() {
+    let c = Cluster::shared();
+    let (px, _audit) = proxy();
+    let db = fresh("ident_prep");
+    let conn = c.conn(&db).with_port(px.port());
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let client = conn.connect().await;
+        client
+            .batch_execute("SET search_path = s2")
+            .await
+            .expect("set");
+        let alter = client
+            .prepare(&format!("ALTER TABLE big {ADD_X}"))
+            .await
+            .expect("prepared while big is s2.big");
+        client
+            .batch_execute("SET search_path = public")
+            .await
+            .expect("set");
+        let err = client
+            .execute(&alter, &[])
+            .await
+            .expect_err("executed against public.big");
+        let text = format!("{err:?}");
+        assert!(text.contains("pgwarden refused"), "{text}");
+        assert!(text.contains("adding-field-with-default"), "{text}");
+        // The session goes on; back on s2 the same statement runs against s2.big.
+        client
+            .batch_execute("SET search_path = s2")
+            .await
+            .expect("set");
+        client
+            .execute(&alter, &[])
+            .await
+            .expect("s2.big is small: allowed");
+    });
+    assert!(!has_column(&db, "public", "big", "x"));
+    assert!(has_column(&db, "s2", "big", "x"));
+}

@@ -59,6 +59,7 @@ use crate::sql::encoding::{server_text, Family};
 use crate::sql::server_lex::{self, LexSettings};
 
 mod audit;
+mod rebind;
 use audit::{
     audit_answer, audit_held_bind, audit_query, audit_request, start_audit, write_statement_record,
     AuditEntry, AuditTemplate,
@@ -529,6 +530,10 @@ struct ClientSide {
     ddl_statements: std::collections::HashMap<Vec<u8>, AuditTemplate>,
     /// The Bind at the front of the buffer has had its audit turn.
     bind_audited: bool,
+    /// Statements parsed since the last Sync: their Parse-time decision is current.
+    parsed_this_request: std::collections::HashSet<Vec<u8>>,
+    /// The Bind at the front of the buffer, re-decided and refused: send this instead.
+    bind_replacement: Option<BytesMut>,
     /// Prepared statements that may be migration bookkeeping (`alembic_version`, ...): their
     /// Bind values tell the audit log the revision.
     bookkeeping: std::collections::HashMap<Vec<u8>, String>,
@@ -589,6 +594,7 @@ async fn client_to_server(
                 return Ok(End::ClientGone);
             }
             if scan.attention_bind {
+                rebind::redecide_bind(ctx, state, side, sw, buf).await?;
                 audit_held_bind(ctx, state, side, buf).await?;
                 continue;
             }
@@ -748,6 +754,7 @@ fn scan_client(
                     Inspected::Verdict(v) => v,
                 };
                 side.in_pipeline = true;
+                side.parsed_this_request.insert(p.name.to_vec());
                 if !side.ddl_statements.is_empty() && verdict.is_none() && !was_decided {
                     // A new text under this name that needed no decision is not DDL.
                     side.ddl_statements.remove(p.name);
@@ -798,6 +805,11 @@ fn scan_client(
                     out.attention_bind = true;
                     break;
                 }
+                if let Some(frame) = side.bind_replacement.take() {
+                    side.in_pipeline = true;
+                    out.replace = Some((frame, h.total));
+                    break;
+                }
                 if let Some(sql) = side.bookkeeping.get(b.statement) {
                     let params = frontend::bind_text_params(body)?;
                     side.request_dml.push((sql.clone(), params));
@@ -818,6 +830,7 @@ fn scan_client(
             b'S' => {
                 side.in_pipeline = false;
                 side.executed = false;
+                side.parsed_this_request.clear();
                 st.pending += 1;
                 let dml = std::mem::take(&mut side.request_dml);
                 audit_request(st, side.request_record.take(), Default::default(), dml);
@@ -1006,9 +1019,9 @@ async fn decide_held(
         Ok(_) => vec![lookup::DESCRIPTION.to_string()],
         Err(_) => Vec::new(),
     };
-    if let (true, Some(name)) = (ctx.shared.audit.is_enabled(), parse_name) {
-        // A prepared statement runs when it is executed, maybe many times, maybe never: its
-        // record is written at each Bind (see `audit_held_bind`).
+    if let Some(name) = parse_name {
+        // A prepared statement runs when it is executed, maybe many times, maybe never: it is
+        // re-decided (`rebind`) and its record written at each Bind (see `audit_held_bind`).
         side.ddl_statements.insert(
             name,
             AuditTemplate {

@@ -208,6 +208,9 @@ pub(super) async fn audit_held_bind(
 ) -> Result<(), SessionError> {
     let name = held_bind_statement(buf).map_err(SessionError::ClientProtocol)?;
     side.bind_audited = true;
+    if !ctx.shared.audit.is_enabled() {
+        return Ok(());
+    }
     let Some(t) = side.ddl_statements.get(&name) else {
         return Ok(());
     };

@@ -1,0 +1,149 @@
+//! A prepared DDL statement is decided again at every Bind of a later request (issue 9 class 3):
+//! PostgreSQL resolves a utility statement's names when it runs, so the `search_path` or the
+//! table behind a name may have changed since its Parse was decided.
+//!
+//! The statement's text is already on the server and cannot be exchanged any more. When the
+//! new decision is a refusal the Bind is replaced by one that names a prepared statement that
+//! does not exist, spelled as the refusal: the server fails the Bind (26000, naming pgwarden's
+//! reason), the client's Execute is skipped until its Sync, and a transaction block is aborted
+//! — as with every refusal, nothing half-applies.
+use std::sync::Mutex;
+
+use bytes::BytesMut;
+use pgwire::messages::extendedquery::Bind;
+use pgwire::messages::Message;
+
+use super::{
+    held_body, inject_lookup, lock, snapshot, ClientSide, Ctx, SessionError, State, WriteHalf,
+};
+use crate::audit::record::Decision as AuditDecision;
+use crate::enforce::lookup;
+use crate::protocol::frontend;
+use crate::proxy::hook::TxStatus;
+
+/// Longest refusal text put into the statement name of the failing Bind.
+const MAX_REASON: usize = 240;
+
+/// Re-decides the prepared DDL statement the Bind at the front of `buf` executes, unless it was
+/// parsed in this same request (its Parse-time decision is then current).
+pub(super) async fn redecide_bind(
+    ctx: &Ctx,
+    state: &Mutex<State>,
+    side: &mut ClientSide,
+    sw: &mut WriteHalf<'_>,
+    buf: &BytesMut,
+) -> Result<(), SessionError> {
+    let body = held_body(buf).map_err(SessionError::ClientProtocol)?;
+    let bind = frontend::decode_bind(body).map_err(SessionError::ClientProtocol)?;
+    let (name, portal) = (bind.statement.to_vec(), bind.portal.to_vec());
+    if side.parsed_this_request.contains(&name) {
+        return Ok(());
+    }
+    let Some(template) = side.ddl_statements.get(&name) else {
+        return Ok(());
+    };
+    let (sql, before) = (template.sql.clone(), template.decided.decision);
+    let Some(guard) = side.guard.as_mut() else {
+        return Ok(());
+    };
+    // The text is the one the server parsed at Parse time; an ASCII text reads the same under
+    // every encoding, any other is treated as read lossily (fail closed).
+    let certain = sql.is_ascii();
+    let mut snap = snapshot(state);
+    snap.pipelined = side.executed;
+    snap.lex_certain = certain;
+    let prepared = guard.prepare(&sql, snap.view());
+    let facts: Result<lookup::LiveFacts, String> = match &prepared.lookup {
+        None => Err("no catalog facts needed".into()),
+        Some(_) if snap.tx_status == TxStatus::Failed => {
+            Err("the transaction has failed: pgwarden sends nothing in it".into())
+        }
+        Some(_) if side.in_pipeline => {
+            Err("inside an unsynced extended-protocol pipeline: pgwarden injects nothing there".into())
+        }
+        Some(req) => inject_lookup(ctx, state, sw, req).await?,
+    };
+    let mut snap = snapshot(state);
+    snap.pipelined = side.executed;
+    snap.lex_certain = certain;
+    let mut outbox = BytesMut::new();
+    let decided = guard.decide(
+        &sql,
+        prepared,
+        facts.as_ref().map_err(String::as_str),
+        snap.view(),
+        &mut outbox,
+    );
+    if !outbox.is_empty() {
+        lock(state).outbox.extend_from_slice(&outbox);
+    }
+    if decided.decision == AuditDecision::Reject && before != AuditDecision::Reject {
+        let reason = refusal_reason(decided.replace.as_deref().unwrap_or_default());
+        let mut frame = BytesMut::new();
+        Bind::new(
+            Some(String::from_utf8_lossy(&portal).into_owned()),
+            Some(reason),
+            vec![],
+            vec![],
+            vec![],
+        )
+        .encode(&mut frame)
+        .map_err(|_| {
+            SessionError::ClientProtocol(crate::protocol::ProtocolError::malformed(
+                "Bind",
+                "cannot encode the refused Bind",
+            ))
+        })?;
+        side.bind_replacement = Some(frame);
+    }
+    if let Some(t) = side.ddl_statements.get_mut(&name) {
+        t.decided = decided;
+        t.injected = match &facts {
+            Ok(_) => vec![lookup::DESCRIPTION.to_string()],
+            Err(_) => Vec::new(),
+        };
+    }
+    Ok(())
+}
+
+/// `pgwarden refused this execution: <message>`, from the `RAISE` statement's MESSAGE literal.
+fn refusal_reason(raise: &str) -> String {
+    let message = raise
+        .split_once("MESSAGE = E'")
+        .and_then(|(_, rest)| rest.split_once("', DETAIL"))
+        .map(|(m, _)| m.replace("''", "'").replace("\\\\", "\\"))
+        .unwrap_or_else(|| "pgwarden: statement refused".into());
+    let mut reason = format!(
+        "pgwarden refused this execution of a prepared statement (decided again at Bind): \
+         {message}"
+    );
+    reason.retain(|c| c != '\0');
+    if reason.len() > MAX_REASON {
+        let mut cut = MAX_REASON;
+        while !reason.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        reason.truncate(cut);
+    }
+    reason
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reason_is_the_raise_message() {
+        let raise = crate::enforce::raise::raise_statement(
+            &crate::enforce::raise::Rejection {
+                message: "pgwarden: rule: it's big".into(),
+                detail: "d".into(),
+                hint: "h".into(),
+            },
+            false,
+        );
+        let r = refusal_reason(&raise);
+        assert!(r.ends_with("pgwarden: rule: it's big"), "{r}");
+        assert!(refusal_reason(&"x".repeat(1000)).len() <= MAX_REASON);
+    }
+}
