@@ -68,7 +68,11 @@ const ADD_X: &str = "ADD COLUMN x int NOT NULL DEFAULT (random() * 10)::int";
 
 /// psql script (each statement its own Query) through pgwarden, stopping at the first error.
 fn script(conn: &ConnInfo, sql: &str) -> CmdOutput {
-    psql_stdin(conn, &["-v", "ON_ERROR_STOP=1", "-f", "-"], Some(sql.as_bytes()))
+    psql_stdin(
+        conn,
+        &["-v", "ON_ERROR_STOP=1", "-f", "-"],
+        Some(sql.as_bytes()),
+    )
 }
 
 #[track_caller]
@@ -130,7 +134,10 @@ fn a_table_is_new_only_if_the_server_created_it() {
         let db = fresh("ident_c1");
         let out = script(&c.conn(&db).with_port(px.port()), &sql);
         assert_refused(&out, what);
-        assert!(!has_column(&db, "public", "big", "x"), "{what}: big was rewritten");
+        assert!(
+            !has_column(&db, "public", "big", "x"),
+            "{what}: big was rewritten"
+        );
     }
     // The legitimate case: a table really created in the transaction, and a temporary one.
     let db = fresh("ident_c1_ok");
@@ -181,17 +188,27 @@ fn search_path_changes_cannot_redirect_a_decision() {
     }
     // Startup options: `big` is s2.big (3 rows) for this session, and that is what is altered.
     let mut cmd = std::process::Command::new(pg_bin("psql"));
-    cmd.args(["-X", "-v", "ON_ERROR_STOP=1", "-c", &format!("ALTER TABLE big {ADD_X}")])
-        .envs(conn.env())
-        .env("PGOPTIONS", "-c search_path=s2");
+    cmd.args([
+        "-X",
+        "-v",
+        "ON_ERROR_STOP=1",
+        "-c",
+        &format!("ALTER TABLE big {ADD_X}"),
+    ])
+    .envs(conn.env())
+    .env("PGOPTIONS", "-c search_path=s2");
     run_cmd(cmd, None, Duration::from_secs(60)).assert_success();
     assert!(has_column(&db, "s2", "big", "x"));
     assert!(!has_column(&db, "public", "big", "x"));
     // And the other way round: options pointing at public size public.big.
     let mut cmd = std::process::Command::new(pg_bin("psql"));
-    cmd.args(["-X", "-c", &format!("ALTER TABLE big ADD COLUMN y int NOT NULL DEFAULT (random() * 10)::int")])
-        .envs(conn.env())
-        .env("PGOPTIONS", "-c search_path=public,s2");
+    cmd.args([
+        "-X",
+        "-c",
+        "ALTER TABLE big ADD COLUMN y int NOT NULL DEFAULT (random() * 10)::int",
+    ])
+    .envs(conn.env())
+    .env("PGOPTIONS", "-c search_path=public,s2");
     let out = run_cmd(cmd, None, Duration::from_secs(60));
     assert_refused(&out, "options search_path=public");
     assert!(!has_column(&db, "public", "big", "y"));
@@ -227,8 +244,14 @@ fn planted_operators_and_types_cannot_hijack_the_lookup() {
         let out = script(&conn, &format!("BEGIN;\nALTER TABLE big {ADD_X};\nCOMMIT;"));
         assert_refused(&out, what);
         let all = format!("{}{}", out.stdout, out.stderr);
-        assert!(!all.contains("division by zero"), "{what}: the lookup failed:\n{all}");
-        assert!(!has_column(&db, "public", "big", "x"), "{what}: big was rewritten");
+        assert!(
+            !all.contains("division by zero"),
+            "{what}: the lookup failed:\n{all}"
+        );
+        assert!(
+            !has_column(&db, "public", "big", "x"),
+            "{what}: big was rewritten"
+        );
         // The client's own transaction is not disturbed by the lookup.
         let out = script(
             &conn,
@@ -258,7 +281,10 @@ fn no_ops_and_the_table_that_pays() {
     )
     .assert_success();
     assert_eq!(
-        c.sql(&db, "SELECT count(*) FROM pg_constraint WHERE conname = 'tiny_big_fk'"),
+        c.sql(
+            &db,
+            "SELECT count(*) FROM pg_constraint WHERE conname = 'tiny_big_fk'"
+        ),
         "1"
     );
     // The other way round the big table is scanned: refused, naming it and its size.
@@ -270,15 +296,24 @@ fn no_ops_and_the_table_that_pays() {
     assert!(!out.status.success(), "{all}");
     assert!(all.contains("every row of big (~1.2M rows)"), "{all}");
     assert_eq!(
-        c.sql(&db, "SELECT count(*) FROM pg_constraint WHERE conname = 'big_tiny_fk'"),
+        c.sql(
+            &db,
+            "SELECT count(*) FROM pg_constraint WHERE conname = 'big_tiny_fk'"
+        ),
         "0"
     );
     // DROP INDEX names the table it locks, with the table's size.
     let out = script(&conn, "BEGIN;\nDROP INDEX big_v;\nCOMMIT;");
     let all = format!("{}{}", out.stdout, out.stderr);
     assert!(!out.status.success(), "{all}");
-    assert!(all.contains("on its table public.big (~1.2M rows)"), "{all}");
-    assert_eq!(c.sql(&db, "SELECT count(*) FROM pg_class WHERE relname = 'big_v'"), "1");
+    assert!(
+        all.contains("on its table public.big (~1.2M rows)"),
+        "{all}"
+    );
+    assert_eq!(
+        c.sql(&db, "SELECT count(*) FROM pg_class WHERE relname = 'big_v'"),
+        "1"
+    );
     // A DROP ... IF EXISTS of a table that does exist is still a DROP.
     let out = script(&conn, "DROP TABLE IF EXISTS big;");
     out.assert_failure();
@@ -300,7 +335,10 @@ fn pgbench_initialises_a_fresh_database_through_pgwarden() {
         out.stderr,
         px.logs()
     );
-    assert_eq!(c.sql(&db, "SELECT count(*) FROM pgbench_accounts"), "100000");
+    assert_eq!(
+        c.sql(&db, "SELECT count(*) FROM pgbench_accounts"),
+        "100000"
+    );
     assert_eq!(
         c.sql(
             &db,
@@ -380,11 +418,11 @@ fn alembic_create_rename_commit_alter_and_downgrade_pass() {
     std::fs::write(dir.path().join("versions/r1.py"), REVISION).expect("revision");
     for driver in ["psycopg2", "psycopg"] {
         let db = fresh(&format!("ident_alembic_{driver}"));
-        let url = c
-            .conn(&db)
-            .with_port(px.port())
-            .url()
-            .replacen("postgresql://", &format!("postgresql+{driver}://"), 1);
+        let url = c.conn(&db).with_port(px.port()).url().replacen(
+            "postgresql://",
+            &format!("postgresql+{driver}://"),
+            1,
+        );
         {
             let step = ["upgrade", "head"];
             let out = alembic_run(dir.path(), &url, &step);

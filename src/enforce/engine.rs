@@ -412,9 +412,10 @@ fn apply_live(
         let small = rows < t.large_rows && total < t.large_bytes;
         let oid = f.table_oid.unwrap_or(0);
         let new = f.persistence == 't' || (oid != 0 && created.is_new(oid, small));
-        identity
-            .names
-            .insert(name.to_string(), Some(crate::sql::identity::Resolved { oid, new }));
+        identity.names.insert(
+            name.to_string(),
+            Some(crate::sql::identity::Resolved { oid, new }),
+        );
         if let Some(table) = &f.index_table {
             catalog.index_tables.insert(
                 name.to_string(),

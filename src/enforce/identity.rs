@@ -163,7 +163,10 @@ mod tests {
         assert!(s.is_new(7, false), "uncommitted: new whatever its size");
         s.transaction_ended();
         assert!(s.is_new(7, true));
-        assert!(!s.is_new(7, false), "committed and large: an ordinary table");
+        assert!(
+            !s.is_new(7, false),
+            "committed and large: an ordinary table"
+        );
         assert!(s.pending().is_empty());
     }
 

@@ -103,7 +103,8 @@ const COLUMN_SQL: &str = concat!(
 );
 
 /// Volatility of every function of that name (overloads included): `i`, `s`, `v` letters.
-const FUNCTION_SQL: &str = "SELECT pg_catalog.string_agg(DISTINCT CAST(p.provolatile AS pg_catalog.text), '') \
+const FUNCTION_SQL: &str =
+    "SELECT pg_catalog.string_agg(DISTINCT CAST(p.provolatile AS pg_catalog.text), '') \
      FROM pg_catalog.pg_proc p \
      WHERE p.proname OPERATOR(pg_catalog.=) CAST(CAST($1 AS pg_catalog.text) AS pg_catalog.name)";
 

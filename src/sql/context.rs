@@ -83,7 +83,8 @@ impl CatalogFacts {
     }
 
     pub fn indexes(&self, table: &ObjectName) -> &[Vec<String>] {
-        self.lookup(&self.index_columns, table).map_or(&[], Vec::as_slice)
+        self.lookup(&self.index_columns, table)
+            .map_or(&[], Vec::as_slice)
     }
 
     pub fn column_type(&self, table: &ObjectName, column: &str) -> Option<&str> {

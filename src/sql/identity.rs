@@ -95,10 +95,19 @@ pub fn is_noop(ctx: &AnalysisContext, state: &ScriptState, f: &StatementFacts) -
 /// names count as unknown (large) for the rest of the text. A user function that changes the
 /// search_path as a hidden side effect is not seen (README: what pgwarden cannot see).
 pub fn may_change_search_path(statement: &str) -> bool {
-    const WORDS: [&[u8]; 5] = [b"search_path", b"set_config", b"schema", b"reset", b"discard"];
+    const WORDS: [&[u8]; 5] = [
+        b"search_path",
+        b"set_config",
+        b"schema",
+        b"reset",
+        b"discard",
+    ];
     let bytes = statement.as_bytes();
     WORDS.iter().any(|w| {
-        bytes.len() >= w.len() && bytes.windows(w.len()).any(|win| win.eq_ignore_ascii_case(w))
+        bytes.len() >= w.len()
+            && bytes
+                .windows(w.len())
+                .any(|win| win.eq_ignore_ascii_case(w))
     }) && !is_plain_ddl_mentioning_schema(statement)
 }
 
@@ -107,8 +116,10 @@ pub fn may_change_search_path(statement: &str) -> bool {
 fn is_plain_ddl_mentioning_schema(statement: &str) -> bool {
     let lower = statement.trim_start().to_ascii_lowercase();
     let first = lower.split_whitespace().next().unwrap_or_default();
-    matches!(first, "create" | "alter" | "drop" | "comment" | "grant" | "revoke")
-        && !lower.contains("search_path")
+    matches!(
+        first,
+        "create" | "alter" | "drop" | "comment" | "grant" | "revoke"
+    ) && !lower.contains("search_path")
         && !lower.contains("set_config")
 }
 

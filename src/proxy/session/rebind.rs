@@ -58,9 +58,9 @@ pub(super) async fn redecide_bind(
         Some(_) if snap.tx_status == TxStatus::Failed => {
             Err("the transaction has failed: pgwarden sends nothing in it".into())
         }
-        Some(_) if side.in_pipeline => {
-            Err("inside an unsynced extended-protocol pipeline: pgwarden injects nothing there".into())
-        }
+        Some(_) if side.in_pipeline => Err(
+            "inside an unsynced extended-protocol pipeline: pgwarden injects nothing there".into(),
+        ),
         Some(req) => inject_lookup(ctx, state, sw, req).await?,
     };
     let mut snap = snapshot(state);
