@@ -307,7 +307,7 @@ error[adding-foreign-key-constraint]: ADD FOREIGN KEY blocks all writes to order
   |     ^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^
   |
   = lock: SHARE ROW EXCLUSIVE
-  = help: Append NOT VALID, commit, then VALIDATE CONSTRAINT in a separate transaction (Rails: validate: false, then validate_foreign_key).
+  = help: Append NOT VALID, commit, then VALIDATE CONSTRAINT in a separate transaction (Alembic: op.create_foreign_key(..., postgresql_not_valid=True), then op.execute(\"ALTER TABLE ... VALIDATE CONSTRAINT ...\") in a later revision; Rails: validate: false, then validate_foreign_key).
   = fix: ALTER TABLE orders
              ADD CONSTRAINT fk_customer FOREIGN KEY (customer_id) REFERENCES customers (id) NOT VALID
 
