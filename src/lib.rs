@@ -17,12 +17,13 @@
 //!
 //! Layout follows the flow: `protocol` is the pure wire format, `proxy` the tokio I/O around it,
 //! `sql` the analysis of statement text, `rules` the catalogue (one rule per file), `policy` the
-//! decision step, `check` the offline front door, `audit` the DDL record, `config` the settings.
+//! decision step, `check` the offline front door, `audit` the DDL record, `config` the settings, `demo` the one-command showcase.
 #![forbid(unsafe_code)]
 
 pub mod audit;
 pub mod check;
 pub mod config;
+pub mod demo;
 pub mod enforce;
 pub mod policy;
 pub mod protocol;

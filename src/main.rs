@@ -1,4 +1,4 @@
-//! pgwarden command line: `serve`, `check`, `rules`, `explain`, `audit report`.
+//! pgwarden command line: `serve`, `check`, `rules`, `explain`, `audit report`, `demo`.
 //!
 //! `main` only parses the command line and hands over to the front door of each job; every
 //! subcommand returns the process exit code.
@@ -35,6 +35,9 @@ enum Command {
     /// Read audit logs.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Show pgwarden at work: a real Alembic project against a 1,000,000-row table (starts a
+    /// throw-away PostgreSQL unless --upstream is given; removes everything at the end).
+    Demo(pgwarden::demo::DemoArgs),
 }
 
 #[derive(Subcommand)]
@@ -51,6 +54,7 @@ fn main() -> ExitCode {
         Command::Rules(args) => pgwarden::check::cli::run_rules(args),
         Command::Explain(args) => pgwarden::check::cli::run_explain(args),
         Command::Audit(AuditCommand::Report(args)) => pgwarden::audit::cli::run_report(args),
+        Command::Demo(args) => pgwarden::demo::run(args),
     };
     ExitCode::from(code)
 }
