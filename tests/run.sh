@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # The single command that checks everything: formatting, lints, and the whole test suite
 # (unit tests, doc tests, integration tests against real PostgreSQL 15 clusters and real clients).
-# Needs: Rust 1.95, PostgreSQL 15 server + client binaries, Python 3.11 with venv (.ci/run
-# installs them on a fresh Debian machine). The Python venv (target/test-venv) is created on
-# first use from tests/python/requirements.txt.
+# It sets up first (tests/setup.sh): as root it installs the missing Debian packages
+# (PostgreSQL 15 server and client, OpenSSL, python3-venv, util-linux), otherwise it stops with
+# the command to run; then it creates the Python venv (target/test-venv) from
+# tests/python/requirements.txt.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+bash tests/setup.sh
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
