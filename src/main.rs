@@ -14,7 +14,8 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[derive(Parser)]
 #[command(
     name = "pgwarden",
-    version,
+    // "0.1.0 (3f2a9c1d04be)": the commit comes from build.rs ("unknown" without git).
+    version = concat!(env!("CARGO_PKG_VERSION"), " (", env!("PGWARDEN_GIT_COMMIT"), ")"),
     about = "PostgreSQL proxy that makes schema migrations safe"
 )]
 struct Cli {

@@ -113,8 +113,35 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let addr = listener.local_addr()?;
     tracing::info!(upstream = %config.server.upstream, "listening on {addr}");
     let hook: Arc<dyn StatementHook> = Arc::new(AllowAll);
+    hangup_is_not_fatal(config.audit.enabled);
     crate::proxy::run(listener, Arc::new(config), hook, signal()).await?;
     Ok(())
+}
+
+/// SIGHUP's default action ends the process, and `systemctl reload` / logrotate send it. The
+/// audit writer reopens its file on SIGHUP (when the audit log is on); this listener makes sure
+/// SIGHUP never kills pgwarden otherwise, and says what it did and did not do. The
+/// configuration file is not re-read.
+fn hangup_is_not_fatal(audit_enabled: bool) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let Ok(mut hup) = signal(SignalKind::hangup()) else {
+            return;
+        };
+        tokio::spawn(async move {
+            let audit = if audit_enabled {
+                "the audit log is reopened"
+            } else {
+                "no audit log to reopen"
+            };
+            while hup.recv().await.is_some() {
+                tracing::info!(
+                    "received SIGHUP: {audit}; the configuration is not re-read (restart to apply changes)"
+                );
+            }
+        });
+    }
 }
 
 /// Completes on SIGTERM or SIGINT.
