@@ -209,3 +209,45 @@ pub fn error_block(stderr: &str) -> String {
         .unwrap_or(0);
     lines[start..].join("\n")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_error_block_starts_at_the_last_exception_line() {
+        let stderr = "INFO  [alembic] Running upgrade d02 -> d03\n\
+            Traceback (most recent call last):\n  File \"x\", line 1\n\
+            psycopg2.errors.RaiseException: inner\n\nThe above exception was the direct cause:\n\
+            Traceback (most recent call last):\n\
+            sqlalchemy.exc.InternalError: (psycopg2.InternalError) pgwarden: rule: msg\n\
+            HINT:  recipe\n[SQL: ALTER TABLE t]\n";
+        assert_eq!(
+            error_block(stderr),
+            "sqlalchemy.exc.InternalError: (psycopg2.InternalError) pgwarden: rule: msg\nHINT:  recipe\n[SQL: ALTER TABLE t]"
+        );
+        // Without a SQLAlchemy exception: the last traceback, rather than nothing.
+        assert_eq!(error_block("a\nTraceback (x)\nboom"), "Traceback (x)\nboom");
+    }
+
+    #[test]
+    fn revisions_chain_and_a_refused_one_comes_last() {
+        let mut prev = "None".to_string();
+        for r in REVISIONS {
+            assert!(
+                r.text.contains(&format!("revision = \"{}\"", r.id)),
+                "{}",
+                r.file
+            );
+            assert!(
+                r.text.contains(&format!("down_revision = {prev}")),
+                "{}",
+                r.file
+            );
+            assert!(!r.title().is_empty(), "{}", r.file);
+            prev = format!("\"{}\"", r.id);
+        }
+        let refused = REVISIONS.iter().position(|r| r.expect == Expect::Refused);
+        assert!(matches!(refused, Some(i) if i == REVISIONS.len() - 1));
+    }
+}

@@ -503,3 +503,14 @@ fn url_encode(s: &str) -> String {
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn url_parts_are_percent_encoded() {
+        assert_eq!(url_encode("postgres"), "postgres");
+        assert_eq!(url_encode("a b@c/d:e"), "a%20b%40c%2Fd%3Ae");
+    }
+}

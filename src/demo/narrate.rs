@@ -123,3 +123,77 @@ fn shorten(s: &str, max: usize) -> String {
         format!("{cut}...")
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn log(lines: &[&str]) -> (tempfile::TempDir, std::path::PathBuf) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("audit.jsonl");
+        std::fs::write(&path, lines.join("\n")).expect("write log");
+        (dir, path)
+    }
+
+    #[test]
+    fn statements_are_joined_with_their_outcome_and_a_torn_last_line_waits() {
+        let (_d, path) = log(&[
+            r#"{"type":"session_start","session_id":"s","time":"t"}"#,
+            r#"{"type":"statement","session_id":"s","seq":3,"text":"CREATE INDEX i\n  ON t (a)","decision":"rewrite","rules":["require-concurrent-index-creation"],"rewritten":"CREATE INDEX CONCURRENTLY i ON t (a)"}"#,
+            r#"{"type":"statement","session_id":"s","seq":4,"text":"ALTER TABLE t ADD c int DEFAULT random()","decision":"reject","rules":["adding-field-with-default"],"rewritten":"DO $pgwarden$ BEGIN RAISE ... END $pgwarden$"}"#,
+            r#"{"type":"outcome","session_id":"s","seq":4,"outcome":{"result":"error","sqlstate":"PW001","message":"m"}}"#,
+            r#"{"type":"outcome","session_id":"s","seq":3,"outcome":{"result":"ok","tag":"CREATE INDEX"}}"#,
+            r#"{"type":"statement","session_id":"s","seq":5,"text":"tor"#,
+        ]);
+        let (ds, next) = read_since(&path, 0).expect("read");
+        assert_eq!(ds.len(), 2);
+        assert_eq!(ds[0].decision, "rewrite");
+        assert_eq!(ds[0].text, "CREATE INDEX i ON t (a)");
+        assert_eq!(
+            ds[0].sent.as_deref(),
+            Some("CREATE INDEX CONCURRENTLY i ON t (a)")
+        );
+        assert_eq!(ds[0].answer, "CREATE INDEX");
+        assert_eq!(ds[1].decision, "reject");
+        // The DO block that makes the server refuse is not "what was sent" for a reader.
+        assert_eq!(ds[1].sent, None);
+        assert_eq!(ds[1].answer, "ERROR PW001");
+        assert_eq!(ds[1].rules, vec!["adding-field-with-default".to_string()]);
+        // The incomplete last line is not consumed: the next read starts at it.
+        let bytes = std::fs::read(&path).expect("read back");
+        assert_eq!(
+            &bytes[next..],
+            br#"{"type":"statement","session_id":"s","seq":5,"text":"tor"#
+        );
+        let (again, same) = read_since(&path, next).expect("read again");
+        assert!(again.is_empty());
+        assert_eq!(same, next);
+    }
+
+    #[test]
+    fn a_missing_log_is_no_decisions() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let (ds, next) = read_since(&d.path().join("none.jsonl"), 0).expect("read");
+        assert!(ds.is_empty());
+        assert_eq!(next, 0);
+    }
+
+    #[test]
+    fn bookkeeping_is_noise_but_decisions_on_it_are_not() {
+        let d = |decision: &str, text: &str| Decision {
+            decision: decision.into(),
+            text: text.into(),
+            ..Decision::default()
+        };
+        assert!(is_noise(&d("allow", "BEGIN")));
+        assert!(is_noise(&d(
+            "allow",
+            "CREATE TABLE alembic_version (version_num varchar(32))"
+        )));
+        assert!(!is_noise(&d(
+            "allow",
+            "ALTER TABLE events ADD COLUMN note text"
+        )));
+        assert!(!is_noise(&d("reject", "SET lock_timeout = 0")));
+    }
+}
