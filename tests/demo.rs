@@ -130,8 +130,9 @@ fn demo_with_its_own_cluster_shows_each_decision_and_removes_the_cluster() {
     );
 }
 
-#[test]
-fn demo_cleans_up_when_terminated_mid_run() {
+/// Starts the demo with its own cluster, waits until the million rows are loading, sends
+/// `signal`; returns the exit status, stdout so far, stderr and the cluster's data path.
+fn interrupt_mid_run(signal: &str) -> (std::process::ExitStatus, String, String, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_pgwarden"))
         .arg("demo")
         .arg("--venv")
@@ -162,7 +163,7 @@ fn demo_cleans_up_when_terminated_mid_run() {
     run_cmd(
         {
             let mut k = Command::new("kill");
-            k.args(["-TERM", &child.id().to_string()]);
+            k.args([signal, &child.id().to_string()]);
             k
         },
         None,
@@ -175,6 +176,12 @@ fn demo_cleans_up_when_terminated_mid_run() {
     }
     let status = child.wait().expect("wait demo");
     let stderr = err_reader.join().unwrap_or_default();
+    (status, seen, stderr, pg)
+}
+
+#[test]
+fn demo_cleans_up_when_terminated_mid_run() {
+    let (status, seen, stderr, pg) = interrupt_mid_run("-TERM");
     assert_eq!(status.code(), Some(143), "{seen}\n{stderr}");
     assert!(
         stderr.contains("interrupted, cleaning up") && stderr.contains("removed"),
@@ -183,6 +190,20 @@ fn demo_cleans_up_when_terminated_mid_run() {
     let work = Path::new(&pg).parent().expect("work dir");
     assert!(!work.exists(), "{} left behind:\n{stderr}", work.display());
     assert!(no_process_uses(&pg), "the cluster on {pg} still runs");
+}
+
+/// SIGKILL leaves the demo no chance: its watchdog process stops the cluster and removes it.
+#[test]
+fn demo_killed_outright_is_cleaned_up_by_its_watchdog() {
+    let (status, seen, stderr, pg) = interrupt_mid_run("-KILL");
+    assert_eq!(status.code(), None, "{seen}\n{stderr}");
+    let work = Path::new(&pg).parent().expect("work dir").to_path_buf();
+    assert!(
+        wait_until(Duration::from_secs(60), || !work.exists()
+            && no_process_uses(&pg)),
+        "{} or its server left behind after SIGKILL",
+        work.display()
+    );
 }
 
 #[test]
