@@ -106,6 +106,8 @@ fn init_logging(config: &Config) {
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {
+    // Before `listening on` is logged: whoever waits for that line may signal at once.
+    hangup_is_not_fatal(config.audit.enabled);
     let listen = config.server.listen.clone();
     let listener = TcpListener::bind(&listen)
         .await
@@ -113,7 +115,6 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let addr = listener.local_addr()?;
     tracing::info!(upstream = %config.server.upstream, "listening on {addr}");
     let hook: Arc<dyn StatementHook> = Arc::new(AllowAll);
-    hangup_is_not_fatal(config.audit.enabled);
     crate::proxy::run(listener, Arc::new(config), hook, signal()).await?;
     Ok(())
 }
