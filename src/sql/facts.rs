@@ -275,7 +275,7 @@ pub struct ColumnFacts {
     pub constraints: Vec<ConstraintFacts>,
 }
 
-/// ALTER TABLE sub-commands, one per row of the lock table in `locks.rs`.
+/// ALTER TABLE sub-commands; the lock table (`sql::locks`) maps each to a lock mode and a cost.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ActionKind {
     AddColumn,
@@ -360,12 +360,14 @@ pub struct ActionFacts {
 }
 
 impl ActionFacts {
-    pub fn new(kind: ActionKind, span: Range<usize>) -> Self {
+    /// A sub-command with the lock and cost the caller read off the lock table (`locks.rs`
+    /// depends on these types, not the other way round).
+    pub fn new(kind: ActionKind, span: Range<usize>, lock: LockMode, cost: Cost) -> Self {
         ActionFacts {
             kind,
             span,
-            lock: crate::sql::locks::action_lock(kind),
-            cost: Cost::None,
+            lock,
+            cost,
             column: None,
             column_def: None,
             constraint: None,

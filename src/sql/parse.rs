@@ -1199,8 +1199,12 @@ fn action_facts(node: &SyntaxNode, src: Src<'_>) -> Option<ActionFacts> {
         }
         _ => return None,
     };
-    let mut a = ActionFacts::new(kind, span);
-    a.cost = locks::action_cost(kind);
+    let mut a = ActionFacts::new(
+        kind,
+        span,
+        locks::action_lock(kind),
+        locks::action_cost(kind),
+    );
     match node.kind() {
         K::ADD_COLUMN => {
             let col = column_facts(node, src);
