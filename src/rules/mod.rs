@@ -171,20 +171,54 @@ pub struct UnknownRule {
 
 impl FromStr for Rule {
     type Err = UnknownRule;
+    /// One rule by its id or a one-rule alias (squawk's `prefer-timestamp-tz`). An alias that
+    /// names several rules (`require-timeout-settings`) is refused here: use [`Rule::expand`].
     fn from_str(s: &str) -> Result<Self, UnknownRule> {
-        let wanted = s.trim();
-        Rule::ALL
+        match Rule::expand(s)? {
+            [one] => Ok(*one),
+            _ => Err(UnknownRule {
+                id: s.trim().to_string(),
+                suggestion: None,
+            }),
+        }
+    }
+}
+
+/// Other spellings of rule ids, accepted wherever an id is (comments, config, CLI), the one
+/// place they are listed. squawk prints `prefer-timestamp-tz` for the rule both tools call
+/// prefer-timestamptz, and its `require-timeout-settings` is the pair of timeout rules;
+/// `unused-ignore` is squawk's name for an ignore comment that matched nothing, and
+/// `adding-primary-key-constraint` is the file name squawk gives adding-serial-primary-key-field.
+pub const ALIASES: &[(&str, &[Rule])] = &[
+    ("prefer-timestamp-tz", &[Rule::PreferTimestamptz]),
+    (
+        "require-timeout-settings",
+        &[Rule::RequireLockTimeout, Rule::RequireStatementTimeout],
+    ),
+    ("unused-ignore", &[Rule::UnusedAllow]),
+    (
+        "adding-primary-key-constraint",
+        &[Rule::AddingSerialPrimaryKeyField],
+    ),
+];
+
+impl Rule {
+    /// The rules an id or alias names: one for an id, one or more for an alias.
+    pub fn expand(id: &str) -> Result<&'static [Rule], UnknownRule> {
+        let wanted = id.trim();
+        if let Some(i) = Rule::ALL.iter().position(|r| r.id() == wanted) {
+            return Ok(&Rule::ALL[i..=i]);
+        }
+        ALIASES
             .iter()
-            .copied()
-            .find(|r| r.id() == wanted)
+            .find(|(alias, _)| *alias == wanted)
+            .map(|(_, rules)| *rules)
             .ok_or_else(|| UnknownRule {
                 id: wanted.to_string(),
                 suggestion: Rule::closest(wanted),
             })
     }
-}
 
-impl Rule {
     /// The id closest to a misspelling (edit distance), if any is reasonably close.
     pub fn closest(wanted: &str) -> Option<&'static str> {
         Rule::ALL
@@ -832,6 +866,26 @@ mod tests {
             .flat_map(str::split_whitespace)
         {
             assert!(id.parse::<Rule>().is_ok(), "{id} from RULES.md is missing");
+        }
+    }
+
+    #[test]
+    fn squawk_aliases_expand() {
+        assert_eq!(
+            "prefer-timestamp-tz".parse::<Rule>(),
+            Ok(Rule::PreferTimestamptz)
+        );
+        assert_eq!(
+            Rule::expand("require-timeout-settings"),
+            Ok(&[Rule::RequireLockTimeout, Rule::RequireStatementTimeout][..])
+        );
+        assert!("require-timeout-settings".parse::<Rule>().is_err());
+        for (alias, rules) in ALIASES {
+            assert!(alias.parse::<Rule>().is_err() || rules.len() == 1);
+            assert!(
+                Rule::ALL.iter().all(|r| r.id() != *alias),
+                "{alias} is an id"
+            );
         }
     }
 
