@@ -469,8 +469,20 @@ pub(crate) fn flag_actions(
     message: impl Fn(&crate::sql::facts::ActionFacts, &ObjectName) -> String,
     help: &str,
 ) {
-    let Some((table, _)) = altered_table(f, cx) else {
-        return;
+    use crate::sql::facts::{ActionKind as A, ObjectType as O, StatementKind as K};
+    // Columns of other relations break clients the same way: a composite type's attributes,
+    // a view's, materialized view's or foreign table's columns.
+    let other_relation = matches!(kind, A::DropColumn | A::RenameColumn)
+        && (f.kind == K::AlterType
+            || (f.kind == K::AlterObject
+                && matches!(
+                    f.object,
+                    Some(O::View | O::MaterializedView | O::ForeignTable)
+                )));
+    let table = match (altered_table(f, cx), f.targets.first()) {
+        (Some((table, _)), _) => table,
+        (None, Some(target)) if other_relation => target,
+        _ => return,
     };
     for a in f.actions.iter().filter(|a| a.kind == kind) {
         out.push(
