@@ -58,6 +58,7 @@ pub enum Sizing {
     Fixed,
 }
 
+mod objects;
 mod timeouts;
 
 macro_rules! rules {
@@ -148,6 +149,22 @@ rules! {
     IdentifierTooLong, identifier_too_long, "identifier-too-long", Warn, Fixed, "identifiers over 63 bytes are silently truncated";
     PreferRobustStmts, prefer_robust_stmts, "prefer-robust-stmts", Off, Fixed, "DDL outside a transaction without IF [NOT] EXISTS cannot be retried";
     RequireIndexOnForeignKey, require_index_on_foreign_key, "require-index-on-foreign-key", Warn, Fixed, "a foreign key without an index on its columns";
+    // E. Compatibility with running code and clients (squawk 2.70 catalogue)
+    BanDropView, ban_drop_view, "ban-drop-view", Reject, Fixed, "DROP VIEW / MATERIALIZED VIEW breaks code and objects that still use it";
+    BanDropFunction, ban_drop_function, "ban-drop-function", Reject, Fixed, "DROP FUNCTION / PROCEDURE / ROUTINE / AGGREGATE breaks code and objects that still use it";
+    BanDropType, ban_drop_type, "ban-drop-type", Reject, Fixed, "DROP TYPE (and casts, operators, operator classes and families) breaks code and objects that still use it";
+    BanDropDomain, ban_drop_domain, "ban-drop-domain", Reject, Fixed, "DROP DOMAIN breaks code and objects that still use it";
+    BanDropSchema, ban_drop_schema, "ban-drop-schema", Reject, Fixed, "DROP SCHEMA breaks code and objects that still use it";
+    BanDropSequence, ban_drop_sequence, "ban-drop-sequence", Reject, Fixed, "DROP SEQUENCE breaks code and objects that still use it";
+    BanDropExtension, ban_drop_extension, "ban-drop-extension", Reject, Fixed, "DROP EXTENSION breaks code and objects that still use it";
+    BanAlterIdentity, ban_alter_identity, "ban-alter-identity", Warn, Fixed, "ADD GENERATED / DROP IDENTITY / SET GENERATED ALWAYS changes which inserts work";
+    BanDropConstraint, ban_drop_constraint, "ban-drop-constraint", Warn, Fixed, "DROP CONSTRAINT / NOT ENFORCED removes a guarantee running code relies on";
+    BanDropDefault, ban_drop_default, "ban-drop-default", Warn, Fixed, "DROP DEFAULT breaks inserts that leave the column out";
+    BanDropGeneratedExpression, ban_drop_generated_expression, "ban-drop-generated-expression", Warn, Fixed, "DROP EXPRESSION turns a generated column into a plain one code must now fill";
+    BanSetSchema, ban_set_schema, "ban-set-schema", Reject, Fixed, "SET SCHEMA moves an object away from the name code uses";
+    RenamingObject, renaming_object, "renaming-object", Reject, Fixed, "RENAME of a view, sequence, function, type, schema, index, constraint, role, ... breaks code using the old name";
+    RequireEnumValueOrdering, require_enum_value_ordering, "require-enum-value-ordering", Warn, Fixed, "ADD VALUE without BEFORE/AFTER appends the label at the end of the sort order";
+    BanDuplicateColumnAssignments, ban_duplicate_column_assignments, "ban-duplicate-column-assignments", Reject, Fixed, "the same column defined twice in one CREATE TABLE / ALTER TABLE ADD COLUMN";
     // Analysis itself (DESIGN.md decision 10) and escapes
     CannotAnalyse, cannot_analyse, "cannot-analyse", Reject, Fixed, "a statement pgwarden cannot read (syntax error, psql command, over the size bounds)";
     OpaqueDdl, opaque_ddl, "opaque-ddl", Reject, Fixed, "a DO block whose effect cannot be read (dynamic EXECUTE, other language)";
@@ -591,6 +608,21 @@ impl Rule {
             R::IdentifierTooLong => identifier_too_long::check,
             R::PreferRobustStmts => prefer_robust_stmts::check,
             R::RequireIndexOnForeignKey => require_index_on_foreign_key::check,
+            R::BanDropView => ban_drop_view::check,
+            R::BanDropFunction => ban_drop_function::check,
+            R::BanDropType => ban_drop_type::check,
+            R::BanDropDomain => ban_drop_domain::check,
+            R::BanDropSchema => ban_drop_schema::check,
+            R::BanDropSequence => ban_drop_sequence::check,
+            R::BanDropExtension => ban_drop_extension::check,
+            R::BanAlterIdentity => ban_alter_identity::check,
+            R::BanDropConstraint => ban_drop_constraint::check,
+            R::BanDropDefault => ban_drop_default::check,
+            R::BanDropGeneratedExpression => ban_drop_generated_expression::check,
+            R::BanSetSchema => ban_set_schema::check,
+            R::RenamingObject => renaming_object::check,
+            R::RequireEnumValueOrdering => require_enum_value_ordering::check,
+            R::BanDuplicateColumnAssignments => ban_duplicate_column_assignments::check,
             R::OpaqueDdl => opaque_ddl::check,
             R::BanUncommittedTransaction
             | R::CannotAnalyse
@@ -822,6 +854,14 @@ pub(crate) mod testing {
                 .to_string();
             let sql = std::fs::read_to_string(&path).expect("fixture readable");
             let found = run(rule, &sql);
+            // `-- expect: N` in a fixture: exactly N findings of its rule.
+            if let Some(n) = sql
+                .lines()
+                .find_map(|l| l.trim().strip_prefix("-- expect:"))
+                .map(|n| n.trim().parse::<usize>().expect("-- expect: takes a count"))
+            {
+                assert_eq!(found.len(), n, "{rule}/{name}: {found:?}");
+            }
             if name.starts_with("fail") {
                 assert!(!found.is_empty(), "{name} should trip {rule}");
                 seen += 1;
@@ -878,6 +918,15 @@ mod tests {
             .flat_map(str::split_whitespace)
         {
             assert!(id.parse::<Rule>().is_ok(), "{id} from RULES.md is missing");
+        }
+    }
+
+    /// Every rule with a per-statement check has fixtures, and all of them hold: one test
+    /// over the whole `tests/fixtures/<rule-id>/` tree.
+    #[test]
+    fn every_rule_fixture_holds() {
+        for rule in Rule::ALL.iter().filter(|r| r.check_fn().is_some()) {
+            testing::fixtures(*rule);
         }
     }
 

@@ -482,6 +482,8 @@ pub struct Flags {
     pub partition_of: bool,
     /// COMMIT / ROLLBACK AND CHAIN: a new transaction starts at once.
     pub and_chain: bool,
+    /// ALTER TYPE ... ADD VALUE ... BEFORE / AFTER an existing label.
+    pub value_positioned: bool,
 }
 
 /// A `SET`/`RESET` of a session setting.

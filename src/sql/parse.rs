@@ -711,6 +711,7 @@ fn alter_type(node: &SyntaxNode, src: Src<'_>, f: &mut StatementFacts) {
     collect_actions(node, src, f);
     if let Some(add) = child(node, K::ADD_VALUE) {
         f.flags.add_value = true;
+        f.flags.value_positioned = child_any(&add, &[K::BEFORE_VALUE, K::AFTER_VALUE]).is_some();
         f.enum_value = child(&add, K::LITERAL).map(|l| literal_value(&l));
     }
     if let Some(ren) = child(node, K::RENAME_VALUE) {
