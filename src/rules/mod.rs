@@ -165,6 +165,32 @@ rules! {
     RenamingObject, renaming_object, "renaming-object", Reject, Fixed, "RENAME of a view, sequence, function, type, schema, index, constraint, role, ... breaks code using the old name";
     RequireEnumValueOrdering, require_enum_value_ordering, "require-enum-value-ordering", Warn, Fixed, "ADD VALUE without BEFORE/AFTER appends the label at the end of the sort order";
     BanDuplicateColumnAssignments, ban_duplicate_column_assignments, "ban-duplicate-column-assignments", Reject, Fixed, "the same column defined twice in one CREATE TABLE / ALTER TABLE ADD COLUMN";
+    BanAddColumn, ban_add_column, "ban-add-column", Off, Fixed, "ADD COLUMN on an existing table or foreign table";
+    BanAddCompositeAttribute, ban_add_composite_attribute, "ban-add-composite-attribute", Off, Fixed, "ALTER TYPE ... ADD ATTRIBUTE changes a composite type's shape";
+    BanAddEnumValue, ban_add_enum_value, "ban-add-enum-value", Off, Fixed, "ALTER TYPE ... ADD VALUE: running code may not handle the new label";
+    BanAlterDatabaseOptions, ban_alter_database_options, "ban-alter-database-options", Off, Fixed, "ALTER DATABASE options / settings change every session";
+    BanAlterSystemOptions, ban_alter_system_options, "ban-alter-system-options", Off, Fixed, "ALTER SYSTEM changes the whole server";
+    BanAlterExtension, ban_alter_extension, "ban-alter-extension", Off, Fixed, "ALTER EXTENSION UPDATE / DROP member changes functions clients call";
+    BanAlterFunctionOptions, ban_alter_function_options, "ban-alter-function-options", Off, Fixed, "ALTER FUNCTION options change how existing callers' calls run";
+    BanAlterViewOptions, ban_alter_view_options, "ban-alter-view-options", Off, Fixed, "ALTER VIEW SET/RESET options (security_barrier, security_invoker, check_option)";
+    BanAlterRoleOptions, ban_alter_role_options, "ban-alter-role-options", Off, Fixed, "ALTER ROLE / USER options or settings change what clients may do";
+    BanAlterRowLevelSecurity, ban_alter_row_level_security, "ban-alter-row-level-security", Off, Fixed, "ENABLE / DISABLE / FORCE ROW LEVEL SECURITY changes which rows clients see";
+    BanAlterSequenceValues, ban_alter_sequence_values, "ban-alter-sequence-values", Off, Fixed, "ALTER SEQUENCE / identity RESTART, INCREMENT, bounds change the values clients get";
+    BanAlterGeneratedExpression, ban_alter_generated_expression, "ban-alter-generated-expression", Off, Fixed, "SET EXPRESSION changes a generated column's values";
+    BanAlterPolicyCondition, ban_alter_policy_condition, "ban-alter-policy-condition", Off, Fixed, "ALTER POLICY USING / WITH CHECK changes which rows clients see or write";
+    BanAlterPolicyRoles, ban_alter_policy_roles, "ban-alter-policy-roles", Off, Fixed, "ALTER POLICY ... TO changes which roles a policy applies to";
+    BanCreatePolicy, ban_create_policy, "ban-create-policy", Off, Fixed, "CREATE POLICY changes which rows clients see on a table with row level security";
+    BanDropPolicy, ban_drop_policy, "ban-drop-policy", Off, Fixed, "DROP POLICY changes which rows clients see";
+    BanDetachInheritance, ban_detach_inheritance, "ban-detach-inheritance", Off, Fixed, "DETACH PARTITION / NO INHERIT changes the rows clients reach through the parent";
+    BanDisableTrigger, ban_disable_trigger, "ban-disable-trigger", Off, Fixed, "ENABLE / DISABLE TRIGGER or RULE changes the database's side effects";
+    BanDropIndex, ban_drop_index, "ban-drop-index", Off, Fixed, "DROP INDEX can make queries that used it slow";
+    BanDropTrigger, ban_drop_trigger, "ban-drop-trigger", Off, Fixed, "DROP TRIGGER removes side effects running code relies on";
+    BanNewWriteRestriction, ban_new_write_restriction, "ban-new-write-restriction", Off, Fixed, "a new constraint, SET NOT NULL or unique index can reject writes running code makes";
+    BanReplaceViewFunction, ban_replace_view_function, "ban-replace-view-function", Off, Fixed, "CREATE OR REPLACE VIEW / FUNCTION / TRIGGER / RULE / AGGREGATE changes behaviour under running code";
+    BanReplicaIdentity, ban_replica_identity, "ban-replica-identity", Off, Fixed, "REPLICA IDENTITY changes what logical replication sends";
+    BanRevoke, ban_revoke, "ban-revoke", Off, Fixed, "REVOKE / OWNER TO / DROP OWNED / REASSIGN OWNED take access away from clients";
+    BanSetDefault, ban_set_default, "ban-set-default", Off, Fixed, "SET DEFAULT changes what inserts that omit the column store";
+    RequireTableSchema, require_table_schema, "require-table-schema", Off, Fixed, "a table named without its schema";
     // Analysis itself (DESIGN.md decision 10) and escapes
     CannotAnalyse, cannot_analyse, "cannot-analyse", Reject, Fixed, "a statement pgwarden cannot read (syntax error, psql command, over the size bounds)";
     OpaqueDdl, opaque_ddl, "opaque-ddl", Reject, Fixed, "a DO block whose effect cannot be read (dynamic EXECUTE, other language)";
@@ -623,6 +649,32 @@ impl Rule {
             R::RenamingObject => renaming_object::check,
             R::RequireEnumValueOrdering => require_enum_value_ordering::check,
             R::BanDuplicateColumnAssignments => ban_duplicate_column_assignments::check,
+            R::BanAddColumn => ban_add_column::check,
+            R::BanAddCompositeAttribute => ban_add_composite_attribute::check,
+            R::BanAddEnumValue => ban_add_enum_value::check,
+            R::BanAlterDatabaseOptions => ban_alter_database_options::check,
+            R::BanAlterSystemOptions => ban_alter_system_options::check,
+            R::BanAlterExtension => ban_alter_extension::check,
+            R::BanAlterFunctionOptions => ban_alter_function_options::check,
+            R::BanAlterViewOptions => ban_alter_view_options::check,
+            R::BanAlterRoleOptions => ban_alter_role_options::check,
+            R::BanAlterRowLevelSecurity => ban_alter_row_level_security::check,
+            R::BanAlterSequenceValues => ban_alter_sequence_values::check,
+            R::BanAlterGeneratedExpression => ban_alter_generated_expression::check,
+            R::BanAlterPolicyCondition => ban_alter_policy_condition::check,
+            R::BanAlterPolicyRoles => ban_alter_policy_roles::check,
+            R::BanCreatePolicy => ban_create_policy::check,
+            R::BanDropPolicy => ban_drop_policy::check,
+            R::BanDetachInheritance => ban_detach_inheritance::check,
+            R::BanDisableTrigger => ban_disable_trigger::check,
+            R::BanDropIndex => ban_drop_index::check,
+            R::BanDropTrigger => ban_drop_trigger::check,
+            R::BanNewWriteRestriction => ban_new_write_restriction::check,
+            R::BanReplaceViewFunction => ban_replace_view_function::check,
+            R::BanReplicaIdentity => ban_replica_identity::check,
+            R::BanRevoke => ban_revoke::check,
+            R::BanSetDefault => ban_set_default::check,
+            R::RequireTableSchema => require_table_schema::check,
             R::OpaqueDdl => opaque_ddl::check,
             R::BanUncommittedTransaction
             | R::CannotAnalyse

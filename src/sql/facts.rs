@@ -147,6 +147,14 @@ pub enum StatementKind {
     /// DROP of an object other than a table, index or database (view, function, schema,
     /// sequence, type, domain, extension, policy, ...): `object` says which.
     DropObject,
+    /// CREATE POLICY.
+    CreatePolicy,
+    /// REVOKE, DROP OWNED, REASSIGN OWNED: privileges or ownership taken away.
+    Revoke,
+    /// CREATE [OR REPLACE] VIEW / MATERIALIZED VIEW.
+    CreateView,
+    /// CREATE RULE / CREATE AGGREGATE (only their OR REPLACE matters to the rules).
+    CreateOther,
     /// ALTER of an object other than a table, index, type or domain (view, materialized view,
     /// foreign table, sequence, function, schema, role, database, policy, ...): `object` says
     /// which; its sub-commands are in `actions`.
@@ -191,6 +199,10 @@ impl StatementKind {
             StatementKind::Set => "SET",
             StatementKind::Reset => "RESET",
             StatementKind::DropObject => "DROP",
+            StatementKind::CreatePolicy => "CREATE POLICY",
+            StatementKind::Revoke => "REVOKE",
+            StatementKind::CreateView => "CREATE VIEW",
+            StatementKind::CreateOther => "CREATE",
             StatementKind::AlterObject => "ALTER",
             StatementKind::Other => "statement",
         }
@@ -247,6 +259,26 @@ impl ObjectType {
             ObjectType::Other => "object",
         }
     }
+}
+
+/// A sub-command of a generic ALTER that is not an ALTER TABLE sub-command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ObjectOption {
+    /// Function/procedure options (SECURITY DEFINER, volatility, ...), role options
+    /// (SUPERUSER, LOGIN, ...), database options (CONNECTION LIMIT, ...).
+    Options,
+    /// SET / RESET of a configuration parameter (ALTER ROLE/DATABASE/SYSTEM/FUNCTION).
+    Config,
+    /// ALTER EXTENSION ... UPDATE.
+    ExtensionUpdate,
+    /// ALTER EXTENSION ... DROP member.
+    ExtensionDrop,
+    /// ALTER POLICY ... TO roles.
+    PolicyRoles,
+    /// ALTER POLICY ... USING / WITH CHECK.
+    PolicyCondition,
+    /// ALTER SEQUENCE RESTART / START / INCREMENT / MINVALUE / MAXVALUE / CYCLE / CACHE / AS.
+    SequenceValues,
 }
 
 /// Kinds of table constraint, as added by ALTER TABLE or declared inline.
@@ -542,6 +574,8 @@ pub struct StatementFacts {
     pub requested_lock: Option<LockMode>,
     /// DropObject / AlterObject: what kind of object.
     pub object: Option<ObjectType>,
+    /// AlterObject: its sub-commands that are not ALTER TABLE ones, with their spans.
+    pub options: Vec<(ObjectOption, Range<usize>)>,
 }
 
 impl StatementFacts {
@@ -567,6 +601,7 @@ impl StatementFacts {
             opaque: false,
             requested_lock: None,
             object: None,
+            options: Vec::new(),
         }
     }
 

@@ -389,6 +389,9 @@ fn statement_facts(node: &SyntaxNode, src: Src<'_>) -> StatementFacts {
         StatementKind::DropObject | StatementKind::AlterObject => {
             object_statement(node, src, &mut f)
         }
+        StatementKind::CreateView | StatementKind::CreateOther | StatementKind::CreatePolicy => {
+            f.targets = object_name(node).into_iter().collect();
+        }
         StatementKind::Commit | StatementKind::Rollback => {
             f.flags.and_chain = child(node, K::AND_CHAIN).is_some();
         }
@@ -464,6 +467,10 @@ fn statement_kind(node: &SyntaxNode) -> StatementKind {
         K::SAVEPOINT_CREATE | K::RELEASE_SAVEPOINT | K::ROLLBACK_TO_SAVEPOINT => S::Savepoint,
         K::SET => S::Set,
         K::RESET => S::Reset,
+        K::CREATE_POLICY => S::CreatePolicy,
+        K::REVOKE | K::DROP_OWNED | K::REASSIGN => S::Revoke,
+        K::CREATE_VIEW | K::CREATE_MATERIALIZED_VIEW => S::CreateView,
+        K::CREATE_RULE | K::CREATE_AGGREGATE => S::CreateOther,
         k if object_type(k).is_some() => {
             if is_object_drop(k) {
                 S::DropObject
@@ -550,6 +557,42 @@ fn object_statement(node: &SyntaxNode, src: Src<'_>, f: &mut StatementFacts) {
     f.targets = object_name(node).into_iter().collect();
     f.table = f.targets.first().cloned();
     collect_actions(node, src, f);
+    for c in node.children() {
+        if c.kind() == K::ALTER_POLICY_TO {
+            for p in c.children() {
+                let o = match p.kind() {
+                    K::POLICY_ROLES => ObjectOption::PolicyRoles,
+                    K::USING_EXPR_CLAUSE | K::WITH_CHECK_EXPR_CLAUSE => {
+                        ObjectOption::PolicyCondition
+                    }
+                    _ => continue,
+                };
+                f.options.push((o, src.range(&p)));
+            }
+            continue;
+        }
+        let o = match c.kind() {
+            K::FUNC_OPTION_LIST | K::ROLE_OPTION_LIST | K::DATABASE_OPTION_LIST => {
+                ObjectOption::Options
+            }
+            K::SET_CONFIG_PARAM | K::RESET_CONFIG_PARAM => ObjectOption::Config,
+            K::ALTER_EXTENSION_UPDATE => ObjectOption::ExtensionUpdate,
+            K::ALTER_EXTENSION_DROP => ObjectOption::ExtensionDrop,
+            K::OPTION_RESTART
+            | K::OPTION_START
+            | K::OPTION_INCREMENT
+            | K::OPTION_MIN_VALUE
+            | K::OPTION_MAX_VALUE
+            | K::OPTION_NO_MIN_VALUE
+            | K::OPTION_NO_MAX_VALUE
+            | K::OPTION_CYCLE
+            | K::OPTION_NO_CYCLE
+            | K::OPTION_CACHE
+            | K::OPTION_AS_TYPE => ObjectOption::SequenceValues,
+            _ => continue,
+        };
+        f.options.push((o, src.range(&c)));
+    }
 }
 
 /// The sub-commands directly under `node` (or under its ALTER TYPE action list).
