@@ -65,6 +65,11 @@ impl Policy {
         })
     }
 
+    /// Overrides one rule's action (`pgwarden check --include` / `--exclude`).
+    pub fn set_action(&mut self, rule: Rule, action: Action) {
+        self.actions.insert(rule, action);
+    }
+
     /// The action configured for a rule (its default unless overridden).
     pub fn action(&self, rule: Rule) -> Action {
         self.actions
