@@ -312,3 +312,79 @@ fn gitlab_code_quality_report() {
         16
     );
 }
+
+#[test]
+fn stats_reads_sizes_from_a_live_database_and_check_uses_them() {
+    let cluster = common::Cluster::shared();
+    let db = cluster.fresh_db("stats");
+    cluster.sql(
+        &db,
+        "CREATE TABLE orders (id bigint, customer_id bigint);\n\
+         INSERT INTO orders SELECT g, g % 100 FROM generate_series(1, 5000) g;\n\
+         CREATE SCHEMA billing;\n\
+         CREATE TABLE billing.invoices (id bigint);\n\
+         CREATE TABLE never_analysed (id bigint);\n\
+         ANALYZE orders; ANALYZE billing.invoices;",
+    );
+    let conn = cluster.conn(&db);
+    let psql = common::pg_bin("psql");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let stats = dir.path().join("stats.json");
+    let o = pgwarden_in(
+        dir.path(),
+        &[
+            "stats",
+            "--url",
+            &conn.url(),
+            "--psql",
+            &psql.display().to_string(),
+            "--output",
+            &stats.display().to_string(),
+        ],
+        None,
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", err(&o));
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&stats).expect("stats file")).expect("json");
+    assert_eq!(v["orders"]["rows"], 5000, "{v}");
+    assert!(v["orders"]["bytes"].as_u64().expect("bytes") >= 8192, "{v}");
+    assert_eq!(v["billing.invoices"]["rows"], 0, "{v}");
+    assert_eq!(
+        v["never_analysed"]["rows"], 0,
+        "reltuples -1 counts as 0: {v}"
+    );
+    // The PG* environment variables instead of --url, to stdout.
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_pgwarden"));
+    cmd.args(["stats", "--psql", &psql.display().to_string()])
+        .envs(conn.env());
+    let o = cmd.output().expect("runs");
+    assert_eq!(o.status.code(), Some(0), "{}", err(&o));
+    let from_env: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    assert_eq!(from_env["orders"], v["orders"]);
+    // check sizes the table from that file: 5000 rows is small, so the index build only warns.
+    write(
+        dir.path(),
+        "m.sql",
+        "CREATE INDEX ix ON orders (customer_id);\n",
+    );
+    let o = pgwarden_in(
+        dir.path(),
+        &["check", "--stats", &stats.display().to_string(), "m.sql"],
+        None,
+    );
+    assert!(out(&o).contains("orders (~5.0k rows)"), "{}", out(&o));
+    // A server that refuses the connection is a loud exit 2, not an empty file.
+    let bad = pgwarden_in(
+        dir.path(),
+        &[
+            "stats",
+            "--url",
+            "postgres://nobody@127.0.0.1:1/x",
+            "--psql",
+            &psql.display().to_string(),
+        ],
+        None,
+    );
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(err(&bad).contains("psql failed"), "{}", err(&bad));
+}

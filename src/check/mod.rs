@@ -8,6 +8,7 @@ use std::fmt::Write as _;
 pub mod cli;
 pub mod discover;
 pub mod reports;
+pub mod stats;
 
 use crate::policy::{Judged, Outcome, Policy};
 use crate::rules::{Action, Rule};
