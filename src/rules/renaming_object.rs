@@ -25,8 +25,10 @@ No rewrite.
 "#;
 
 pub fn check(f: &StatementFacts, cx: &Cx<'_>, out: &mut Vec<Finding>) {
-    let pick = |_: &StatementFacts, a: &ActionFacts| match a.kind {
+    let pick = |f: &StatementFacts, a: &ActionFacts| match a.kind {
         ActionKind::Rename => Some("RENAME TO"),
+        // ALTER FOREIGN TABLE ... RENAME TO (a plain table's rename is renaming-table's).
+        ActionKind::RenameTable if f.kind == StatementKind::AlterObject => Some("RENAME TO"),
         ActionKind::RenameConstraint => Some("RENAME CONSTRAINT"),
         _ => None,
     };
@@ -59,6 +61,7 @@ mod tests {
             "ALTER SCHEMA a RENAME TO b",
             "ALTER ROLE app RENAME TO app2",
             "ALTER TABLE t RENAME CONSTRAINT c TO d",
+            "ALTER FOREIGN TABLE ft RENAME TO ft2",
         ] {
             assert_eq!(run(R, sql).len(), 1, "{sql}");
         }
