@@ -33,6 +33,8 @@ enum Command {
     Rules(pgwarden::check::cli::RulesArgs),
     /// Print the documentation of one rule.
     Explain(pgwarden::check::cli::ExplainArgs),
+    /// Write the `check --stats` JSON (rows and bytes of every table) from a live database.
+    Stats(pgwarden::check::stats::StatsArgs),
     /// Read audit logs.
     #[command(subcommand)]
     Audit(AuditCommand),
@@ -54,6 +56,7 @@ fn main() -> ExitCode {
         Command::Check(args) => pgwarden::check::cli::run_check(args),
         Command::Rules(args) => pgwarden::check::cli::run_rules(args),
         Command::Explain(args) => pgwarden::check::cli::run_explain(args),
+        Command::Stats(args) => pgwarden::check::stats::run_stats(args),
         Command::Audit(AuditCommand::Report(args)) => pgwarden::audit::cli::run_report(args),
         Command::Demo(args) => pgwarden::demo::run(args),
     };

@@ -8,17 +8,20 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail, Context, Result};
 
+use super::discover::{find_up, SquawkFile};
+use super::reports::{render_gitlab, render_sarif};
 use super::{check_text, render_explain, render_github, render_json, render_rules, render_text};
 use super::{CheckOptions, Diagnostic, Format};
 use crate::config::Config;
 use crate::policy::Policy;
-use crate::rules::Rule;
+use crate::rules::{Action, Rule};
 use crate::sql::TableStats;
 
 /// Flags of `pgwarden check`.
 #[derive(Debug, clap::Args)]
 pub struct CheckArgs {
-    /// Configuration file (its [policy] section applies).
+    /// Configuration file (its [policy] section applies). Without it, the nearest
+    /// `.pgwarden.toml` in the current directory or a parent is used.
     #[arg(long)]
     pub config: Option<PathBuf>,
     /// Server major version the migration will run on (e.g. 15).
@@ -27,9 +30,25 @@ pub struct CheckArgs {
     /// JSON file of table sizes: {"table": {"rows": N, "bytes": N}}.
     #[arg(long)]
     pub stats: Option<PathBuf>,
-    /// text | json | github
+    /// text | json | github | sarif | gitlab
     #[arg(long, default_value = "text")]
     pub format: String,
+    /// The migration tool runs each file in its own transaction: statements start inside one,
+    /// and a COMMIT/ROLLBACK of the file ends the tool's transaction (transaction-nesting).
+    #[arg(long)]
+    pub assume_in_transaction: bool,
+    /// Rules to switch on (at reject) when they are off; comma-separated ids or aliases.
+    #[arg(long, value_delimiter = ',')]
+    pub include: Vec<String>,
+    /// Rules to switch off; comma-separated ids or aliases.
+    #[arg(long, value_delimiter = ',')]
+    pub exclude: Vec<String>,
+    /// Glob of files to skip (`*` matches any characters, `/` included); repeatable.
+    #[arg(long)]
+    pub exclude_path: Vec<String>,
+    /// The file name stdin (`-`) is reported under and matched against --exclude-path.
+    #[arg(long)]
+    pub stdin_filepath: Option<String>,
     /// Files, directories (recursing into *.sql) or `-` for stdin.
     #[arg(required = true)]
     pub paths: Vec<String>,
@@ -61,18 +80,54 @@ pub fn run_check(args: CheckArgs) -> u8 {
 
 fn check(args: CheckArgs) -> Result<u8> {
     let format: Format = args.format.parse().map_err(|e: String| anyhow!(e))?;
-    let cfg = match &args.config {
-        Some(path) => Config::load(path)?,
+    // Found by walking up from the current directory unless --config names the file.
+    let cwd = std::env::current_dir().context("cannot read the current directory")?;
+    let cfg = match args
+        .config
+        .clone()
+        .or_else(|| find_up(&cwd, ".pgwarden.toml"))
+    {
+        Some(path) => Config::load(&path)?,
         None => Config::default(),
     };
-    let policy = Policy::from_config(&cfg.policy)?;
+    let squawk = match find_up(&cwd, ".squawk.toml") {
+        Some(path) => SquawkFile::load(&path)?,
+        None => SquawkFile::default(),
+    };
+    let mut policy = Policy::from_config(&cfg.policy)?;
+    // Command-line lists add to the squawk file's; an exclusion wins over an inclusion.
+    for id in squawk.included_rules.iter().chain(&args.include) {
+        for rule in Rule::expand(id)? {
+            if policy.action(*rule) == Action::Off {
+                policy.set_action(*rule, Action::Reject);
+            }
+        }
+    }
+    for id in squawk.excluded_rules.iter().chain(&args.exclude) {
+        for rule in Rule::expand(id)? {
+            policy.set_action(*rule, Action::Off);
+        }
+    }
+    let excluded_paths: Vec<&String> = squawk
+        .excluded_paths
+        .iter()
+        .chain(&args.exclude_path)
+        .collect();
+    let skipped = |name: &str| {
+        let name = name.strip_prefix("./").unwrap_or(name);
+        excluded_paths
+            .iter()
+            .any(|g| crate::policy::glob(g.strip_prefix("./").unwrap_or(g), name))
+    };
     let stats = match &args.stats {
         Some(path) => read_stats(path)?,
         None => HashMap::new(),
     };
     let opts = CheckOptions {
-        pg_version: args.pg_version,
+        pg_version: args.pg_version.or(squawk.pg_major()?),
         stats,
+        assume_in_transaction: args.assume_in_transaction
+            || squawk.assume_in_transaction.unwrap_or(false),
     };
     // Read everything first: an unreadable input is a usage error, not a half report.
     let mut inputs: Vec<(String, String)> = Vec::new();
@@ -82,7 +137,14 @@ fn check(args: CheckArgs) -> Result<u8> {
             std::io::stdin()
                 .read_to_end(&mut bytes)
                 .context("cannot read stdin")?;
-            inputs.push(("<stdin>".to_string(), utf8("<stdin>", bytes)?));
+            let name = args
+                .stdin_filepath
+                .clone()
+                .unwrap_or_else(|| "<stdin>".into());
+            if !skipped(&name) {
+                let text = utf8(&name, bytes)?;
+                inputs.push((name, text));
+            }
             continue;
         }
         let path = Path::new(p);
@@ -95,9 +157,11 @@ fn check(args: CheckArgs) -> Result<u8> {
             }
             files.sort();
             for f in files {
-                inputs.push(read_file(&f)?);
+                if !skipped(&f.display().to_string()) {
+                    inputs.push(read_file(&f)?);
+                }
             }
-        } else {
+        } else if !skipped(p) {
             inputs.push(read_file(path)?);
         }
     }
@@ -109,6 +173,8 @@ fn check(args: CheckArgs) -> Result<u8> {
         Format::Text => render_text(&diags, inputs.len()),
         Format::Json => render_json(&diags),
         Format::Github => render_github(&diags),
+        Format::Sarif => render_sarif(&diags),
+        Format::Gitlab => render_gitlab(&diags),
     };
     let mut stdout = std::io::stdout().lock();
     // A closed pipe (`| head`) is not an error worth a different exit code.

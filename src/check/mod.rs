@@ -6,6 +6,9 @@ use std::collections::HashMap;
 use std::fmt::Write as _;
 
 pub mod cli;
+pub mod discover;
+pub mod reports;
+pub mod stats;
 
 use crate::policy::{Judged, Outcome, Policy};
 use crate::rules::{Action, Rule};
@@ -17,6 +20,10 @@ pub enum Format {
     Text,
     Json,
     Github,
+    /// SARIF 2.1.0 (GitHub code scanning).
+    Sarif,
+    /// GitLab Code Quality report (a JSON array of issues).
+    Gitlab,
 }
 
 impl std::str::FromStr for Format {
@@ -26,8 +33,10 @@ impl std::str::FromStr for Format {
             "text" => Ok(Format::Text),
             "json" => Ok(Format::Json),
             "github" => Ok(Format::Github),
+            "sarif" => Ok(Format::Sarif),
+            "gitlab" => Ok(Format::Gitlab),
             other => Err(format!(
-                "unknown format `{other}` (expected text, json or github)"
+                "unknown format `{other}` (expected text, json, github, sarif or gitlab)"
             )),
         }
     }
@@ -38,6 +47,9 @@ impl std::str::FromStr for Format {
 pub struct CheckOptions {
     pub pg_version: Option<u32>,
     pub stats: HashMap<String, TableStats>,
+    /// The migration tool wraps each file in its own transaction (squawk's
+    /// assume-in-transaction): statements start inside a transaction block.
+    pub assume_in_transaction: bool,
 }
 
 /// One reported problem, located in its file.
@@ -71,6 +83,9 @@ pub fn check_text(file: &str, text: &str, policy: &Policy, opts: &CheckOptions) 
         file_mode: true,
         ..AnalysisContext::default()
     };
+    if opts.assume_in_transaction {
+        ctx.tx = crate::sql::TxState::InTransaction;
+    }
     ctx.catalog.tables = opts.stats.clone();
     let decision = policy.report_text(text, &ctx);
     // One index per file: locating each finding by rescanning the text from the start made
@@ -194,7 +209,7 @@ fn floor_boundary(text: &str, mut i: usize) -> usize {
 
 impl Diagnostic {
     /// `error` for reject, `warning` for warn: how rustc, ruff and GitHub name the two.
-    fn level(&self) -> &'static str {
+    pub(crate) fn level(&self) -> &'static str {
         if self.severity == "reject" {
             "error"
         } else {

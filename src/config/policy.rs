@@ -99,7 +99,7 @@ impl PolicyConfig {
 
 fn check_ids(rules: &BTreeMap<String, Action>, section: &str) -> Result<(), String> {
     for id in rules.keys() {
-        id.parse::<Rule>().map_err(|e| format!("{section}: {e}"))?;
+        Rule::expand(id).map_err(|e| format!("{section}: {e}"))?;
     }
     Ok(())
 }

@@ -1,8 +1,13 @@
-//! Inline escapes: `-- pgwarden:allow <rule>[, <rule>] reason="..."` and `-- squawk-ignore <rule>`.
+//! Inline escapes: `-- pgwarden:allow <rule>[, <rule>] reason="..."`, `-- squawk-ignore <rule>`
+//! and `-- squawk-ignore-file [<rule>, ...]`.
 //!
 //! A comment applies to the statement it sits in or directly above (between the previous
-//! statement's end and this statement's end). The reason is mandatory for pgwarden's own form
-//! (it goes to the audit log); squawk's form is honoured as squawk users wrote it.
+//! statement's end and this statement's end); `squawk-ignore-file` applies to the whole text.
+//! The reason is mandatory for pgwarden's own form (it goes to the audit log); squawk's forms
+//! are honoured as squawk users wrote them: ids separated by commas, a trailing `-- why` is the
+//! reason, no ids at all means every rule (except cannot-analyse and opaque-ddl, which only an
+//! explicit id silences: a blanket ignore must not hide a statement pgwarden could not read).
+//! Ids go through [`Rule::expand`], so squawk's aliases work here as in the config.
 use std::ops::Range;
 
 use crate::rules::{Finding, Rule};
@@ -11,10 +16,16 @@ use crate::sql::Analysis;
 /// One escape comment.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Directive {
-    /// (id as written, parsed rule).
-    rules: Vec<(String, Option<Rule>)>,
+    /// (id as written, the rules it names; `None`: not a rule).
+    rules: Vec<(String, Option<&'static [Rule]>)>,
     reason: Option<String>,
     squawk: bool,
+    /// `squawk-ignore-file`: applies to every statement of the text.
+    file: bool,
+    /// A squawk form without ids: every rule (but the two above).
+    all: bool,
+    /// Something matched an `all` directive.
+    all_used: bool,
     span: Range<usize>,
     statement: Range<usize>,
     used: Vec<bool>,
@@ -42,13 +53,18 @@ pub fn apply(text: &str, analysis: &Analysis, findings: Vec<Finding>) -> Escapes
     for finding in findings {
         let mut allowed = None;
         for d in directives.iter_mut() {
-            let here = finding.statement.start >= d.statement.start
-                && finding.statement.start <= d.statement.end;
+            let here = d.file
+                || (finding.statement.start >= d.statement.start
+                    && finding.statement.start <= d.statement.end);
             if !here {
                 continue;
             }
+            if d.all && !matches!(finding.rule, Rule::CannotAnalyse | Rule::OpaqueDdl) {
+                d.all_used = true;
+                allowed = Some(d.reason.clone().unwrap_or_else(|| d.label().to_string()));
+            }
             for (i, (_, rule)) in d.rules.iter().enumerate() {
-                if *rule != Some(finding.rule) {
+                if !rule.is_some_and(|rs| rs.contains(&finding.rule)) {
                     continue;
                 }
                 match (&d.reason, d.squawk) {
@@ -58,11 +74,7 @@ pub fn apply(text: &str, analysis: &Analysis, findings: Vec<Finding>) -> Escapes
                     }
                     (_, true) => {
                         d.used[i] = true;
-                        allowed = Some(
-                            d.reason
-                                .clone()
-                                .unwrap_or_else(|| "squawk-ignore".to_string()),
-                        );
+                        allowed = Some(d.reason.clone().unwrap_or_else(|| d.label().to_string()));
                     }
                     // Without a reason the allow is not honoured (reported below).
                     (None, false) => d.used[i] = true,
@@ -79,6 +91,17 @@ pub fn apply(text: &str, analysis: &Analysis, findings: Vec<Finding>) -> Escapes
                     d,
                     "this pgwarden:allow has no reason=\"...\": it is ignored".to_string(),
                     "Add reason=\"why this is safe here\" (it goes to the audit log).".to_string(),
+                ),
+                None,
+            ));
+        }
+        if d.all && !d.all_used {
+            out.findings.push((
+                meta(
+                    Rule::UnusedAllow,
+                    d,
+                    format!("this {} (every rule) matched no finding", d.label()),
+                    "Remove the stale ignore.".to_string(),
                 ),
                 None,
             ));
@@ -110,6 +133,17 @@ pub fn apply(text: &str, analysis: &Analysis, findings: Vec<Finding>) -> Escapes
     out
 }
 
+impl Directive {
+    /// The directive's name, the reason recorded when a squawk form gives none.
+    fn label(&self) -> &'static str {
+        if self.file {
+            "squawk-ignore-file"
+        } else {
+            "squawk-ignore"
+        }
+    }
+}
+
 fn meta(rule: Rule, d: &Directive, message: String, help: String) -> Finding {
     Finding {
         rule,
@@ -134,9 +168,13 @@ fn parse_region(part: &str, base: usize, statement: &Range<usize>) -> Vec<Direct
             let span = start..base + offset + line.trim_end().len();
             if let Some(rest) = body.strip_prefix("pgwarden:allow") {
                 out.push(directive(rest, false, span, statement));
+            } else if let Some(rest) = body.strip_prefix("squawk-ignore-file") {
+                let mut d = directive(rest, true, span, statement);
+                d.file = true;
+                out.push(d);
             } else if let Some(rest) = body.strip_prefix("squawk-ignore") {
-                // `squawk-ignore-file` is a different (file-wide) directive squawk has.
-                if !rest.starts_with('-') {
+                // Another word that starts the same (`squawk-ignore-next`) is not squawk's.
+                if rest.is_empty() || rest.starts_with(char::is_whitespace) {
                     out.push(directive(rest, true, span, statement));
                 }
             }
@@ -147,6 +185,12 @@ fn parse_region(part: &str, base: usize, statement: &Range<usize>) -> Vec<Direct
 }
 
 fn directive(rest: &str, squawk: bool, span: Range<usize>, statement: &Range<usize>) -> Directive {
+    // squawk: `-- squawk-ignore a, b -- why` — the trailing comment is the reason.
+    let (rest, trailing) = match rest.find("--") {
+        Some(i) if squawk => (&rest[..i], Some(rest[i + 2..].trim().to_string())),
+        _ => (rest, None),
+    };
+    let trailing = trailing.filter(|r| !r.is_empty());
     let (ids, reason) = match rest.find("reason=") {
         Some(i) => {
             let r = rest[i + "reason=".len()..].trim();
@@ -158,13 +202,17 @@ fn directive(rest: &str, squawk: bool, span: Range<usize>, statement: &Range<usi
         }
         None => (rest, None),
     };
-    let rules: Vec<(String, Option<Rule>)> = ids
+    let reason = reason.or(trailing);
+    let rules: Vec<(String, Option<&'static [Rule]>)> = ids
         .split(|c: char| c == ',' || c.is_whitespace())
         .filter(|s| !s.is_empty())
-        .map(|id| (id.to_string(), id.parse::<Rule>().ok()))
+        .map(|id| (id.to_string(), Rule::expand(id).ok()))
         .collect();
     Directive {
         used: vec![false; rules.len()],
+        all: squawk && rules.is_empty(),
+        all_used: false,
+        file: false,
         rules,
         reason,
         squawk,
@@ -254,5 +302,96 @@ mod tests {
         assert_eq!(outcomes.len(), 2);
         assert!(matches!(outcomes[0], Outcome::Allowed { .. }));
         assert_eq!(outcomes[1], &Outcome::Reject);
+    }
+
+    fn outcome_of(d: &crate::policy::Decision, rule: Rule) -> Vec<&Outcome> {
+        d.findings
+            .iter()
+            .filter(|j| j.finding.rule == rule)
+            .map(|j| &j.outcome)
+            .collect()
+    }
+
+    #[test]
+    fn squawk_ignore_file_covers_every_statement() {
+        let d = decide(
+            "-- squawk-ignore-file ban-drop-column\n\
+             ALTER TABLE a DROP COLUMN x;\n\
+             ALTER TABLE b DROP COLUMN y;",
+        );
+        let o = outcome_of(&d, Rule::BanDropColumn);
+        assert_eq!(o.len(), 2);
+        assert!(
+            o.iter().all(|o| matches!(o, Outcome::Allowed { .. })),
+            "{o:?}"
+        );
+        assert!(outcome_of(&d, Rule::UnusedAllow).is_empty());
+    }
+
+    #[test]
+    fn squawk_ignore_file_without_ids_covers_every_rule_but_cannot_analyse() {
+        let d = decide(
+            "-- squawk-ignore-file\n\
+             ALTER TABLE a DROP COLUMN x;\n\
+             ALTER TABLE b RENAME TO c;\n\
+             ALTER TABLE ((( ;",
+        );
+        assert!(outcome_of(&d, Rule::BanDropColumn)
+            .iter()
+            .all(|o| matches!(o, Outcome::Allowed { .. })));
+        assert!(outcome_of(&d, Rule::RenamingTable)
+            .iter()
+            .all(|o| matches!(o, Outcome::Allowed { .. })));
+        assert_eq!(outcome_of(&d, Rule::CannotAnalyse), vec![&Outcome::Reject]);
+    }
+
+    #[test]
+    fn squawk_aliases_suppress_the_rules_they_name() {
+        let d = decide(
+            "-- squawk-ignore require-timeout-settings, prefer-timestamp-tz\n\
+             ALTER TABLE a ADD COLUMN at timestamp;",
+        );
+        for rule in [
+            Rule::RequireLockTimeout,
+            Rule::RequireStatementTimeout,
+            Rule::PreferTimestamptz,
+        ] {
+            let o = outcome_of(&d, rule);
+            assert!(!o.is_empty(), "{rule} did not fire");
+            assert!(
+                o.iter().all(|o| matches!(o, Outcome::Allowed { .. })),
+                "{rule}: {o:?}"
+            );
+        }
+        assert!(outcome_of(&d, Rule::UnusedAllow).is_empty());
+    }
+
+    #[test]
+    fn trailing_comment_is_the_reason_not_rule_ids() {
+        let d = decide(
+            "-- squawk-ignore ban-drop-column -- legacy is unused since v42\n\
+             ALTER TABLE a DROP COLUMN legacy;",
+        );
+        assert_eq!(
+            outcome_of(&d, Rule::BanDropColumn),
+            vec![&Outcome::Allowed {
+                reason: "legacy is unused since v42".into()
+            }]
+        );
+        assert!(outcome_of(&d, Rule::UnusedAllow).is_empty());
+    }
+
+    #[test]
+    fn pgwarden_allow_accepts_aliases_too() {
+        let d = decide(
+            "-- pgwarden:allow prefer-timestamp-tz reason=\"legacy column\"\n\
+             ALTER TABLE a ADD COLUMN at timestamp;",
+        );
+        assert_eq!(
+            outcome_of(&d, Rule::PreferTimestamptz),
+            vec![&Outcome::Allowed {
+                reason: "legacy column".into()
+            }]
+        );
     }
 }

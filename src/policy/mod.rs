@@ -42,12 +42,15 @@ impl Default for Policy {
 impl Policy {
     pub fn from_config(cfg: &PolicyConfig) -> Result<Policy, PolicyError> {
         let mut actions = HashMap::new();
+        // An alias (squawk's `require-timeout-settings`) sets every rule it names.
         for (id, action) in &cfg.rules {
-            actions.insert(id.parse::<Rule>()?, *action);
+            for rule in Rule::expand(id)? {
+                actions.insert(*rule, *action);
+            }
         }
         for p in &cfg.profiles {
             for id in p.rules.keys() {
-                id.parse::<Rule>()?;
+                Rule::expand(id)?;
             }
         }
         Ok(Policy {
@@ -60,6 +63,11 @@ impl Policy {
             actions,
             profiles: cfg.profiles.clone(),
         })
+    }
+
+    /// Overrides one rule's action (`pgwarden check --include` / `--exclude`).
+    pub fn set_action(&mut self, rule: Rule, action: Action) {
+        self.actions.insert(rule, action);
     }
 
     /// The action configured for a rule (its default unless overridden).
@@ -87,8 +95,8 @@ impl Policy {
                 out.thresholds.unknown_is_large = u;
             }
             for (id, action) in &p.rules {
-                if let Ok(rule) = id.parse::<Rule>() {
-                    out.actions.insert(rule, *action);
+                for rule in Rule::expand(id).unwrap_or_default() {
+                    out.actions.insert(*rule, *action);
                 }
             }
         }
@@ -371,6 +379,18 @@ mod tests {
     use crate::config::Config;
     use crate::sql::context::TableStats;
     use crate::sql::TxState;
+
+    #[test]
+    fn config_aliases_set_every_rule_they_name() {
+        let cfg = Config::from_toml(
+            "[policy.rules]\nrequire-timeout-settings = \"off\"\nprefer-timestamp-tz = \"reject\"\n",
+        )
+        .unwrap();
+        let p = Policy::from_config(&cfg.policy).unwrap();
+        assert_eq!(p.action(Rule::RequireLockTimeout), Action::Off);
+        assert_eq!(p.action(Rule::RequireStatementTimeout), Action::Off);
+        assert_eq!(p.action(Rule::PreferTimestamptz), Action::Reject);
+    }
 
     fn ctx_rows(rows: Option<u64>) -> AnalysisContext {
         let mut c = AnalysisContext {

@@ -82,9 +82,11 @@ fn effective_volatility(d: &DefaultFacts, cx: &Cx<'_>) -> Volatility {
         match cx.ctx.catalog.volatility.get(name) {
             Some(Volatility::Volatile) => return Volatility::Volatile,
             Some(_) => {}
+            // Not `now`: the parser already reads a bare now() as stable, so a `now` here is a
+            // call with arguments, some other function of that name.
             None if matches!(
                 name.as_str(),
-                "now" | "lower" | "upper" | "coalesce" | "current_setting"
+                "lower" | "upper" | "coalesce" | "current_setting"
             ) => {}
             None => worst = Volatility::Unknown,
         }

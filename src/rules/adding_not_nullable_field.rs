@@ -22,6 +22,8 @@ ALTER TABLE orders ALTER COLUMN status SET NOT NULL;
 ALTER TABLE orders DROP CONSTRAINT orders_status_nn;
 ```
 
+In `pgwarden check` a `VALIDATE CONSTRAINT` on the same table earlier in the file is taken as the cross-migration form of this recipe (the CHECK added NOT VALID by an earlier migration, which a file check cannot see): the finding stays, at warn instead of reject. The proxy reads the constraint from the catalog instead. PostgreSQL 18's `ADD CONSTRAINT nn NOT NULL col` scans the same way and is flagged unless it is `NOT VALID`.
+
 ## Rewrite safety
 No rewrite (four statements in separate transactions).
 "#;
@@ -29,10 +31,22 @@ No rewrite (four statements in separate transactions).
 pub fn check(f: &StatementFacts, cx: &Cx<'_>, out: &mut Vec<Finding>) {
     let Some((table, size)) = altered_table(f, cx) else { return };
     for a in &f.actions {
-        if a.kind != ActionKind::SetNotNull {
-            continue;
-        }
-        let Some(col) = &a.column else { continue };
+        let (col, what) = match a.kind {
+            ActionKind::SetNotNull => match &a.column {
+                Some(col) => (col, "SET NOT NULL"),
+                None => continue,
+            },
+            // PG 18: `ADD CONSTRAINT nn NOT NULL col` scans like SET NOT NULL, unless NOT VALID.
+            ActionKind::AddConstraint(ConstraintKind::NotNull) => {
+                match a.constraint.as_ref().filter(|c| !c.not_valid) {
+                    Some(ConstraintFacts { columns, .. }) if columns.len() == 1 => {
+                        (&columns[0], "ADD CONSTRAINT ... NOT NULL")
+                    }
+                    _ => continue,
+                }
+            }
+            _ => continue,
+        };
         let proven = cx.ctx.catalog.has_not_null_check(table, col)
             || cx
                 .state
@@ -57,26 +71,37 @@ pub fn check(f: &StatementFacts, cx: &Cx<'_>, out: &mut Vec<Finding>) {
         if cx.ctx.catalog.is_not_null(table, col) && !dropped_earlier {
             continue;
         }
-        out.push(
-            Finding::new(
-                Rule::AddingNotNullableField,
-                f,
-                format!(
-                    "SET NOT NULL on {}.{col} scans {} under an ACCESS EXCLUSIVE lock: no reads or \
-                     writes until the scan finishes",
-                    table,
-                    cx.describe(table)
-                ),
-                format!(
-                    "ADD CONSTRAINT {col}_not_null CHECK ({col} IS NOT NULL) NOT VALID; then \
-                     VALIDATE CONSTRAINT in its own transaction; then SET NOT NULL (no scan on \
-                     PostgreSQL 12+); then DROP the CHECK."
-                ),
-            )
-            .at(a.span.clone())
-            .lock(Some(a.lock))
-            .sized(size, cx),
+        // File mode cannot see a CHECK defined by an earlier migration. A VALIDATE on this
+        // table earlier in the file is the documented cross-migration recipe: warn, not reject.
+        let recipe = cx.ctx.file_mode
+            && a.kind == ActionKind::SetNotNull
+            && cx.state.validated_tables.iter().any(|t| t.same_as(table));
+        let mut message = format!(
+            "{what} on {table}.{col} scans {} under an ACCESS EXCLUSIVE lock: no reads or \
+             writes until the scan finishes",
+            cx.describe(table)
         );
+        if recipe {
+            message.push_str(&format!(
+                " (unless the VALIDATE CONSTRAINT earlier in this file validated a \
+                 CHECK ({col} IS NOT NULL) from an earlier migration, which check cannot see)"
+            ));
+        }
+        let mut finding = Finding::new(
+            Rule::AddingNotNullableField,
+            f,
+            message,
+            format!(
+                "ADD CONSTRAINT {col}_not_null CHECK ({col} IS NOT NULL) NOT VALID; then \
+                 VALIDATE CONSTRAINT in its own transaction; then SET NOT NULL (no scan on \
+                 PostgreSQL 12+); then DROP the CHECK."
+            ),
+        )
+        .at(a.span.clone())
+        .lock(Some(a.lock))
+        .sized(size, cx);
+        finding.small_table |= recipe;
+        out.push(finding);
     }
 }
 
@@ -98,6 +123,26 @@ mod tests {
                    ALTER TABLE orders VALIDATE CONSTRAINT nn;\n\
                    ALTER TABLE orders ALTER COLUMN status SET NOT NULL;";
         assert!(run(R, sql).is_empty());
+    }
+
+    #[test]
+    fn pg18_not_null_constraint_fires_unless_not_valid() {
+        assert_eq!(run(R, "ALTER TABLE t ADD CONSTRAINT nn NOT NULL s").len(), 1);
+        assert!(run(R, "ALTER TABLE t ADD CONSTRAINT nn NOT NULL s NOT VALID").is_empty());
+    }
+
+    #[test]
+    fn cross_migration_recipe_is_capped_at_warn() {
+        let sql = "ALTER TABLE orders VALIDATE CONSTRAINT orders_status_nn;\n\
+                   ALTER TABLE orders ALTER COLUMN status SET NOT NULL;";
+        let found = run(R, sql);
+        assert_eq!(found.len(), 1);
+        assert!(found[0].small_table, "capped at warn");
+        assert!(found[0].message.contains("CHECK (status IS NOT NULL)"));
+        // A VALIDATE on another table proves nothing about this one.
+        let other = "ALTER TABLE users VALIDATE CONSTRAINT x;\n\
+                     ALTER TABLE orders ALTER COLUMN status SET NOT NULL;";
+        assert!(!run(R, other)[0].small_table);
     }
 
     #[test]

@@ -28,6 +28,8 @@ pub fn check(f: &StatementFacts, cx: &Cx<'_>, out: &mut Vec<Finding>) {
             ActionKind::SetLogged => "SET LOGGED rewrites (and WAL-logs)",
             ActionKind::SetUnlogged => "SET UNLOGGED rewrites",
             ActionKind::SetAccessMethod => "SET ACCESS METHOD rewrites",
+            // PG 17+: recomputes the stored generated column for every row.
+            ActionKind::SetExpression => "ALTER COLUMN ... SET EXPRESSION rewrites",
             _ => continue,
         };
         out.push(
@@ -61,6 +63,11 @@ mod tests {
         for opt in ["SET TABLESPACE x", "SET LOGGED", "SET UNLOGGED", "SET ACCESS METHOD heap"] {
             assert_eq!(run(R, &format!("ALTER TABLE t {opt}")).len(), 1, "{opt}");
         }
+        assert_eq!(
+            run(R, "ALTER TABLE t ALTER COLUMN total SET EXPRESSION AS (price * qty)").len(),
+            1
+        );
+        assert!(run(R, "ALTER TABLE t ALTER COLUMN total DROP EXPRESSION").is_empty());
         assert!(run(R, "ALTER TABLE t SET (fillfactor = 70)").is_empty());
     }
 

@@ -58,6 +58,7 @@ pub enum Sizing {
     Fixed,
 }
 
+mod objects;
 mod timeouts;
 
 macro_rules! rules {
@@ -148,6 +149,48 @@ rules! {
     IdentifierTooLong, identifier_too_long, "identifier-too-long", Warn, Fixed, "identifiers over 63 bytes are silently truncated";
     PreferRobustStmts, prefer_robust_stmts, "prefer-robust-stmts", Off, Fixed, "DDL outside a transaction without IF [NOT] EXISTS cannot be retried";
     RequireIndexOnForeignKey, require_index_on_foreign_key, "require-index-on-foreign-key", Warn, Fixed, "a foreign key without an index on its columns";
+    // E. Compatibility with running code and clients (squawk 2.70 catalogue)
+    BanDropView, ban_drop_view, "ban-drop-view", Reject, Fixed, "DROP VIEW / MATERIALIZED VIEW breaks code and objects that still use it";
+    BanDropFunction, ban_drop_function, "ban-drop-function", Reject, Fixed, "DROP FUNCTION / PROCEDURE / ROUTINE / AGGREGATE breaks code and objects that still use it";
+    BanDropType, ban_drop_type, "ban-drop-type", Reject, Fixed, "DROP TYPE (and casts, operators, operator classes and families) breaks code and objects that still use it";
+    BanDropDomain, ban_drop_domain, "ban-drop-domain", Reject, Fixed, "DROP DOMAIN breaks code and objects that still use it";
+    BanDropSchema, ban_drop_schema, "ban-drop-schema", Reject, Fixed, "DROP SCHEMA breaks code and objects that still use it";
+    BanDropSequence, ban_drop_sequence, "ban-drop-sequence", Reject, Fixed, "DROP SEQUENCE breaks code and objects that still use it";
+    BanDropExtension, ban_drop_extension, "ban-drop-extension", Reject, Fixed, "DROP EXTENSION breaks code and objects that still use it";
+    BanAlterIdentity, ban_alter_identity, "ban-alter-identity", Warn, Fixed, "ADD GENERATED / DROP IDENTITY / SET GENERATED ALWAYS changes which inserts work";
+    BanDropConstraint, ban_drop_constraint, "ban-drop-constraint", Warn, Fixed, "DROP CONSTRAINT / NOT ENFORCED removes a guarantee running code relies on";
+    BanDropDefault, ban_drop_default, "ban-drop-default", Warn, Fixed, "DROP DEFAULT breaks inserts that leave the column out";
+    BanDropGeneratedExpression, ban_drop_generated_expression, "ban-drop-generated-expression", Warn, Fixed, "DROP EXPRESSION turns a generated column into a plain one code must now fill";
+    BanSetSchema, ban_set_schema, "ban-set-schema", Reject, Fixed, "SET SCHEMA moves an object away from the name code uses";
+    RenamingObject, renaming_object, "renaming-object", Reject, Fixed, "RENAME of a view, sequence, function, type, schema, index, constraint, role, ... breaks code using the old name";
+    RequireEnumValueOrdering, require_enum_value_ordering, "require-enum-value-ordering", Warn, Fixed, "ADD VALUE without BEFORE/AFTER appends the label at the end of the sort order";
+    BanDuplicateColumnAssignments, ban_duplicate_column_assignments, "ban-duplicate-column-assignments", Reject, Fixed, "the same column defined twice in one CREATE TABLE / ALTER TABLE ADD COLUMN";
+    BanAddColumn, ban_add_column, "ban-add-column", Off, Fixed, "ADD COLUMN on an existing table or foreign table";
+    BanAddCompositeAttribute, ban_add_composite_attribute, "ban-add-composite-attribute", Off, Fixed, "ALTER TYPE ... ADD ATTRIBUTE changes a composite type's shape";
+    BanAddEnumValue, ban_add_enum_value, "ban-add-enum-value", Off, Fixed, "ALTER TYPE ... ADD VALUE: running code may not handle the new label";
+    BanAlterDatabaseOptions, ban_alter_database_options, "ban-alter-database-options", Off, Fixed, "ALTER DATABASE options / settings change every session";
+    BanAlterSystemOptions, ban_alter_system_options, "ban-alter-system-options", Off, Fixed, "ALTER SYSTEM changes the whole server";
+    BanAlterExtension, ban_alter_extension, "ban-alter-extension", Off, Fixed, "ALTER EXTENSION UPDATE / DROP member changes functions clients call";
+    BanAlterFunctionOptions, ban_alter_function_options, "ban-alter-function-options", Off, Fixed, "ALTER FUNCTION options change how existing callers' calls run";
+    BanAlterViewOptions, ban_alter_view_options, "ban-alter-view-options", Off, Fixed, "ALTER VIEW SET/RESET options (security_barrier, security_invoker, check_option)";
+    BanAlterRoleOptions, ban_alter_role_options, "ban-alter-role-options", Off, Fixed, "ALTER ROLE / USER options or settings change what clients may do";
+    BanAlterRowLevelSecurity, ban_alter_row_level_security, "ban-alter-row-level-security", Off, Fixed, "ENABLE / DISABLE / FORCE ROW LEVEL SECURITY changes which rows clients see";
+    BanAlterSequenceValues, ban_alter_sequence_values, "ban-alter-sequence-values", Off, Fixed, "ALTER SEQUENCE / identity RESTART, INCREMENT, bounds change the values clients get";
+    BanAlterGeneratedExpression, ban_alter_generated_expression, "ban-alter-generated-expression", Off, Fixed, "SET EXPRESSION changes a generated column's values";
+    BanAlterPolicyCondition, ban_alter_policy_condition, "ban-alter-policy-condition", Off, Fixed, "ALTER POLICY USING / WITH CHECK changes which rows clients see or write";
+    BanAlterPolicyRoles, ban_alter_policy_roles, "ban-alter-policy-roles", Off, Fixed, "ALTER POLICY ... TO changes which roles a policy applies to";
+    BanCreatePolicy, ban_create_policy, "ban-create-policy", Off, Fixed, "CREATE POLICY changes which rows clients see on a table with row level security";
+    BanDropPolicy, ban_drop_policy, "ban-drop-policy", Off, Fixed, "DROP POLICY changes which rows clients see";
+    BanDetachInheritance, ban_detach_inheritance, "ban-detach-inheritance", Off, Fixed, "DETACH PARTITION / NO INHERIT changes the rows clients reach through the parent";
+    BanDisableTrigger, ban_disable_trigger, "ban-disable-trigger", Off, Fixed, "ENABLE / DISABLE TRIGGER or RULE changes the database's side effects";
+    BanDropIndex, ban_drop_index, "ban-drop-index", Off, Fixed, "DROP INDEX can make queries that used it slow";
+    BanDropTrigger, ban_drop_trigger, "ban-drop-trigger", Off, Fixed, "DROP TRIGGER removes side effects running code relies on";
+    BanNewWriteRestriction, ban_new_write_restriction, "ban-new-write-restriction", Off, Fixed, "a new constraint, SET NOT NULL or unique index can reject writes running code makes";
+    BanReplaceViewFunction, ban_replace_view_function, "ban-replace-view-function", Off, Fixed, "CREATE OR REPLACE VIEW / FUNCTION / TRIGGER / RULE / AGGREGATE changes behaviour under running code";
+    BanReplicaIdentity, ban_replica_identity, "ban-replica-identity", Off, Fixed, "REPLICA IDENTITY changes what logical replication sends";
+    BanRevoke, ban_revoke, "ban-revoke", Off, Fixed, "REVOKE / OWNER TO / DROP OWNED / REASSIGN OWNED take access away from clients";
+    BanSetDefault, ban_set_default, "ban-set-default", Off, Fixed, "SET DEFAULT changes what inserts that omit the column store";
+    RequireTableSchema, require_table_schema, "require-table-schema", Off, Fixed, "a table named without its schema";
     // Analysis itself (DESIGN.md decision 10) and escapes
     CannotAnalyse, cannot_analyse, "cannot-analyse", Reject, Fixed, "a statement pgwarden cannot read (syntax error, psql command, over the size bounds)";
     OpaqueDdl, opaque_ddl, "opaque-ddl", Reject, Fixed, "a DO block whose effect cannot be read (dynamic EXECUTE, other language)";
@@ -171,20 +214,54 @@ pub struct UnknownRule {
 
 impl FromStr for Rule {
     type Err = UnknownRule;
+    /// One rule by its id or a one-rule alias (squawk's `prefer-timestamp-tz`). An alias that
+    /// names several rules (`require-timeout-settings`) is refused here: use [`Rule::expand`].
     fn from_str(s: &str) -> Result<Self, UnknownRule> {
-        let wanted = s.trim();
-        Rule::ALL
+        match Rule::expand(s)? {
+            [one] => Ok(*one),
+            _ => Err(UnknownRule {
+                id: s.trim().to_string(),
+                suggestion: None,
+            }),
+        }
+    }
+}
+
+/// Other spellings of rule ids, accepted wherever an id is (comments, config, CLI), the one
+/// place they are listed. squawk prints `prefer-timestamp-tz` for the rule both tools call
+/// prefer-timestamptz, and its `require-timeout-settings` is the pair of timeout rules;
+/// `unused-ignore` is squawk's name for an ignore comment that matched nothing, and
+/// `adding-primary-key-constraint` is the file name squawk gives adding-serial-primary-key-field.
+pub const ALIASES: &[(&str, &[Rule])] = &[
+    ("prefer-timestamp-tz", &[Rule::PreferTimestamptz]),
+    (
+        "require-timeout-settings",
+        &[Rule::RequireLockTimeout, Rule::RequireStatementTimeout],
+    ),
+    ("unused-ignore", &[Rule::UnusedAllow]),
+    (
+        "adding-primary-key-constraint",
+        &[Rule::AddingSerialPrimaryKeyField],
+    ),
+];
+
+impl Rule {
+    /// The rules an id or alias names: one for an id, one or more for an alias.
+    pub fn expand(id: &str) -> Result<&'static [Rule], UnknownRule> {
+        let wanted = id.trim();
+        if let Some(i) = Rule::ALL.iter().position(|r| r.id() == wanted) {
+            return Ok(&Rule::ALL[i..=i]);
+        }
+        ALIASES
             .iter()
-            .copied()
-            .find(|r| r.id() == wanted)
+            .find(|(alias, _)| *alias == wanted)
+            .map(|(_, rules)| *rules)
             .ok_or_else(|| UnknownRule {
                 id: wanted.to_string(),
                 suggestion: Rule::closest(wanted),
             })
     }
-}
 
-impl Rule {
     /// The id closest to a misspelling (edit distance), if any is reasonably close.
     pub fn closest(wanted: &str) -> Option<&'static str> {
         Rule::ALL
@@ -435,8 +512,20 @@ pub(crate) fn flag_actions(
     message: impl Fn(&crate::sql::facts::ActionFacts, &ObjectName) -> String,
     help: &str,
 ) {
-    let Some((table, _)) = altered_table(f, cx) else {
-        return;
+    use crate::sql::facts::{ActionKind as A, ObjectType as O, StatementKind as K};
+    // Columns of other relations break clients the same way: a composite type's attributes,
+    // a view's, materialized view's or foreign table's columns.
+    let other_relation = matches!(kind, A::DropColumn | A::RenameColumn)
+        && (f.kind == K::AlterType
+            || (f.kind == K::AlterObject
+                && matches!(
+                    f.object,
+                    Some(O::View | O::MaterializedView | O::ForeignTable)
+                )));
+    let table = match (altered_table(f, cx), f.targets.first()) {
+        (Some((table, _)), _) => table,
+        (None, Some(target)) if other_relation => target,
+        _ => return,
     };
     for a in f.actions.iter().filter(|a| a.kind == kind) {
         out.push(
@@ -545,6 +634,47 @@ impl Rule {
             R::IdentifierTooLong => identifier_too_long::check,
             R::PreferRobustStmts => prefer_robust_stmts::check,
             R::RequireIndexOnForeignKey => require_index_on_foreign_key::check,
+            R::BanDropView => ban_drop_view::check,
+            R::BanDropFunction => ban_drop_function::check,
+            R::BanDropType => ban_drop_type::check,
+            R::BanDropDomain => ban_drop_domain::check,
+            R::BanDropSchema => ban_drop_schema::check,
+            R::BanDropSequence => ban_drop_sequence::check,
+            R::BanDropExtension => ban_drop_extension::check,
+            R::BanAlterIdentity => ban_alter_identity::check,
+            R::BanDropConstraint => ban_drop_constraint::check,
+            R::BanDropDefault => ban_drop_default::check,
+            R::BanDropGeneratedExpression => ban_drop_generated_expression::check,
+            R::BanSetSchema => ban_set_schema::check,
+            R::RenamingObject => renaming_object::check,
+            R::RequireEnumValueOrdering => require_enum_value_ordering::check,
+            R::BanDuplicateColumnAssignments => ban_duplicate_column_assignments::check,
+            R::BanAddColumn => ban_add_column::check,
+            R::BanAddCompositeAttribute => ban_add_composite_attribute::check,
+            R::BanAddEnumValue => ban_add_enum_value::check,
+            R::BanAlterDatabaseOptions => ban_alter_database_options::check,
+            R::BanAlterSystemOptions => ban_alter_system_options::check,
+            R::BanAlterExtension => ban_alter_extension::check,
+            R::BanAlterFunctionOptions => ban_alter_function_options::check,
+            R::BanAlterViewOptions => ban_alter_view_options::check,
+            R::BanAlterRoleOptions => ban_alter_role_options::check,
+            R::BanAlterRowLevelSecurity => ban_alter_row_level_security::check,
+            R::BanAlterSequenceValues => ban_alter_sequence_values::check,
+            R::BanAlterGeneratedExpression => ban_alter_generated_expression::check,
+            R::BanAlterPolicyCondition => ban_alter_policy_condition::check,
+            R::BanAlterPolicyRoles => ban_alter_policy_roles::check,
+            R::BanCreatePolicy => ban_create_policy::check,
+            R::BanDropPolicy => ban_drop_policy::check,
+            R::BanDetachInheritance => ban_detach_inheritance::check,
+            R::BanDisableTrigger => ban_disable_trigger::check,
+            R::BanDropIndex => ban_drop_index::check,
+            R::BanDropTrigger => ban_drop_trigger::check,
+            R::BanNewWriteRestriction => ban_new_write_restriction::check,
+            R::BanReplaceViewFunction => ban_replace_view_function::check,
+            R::BanReplicaIdentity => ban_replica_identity::check,
+            R::BanRevoke => ban_revoke::check,
+            R::BanSetDefault => ban_set_default::check,
+            R::RequireTableSchema => require_table_schema::check,
             R::OpaqueDdl => opaque_ddl::check,
             R::BanUncommittedTransaction
             | R::CannotAnalyse
@@ -776,6 +906,14 @@ pub(crate) mod testing {
                 .to_string();
             let sql = std::fs::read_to_string(&path).expect("fixture readable");
             let found = run(rule, &sql);
+            // `-- expect: N` in a fixture: exactly N findings of its rule.
+            if let Some(n) = sql
+                .lines()
+                .find_map(|l| l.trim().strip_prefix("-- expect:"))
+                .map(|n| n.trim().parse::<usize>().expect("-- expect: takes a count"))
+            {
+                assert_eq!(found.len(), n, "{rule}/{name}: {found:?}");
+            }
             if name.starts_with("fail") {
                 assert!(!found.is_empty(), "{name} should trip {rule}");
                 seen += 1;
@@ -832,6 +970,35 @@ mod tests {
             .flat_map(str::split_whitespace)
         {
             assert!(id.parse::<Rule>().is_ok(), "{id} from RULES.md is missing");
+        }
+    }
+
+    /// Every rule with a per-statement check has fixtures, and all of them hold: one test
+    /// over the whole `tests/fixtures/<rule-id>/` tree.
+    #[test]
+    fn every_rule_fixture_holds() {
+        for rule in Rule::ALL.iter().filter(|r| r.check_fn().is_some()) {
+            testing::fixtures(*rule);
+        }
+    }
+
+    #[test]
+    fn squawk_aliases_expand() {
+        assert_eq!(
+            "prefer-timestamp-tz".parse::<Rule>(),
+            Ok(Rule::PreferTimestamptz)
+        );
+        assert_eq!(
+            Rule::expand("require-timeout-settings"),
+            Ok(&[Rule::RequireLockTimeout, Rule::RequireStatementTimeout][..])
+        );
+        assert!("require-timeout-settings".parse::<Rule>().is_err());
+        for (alias, rules) in ALIASES {
+            assert!(alias.parse::<Rule>().is_err() || rules.len() == 1);
+            assert!(
+                Rule::ALL.iter().all(|r| r.id() != *alias),
+                "{alias} is an id"
+            );
         }
     }
 

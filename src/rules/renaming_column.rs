@@ -3,7 +3,7 @@ use super::*;
 use crate::sql::facts::*;
 
 pub const DOC: &str = r#"## What it does
-Flags `ALTER TABLE ... RENAME COLUMN` on an existing table.
+Flags `ALTER TABLE ... RENAME COLUMN` on an existing table, and renames of the columns of other relations: `ALTER TYPE ... RENAME ATTRIBUTE`, `ALTER VIEW` / `ALTER MATERIALIZED VIEW` / `ALTER FOREIGN TABLE ... RENAME COLUMN`.
 
 ## Why is this bad
 Running application code uses the old name; every query naming it fails from the moment the migration commits until the new code is deployed everywhere.
@@ -44,6 +44,18 @@ mod tests {
         assert_eq!(run(R, "ALTER TABLE t RENAME COLUMN a TO b").len(), 1);
         assert_eq!(run(R, "ALTER TABLE t RENAME a TO b").len(), 1);
         assert!(run(R, "ALTER TABLE t RENAME TO u").is_empty());
+    }
+
+    #[test]
+    fn columns_of_other_relations() {
+        for sql in [
+            "ALTER TYPE address RENAME ATTRIBUTE zip TO postcode",
+            "ALTER FOREIGN TABLE remote_orders RENAME COLUMN a TO b",
+            "ALTER VIEW order_totals RENAME COLUMN a TO b",
+            "ALTER MATERIALIZED VIEW order_stats RENAME COLUMN a TO b",
+        ] {
+            assert_eq!(run(R, sql).len(), 1, "{sql}");
+        }
     }
 
     #[test]

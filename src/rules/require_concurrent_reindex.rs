@@ -78,6 +78,14 @@ mod tests {
     }
 
     #[test]
+    fn concurrently_switched_off_is_not_concurrent() {
+        for opt in ["(CONCURRENTLY false)", "(CONCURRENTLY off)", "(VERBOSE, CONCURRENTLY 0)"] {
+            assert_eq!(run(R, &format!("REINDEX {opt} TABLE orders")).len(), 1, "{opt}");
+        }
+        assert!(run(R, "REINDEX (CONCURRENTLY true) TABLE orders").is_empty());
+    }
+
+    #[test]
     fn fixtures() {
         super::super::testing::fixtures(R);
     }

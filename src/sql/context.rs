@@ -194,6 +194,10 @@ pub struct ScriptState {
     pub search_path_changed: bool,
     /// Timeouts set with SET LOCAL, restored at transaction end.
     local_timeouts_saved: Option<Timeouts>,
+    /// Tables a VALIDATE CONSTRAINT of this text ran on (the constraint may be older).
+    pub validated_tables: Vec<ObjectName>,
+    /// `created_tables.len()` at this text's BEGIN: a ROLLBACK forgets the tables after it.
+    created_mark: Option<usize>,
 }
 
 impl ScriptState {
@@ -222,8 +226,19 @@ impl ScriptState {
             StatementKind::Begin if !self.in_transaction() => {
                 self.tx = TxState::InTransaction;
                 self.open_begin_at = Some(f.span.start);
+                self.created_mark = Some(self.created_tables.len());
             }
-            StatementKind::Commit | StatementKind::Rollback => self.end_transaction(),
+            StatementKind::Commit | StatementKind::Rollback => {
+                if let (StatementKind::Rollback, Some(mark)) = (f.kind, self.created_mark) {
+                    self.created_tables.truncate(mark);
+                }
+                self.end_transaction();
+                if f.flags.and_chain {
+                    self.tx = TxState::InTransaction;
+                    self.open_begin_at = Some(f.span.start);
+                    self.created_mark = Some(self.created_tables.len());
+                }
+            }
             StatementKind::Set | StatementKind::Reset => {
                 if let Some(s) = &f.setting {
                     let ms = s.value.as_deref().map(parse_duration_ms);
@@ -292,6 +307,11 @@ impl ScriptState {
                         self.validated_not_null.push((table.clone(), col));
                     }
                 }
+                if a.kind == super::facts::ActionKind::ValidateConstraint
+                    && !self.validated_tables.contains(table)
+                {
+                    self.validated_tables.push(table.clone());
+                }
                 if a.kind == super::facts::ActionKind::ValidateConstraint {
                     let validated: Vec<(ObjectName, String)> = self
                         .not_null_checks
@@ -317,6 +337,7 @@ impl ScriptState {
         self.not_valid_added.clear();
         self.enum_values_added.clear();
         self.ael_reported = false;
+        self.created_mark = None;
         if let Some(saved) = self.local_timeouts_saved.take() {
             self.timeouts = saved;
         }

@@ -47,7 +47,9 @@ pub fn action_lock(kind: ActionKind) -> LockMode {
         | A::SetNotNull
         | A::DropNotNull
         | A::DropExpression
+        | A::SetExpression
         | A::AlterIdentity
+        | A::ChangeIdentity
         | A::SetStorage
         | A::SetCompression
         | A::AddConstraint(_)
@@ -56,6 +58,7 @@ pub fn action_lock(kind: ActionKind) -> LockMode {
         | A::RenameConstraint
         | A::RenameColumn
         | A::RenameTable
+        | A::Rename
         | A::SetSchema
         | A::SetTablespace
         | A::SetLogged
@@ -81,6 +84,8 @@ pub fn action_lock(kind: ActionKind) -> LockMode {
 pub fn action_cost(kind: ActionKind) -> Cost {
     match kind {
         A::AlterColumnType | A::SetLogged | A::SetUnlogged | A::SetAccessMethod => Cost::Rewrite,
+        // Recomputes every row of a stored generated column (PG 17 docs, ALTER TABLE).
+        A::SetExpression => Cost::Rewrite,
         // SET TABLESPACE copies every block: the same cost as a rewrite for the lock holder.
         A::SetTablespace => Cost::Rewrite,
         A::SetNotNull | A::AttachPartition => Cost::Scan,
@@ -151,7 +156,10 @@ mod tests {
         set_not_null: A::SetNotNull => AccessExclusive;
         drop_not_null: A::DropNotNull => AccessExclusive;
         drop_expression: A::DropExpression => AccessExclusive;
+        set_expression: A::SetExpression => AccessExclusive;
+        rename_object: A::Rename => AccessExclusive;
         alter_identity: A::AlterIdentity => AccessExclusive;
+        change_identity: A::ChangeIdentity => AccessExclusive;
         set_statistics: A::SetStatistics => ShareUpdateExclusive;
         set_column_options: A::SetColumnOptions => ShareUpdateExclusive;
         set_storage: A::SetStorage => AccessExclusive;
@@ -228,6 +236,7 @@ mod tests {
         assert_eq!(action_cost(A::AlterColumnType), Cost::Rewrite);
         assert_eq!(action_cost(A::SetNotNull), Cost::Scan);
         assert_eq!(action_cost(A::AddColumn), Cost::None);
+        assert_eq!(action_cost(A::SetExpression), Cost::Rewrite);
         assert_eq!(statement_cost(K::CreateIndex), Cost::IndexBuild);
         assert_eq!(statement_cost(K::VacuumFull), Cost::Rewrite);
     }

@@ -283,6 +283,12 @@ fn statement_facts(node: &SyntaxNode, src: Src<'_>) -> StatementFacts {
                 f.add_lock(t, mode);
             }
             f.table = f.targets.first().cloned();
+            // RENAME TO / SET SCHEMA of the index, for the rename and schema rules.
+            f.actions = node
+                .children()
+                .filter(|c| matches!(c.kind(), K::INDEX_RENAME_TO | K::SET_SCHEMA))
+                .filter_map(|c| action_facts(&c, src))
+                .collect();
         }
         StatementKind::DropTable => {
             f.targets = names_under(node, &[K::TABLE_NAME_REF]);
@@ -325,7 +331,7 @@ fn statement_facts(node: &SyntaxNode, src: Src<'_>) -> StatementFacts {
             }
             lock_targets(&mut f);
         }
-        StatementKind::AlterType => alter_type(node, &mut f),
+        StatementKind::AlterType => alter_type(node, src, &mut f),
         StatementKind::CreateType => {
             f.targets = names_under(node, &[K::TYPE_NAME])
                 .into_iter()
@@ -347,6 +353,10 @@ fn statement_facts(node: &SyntaxNode, src: Src<'_>) -> StatementFacts {
                 .into_iter()
                 .take(1)
                 .collect();
+            // DROP DEFAULT / DROP CONSTRAINT / SET NOT NULL / RENAME / SET SCHEMA.
+            collect_actions(node, src, &mut f);
+            f.actions
+                .retain(|a| !matches!(a.kind, ActionKind::AddConstraint(_)));
             if let Some(add) = child(node, K::ADD_CONSTRAINT) {
                 f.flags.add_constraint = true;
                 f.constraints = add
@@ -376,6 +386,15 @@ fn statement_facts(node: &SyntaxNode, src: Src<'_>) -> StatementFacts {
             f.table = f.targets.first().cloned();
         }
         StatementKind::Do => do_block(node, src, &mut f),
+        StatementKind::DropObject | StatementKind::AlterObject => {
+            object_statement(node, src, &mut f)
+        }
+        StatementKind::CreateView | StatementKind::CreateOther | StatementKind::CreatePolicy => {
+            f.targets = object_name(node).into_iter().collect();
+        }
+        StatementKind::Commit | StatementKind::Rollback => {
+            f.flags.and_chain = child(node, K::AND_CHAIN).is_some();
+        }
         StatementKind::Set => set_stmt(node, &mut f),
         StatementKind::Reset => {
             f.setting = descendant(node, K::CONFIG_PARAMETER_REF)
@@ -421,9 +440,7 @@ fn statement_kind(node: &SyntaxNode) -> StatementKind {
                 || child(node, K::VACUUM_OPTION_LIST).is_some_and(|l| {
                     l.children().any(|o| {
                         let t = o.text().to_string().to_lowercase();
-                        let mut words = t.split_whitespace();
-                        words.next() == Some("full")
-                            && !matches!(words.next(), Some("false" | "off" | "0"))
+                        t.split_whitespace().next() == Some("full") && option_is_on(&t)
                     })
                 });
             if full {
@@ -450,12 +467,150 @@ fn statement_kind(node: &SyntaxNode) -> StatementKind {
         K::SAVEPOINT_CREATE | K::RELEASE_SAVEPOINT | K::ROLLBACK_TO_SAVEPOINT => S::Savepoint,
         K::SET => S::Set,
         K::RESET => S::Reset,
+        K::CREATE_POLICY => S::CreatePolicy,
+        K::REVOKE | K::DROP_OWNED | K::REASSIGN => S::Revoke,
+        K::CREATE_VIEW | K::CREATE_MATERIALIZED_VIEW => S::CreateView,
+        K::CREATE_RULE | K::CREATE_AGGREGATE => S::CreateOther,
+        k if object_type(k).is_some() => {
+            if is_object_drop(k) {
+                S::DropObject
+            } else {
+                S::AlterObject
+            }
+        }
         _ => S::Other,
     }
 }
 
+/// The object a generic DROP / ALTER statement node is about.
+fn object_type(kind: K) -> Option<ObjectType> {
+    use ObjectType as O;
+    Some(match kind {
+        K::DROP_VIEW | K::ALTER_VIEW => O::View,
+        K::DROP_MATERIALIZED_VIEW | K::ALTER_MATERIALIZED_VIEW => O::MaterializedView,
+        K::DROP_FOREIGN_TABLE | K::ALTER_FOREIGN_TABLE => O::ForeignTable,
+        K::DROP_SEQUENCE | K::ALTER_SEQUENCE => O::Sequence,
+        K::DROP_FUNCTION | K::ALTER_FUNCTION => O::Function,
+        K::DROP_PROCEDURE | K::ALTER_PROCEDURE => O::Procedure,
+        K::DROP_ROUTINE | K::ALTER_ROUTINE => O::Routine,
+        K::DROP_AGGREGATE | K::ALTER_AGGREGATE => O::Aggregate,
+        K::DROP_TYPE => O::Type,
+        K::DROP_CAST | K::DROP_OPERATOR | K::DROP_OPERATOR_CLASS | K::DROP_OPERATOR_FAMILY => {
+            O::TypeLike
+        }
+        K::DROP_DOMAIN => O::Domain,
+        K::DROP_SCHEMA | K::ALTER_SCHEMA => O::Schema,
+        K::DROP_EXTENSION | K::ALTER_EXTENSION => O::Extension,
+        K::DROP_POLICY | K::ALTER_POLICY => O::Policy,
+        K::ALTER_TRIGGER => O::Trigger,
+        K::ALTER_ROLE | K::ALTER_USER | K::ALTER_GROUP => O::Role,
+        K::ALTER_DATABASE => O::Database,
+        K::ALTER_SYSTEM => O::System,
+        _ => return None,
+    })
+}
+
+/// Is this generic object statement a DROP (else an ALTER)?
+fn is_object_drop(kind: K) -> bool {
+    matches!(
+        kind,
+        K::DROP_VIEW
+            | K::DROP_MATERIALIZED_VIEW
+            | K::DROP_FOREIGN_TABLE
+            | K::DROP_SEQUENCE
+            | K::DROP_FUNCTION
+            | K::DROP_PROCEDURE
+            | K::DROP_ROUTINE
+            | K::DROP_AGGREGATE
+            | K::DROP_TYPE
+            | K::DROP_CAST
+            | K::DROP_OPERATOR
+            | K::DROP_OPERATOR_CLASS
+            | K::DROP_OPERATOR_FAMILY
+            | K::DROP_DOMAIN
+            | K::DROP_SCHEMA
+            | K::DROP_EXTENSION
+            | K::DROP_POLICY
+    )
+}
+
+/// DropObject / AlterObject: the object, its names, and (ALTER) its sub-commands. No lock is
+/// recorded: these objects hold no rows, and the lock rules are about tables.
+fn object_statement(node: &SyntaxNode, src: Src<'_>, f: &mut StatementFacts) {
+    f.object = object_type(node.kind());
+    if f.kind == StatementKind::DropObject {
+        // Every name the DROP lists (DROP VIEW a, b; DROP FUNCTION f(int), g).
+        f.targets = node
+            .children()
+            .flat_map(|c| {
+                if c.kind() == K::FUNCTION_SIG_LIST {
+                    c.children().collect::<Vec<_>>()
+                } else {
+                    vec![c]
+                }
+            })
+            .filter(|c| !matches!(c.kind(), K::IF_EXISTS | K::CASCADE | K::ON_TABLE))
+            .filter_map(|c| object_name(&c))
+            .collect();
+        return;
+    }
+    f.targets = object_name(node).into_iter().collect();
+    f.table = f.targets.first().cloned();
+    collect_actions(node, src, f);
+    for c in node.children() {
+        if c.kind() == K::ALTER_POLICY_TO {
+            for p in c.children() {
+                let o = match p.kind() {
+                    K::POLICY_ROLES => ObjectOption::PolicyRoles,
+                    K::USING_EXPR_CLAUSE | K::WITH_CHECK_EXPR_CLAUSE => {
+                        ObjectOption::PolicyCondition
+                    }
+                    _ => continue,
+                };
+                f.options.push((o, src.range(&p)));
+            }
+            continue;
+        }
+        let o = match c.kind() {
+            K::FUNC_OPTION_LIST | K::ROLE_OPTION_LIST | K::DATABASE_OPTION_LIST => {
+                ObjectOption::Options
+            }
+            K::SET_CONFIG_PARAM | K::RESET_CONFIG_PARAM => ObjectOption::Config,
+            K::ALTER_EXTENSION_UPDATE => ObjectOption::ExtensionUpdate,
+            K::ALTER_EXTENSION_DROP => ObjectOption::ExtensionDrop,
+            K::OPTION_RESTART
+            | K::OPTION_START
+            | K::OPTION_INCREMENT
+            | K::OPTION_MIN_VALUE
+            | K::OPTION_MAX_VALUE
+            | K::OPTION_NO_MIN_VALUE
+            | K::OPTION_NO_MAX_VALUE
+            | K::OPTION_CYCLE
+            | K::OPTION_NO_CYCLE
+            | K::OPTION_CACHE
+            | K::OPTION_AS_TYPE => ObjectOption::SequenceValues,
+            _ => continue,
+        };
+        f.options.push((o, src.range(&c)));
+    }
+}
+
+/// The sub-commands directly under `node` (or under its ALTER TYPE action list).
+fn collect_actions(node: &SyntaxNode, src: Src<'_>, f: &mut StatementFacts) {
+    for c in node.children() {
+        if c.kind() == K::ALTER_TYPE_ATTRIBUTE_ACTION_LIST {
+            f.actions
+                .extend(c.children().filter_map(|a| action_facts(&a, src)));
+        } else if let Some(a) = action_facts(&c, src) {
+            f.actions.push(a);
+        }
+    }
+}
+
 fn create_table(node: &SyntaxNode, src: Src<'_>, f: &mut StatementFacts) {
+    // SELECT ... INTO tbl names its new table inside the INTO clause.
     f.targets = child(node, K::TABLE_NAME)
+        .or_else(|| child(node, K::INTO_CLAUSE).and_then(|c| child(&c, K::TABLE_NAME)))
         .and_then(|n| object_name(&n))
         .into_iter()
         .collect();
@@ -542,9 +697,13 @@ fn reindex(node: &SyntaxNode, src: Src<'_>, f: &mut StatementFacts) {
     }) else {
         return;
     };
+    // `(CONCURRENTLY false)` / `(CONCURRENTLY off)` / `(CONCURRENTLY 0)` switch it off.
     f.flags.concurrently = has_token(&target, K::CONCURRENTLY_KW)
-        || child(node, K::REINDEX_OPTION_LIST)
-            .is_some_and(|l| src.text(&l).to_ascii_lowercase().contains("concurrently"));
+        || child(node, K::REINDEX_OPTION_LIST).is_some_and(|l| {
+            l.children()
+                .filter(|o| o.kind() == K::REINDEX_OPTION_CONCURRENTLY)
+                .any(|o| option_is_on(src.text(&o)))
+        });
     if let Some(name) = target
         .children()
         .find(|c| !matches!(c.kind(), K::WHITESPACE))
@@ -575,13 +734,27 @@ fn reindex(node: &SyntaxNode, src: Src<'_>, f: &mut StatementFacts) {
     }
 }
 
-fn alter_type(node: &SyntaxNode, f: &mut StatementFacts) {
+/// A boolean utility option as written (`CONCURRENTLY`, `FULL false`, `VERBOSE off`): on
+/// unless its value is false, off, no or 0 (Postgres' boolean spellings, any case, quoted or not).
+fn option_is_on(text: &str) -> bool {
+    let t = text.to_ascii_lowercase();
+    let mut words = t.split_whitespace().skip(1);
+    !matches!(
+        words.next().map(|w| w.trim_matches('\'')),
+        Some("false" | "off" | "no" | "0" | "f" | "n")
+    )
+}
+
+fn alter_type(node: &SyntaxNode, src: Src<'_>, f: &mut StatementFacts) {
     f.targets = names_under(node, &[K::TYPE_NAME_REF])
         .into_iter()
         .take(1)
         .collect();
+    // DROP/RENAME/ADD ATTRIBUTE of a composite type, RENAME TO, SET SCHEMA.
+    collect_actions(node, src, f);
     if let Some(add) = child(node, K::ADD_VALUE) {
         f.flags.add_value = true;
+        f.flags.value_positioned = child_any(&add, &[K::BEFORE_VALUE, K::AFTER_VALUE]).is_some();
         f.enum_value = child(&add, K::LITERAL).map(|l| literal_value(&l));
     }
     if let Some(ren) = child(node, K::RENAME_VALUE) {
@@ -991,6 +1164,9 @@ const NON_VOLATILE_FUNCTIONS: &[&str] = &[
     "round",
 ];
 
+/// Built-in non-volatile functions without parameters (PG docs, "Date/Time Functions").
+const ZERO_ARG_FUNCTIONS: &[&str] = &["now", "transaction_timestamp", "statement_timestamp"];
+
 fn volatility_of(node: &SyntaxNode) -> (Volatility, Vec<String>) {
     let mut functions = Vec::new();
     let mut v = Volatility::Immutable;
@@ -1013,8 +1189,14 @@ fn volatility_of(node: &SyntaxNode) -> (Volatility, Vec<String>) {
         else {
             continue;
         };
+        // now(), transaction_timestamp(), statement_timestamp() take no argument: a call
+        // with one is some other function of that name, which pgwarden does not know.
+        let overload = ZERO_ARG_FUNCTIONS.contains(&fname.as_str())
+            && child(&call, K::ARG_LIST).is_some_and(|l| l.children().next().is_some());
         let this = if VOLATILE_FUNCTIONS.contains(&fname.as_str()) {
             Volatility::Volatile
+        } else if overload {
+            Volatility::Unknown
         } else if NON_VOLATILE_FUNCTIONS.contains(&fname.as_str()) {
             Volatility::Stable
         } else {
@@ -1064,6 +1246,15 @@ fn constraint_facts(node: &SyntaxNode, src: Src<'_>) -> Option<ConstraintFacts> 
         _ => descendant(node, K::CONSTRAINT_COLUMN_REF_LIST)
             .or_else(|| descendant(node, K::COLUMN_REF_LIST)),
     };
+    if kind == ConstraintKind::NotNull {
+        // PG 18 `ADD CONSTRAINT nn NOT NULL col`: the column follows NOT NULL directly
+        // (absent on a column's inline NOT NULL).
+        columns.extend(
+            node.children()
+                .filter(|c| matches!(c.kind(), K::NAME_REF | K::COLUMN_NAME_REF))
+                .filter_map(|c| name_of(&c)),
+        );
+    }
     if let Some(list) = col_list {
         green_names(
             &list.green(),
@@ -1167,7 +1358,30 @@ fn action_facts(node: &SyntaxNode, src: Src<'_>) -> Option<ActionFacts> {
         K::RENAME_CONSTRAINT => A::RenameConstraint,
         K::RENAME_COLUMN => A::RenameColumn,
         K::TABLE_RENAME_TO => A::RenameTable,
+        K::VIEW_RENAME_TO
+        | K::SEQUENCE_RENAME_TO
+        | K::INDEX_RENAME_TO
+        | K::FUNCTION_RENAME_TO
+        | K::PROCEDURE_RENAME_TO
+        | K::ROUTINE_RENAME_TO
+        | K::AGGREGATE_RENAME_TO
+        | K::TYPE_RENAME_TO
+        | K::DOMAIN_RENAME_TO
+        | K::SCHEMA_RENAME_TO
+        | K::POLICY_RENAME_TO
+        | K::TRIGGER_RENAME_TO
+        | K::ROLE_RENAME_TO
+        | K::DATABASE_RENAME_TO => A::Rename,
         K::SET_SCHEMA => A::SetSchema,
+        // ALTER DOMAIN's sub-commands (ALTER TABLE has them under ALTER COLUMN).
+        K::DROP_DEFAULT => A::DropDefault,
+        K::SET_DEFAULT => A::SetDefault,
+        K::SET_NOT_NULL => A::SetNotNull,
+        K::DROP_NOT_NULL => A::DropNotNull,
+        // ALTER TYPE's attributes are a composite type's columns.
+        K::DROP_ATTRIBUTE => A::DropColumn,
+        K::RENAME_ATTRIBUTE => A::RenameColumn,
+        K::ADD_ATTRIBUTE => A::AddColumn,
         K::SET_TABLESPACE => A::SetTablespace,
         K::SET_LOGGED => A::SetLogged,
         K::SET_UNLOGGED => A::SetUnlogged,
@@ -1199,9 +1413,17 @@ fn action_facts(node: &SyntaxNode, src: Src<'_>) -> Option<ActionFacts> {
         }
         _ => return None,
     };
-    let mut a = ActionFacts::new(kind, span);
-    a.cost = locks::action_cost(kind);
+    let mut a = ActionFacts::new(
+        kind,
+        span,
+        locks::action_lock(kind),
+        locks::action_cost(kind),
+    );
+    a.guarded = child_any(node, &[K::IF_EXISTS, K::IF_NOT_EXISTS]).is_some();
     match node.kind() {
+        K::DROP_ATTRIBUTE | K::RENAME_ATTRIBUTE => {
+            a.column = child(node, K::COMPOSITE_FIELD_REF).and_then(|n| name_of(&n));
+        }
         K::ADD_COLUMN => {
             let col = column_facts(node, src);
             a.column = Some(col.name.clone());
@@ -1272,13 +1494,15 @@ fn alter_column_kind(node: &SyntaxNode) -> ActionKind {
         K::DROP_DEFAULT => A::DropDefault,
         K::SET_NOT_NULL => A::SetNotNull,
         K::DROP_NOT_NULL => A::DropNotNull,
-        K::DROP_EXPRESSION | K::SET_EXPRESSION => A::DropExpression,
-        K::DROP_IDENTITY
-        | K::ADD_GENERATED
-        | K::SET_GENERATED
-        | K::SET_GENERATED_OPTIONS
-        | K::SET_SEQUENCE_OPTION
-        | K::RESTART => A::AlterIdentity,
+        K::DROP_EXPRESSION => A::DropExpression,
+        K::SET_EXPRESSION => A::SetExpression,
+        K::DROP_IDENTITY | K::ADD_GENERATED => A::ChangeIdentity,
+        K::SET_GENERATED | K::SET_GENERATED_OPTIONS if contains_kind(&opt, K::GENERATED_ALWAYS) => {
+            A::ChangeIdentity
+        }
+        K::SET_GENERATED | K::SET_GENERATED_OPTIONS | K::SET_SEQUENCE_OPTION | K::RESTART => {
+            A::AlterIdentity
+        }
         K::SET_STATISTICS => A::SetStatistics,
         K::SET_OPTIONS | K::RESET_OPTIONS | K::SET_OPTIONS_LIST => A::SetColumnOptions,
         K::SET_STORAGE => A::SetStorage,
@@ -1516,6 +1740,128 @@ mod tests {
         );
         assert_eq!(f.cost, Cost::Rewrite);
         assert_eq!(&sql[f.actions[3].span.clone()], "alter c set not null");
+    }
+
+    #[test]
+    fn now_with_arguments_is_not_the_builtin() {
+        let vol = |sql: &str| {
+            one(sql).actions[0]
+                .column_def
+                .as_ref()
+                .and_then(|c| c.default.as_ref())
+                .map(|d| d.volatility)
+        };
+        assert_eq!(
+            vol("ALTER TABLE t ADD COLUMN at timestamptz DEFAULT now()"),
+            Some(Volatility::Stable)
+        );
+        assert_eq!(
+            vol("ALTER TABLE t ADD COLUMN at timestamptz DEFAULT now(123)"),
+            Some(Volatility::Unknown)
+        );
+    }
+
+    #[test]
+    fn reindex_concurrently_option_values() {
+        for (opt, on) in [
+            ("(CONCURRENTLY)", true),
+            ("(CONCURRENTLY true)", true),
+            ("(CONCURRENTLY on, VERBOSE)", true),
+            ("(CONCURRENTLY false)", false),
+            ("(VERBOSE, CONCURRENTLY off)", false),
+            ("(CONCURRENTLY 0)", false),
+            ("(VERBOSE)", false),
+        ] {
+            let f = one(&format!("REINDEX {opt} TABLE t"));
+            assert_eq!(f.flags.concurrently, on, "{opt}");
+        }
+    }
+
+    #[test]
+    fn generated_expression_identity_and_pg18_not_null() {
+        let f = one("ALTER TABLE t ALTER COLUMN g SET EXPRESSION AS (a + 1), ALTER COLUMN g DROP EXPRESSION");
+        let kinds: Vec<ActionKind> = f.actions.iter().map(|a| a.kind).collect();
+        assert_eq!(
+            kinds,
+            vec![ActionKind::SetExpression, ActionKind::DropExpression]
+        );
+        assert_eq!(f.cost, Cost::Rewrite);
+        for (sql, kind) in [
+            ("ALTER COLUMN a DROP IDENTITY", ActionKind::ChangeIdentity),
+            (
+                "ALTER COLUMN a ADD GENERATED ALWAYS AS IDENTITY",
+                ActionKind::ChangeIdentity,
+            ),
+            (
+                "ALTER COLUMN a SET GENERATED ALWAYS",
+                ActionKind::ChangeIdentity,
+            ),
+            (
+                "ALTER COLUMN a SET GENERATED BY DEFAULT",
+                ActionKind::AlterIdentity,
+            ),
+            ("ALTER COLUMN a RESTART WITH 10", ActionKind::AlterIdentity),
+        ] {
+            assert_eq!(
+                one(&format!("ALTER TABLE t {sql}")).actions[0].kind,
+                kind,
+                "{sql}"
+            );
+        }
+        let nn = one("ALTER TABLE t ADD CONSTRAINT nn NOT NULL col");
+        let c = nn.actions[0].constraint.as_ref().unwrap();
+        assert_eq!(
+            (c.kind, c.columns.clone()),
+            (ConstraintKind::NotNull, vec!["col".to_string()])
+        );
+    }
+
+    #[test]
+    fn select_into_creates_its_table() {
+        let f = one("SELECT a, b INTO archive FROM orders");
+        assert_eq!(f.kind, StatementKind::CreateTableAs);
+        assert_eq!(f.targets, vec![ObjectName::new(None, "archive")]);
+    }
+
+    #[test]
+    fn generic_object_statements() {
+        let f = one("DROP FUNCTION IF EXISTS f(int), s.g");
+        assert_eq!(
+            (f.kind, f.object),
+            (StatementKind::DropObject, Some(ObjectType::Function))
+        );
+        assert_eq!(
+            f.targets,
+            vec![ObjectName::new(None, "f"), ObjectName::new(Some("s"), "g")]
+        );
+        assert!(f.flags.if_exists);
+        let f = one("ALTER VIEW v RENAME COLUMN a TO b");
+        assert_eq!(
+            (f.kind, f.object),
+            (StatementKind::AlterObject, Some(ObjectType::View))
+        );
+        assert_eq!(f.actions[0].kind, ActionKind::RenameColumn);
+        assert_eq!(f.actions[0].column.as_deref(), Some("a"));
+        assert!(
+            f.locks.is_empty(),
+            "views hold no rows: no table lock recorded"
+        );
+        let f = one("ALTER TYPE addr DROP ATTRIBUTE zip");
+        assert_eq!(f.actions[0].kind, ActionKind::DropColumn);
+        assert_eq!(f.actions[0].column.as_deref(), Some("zip"));
+        let f = one("ALTER DOMAIN d SET NOT NULL");
+        assert_eq!(f.actions[0].kind, ActionKind::SetNotNull);
+        assert_eq!(
+            one("ALTER SEQUENCE s SET SCHEMA x").actions[0].kind,
+            ActionKind::SetSchema
+        );
+        assert_eq!(
+            one("ALTER INDEX i RENAME TO j").actions[0].kind,
+            ActionKind::Rename
+        );
+        assert!(one("ROLLBACK AND CHAIN").flags.and_chain);
+        let f = one("ALTER TABLE t ADD COLUMN IF NOT EXISTS a int, DROP COLUMN b");
+        assert!(f.actions[0].guarded && !f.actions[1].guarded);
     }
 
     #[test]
