@@ -25,6 +25,7 @@ pub mod check;
 pub mod config;
 pub mod demo;
 pub mod enforce;
+pub mod execute;
 pub mod policy;
 pub mod protocol;
 pub mod proxy;

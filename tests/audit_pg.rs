@@ -14,7 +14,7 @@ use pgwarden::audit::{
     AuditHandle, AuditSession, Decision, Fate, Outcome, Record, SessionInfo, StatementResult,
 };
 use pgwarden::config::audit::AuditConfig;
-use pgwarden::proxy::hook::TxStatus;
+use pgwarden::protocol::TxStatus;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 

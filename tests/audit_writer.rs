@@ -11,7 +11,7 @@ use pgwarden::audit::{
     StatementRecord,
 };
 use pgwarden::config::audit::{AuditConfig, FsyncPolicy, OnAuditFailure};
-use pgwarden::proxy::hook::TxStatus;
+use pgwarden::protocol::TxStatus;
 
 fn cfg(path: &std::path::Path) -> AuditConfig {
     AuditConfig {

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use super::fingerprint::fingerprint;
 use super::migration::MigrationRevision;
 use super::redact::{redact, redact_values, secret_values};
-use crate::proxy::hook::TxStatus;
+use crate::protocol::TxStatus;
 
 /// One line of the audit log.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

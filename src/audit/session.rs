@@ -24,7 +24,7 @@ use super::record::{
 use super::txfate::{Completion, TxFateTracker};
 use super::writer::AuditHandle;
 use super::AuditError;
-use crate::proxy::hook::TxStatus;
+use crate::protocol::TxStatus;
 
 /// Who is connected (from the StartupMessage, the socket and BackendKeyData).
 #[derive(Debug, Clone, Default)]

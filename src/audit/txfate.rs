@@ -37,7 +37,7 @@
 use super::lex::{ident_value, tokenize};
 use super::migration::MigrationRevision;
 use super::record::{now_rfc3339, Fate, FateReason, FateRecord, MigrationInTx};
-use crate::proxy::hook::TxStatus;
+use crate::protocol::TxStatus;
 
 /// How one statement completed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -564,7 +564,7 @@ fn settle(sink: &mut Sink, acks: &mut [PendingAck]) {
 mod tests {
     use super::*;
     use crate::audit::record::{now_rfc3339, Decision, StatementRecord};
-    use crate::proxy::hook::TxStatus;
+    use crate::protocol::TxStatus;
 
     fn cfg(path: &std::path::Path) -> AuditConfig {
         AuditConfig {

@@ -6,10 +6,12 @@ use std::path::Path;
 use serde::Deserialize;
 
 pub mod audit;
+pub mod execute;
 pub mod policy;
 pub mod server;
 
 pub use audit::AuditConfig;
+pub use execute::ExecuteConfig;
 pub use policy::PolicyConfig;
 pub use server::ServerConfig;
 
@@ -23,6 +25,8 @@ pub struct Config {
     pub policy: PolicyConfig,
     /// Audit log sink and durability.
     pub audit: AuditConfig,
+    /// Timeouts and lock-wait retries for the statements pgwarden runs.
+    pub execute: ExecuteConfig,
 }
 
 /// Why a configuration file could not be used.
@@ -77,6 +81,7 @@ impl Config {
         self.server.validate()?;
         self.policy.validate()?;
         self.audit.validate()?;
+        self.execute.validate()?;
         Ok(())
     }
 }

@@ -5,7 +5,7 @@
 //! and [`SessionEnforcer::decide`], and sends what `decide` says.
 use crate::config::policy::Mode;
 use crate::policy::{Decision, Outcome as FindingOutcome, Policy, Verdict};
-use crate::proxy::hook::TxStatus;
+use crate::protocol::TxStatus;
 use crate::rules::Rule;
 use crate::sql::context::{CatalogFacts, Timeouts};
 use crate::sql::facts::Volatility;

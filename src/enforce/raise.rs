@@ -29,11 +29,23 @@ pub struct Rejection {
 /// `ascii_only` is set when the client encoding is not UTF-8: the server would read our UTF-8
 /// bytes in the client's encoding, so non-ASCII characters are replaced rather than garbled.
 pub fn raise_statement(rejection: &Rejection, ascii_only: bool) -> String {
+    raise_with_sqlstate(rejection, REJECT_SQLSTATE, ascii_only)
+}
+
+/// As [`raise_statement`] with another SQLSTATE (five characters of `[0-9A-Z]`, pgwarden's own
+/// constants: never client text), for errors that must keep the server's own code (the lock
+/// timeout pgwarden gave up on stays 55P03, so client retry logic still recognises it).
+pub fn raise_with_sqlstate(rejection: &Rejection, sqlstate: &str, ascii_only: bool) -> String {
+    let code: String = sqlstate
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric())
+        .take(5)
+        .collect();
     let message = literal(&rejection.message, ascii_only);
     let detail = literal(&rejection.detail, ascii_only);
     let hint = literal(&rejection.hint, ascii_only);
     let body = format!(
-        " BEGIN RAISE EXCEPTION USING ERRCODE = '{REJECT_SQLSTATE}', MESSAGE = {message}, DETAIL = {detail}, HINT = {hint}; END "
+        " BEGIN RAISE EXCEPTION USING ERRCODE = '{code}', MESSAGE = {message}, DETAIL = {detail}, HINT = {hint}; END "
     );
     let tag = dollar_tag(&body);
     format!("DO {tag}{body}{tag}")

@@ -11,8 +11,10 @@ pub mod frame;
 pub mod frontend;
 pub mod negotiate;
 pub mod startup;
+pub mod tx;
 
 pub use frame::{FrameHeader, FrameLimits};
+pub use tx::TxStatus;
 
 /// Why bytes from a peer are not a valid protocol message. Every variant closes only the
 /// connection it came from.

@@ -6,7 +6,7 @@
 use bytes::BytesMut;
 use tracing::{info, warn};
 
-use super::hook::TxStatus;
+use crate::protocol::TxStatus;
 use crate::audit::record::Decision as AuditDecision;
 use crate::enforce::engine::{Enforcement, Prepared, SessionEnforcer, Situation, WireAction};
 use crate::enforce::lookup::LiveFacts;

@@ -14,16 +14,7 @@ pub enum ProtocolPath<'a> {
     Extended { statement: &'a str },
 }
 
-/// Transaction status as last reported by the server's ReadyForQuery.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TxStatus {
-    /// `I`: not in a transaction block.
-    Idle,
-    /// `T`: in a transaction block.
-    InTransaction,
-    /// `E`: in a failed transaction block (the server ignores everything until ROLLBACK).
-    Failed,
-}
+pub use crate::protocol::TxStatus;
 
 /// What the session knows when a statement passes.
 #[derive(Debug, Clone)]

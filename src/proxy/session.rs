@@ -45,7 +45,8 @@ use tokio::time::{sleep_until, Instant};
 use tracing::{debug, info, warn};
 
 use super::guard::{Guard, Snapshot};
-use super::hook::{ProtocolPath, SessionView, TxStatus, Verdict};
+use super::hook::{ProtocolPath, SessionView, Verdict};
+use crate::protocol::TxStatus;
 use super::stream::{split, Conn, ReadHalf, WriteHalf};
 use super::{upstream, Shared};
 use crate::audit::record::StatementRecord;

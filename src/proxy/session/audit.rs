@@ -14,7 +14,7 @@ use crate::audit::record::{Record, StatementRecord, TableSize};
 use crate::audit::{AuditSession, SessionInfo, StatementResult};
 use crate::protocol::backend;
 use crate::proxy::guard::Decided;
-use crate::proxy::hook::TxStatus;
+use crate::protocol::TxStatus;
 
 /// What the audit log needs to record a prepared DDL statement each time it runs.
 pub(super) struct AuditTemplate {
