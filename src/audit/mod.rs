@@ -3,6 +3,7 @@
 //!
 //! A proxy session talks to this layer through [`AuditSession`] (what to call when is in its
 //! module docs and in docs/audit.md, which also documents every record field).
+pub mod attempts;
 pub mod cli;
 pub mod fingerprint;
 mod lex;

@@ -24,6 +24,8 @@ pub enum Record {
     Outcome(OutcomeRecord),
     /// Whether the transaction holding audited statements committed or rolled back.
     Fate(FateRecord),
+    /// The attempts of a statement pgwarden retried (see `audit::attempts`).
+    Attempts(super::attempts::AttemptsRecord),
 }
 
 /// `session_start`.

@@ -79,6 +79,9 @@ pub struct StatementReport {
     /// `None`: no `fate` record.
     pub fate: Option<Fate>,
     pub fate_reason: Option<FateReason>,
+    /// pgwarden's lock-timeout retries of the statement (empty: it ran once).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub attempts: Vec<crate::execute::Attempt>,
 }
 
 /// Counts over the whole file.
@@ -116,6 +119,7 @@ struct SessionAcc {
     tx_of: BTreeMap<u64, usize>,
     n_fates: usize,
     outcomes: BTreeMap<u64, (Outcome, f64)>,
+    attempts: BTreeMap<u64, Vec<crate::execute::Attempt>>,
 }
 
 /// Reads and summarises an audit file.
@@ -160,7 +164,12 @@ pub fn build_report(path: &str, bytes: &[u8]) -> Result<Report, AuditError> {
                         if v.get("type").and_then(|t| t.as_str()).is_some_and(|t| {
                             !matches!(
                                 t,
-                                "session_start" | "session_end" | "statement" | "outcome" | "fate"
+                                "session_start"
+                                    | "session_end"
+                                    | "statement"
+                                    | "outcome"
+                                    | "fate"
+                                    | "attempts"
                             )
                         }) =>
                     {
@@ -179,6 +188,7 @@ pub fn build_report(path: &str, bytes: &[u8]) -> Result<Report, AuditError> {
             Record::Statement(r) => &r.session_id,
             Record::Outcome(r) => &r.session_id,
             Record::Fate(r) => &r.session_id,
+            Record::Attempts(r) => &r.session_id,
         }
         .clone();
         let acc = sessions.entry(sid).or_insert_with(|| SessionAcc {
@@ -205,11 +215,15 @@ pub fn build_report(path: &str, bytes: &[u8]) -> Result<Report, AuditError> {
                         duration_ms: None,
                         fate: None,
                         fate_reason: None,
+                        attempts: Vec::new(),
                     },
                 );
             }
             Record::Outcome(r) => {
                 acc.outcomes.insert(r.seq, (r.outcome, r.duration_ms));
+            }
+            Record::Attempts(r) => {
+                acc.attempts.insert(r.seq, r.attempts);
             }
             Record::Fate(r) => {
                 let tx = if r.reason == FateReason::Autocommit && r.fate == Fate::Committed {
@@ -252,6 +266,9 @@ pub fn build_report(path: &str, bytes: &[u8]) -> Result<Report, AuditError> {
             if let Some((o, d)) = acc.outcomes.remove(seq) {
                 st.outcome = Some(o);
                 st.duration_ms = Some(d);
+            }
+            if let Some(a) = acc.attempts.remove(seq) {
+                st.attempts = a;
             }
             if let Some((f, r)) = acc.fates.get(seq) {
                 st.fate = Some(*f);
@@ -594,6 +611,13 @@ pub fn render_text(r: &Report) -> String {
                 }
                 if let Some(rw) = &st.rewritten {
                     let _ = writeln!(o, "          sent instead: {}", one_line(rw, 90));
+                }
+                for a in &st.attempts {
+                    let _ = writeln!(
+                        o,
+                        "          {}",
+                        one_line(&super::attempts::describe(a), 400)
+                    );
                 }
                 let _ = writeln!(o, "          -> {outcome}  {dur}  {fate}");
             }

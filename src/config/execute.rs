@@ -63,9 +63,11 @@ impl Default for ExecuteConfig {
 impl ExecuteConfig {
     pub(crate) fn validate(&self) -> Result<(), String> {
         if self.enabled && self.quick_lock_timeout.is_zero() {
-            return Err("[execute] quick_lock_timeout must be above 0: with 0 a lock wait \
+            return Err(
+                "[execute] quick_lock_timeout must be above 0: with 0 a lock wait \
                         blocks the application for as long as it lasts"
-                .into());
+                    .into(),
+            );
         }
         if self.backoff_initial > self.backoff_max {
             return Err("[execute] backoff_initial must not exceed backoff_max".into());

@@ -77,6 +77,27 @@ pub struct Prepared {
     targets: Vec<ObjectName>,
 }
 
+impl Prepared {
+    /// The facts of the text's only statement, when it holds exactly one that parsed.
+    pub fn single_statement(&self) -> Option<&crate::sql::StatementFacts> {
+        let mut it = self
+            .analysis
+            .statements
+            .iter()
+            .filter(|st| !matches!(st.outcome, crate::sql::Outcome::Empty));
+        let first = it.next()?;
+        if it.next().is_some() {
+            return None;
+        }
+        first.facts()
+    }
+
+    /// Tables created earlier in this transaction (a lock on them blocks no one).
+    pub fn created_tables(&self) -> &[ObjectName] {
+        &self.ctx.created_tables
+    }
+}
+
 /// What the session does with the client's message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum WireAction {
@@ -125,6 +146,9 @@ pub struct SessionEnforcer {
     /// Relations the server created for this session, by oid (`enforce::identity`).
     relations: SessionRelations,
     pub counts: Counts,
+    /// The timeouts pgwarden will run the next text under (the executor sets them): the
+    /// timeout rules judge those, not the session's own.
+    injected: Option<Timeouts>,
 }
 
 impl SessionEnforcer {
@@ -136,7 +160,14 @@ impl SessionEnforcer {
             pg_version: None,
             relations: SessionRelations::default(),
             counts: Counts::default(),
+            injected: None,
         }
+    }
+
+    /// The next [`SessionEnforcer::decide`] judges the statement under these timeouts,
+    /// because pgwarden itself sets them around it (`execute`).
+    pub fn will_inject(&mut self, timeouts: Timeouts) {
+        self.injected = Some(timeouts);
     }
 
     pub fn mode(&self) -> Mode {
@@ -255,6 +286,9 @@ impl SessionEnforcer {
                 Some(why.to_string())
             }
         };
+        if let Some(t) = self.injected.take() {
+            p.ctx.timeouts = t;
+        }
         // A rewrite is a text edit of one statement: only when the Query holds that one
         // statement and runs outside a transaction block (CONCURRENTLY needs both).
         let statements = p

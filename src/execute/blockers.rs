@@ -216,7 +216,10 @@ mod tests {
              transaction for 12.3 s, holds AccessShareLock, query: SELECT count(*) FROM orders)"
         );
         let d = b[1].describe();
-        assert!(d.contains("hidden from this role (needs pg_read_all_stats)"), "{d}");
+        assert!(
+            d.contains("hidden from this role (needs pg_read_all_stats)"),
+            "{d}"
+        );
         assert!(d.contains("no application_name"), "{d}");
         assert!(b[1].query.is_none());
     }
@@ -224,7 +227,9 @@ mod tests {
     #[test]
     fn conflicts_follow_postgres_table() {
         assert_eq!(
-            conflicting_modes(LockMode::AccessExclusive).matches("Lock").count(),
+            conflicting_modes(LockMode::AccessExclusive)
+                .matches("Lock")
+                .count(),
             8
         );
         assert!(!conflicting_modes(LockMode::Share).contains("{ShareLock"));

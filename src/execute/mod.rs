@@ -474,7 +474,8 @@ impl Executor {
                     message: format!(
                         "pgwarden: {} could not get its {mode} lock on {target}: tried {tries} {times} \
                          over {spent:.1} s (lock_timeout {lock_timeout} ms each, backing off in \
-                         between) and gave up at the retry budget of {} s",
+                         between) and stopped: another attempt would pass the retry budget of \
+                         {} s",
                         self.kind,
                         self.plan.retry_budget.as_secs_f64()
                     ),

@@ -105,7 +105,10 @@ pub fn plan(f: &StatementFacts, cfg: &ExecuteConfig, s: Situation<'_>) -> Option
     };
     let (lock, stmt) = match class {
         Class::Quick => (cfg.quick_lock_timeout, cfg.quick_statement_timeout),
-        Class::Concurrent => (cfg.concurrent_lock_timeout, cfg.concurrent_statement_timeout),
+        Class::Concurrent => (
+            cfg.concurrent_lock_timeout,
+            cfg.concurrent_statement_timeout,
+        ),
     };
     let lock_timeout_ms = effective(s.lock_timeout_ms, ms(lock), ms(cfg.max_client_lock_timeout));
     let statement_timeout_ms = effective(

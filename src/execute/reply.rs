@@ -220,7 +220,12 @@ mod tests {
     #[test]
     fn malformed_frames_do_not_panic() {
         let mut r = Reply::default();
-        for f in [vec![b'D', 0, 0, 0, 6, 0, 5], vec![b'E'], vec![], vec![b'Z', 0]] {
+        for f in [
+            vec![b'D', 0, 0, 0, 6, 0, 5],
+            vec![b'E'],
+            vec![],
+            vec![b'Z', 0],
+        ] {
             r.feed(&f);
         }
         assert!(r.results.is_empty());

@@ -95,12 +95,19 @@ fn outside_a_transaction_sets_runs_restores_and_answers_once() {
             assert_eq!(q[0].0, wire::SET_SQL);
             assert_eq!(
                 q[0].1,
-                vec![Some("1000ms".into()), Some("30000ms".into()), Some("false".into())]
+                vec![
+                    Some("1000ms".into()),
+                    Some("30000ms".into()),
+                    Some("false".into())
+                ]
             );
         }
         other => panic!("{other:?}"),
     }
-    assert_eq!(expect_send(e.on_reply(set_reply(b'I'), ms(1))), Request::Client);
+    assert_eq!(
+        expect_send(e.on_reply(set_reply(b'I'), ms(1))),
+        Request::Client
+    );
     let restore = expect_send(e.on_reply(ok_reply("ALTER TABLE", b'I'), ms(5)));
     match &restore {
         Request::Extended(q) => {
@@ -189,13 +196,20 @@ fn to_first_inspection(e: &mut Executor) {
 fn a_transaction_holding_a_strong_lock_fails_at_once_with_the_reason() {
     let mut e = Executor::new(plan(true), "ALTER TABLE");
     to_first_inspection(&mut e);
-    let own = [Some("public"), Some("customers"), Some("AccessExclusiveLock")];
+    let own = [
+        Some("public"),
+        Some("customers"),
+        Some("AccessExclusiveLock"),
+    ];
     let raise = match expect_send(e.on_reply(blockers_reply(&[&own]), ms(1004))) {
         Request::Raise(sql) => sql,
         other => panic!("{other:?}"),
     };
     assert!(raise.contains("ERRCODE = '55P03'"), "{raise}");
-    assert!(raise.contains("AccessExclusiveLock on public.customers"), "{raise}");
+    assert!(
+        raise.contains("AccessExclusiveLock on public.customers"),
+        "{raise}"
+    );
     assert!(raise.contains("transaction_per_migration=True"), "{raise}");
     assert!(raise.contains("pid 4711"), "{raise}");
     let answer = reply(&[error("55P03", "pgwarden: ..."), ready(b'E')]);
@@ -254,7 +268,10 @@ fn the_budget_ends_the_retries_outside_a_transaction_after_the_restore() {
     };
     assert!(raise.contains(&format!("tried {tries} times")), "{raise}");
     assert!(raise.contains("ERRCODE = '55P03'"));
-    assert!(raise.contains("No session held a conflicting lock"), "{raise}");
+    assert!(
+        raise.contains("No session held a conflicting lock"),
+        "{raise}"
+    );
     let answer = reply(&[error("55P03", "x"), ready(b'I')]);
     assert!(matches!(e.on_reply(answer, ms(now)), Action::Answer(_)));
 }
@@ -352,6 +369,11 @@ fn backoff_doubles_with_jitter_up_to_its_cap() {
             backoff_ms: None,
         });
         let d = e.next_delay().as_millis() as u64;
-        assert!(d >= cap / 2 && d <= *cap, "attempt {}: {d} not in [{}, {cap}]", i + 1, cap / 2);
+        assert!(
+            d >= cap / 2 && d <= *cap,
+            "attempt {}: {d} not in [{}, {cap}]",
+            i + 1,
+            cap / 2
+        );
     }
 }

@@ -6,12 +6,12 @@
 use bytes::BytesMut;
 use tracing::{info, warn};
 
-use crate::protocol::TxStatus;
 use crate::audit::record::Decision as AuditDecision;
 use crate::enforce::engine::{Enforcement, Prepared, SessionEnforcer, Situation, WireAction};
 use crate::enforce::lookup::LiveFacts;
 use crate::policy::{Policy, Verdict};
 use crate::protocol::errors;
+use crate::protocol::TxStatus;
 
 /// One session's enforcer plus what it needs to know about the session.
 #[derive(Debug)]
@@ -75,6 +75,11 @@ impl Guard {
         self.enforcer.ready_for_query(snap.tx_status);
         self.enforcer.set_server_version(snap.server_version);
         self.enforcer.prepare(sql, situation(snap))
+    }
+
+    /// The next decision judges the statement under the timeouts pgwarden will set for it.
+    pub(crate) fn will_inject(&mut self, timeouts: crate::sql::context::Timeouts) {
+        self.enforcer.will_inject(timeouts);
     }
 
     /// Decides on a prepared text, logs the decision, and queues warnings for the client.
@@ -152,6 +157,12 @@ impl Guard {
                 }
             }
         }
+    }
+
+    /// pgwarden runs statements under its own timeouts and retries (`execute`); dry-run
+    /// forwards everything exactly as sent.
+    pub(crate) fn executes(&self) -> bool {
+        self.enforcer.mode() != crate::config::policy::Mode::DryRun
     }
 
     /// FunctionCall messages (the fastpath interface) cannot be analysed: refused in enforce

@@ -34,6 +34,7 @@ use crate::config::Config;
 use crate::protocol::FrameLimits;
 
 mod budget;
+mod cancels;
 pub mod cli;
 mod guard;
 pub mod hook;
@@ -73,6 +74,8 @@ pub(crate) struct Shared {
     pub(crate) audit: crate::audit::AuditHandle,
     /// Bytes all sessions together may hold whole (`max_held_bytes`).
     pub(crate) held: Arc<budget::HeldBudget>,
+    /// Sessions between attempts of a statement, woken by their client's CancelRequest.
+    pub(crate) cancels: cancels::Cancels,
 }
 
 impl Shared {
@@ -94,6 +97,7 @@ impl Shared {
             hook,
             audit,
             held: budget::HeldBudget::new(s.max_held_bytes),
+            cancels: cancels::Cancels::default(),
             policy: Some(
                 crate::policy::Policy::from_config(&config.policy)
                     .map_err(|e| ProxyError::Config(e.to_string()))?,

@@ -46,7 +46,6 @@ use tracing::{debug, info, warn};
 
 use super::guard::{Guard, Snapshot};
 use super::hook::{ProtocolPath, SessionView, Verdict};
-use crate::protocol::TxStatus;
 use super::stream::{split, Conn, ReadHalf, WriteHalf};
 use super::{upstream, Shared};
 use crate::audit::record::StatementRecord;
@@ -55,12 +54,14 @@ use crate::enforce::lookup::{self, LiveFacts, LookupError, ReplyReader, Step};
 use crate::protocol::errors::{self, PgError};
 use crate::protocol::frame::{check_header, Origin};
 use crate::protocol::startup::{check_startup, parse_startup, StartupMessage, StartupRequest};
+use crate::protocol::TxStatus;
 use crate::protocol::{auth, backend, frontend, negotiate, ProtocolError};
 use crate::sql::encoding::{server_text, Family};
 use crate::sql::server_lex::{self, LexSettings};
 
 mod audit;
 mod rebind;
+mod execute;
 use audit::{
     audit_answer, audit_held_bind, audit_query, audit_request, start_audit, write_statement_record,
     AuditEntry, AuditTemplate,
@@ -106,6 +107,12 @@ struct State {
     audit_queue: std::collections::VecDeque<AuditEntry>,
     /// An audited statement's transaction has not ended yet: follow every request's answers.
     audit_watch: bool,
+    /// A step of the executor in flight: its replies go there, not to the client.
+    executing: Option<execute::ExecStep>,
+    /// The executor's answer for the client, replayed by the server→client side.
+    replay: Option<BytesMut>,
+    /// From BackendKeyData: a cancel during a backoff must carry it.
+    backend_key: Vec<u8>,
 }
 
 /// An injected lookup in flight (DESIGN.md decision 7).
@@ -161,6 +168,8 @@ struct Ctx {
     /// Woken when every client request has been answered (`pending` reached 0): an injected
     /// lookup waits for that point.
     answered: Notify,
+    /// Woken when the executor left an answer in `State::replay`.
+    replay_ready: Notify,
     /// The audit log's id of this session.
     audit_id: String,
     /// For the audit log's session records.
@@ -202,6 +211,8 @@ pub(crate) async fn run(
             return;
         }
         Ok(Err(NegotiateEnd::Cancel(raw))) => {
+            // A session backing off between attempts hears it itself (the server would not).
+            shared.cancels.cancel(&raw);
             // Cancels are honoured even when the proxy is full, as PostgreSQL does.
             if let Err(e) = upstream::send_cancel(&shared, &raw).await {
                 warn!(session = id, %peer, "could not forward cancel request: {e}");
@@ -279,6 +290,9 @@ pub(crate) async fn run(
         idle_epoch: 0,
         audit_queue: std::collections::VecDeque::new(),
         audit_watch: false,
+        executing: None,
+        replay: None,
+        backend_key: Vec::new(),
     });
     let ctx = Ctx {
         shared: shared.clone(),
@@ -287,6 +301,7 @@ pub(crate) async fn run(
         database,
         strip_plus: server.is_tls(),
         answered: Notify::new(),
+        replay_ready: Notify::new(),
         audit_id: shared.audit.session_id(id),
         peer,
         client_tls: client.is_tls(),
@@ -544,6 +559,8 @@ struct ClientSide {
     audit_seq: u64,
     /// This session's share of `max_held_bytes` while it holds a large message.
     held: Option<super::budget::Reservation>,
+    /// The held Query runs under the executor (set by the enforcer's decision).
+    exec: Option<execute::Pending>,
 }
 
 /// What one scan of the client buffer found.
@@ -560,6 +577,9 @@ struct ClientScan {
     attention: bool,
     /// The frame after `ready` is a Bind of a prepared DDL statement: audit it first.
     attention_bind: bool,
+    /// The Query after `ready` (this frame, replacing the next `.2` original bytes) runs
+    /// under the executor instead of being forwarded.
+    execute: Option<(execute::Pending, BytesMut, usize)>,
 }
 
 async fn client_to_server(
@@ -584,6 +604,14 @@ async fn client_to_server(
                     .await
                     .map_err(SessionError::ServerIo)?;
                 buf.advance(scan.ready);
+            }
+            if let Some((pending, frame, original)) = scan.execute {
+                sw.flush().await.map_err(SessionError::ServerIo)?;
+                execute::run(ctx, state, sw, pending, frame).await?;
+                buf.advance(original);
+                // The answer reaches the client before anything else is forwarded.
+                wait_answered(ctx, state).await;
+                continue;
             }
             let replaced = scan.replace.is_some();
             if let Some((frame, original)) = scan.replace {
@@ -683,6 +711,7 @@ fn scan_client(
         replace: None,
         attention: false,
         attention_bind: false,
+        execute: None,
     };
     if side.skip > 0 {
         let take = side.skip.min(buf.len());
@@ -731,6 +760,18 @@ fn scan_client(
                 };
                 st.pending += 1;
                 audit_query(st, side, q.sql);
+                if let Some(exec) = side.exec.take() {
+                    let frame = match &verdict {
+                        None => BytesMut::from(&buf[pos..pos + h.total]),
+                        Some(text) => {
+                            let mut frame = BytesMut::new();
+                            frontend::encode_query(text, &mut frame)?;
+                            frame
+                        }
+                    };
+                    out.execute = Some((exec, frame, h.total));
+                    break;
+                }
                 match verdict {
                     None => forget_deallocated(side, q.sql),
                     Some(text) => {
@@ -1005,6 +1046,26 @@ async fn decide_held(
     snap_owned.lex_certain = certain;
     snap_owned.unreadable = reading.is_none();
     snap_owned.standard_conforming_strings = scs;
+    // Dry-run forwards everything as sent; the executor runs only for a simple Query.
+    let executes = parse_name.is_none() && guard.executes();
+    let ascii_only = !utf8_encoding(&snap_owned.client_encoding);
+    let live = facts.as_ref().map_err(String::as_str);
+    let created = prepared.created_tables().to_vec();
+    let mut exec = match prepared.single_statement() {
+        Some(f) if executes => execute::plan_for(
+            ctx,
+            f,
+            &created,
+            live,
+            snap_owned.tx_status,
+            side.in_pipeline,
+            ascii_only,
+        ),
+        _ => None,
+    };
+    if let Some(p) = &exec {
+        guard.will_inject(execute::in_force(p, live));
+    }
     let mut outbox = BytesMut::new();
     let mut decided = guard.decide(
         &sql,
@@ -1016,10 +1077,29 @@ async fn decide_held(
     if !outbox.is_empty() {
         lock(state).outbox.extend_from_slice(&outbox);
     }
-    let injected = match &facts {
+    let mut injected = match &facts {
         Ok(_) => vec![lookup::DESCRIPTION.to_string()],
         Err(_) => Vec::new(),
     };
+    if decided.decision == crate::audit::record::Decision::Reject {
+        exec = None;
+    } else if let (Some(text), true) = (&decided.replace, exec.is_some()) {
+        // A rewrite (CONCURRENTLY) changes the statement's class: plan what is sent.
+        exec = crate::sql::reparse(text).and_then(|f| {
+            execute::plan_for(
+                ctx,
+                &f,
+                &created,
+                facts.as_ref().map_err(String::as_str),
+                snap_owned.tx_status,
+                side.in_pipeline,
+                ascii_only,
+            )
+        });
+    }
+    if let Some(p) = &exec {
+        injected.extend(execute::describe(p));
+    }
     if let Some(name) = parse_name {
         // A prepared statement runs when it is executed, maybe many times, maybe never: it is
         // re-decided (`rebind`) and its record written at each Bind (see `audit_held_bind`).
@@ -1036,7 +1116,12 @@ async fn decide_held(
         // that it has not seen.
         wait_answered(ctx, state).await;
         match write_statement_record(ctx, side, &sql, &decided, injected, &snap_owned).await {
-            Ok(rec) => side.audit_record = Some(rec),
+            Ok(rec) => {
+                if let Some(p) = exec.as_mut() {
+                    p.seq = rec.seq;
+                }
+                side.audit_record = Some(rec)
+            }
             Err(e) => {
                 // DDL must not run unaudited (on_audit_failure = "reject-ddl").
                 decided.replace = Some(crate::enforce::raise::raise_statement(
@@ -1052,8 +1137,19 @@ async fn decide_held(
             }
         }
     }
+    if exec.is_some() {
+        // The executor's first step is injected: every earlier request must be answered.
+        wait_answered(ctx, state).await;
+    }
+    side.exec = exec;
     side.decided = Some(decided.replace);
     Ok(())
+}
+
+/// The client encoding is UTF-8 (or not yet reported: the database default, read as UTF-8).
+fn utf8_encoding(enc: &str) -> bool {
+    let enc = enc.to_ascii_uppercase();
+    enc.is_empty() || enc == "UTF8" || enc == "UTF-8" || enc == "UNICODE"
 }
 
 /// Waits until every client request sent so far has been answered.
@@ -1336,6 +1432,14 @@ async fn server_to_client(
         timer.as_mut().reset(Instant::now() + grace);
     }
     loop {
+        if skip == 0 {
+            // The executor's answer goes first, read as if the server had sent it.
+            if let Some(answer) = lock(state).replay.take() {
+                let rest = buf.split();
+                buf.extend_from_slice(&answer);
+                buf.extend_from_slice(&rest);
+            }
+        }
         if !buf.is_empty() {
             let scan = {
                 let mut st = lock(state);
@@ -1398,6 +1502,7 @@ async fn server_to_client(
             prepare_read(buf, 0);
         }
         tokio::select! {
+            _ = ctx.replay_ready.notified() => {}
             r = sr.read_buf(buf) => match r {
                 Ok(0) => return Ok(End::ServerGone),
                 Ok(_) => {}
@@ -1460,7 +1565,7 @@ fn scan_server(
         }
     }
     while let Some(h) = check_header(&buf[pos..], &limits, Origin::Server)? {
-        let injecting = st.injecting.is_some();
+        let injecting = st.injecting.is_some() || st.executing.is_some();
         let had_turn = audited_front && pos == 0;
         let audited = !injecting
             && !had_turn
@@ -1482,7 +1587,26 @@ fn scan_server(
             out.rescan = pos > 0;
             break;
         }
-        if let Some(inj) = st.injecting.as_mut() {
+        if let Some(step) = st.executing.as_mut() {
+            // Replies to the executor's requests are its to read (DESIGN.md decision 7).
+            match step.reply.feed(&buf[pos..pos + h.total]) {
+                crate::execute::Feed::Forward => {}
+                crate::execute::Feed::Swallow => {
+                    out.discard = h.total;
+                    break;
+                }
+                crate::execute::Feed::Done => {
+                    if let Some(status) = step.reply.status {
+                        st.tx_status = status;
+                    }
+                    if let Some(step) = st.executing.take() {
+                        let _ = step.done.send(step.reply);
+                    }
+                    out.discard = h.total;
+                    break;
+                }
+            }
+        } else if let Some(inj) = st.injecting.as_mut() {
             // While a lookup is in flight every client request has been answered, so what the
             // server sends is the lookup's reply, or a message that can come at any time.
             let body = &buf[pos + 5..pos + h.total];
@@ -1556,7 +1680,11 @@ fn scan_server(
                     _ => {}
                 }
             }
-            b'K' => st.backend_pid = backend::decode_backend_key_data(body)?.pid,
+            b'K' => {
+                let k = backend::decode_backend_key_data(body)?;
+                st.backend_pid = k.pid;
+                st.backend_key = k.key.to_vec();
+            }
             b'R' => {
                 let code = auth::decode_auth_code(body)?;
                 if code == auth::AUTH_OK {
@@ -1617,6 +1745,7 @@ mod tests {
             database: "d".into(),
             strip_plus,
             answered: Notify::new(),
+            replay_ready: Notify::new(),
             audit_id: String::new(),
             peer: "127.0.0.1:1".parse().unwrap(),
             client_tls: false,
@@ -1639,6 +1768,9 @@ mod tests {
             idle_epoch: 0,
             audit_queue: std::collections::VecDeque::new(),
             audit_watch: false,
+            executing: None,
+            replay: None,
+            backend_key: Vec::new(),
         }
     }
 
@@ -1749,6 +1881,7 @@ mod tests {
             database: "d".into(),
             strip_plus: false,
             answered: Notify::new(),
+            replay_ready: Notify::new(),
             audit_id: String::new(),
             peer: "127.0.0.1:1".parse().unwrap(),
             client_tls: false,

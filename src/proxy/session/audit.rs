@@ -13,8 +13,8 @@ use super::{
 use crate::audit::record::{Record, StatementRecord, TableSize};
 use crate::audit::{AuditSession, SessionInfo, StatementResult};
 use crate::protocol::backend;
-use crate::proxy::guard::Decided;
 use crate::protocol::TxStatus;
+use crate::proxy::guard::Decided;
 
 /// What the audit log needs to record a prepared DDL statement each time it runs.
 pub(super) struct AuditTemplate {
@@ -266,4 +266,19 @@ pub(super) async fn write_statement_record(
         .ddl(&Record::Statement(rec.clone()))
         .await?;
     Ok(rec)
+}
+
+/// The `attempts` record of a statement the executor retried, on disk before the client sees
+/// its answer. A write failure is logged: the statement has run, its answer must go out.
+pub(super) async fn audit_attempts(ctx: &Ctx, seq: u64, attempts: &[crate::execute::Attempt]) {
+    if attempts.len() < 2 && attempts.iter().all(|a| a.outcome == "ok") {
+        return;
+    }
+    let rec = crate::audit::attempts::AttemptsRecord::new(&ctx.audit_id, seq, attempts);
+    if let Err(e) = ctx.shared.audit.ddl(&Record::Attempts(rec)).await {
+        tracing::warn!(
+            session = ctx.id,
+            "audit log: cannot write the attempts record: {e}"
+        );
+    }
 }

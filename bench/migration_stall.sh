@@ -1,0 +1,114 @@
+#!/usr/bin/env bash
+# Migration stall benchmark: what the application feels while a migration waits for a lock.
+# A writer updates `orders` at a fixed rate (pgbench -R, latency logged per transaction with
+# -l: it counts from the scheduled start, so a request arriving during a block waits in it).
+# A blocker holds ACCESS SHARE on `orders` for BLOCK seconds; one second after it starts, the
+# migration `BEGIN; ALTER TABLE orders ADD COLUMN ...; COMMIT;` runs, once directly and once
+# through pgwarden (default config), in the same run against the same table. Prints the
+# writer's worst and p99 latency, the migration's wall time and outcome, side by side.
+#
+# Usage: bash bench/migration_stall.sh
+# Environment:
+#   ROWS=1000000   rows in orders
+#   RATE=200       writer transactions per second (4 clients)
+#   BLOCK=8        seconds the blocker holds its lock
+#   PGBIN=/usr/lib/postgresql/15/bin
+# Everything runs on loopback in a temp dir removed at exit; pgwarden is built with
+# `cargo build --release`.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+ROWS="${ROWS:-1000000}"
+RATE="${RATE:-200}"
+BLOCK="${BLOCK:-8}"
+PGBIN="${PGBIN:-/usr/lib/postgresql/15/bin}"
+for b in initdb pg_ctl pgbench psql pg_isready; do
+    [[ -x "$PGBIN/$b" ]] || { echo "missing $PGBIN/$b: apt-get install postgresql-15 postgresql-client-15" >&2; exit 1; }
+done
+
+echo "== cargo build --release"
+cargo build --release --quiet
+PGWARDEN="$PWD/target/release/pgwarden"
+
+if [[ $(id -u) == 0 ]]; then as_pg() { runuser -u postgres -- "$@"; }; else as_pg() { "$@"; }; fi
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+WORK="$(mktemp -d /tmp/pgwarden-stall.XXXXXX)"
+chmod 755 "$WORK"
+PIDS=()
+cleanup() {
+    for p in "${PIDS[@]:-}"; do [[ -n "$p" ]] && kill "$p" 2>/dev/null || true; done
+    as_pg "$PGBIN/pg_ctl" -D "$WORK/data" -m immediate stop >/dev/null 2>&1 || true
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+[[ $(id -u) == 0 ]] && chown postgres: "$WORK"
+
+PORT=$(free_port)
+as_pg "$PGBIN/initdb" -D "$WORK/data" -U postgres -A trust -E UTF8 --locale=C --no-sync >/dev/null
+cat >> "$WORK/data/postgresql.conf" <<EOF
+listen_addresses = '127.0.0.1'
+port = $PORT
+unix_socket_directories = '$WORK'
+fsync = off
+synchronous_commit = off
+max_connections = 50
+EOF
+as_pg "$PGBIN/pg_ctl" -D "$WORK/data" -l "$WORK/pg.log" -w start >/dev/null
+PSQL=("$PGBIN/psql" -h 127.0.0.1 -U postgres -X -q -v ON_ERROR_STOP=1)
+echo "== orders: $ROWS rows"
+"${PSQL[@]}" -p "$PORT" -c "CREATE TABLE orders (id bigint PRIMARY KEY, amount int NOT NULL, status text NOT NULL DEFAULT 'new');
+    INSERT INTO orders (id, amount) SELECT g, g % 1000 FROM generate_series(1, $ROWS) g; ANALYZE orders;"
+
+WPORT=$(free_port)
+cat > "$WORK/pgwarden.toml" <<EOF
+[audit]
+path = "$WORK/audit.jsonl"
+EOF
+"$PGWARDEN" serve --config "$WORK/pgwarden.toml" --listen "127.0.0.1:$WPORT" \
+    --upstream "127.0.0.1:$PORT" >"$WORK/pgwarden.log" 2>&1 &
+PIDS+=($!)
+for _ in $(seq 100); do "$PGBIN/pg_isready" -q -h 127.0.0.1 -p "$WPORT" && break; sleep 0.1; done
+
+cat > "$WORK/writer.sql" <<EOF
+\set id random(1, $ROWS)
+UPDATE orders SET amount = amount + 1 WHERE id = :id;
+EOF
+
+# One run: writer, blocker, migration through port $1. Prints one result row.
+run() { # $1 = label, $2 = port for the migration, $3 = column name
+    local dir="$WORK/$1" secs=$((BLOCK + 5))
+    mkdir -p "$dir"
+    (cd "$dir" && "$PGBIN/pgbench" -h 127.0.0.1 -p "$PORT" -U postgres -n -c 4 -j 2 \
+        -R "$RATE" -T "$secs" -l -f "$WORK/writer.sql" postgres >"$dir/pgbench.out" 2>&1) &
+    local writer=$!
+    sleep 1
+    "${PSQL[@]}" -p "$PORT" -c "SET application_name = 'blocker'; BEGIN; SELECT count(*) FROM orders WHERE id = 1; SELECT pg_sleep($BLOCK); COMMIT;" >/dev/null &
+    local blocker=$!
+    sleep 1
+    local t0 t1 outcome
+    t0=$(date +%s.%N)
+    if printf 'BEGIN;\nALTER TABLE orders ADD COLUMN %s text;\nCOMMIT;\n' "$3" \
+        | "${PSQL[@]}" -p "$2" >"$dir/migration.out" 2>&1; then outcome="completed"; else outcome="failed"; fi
+    t1=$(date +%s.%N)
+    wait "$blocker" || true
+    wait "$writer" || true
+    # Column 3 of pgbench's per-transaction log: latency in µs from the scheduled start.
+    cat "$dir"/pgbench_log.* | awk '{print $3}' | sort -n > "$dir/lat"
+    local n worst p99 p50
+    n=$(wc -l < "$dir/lat")
+    worst=$(tail -1 "$dir/lat")
+    p99=$(awk -v n="$n" 'NR == int(n * 0.99) { print; exit }' "$dir/lat")
+    p50=$(awk -v n="$n" 'NR == int(n * 0.50) { print; exit }' "$dir/lat")
+    printf '%-10s %10.1f %10.1f %10.1f %10d %12.2f  %s\n' "$1" "$(echo "$worst / 1000" | bc -l)" \
+        "$(echo "$p99 / 1000" | bc -l)" "$(echo "$p50 / 1000" | bc -l)" "$n" \
+        "$(echo "$t1 - $t0" | bc -l)" "$outcome"
+}
+
+echo "== writer ${RATE} tx/s on orders, blocker holds ACCESS SHARE for ${BLOCK} s, migration starts 1 s into it"
+printf '%-10s %10s %10s %10s %10s %12s  %s\n' "path" "worst ms" "p99 ms" "p50 ms" "requests" "migration s" "outcome"
+run direct "$PORT" note_direct
+run pgwarden "$WPORT" note_pgwarden
+echo "== pgwarden's retries (from its log)"
+grep -c "pgwarden rolls back the attempt" "$WORK/pgwarden.log" | sed 's/^/lock-timeout retries: /'
+grep "retries ended" "$WORK/pgwarden.log" | tail -1 | sed 's/.*INFO //'

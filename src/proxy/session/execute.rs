@@ -1,0 +1,240 @@
+//! The session's driver for the executor (`crate::execute`): decides whether a held simple
+//! Query runs under it, sends what it says, routes the replies to it, sleeps its backoffs
+//! (a client cancel ends them) and hands its one answer to the server→client side, which
+//! replays it as if the server had sent it (so pending requests, the transaction status and
+//! the audit log see exactly the client's answer).
+use std::sync::Mutex;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use tokio::io::AsyncWriteExt;
+use tokio::sync::oneshot;
+use tracing::{info, warn};
+
+use super::{lock, Ctx, SessionError, State, LOOKUP_TIMEOUT};
+use crate::enforce::lookup::LiveFacts;
+use crate::execute::{self, Action, Attempt, Executor, Plan, Reply, Request};
+use crate::protocol::TxStatus;
+use crate::proxy::stream::WriteHalf;
+use crate::sql::context::Timeouts;
+
+/// A client statement that will run under the executor.
+pub(super) struct Pending {
+    pub(super) plan: Plan,
+    /// The statement kind for messages (`ALTER TABLE`).
+    pub(super) kind: &'static str,
+    /// The audit record's `seq` of the statement (0 = not audited).
+    pub(super) seq: u64,
+}
+
+/// A step in flight: the server→client side feeds the reply and hands it over at its
+/// ReadyForQuery.
+pub(super) struct ExecStep {
+    pub(super) reply: Reply,
+    pub(super) done: oneshot::Sender<Reply>,
+}
+
+/// Plans the held text: one statement, simple protocol, outside a pipeline, in a healthy or
+/// no transaction. `f`: the facts of the statement as it will be sent.
+pub(super) fn plan_for(
+    ctx: &Ctx,
+    f: &crate::sql::StatementFacts,
+    created: &[crate::sql::ObjectName],
+    facts: Result<&LiveFacts, &str>,
+    tx_status: TxStatus,
+    in_pipeline: bool,
+    ascii_only: bool,
+) -> Option<Pending> {
+    if tx_status == TxStatus::Failed || in_pipeline {
+        return None;
+    }
+    let live = facts.ok();
+    let situation = execute::Situation {
+        in_transaction: tx_status == TxStatus::InTransaction,
+        lock_timeout_ms: live.and_then(|l| l.lock_timeout_ms),
+        statement_timeout_ms: live.and_then(|l| l.statement_timeout_ms),
+        created_in_transaction: created,
+        ascii_only,
+        seed: ctx.id ^ u64::from(std::process::id()) ^ nanos(),
+    };
+    let plan = execute::plan(f, &ctx.shared.config.execute, situation)?;
+    Some(Pending {
+        kind: f.kind.label(),
+        plan,
+        seq: 0,
+    })
+}
+
+fn nanos() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos() as u64)
+        .unwrap_or(0)
+}
+
+/// The timeouts the statement will run under, for the decision's timeout rules.
+pub(super) fn in_force(p: &Pending, facts: Result<&LiveFacts, &str>) -> Timeouts {
+    let live = facts.ok();
+    Timeouts {
+        lock_timeout_ms: p
+            .plan
+            .lock_timeout_ms
+            .or(live.and_then(|l| l.lock_timeout_ms)),
+        statement_timeout_ms: p
+            .plan
+            .statement_timeout_ms
+            .or(live.and_then(|l| l.statement_timeout_ms)),
+    }
+}
+
+/// How the audit record names what pgwarden sends around the statement.
+pub(super) fn describe(p: &Pending) -> Vec<String> {
+    let scope = if p.plan.in_transaction {
+        "SET LOCAL"
+    } else {
+        "SET, restored after the statement"
+    };
+    let v = |ms: Option<u64>| ms.map_or("the session's own".to_string(), |m| format!("{m} ms"));
+    let mut out = vec![format!(
+        "pgwarden {} class timeouts ({scope}): lock_timeout {}, statement_timeout {}",
+        p.plan.class.as_str(),
+        v(p.plan.lock_timeout_ms),
+        v(p.plan.statement_timeout_ms)
+    )];
+    if p.plan.retries() {
+        out.push(if p.plan.in_transaction {
+            "pgwarden SAVEPOINT pgwarden_lock_retry before the statement: lock timeouts are \
+             rolled back to it and retried"
+                .to_string()
+        } else {
+            "pgwarden retries lock timeouts of the statement".to_string()
+        });
+    }
+    out
+}
+
+/// Runs the client's statement (`frame`: the Query to send) under the executor and leaves
+/// its answer for the server→client side to replay.
+pub(super) async fn run(
+    ctx: &Ctx,
+    state: &Mutex<State>,
+    sw: &mut WriteHalf<'_>,
+    pending: Pending,
+    frame: BytesMut,
+) -> Result<(), SessionError> {
+    let Pending { plan, kind, seq } = pending;
+    let started = std::time::Instant::now();
+    let (pid, key) = {
+        let st = lock(state);
+        (st.backend_pid, st.backend_key.clone())
+    };
+    let mut exec = Executor::new(plan, kind);
+    let mut action = exec.start();
+    let answer = loop {
+        match action {
+            Action::Answer(bytes) => break bytes,
+            Action::Send(req) => {
+                let mut bytes = BytesMut::new();
+                match &req {
+                    Request::Client => bytes.extend_from_slice(&frame),
+                    other => {
+                        if let Err(e) = other.encode(&mut bytes) {
+                            // pgwarden's own values come from the server as text: a NUL cannot
+                            // be in them. Were it so, the stream position is still known.
+                            warn!(session = ctx.id, pid, "{e}");
+                            return Err(SessionError::ServerIo(std::io::Error::other(
+                                e.to_string(),
+                            )));
+                        }
+                    }
+                }
+                let reply = send(state, sw, &bytes, req == Request::Client).await?;
+                action = exec.on_reply(reply, started.elapsed());
+            }
+            Action::Sleep(d) => {
+                log_attempt(ctx, pid, &exec, d);
+                let registration = ctx.shared.cancels.register(pid, &key);
+                action = tokio::select! {
+                    _ = tokio::time::sleep(d) => exec.on_woke(started.elapsed()),
+                    _ = registration.notify.notified() => {
+                        info!(session = ctx.id, pid, "client cancelled its statement during pgwarden's backoff");
+                        match exec.on_cancel(started.elapsed()) {
+                            Some(a) => a,
+                            None => exec.on_woke(started.elapsed()),
+                        }
+                    }
+                };
+            }
+        }
+    };
+    let attempts = exec.attempts();
+    if attempts.len() > 1 || attempts.iter().any(|a| a.outcome != "ok") {
+        let last = attempts.last().map_or("", |a| a.outcome.as_str());
+        info!(
+            session = ctx.id,
+            pid,
+            attempts = attempts.len(),
+            outcome = last,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "{kind}: pgwarden's lock-timeout retries ended"
+        );
+    }
+    if seq > 0 {
+        super::audit::audit_attempts(ctx, seq, attempts).await;
+    }
+    let mut st = lock(state);
+    st.replay = Some(answer);
+    drop(st);
+    ctx.replay_ready.notify_one();
+    Ok(())
+}
+
+fn log_attempt(ctx: &Ctx, pid: i32, exec: &Executor, backoff: Duration) {
+    let Some(a): Option<&Attempt> = exec.attempts().last() else {
+        return;
+    };
+    let blockers: Vec<String> = a.blockers.iter().map(|b| b.describe()).collect();
+    let target = exec
+        .plan()
+        .main_target()
+        .map(|(r, _)| r.name.clone())
+        .unwrap_or_default();
+    warn!(session = ctx.id, pid, attempt = a.number, waited_ms = a.waited_ms,
+          lock_timeout_ms = a.lock_timeout_ms, backoff_ms = backoff.as_millis() as u64,
+          table = %target, blockers = ?blockers,
+          "lock timeout: pgwarden rolls back the attempt and retries after a backoff");
+}
+
+/// Sends one request and waits for its whole reply. The client's own statement may run as
+/// long as its timeouts allow; pgwarden's own requests are answered at once or the session
+/// is closed (the stream position would be unknown).
+async fn send(
+    state: &Mutex<State>,
+    sw: &mut WriteHalf<'_>,
+    bytes: &[u8],
+    client: bool,
+) -> Result<Reply, SessionError> {
+    let (tx, rx) = oneshot::channel();
+    lock(state).executing = Some(ExecStep {
+        reply: Reply::default(),
+        done: tx,
+    });
+    sw.write_all(bytes).await.map_err(SessionError::ServerIo)?;
+    sw.flush().await.map_err(SessionError::ServerIo)?;
+    let gone = || {
+        SessionError::ServerIo(std::io::Error::new(
+            std::io::ErrorKind::ConnectionAborted,
+            "the server connection ended during pgwarden's statement",
+        ))
+    };
+    if client {
+        return rx.await.map_err(|_| gone());
+    }
+    match tokio::time::timeout(LOOKUP_TIMEOUT, rx).await {
+        Ok(r) => r.map_err(|_| gone()),
+        Err(_) => Err(SessionError::ServerIo(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            "no answer to pgwarden's own statement",
+        ))),
+    }
+}
