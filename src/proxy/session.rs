@@ -60,8 +60,8 @@ use crate::sql::encoding::{server_text, Family};
 use crate::sql::server_lex::{self, LexSettings};
 
 mod audit;
-mod rebind;
 mod execute;
+mod rebind;
 use audit::{
     audit_answer, audit_held_bind, audit_query, audit_request, start_audit, write_statement_record,
     AuditEntry, AuditTemplate,

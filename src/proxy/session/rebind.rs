@@ -19,7 +19,7 @@ use super::{
 use crate::audit::record::Decision as AuditDecision;
 use crate::enforce::lookup;
 use crate::protocol::frontend;
-use crate::proxy::hook::TxStatus;
+use crate::protocol::TxStatus;
 
 /// Longest refusal text put into the statement name of the failing Bind.
 const MAX_REASON: usize = 240;
