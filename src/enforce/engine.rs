@@ -170,6 +170,11 @@ impl SessionEnforcer {
         self.injected = Some(timeouts);
     }
 
+    /// Relations (oids) the server created for this session in the open transaction.
+    pub fn created_in_transaction(&self) -> Vec<u32> {
+        self.relations.in_transaction()
+    }
+
     pub fn mode(&self) -> Mode {
         self.policy.mode
     }

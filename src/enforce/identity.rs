@@ -110,6 +110,15 @@ impl SessionRelations {
         }
     }
 
+    /// The oids created in the transaction still open (a lock on them blocks no one).
+    pub fn in_transaction(&self) -> Vec<u32> {
+        self.created
+            .iter()
+            .filter(|c| !c.committed)
+            .map(|c| c.oid)
+            .collect()
+    }
+
     /// Was the relation with this oid created by this session? `small`: it is below the
     /// large-table thresholds now (a committed table must be, to count as new).
     pub fn is_new(&self, oid: u32, small: bool) -> bool {

@@ -31,7 +31,8 @@ pub const BLOCKERS_SQL: &str = "SELECT a.pid::pg_catalog.text, a.usename::pg_cat
 
 /// Tables (and materialized views) this session holds a write-blocking lock on. Temporary
 /// tables are invisible to other sessions and block no one.
-pub const OWN_LOCKS_SQL: &str = "SELECT n.nspname::pg_catalog.text, c.relname::pg_catalog.text, l.mode \
+pub const OWN_LOCKS_SQL: &str = "SELECT n.nspname::pg_catalog.text, c.relname::pg_catalog.text, l.mode, \
+       c.oid::pg_catalog.text \
      FROM pg_catalog.pg_locks l \
      JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) l.relation \
      JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace \
@@ -155,6 +156,7 @@ pub struct HeldLock {
     pub schema: String,
     pub name: String,
     pub mode: String,
+    pub oid: Option<u32>,
 }
 
 pub fn parse_held(result: &ResultSet) -> Vec<HeldLock> {
@@ -166,6 +168,7 @@ pub fn parse_held(result: &ResultSet) -> Vec<HeldLock> {
                 schema: r.first().cloned().flatten()?,
                 name: r.get(1).cloned().flatten()?,
                 mode: r.get(2).cloned().flatten().unwrap_or_default(),
+                oid: r.get(3).cloned().flatten().and_then(|o| o.parse().ok()),
             })
         })
         .collect()

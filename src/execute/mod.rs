@@ -374,6 +374,7 @@ impl Executor {
                 .filter(|h| {
                     let name = crate::sql::ObjectName::new(Some(&h.schema), &h.name);
                     !created.iter().any(|c| c.same_as(&name))
+                        && !h.oid.is_some_and(|o| self.plan.created_oids.contains(&o))
                 })
                 .collect();
         }

@@ -42,6 +42,8 @@ pub struct Plan {
     pub targets: Vec<(RelName, LockMode)>,
     /// Tables created earlier in this transaction: a lock on them blocks no one.
     pub created_in_transaction: Vec<ObjectName>,
+    /// The same by oid, as the server confirmed them (the proxy's notion of "new").
+    pub created_oids: Vec<u32>,
     pub retry_budget: Duration,
     pub backoff_initial: Duration,
     pub backoff_max: Duration,
@@ -126,6 +128,7 @@ pub fn plan(f: &StatementFacts, cfg: &ExecuteConfig, s: Situation<'_>) -> Option
         statement_timeout_ms,
         targets,
         created_in_transaction: s.created_in_transaction.to_vec(),
+        created_oids: Vec::new(),
         retry_budget: cfg.retry_budget,
         backoff_initial: cfg.backoff_initial,
         backoff_max: cfg.backoff_max,

@@ -20,6 +20,7 @@ fn plan(in_transaction: bool) -> Plan {
             LockMode::AccessExclusive,
         )],
         created_in_transaction: vec![],
+        created_oids: vec![],
         retry_budget: Duration::from_secs(10),
         backoff_initial: Duration::from_millis(200),
         backoff_max: Duration::from_secs(2),
@@ -227,6 +228,21 @@ fn a_lock_on_a_table_created_in_the_transaction_does_not_stop_the_retry() {
     let mut e = Executor::new(p, "ALTER TABLE");
     to_first_inspection(&mut e);
     let own = [Some("public"), Some("fresh"), Some("AccessExclusiveLock")];
+    assert!(matches!(
+        e.on_reply(blockers_reply(&[&own]), ms(1004)),
+        Action::Sleep(_)
+    ));
+    // The proxy knows new tables by oid (whatever they are called now).
+    let mut p = plan(true);
+    p.created_oids = vec![16_400];
+    let mut e = Executor::new(p, "ALTER TABLE");
+    to_first_inspection(&mut e);
+    let own = [
+        Some("public"),
+        Some("alembic_version"),
+        Some("AccessExclusiveLock"),
+        Some("16400"),
+    ];
     assert!(matches!(
         e.on_reply(blockers_reply(&[&own]), ms(1004)),
         Action::Sleep(_)

@@ -159,6 +159,11 @@ impl Guard {
         }
     }
 
+    /// Relations (oids) this session created in the open transaction.
+    pub(crate) fn created_in_transaction(&self) -> Vec<u32> {
+        self.enforcer.created_in_transaction()
+    }
+
     /// pgwarden runs statements under its own timeouts and retries (`execute`); dry-run
     /// forwards everything exactly as sent.
     pub(crate) fn executes(&self) -> bool {

@@ -1097,6 +1097,10 @@ async fn decide_held(
             )
         });
     }
+    if let (Some(p), Some(guard)) = (exec.as_mut(), side.guard.as_ref()) {
+        // Confirmed by this decision's lookup: what this transaction created itself.
+        p.plan.created_oids = guard.created_in_transaction();
+    }
     if let Some(p) = &exec {
         injected.extend(execute::describe(p));
     }
