@@ -61,7 +61,7 @@ use crate::sql::server_lex::{self, LexSettings};
 mod audit;
 mod rebind;
 use audit::{
-    audit_answer, audit_held_bind, audit_query, audit_request, start_audit, write_statement_record,
+    audit_answer, audit_held_bind, audit_query, audit_request, start_audit, write_query_records,
     AuditEntry, AuditTemplate,
 };
 
@@ -522,7 +522,7 @@ struct ClientSide {
     decided: Option<Option<String>>,
     /// The audit record of the held statement, written; it joins the audit queue with the
     /// request that carries the statement.
-    audit_record: Option<StatementRecord>,
+    audit_record: Vec<StatementRecord>,
     /// The audited statement of the extended-protocol request in progress (written at its
     /// Bind), waiting for the Sync that ends the request.
     request_record: Option<StatementRecord>,
@@ -729,7 +729,7 @@ fn scan_client(
                     Inspected::Verdict(v) => v,
                 };
                 st.pending += 1;
-                audit_query(st, side, q.sql);
+                audit_query(ctx, st, side, q.sql, verdict.as_deref());
                 match verdict {
                     None => forget_deallocated(side, q.sql),
                     Some(text) => {
@@ -833,11 +833,11 @@ fn scan_client(
                 side.parsed_this_request.clear();
                 st.pending += 1;
                 let dml = std::mem::take(&mut side.request_dml);
-                audit_request(st, side.request_record.take(), Default::default(), dml);
+                audit_request(st, side.request_record.take(), dml);
             }
             b'F' => {
                 st.pending += 1;
-                audit_request(st, None, Default::default(), Vec::new());
+                audit_request(st, None, Vec::new());
                 if refuse_call {
                     // pgwarden cannot see what a fastpath call does (DESIGN.md decision 10):
                     // a Query that raises takes its place, so the server answers with the
@@ -1034,8 +1034,8 @@ async fn decide_held(
         // The audit log follows requests in order from here on: nothing may be in flight
         // that it has not seen.
         wait_answered(ctx, state).await;
-        match write_statement_record(ctx, side, &sql, &decided, injected, &snap_owned).await {
-            Ok(rec) => side.audit_record = Some(rec),
+        match write_query_records(ctx, side, &sql, &decided, injected, &snap_owned).await {
+            Ok(recs) => side.audit_record = recs,
             Err(e) => {
                 // DDL must not run unaudited (on_audit_failure = "reject-ddl").
                 decided.replace = Some(crate::enforce::raise::raise_statement(
