@@ -638,7 +638,7 @@ pub fn render_text(r: &Report) -> String {
             let label = match (&g.migration, &g.after_revision) {
                 (Some(m), _) => format!("revision {}", migration_label(m)),
                 (None, Some(a)) => format!(
-                    "the revision after {} (its bookkeeping never arrived: refused or failed)",
+                    "the revision after {} (its version row never came: it failed or was refused)",
                     migration_label(a)
                 ),
                 (None, None)

@@ -361,7 +361,10 @@ impl TxFateTracker {
             self.waiting.clear();
         }
         let trailing = &unit.seqs[covered.min(unit.seqs.len())..];
-        let after_revision = if trailing.is_empty() {
+        // A transaction that did not commit with statements after the last revision's
+        // bookkeeping: the next revision failed or was refused before its own bookkeeping.
+        // (Committed ones wait for the next revision's bookkeeping to claim them, below.)
+        let after_revision = if trailing.is_empty() || fate == Fate::Committed {
             None
         } else {
             self.last_revision.clone()
@@ -958,7 +961,8 @@ mod tests {
         ok(&mut t, "COMMIT", "COMMIT");
         let d = one(t.ready_for_query(I));
         assert_eq!(d.migrations[0].seqs, vec![1]);
-        assert_eq!(d.after_revision.map(|r| r.revision).as_deref(), Some("A"));
+        // Committed: no label yet, the next revision's bookkeeping claims it.
+        assert_eq!(d.after_revision, None);
         t.completed_with(
             &[5],
             "CREATE INDEX CONCURRENTLY i ON a (b)",
@@ -975,6 +979,12 @@ mod tests {
         let d = one(t.ready_for_query(I));
         assert_eq!(d.migrations[0].seqs, vec![3, 5, 7]);
         assert_eq!(d.after_revision, None);
+        // Revision C fails before its bookkeeping: its statements are "after B".
+        ok(&mut t, "BEGIN", "BEGIN");
+        t.completed_with(&[9], "ALTER TABLE nope ADD x int", Completion::Error);
+        ok(&mut t, "ROLLBACK", "ROLLBACK");
+        let d = one(t.ready_for_query(I));
+        assert_eq!(d.after_revision.map(|r| r.revision).as_deref(), Some("B"));
     }
 
     #[test]
