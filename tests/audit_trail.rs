@@ -414,3 +414,39 @@ fn alembic_statements_are_attributed_to_their_revision() {
     let text = String::from_utf8_lossy(&rep.stdout);
     assert!(text.contains("the revision after alembic s06"), "{text}");
 }
+
+/// `COPY ... TO PROGRAM` runs a shell command on the server: it is a utility statement, so it
+/// is analysed and audited (plain COPY to the client stays DML and unaudited).
+#[test]
+fn copy_program_is_audited_as_a_utility_statement() {
+    let c = Cluster::shared();
+    let db = c.fresh_db("trail_copy");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = dir.path().join("audit.jsonl");
+    let px = proxy(&log, "");
+    let conn = c.conn(&db).with_port(px.port());
+    psql(
+        &conn,
+        &[
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-c",
+            "COPY (SELECT 1) TO PROGRAM 'cat > /dev/null'",
+            "-c",
+            "COPY (SELECT 2) TO STDOUT",
+        ],
+    )
+    .assert_success();
+    let t = Trail::read(&log);
+    assert_eq!(
+        t.outcome("COPY (SELECT 1) TO PROGRAM 'cat > /dev/null'")["tag"],
+        "COPY 1"
+    );
+    t.fate_is("COPY (SELECT 1) TO PROGRAM 'cat > /dev/null'", "committed");
+    assert!(
+        t.of("statement")
+            .all(|r| r["text"] != "COPY (SELECT 2) TO STDOUT"),
+        "{:#?}",
+        t.recs
+    );
+}
