@@ -450,3 +450,69 @@ fn copy_program_is_audited_as_a_utility_statement() {
         t.recs
     );
 }
+
+/// A routine body is analysed like a DO block: DDL in it gets that DDL's findings, dynamic SQL
+/// gets `opaque-ddl`, for PL/pgSQL, SQL-string and SQL-standard (`BEGIN ATOMIC`) bodies.
+#[test]
+fn routine_bodies_get_the_analysis_a_do_block_gets() {
+    let c = Cluster::shared();
+    let db = c.fresh_db("trail_routine");
+    c.sql(
+        &db,
+        "CREATE TABLE rb (id int, x int); INSERT INTO rb SELECT g, g FROM generate_series(1, 1000) g; ANALYZE rb;",
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = dir.path().join("audit.jsonl");
+    let px = proxy(&log, "");
+    let conn = c.conn(&db).with_port(px.port());
+    let cases = [
+        ("DO $$ BEGIN ALTER TABLE rb DROP COLUMN x; END $$", "ban-drop-column"),
+        (
+            "CREATE FUNCTION rb_f1() RETURNS void LANGUAGE plpgsql AS $$ BEGIN ALTER TABLE rb DROP COLUMN x; END $$",
+            "ban-drop-column",
+        ),
+        (
+            "CREATE OR REPLACE PROCEDURE rb_p2() LANGUAGE sql AS $$ ALTER TABLE rb DROP COLUMN x $$",
+            "ban-drop-column",
+        ),
+        (
+            "CREATE FUNCTION rb_f3(t text) RETURNS void LANGUAGE plpgsql AS $$ BEGIN EXECUTE format('ALTER TABLE %I DROP COLUMN x', t); END $$",
+            "opaque-ddl",
+        ),
+    ];
+    for (sql, _) in cases {
+        psql(&conn, &["-c", sql]).assert_failure();
+    }
+    // A routine without DDL in its body is created as before.
+    psql(
+        &conn,
+        &[
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-c",
+            "CREATE FUNCTION rbok_f() RETURNS int LANGUAGE plpgsql AS $$ BEGIN UPDATE rb SET x = 1 WHERE id = 1; RETURN 1; END $$",
+        ],
+    )
+    .assert_success();
+    let t = Trail::read(&log);
+    for (sql, rule) in cases {
+        let s = t.statement(sql);
+        assert_eq!(s["decision"], "reject", "{s}");
+        assert!(
+            s["rules"]
+                .as_array()
+                .is_some_and(|r| r.contains(&rule.into())),
+            "{rule}: {s}"
+        );
+    }
+    let out = c.sql(
+        &db,
+        "SELECT count(*) FROM pg_proc WHERE proname LIKE 'rb\\_%'",
+    );
+    assert_eq!(out.trim(), "0", "{out}");
+    let cols = c.sql(
+        &db,
+        "SELECT count(*) FROM information_schema.columns WHERE table_name = 'rb'",
+    );
+    assert_eq!(cols.trim(), "2");
+}
