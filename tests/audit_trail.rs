@@ -516,3 +516,49 @@ fn routine_bodies_get_the_analysis_a_do_block_gets() {
     );
     assert_eq!(cols.trim(), "2");
 }
+
+/// A refused multi-statement Query runs none of its statements: every record says `reject`,
+/// the rule sits on the statement it fired on, and each gets the refusal as its outcome.
+#[test]
+fn refused_multi_statement_query_records_every_statement_as_refused() {
+    let c = Cluster::shared();
+    let db = c.fresh_db("trail_refused");
+    c.sql(
+        &db,
+        "CREATE TABLE rq (id int, x int); INSERT INTO rq SELECT g, g FROM generate_series(1, 1000) g; ANALYZE rq;",
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = dir.path().join("audit.jsonl");
+    let px = proxy(&log, "");
+    let conn = c.conn(&db).with_port(px.port());
+    psql(
+        &conn,
+        &[
+            "-c",
+            "CREATE TABLE rq_new (id int); ALTER TABLE rq DROP COLUMN x",
+        ],
+    )
+    .assert_failure();
+    let t = Trail::read(&log);
+    let first = t.statement("CREATE TABLE rq_new (id int)");
+    let second = t.statement("ALTER TABLE rq DROP COLUMN x");
+    assert_eq!(first["decision"], "reject");
+    assert_eq!(first["rules"], serde_json::json!([]));
+    assert!(first["rewritten"].is_null(), "{first}");
+    assert_eq!(second["decision"], "reject");
+    assert!(
+        second["rules"]
+            .as_array()
+            .is_some_and(|r| r.contains(&"ban-drop-column".into())),
+        "{second}"
+    );
+    assert!(second["rewritten"].is_string(), "{second}");
+    for sql in [
+        "CREATE TABLE rq_new (id int)",
+        "ALTER TABLE rq DROP COLUMN x",
+    ] {
+        assert_eq!(t.outcome(sql)["result"], "error", "{sql}");
+        t.fate_is(sql, "rolled_back");
+    }
+    assert!(existing(&db, &["rq_new"]).is_empty());
+}
