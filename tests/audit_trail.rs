@@ -562,3 +562,74 @@ fn refused_multi_statement_query_records_every_statement_as_refused() {
     }
     assert!(existing(&db, &["rq_new"]).is_empty());
 }
+
+/// `alembic downgrade -1` after an upgrade in the same log: the UPDATE of the version row
+/// looks like an upgrade step (`SET 's05' WHERE 's06'`); the report knows the step s05 → s06
+/// was an upgrade, so this one is the downgrade *of s06*, and says so.
+#[test]
+fn alembic_downgrade_is_labelled_with_the_revision_it_undoes() {
+    let c = Cluster::shared();
+    let db = c.fresh_db("trail_downgrade");
+    let setup = std::fs::read_to_string(repo_root().join("tests/alembic_project/setup.sql"))
+        .expect("setup.sql");
+    c.sql(&db, &setup);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = dir.path().join("audit.jsonl");
+    // dry-run: the downgrade's narrowing ALTER (on 1M rows) would be refused; here it must
+    // run so its version row arrives. Its record says what enforce mode would have done.
+    let px = proxy(&log, "[policy]\nmode = \"dry-run\"\n");
+    let conn = c.conn(&db).with_port(px.port());
+    let proj = project(None, None);
+    alembic(proj.path(), &conn, "psycopg2").assert_success();
+    let url = conn
+        .url()
+        .replacen("postgresql://", "postgresql+psycopg2://", 1);
+    let mut cmd = std::process::Command::new(python());
+    cmd.args(["-m", "alembic", "-c"])
+        .arg(proj.path().join("alembic.ini"))
+        .args(["downgrade", "-1"])
+        .current_dir(proj.path())
+        .env("PGWARDEN_TEST_URL", url);
+    run_cmd(cmd, None, std::time::Duration::from_secs(300)).assert_success();
+    let t = Trail::read(&log);
+    let down = t
+        .of("fate")
+        .flat_map(|f| f["migrations"].as_array().into_iter().flatten())
+        .find(|m| m["revision"] == "s05" && m["from"] == "s06")
+        .expect("downgrade step recorded")
+        .clone();
+    assert_eq!(down["tool"], "alembic", "{down}");
+    let rep = std::process::Command::new(env!("CARGO_BIN_EXE_pgwarden"))
+        .args(["audit", "report"])
+        .arg(&log)
+        .output()
+        .expect("report");
+    let text = String::from_utf8_lossy(&rep.stdout);
+    assert!(
+        text.contains("revision alembic s06 (upgrade from s05)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("revision alembic downgrade of s06 (to s05)"),
+        "{text}"
+    );
+    // The downgrade's ALTER sits under that label.
+    let at = text.find("downgrade of s06").unwrap_or(usize::MAX);
+    let alter = text.rfind("TYPE VARCHAR(50)").unwrap_or(0);
+    assert!(at < alter, "{text}");
+    let v = c.sql(&db, "SELECT version_num FROM alembic_version");
+    assert_eq!(v.trim(), "s05");
+    let narrowing = t
+        .of("statement")
+        .find(|r| {
+            r["text"]
+                .as_str()
+                .is_some_and(|s| s.contains("TYPE VARCHAR(50)"))
+        })
+        .expect("downgrade ALTER");
+    assert_eq!(
+        (&narrowing["decision"], &narrowing["would"]),
+        (&"warn".into(), &"reject".into()),
+        "{narrowing}"
+    );
+}

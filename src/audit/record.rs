@@ -150,8 +150,8 @@ pub struct StatementRecord {
     pub injected: Vec<String>,
     /// Table sizes the decision used.
     pub table_sizes: Vec<TableSize>,
-    /// In `warn` and `dry-run` modes: what enforce mode would have done (`reject`,
-    /// `rewrite`) when that differs from `decision`; absent otherwise.
+    /// In `dry-run` mode: what enforce mode would have done (`reject`, `rewrite`) when that
+    /// differs from `decision`; absent otherwise.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub would: Option<Decision>,
     /// Secret values found in the client's text, kept in memory only (never serialised) to

@@ -86,7 +86,7 @@ pub struct StatementReport {
     pub gid: Option<String>,
     /// Two-phase commit: the session that ran COMMIT/ROLLBACK PREPARED.
     pub finished_by: Option<String>,
-    /// `warn`/`dry-run` modes: what enforce mode would have done.
+    /// `dry-run` mode: what enforce mode would have done.
     pub would: Option<Decision>,
 }
 
