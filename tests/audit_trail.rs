@@ -222,15 +222,21 @@ fn savepoints_before_the_first_ddl_and_same_names_are_tracked_like_postgres() {
         ("sp_five", "rolled_back"),
         ("sp_six", "rolled_back"),
         ("sp_seven", "committed"),
+        ("sp_eight", "committed"),
     ] {
         t.fate_is(&format!("CREATE TABLE {table} (id int)"), fate);
     }
     assert_eq!(
+        t.outcome("ALTER TABLE sp_missing ADD COLUMN y int")["sqlstate"],
+        "42P01"
+    );
+    t.fate_is("ALTER TABLE sp_missing ADD COLUMN y int", "rolled_back");
+    assert_eq!(
         existing(
             &db,
-            &["sp_three", "sp_four", "sp_five", "sp_six", "sp_seven"]
+            &["sp_three", "sp_four", "sp_five", "sp_six", "sp_seven", "sp_eight"]
         ),
-        vec!["sp_four", "sp_seven"]
+        vec!["sp_eight", "sp_four", "sp_seven"]
     );
     assert!(
         t.of("fate").all(|f| f["fate"] != "unknown"),

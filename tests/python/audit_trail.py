@@ -20,6 +20,13 @@ def savepoints(url):
     cur.execute("RELEASE x")  # the newer x, and nothing else
     cur.execute("ROLLBACK WORK TO x")  # the older x: undoes five and six
     cur.execute("CREATE TABLE sp_seven (id int)")
+    # An error inside a subtransaction, recovered by ROLLBACK TO.
+    cur.execute("SAVEPOINT e")
+    try:
+        cur.execute("ALTER TABLE sp_missing ADD COLUMN y int")
+    except psycopg2.errors.UndefinedTable:
+        cur.execute("ROLLBACK TO SAVEPOINT e")
+    cur.execute("CREATE TABLE sp_eight (id int)")
     cur.execute('RELEASE SAVEPOINT "S1"')
     conn.commit()
     conn.close()
