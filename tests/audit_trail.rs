@@ -173,6 +173,7 @@ fn multi_statement_queries_get_one_record_per_statement_with_its_own_outcome() {
     assert!(text.contains("-> SET"), "{text}");
     assert!(text.contains("ERROR 42P01"), "{text}");
     assert!(text.contains("not run (an earlier statement"), "{text}");
+    assert!(text.contains("0 undecided, 1 not run"), "{text}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

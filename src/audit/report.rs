@@ -97,8 +97,10 @@ pub struct Totals {
     pub statements: usize,
     pub committed: usize,
     pub rolled_back: usize,
-    /// Prepared, unknown, or no fate record.
+    /// Prepared, unknown, or no fate record (statements that ran).
     pub undecided: usize,
+    /// Never run: skipped by the server after an earlier error in the same request.
+    pub skipped: usize,
     pub errors: usize,
     pub allow: usize,
     pub warn: usize,
@@ -503,7 +505,9 @@ fn attribute_golang_migrate(groups: Vec<RevisionGroup>) -> Vec<RevisionGroup> {
 
 fn t_count(t: &mut Totals, st: &StatementReport) {
     t.statements += 1;
+    let skipped = matches!(st.outcome, Some(Outcome::Skipped));
     match st.fate {
+        _ if skipped => t.skipped += 1,
         Some(Fate::Committed) => t.committed += 1,
         Some(Fate::RolledBack) => t.rolled_back += 1,
         _ => t.undecided += 1,
@@ -747,8 +751,21 @@ pub fn render_text(r: &Report) -> String {
     let _ = writeln!(o);
     let _ = writeln!(
         o,
-        "totals: {} statements: {} committed, {} rolled back, {} undecided; {} errors; decisions: allow {}, warn {}, rewrite {}, reject {}",
-        t.statements, t.committed, t.rolled_back, t.undecided, t.errors, t.allow, t.warn, t.rewrite, t.reject
+        "totals: {} statements: {} committed, {} rolled back, {} undecided{}; {} errors; decisions: allow {}, warn {}, rewrite {}, reject {}",
+        t.statements,
+        t.committed,
+        t.rolled_back,
+        t.undecided,
+        if t.skipped > 0 {
+            format!(", {} not run", t.skipped)
+        } else {
+            String::new()
+        },
+        t.errors,
+        t.allow,
+        t.warn,
+        t.rewrite,
+        t.reject
     );
     o
 }
