@@ -246,6 +246,26 @@ fn savepoints_before_the_first_ddl_and_same_names_are_tracked_like_postgres() {
     );
 }
 
+/// psycopg 3's nested `transaction()` blocks send SAVEPOINT / RELEASE / ROLLBACK TO.
+#[test]
+fn psycopg3_nested_transactions_are_tracked() {
+    let c = Cluster::shared();
+    let db = c.fresh_db("trail_sp_psycopg3");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = dir.path().join("audit.jsonl");
+    let px = proxy(&log, "");
+    let conn = c.conn(&db).with_port(px.port());
+    run_python("audit_trail.py", &["savepoints3", &conn.url()]).assert_success();
+    let t = Trail::read(&log);
+    t.fate_is("CREATE TABLE p3_one (id int)", "committed");
+    t.fate_is("CREATE TABLE p3_two (id int)", "rolled_back");
+    t.fate_is("CREATE TABLE p3_three (id int)", "committed");
+    assert_eq!(
+        existing(&db, &["p3_one", "p3_two", "p3_three"]),
+        vec!["p3_one", "p3_three"]
+    );
+}
+
 #[test]
 fn two_phase_commit_outcomes_are_recorded_from_any_session() {
     let c = Cluster::shared();

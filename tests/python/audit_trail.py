@@ -43,5 +43,27 @@ def multi(url):
     conn.close()
 
 
+
+
+def savepoints3(url):
+    """psycopg 3's nested transaction() blocks: SAVEPOINT / ROLLBACK TO / RELEASE."""
+    import psycopg
+
+    with psycopg.connect(url) as conn:
+        with conn.transaction():
+            with conn.transaction():  # SAVEPOINT before any DDL
+                conn.execute("CREATE TABLE p3_one (id int)")
+            try:
+                with conn.transaction():
+                    conn.execute("CREATE TABLE p3_two (id int)")
+                    raise RuntimeError("undo the savepoint")
+            except RuntimeError:
+                pass
+            conn.execute("CREATE TABLE p3_three (id int)")
+
+
+MODES = {"savepoints": savepoints, "multi": multi, "savepoints3": savepoints3}
+
+
 if __name__ == "__main__":
-    {"savepoints": savepoints, "multi": multi}[sys.argv[1]](sys.argv[2])
+    MODES[sys.argv[1]](sys.argv[2])
