@@ -26,11 +26,20 @@
 //!   A failed COMMIT (deferred constraint) is the same path: error, then `I` → rolled back.
 //! - A `BEGIN` inside an implicit transaction turns it into an explicit one (Postgres keeps the
 //!   earlier statements of the same Query in it), so nothing is decided at that point.
-//! - Savepoints are tracked by name: `SAVEPOINT s` marks a position; `ROLLBACK TO s` decides
-//!   *now* that the statements after the mark rolled back (and drops migration revisions seen
-//!   after it); the savepoint stays, later ones are gone; `RELEASE s` forgets `s` and later
-//!   ones, their statements stay in the transaction. A `ROLLBACK TO` naming a savepoint the
-//!   tracker never saw makes the fate of everything in the transaction `unknown`.
+//! - Savepoints are tracked as PostgreSQL keeps them: a stack of names folded as the server
+//!   folds identifiers; `ROLLBACK TO s` takes the most recent `s`, decides *now* that the
+//!   statements after it rolled back (with migration revisions seen after it), keeps `s` and
+//!   destroys later ones; `RELEASE s` destroys `s` and later ones, their statements stay in
+//!   the transaction. A name the server accepted that the tracker never saw was taken before
+//!   the audit log followed the transaction (it follows every request from the first audited
+//!   statement to the end of the transaction), so it is older than everything seen: ROLLBACK
+//!   TO it undoes every statement seen. Only a savepoint command the tracker cannot place (an
+//!   extended-protocol ROLLBACK/SAVEPOINT whose text it does not see) makes the fate `unknown`.
+//! - Each audited statement joins the unit at its own completion ([`TxFateTracker::completed_with`]),
+//!   so savepoints in the same Query are placed right; a statement the server skipped never
+//!   joins.
+//! - `PREPARE TRANSACTION 'g'` → prepared, with the gid; `COMMIT/ROLLBACK PREPARED 'g'` yields
+//!   a decision for gid `g` (the session joins it to the prepared statements, see twophase.rs).
 //! - Connection closed: inside a transaction (T/E) with no request in flight → rolled back
 //!   (the server aborts it). With a request in flight (a COMMIT may have reached the server), or
 //!   in an implicit transaction whose ReadyForQuery never arrived → unknown.
