@@ -533,9 +533,9 @@ async fn fates_match_what_postgres_really_kept() {
         String::from_utf8_lossy(&out.stderr)
     );
     for needle in [
-        "revision alembic 0001: committed",
-        "revision alembic 0002: committed",
-        "revision django polls.0001_initial: committed",
+        "revision alembic 0001 (upgrade): committed",
+        "revision alembic 0002 (upgrade from 0001): committed",
+        "revision django polls.0001_initial (upgrade): committed",
         "ERROR 42P01: relation \"t_missing\" does not exist",
         "ALTER ROLE r_audit PASSWORD '[REDACTED]'",
         "ERROR 22007: invalid input syntax for type timestamp with time zone: \"[REDACTED]\"",

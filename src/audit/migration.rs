@@ -18,8 +18,13 @@
 //!   `TRUNCATE`; told apart from Rails by the `dirty` column. golang-migrate writes its version
 //!   in its own transaction (dirty before the migration, clean after), not in the migration's.
 //!
-//! Alembic's `DELETE FROM alembic_version` (downgrade to base) is not reported: it names the
-//! revision being removed, not one being applied.
+//! Direction: an INSERT into the version table is an upgrade to the inserted revision; a
+//! `DELETE FROM alembic_version / schema_migrations / django_migrations WHERE ...` is a
+//! downgrade of the deleted revision (Alembic's downgrade to base, Rails' and Django's
+//! unapply). Alembic's `UPDATE ... SET version_num = 'y' WHERE version_num = 'x'` says only
+//! that the step went from `x` to `y`: upgrade and downgrade look the same. `from` keeps `x`,
+//! and the direction is left open (the fate tracker and the report infer it from a chain of
+//! steps that starts with an INSERT or ends with a DELETE, or from the reverse step).
 use serde::{Deserialize, Serialize};
 
 use super::lex::{ident_value, string_value, tokenize, Kind, Token};
@@ -49,6 +54,35 @@ pub struct MigrationRevision {
     /// as started but not finished.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dirty: Option<bool>,
+    /// Alembic's UPDATE: the version the row held before (its WHERE value).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<String>,
+    /// `upgrade` or `downgrade` when known (see the module docs); absent when the bookkeeping
+    /// alone cannot tell.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub direction: Option<Direction>,
+}
+
+/// Which way a migration step went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Direction {
+    Upgrade,
+    Downgrade,
+}
+
+impl MigrationRevision {
+    /// A revision with only tool and name.
+    pub fn new(tool: MigrationTool, revision: impl Into<String>) -> MigrationRevision {
+        MigrationRevision {
+            tool,
+            revision: revision.into(),
+            description: None,
+            dirty: None,
+            from: None,
+            direction: None,
+        }
+    }
 }
 
 /// Recognises migration bookkeeping in `sql` (which may hold several statements).
@@ -263,16 +297,83 @@ fn detect_one(src: &str, t: &[Token], params: &[Option<&str>], out: &mut Vec<Mig
                 && part[1].is_punct(src, "=")
             {
                 if let Some(v) = value(src, &part[2..], params) {
-                    out.push(MigrationRevision {
-                        tool: MigrationTool::Alembic,
-                        revision: v,
-                        description: None,
-                        dirty: None,
-                    });
+                    let mut r = MigrationRevision::new(MigrationTool::Alembic, v);
+                    r.from = t
+                        .get(end..)
+                        .and_then(|w| where_values(src, w, params).remove("version_num"));
+                    out.push(r);
                 }
             }
         }
+    } else if first.is_word(src, "delete") {
+        // `DELETE FROM alembic_version WHERE version_num = 'x'` (Rails and Django: their
+        // tables' `version` / `app` + `name`): the downgrade of that revision.
+        if !t.get(1).is_some_and(|x| x.is_word(src, "from")) {
+            return;
+        }
+        let mut i = 2;
+        if t.get(i).is_some_and(|x| x.is_word(src, "only")) {
+            i += 1;
+        }
+        let Some((name, i)) = qualified_name(src, t, i) else {
+            return;
+        };
+        let Some(table) = table_of(&name) else { return };
+        let Some(w) = t[i..].iter().position(|x| x.is_word(src, "where")) else {
+            return;
+        };
+        let vals = where_values(src, &t[i + w..], params);
+        let revision = match table {
+            Table::Alembic => vals.get("version_num").cloned(),
+            Table::SchemaMigrations if !vals.contains_key("dirty") => vals.get("version").cloned(),
+            Table::Django => match (vals.get("app"), vals.get("name")) {
+                (Some(a), Some(n)) => Some(format!("{a}.{n}")),
+                _ => None,
+            },
+            _ => None,
+        };
+        let tool = match table {
+            Table::Alembic => MigrationTool::Alembic,
+            Table::Django => MigrationTool::Django,
+            _ => MigrationTool::Rails,
+        };
+        if let Some(rev) = revision {
+            let mut r = MigrationRevision::new(tool, rev);
+            r.direction = Some(Direction::Downgrade);
+            out.push(r);
+        }
     }
+}
+
+/// `column = value` pairs of a WHERE clause joined by AND (columns possibly qualified, the
+/// clause possibly parenthesised): column → value. Anything else is ignored.
+fn where_values(
+    src: &str,
+    t: &[Token],
+    params: &[Option<&str>],
+) -> std::collections::HashMap<String, String> {
+    let mut out = std::collections::HashMap::new();
+    let mut i = 0;
+    while i < t.len() {
+        if t[i].is_word(src, "returning") {
+            break;
+        }
+        if t.get(i + 1).is_some_and(|x| x.is_punct(src, "="))
+            || t.get(i + 1).is_some_and(|x| x.is_punct(src, "."))
+        {
+            if let Some((col, j)) = qualified_name(src, t, i) {
+                if t.get(j).is_some_and(|x| x.is_punct(src, "=")) {
+                    if let Some(v) = t.get(j + 1..).and_then(|rest| value(src, rest, params)) {
+                        out.entry(col).or_insert(v);
+                    }
+                    i = j + 2;
+                    continue;
+                }
+            }
+        }
+        i += 1;
+    }
+    out
 }
 
 /// One VALUES row with its column names.
@@ -295,11 +396,14 @@ impl Row<'_> {
 fn row_revision(table: Table, row: &Row<'_>) -> Option<MigrationRevision> {
     let get = |c: &str| row.get(c);
     let has_dirty = row.has("dirty");
-    let rev = |tool, revision: String| MigrationRevision {
-        tool,
-        revision,
-        description: None,
-        dirty: None,
+    let rev = |tool, revision: String| {
+        let mut r = MigrationRevision::new(tool, revision);
+        // Inserting a version row: the revision was applied. golang-migrate's row is a
+        // state marker (dirty before, clean after), whichever way it went.
+        if tool != MigrationTool::GolangMigrate {
+            r.direction = Some(Direction::Upgrade);
+        }
+        r
     };
     match table {
         Table::Alembic => Some(rev(MigrationTool::Alembic, get("version_num")?.to_string())),
@@ -364,11 +468,33 @@ mod tests {
             &[Some("ae10"), Some("0002")],
         );
         assert_eq!(r.revision, "ae10");
-        assert!(detect(
-            "DELETE FROM alembic_version WHERE version_num = '0001'",
-            &[]
-        )
-        .is_empty());
+        assert_eq!(r.from.as_deref(), Some("0002"));
+        assert_eq!(r.direction, None);
+        let r = one(
+            "DELETE FROM alembic_version WHERE alembic_version.version_num = '0001'",
+            &[],
+        );
+        assert_eq!(
+            (r.revision.as_str(), r.direction),
+            ("0001", Some(Direction::Downgrade))
+        );
+        let r = one(
+            "DELETE FROM \"schema_migrations\" WHERE \"schema_migrations\".\"version\" = $1",
+            &[Some("20240101")],
+        );
+        assert_eq!(
+            (r.tool, r.revision.as_str(), r.direction),
+            (MigrationTool::Rails, "20240101", Some(Direction::Downgrade))
+        );
+        let r = one(
+            "DELETE FROM \"django_migrations\" WHERE (\"django_migrations\".\"app\" = 'shop' AND \"django_migrations\".\"name\" = '0002_x')",
+            &[],
+        );
+        assert_eq!(
+            (r.tool, r.revision.as_str()),
+            (MigrationTool::Django, "shop.0002_x")
+        );
+        assert!(detect("DELETE FROM alembic_version", &[]).is_empty());
     }
 
     #[test]

@@ -152,6 +152,10 @@ pub struct StatementRecord {
     pub injected: Vec<String>,
     /// Table sizes the decision used.
     pub table_sizes: Vec<TableSize>,
+    /// In `dry-run` mode: what enforce mode would have done (`reject`, `rewrite`) when that
+    /// differs from `decision`; absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub would: Option<Decision>,
     /// Secret values found in the client's text, kept in memory only (never serialised) to
     /// scrub them from the rewritten text and from the server's error message.
     #[serde(skip)]
@@ -209,6 +213,7 @@ impl StatementRecord {
             rewritten: None,
             injected: Vec::new(),
             table_sizes: Vec::new(),
+            would: None,
             secrets: Secrets(secrets),
         }
     }
@@ -240,6 +245,9 @@ pub enum Outcome {
     Error { sqlstate: String, message: String },
     /// The server connection ended before an answer arrived.
     Unknown,
+    /// The server never ran it: an earlier statement of the same simple Query (or
+    /// extended-protocol batch) failed, and the server skips the rest up to ReadyForQuery.
+    Skipped,
 }
 
 impl OutcomeRecord {
@@ -323,6 +331,11 @@ pub enum FateReason {
     Error,
     /// PREPARE TRANSACTION.
     Prepare,
+    /// COMMIT PREPARED of this transaction's gid, through pgwarden (`finished_by` names the
+    /// session).
+    CommitPrepared,
+    /// ROLLBACK PREPARED of this transaction's gid, through pgwarden.
+    RollbackPrepared,
     /// The connection ended.
     Disconnect,
 }
@@ -342,6 +355,20 @@ pub struct FateRecord {
     /// Migration revisions recorded in the same transaction, in order, each with the audited
     /// statements it covers.
     pub migrations: Vec<MigrationInTx>,
+    /// Two-phase commit: the transaction's gid (on `prepare` and on the later
+    /// `commit_prepared` / `rollback_prepared` record).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gid: Option<String>,
+    /// `commit_prepared` / `rollback_prepared`: the session that ran COMMIT/ROLLBACK PREPARED
+    /// (may differ from `session_id`, the session that prepared it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_by: Option<String>,
+    /// Statements of `seqs` no revision covers, run after this migration revision's
+    /// bookkeeping in the same session: they belong to the revision after it (its own
+    /// bookkeeping never came in this transaction, e.g. the revision was refused). A later
+    /// fate record naming them in its `migrations` supersedes this.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after_revision: Option<MigrationRevision>,
 }
 
 /// A migration revision recorded in a transaction, and the audited statements it covers: those

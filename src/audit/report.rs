@@ -10,7 +10,7 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
-use super::migration::MigrationRevision;
+use super::migration::{Direction, MigrationRevision, MigrationTool};
 use super::record::{
     Decision, Fate, FateReason, Outcome, Record, SessionCounts, SessionEnd, SessionStart,
 };
@@ -56,6 +56,9 @@ pub struct SessionReport {
 pub struct RevisionGroup {
     /// `None`: no migration bookkeeping covered these statements.
     pub migration: Option<MigrationRevision>,
+    /// No revision covers them, but they ran after this revision's bookkeeping in the same
+    /// session: they belong to the revision after it (whose bookkeeping never came).
+    pub after_revision: Option<MigrationRevision>,
     /// The fate shared by all statements, `None` when they differ or are unknown.
     pub fate: Option<Fate>,
     pub statements: Vec<StatementReport>,
@@ -82,6 +85,12 @@ pub struct StatementReport {
     /// pgwarden's lock-timeout retries of the statement (empty: it ran once).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub attempts: Vec<crate::execute::Attempt>,
+    /// Two-phase commit: the gid of the prepared transaction holding it.
+    pub gid: Option<String>,
+    /// Two-phase commit: the session that ran COMMIT/ROLLBACK PREPARED.
+    pub finished_by: Option<String>,
+    /// `dry-run` mode: what enforce mode would have done.
+    pub would: Option<Decision>,
 }
 
 /// Counts over the whole file.
@@ -91,8 +100,10 @@ pub struct Totals {
     pub statements: usize,
     pub committed: usize,
     pub rolled_back: usize,
-    /// Prepared, unknown, or no fate record.
+    /// Prepared, unknown, or no fate record (statements that ran).
     pub undecided: usize,
+    /// Never run: skipped by the server after an earlier error in the same request.
+    pub skipped: usize,
     pub errors: usize,
     pub allow: usize,
     pub warn: usize,
@@ -114,6 +125,10 @@ struct SessionAcc {
     /// transaction without audited statements (golang-migrate's own transactions).
     last_seq: u64,
     fates: BTreeMap<u64, (Fate, FateReason)>,
+    /// seq → (gid, session that finished it) for prepared transactions.
+    two_phase: BTreeMap<u64, (Option<String>, Option<String>)>,
+    /// seq → the revision whose bookkeeping preceded it (statements no revision covers).
+    after_of: BTreeMap<u64, MigrationRevision>,
     /// seq → which transaction (fate record) held it; all committed autocommit statements
     /// share one key so they read as one block.
     tx_of: BTreeMap<u64, usize>,
@@ -139,6 +154,10 @@ pub fn build_report(path: &str, bytes: &[u8]) -> Result<Report, AuditError> {
         lines.pop();
     }
     let n_lines = lines.len();
+    // gid → (session, seqs) of the last prepared transaction with that gid: a COMMIT/ROLLBACK
+    // PREPARED recorded by another session (or after a restart) finds its statements here.
+    let mut prepared: std::collections::HashMap<String, (String, Vec<u64>)> =
+        std::collections::HashMap::new();
     for (idx, raw) in lines.into_iter().enumerate() {
         let line_no = idx + 1;
         let is_last_unterminated = line_no == n_lines && !ends_with_newline;
@@ -182,6 +201,24 @@ pub fn build_report(path: &str, bytes: &[u8]) -> Result<Report, AuditError> {
         };
         report.records += 1;
         let next_order = sessions.len();
+        let mut rec = rec;
+        if let Record::Fate(r) = &mut rec {
+            match (r.reason, &r.gid) {
+                (FateReason::Prepare, Some(g)) => {
+                    prepared.insert(g.clone(), (r.session_id.clone(), r.seqs.clone()));
+                }
+                (FateReason::CommitPrepared | FateReason::RollbackPrepared, Some(g)) => {
+                    if let Some((sid, seqs)) = prepared.remove(g) {
+                        if r.seqs.is_empty() {
+                            r.finished_by.get_or_insert(r.session_id.clone());
+                            r.session_id = sid;
+                            r.seqs = seqs;
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
         let sid = match &rec {
             Record::SessionStart(r) => &r.session_id,
             Record::SessionEnd(r) => &r.session_id,
@@ -216,6 +253,9 @@ pub fn build_report(path: &str, bytes: &[u8]) -> Result<Report, AuditError> {
                         fate: None,
                         fate_reason: None,
                         attempts: Vec::new(),
+                        gid: None,
+                        finished_by: None,
+                        would: r.would,
                     },
                 );
             }
@@ -235,6 +275,20 @@ pub fn build_report(path: &str, bytes: &[u8]) -> Result<Report, AuditError> {
                 for s in &r.seqs {
                     acc.fates.insert(*s, (r.fate, r.reason));
                     acc.tx_of.insert(*s, tx);
+                    if r.gid.is_some() {
+                        acc.two_phase
+                            .insert(*s, (r.gid.clone(), r.finished_by.clone()));
+                    }
+                }
+                if let Some(after) = &r.after_revision {
+                    let covered: std::collections::HashSet<u64> = r
+                        .migrations
+                        .iter()
+                        .flat_map(|m| m.seqs.iter().copied())
+                        .collect();
+                    for s in r.seqs.iter().filter(|s| !covered.contains(s)) {
+                        acc.after_of.insert(*s, after.clone());
+                    }
                 }
                 // A revision without statements sits after the statements of the revisions
                 // recorded before it in the same transaction, else before the transaction's
@@ -251,6 +305,7 @@ pub fn build_report(path: &str, bytes: &[u8]) -> Result<Report, AuditError> {
                     } else {
                         covered_before = m.seqs.iter().copied().max().max(covered_before);
                         for s in m.seqs {
+                            acc.after_of.remove(&s);
                             acc.revision_of.insert(s, m.revision.clone());
                         }
                     }
@@ -274,6 +329,10 @@ pub fn build_report(path: &str, bytes: &[u8]) -> Result<Report, AuditError> {
                 st.fate = Some(*f);
                 st.fate_reason = Some(*r);
             }
+            if let Some((g, by)) = acc.two_phase.get(seq) {
+                st.gid = g.clone();
+                st.finished_by = by.clone();
+            }
         }
         let mut groups: Vec<RevisionGroup> = Vec::new();
         acc.empty_revisions.sort_by_key(|(pos, _, _)| *pos);
@@ -284,11 +343,16 @@ pub fn build_report(path: &str, bytes: &[u8]) -> Result<Report, AuditError> {
                 let _ = pos;
                 groups.push(RevisionGroup {
                     migration: Some(rev),
+                    after_revision: None,
                     fate: Some(fate),
                     statements: Vec::new(),
                 });
             }
             let rev = acc.revision_of.get(&seq).cloned();
+            let after = match rev {
+                None => acc.after_of.get(&seq).cloned(),
+                Some(_) => None,
+            };
             // Statements without a revision are grouped per transaction.
             let key = if rev.is_none() {
                 acc.tx_of.get(&seq).copied()
@@ -299,13 +363,15 @@ pub fn build_report(path: &str, bytes: &[u8]) -> Result<Report, AuditError> {
             match groups.last_mut() {
                 Some(g)
                     if g.migration == rev
+                        && g.after_revision == after
                         && !(g.statements.is_empty() && rev.is_some())
-                        && last_key == key =>
+                        && (last_key == key || after.is_some()) =>
                 {
                     g.statements.push(st)
                 }
                 _ => groups.push(RevisionGroup {
                     migration: rev,
+                    after_revision: after,
                     fate: None,
                     statements: vec![st],
                 }),
@@ -315,6 +381,7 @@ pub fn build_report(path: &str, bytes: &[u8]) -> Result<Report, AuditError> {
         for (_, rev, fate) in empties {
             groups.push(RevisionGroup {
                 migration: Some(rev),
+                after_revision: None,
                 fate: Some(fate),
                 statements: Vec::new(),
             });
@@ -365,8 +432,47 @@ pub fn build_report(path: &str, bytes: &[u8]) -> Result<Report, AuditError> {
             groups,
         });
     }
+    infer_directions(&mut report);
     report.totals.sessions = report.sessions.len();
     Ok(report)
+}
+
+/// Alembic's UPDATE of its version row looks the same both ways (`from` → `revision`). A step
+/// whose way is known elsewhere in the file — the same step, or its reverse — tells it: an
+/// upgrade `A → B` makes a later `B → A` a downgrade.
+fn infer_directions(report: &mut Report) {
+    let mut known: std::collections::HashMap<(String, String), Direction> =
+        std::collections::HashMap::new();
+    let each = |report: &mut Report, f: &mut dyn FnMut(&mut MigrationRevision)| {
+        for s in &mut report.sessions {
+            for g in &mut s.groups {
+                for m in g.migration.iter_mut().chain(g.after_revision.iter_mut()) {
+                    if m.tool == MigrationTool::Alembic {
+                        f(m);
+                    }
+                }
+            }
+        }
+    };
+    each(report, &mut |m| {
+        if let (Some(from), Some(d)) = (&m.from, m.direction) {
+            known.insert((from.clone(), m.revision.clone()), d);
+        }
+    });
+    each(report, &mut |m| {
+        if m.direction.is_some() {
+            return;
+        }
+        let Some(from) = &m.from else { return };
+        m.direction = match known.get(&(from.clone(), m.revision.clone())) {
+            Some(d) => Some(*d),
+            None => match known.get(&(m.revision.clone(), from.clone())) {
+                Some(Direction::Upgrade) => Some(Direction::Downgrade),
+                Some(Direction::Downgrade) => Some(Direction::Upgrade),
+                None => None,
+            },
+        };
+    });
 }
 
 /// golang-migrate records `(version, dirty=true)` in a transaction of its own before running a
@@ -416,7 +522,9 @@ fn attribute_golang_migrate(groups: Vec<RevisionGroup>) -> Vec<RevisionGroup> {
 
 fn t_count(t: &mut Totals, st: &StatementReport) {
     t.statements += 1;
+    let skipped = matches!(st.outcome, Some(Outcome::Skipped));
     match st.fate {
+        _ if skipped => t.skipped += 1,
         Some(Fate::Committed) => t.committed += 1,
         Some(Fate::RolledBack) => t.rolled_back += 1,
         _ => t.undecided += 1,
@@ -470,7 +578,19 @@ fn migration_label(m: &MigrationRevision) -> String {
         .ok()
         .and_then(|v| v.as_str().map(str::to_string))
         .unwrap_or_default();
-    let mut s = format!("{tool} {}", m.revision);
+    let mut s = match (m.direction, &m.from) {
+        (Some(Direction::Upgrade), Some(from)) => {
+            format!("{tool} {} (upgrade from {from})", m.revision)
+        }
+        (Some(Direction::Upgrade), None) => format!("{tool} {} (upgrade)", m.revision),
+        // The UPDATE of a downgrade writes the parent: the statements are `from`'s downgrade.
+        (Some(Direction::Downgrade), Some(from)) => {
+            format!("{tool} downgrade of {from} (to {})", m.revision)
+        }
+        (Some(Direction::Downgrade), None) => format!("{tool} downgrade of {}", m.revision),
+        (None, Some(from)) => format!("{tool} {from} -> {}", m.revision),
+        (None, None) => format!("{tool} {}", m.revision),
+    };
     if let Some(d) = &m.description {
         let _ = write!(s, " ({d})");
     }
@@ -536,19 +656,24 @@ pub fn render_text(r: &Report) -> String {
             );
         }
         for g in &s.groups {
-            let label = match &g.migration {
-                Some(m) => format!("revision {}", migration_label(m)),
-                None if !g.statements.is_empty()
-                    && g.statements
-                        .iter()
-                        .all(|s| s.fate_reason == Some(FateReason::Autocommit)) =>
+            let label = match (&g.migration, &g.after_revision) {
+                (Some(m), _) => format!("revision {}", migration_label(m)),
+                (None, Some(a)) => format!(
+                    "the revision after {} (its version row never came: it failed or was refused)",
+                    migration_label(a)
+                ),
+                (None, None)
+                    if !g.statements.is_empty()
+                        && g.statements
+                            .iter()
+                            .all(|s| s.fate_reason == Some(FateReason::Autocommit)) =>
                 {
                     "no migration revision recorded, autocommit".to_string()
                 }
-                None if g.statements.iter().all(|s| s.fate.is_none()) => {
+                (None, None) if g.statements.iter().all(|s| s.fate.is_none()) => {
                     "no migration revision recorded".to_string()
                 }
-                None => "no migration revision recorded, one transaction".to_string(),
+                (None, None) => "no migration revision recorded, one transaction".to_string(),
             };
             let fate = match g.fate {
                 Some(f) => f.as_str().to_string(),
@@ -566,6 +691,9 @@ pub fn render_text(r: &Report) -> String {
                         format!("ERROR {sqlstate}: {}", one_line(message, 100))
                     }
                     Some(Outcome::Unknown) => "no answer (connection lost)".into(),
+                    Some(Outcome::Skipped) => {
+                        "not run (an earlier statement of the same request failed)".into()
+                    }
                     None => "no outcome record".into(),
                 };
                 let dur = st
@@ -587,11 +715,31 @@ pub fn render_text(r: &Report) -> String {
                     ),
                     (f, _) => fate_str(f).to_string(),
                 };
+                let fate = match (st.fate, &st.gid, &st.finished_by) {
+                    (Some(Fate::Prepared), g, _) => format!(
+                        "{fate}, gid {}: no COMMIT/ROLLBACK PREPARED seen by pgwarden (still \
+                         pending, or finished directly on the server or through a pgwarden \
+                         writing another log: see pg_prepared_xacts)",
+                        g.as_deref().unwrap_or("?")
+                    ),
+                    (Some(_), Some(g), Some(by)) => format!("{fate}, gid {g}, by session {by}"),
+                    _ => fate,
+                };
+                let fate = match (st.fate_reason, st.fate) {
+                    (Some(FateReason::SavepointRollback), _) => {
+                        format!("{fate}: undone by ROLLBACK TO SAVEPOINT")
+                    }
+                    _ => fate,
+                };
+                let decision = match st.would {
+                    Some(w) => format!("{} (would {})", st.decision.as_str(), w.as_str()),
+                    None => st.decision.as_str().to_string(),
+                };
                 let _ = writeln!(
                     o,
                     "    #{:<4} {:<7}{rules} {}",
                     st.seq,
-                    st.decision.as_str(),
+                    decision,
                     one_line(&st.text, 90)
                 );
                 if !st.table_sizes.is_empty() {
@@ -627,8 +775,21 @@ pub fn render_text(r: &Report) -> String {
     let _ = writeln!(o);
     let _ = writeln!(
         o,
-        "totals: {} statements: {} committed, {} rolled back, {} undecided; {} errors; decisions: allow {}, warn {}, rewrite {}, reject {}",
-        t.statements, t.committed, t.rolled_back, t.undecided, t.errors, t.allow, t.warn, t.rewrite, t.reject
+        "totals: {} statements: {} committed, {} rolled back, {} undecided{}; {} errors; decisions: allow {}, warn {}, rewrite {}, reject {}",
+        t.statements,
+        t.committed,
+        t.rolled_back,
+        t.undecided,
+        if t.skipped > 0 {
+            format!(", {} not run", t.skipped)
+        } else {
+            String::new()
+        },
+        t.errors,
+        t.allow,
+        t.warn,
+        t.rewrite,
+        t.reject
     );
     o
 }

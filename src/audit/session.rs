@@ -17,11 +17,13 @@ use std::collections::HashMap;
 use std::time::Instant;
 
 use super::migration::detect;
+use super::record::FateReason;
 use super::record::{
     now_rfc3339, Decision, Outcome, OutcomeRecord, Record, SessionCounts, SessionEnd, SessionStart,
     StatementRecord,
 };
-use super::txfate::{Completion, TxFateTracker};
+use super::twophase::PreparedTx;
+use super::txfate::{Completion, FateDecision, TxFateTracker};
 use super::writer::AuditHandle;
 use super::AuditError;
 use crate::protocol::TxStatus;
@@ -139,8 +141,9 @@ impl AuditSession {
     /// the record itself (with [`AuditHandle::ddl`]) and whose server side owns this session:
     /// call it, in server-answer order, before the statement's first completion.
     /// `at`: when the statement was forwarded (its duration runs from there).
+    /// The statement joins the fate tracker at its own completion (so a SAVEPOINT or
+    /// ROLLBACK TO earlier in the same Query is placed right), or never if the server skips it.
     pub fn forwarded(&mut self, rec: StatementRecord, at: Instant) {
-        self.tracker.statement(rec.seq);
         self.pending.insert(rec.seq, (rec, at));
     }
 
@@ -169,44 +172,101 @@ impl AuditSession {
         sql: &str,
         result: StatementResult<'_>,
     ) -> Result<(), AuditError> {
+        self.completed_many(&[seq], sql, result).await
+    }
+
+    /// [`Self::completed`] for one answer that stands for several audited statements (a
+    /// rejected multi-statement Query is replaced by one statement that raises).
+    pub async fn completed_many(
+        &mut self,
+        seqs: &[u64],
+        sql: &str,
+        result: StatementResult<'_>,
+    ) -> Result<(), AuditError> {
         let completion = match result {
             StatementResult::Ok { tag } => Completion::Ok(tag),
             StatementResult::Error { .. } => Completion::Error,
         };
-        self.tracker.completed(sql, completion);
-        let Some((rec, started)) = self.pending.remove(&seq) else {
-            return Ok(());
-        };
-        let outcome = match result {
-            StatementResult::Ok { tag } => Outcome::Ok {
-                tag: tag.to_string(),
-            },
-            StatementResult::Error { sqlstate, message } => Outcome::Error {
-                sqlstate: sqlstate.to_string(),
-                message: message.to_string(),
-            },
-        };
-        let out = OutcomeRecord::new(&rec, outcome, started.elapsed().as_secs_f64() * 1000.0);
-        self.handle.ddl(&Record::Outcome(out)).await
+        let answered: Vec<(StatementRecord, Instant)> =
+            seqs.iter().filter_map(|s| self.pending.remove(s)).collect();
+        let live: Vec<u64> = answered.iter().map(|(r, _)| r.seq).collect();
+        self.tracker.completed_with(&live, sql, completion);
+        let mut result_io = Ok(());
+        for (rec, started) in answered {
+            let outcome = match result {
+                StatementResult::Ok { tag } => Outcome::Ok {
+                    tag: tag.to_string(),
+                },
+                StatementResult::Error { sqlstate, message } => Outcome::Error {
+                    sqlstate: sqlstate.to_string(),
+                    message: message.to_string(),
+                },
+            };
+            let out = OutcomeRecord::new(&rec, outcome, started.elapsed().as_secs_f64() * 1000.0);
+            if let Err(e) = self.handle.ddl(&Record::Outcome(out)).await {
+                result_io = Err(e);
+            }
+        }
+        result_io
     }
 
     /// ReadyForQuery ended a request: writes the fates it decided. Await before forwarding
     /// the ReadyForQuery. Statements the server skipped (after an error earlier in the same
     /// request) have no `outcome` record; their fate says rolled back.
     pub async fn ready_for_query(&mut self, status: TxStatus) -> Result<(), AuditError> {
-        // Statements skipped by the server (after an error in the same request) never answer.
-        self.pending.clear();
         let mut result = Ok(());
+        // Statements the server skipped (after an error earlier in the same request) never
+        // answer: say so, they did not run.
+        let mut skipped: Vec<_> = self.pending.drain().collect();
+        skipped.sort_by_key(|(seq, _)| *seq);
+        for (_, (rec, started)) in skipped {
+            let out = OutcomeRecord::new(
+                &rec,
+                Outcome::Skipped,
+                started.elapsed().as_secs_f64() * 1000.0,
+            );
+            if let Err(e) = self.handle.ddl(&Record::Outcome(out)).await {
+                result = Err(e);
+            }
+        }
         for d in self.tracker.ready_for_query(status) {
-            if let Err(e) = self
-                .handle
-                .ddl(&Record::Fate(d.into_record(&self.id)))
-                .await
-            {
+            let rec = self.fate_record(d);
+            if let Err(e) = self.handle.ddl(&Record::Fate(rec)).await {
                 result = Err(e);
             }
         }
         result
+    }
+
+    /// The `fate` record of a decision; two-phase commit goes through the process registry:
+    /// PREPARE registers the gid, COMMIT/ROLLBACK PREPARED (from any session) finds what the
+    /// prepared transaction held and writes its fate under the preparing session's id.
+    fn fate_record(&self, d: FateDecision) -> super::record::FateRecord {
+        let reason = d.reason;
+        let mut rec = d.into_record(&self.id);
+        let (Some(reg), Some(gid)) = (self.handle.prepared(), rec.gid.clone()) else {
+            return rec;
+        };
+        match reason {
+            FateReason::Prepare => reg.prepared(
+                &gid,
+                PreparedTx {
+                    session_id: self.id.clone(),
+                    seqs: rec.seqs.clone(),
+                    migrations: rec.migrations.clone(),
+                },
+            ),
+            FateReason::CommitPrepared | FateReason::RollbackPrepared => {
+                rec.finished_by = Some(self.id.clone());
+                if let Some(tx) = reg.finished(&gid) {
+                    rec.session_id = tx.session_id;
+                    rec.seqs = tx.seqs;
+                    rec.migrations = tx.migrations;
+                }
+            }
+            _ => {}
+        }
+        rec
     }
 
     /// The connection ended (`request_in_flight`: a request was forwarded whose
@@ -215,6 +275,10 @@ impl AuditSession {
     pub async fn closed(mut self, request_in_flight: bool) {
         let mut unanswered: Vec<_> = self.pending.drain().collect();
         unanswered.sort_by_key(|(seq, _)| *seq);
+        for (seq, _) in &unanswered {
+            // It may have run: its transaction's fate covers it.
+            self.tracker.statement(*seq);
+        }
         for (_, (rec, started)) in unanswered {
             let out = OutcomeRecord::new(
                 &rec,
@@ -224,10 +288,8 @@ impl AuditSession {
             let _ = self.handle.ddl(&Record::Outcome(out)).await;
         }
         for d in self.tracker.connection_closed(request_in_flight) {
-            let _ = self
-                .handle
-                .ddl(&Record::Fate(d.into_record(&self.id)))
-                .await;
+            let rec = self.fate_record(d);
+            let _ = self.handle.ddl(&Record::Fate(rec)).await;
         }
         self.handle.session_end(SessionEnd {
             time: now_rfc3339(),

@@ -26,18 +26,31 @@
 //!   A failed COMMIT (deferred constraint) is the same path: error, then `I` → rolled back.
 //! - A `BEGIN` inside an implicit transaction turns it into an explicit one (Postgres keeps the
 //!   earlier statements of the same Query in it), so nothing is decided at that point.
-//! - Savepoints are tracked by name: `SAVEPOINT s` marks a position; `ROLLBACK TO s` decides
-//!   *now* that the statements after the mark rolled back (and drops migration revisions seen
-//!   after it); the savepoint stays, later ones are gone; `RELEASE s` forgets `s` and later
-//!   ones, their statements stay in the transaction. A `ROLLBACK TO` naming a savepoint the
-//!   tracker never saw makes the fate of everything in the transaction `unknown`.
+//! - Savepoints are tracked as PostgreSQL keeps them: a stack of names folded as the server
+//!   folds identifiers; `ROLLBACK TO s` takes the most recent `s`, decides *now* that the
+//!   statements after it rolled back (with migration revisions seen after it), keeps `s` and
+//!   destroys later ones; `RELEASE s` destroys `s` and later ones, their statements stay in
+//!   the transaction. A name the server accepted that the tracker never saw was taken before
+//!   the audit log followed the transaction (it follows every request from the first audited
+//!   statement to the end of the transaction), so it is older than everything seen: ROLLBACK
+//!   TO it undoes every statement seen. Only a savepoint command the tracker cannot place (an
+//!   extended-protocol ROLLBACK/SAVEPOINT whose text it does not see) makes the fate `unknown`.
+//! - Each audited statement joins the unit at its own completion ([`TxFateTracker::completed_with`]),
+//!   so savepoints in the same Query are placed right; a statement the server skipped never
+//!   joins.
+//! - `PREPARE TRANSACTION 'g'` → prepared, with the gid; `COMMIT/ROLLBACK PREPARED 'g'` yields
+//!   a decision for gid `g` (the session joins it to the prepared statements, see twophase.rs).
 //! - Connection closed: inside a transaction (T/E) with no request in flight → rolled back
 //!   (the server aborts it). With a request in flight (a COMMIT may have reached the server), or
 //!   in an implicit transaction whose ReadyForQuery never arrived → unknown.
-use super::lex::{ident_value, tokenize};
-use super::migration::MigrationRevision;
+use super::lex::{string_value, tokenize, Kind, Token};
+use super::migration::{MigrationRevision, MigrationTool};
 use super::record::{now_rfc3339, Fate, FateReason, FateRecord, MigrationInTx};
 use crate::protocol::TxStatus;
+
+/// Statements kept for a later revision's bookkeeping (see [`TxFateTracker`]'s `waiting`):
+/// enough for any migration run, bounded against a session that never writes one.
+const MAX_WAITING: usize = 10_000;
 
 /// How one statement completed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,6 +71,10 @@ pub struct FateDecision {
     /// Migration revisions seen in the same transaction (or after the savepoint), each with
     /// the statements it covers.
     pub migrations: Vec<MigrationInTx>,
+    /// Two-phase commit gid (PREPARE TRANSACTION, COMMIT/ROLLBACK PREPARED).
+    pub gid: Option<String>,
+    /// Statements of `seqs` after this revision's bookkeeping that no revision covers.
+    pub after_revision: Option<MigrationRevision>,
 }
 
 impl FateDecision {
@@ -70,6 +87,9 @@ impl FateDecision {
             fate: self.fate,
             reason: self.reason,
             migrations: self.migrations,
+            gid: self.gid,
+            finished_by: None,
+            after_revision: self.after_revision,
         }
     }
 }
@@ -98,13 +118,18 @@ struct Unit {
     migrations: Vec<(MigrationRevision, usize)>,
     /// An error happened in the current (implicit or explicit) transaction.
     errored: bool,
-    /// A savepoint rollback named an unknown savepoint: nothing can be decided for sure.
+    /// A savepoint rollback could not be placed: nothing can be decided for sure.
     uncertain: bool,
+    /// A `ROLLBACK` tag whose statement text is unknown (extended protocol): a plain ROLLBACK
+    /// if the request ends idle, else ROLLBACK TO or ROLLBACK AND CHAIN (uncertain).
+    blind_rollback: bool,
 }
 
 #[derive(Debug)]
 struct Savepoint {
-    name: String,
+    /// Folded as the server folds it; `None`: the SAVEPOINT's text was not seen (extended
+    /// protocol), so its name is unknown.
+    name: Option<String>,
     seqs_len: usize,
     migrations_len: usize,
 }
@@ -114,10 +139,20 @@ struct Savepoint {
 pub struct TxFateTracker {
     status: TxStatus,
     unit: Unit,
+    /// The savepoint stack the tracker saw, oldest first. Savepoints the tracker did not see
+    /// (taken before the audit log began following the transaction) are all older than these.
     savepoints: Vec<Savepoint>,
+    /// A RELEASE named a savepoint the tracker could not place: the stack may be wrong.
+    stack_unsure: bool,
     decided: Vec<FateDecision>,
     /// Something was fed since the last ReadyForQuery.
     in_request: bool,
+    /// The session's last migration bookkeeping (for `after_revision` and direction).
+    last_revision: Option<MigrationRevision>,
+    /// Audited statements of committed transactions without bookkeeping, since the last
+    /// revision: an Alembic `autocommit_block` (CONCURRENTLY) runs a revision's statements
+    /// outside the transaction that later writes its version row.
+    waiting: Vec<u64>,
 }
 
 impl Default for TxFateTracker {
@@ -133,8 +168,11 @@ impl TxFateTracker {
             status: TxStatus::Idle,
             unit: Unit::default(),
             savepoints: Vec::new(),
+            stack_unsure: false,
             decided: Vec::new(),
             in_request: false,
+            last_revision: None,
+            waiting: Vec::new(),
         }
     }
 
@@ -143,54 +181,122 @@ impl TxFateTracker {
         self.status
     }
 
-    /// An audited statement was forwarded.
+    /// An audited statement ran (or may have run) in the current transaction.
     pub fn statement(&mut self, seq: u64) {
         self.in_request = true;
         self.unit.seqs.push(seq);
     }
 
     /// A migration revision was seen in the current transaction.
-    pub fn migration(&mut self, rev: MigrationRevision) {
+    pub fn migration(&mut self, mut rev: MigrationRevision) {
         self.in_request = true;
+        // A step continuing the session's previous step (its `from` is where the previous
+        // one went) goes the same way.
+        if rev.direction.is_none() {
+            if let (Some(prev), Some(from)) = (&self.last_revision, &rev.from) {
+                if prev.tool == rev.tool && &prev.revision == from {
+                    rev.direction = prev.direction;
+                }
+            }
+        }
         let mark = self.unit.seqs.len();
+        self.last_revision = Some(rev.clone());
         self.unit.migrations.push((rev, mark));
     }
 
-    /// A statement completed. `sql` is that one statement's text (needed only to tell
-    /// `ROLLBACK TO SAVEPOINT` from `ROLLBACK`, which share the tag, and for savepoint names).
+    /// A statement completed (no audited statement: see [`Self::completed_with`]).
     pub fn completed(&mut self, sql: &str, completion: Completion<'_>) {
+        self.completed_with(&[], sql, completion);
+    }
+
+    /// A statement completed: `seqs` are the audited statements it answers (several when a
+    /// rejected Query was replaced by one statement), `sql` the text the server ran (needed to
+    /// tell `ROLLBACK TO SAVEPOINT` from `ROLLBACK`, which share the tag, and for savepoint
+    /// names and gids; empty when unknown).
+    pub fn completed_with(&mut self, seqs: &[u64], sql: &str, completion: Completion<'_>) {
         self.in_request = true;
         let tag = match completion {
             Completion::Error => {
+                self.unit.seqs.extend_from_slice(seqs);
                 self.unit.errored = true;
                 return;
             }
             Completion::Ok(tag) => tag,
         };
+        let cmd = TxCommand::parse(sql);
         match tag {
-            "COMMIT" => self.decide(Fate::Committed, FateReason::Commit),
-            "PREPARE TRANSACTION" => self.decide(Fate::Prepared, FateReason::Prepare),
-            "ROLLBACK" => match savepoint_target(sql, &["rollback", "abort"]) {
-                Some(name) => self.rollback_to(&name),
-                None => self.decide(Fate::RolledBack, FateReason::Rollback),
+            "COMMIT" => {
+                self.unit.seqs.extend_from_slice(seqs);
+                self.decide(Fate::Committed, FateReason::Commit, None);
+            }
+            "PREPARE TRANSACTION" => {
+                self.unit.seqs.extend_from_slice(seqs);
+                let gid = match cmd {
+                    Some(TxCommand::Prepare(g)) => Some(g),
+                    _ => None,
+                };
+                self.decide(Fate::Prepared, FateReason::Prepare, gid);
+            }
+            "COMMIT PREPARED" | "ROLLBACK PREPARED" => {
+                // Runs outside any transaction block; decides another (prepared) transaction.
+                self.unit.seqs.extend_from_slice(seqs);
+                let (fate, reason) = if tag == "COMMIT PREPARED" {
+                    (Fate::Committed, FateReason::CommitPrepared)
+                } else {
+                    (Fate::RolledBack, FateReason::RollbackPrepared)
+                };
+                let gid = match cmd {
+                    Some(TxCommand::FinishPrepared(g)) => Some(g),
+                    _ => None,
+                };
+                self.decided.push(FateDecision {
+                    seqs: Vec::new(),
+                    fate,
+                    reason,
+                    migrations: Vec::new(),
+                    gid,
+                    after_revision: None,
+                });
+            }
+            "ROLLBACK" => match cmd {
+                Some(TxCommand::RollbackTo(name)) => {
+                    self.rollback_to(&name);
+                    self.unit.seqs.extend_from_slice(seqs);
+                }
+                Some(_) => {
+                    self.unit.seqs.extend_from_slice(seqs);
+                    self.decide(Fate::RolledBack, FateReason::Rollback, None);
+                }
+                None => {
+                    self.unit.seqs.extend_from_slice(seqs);
+                    self.unit.blind_rollback = true;
+                }
             },
             "SAVEPOINT" => {
-                if let Some(name) = savepoint_target(sql, &["savepoint"]) {
-                    self.savepoints.push(Savepoint {
-                        name,
-                        seqs_len: self.unit.seqs.len(),
-                        migrations_len: self.unit.migrations.len(),
-                    });
-                }
+                self.unit.seqs.extend_from_slice(seqs);
+                let name = match cmd {
+                    Some(TxCommand::Savepoint(n)) => Some(n),
+                    _ => None,
+                };
+                self.savepoints.push(Savepoint {
+                    name,
+                    seqs_len: self.unit.seqs.len(),
+                    migrations_len: self.unit.migrations.len(),
+                });
             }
             "RELEASE" => {
-                if let Some(name) = savepoint_target(sql, &["release"]) {
-                    if let Some(pos) = self.savepoints.iter().rposition(|s| s.name == name) {
-                        self.savepoints.truncate(pos);
-                    }
+                self.unit.seqs.extend_from_slice(seqs);
+                match cmd {
+                    Some(TxCommand::Release(name)) => match self.find(&name) {
+                        // RELEASE destroys that savepoint and every later one.
+                        Found::At(pos) => self.savepoints.truncate(pos),
+                        Found::Unseen => self.savepoints.clear(),
+                        Found::Unsure => self.stack_unsure = true,
+                    },
+                    _ => self.stack_unsure = true,
                 }
             }
-            _ => {}
+            _ => self.unit.seqs.extend_from_slice(seqs),
         }
     }
 
@@ -198,17 +304,26 @@ impl TxFateTracker {
     pub fn ready_for_query(&mut self, status: TxStatus) -> Vec<FateDecision> {
         self.status = status;
         self.in_request = false;
+        let blind = std::mem::take(&mut self.unit.blind_rollback);
         match status {
             TxStatus::Idle => {
-                let (fate, reason) = if self.unit.errored {
+                let (fate, reason) = if blind {
+                    (Fate::RolledBack, FateReason::Rollback)
+                } else if self.unit.errored {
                     (Fate::RolledBack, FateReason::Error)
                 } else {
                     (Fate::Committed, FateReason::Autocommit)
                 };
-                self.decide(fate, reason);
+                self.decide(fate, reason, None);
             }
-            TxStatus::InTransaction => self.unit.errored = false,
-            TxStatus::Failed => self.unit.errored = true,
+            TxStatus::InTransaction | TxStatus::Failed => {
+                if blind {
+                    // ROLLBACK TO or ROLLBACK AND CHAIN: which, the tracker cannot tell.
+                    self.unit.uncertain = true;
+                    self.stack_unsure = true;
+                }
+                self.unit.errored = status == TxStatus::Failed;
+            }
         }
         std::mem::take(&mut self.decided)
     }
@@ -222,15 +337,16 @@ impl TxFateTracker {
             TxStatus::InTransaction if !in_flight => Fate::RolledBack,
             _ => Fate::Unknown,
         };
-        self.decide(fate, FateReason::Disconnect);
+        self.decide(fate, FateReason::Disconnect, None);
         std::mem::take(&mut self.decided)
     }
 
     /// Ends the current unit with `fate` (nothing is recorded for an empty unit).
-    fn decide(&mut self, fate: Fate, reason: FateReason) {
+    fn decide(&mut self, fate: Fate, reason: FateReason, gid: Option<String>) {
         let unit = std::mem::take(&mut self.unit);
         self.savepoints.clear();
-        if unit.seqs.is_empty() && unit.migrations.is_empty() {
+        self.stack_unsure = false;
+        if unit.seqs.is_empty() && unit.migrations.is_empty() && gid.is_none() {
             return;
         }
         let fate = if unit.uncertain && fate != Fate::RolledBack {
@@ -238,27 +354,90 @@ impl TxFateTracker {
         } else {
             fate
         };
-        let migrations = attach(&unit.seqs, unit.migrations);
+        let covered = unit.migrations.last().map_or(0, |(_, m)| *m);
+        let has_revision = !unit.migrations.is_empty();
+        let mut migrations = attach(&unit.seqs, unit.migrations);
+        // Statements of committed transactions without bookkeeping since the last revision
+        // (an autocommit block) belong to this transaction's first Alembic revision.
+        if let Some(first) = migrations.first_mut() {
+            if first.revision.tool == MigrationTool::Alembic && !self.waiting.is_empty() {
+                let mut w = std::mem::take(&mut self.waiting);
+                w.append(&mut first.seqs);
+                first.seqs = w;
+            }
+        }
+        if has_revision {
+            self.waiting.clear();
+        }
+        let trailing = &unit.seqs[covered.min(unit.seqs.len())..];
+        // A transaction that did not commit with statements after the last revision's
+        // bookkeeping: the next revision failed or was refused before its own bookkeeping.
+        // (Committed ones wait for the next revision's bookkeeping to claim them, below.)
+        let after_revision = if trailing.is_empty() || fate == Fate::Committed {
+            None
+        } else {
+            self.last_revision.clone()
+        };
+        let in_alembic_run = self
+            .last_revision
+            .as_ref()
+            .is_some_and(|r| r.tool == MigrationTool::Alembic);
+        if fate == Fate::Committed
+            && in_alembic_run
+            && self.waiting.len() + trailing.len() <= MAX_WAITING
+        {
+            self.waiting.extend_from_slice(trailing);
+        }
         self.decided.push(FateDecision {
             seqs: unit.seqs,
             fate,
             reason,
             migrations,
+            gid,
+            after_revision,
         });
+    }
+
+    /// Where savepoint `name` is on the stack (PostgreSQL takes the most recent of that name).
+    fn find(&self, name: &str) -> Found {
+        for (i, s) in self.savepoints.iter().enumerate().rev() {
+            match &s.name {
+                Some(n) if n == name => return Found::At(i),
+                Some(_) => {}
+                // An unnamed one above: it may be the one.
+                None => return Found::Unsure,
+            }
+        }
+        if self.stack_unsure {
+            Found::Unsure
+        } else {
+            // The server accepted it, so it exists: taken before the tracker followed the
+            // transaction, below everything the tracker saw.
+            Found::Unseen
+        }
     }
 
     fn rollback_to(&mut self, name: &str) {
         // The transaction recovers from an earlier error (E → T).
         self.unit.errored = false;
-        let Some(pos) = self.savepoints.iter().rposition(|s| s.name == name) else {
-            self.unit.uncertain = true;
-            return;
+        let (sl, ml) = match self.find(name) {
+            Found::At(pos) => {
+                // ROLLBACK TO keeps the savepoint and destroys the later ones.
+                self.savepoints.truncate(pos + 1);
+                (
+                    self.savepoints[pos].seqs_len,
+                    self.savepoints[pos].migrations_len,
+                )
+            }
+            Found::Unseen => {
+                self.savepoints.clear();
+                (0, 0)
+            }
+            Found::Unsure => {
+                self.unit.uncertain = true;
+                return;
+            }
         };
-        self.savepoints.truncate(pos + 1);
-        let (sl, ml) = (
-            self.savepoints[pos].seqs_len,
-            self.savepoints[pos].migrations_len,
-        );
         let seqs = self.unit.seqs.split_off(sl.min(self.unit.seqs.len()));
         let migrations: Vec<(MigrationRevision, usize)> = self
             .unit
@@ -274,54 +453,116 @@ impl TxFateTracker {
                 fate: Fate::RolledBack,
                 reason: FateReason::SavepointRollback,
                 migrations,
+                gid: None,
+                after_revision: None,
             });
         }
     }
 }
 
-/// For `SAVEPOINT s`, `RELEASE [SAVEPOINT] s`, `ROLLBACK|ABORT [WORK|TRANSACTION] TO
-/// [SAVEPOINT] s`: the savepoint name (case-folded unless quoted). `None` for a plain ROLLBACK.
-fn savepoint_target(sql: &str, leading: &[&str]) -> Option<String> {
-    let toks = tokenize(sql, true);
-    let first = toks.first()?;
-    if !leading.iter().any(|k| first.is_word(sql, k)) {
-        return None;
-    }
-    let mut i = 1;
-    if first.is_word(sql, "savepoint") {
-        return ident_value(toks.get(1)?, sql);
-    }
-    if first.is_word(sql, "rollback") || first.is_word(sql, "abort") {
-        if toks
-            .get(i)
-            .is_some_and(|t| t.is_word(sql, "work") || t.is_word(sql, "transaction"))
-        {
+/// Where a savepoint name is on the tracker's stack.
+enum Found {
+    At(usize),
+    /// Not on the stack: an older savepoint the tracker never saw.
+    Unseen,
+    /// Cannot be placed (unnamed savepoints above, or the stack is unsure).
+    Unsure,
+}
+
+/// Transaction-control statements whose text the tracker needs.
+#[derive(Debug, PartialEq, Eq)]
+enum TxCommand {
+    /// `SAVEPOINT s`.
+    Savepoint(String),
+    /// `RELEASE [SAVEPOINT] s`.
+    Release(String),
+    /// `ROLLBACK|ABORT [WORK|TRANSACTION] TO [SAVEPOINT] s`.
+    RollbackTo(String),
+    /// `ROLLBACK|ABORT [WORK|TRANSACTION] [AND [NO] CHAIN]`, also a COMMIT the server answered
+    /// `ROLLBACK`.
+    Rollback,
+    /// `PREPARE TRANSACTION 'gid'`.
+    Prepare(String),
+    /// `COMMIT PREPARED 'gid'` / `ROLLBACK PREPARED 'gid'`.
+    FinishPrepared(String),
+}
+
+impl TxCommand {
+    /// Reads one statement's text; `None` when empty or not transaction control.
+    fn parse(sql: &str) -> Option<TxCommand> {
+        let toks = tokenize(sql, true);
+        let word = |i: usize, k: &str| toks.get(i).is_some_and(|t| t.is_word(sql, k));
+        let first = toks.first()?;
+        let gid = |i: usize| {
+            let t = toks.get(i)?;
+            (t.kind == Kind::String).then(|| string_value(t.text(sql), true))?
+        };
+        if first.is_word(sql, "savepoint") {
+            return savepoint_name(toks.get(1)?, sql).map(TxCommand::Savepoint);
+        }
+        if first.is_word(sql, "release") {
+            let i = if word(1, "savepoint") { 2 } else { 1 };
+            return savepoint_name(toks.get(i)?, sql).map(TxCommand::Release);
+        }
+        if first.is_word(sql, "prepare") && word(1, "transaction") {
+            return gid(2).map(TxCommand::Prepare);
+        }
+        if (first.is_word(sql, "commit") || first.is_word(sql, "rollback")) && word(1, "prepared") {
+            return gid(2).map(TxCommand::FinishPrepared);
+        }
+        if first.is_word(sql, "rollback") || first.is_word(sql, "abort") {
+            let mut i = 1;
+            if word(i, "work") || word(i, "transaction") {
+                i += 1;
+            }
+            if !word(i, "to") {
+                return Some(TxCommand::Rollback);
+            }
             i += 1;
+            if word(i, "savepoint") {
+                i += 1;
+            }
+            return savepoint_name(toks.get(i)?, sql).map(TxCommand::RollbackTo);
         }
-        if !toks.get(i)?.is_word(sql, "to") {
-            return None;
+        if first.is_word(sql, "commit") || first.is_word(sql, "end") {
+            return Some(TxCommand::Rollback);
         }
-        i += 1;
+        None
     }
-    if toks.get(i)?.is_word(sql, "savepoint") {
-        i += 1;
+}
+
+/// A savepoint name as the server keeps it: unquoted names folded to lower case (ASCII only,
+/// as PostgreSQL's `downcase_identifier` does for UTF-8), quoted ones as written with `""`
+/// undoubled, both truncated to 63 bytes (NAMEDATALEN - 1).
+fn savepoint_name(t: &Token, src: &str) -> Option<String> {
+    let mut name = match t.kind {
+        Kind::Word => t.text(src).to_ascii_lowercase(),
+        Kind::QuotedIdent => {
+            let s = t.text(src);
+            let inner = s.strip_prefix('"')?;
+            let inner = inner.strip_suffix('"').unwrap_or(inner);
+            inner.replace("\"\"", "\"")
+        }
+        _ => return None,
+    };
+    if name.len() > 63 {
+        let mut end = 63;
+        while !name.is_char_boundary(end) {
+            end -= 1;
+        }
+        name.truncate(end);
     }
-    ident_value(toks.get(i)?, sql)
+    Some(name)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::audit::migration::MigrationTool;
+    use crate::audit::migration::{Direction, MigrationTool};
     use TxStatus::{Failed as E, Idle as I, InTransaction as T};
 
     fn rev(r: &str) -> MigrationRevision {
-        MigrationRevision {
-            tool: MigrationTool::Alembic,
-            revision: r.into(),
-            description: None,
-            dirty: None,
-        }
+        MigrationRevision::new(MigrationTool::Alembic, r)
     }
 
     fn ok(t: &mut TxFateTracker, sql: &str, tag: &str) {
@@ -560,14 +801,213 @@ mod tests {
     }
 
     #[test]
-    fn rollback_to_unknown_savepoint_makes_fate_unknown() {
+    fn rollback_to_a_savepoint_taken_before_the_tracker_followed_undoes_everything_seen() {
+        // Django: BEGIN; SAVEPOINT s1 (not followed: no DDL yet); CREATE TABLE ...; the
+        // server accepted the ROLLBACK TO, so s1 exists and is older than all the tracker saw.
         let mut t = TxFateTracker::new();
         t.ready_for_query(T);
         t.statement(1);
         ok(&mut t, "CREATE TABLE a ()", "CREATE TABLE");
+        ok(&mut t, "SAVEPOINT seen", "SAVEPOINT");
+        t.statement(3);
+        ok(&mut t, "CREATE TABLE b ()", "CREATE TABLE");
         ok(&mut t, "ROLLBACK WORK TO never_seen", "ROLLBACK");
+        let d = one(t.ready_for_query(T));
+        assert_eq!((d.seqs, d.fate), (vec![1, 3], Fate::RolledBack));
+        assert_eq!(d.reason, FateReason::SavepointRollback);
+        // `seen` is gone with it: a later ROLLBACK TO seen would have failed on the server.
+        t.statement(5);
+        ok(&mut t, "CREATE TABLE c ()", "CREATE TABLE");
+        ok(&mut t, "COMMIT", "COMMIT");
+        let d = one(t.ready_for_query(I));
+        assert_eq!((d.seqs, d.fate), (vec![5], Fate::Committed));
+    }
+
+    #[test]
+    fn release_of_an_unseen_savepoint_keeps_statements_and_commits() {
+        let mut t = TxFateTracker::new();
+        t.ready_for_query(T);
+        t.statement(1);
+        ok(&mut t, "CREATE TABLE a ()", "CREATE TABLE");
+        ok(&mut t, "RELEASE SAVEPOINT \"s1\"", "RELEASE");
+        ok(&mut t, "COMMIT", "COMMIT");
+        let d = one(t.ready_for_query(I));
+        assert_eq!((d.seqs, d.fate), (vec![1], Fate::Committed));
+    }
+
+    #[test]
+    fn same_name_twice_release_then_rollback_to_the_older_one() {
+        // SAVEPOINT a; CREATE one; SAVEPOINT a; CREATE two; RELEASE a (the newer);
+        // CREATE three; ROLLBACK TO a (the older: undoes one, two, three); CREATE four; COMMIT.
+        let mut t = TxFateTracker::new();
+        t.ready_for_query(T);
+        ok(&mut t, "SAVEPOINT a", "SAVEPOINT");
+        t.completed_with(&[2], "CREATE TABLE one ()", Completion::Ok("CREATE TABLE"));
+        ok(&mut t, "savepoint A", "SAVEPOINT");
+        t.completed_with(&[4], "CREATE TABLE two ()", Completion::Ok("CREATE TABLE"));
+        ok(&mut t, "RELEASE a", "RELEASE");
+        t.completed_with(
+            &[6],
+            "CREATE TABLE three ()",
+            Completion::Ok("CREATE TABLE"),
+        );
+        ok(
+            &mut t,
+            "ROLLBACK TRANSACTION TO SAVEPOINT \"a\"",
+            "ROLLBACK",
+        );
+        t.completed_with(&[8], "CREATE TABLE four ()", Completion::Ok("CREATE TABLE"));
+        ok(&mut t, "COMMIT", "COMMIT");
+        let v = t.ready_for_query(I);
+        assert_eq!(v.len(), 2, "{v:?}");
+        assert_eq!(
+            (v[0].seqs.clone(), v[0].fate),
+            (vec![2, 4, 6], Fate::RolledBack)
+        );
+        assert_eq!((v[1].seqs.clone(), v[1].fate), (vec![8], Fate::Committed));
+    }
+
+    #[test]
+    fn quoted_names_are_not_folded_and_unquoted_ones_are() {
+        let mut t = TxFateTracker::new();
+        t.ready_for_query(T);
+        ok(&mut t, "SAVEPOINT \"Mixed\"", "SAVEPOINT");
+        t.completed_with(&[2], "CREATE TABLE one ()", Completion::Ok("CREATE TABLE"));
+        ok(&mut t, "SAVEPOINT mixed", "SAVEPOINT");
+        t.completed_with(&[4], "CREATE TABLE two ()", Completion::Ok("CREATE TABLE"));
+        // Folds to "mixed": the second one; "Mixed" (the first) stays.
+        ok(&mut t, "ROLLBACK TO MIXED", "ROLLBACK");
+        let d = one(t.ready_for_query(T));
+        assert_eq!(d.seqs, vec![4]);
+        ok(&mut t, "ROLLBACK TO \"Mixed\"", "ROLLBACK");
+        let d = one(t.ready_for_query(T));
+        assert_eq!(d.seqs, vec![2]);
+    }
+
+    #[test]
+    fn error_inside_a_subtransaction_then_rollback_to_recovers() {
+        let mut t = TxFateTracker::new();
+        t.ready_for_query(T);
+        t.completed_with(&[1], "CREATE TABLE a ()", Completion::Ok("CREATE TABLE"));
+        ok(&mut t, "SAVEPOINT s", "SAVEPOINT");
+        t.completed_with(&[3], "ALTER TABLE nope ADD x int", Completion::Error);
+        assert!(t.ready_for_query(E).is_empty());
+        ok(&mut t, "ROLLBACK TO s", "ROLLBACK");
+        let d = one(t.ready_for_query(T));
+        assert_eq!((d.seqs, d.fate), (vec![3], Fate::RolledBack));
+        ok(&mut t, "COMMIT", "COMMIT");
+        let d = one(t.ready_for_query(I));
+        assert_eq!((d.seqs, d.fate), (vec![1], Fate::Committed));
+    }
+
+    #[test]
+    fn rollback_and_chain_rolls_back_and_starts_a_new_transaction() {
+        let mut t = TxFateTracker::new();
+        t.ready_for_query(T);
+        t.completed_with(&[1], "CREATE TABLE a ()", Completion::Ok("CREATE TABLE"));
+        ok(&mut t, "SAVEPOINT s", "SAVEPOINT");
+        ok(&mut t, "ROLLBACK AND CHAIN", "ROLLBACK");
+        let d = one(t.ready_for_query(T));
+        assert_eq!(
+            (d.seqs, d.fate, d.reason),
+            (vec![1], Fate::RolledBack, FateReason::Rollback)
+        );
+        // The savepoint died with the old transaction.
+        t.completed_with(&[4], "CREATE TABLE b ()", Completion::Ok("CREATE TABLE"));
+        ok(&mut t, "COMMIT AND CHAIN", "COMMIT");
+        let d = one(t.ready_for_query(T));
+        assert_eq!((d.seqs, d.fate), (vec![4], Fate::Committed));
+    }
+
+    #[test]
+    fn rollback_without_text_is_decided_by_the_status() {
+        // Extended protocol: the tracker does not see the text of `ROLLBACK`.
+        let mut t = TxFateTracker::new();
+        t.ready_for_query(T);
+        t.completed_with(&[1], "", Completion::Ok("CREATE TABLE"));
+        t.completed("", Completion::Ok("ROLLBACK"));
+        let d = one(t.ready_for_query(I));
+        assert_eq!((d.seqs, d.fate), (vec![1], Fate::RolledBack));
+        t.ready_for_query(T);
+        t.completed_with(&[3], "", Completion::Ok("CREATE TABLE"));
+        t.completed("", Completion::Ok("ROLLBACK"));
+        assert!(t.ready_for_query(T).is_empty());
         ok(&mut t, "COMMIT", "COMMIT");
         assert_eq!(one(t.ready_for_query(I)).fate, Fate::Unknown);
+    }
+
+    #[test]
+    fn two_phase_commit_carries_the_gid() {
+        let mut t = TxFateTracker::new();
+        t.ready_for_query(T);
+        t.completed_with(&[1], "CREATE TABLE a ()", Completion::Ok("CREATE TABLE"));
+        ok(&mut t, "PREPARE TRANSACTION 'g''1'", "PREPARE TRANSACTION");
+        let d = one(t.ready_for_query(I));
+        assert_eq!((d.fate, d.gid.as_deref()), (Fate::Prepared, Some("g'1")));
+        ok(&mut t, "COMMIT PREPARED 'g''1'", "COMMIT PREPARED");
+        let d = one(t.ready_for_query(I));
+        assert_eq!(
+            (d.fate, d.reason, d.gid.as_deref()),
+            (Fate::Committed, FateReason::CommitPrepared, Some("g'1"))
+        );
+        ok(&mut t, "rollback prepared 'x'", "ROLLBACK PREPARED");
+        let d = one(t.ready_for_query(I));
+        assert_eq!((d.fate, d.gid.as_deref()), (Fate::RolledBack, Some("x")));
+    }
+
+    #[test]
+    fn autocommit_block_statements_belong_to_the_next_alembic_revision() {
+        let mut t = TxFateTracker::new();
+        t.ready_for_query(T);
+        t.completed_with(&[1], "CREATE TABLE a ()", Completion::Ok("CREATE TABLE"));
+        t.migration(rev("A"));
+        // Revision B begins in the same transaction, then autocommit_block commits it.
+        t.completed_with(
+            &[3],
+            "ALTER TABLE a ADD b int",
+            Completion::Ok("ALTER TABLE"),
+        );
+        ok(&mut t, "COMMIT", "COMMIT");
+        let d = one(t.ready_for_query(I));
+        assert_eq!(d.migrations[0].seqs, vec![1]);
+        // Committed: no label yet, the next revision's bookkeeping claims it.
+        assert_eq!(d.after_revision, None);
+        t.completed_with(
+            &[5],
+            "CREATE INDEX CONCURRENTLY i ON a (b)",
+            Completion::Ok("CREATE INDEX"),
+        );
+        one(t.ready_for_query(I));
+        ok(&mut t, "BEGIN", "BEGIN");
+        t.ready_for_query(T);
+        t.completed_with(&[7], "CREATE TABLE c ()", Completion::Ok("CREATE TABLE"));
+        let mut b = rev("B");
+        b.from = Some("A".into());
+        t.migration(b);
+        ok(&mut t, "COMMIT", "COMMIT");
+        let d = one(t.ready_for_query(I));
+        assert_eq!(d.migrations[0].seqs, vec![3, 5, 7]);
+        assert_eq!(d.after_revision, None);
+        // Revision C fails before its bookkeeping: its statements are "after B".
+        ok(&mut t, "BEGIN", "BEGIN");
+        t.completed_with(&[9], "ALTER TABLE nope ADD x int", Completion::Error);
+        ok(&mut t, "ROLLBACK", "ROLLBACK");
+        let d = one(t.ready_for_query(I));
+        assert_eq!(d.after_revision.map(|r| r.revision).as_deref(), Some("B"));
+    }
+
+    #[test]
+    fn direction_follows_a_chain_that_starts_with_an_insert() {
+        let mut t = TxFateTracker::new();
+        let mut a = rev("A");
+        a.direction = Some(Direction::Upgrade);
+        t.migration(a);
+        let mut b = rev("B");
+        b.from = Some("A".into());
+        t.migration(b);
+        ok(&mut t, "COMMIT", "COMMIT");
+        let d = one(t.ready_for_query(I));
+        assert_eq!(d.migrations[1].revision.direction, Some(Direction::Upgrade));
     }
 
     #[test]
@@ -616,23 +1056,46 @@ mod tests {
     }
 
     #[test]
-    fn savepoint_names() {
-        assert_eq!(savepoint_target("ROLLBACK", &["rollback"]), None);
+    fn transaction_commands() {
+        use TxCommand::*;
+        assert_eq!(TxCommand::parse("ROLLBACK"), Some(Rollback));
         assert_eq!(
-            savepoint_target("ROLLBACK TRANSACTION", &["rollback"]),
-            None
+            TxCommand::parse("ROLLBACK TRANSACTION AND NO CHAIN"),
+            Some(Rollback)
+        );
+        assert_eq!(TxCommand::parse("commit"), Some(Rollback));
+        assert_eq!(
+            TxCommand::parse("rollback to savepoint \"Sp\""),
+            Some(RollbackTo("Sp".into()))
         );
         assert_eq!(
-            savepoint_target("rollback to savepoint \"Sp\"", &["rollback"]).as_deref(),
-            Some("Sp")
+            TxCommand::parse("ABORT WORK TO x"),
+            Some(RollbackTo("x".into()))
         );
         assert_eq!(
-            savepoint_target("RELEASE SAVEPOINT X", &["release"]).as_deref(),
-            Some("x")
+            TxCommand::parse("RELEASE SAVEPOINT X"),
+            Some(Release("x".into()))
         );
         assert_eq!(
-            savepoint_target("SAVEPOINT a1", &["savepoint"]).as_deref(),
-            Some("a1")
+            TxCommand::parse("release \"a\"\"b\""),
+            Some(Release("a\"b".into()))
         );
+        assert_eq!(
+            TxCommand::parse("SAVEPOINT a1"),
+            Some(Savepoint("a1".into()))
+        );
+        assert_eq!(TxCommand::parse("SAVEPOINT Ä"), Some(Savepoint("Ä".into())));
+        let long = format!("SAVEPOINT {}", "x".repeat(70));
+        assert_eq!(TxCommand::parse(&long), Some(Savepoint("x".repeat(63))));
+        assert_eq!(
+            TxCommand::parse("PREPARE TRANSACTION 'g'"),
+            Some(Prepare("g".into()))
+        );
+        assert_eq!(
+            TxCommand::parse("COMMIT PREPARED $$g$$"),
+            Some(FinishPrepared("g".into()))
+        );
+        assert_eq!(TxCommand::parse("CREATE TABLE a ()"), None);
+        assert_eq!(TxCommand::parse(""), None);
     }
 }

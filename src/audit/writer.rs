@@ -74,6 +74,8 @@ struct Inner {
     on_failure: OnAuditFailure,
     /// For error messages.
     path: String,
+    /// Prepared transactions by gid, for the COMMIT/ROLLBACK PREPARED of any session.
+    prepared: super::twophase::Registry,
 }
 
 /// What sessions hold: cheap to clone, all methods safe to call from any task.
@@ -138,6 +140,7 @@ impl AuditHandle {
                 counters,
                 on_failure: cfg.on_audit_failure,
                 path: cfg.path.clone(),
+                prepared: Default::default(),
             })),
         })
     }
@@ -150,6 +153,11 @@ impl AuditHandle {
     /// Whether records go anywhere.
     pub fn is_enabled(&self) -> bool {
         self.inner.is_some()
+    }
+
+    /// The process's registry of prepared transactions (`None` when disabled).
+    pub fn prepared(&self) -> Option<&super::twophase::Registry> {
+        self.inner.as_ref().map(|i| &i.prepared)
     }
 
     /// The audit log's session id for the proxy's per-run session number `n`.
@@ -208,6 +216,68 @@ impl AuditHandle {
     ///
     /// `Err` means: refuse the DDL (`on_audit_failure = "reject-ddl"`). With `"continue"` a
     /// failure is logged and counted and `Ok` is returned.
+    /// [`Self::ddl`] for several records: all are queued in order before the first ack is
+    /// awaited, so they share the writer's batch (one write, one fsync).
+    pub async fn ddl_all(&self, recs: &[Record]) -> Result<(), AuditError> {
+        let Some(inner) = &self.inner else {
+            return Ok(());
+        };
+        let mut acks = Vec::with_capacity(recs.len());
+        let mut result = Ok(());
+        for rec in recs {
+            let sent = async {
+                let bytes = encode(rec)?;
+                let (ack, done) = oneshot::channel();
+                inner
+                    .tx
+                    .send(Msg::Line {
+                        bytes,
+                        ack: Some(ack),
+                    })
+                    .await
+                    .map_err(|_| AuditError::Closed)?;
+                Ok::<_, AuditError>(done)
+            }
+            .await;
+            match sent {
+                Ok(done) => acks.push(done),
+                Err(e) => {
+                    result = Err(e);
+                    break;
+                }
+            }
+        }
+        for done in acks {
+            let r = match done.await {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(message)) => Err(AuditError::Write {
+                    path: inner.path.clone(),
+                    message,
+                }),
+                Err(_) => Err(AuditError::Closed),
+            };
+            if result.is_ok() {
+                result = r;
+            }
+        }
+        match result {
+            Ok(()) => Ok(()),
+            Err(e) => match inner.on_failure {
+                OnAuditFailure::RejectDdl => {
+                    tracing::error!(error = %e, "audit: records not written; DDL refused");
+                    Err(e)
+                }
+                OnAuditFailure::Continue => {
+                    tracing::error!(
+                        error = %e,
+                        "audit: records NOT written; DDL continues unaudited (on_audit_failure = \"continue\")"
+                    );
+                    Ok(())
+                }
+            },
+        }
+    }
+
     pub async fn ddl(&self, rec: &Record) -> Result<(), AuditError> {
         let Some(inner) = &self.inner else {
             return Ok(());

@@ -33,6 +33,11 @@ pub(crate) struct Decided {
     pub rules: Vec<String>,
     /// (table, rows, bytes) the decision used.
     pub sizes: Vec<(String, u64, u64)>,
+    /// Each rule id with the byte range of the statement it fired on (the audit log gives
+    /// each statement of a multi-statement Query its own rules).
+    pub findings: Vec<(String, std::ops::Range<usize>)>,
+    /// What enforce mode would have done (differs from `decision` in warn and dry-run modes).
+    pub intended: AuditDecision,
 }
 
 /// What the session needs from the state shared with the server→client side.
@@ -100,12 +105,20 @@ impl Guard {
                 errors::policy_warning(message, hint).encode(outbox);
             }
         }
-        let decision = match e.verdict {
+        let audit_decision = |v: Verdict| match v {
             Verdict::Allow => AuditDecision::Allow,
             Verdict::Warn => AuditDecision::Warn,
             Verdict::Rewrite => AuditDecision::Rewrite,
             Verdict::Reject => AuditDecision::Reject,
         };
+        let decision = audit_decision(e.verdict);
+        let intended = audit_decision(e.intended);
+        let findings = e
+            .decision
+            .findings
+            .iter()
+            .map(|j| (j.finding.rule.id().to_string(), j.finding.statement.clone()))
+            .collect();
         let rules = e
             .decision
             .findings
@@ -120,6 +133,8 @@ impl Guard {
             decision,
             rules,
             sizes: e.sizes,
+            findings,
+            intended,
         }
     }
 

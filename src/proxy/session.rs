@@ -63,7 +63,7 @@ mod audit;
 mod execute;
 mod rebind;
 use audit::{
-    audit_answer, audit_held_bind, audit_query, audit_request, start_audit, write_statement_record,
+    audit_answer, audit_held_bind, audit_query, audit_request, start_audit, write_query_records,
     AuditEntry, AuditTemplate,
 };
 
@@ -538,7 +538,7 @@ struct ClientSide {
     decided: Option<Option<String>>,
     /// The audit record of the held statement, written; it joins the audit queue with the
     /// request that carries the statement.
-    audit_record: Option<StatementRecord>,
+    audit_record: Vec<StatementRecord>,
     /// The audited statement of the extended-protocol request in progress (written at its
     /// Bind), waiting for the Sync that ends the request.
     request_record: Option<StatementRecord>,
@@ -759,7 +759,7 @@ fn scan_client(
                     Inspected::Verdict(v) => v,
                 };
                 st.pending += 1;
-                audit_query(st, side, q.sql);
+audit_query(ctx, st, side, q.sql, verdict.as_deref());
                 if let Some(exec) = side.exec.take() {
                     let frame = match &verdict {
                         None => BytesMut::from(&buf[pos..pos + h.total]),
@@ -875,11 +875,11 @@ fn scan_client(
                 side.parsed_this_request.clear();
                 st.pending += 1;
                 let dml = std::mem::take(&mut side.request_dml);
-                audit_request(st, side.request_record.take(), Default::default(), dml);
+                audit_request(st, side.request_record.take(), dml);
             }
             b'F' => {
                 st.pending += 1;
-                audit_request(st, None, Default::default(), Vec::new());
+                audit_request(st, None, Vec::new());
                 if refuse_call {
                     // pgwarden cannot see what a fastpath call does (DESIGN.md decision 10):
                     // a Query that raises takes its place, so the server answers with the
@@ -1119,12 +1119,13 @@ async fn decide_held(
         // The audit log follows requests in order from here on: nothing may be in flight
         // that it has not seen.
         wait_answered(ctx, state).await;
-        match write_statement_record(ctx, side, &sql, &decided, injected, &snap_owned).await {
-            Ok(rec) => {
-                if let Some(p) = exec.as_mut() {
+        match write_query_records(ctx, side, &sql, &decided, injected, &snap_owned).await {
+            Ok(recs) => {
+                // The executor runs single-statement Queries only: their one record.
+                if let (Some(p), [rec]) = (exec.as_mut(), recs.as_slice()) {
                     p.seq = rec.seq;
                 }
-                side.audit_record = Some(rec)
+                side.audit_record = recs
             }
             Err(e) => {
                 // DDL must not run unaudited (on_audit_failure = "reject-ddl").

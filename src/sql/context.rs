@@ -325,8 +325,11 @@ impl ScriptState {
                 }
             }
         }
-        for inner in &f.body {
-            self.advance(inner);
+        // A routine's body runs when it is called, not now: nothing it does carries over.
+        if f.kind != super::facts::StatementKind::CreateFunction {
+            for inner in &f.body {
+                self.advance(inner);
+            }
         }
     }
 

@@ -531,6 +531,11 @@ struct Stmt {
     prepare_tx: bool,
     /// `COPY`: the previous depth-0 word was FROM.
     copy_after_from: bool,
+    /// The previous word at depth 0 of a COPY was FROM or TO.
+    copy_after_from_to: bool,
+    /// `COPY ... FROM PROGRAM` / `TO PROGRAM`: runs a shell command on the server — a
+    /// utility statement, analysed and audited, not DML.
+    copy_program: bool,
     /// `COPY … FROM STDIN`.
     copy_from_stdin: bool,
 }
@@ -566,6 +571,8 @@ impl Stmt {
             set_value_start: usize::MAX,
             prepare_tx: false,
             copy_after_from: false,
+            copy_after_from_to: false,
+            copy_program: false,
             copy_from_stdin: false,
         }
     }
@@ -625,6 +632,12 @@ impl Stmt {
                     self.copy_from_stdin = true;
                 }
                 self.copy_after_from = from;
+                if depth_before == 0 {
+                    if self.copy_after_from_to && word.eq_ignore_ascii_case(b"program") {
+                        self.copy_program = true;
+                    }
+                    self.copy_after_from_to = from || word.eq_ignore_ascii_case(b"to");
+                }
             }
             if self.into_check {
                 // Only INTO (4), MERGE (5) and INSERT (6) matter: compare by length first.
@@ -988,7 +1001,7 @@ impl Stmt {
                             | Keyword::Notify
                             | Keyword::Unlisten
                     ));
-            if dml && !self.into_seen && self.phase == Phase::Done {
+            if dml && !self.into_seen && !self.copy_program && self.phase == Phase::Done {
                 StatementClass::Dml
             } else {
                 StatementClass::DdlOrUtility
@@ -2087,6 +2100,22 @@ mod tests {
         // COPY TO STDOUT and a FROM inside a COPY query are not data sources.
         assert!(!one("COPY (SELECT 1 FROM stdin) TO STDOUT").copy_from_stdin);
         assert!(one("copy t from STDIN with (format csv)").copy_from_stdin);
+        // PROGRAM runs a command on the server: utility, not DML.
+        for sql in [
+            "COPY t FROM PROGRAM 'curl x'",
+            "copy t (a, b) to program 'gzip > /tmp/t.gz' with (format csv)",
+            "COPY (SELECT 1) TO PROGRAM 'cat'",
+        ] {
+            assert_eq!(one(sql).class, StatementClass::DdlOrUtility, "{sql}");
+        }
+        for sql in [
+            "COPY t FROM STDIN",
+            "COPY t TO STDOUT",
+            "COPY program FROM STDIN",
+            "COPY (SELECT program FROM x) TO STDOUT",
+        ] {
+            assert_eq!(one(sql).class, StatementClass::Dml, "{sql}");
+        }
         // Data without its terminator runs to the end.
         assert_eq!(
             split("COPY t FROM stdin;\n1\n", &opts())

@@ -395,6 +395,7 @@ fn statement_facts(node: &SyntaxNode, src: Src<'_>) -> StatementFacts {
         StatementKind::Commit | StatementKind::Rollback => {
             f.flags.and_chain = child(node, K::AND_CHAIN).is_some();
         }
+        StatementKind::CreateFunction => routine_body(node, src, &mut f),
         StatementKind::Set => set_stmt(node, &mut f),
         StatementKind::Reset => {
             f.setting = descendant(node, K::CONFIG_PARAMETER_REF)
@@ -881,6 +882,22 @@ fn do_block(node: &SyntaxNode, src: Src<'_>, f: &mut StatementFacts) {
         f.opaque = true;
         return;
     }
+    plpgsql_statements(&body, src, f);
+    for inner in f.body.clone() {
+        for (rel, mode) in inner.locks {
+            f.add_lock(rel, mode);
+        }
+        f.cost = f.cost.max(inner.cost);
+    }
+}
+
+/// The statements of a PL/pgSQL body (DO block or routine) into `f.body`; dynamic `EXECUTE`
+/// makes `f` opaque.
+fn plpgsql_statements(
+    body: &squawk_syntax::plpgsql::Plpgsql,
+    src: Src<'_>,
+    f: &mut StatementFacts,
+) {
     let root = body.syntax();
     for n in root.descendants() {
         match n.kind() {
@@ -906,11 +923,69 @@ fn do_block(node: &SyntaxNode, src: Src<'_>, f: &mut StatementFacts) {
             _ => {}
         }
     }
-    for inner in f.body.clone() {
-        for (rel, mode) in inner.locks {
-            f.add_lock(rel, mode);
+}
+
+/// `CREATE [OR REPLACE] FUNCTION/PROCEDURE` with a PL/pgSQL body: the body runs later, when
+/// the routine is called, so its statements are read (and checked like a DO block's, so DDL
+/// in a routine is judged as in a DO block) but their locks are not this statement's.
+/// Dynamic `EXECUTE` makes it opaque. SQL-language bodies (`AS '...'`, `BEGIN ATOMIC ... END`,
+/// `RETURN ...`) are read statement by statement too. Other languages (C, plpython, ...) are
+/// not read: a proxy cannot see what they do.
+fn routine_body(node: &SyntaxNode, src: Src<'_>, f: &mut StatementFacts) {
+    let body = ast::CreateFunction::cast(node.clone())
+        .and_then(|c| c.plpgsql())
+        .or_else(|| ast::CreateProcedure::cast(node.clone()).and_then(|c| c.plpgsql()));
+    if let Some(body) = body {
+        if !body.errors().is_empty() || !within_parser_bounds(body.text()) {
+            f.opaque = true;
+            return;
         }
-        f.cost = f.cost.max(inner.cost);
+        plpgsql_statements(&body, src, f);
+        return;
+    }
+    // SQL-standard body (BEGIN ATOMIC ... END / RETURN expr): the statements are in the tree.
+    for n in node.descendants() {
+        if n.kind() == node.kind() {
+            continue;
+        }
+        if !matches!(
+            n.kind(),
+            K::CREATE_TABLE
+                | K::ALTER_TABLE
+                | K::DROP_TABLE
+                | K::CREATE_INDEX
+                | K::DROP_INDEX
+                | K::TRUNCATE
+                | K::ALTER_TYPE
+        ) {
+            continue;
+        }
+        let mut inner = statement_facts(&n, src);
+        inner.locks.clear();
+        f.body.push(inner);
+    }
+    // `LANGUAGE sql AS '...'`: the string holds the statements.
+    let sql = ast::CreateFunction::cast(node.clone())
+        .and_then(|c| c.sql_body())
+        .or_else(|| ast::CreateProcedure::cast(node.clone()).and_then(|c| c.sql_body()));
+    let Some(body) = sql else { return };
+    if !body.errors().is_empty() || !within_parser_bounds(body.text()) {
+        f.opaque = true;
+        return;
+    }
+    let body_src = Src {
+        text: body.text(),
+        base: 0,
+    };
+    for stmt in body.syntax().children() {
+        let mut inner = statement_facts(&stmt, body_src);
+        if inner.kind == StatementKind::Other {
+            continue;
+        }
+        let orig = body.source_range(stmt.text_range());
+        let outer = src.base + usize::from(orig.start())..src.base + usize::from(orig.end());
+        remap(&mut inner, &outer);
+        f.body.push(inner);
     }
 }
 
@@ -1906,6 +1981,27 @@ mod tests {
         assert_eq!(f.body[1].kind, StatementKind::CreateIndex);
         assert_eq!(&sql[f.body[1].span.clone()], "CREATE INDEX i ON t(x)");
         assert_eq!(f.lock, Some(LockMode::AccessExclusive));
+    }
+
+    #[test]
+    fn routine_bodies_are_read_but_take_no_lock_now() {
+        for sql in [
+            "CREATE FUNCTION f() RETURNS void LANGUAGE plpgsql AS $$ BEGIN ALTER TABLE big DROP COLUMN x; END $$",
+            "CREATE OR REPLACE PROCEDURE p() LANGUAGE sql AS $$ ALTER TABLE big DROP COLUMN x $$",
+            "CREATE PROCEDURE p() LANGUAGE sql BEGIN ATOMIC ALTER TABLE big DROP COLUMN x; END",
+            "CREATE FUNCTION f() RETURNS void LANGUAGE sql AS 'ALTER TABLE big DROP COLUMN x'",
+        ] {
+            let f = one(sql);
+            assert_eq!(f.kind, StatementKind::CreateFunction, "{sql}");
+            let kinds: Vec<StatementKind> = f.body.iter().map(|b| b.kind).collect();
+            assert!(kinds.contains(&StatementKind::AlterTable), "{sql}: {kinds:?}");
+            assert_eq!(f.lock, None, "{sql}");
+            assert!(!f.opaque, "{sql}");
+        }
+        let f = one("CREATE FUNCTION f(t text) RETURNS void LANGUAGE plpgsql AS $$ BEGIN EXECUTE 'DROP TABLE ' || t; END $$");
+        assert!(f.opaque);
+        let f = one("CREATE FUNCTION f() RETURNS int LANGUAGE sql RETURN 1");
+        assert!(f.body.is_empty() && !f.opaque);
     }
 
     #[test]

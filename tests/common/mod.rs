@@ -475,6 +475,8 @@ impl Cluster {
             "log_min_messages = warning".into(),
             "log_line_prefix = '%m [%p] %u@%d '".into(),
             "password_encryption = 'scram-sha-256'".into(),
+            // Two-phase commit (PREPARE TRANSACTION) is off at the default 0.
+            "max_prepared_transactions = 10".into(),
         ];
         if opts.ssl {
             conf.push("ssl = on".into());

@@ -10,7 +10,7 @@ use super::{
     held_bind_statement, lock, snapshot, wait_answered, ClientSide, Ctx, OwnedSnapshot,
     SessionError, State,
 };
-use crate::audit::record::{Record, StatementRecord, TableSize};
+use crate::audit::record::{Decision, Record, StatementRecord, TableSize};
 use crate::audit::{AuditSession, SessionInfo, StatementResult};
 use crate::protocol::backend;
 use crate::protocol::TxStatus;
@@ -25,13 +25,17 @@ pub(super) struct AuditTemplate {
 
 /// One client request the audit log follows to its ReadyForQuery.
 pub(super) struct AuditEntry {
-    /// The audited statement's `seq` (0: none).
-    pub(super) seq: u64,
-    /// The audited statement of this request (its record is already on disk); handed to the
-    /// audit session at the request's first answer.
-    pub(super) record: Option<StatementRecord>,
-    /// Statement texts of a simple Query, in order: each CommandComplete answers the next.
-    pub(super) texts: std::collections::VecDeque<String>,
+    /// The audited statements' `seq`s (empty: none).
+    pub(super) seqs: Vec<u64>,
+    /// The audited statements of this request (their records are already on disk); handed to
+    /// the audit session at the request's first answer.
+    pub(super) records: Vec<StatementRecord>,
+    /// Statement texts of a simple Query as the server runs them, in order, each with the
+    /// audited statements it answers: each CommandComplete/ErrorResponse answers the next.
+    /// Empty for an extended-protocol request (every answer goes to `seqs`).
+    pub(super) texts: std::collections::VecDeque<(String, Vec<u64>)>,
+    /// `texts` says which answer is whose (a simple Query).
+    pub(super) by_text: bool,
     /// When the request was forwarded: the audited statement's duration starts here.
     pub(super) sent: std::time::Instant,
     /// Migration bookkeeping of an extended-protocol request: text and Bind values.
@@ -39,43 +43,111 @@ pub(super) struct AuditEntry {
 }
 
 /// A simple Query joins the audit queue (with its statements' texts) while the log follows
-/// the session, or when it carries the audited statement.
-pub(super) fn audit_query(st: &mut State, side: &mut ClientSide, sql: &[u8]) {
-    let record = side.audit_record.take();
-    if record.is_none() && !st.audit_watch {
+/// the session, when it carries audited statements, or when it finishes a prepared
+/// transaction (COMMIT/ROLLBACK PREPARED: the fate of another transaction, maybe another
+/// session's). `sent`: the text sent instead of the client's, if any.
+pub(super) fn audit_query(
+    ctx: &Ctx,
+    st: &mut State,
+    side: &mut ClientSide,
+    sql: &[u8],
+    sent: Option<&str>,
+) {
+    let records = std::mem::take(&mut side.audit_record);
+    // Migration bookkeeping in a transaction not followed yet (Alembic's version row after an
+    // autocommit block, before the next revision's DDL) names a revision: follow it too.
+    // Cheap: one byte scan of the text, as for every Parse.
+    if records.is_empty()
+        && !st.audit_watch
+        && !(ctx.shared.audit.is_enabled()
+            && (finishes_prepared(sql)
+                || crate::audit::migration::might_be_bookkeeping(&String::from_utf8_lossy(sql))))
+    {
         return;
     }
-    // Split as the server does: by its character boundaries (sql/encoding.rs).
-    let family = crate::sql::encoding::Family::from_name(&st.client_encoding)
-        .unwrap_or(crate::sql::encoding::Family::AsciiSafe);
-    let text = crate::sql::encoding::server_text(sql, family);
-    let opts = crate::sql::lexer::LexOptions {
-        standard_conforming_strings: st.standard_conforming_strings,
-        ..crate::sql::AnalysisContext::default().lex
+    // Split as the server does: by its character boundaries (sql/encoding.rs); a text
+    // pgwarden sent instead is its own.
+    let text = match sent {
+        Some(t) => std::borrow::Cow::Borrowed(t),
+        None => {
+            let family = crate::sql::encoding::Family::from_name(&st.client_encoding)
+                .unwrap_or(crate::sql::encoding::Family::AsciiSafe);
+            crate::sql::encoding::server_text(sql, family)
+        }
     };
-    let texts = crate::sql::lexer::split(&text, &opts)
-        .filter(|r| r.class != crate::sql::lexer::StatementClass::Empty)
-        .filter_map(|r| text.get(r.span).map(str::to_owned))
-        .collect();
-    audit_request(st, record, texts, Vec::new());
+    let stmts = split_statements(&text, st.standard_conforming_strings);
+    let seqs: Vec<u64> = records.iter().map(|r| r.seq).collect();
+    let texts = if stmts.len() == records.len() {
+        stmts
+            .into_iter()
+            .zip(seqs.iter())
+            .map(|((_, t), seq)| (t, vec![*seq]))
+            .collect()
+    } else {
+        // The Query was replaced by one statement (a rejection's raise): its answer is every
+        // audited statement's.
+        stmts
+            .into_iter()
+            .enumerate()
+            .map(|(i, (_, t))| (t, if i == 0 { seqs.clone() } else { Vec::new() }))
+            .collect()
+    };
+    st.audit_watch = true;
+    st.audit_queue.push_back(AuditEntry {
+        seqs,
+        records,
+        texts,
+        by_text: true,
+        sent: std::time::Instant::now(),
+        dml: Vec::new(),
+    });
 }
 
-/// Queues one request for the audit log's server-side bookkeeping.
+/// The non-empty statements of a simple Query with their byte ranges, as the prefilter splits
+/// them (the server answers each with one CommandComplete, or stops at an ErrorResponse).
+fn split_statements(text: &str, scs: bool) -> Vec<(std::ops::Range<usize>, String)> {
+    let opts = crate::sql::lexer::LexOptions {
+        standard_conforming_strings: scs,
+        ..crate::sql::AnalysisContext::default().lex
+    };
+    crate::sql::lexer::split(text, &opts)
+        .filter(|r| r.class != crate::sql::lexer::StatementClass::Empty)
+        .filter_map(|r| Some((r.span.clone(), text.get(r.span)?.to_owned())))
+        .collect()
+}
+
+/// `COMMIT PREPARED` / `ROLLBACK PREPARED` at the start of the text (cheap: a Query that
+/// starts otherwise costs a few byte comparisons).
+fn finishes_prepared(sql: &[u8]) -> bool {
+    let t = sql.trim_ascii_start();
+    let rest = if t.len() >= 6 && t[..6].eq_ignore_ascii_case(b"commit") {
+        &t[6..]
+    } else if t.len() >= 8 && t[..8].eq_ignore_ascii_case(b"rollback") {
+        &t[8..]
+    } else {
+        return false;
+    };
+    let rest = rest.trim_ascii_start();
+    rest.len() >= 8 && rest[..8].eq_ignore_ascii_case(b"prepared")
+}
+
+/// Queues one extended-protocol request (or FunctionCall) for the audit log's server-side
+/// bookkeeping.
 pub(super) fn audit_request(
     st: &mut State,
     record: Option<StatementRecord>,
-    texts: std::collections::VecDeque<String>,
     dml: Vec<(String, Vec<Option<String>>)>,
 ) {
-    if record.is_none() && !st.audit_watch {
+    if record.is_none() && !st.audit_watch && dml.is_empty() {
         return;
     }
     st.audit_watch = true;
-    let seq = record.as_ref().map_or(0, |r| r.seq);
+    let records: Vec<StatementRecord> = record.into_iter().collect();
     st.audit_queue.push_back(AuditEntry {
-        seq,
-        record,
-        texts,
+        seqs: records.iter().map(|r| r.seq).collect(),
+        records,
+        texts: Default::default(),
+        by_text: false,
         sent: std::time::Instant::now(),
         dml,
     });
@@ -116,20 +188,26 @@ pub(super) async fn audit_answer(
         .and_then(|b| <[u8; 4]>::try_from(b).ok())
         .map_or(0, |b| u32::from_be_bytes(b) as usize);
     let Some(body) = rest.get(4..len) else { return };
-    let (seq, record, text, dml) = {
+    let (seqs, records, sent, text, dml) = {
         let mut st = lock(state);
         let Some(head) = st.audit_queue.front_mut() else {
             return;
         };
-        let text = if tag == b'Z' {
-            None
+        let (text, seqs) = if tag == b'Z' {
+            (None, Vec::new())
+        } else if head.by_text {
+            match head.texts.pop_front() {
+                Some((t, seqs)) => (Some(t), seqs),
+                None => (None, Vec::new()),
+            }
         } else {
-            head.texts.pop_front()
+            (None, head.seqs.clone())
         };
         let dml = std::mem::take(&mut head.dml);
         (
-            head.seq,
-            head.record.take().map(|r| (r, head.sent)),
+            seqs,
+            std::mem::take(&mut head.records),
+            head.sent,
             text,
             dml,
         )
@@ -140,7 +218,7 @@ pub(super) async fn audit_answer(
         }
         return;
     };
-    if let Some((rec, sent)) = record {
+    for rec in records {
         a.seen(rec.decision);
         a.forwarded(rec, sent);
     }
@@ -158,7 +236,7 @@ pub(super) async fn audit_answer(
                 a.dml(sql, &[]);
             }
             let _ = a
-                .completed(seq, sql, StatementResult::Ok { tag: &tag })
+                .completed_many(&seqs, sql, StatementResult::Ok { tag: &tag })
                 .await;
         }
         b'E' => {
@@ -170,8 +248,8 @@ pub(super) async fn audit_answer(
                 Err(_) => (String::new(), String::new()),
             };
             let _ = a
-                .completed(
-                    seq,
+                .completed_many(
+                    &seqs,
                     sql,
                     StatementResult::Error {
                         sqlstate: &code,
@@ -228,6 +306,94 @@ pub(super) async fn audit_held_bind(
     }
 }
 
+/// Writes one `statement` record per statement of a held simple Query, each with the rules
+/// that fired on it, and returns them in order (DESIGN.md: DDL must not run unaudited).
+/// `Err` = not every record is on disk.
+pub(super) async fn write_query_records(
+    ctx: &Ctx,
+    side: &mut ClientSide,
+    sql: &str,
+    decided: &Decided,
+    injected: Vec<String>,
+    snap: &OwnedSnapshot,
+) -> Result<Vec<StatementRecord>, crate::audit::AuditError> {
+    let stmts = split_statements(sql, snap.standard_conforming_strings);
+    if stmts.len() <= 1 {
+        return Ok(vec![
+            write_statement_record(ctx, side, sql, decided, injected, snap).await?,
+        ]);
+    }
+    let rejected = decided.decision == Decision::Reject;
+    let fired: Vec<Vec<String>> = stmts
+        .iter()
+        .map(|(span, _)| {
+            let mut rules: Vec<String> = Vec::new();
+            for (rule, at) in &decided.findings {
+                if at.start < span.end
+                    && span.start < at.end.max(at.start + 1)
+                    && !rules.contains(rule)
+                {
+                    rules.push(rule.clone());
+                }
+            }
+            rules
+        })
+        .collect();
+    // The raise that replaces a rejected Query goes on the statement it refuses.
+    let raise_at = fired.iter().position(|r| !r.is_empty()).unwrap_or(0);
+    let mut injected = Some(injected);
+    let mut recs = Vec::with_capacity(stmts.len());
+    for (i, ((_, text), rules)) in stmts.iter().zip(fired).enumerate() {
+        side.audit_seq += 1;
+        // A rejected Query runs none of its statements: each is refused with it.
+        let decision = if rejected {
+            Decision::Reject
+        } else if rules.is_empty() {
+            Decision::Allow
+        } else {
+            decided.decision
+        };
+        let mut rec = StatementRecord::new(
+            &ctx.audit_id,
+            side.audit_seq,
+            snap.tx_status,
+            text,
+            snap.standard_conforming_strings,
+            decision,
+        );
+        if !rules.is_empty() && decided.intended != decided.decision {
+            rec.would = Some(decided.intended);
+        }
+        rec.rules = rules;
+        if i == 0 {
+            rec.injected = injected.take().unwrap_or_default();
+        }
+        if crate::enforce::engine::needs_attention(text, snap.standard_conforming_strings) {
+            rec.table_sizes = table_sizes(decided);
+        }
+        if let (Some(sent), true) = (&decided.replace, i == raise_at) {
+            rec = rec.with_rewritten(sent, snap.standard_conforming_strings);
+        }
+        recs.push(rec);
+    }
+    // Queued together, the records share one write and one fsync.
+    let lines: Vec<Record> = recs.iter().cloned().map(Record::Statement).collect();
+    ctx.shared.audit.ddl_all(&lines).await?;
+    Ok(recs)
+}
+
+fn table_sizes(decided: &Decided) -> Vec<TableSize> {
+    decided
+        .sizes
+        .iter()
+        .map(|(t, rows, bytes)| TableSize {
+            table: t.clone(),
+            rows: i64::try_from(*rows).ok(),
+            bytes: i64::try_from(*bytes).ok(),
+        })
+        .collect()
+}
+
 /// Writes the `statement` record of a held statement and returns it (DESIGN.md: DDL must
 /// not run unaudited). `Err` = the record is not on disk.
 pub(super) async fn write_statement_record(
@@ -249,15 +415,10 @@ pub(super) async fn write_statement_record(
     );
     rec.rules = decided.rules.clone();
     rec.injected = injected;
-    rec.table_sizes = decided
-        .sizes
-        .iter()
-        .map(|(t, rows, bytes)| TableSize {
-            table: t.clone(),
-            rows: i64::try_from(*rows).ok(),
-            bytes: i64::try_from(*bytes).ok(),
-        })
-        .collect();
+    rec.table_sizes = table_sizes(decided);
+    if decided.intended != decided.decision {
+        rec.would = Some(decided.intended);
+    }
     if let Some(sent) = &decided.replace {
         rec = rec.with_rewritten(sent, snap.standard_conforming_strings);
     }
