@@ -5,10 +5,12 @@ use std::path::Path;
 
 use serde::Deserialize;
 
+pub mod admin;
 pub mod audit;
 pub mod policy;
 pub mod server;
 
+pub use admin::AdminConfig;
 pub use audit::AuditConfig;
 pub use policy::PolicyConfig;
 pub use server::ServerConfig;
@@ -23,6 +25,8 @@ pub struct Config {
     pub policy: PolicyConfig,
     /// Audit log sink and durability.
     pub audit: AuditConfig,
+    /// Admin HTTP listener: metrics, health, activity.
+    pub admin: AdminConfig,
 }
 
 /// Why a configuration file could not be used.
@@ -77,6 +81,7 @@ impl Config {
         self.server.validate()?;
         self.policy.validate()?;
         self.audit.validate()?;
+        self.admin.validate()?;
         Ok(())
     }
 }

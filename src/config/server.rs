@@ -176,7 +176,7 @@ pub fn split_host_port(s: &str) -> Result<(&str, u16), String> {
 }
 
 /// Accepts `"500ms"`, `"5s"`, `"2m"`, `"1h"` or an integer number of milliseconds.
-fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+pub(crate) fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
     #[derive(Deserialize)]
     #[serde(untagged)]
     enum Raw {

@@ -77,6 +77,13 @@ pub struct Prepared {
     targets: Vec<ObjectName>,
 }
 
+impl Prepared {
+    /// The analysis of the text (statement kinds and locks, for metrics and the activity view).
+    pub fn analysis(&self) -> &Analysis {
+        &self.analysis
+    }
+}
+
 /// What the session does with the client's message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum WireAction {

@@ -114,8 +114,18 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         .map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;
     let addr = listener.local_addr()?;
     tracing::info!(upstream = %config.server.upstream, "listening on {addr}");
+    let admin = match &config.admin.listen {
+        Some(a) => {
+            let l = TcpListener::bind(a)
+                .await
+                .map_err(|e| anyhow::anyhow!("cannot listen on {a} ([admin] listen): {e}"))?;
+            tracing::info!("admin listening on {}", l.local_addr()?);
+            Some(l)
+        }
+        None => None,
+    };
     let hook: Arc<dyn StatementHook> = Arc::new(AllowAll);
-    crate::proxy::run(listener, Arc::new(config), hook, signal()).await?;
+    crate::proxy::run_with(listener, admin, Arc::new(config), hook, signal()).await?;
     Ok(())
 }
 

@@ -21,6 +21,8 @@ pub(crate) struct Guard {
     /// transaction ended since, and nothing it created or locked carries over.
     epoch: u64,
     session_id: u64,
+    /// How long the last `prepare` took: one analysis sample is prepare + decide.
+    prepare_took: std::time::Duration,
 }
 
 /// A decision as the session acts on it and the audit log records it.
@@ -63,6 +65,7 @@ impl Guard {
             enforcer: SessionEnforcer::new(policy, database, user, application_name),
             epoch: 0,
             session_id,
+            prepare_took: std::time::Duration::ZERO,
         }
     }
 
@@ -74,7 +77,10 @@ impl Guard {
         }
         self.enforcer.ready_for_query(snap.tx_status);
         self.enforcer.set_server_version(snap.server_version);
-        self.enforcer.prepare(sql, situation(snap))
+        let started = std::time::Instant::now();
+        let p = self.enforcer.prepare(sql, situation(snap));
+        self.prepare_took = started.elapsed();
+        p
     }
 
     /// Decides on a prepared text, logs the decision, and queues warnings for the client.
@@ -86,7 +92,10 @@ impl Guard {
         snap: Snapshot<'_>,
         outbox: &mut BytesMut,
     ) -> Decided {
+        let kind = crate::metrics::kind_of(prepared.analysis());
+        let started = std::time::Instant::now();
         let e = self.enforcer.decide(sql, prepared, facts, situation(snap));
+        crate::metrics::analysis_took(self.prepare_took + started.elapsed());
         self.log(sql, &e);
         // Dry-run forwards everything unchanged, notices included: its findings go to the log
         // (and the audit log) only.
@@ -101,12 +110,13 @@ impl Guard {
             Verdict::Rewrite => AuditDecision::Rewrite,
             Verdict::Reject => AuditDecision::Reject,
         };
-        let rules = e
+        let rules: Vec<String> = e
             .decision
             .findings
             .iter()
             .map(|j| j.finding.rule.id().to_string())
             .collect();
+        crate::metrics::statement_decided(&kind, decision.as_str(), &rules);
         Decided {
             replace: match e.action {
                 WireAction::Forward => None,

@@ -73,6 +73,8 @@ pub(crate) struct Shared {
     pub(crate) audit: crate::audit::AuditHandle,
     /// Bytes all sessions together may hold whole (`max_held_bytes`).
     pub(crate) held: Arc<budget::HeldBudget>,
+    /// What every session is doing now (the admin listener's `/activity`).
+    pub(crate) activity: Arc<crate::admin::activity::Activity>,
 }
 
 impl Shared {
@@ -94,12 +96,20 @@ impl Shared {
             hook,
             audit,
             held: budget::HeldBudget::new(s.max_held_bytes),
+            activity: Arc::default(),
             policy: Some(
                 crate::policy::Policy::from_config(&config.policy)
                     .map_err(|e| ProxyError::Config(e.to_string()))?,
             ),
             config,
         })
+    }
+}
+
+impl Shared {
+    /// Every upstream address sessions may be forwarded to (what `/readyz` probes).
+    pub(crate) fn upstreams(&self) -> Vec<String> {
+        vec![self.config.server.upstream.clone()]
     }
 }
 
@@ -122,6 +132,18 @@ pub async fn run(
     hook: Arc<dyn hook::StatementHook>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ProxyError> {
+    run_with(listener, None, config, hook, shutdown).await
+}
+
+/// [`run`], with the admin HTTP listener (`[admin] listen`) when one is given.
+pub async fn run_with(
+    listener: TcpListener,
+    admin_listener: Option<TcpListener>,
+    config: Arc<Config>,
+    hook: Arc<dyn hook::StatementHook>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ProxyError> {
+    crate::metrics::install();
     let audit = crate::audit::AuditHandle::start(&config.audit)
         .map_err(|e| ProxyError::Config(format!("[audit]: {e}")))?;
     // logrotate renames the file and sends SIGHUP: reopen the path.
@@ -135,6 +157,11 @@ pub async fn run(
         None
     };
     let shared = Arc::new(Shared::new(config, hook, audit)?);
+    let admin = Arc::new(crate::admin::Admin {
+        shared: shared.clone(),
+        accepting: std::sync::atomic::AtomicBool::new(true),
+    });
+    let admin_task = admin_listener.map(|l| tokio::spawn(crate::admin::serve(l, admin.clone())));
     let server = &shared.config.server;
     let slots = Arc::new(Semaphore::new(server.max_connections));
     let rejecting = Arc::new(Semaphore::new(MAX_REJECTING));
@@ -159,6 +186,7 @@ pub async fn run(
             }
         };
         let _ = tcp.set_nodelay(true);
+        crate::metrics::connection_accepted();
         let permit = slots.clone().try_acquire_owned().ok();
         let reject_permit = if permit.is_none() {
             match rejecting.clone().try_acquire_owned() {
@@ -183,6 +211,7 @@ pub async fn run(
     }
 
     drop(listener);
+    admin.accepting.store(false, Ordering::Relaxed);
     info!(
         "shutting down: stopped accepting; sessions get up to {:?} to finish",
         server.shutdown_grace
@@ -197,6 +226,9 @@ pub async fn run(
     // Everything queued for the audit log is written and fsynced before the process exits.
     shared.audit.shutdown().await;
     if let Some(task) = sighup {
+        task.abort();
+    }
+    if let Some(task) = admin_task {
         task.abort();
     }
     info!("shutdown complete");

@@ -165,6 +165,8 @@ struct Ctx {
     /// For the audit log's session records.
     peer: SocketAddr,
     client_tls: bool,
+    /// This session in the admin listener's activity view.
+    activity: crate::admin::activity::Slot,
 }
 
 /// Runs one client connection to its end. Never panics on client or server bytes.
@@ -192,11 +194,13 @@ pub(crate) async fn run(
     let startup = match negotiated {
         Err(_) => {
             debug!(session = id, %peer, "client did not finish its startup packet in time");
+            crate::metrics::session_refused("startup_timeout");
             return;
         }
         Ok(Err(NegotiateEnd::Quiet)) => return,
         Ok(Err(NegotiateEnd::Error(e))) => {
             warn!(session = id, %peer, "closing connection: {}", e.message);
+            crate::metrics::session_refused("protocol_error");
             farewell(&mut client, &e).await;
             return;
         }
@@ -212,10 +216,12 @@ pub(crate) async fn run(
     let Some(_permit) = permit else {
         let max = shared.config.server.max_connections;
         warn!(session = id, %peer, "refusing connection: max_connections ({max}) reached");
+        crate::metrics::session_refused("max_connections");
         farewell(&mut client, &errors::too_many_connections(max)).await;
         return;
     };
     if *shutdown.borrow() {
+        crate::metrics::session_refused("shutting_down");
         farewell(&mut client, &errors::shutting_down()).await;
         return;
     }
@@ -233,6 +239,7 @@ pub(crate) async fn run(
         Ok(Ok(s)) => s,
         Ok(Err(e)) => {
             warn!(session = id, %peer, "cannot reach upstream {upstream_name}: {e}");
+            crate::metrics::session_refused("upstream_unreachable");
             farewell(
                 &mut client,
                 &errors::upstream_unreachable(upstream_name, &e.to_string()),
@@ -242,6 +249,7 @@ pub(crate) async fn run(
         }
         Err(_) => {
             warn!(session = id, %peer, "cannot reach upstream {upstream_name}: startup_timeout");
+            crate::metrics::session_refused("upstream_unreachable");
             farewell(
                 &mut client,
                 &errors::upstream_unreachable(upstream_name, "startup_timeout expired"),
@@ -279,7 +287,10 @@ pub(crate) async fn run(
         audit_queue: std::collections::VecDeque::new(),
         audit_watch: false,
     });
+    let app = lock(&state).application_name.clone();
+    let activity = (shared.activity).register(id, &user, &database, &peer.to_string(), &app);
     let ctx = Ctx {
+        activity,
         shared: shared.clone(),
         id,
         user,
@@ -559,6 +570,8 @@ struct ClientScan {
     attention: bool,
     /// The frame after `ready` is a Bind of a prepared DDL statement: audit it first.
     attention_bind: bool,
+    /// Frames forwarded as read (for the metrics).
+    messages: u64,
 }
 
 async fn client_to_server(
@@ -571,6 +584,7 @@ async fn client_to_server(
 ) -> Result<End, SessionError> {
     loop {
         if !buf.is_empty() {
+            let carrying = side.decided.is_some();
             let scan = {
                 let mut st = lock(state);
                 if st.closing {
@@ -578,6 +592,10 @@ async fn client_to_server(
                 }
                 scan_client(ctx, &mut st, side, buf).map_err(SessionError::ClientProtocol)?
             };
+            crate::metrics::client_to_server(scan.ready, scan.messages);
+            if carrying {
+                ctx.activity.ddl_forwarded();
+            }
             if scan.ready > 0 {
                 sw.write_all(&buf[..scan.ready])
                     .await
@@ -682,6 +700,7 @@ fn scan_client(
         replace: None,
         attention: false,
         attention_bind: false,
+        messages: 0,
     };
     if side.skip > 0 {
         let take = side.skip.min(buf.len());
@@ -851,6 +870,7 @@ fn scan_client(
             b'X' => out.terminate = true,
             _ => {}
         }
+        out.messages += 1;
         if avail < h.total {
             // Stream the rest of this pass-through frame as it arrives.
             side.skip = h.total - avail;
@@ -986,7 +1006,9 @@ async fn decide_held(
     if let Some(r) = reading {
         snap_owned.standard_conforming_strings = r.standard_conforming_strings;
     }
+    ctx.activity.ddl_begin(&sql);
     let prepared = guard.prepare(&sql, snap_owned.view());
+    ctx.activity.ddl_analysed(prepared.analysis());
     let facts: Result<LiveFacts, String> = match &prepared.lookup {
         None => Err("no catalog facts needed".into()),
         Some(_) if snap_owned.tx_status == TxStatus::Failed => {
@@ -995,7 +1017,13 @@ async fn decide_held(
         Some(_) if side.in_pipeline => Err(
             "inside an unsynced extended-protocol pipeline: pgwarden injects nothing there".into(),
         ),
-        Some(req) => inject_lookup(ctx, state, sw, req).await?,
+        Some(req) => {
+            ctx.activity.ddl_phase("catalog lookup");
+            let started = Instant::now();
+            let r = inject_lookup(ctx, state, sw, req).await?;
+            crate::metrics::lookup_took(started.elapsed(), r.is_ok());
+            r
+        }
     };
     // The lookup may have changed what the session knows (its ReadyForQuery status).
     let scs = snap_owned.standard_conforming_strings;
@@ -1051,6 +1079,7 @@ async fn decide_held(
             }
         }
     }
+    ctx.activity.ddl_decided(decided.decision.as_str(), &decided.rules);
     side.decided = Some(decided.replace);
     Ok(())
 }
@@ -1307,6 +1336,8 @@ struct ServerScan {
     /// The scan stopped before a complete frame that needs its own turn: scan again before
     /// reading more.
     rescan: bool,
+    /// Frames forwarded as read (for the metrics).
+    messages: u64,
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -1361,6 +1392,7 @@ async fn server_to_client(
             if authenticated && audit.is_none() && ctx.shared.audit.is_enabled() {
                 *audit = Some(start_audit(ctx, state));
             }
+            crate::metrics::server_to_client(scan.ready, scan.messages);
             if scan.ready > 0 {
                 cw.write_all(&buf[..scan.ready])
                     .await
@@ -1443,6 +1475,7 @@ fn scan_server(
         discard: 0,
         audit_frame: false,
         rescan: false,
+        messages: 0,
     };
     let mut pos = 0;
     // Only at a frame boundary may pgwarden put its own messages into the stream.
@@ -1511,6 +1544,7 @@ fn scan_server(
             }
         }
         if !decode {
+            out.messages += 1;
             if avail < h.total {
                 *skip = h.total - avail;
                 pos = buf.len();
@@ -1536,6 +1570,7 @@ fn scan_server(
                 if st.pending == 0 {
                     ctx.answered.notify_one();
                 }
+                ctx.activity.ready_for_query(st.tx_status, st.pending);
                 if shutting_down && st.pending == 0 && st.tx_status == TxStatus::Idle {
                     out.idle_stop = true;
                     pos += h.total;
@@ -1548,14 +1583,20 @@ fn scan_server(
                 match name {
                     b"server_version" => st.server_version = value.into_owned(),
                     b"client_encoding" => st.client_encoding = value.into_owned(),
-                    b"application_name" => st.application_name = value.into_owned(),
+                    b"application_name" => {
+                        ctx.activity.application_name(&value);
+                        st.application_name = value.into_owned();
+                    }
                     b"standard_conforming_strings" => {
                         st.standard_conforming_strings = value == "on"
                     }
                     _ => {}
                 }
             }
-            b'K' => st.backend_pid = backend::decode_backend_key_data(body)?.pid,
+            b'K' => {
+                st.backend_pid = backend::decode_backend_key_data(body)?.pid;
+                ctx.activity.backend_pid(st.backend_pid);
+            }
             b'R' => {
                 let code = auth::decode_auth_code(body)?;
                 if code == auth::AUTH_OK {
@@ -1569,6 +1610,7 @@ fn scan_server(
             }
             _ => {}
         }
+        out.messages += 1;
         pos += h.total;
     }
     out.ready = pos;
@@ -1619,6 +1661,7 @@ mod tests {
             audit_id: String::new(),
             peer: "127.0.0.1:1".parse().unwrap(),
             client_tls: false,
+            activity: crate::admin::activity::Slot::detached(),
         }
     }
 
@@ -1751,6 +1794,7 @@ mod tests {
             audit_id: String::new(),
             peer: "127.0.0.1:1".parse().unwrap(),
             client_tls: false,
+            activity: crate::admin::activity::Slot::detached(),
         };
         let bind = |stmt: &[u8]| {
             let mut b = vec![0u8];

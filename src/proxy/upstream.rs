@@ -65,10 +65,18 @@ pub(crate) async fn connect(shared: &Shared) -> Result<Conn, UpstreamError> {
             )),
         }
     };
-    match tokio::time::timeout(cfg.connect_timeout, work).await {
+    let r = match tokio::time::timeout(cfg.connect_timeout, work).await {
         Ok(r) => r,
         Err(_) => Err(UpstreamError::Timeout(cfg.connect_timeout)),
+    };
+    if let Err(e) = &r {
+        crate::metrics::upstream_connect_failed(match e {
+            UpstreamError::Io(_) => "io",
+            UpstreamError::Timeout(_) => "timeout",
+            UpstreamError::Tls(_) => "tls",
+        });
     }
+    r
 }
 
 /// Delivers a client's CancelRequest unchanged to the upstream. The server answers nothing and
