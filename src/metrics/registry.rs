@@ -151,10 +151,12 @@ impl Registry {
     }
 
     fn series(&self, key: &Key, kind: Kind) -> Series {
-        let labels: Labels = key
+        let mut labels: Labels = key
             .labels()
             .map(|l| (l.key().to_owned(), l.value().to_owned()))
             .collect();
+        // One series per label set whatever order the caller named them in.
+        labels.sort();
         let mut f = self.families();
         let fam = f.entry(key.name().to_owned()).or_insert_with(|| Family {
             kind,

@@ -113,17 +113,18 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;
     let addr = listener.local_addr()?;
-    tracing::info!(upstream = %config.server.upstream, "listening on {addr}");
+    // Bound before `listening on` is logged: whoever waits for that line can scrape at once.
     let admin = match &config.admin.listen {
         Some(a) => {
             let l = TcpListener::bind(a)
                 .await
                 .map_err(|e| anyhow::anyhow!("cannot listen on {a} ([admin] listen): {e}"))?;
-            tracing::info!("admin listening on {}", l.local_addr()?);
+            tracing::info!("admin HTTP endpoint at {} (/metrics /healthz /readyz /activity)", l.local_addr()?);
             Some(l)
         }
         None => None,
     };
+    tracing::info!(upstream = %config.server.upstream, "listening on {addr}");
     let hook: Arc<dyn StatementHook> = Arc::new(AllowAll);
     crate::proxy::run_with(listener, admin, Arc::new(config), hook, signal()).await?;
     Ok(())
