@@ -150,6 +150,11 @@ impl SessionEnforcer {
         self.policy.mode
     }
 
+    /// Replaces the policy (a configuration reload); what the session carries stays.
+    pub fn set_policy(&mut self, policy: &Policy, database: &str, user: &str, application_name: &str) {
+        self.policy = policy.for_session(database, user, application_name);
+    }
+
     /// From ParameterStatus `server_version` ("15.18 (Debian ...)" → 15).
     pub fn set_server_version(&mut self, server_version: &str) {
         self.pg_version = server_version

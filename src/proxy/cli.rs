@@ -25,7 +25,8 @@ pub struct ServeArgs {
 }
 
 /// Runs the proxy; returns the process exit code (0 after a clean shutdown, 1 on a runtime
-/// failure such as a port in use, 2 on a bad configuration).
+/// failure such as a port in use, 2 on a bad configuration; 3 is a shutdown forced by a
+/// second SIGTERM/SIGINT, see `signal`).
 pub fn run(args: ServeArgs) -> u8 {
     let config = match load(&args) {
         Ok(c) => c,
@@ -45,7 +46,7 @@ pub fn run(args: ServeArgs) -> u8 {
             return 1;
         }
     };
-    match runtime.block_on(serve(config)) {
+    match runtime.block_on(serve(config, reload_source(&args))) {
         Ok(()) => 0,
         Err(e) => {
             eprintln!("pgwarden serve: {}", one_line(&e.to_string()));
@@ -105,9 +106,36 @@ fn init_logging(config: &Config) {
     };
 }
 
-async fn serve(config: Config) -> anyhow::Result<()> {
+/// What a SIGHUP reload reads: the same file, with the same command-line overrides.
+fn reload_source(args: &ServeArgs) -> Option<crate::proxy::reload::ReloadSource> {
+    let path = args.config.clone()?;
+    let (listen, upstream, log_format) = (
+        args.listen.clone(),
+        args.upstream.clone(),
+        args.log_format.clone(),
+    );
+    Some(crate::proxy::reload::ReloadSource {
+        path,
+        overrides: Box::new(move |c: &mut Config| {
+            if let Some(v) = &listen {
+                c.server.listen = v.clone();
+            }
+            if let Some(v) = &upstream {
+                c.server.upstream = v.clone();
+            }
+            if let Some(v) = &log_format {
+                c.server.log_format = v.clone();
+            }
+        }),
+    })
+}
+
+async fn serve(
+    config: Config,
+    reload: Option<crate::proxy::reload::ReloadSource>,
+) -> anyhow::Result<()> {
     // Before `listening on` is logged: whoever waits for that line may signal at once.
-    hangup_is_not_fatal(config.audit.enabled);
+    hangup_is_not_fatal(config.audit.enabled, reload.is_some());
     let listen = config.server.listen.clone();
     let listener = TcpListener::bind(&listen)
         .await
@@ -126,15 +154,16 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     };
     tracing::info!(upstream = %config.server.upstream, "listening on {addr}");
     let hook: Arc<dyn StatementHook> = Arc::new(AllowAll);
-    crate::proxy::run_with(listener, admin, Arc::new(config), hook, signal()).await?;
+    let extras = crate::proxy::Extras { admin, reload };
+    crate::proxy::run_with(listener, extras, Arc::new(config), hook, signal()).await?;
     Ok(())
 }
 
 /// SIGHUP's default action ends the process, and `systemctl reload` / logrotate send it. The
 /// audit writer reopens its file on SIGHUP (when the audit log is on); this listener makes sure
-/// SIGHUP never kills pgwarden otherwise, and says what it did and did not do. The
-/// configuration file is not re-read.
-fn hangup_is_not_fatal(audit_enabled: bool) {
+/// SIGHUP never kills pgwarden otherwise, and says what it did and did not do. With
+/// `--config`, `proxy::reload` re-reads the file's `[policy]` on the same signal.
+fn hangup_is_not_fatal(audit_enabled: bool, reloads: bool) {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
@@ -148,9 +177,14 @@ fn hangup_is_not_fatal(audit_enabled: bool) {
                 "no audit log to reopen"
             };
             while hup.recv().await.is_some() {
-                tracing::info!(
-                    "received SIGHUP: {audit}; the configuration is not re-read (restart to apply changes)"
-                );
+                if reloads {
+                    // The reload task (proxy::reload) says what it applied.
+                    tracing::info!("received SIGHUP: {audit}; reloading the configuration");
+                } else {
+                    tracing::info!(
+                        "received SIGHUP: {audit}; no --config file to re-read"
+                    );
+                }
             }
         });
     }
@@ -177,5 +211,31 @@ async fn signal() {
     {
         let _ = tokio::signal::ctrl_c().await;
     }
-    tracing::info!("received shutdown signal");
+    tracing::info!("received shutdown signal: draining (a second SIGTERM/SIGINT stops at once)");
+    // A second signal means "now": sessions still draining are cut, exit status 3. Audit
+    // records already handed to the writer are in the file (each is one append); DDL records
+    // were on disk before their statement was forwarded.
+    tokio::spawn(async {
+        second_signal().await;
+        tracing::warn!("second shutdown signal: stopping now, open sessions are cut");
+        std::process::exit(3);
+    });
+}
+
+async fn second_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        if let (Ok(mut term), Ok(mut int)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
 }

@@ -23,6 +23,11 @@ pub(crate) struct Guard {
     session_id: u64,
     /// How long the last `prepare` took: one analysis sample is prepare + decide.
     prepare_took: std::time::Duration,
+    /// The policy in force (SIGHUP swaps it) and the generation the enforcer was built from.
+    live: super::reload::LivePolicy,
+    generation: u64,
+    /// Who the session is, to apply the profiles of a reloaded policy.
+    who: (String, String, String),
 }
 
 /// A decision as the session acts on it and the audit log records it.
@@ -55,13 +60,18 @@ pub(crate) struct Snapshot<'a> {
 
 impl Guard {
     pub(crate) fn new(
-        policy: &Policy,
+        live: &super::reload::LivePolicy,
         session_id: u64,
         database: &str,
         user: &str,
         application_name: &str,
     ) -> Guard {
+        let generation = live.generation();
+        let policy: &Policy = &live.current();
         Guard {
+            live: live.clone(),
+            generation,
+            who: (database.into(), user.into(), application_name.into()),
             enforcer: SessionEnforcer::new(policy, database, user, application_name),
             epoch: 0,
             session_id,
@@ -71,6 +81,13 @@ impl Guard {
 
     /// Brings the enforcer up to date with the session and analyses `sql`.
     pub(crate) fn prepare(&mut self, sql: &str, snap: Snapshot<'_>) -> Prepared {
+        let generation = self.live.generation();
+        if generation != self.generation {
+            // A SIGHUP reload: this statement and the next ones decide with the new policy.
+            self.generation = generation;
+            let (db, user, app) = &self.who;
+            self.enforcer.set_policy(&self.live.current(), db, user, app);
+        }
         if snap.idle_epoch != self.epoch {
             self.epoch = snap.idle_epoch;
             self.enforcer.ready_for_query(TxStatus::Idle);

@@ -41,6 +41,7 @@ mod session;
 pub mod stream;
 pub mod tls;
 mod upstream;
+pub mod reload;
 
 /// How many over-limit clients may be in the middle of being told "too many clients" at once;
 /// beyond that they are closed without a word, so a flood cannot cost unbounded work.
@@ -68,7 +69,7 @@ pub(crate) struct Shared {
     pub(crate) upstream_addr: Option<std::net::SocketAddr>,
     pub(crate) hook: Arc<dyn hook::StatementHook>,
     /// The policy every session's enforcer starts from (profiles applied per session).
-    pub(crate) policy: Option<crate::policy::Policy>,
+    pub(crate) policy: Option<reload::LivePolicy>,
     /// The audit log writer (disabled when `[audit] enabled = false`).
     pub(crate) audit: crate::audit::AuditHandle,
     /// Bytes all sessions together may hold whole (`max_held_bytes`).
@@ -97,10 +98,10 @@ impl Shared {
             audit,
             held: budget::HeldBudget::new(s.max_held_bytes),
             activity: Arc::default(),
-            policy: Some(
+            policy: Some(reload::LivePolicy::new(
                 crate::policy::Policy::from_config(&config.policy)
                     .map_err(|e| ProxyError::Config(e.to_string()))?,
-            ),
+            )),
             config,
         })
     }
@@ -132,13 +133,22 @@ pub async fn run(
     hook: Arc<dyn hook::StatementHook>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ProxyError> {
-    run_with(listener, None, config, hook, shutdown).await
+    run_with(listener, Extras::default(), config, hook, shutdown).await
+}
+
+/// What `pgwarden serve` adds to [`run`]: the admin listener and SIGHUP reload.
+#[derive(Default)]
+pub struct Extras {
+    /// The admin HTTP listener (`[admin] listen`), bound by the caller.
+    pub admin: Option<TcpListener>,
+    /// Reload `[policy]` from this file on SIGHUP.
+    pub reload: Option<reload::ReloadSource>,
 }
 
 /// [`run`], with the admin HTTP listener (`[admin] listen`) when one is given.
 pub async fn run_with(
     listener: TcpListener,
-    admin_listener: Option<TcpListener>,
+    extras: Extras,
     config: Arc<Config>,
     hook: Arc<dyn hook::StatementHook>,
     shutdown: impl Future<Output = ()> + Send + 'static,
@@ -161,7 +171,11 @@ pub async fn run_with(
         shared: shared.clone(),
         accepting: std::sync::atomic::AtomicBool::new(true),
     });
-    let admin_task = admin_listener.map(|l| tokio::spawn(crate::admin::serve(l, admin.clone())));
+    let reload_task = match (extras.reload, &shared.policy) {
+        (Some(src), Some(live)) => Some(reload::spawn(src, shared.config.clone(), live.clone())?),
+        _ => None,
+    };
+    let admin_task = extras.admin.map(|l| tokio::spawn(crate::admin::serve(l, admin.clone())));
     let server = &shared.config.server;
     let slots = Arc::new(Semaphore::new(server.max_connections));
     let rejecting = Arc::new(Semaphore::new(MAX_REJECTING));
@@ -229,6 +243,9 @@ pub async fn run_with(
         task.abort();
     }
     if let Some(task) = admin_task {
+        task.abort();
+    }
+    if let Some(task) = reload_task {
         task.abort();
     }
     info!("shutdown complete");
