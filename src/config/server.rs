@@ -226,6 +226,9 @@ mod tests {
         assert_eq!(cfg.server.max_message_size, d.max_message_size);
         assert_eq!(cfg.server.max_held_bytes, d.max_held_bytes);
         assert_eq!(cfg.server.upstream_tls, d.upstream_tls);
+        let a = crate::config::AdminConfig::default();
+        assert_eq!(cfg.admin.listen, a.listen);
+        assert_eq!(cfg.admin.ready_timeout, a.ready_timeout);
     }
 
     #[test]
