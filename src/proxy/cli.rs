@@ -152,9 +152,21 @@ async fn serve(
         }
         None => None,
     };
+    let unix = match &config.server.listen_unix {
+        Some(path) => {
+            let l = bind_unix(path)?;
+            tracing::info!("accepting clients on unix socket {}", path.display());
+            Some((l, path.clone()))
+        }
+        None => None,
+    };
     tracing::info!(upstream = %config.server.upstream, "listening on {addr}");
     let hook: Arc<dyn StatementHook> = Arc::new(AllowAll);
-    let extras = crate::proxy::Extras { admin, reload };
+    let extras = crate::proxy::Extras {
+        admin,
+        reload,
+        unix,
+    };
     crate::proxy::run_with(listener, extras, Arc::new(config), hook, signal()).await?;
     Ok(())
 }
@@ -238,4 +250,24 @@ async fn second_signal() {
         }
     }
     let _ = tokio::signal::ctrl_c().await;
+}
+
+/// Binds the unix socket. A socket file nobody answers on is left over from a process that
+/// died: it is replaced; one that answers belongs to a running server and is an error.
+fn bind_unix(path: &std::path::Path) -> anyhow::Result<tokio::net::UnixListener> {
+    if path.exists() {
+        if std::os::unix::net::UnixStream::connect(path).is_ok() {
+            anyhow::bail!(
+                "cannot listen on {}: another server is accepting there",
+                path.display()
+            );
+        }
+        let _ = std::fs::remove_file(path);
+    }
+    let l = tokio::net::UnixListener::bind(path)
+        .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", path.display()))?;
+    // As PostgreSQL's default unix_socket_permissions (0777): authentication still applies.
+    use std::os::unix::fs::PermissionsExt;
+    let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o777));
+    Ok(l)
 }

@@ -143,6 +143,30 @@ pub struct Extras {
     pub admin: Option<TcpListener>,
     /// Reload `[policy]` from this file on SIGHUP.
     pub reload: Option<reload::ReloadSource>,
+    /// The unix-domain socket listener (`listen_unix`) and its path (removed at shutdown).
+    pub unix: Option<(tokio::net::UnixListener, std::path::PathBuf)>,
+}
+
+/// Clients on the unix socket have no address: sessions get this one, shown as "unix socket".
+const UNIX_PEER: std::net::SocketAddr =
+    std::net::SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), 0);
+
+/// How the activity view names a client.
+pub(crate) fn client_label(peer: std::net::SocketAddr) -> String {
+    if peer == UNIX_PEER {
+        "unix socket".into()
+    } else {
+        peer.to_string()
+    }
+}
+
+async fn accept_unix(
+    l: Option<&tokio::net::UnixListener>,
+) -> std::io::Result<tokio::net::UnixStream> {
+    match l {
+        Some(l) => l.accept().await.map(|(u, _)| u),
+        None => std::future::pending().await,
+    }
 }
 
 /// [`run`], with the admin HTTP listener (`[admin] listen`) when one is given.
@@ -185,12 +209,20 @@ pub async fn run_with(
     let ids = AtomicU64::new(1);
     tokio::pin!(shutdown);
 
+    let (unix, unix_path) = match extras.unix {
+        Some((l, p)) => (Some(l), Some(p)),
+        None => (None, None),
+    };
     loop {
         let accepted = tokio::select! {
             _ = &mut shutdown => break,
-            a = listener.accept() => a,
+            a = listener.accept() => a.map(|(tcp, peer)| {
+                let _ = tcp.set_nodelay(true);
+                (stream::Conn::Plain(tcp), peer)
+            }),
+            a = accept_unix(unix.as_ref()) => a.map(|u| (stream::Conn::Unix(u), UNIX_PEER)),
         };
-        let (tcp, peer) = match accepted {
+        let (conn, peer) = match accepted {
             Ok(a) => a,
             Err(e) => {
                 // Out of file descriptors and similar: back off instead of spinning.
@@ -199,7 +231,6 @@ pub async fn run_with(
                 continue;
             }
         };
-        let _ = tcp.set_nodelay(true);
         crate::metrics::connection_accepted();
         let permit = slots.clone().try_acquire_owned().ok();
         let reject_permit = if permit.is_none() {
@@ -218,13 +249,17 @@ pub async fn run_with(
         let stop = stop_rx.clone();
         let alive = alive_tx.clone();
         tokio::spawn(async move {
-            session::run(shared, tcp, peer, permit, stop, id).await;
+            session::run(shared, conn, peer, permit, stop, id).await;
             drop(reject_permit);
             drop(alive);
         });
     }
 
     drop(listener);
+    drop(unix);
+    if let Some(p) = &unix_path {
+        let _ = std::fs::remove_file(p);
+    }
     admin.accepting.store(false, Ordering::Relaxed);
     info!(
         "shutting down: stopped accepting; sessions get up to {:?} to finish",

@@ -39,7 +39,6 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio::sync::{oneshot, watch, Notify, OwnedSemaphorePermit};
 use tokio::time::{sleep_until, Instant};
 use tracing::{debug, info, warn};
@@ -172,14 +171,14 @@ struct Ctx {
 /// Runs one client connection to its end. Never panics on client or server bytes.
 pub(crate) async fn run(
     shared: Arc<Shared>,
-    tcp: TcpStream,
+    client_conn: Conn,
     peer: SocketAddr,
     permit: Option<OwnedSemaphorePermit>,
     mut shutdown: watch::Receiver<bool>,
     id: u64,
 ) {
     let startup_deadline = Instant::now() + shared.config.server.startup_timeout;
-    let mut slot = Some(Conn::Plain(tcp));
+    let mut slot = Some(client_conn);
     let mut buf = BytesMut::with_capacity(512);
 
     let negotiated = tokio::time::timeout_at(
@@ -288,7 +287,8 @@ pub(crate) async fn run(
         audit_watch: false,
     });
     let app = lock(&state).application_name.clone();
-    let activity = (shared.activity).register(id, &user, &database, &peer.to_string(), &app);
+    let client_label = super::client_label(peer);
+    let activity = (shared.activity).register(id, &user, &database, &client_label, &app);
     let ctx = Ctx {
         activity,
         shared: shared.clone(),
@@ -470,7 +470,9 @@ async fn negotiate_client(
                         "SSLRequest on an encrypted connection",
                     )));
                 }
-                let Some(acceptor) = &shared.acceptor else {
+                // No TLS on the unix socket, as PostgreSQL: the socket file's permissions guard it.
+                let tcp_client = matches!(client, Conn::Plain(_));
+                let Some(acceptor) = shared.acceptor.as_ref().filter(|_| tcp_client) else {
                     write_byte(client, b'N').await?;
                     continue;
                 };
