@@ -7,6 +7,7 @@ use serde::Deserialize;
 
 pub mod admin;
 pub mod audit;
+pub mod databases;
 pub mod policy;
 pub mod server;
 
@@ -27,6 +28,8 @@ pub struct Config {
     pub audit: AuditConfig,
     /// Admin HTTP listener: metrics, health, activity.
     pub admin: AdminConfig,
+    /// Upstream per database name, with an optional `*` fallback.
+    pub databases: databases::Databases,
 }
 
 /// Why a configuration file could not be used.
@@ -82,6 +85,7 @@ impl Config {
         self.policy.validate()?;
         self.audit.validate()?;
         self.admin.validate()?;
+        databases::validate(&self.databases)?;
         Ok(())
     }
 }

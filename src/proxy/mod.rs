@@ -41,6 +41,7 @@ mod session;
 pub mod stream;
 pub mod tls;
 mod upstream;
+mod route;
 pub mod reload;
 
 /// How many over-limit clients may be in the middle of being told "too many clients" at once;
@@ -64,9 +65,8 @@ pub(crate) struct Shared {
     pub(crate) limits: FrameLimits,
     pub(crate) acceptor: Option<tokio_rustls::TlsAcceptor>,
     pub(crate) connector: Option<tokio_rustls::TlsConnector>,
-    pub(crate) upstream_server_name: rustls::pki_types::ServerName<'static>,
-    /// The upstream as a socket address when it is written as one (no name lookup needed).
-    pub(crate) upstream_addr: Option<std::net::SocketAddr>,
+    /// Upstream per database name (`[databases]`, or `[server] upstream` for all).
+    pub(crate) routes: route::Routes,
     pub(crate) hook: Arc<dyn hook::StatementHook>,
     /// The policy every session's enforcer starts from (profiles applied per session).
     pub(crate) policy: Option<reload::LivePolicy>,
@@ -86,14 +86,11 @@ impl Shared {
     ) -> Result<Self, ProxyError> {
         let s = &config.server;
         s.validate().map_err(ProxyError::Config)?;
-        let (host, _) =
-            crate::config::server::split_host_port(&s.upstream).map_err(ProxyError::Config)?;
         Ok(Shared {
             limits: s.frame_limits(),
             acceptor: tls::client_acceptor(s)?,
             connector: tls::upstream_connector(s)?,
-            upstream_server_name: tls::upstream_server_name(s, host)?,
-            upstream_addr: s.upstream.parse().ok(),
+            routes: route::Routes::new(&config)?,
             hook,
             audit,
             held: budget::HeldBudget::new(s.max_held_bytes),
@@ -110,7 +107,11 @@ impl Shared {
 impl Shared {
     /// Every upstream address sessions may be forwarded to (what `/readyz` probes).
     pub(crate) fn upstreams(&self) -> Vec<String> {
-        vec![self.config.server.upstream.clone()]
+        self.routes
+            .upstreams()
+            .iter()
+            .map(|u| u.name.clone())
+            .collect()
     }
 }
 

@@ -97,6 +97,7 @@ fn restart_only_changes(a: &Config, b: &Config) -> Vec<(&'static str, bool)> {
             s.log_format != t.log_format || s.log_level != t.log_level,
         ),
         ("[admin] listen", a.admin.listen != b.admin.listen),
+        ("[databases]", a.databases != b.databases),
         (
             "[audit]",
             format!("{:?}", a.audit) != format!("{:?}", b.audit),

@@ -212,6 +212,7 @@ pub(crate) async fn run(
         }
         Ok(Ok(m)) => m,
     };
+    let mut startup = startup;
     let Some(_permit) = permit else {
         let max = shared.config.server.max_connections;
         warn!(session = id, %peer, "refusing connection: max_connections ({max}) reached");
@@ -232,8 +233,18 @@ pub(crate) async fn run(
         }
     }
 
-    let upstream_name = &shared.config.server.upstream;
-    let connected = tokio::time::timeout_at(startup_deadline, upstream::connect(&shared)).await;
+    let requested = startup.database().to_owned();
+    let Some(route) = shared.routes.resolve(&requested) else {
+        let name = requested;
+        info!(session = id, %peer, "refusing connection: no [databases] entry for {name:?}");
+        crate::metrics::session_refused("unknown_database");
+        farewell(&mut client, &errors::unknown_database(&name)).await;
+        return;
+    };
+    let upstream_name = &route.upstream.name;
+    let connected =
+        tokio::time::timeout_at(startup_deadline, upstream::connect(&shared, &route.upstream))
+            .await;
     let mut server = match connected {
         Ok(Ok(s)) => s,
         Ok(Err(e)) => {
@@ -258,6 +269,9 @@ pub(crate) async fn run(
         }
     };
     let mut packet = BytesMut::new();
+    // Policies and the activity view keep the name the client asked for.
+    let client_database = requested;
+    super::route::apply(&route, &mut startup);
     startup.encode_v30(&mut packet);
     if let Err(e) = server.write_all(&packet).await {
         farewell(
@@ -269,7 +283,7 @@ pub(crate) async fn run(
     }
 
     let user = startup.param("user").unwrap_or_default().to_owned();
-    let database = startup.database().to_owned();
+    let database = client_database;
     let state = Mutex::new(State {
         tx_status: TxStatus::Idle,
         pending: 0,
