@@ -144,10 +144,16 @@ async fn metrics_count_a_known_workload_in_valid_exposition_format() {
     expect("pgwarden_lock_wait_retries_total", 0.0);
     expect("pgwarden_injected_timeouts_total", 0.0);
     // Both DDL statements were audited (statement + outcome records and session records).
-    assert!(sample(&m, "pgwarden_audit_records_written_total").unwrap_or(0.0) >= 4.0, "{m}");
+    assert!(
+        sample(&m, "pgwarden_audit_records_written_total").unwrap_or(0.0) >= 4.0,
+        "{m}"
+    );
     assert!(sample(&m, "pgwarden_audit_fsync_duration_seconds_count").unwrap_or(0.0) >= 1.0);
     for dir in ["client_to_server", "server_to_client"] {
-        let bytes = sample(&m, &format!("pgwarden_forwarded_bytes_total{{direction=\"{dir}\"}}"));
+        let bytes = sample(
+            &m,
+            &format!("pgwarden_forwarded_bytes_total{{direction=\"{dir}\"}}"),
+        );
         let msgs = sample(
             &m,
             &format!("pgwarden_forwarded_messages_total{{direction=\"{dir}\"}}"),
@@ -180,7 +186,9 @@ impl Relay {
                 match listener.accept() {
                     Ok((client, _)) => {
                         let _ = client.set_nonblocking(false);
-                        let Ok(server) = TcpStream::connect(&t) else { continue };
+                        let Ok(server) = TcpStream::connect(&t) else {
+                            continue;
+                        };
                         for (mut a, mut b) in [
                             (client.try_clone().unwrap(), server.try_clone().unwrap()),
                             (server, client),
@@ -225,7 +233,10 @@ async fn readyz_follows_the_upstream() {
     relay.stop();
     let (status, body) = get(admin, "/readyz");
     assert_eq!(status, 503, "{body}");
-    assert!(body.contains(&format!("upstream 127.0.0.1:{port}")), "{body}");
+    assert!(
+        body.contains(&format!("upstream 127.0.0.1:{port}")),
+        "{body}"
+    );
     // Alive all the same.
     assert_eq!(get(admin, "/healthz").0, 200);
     psql(&via, &["-c", "select 1"]).assert_failure();
@@ -235,12 +246,18 @@ async fn readyz_follows_the_upstream() {
     psql(&via, &["-c", "select 1"]).assert_success();
     let m = get(admin, "/metrics").1;
     assert_eq!(
-        sample(&m, "pgwarden_client_sessions_refused_total{reason=\"upstream_unreachable\"}"),
+        sample(
+            &m,
+            "pgwarden_client_sessions_refused_total{reason=\"upstream_unreachable\"}"
+        ),
         Some(1.0),
         "{m}"
     );
     assert_eq!(
-        sample(&m, "pgwarden_upstream_connect_failures_total{reason=\"io\"}"),
+        sample(
+            &m,
+            "pgwarden_upstream_connect_failures_total{reason=\"io\"}"
+        ),
         Some(1.0),
         "{m}"
     );
@@ -304,9 +321,8 @@ async fn activity_shows_a_migration_blocked_behind_an_idle_transaction() {
             .as_array()
             .unwrap()
             .iter()
-            .any(|l| l["mode"] == "ACCESS EXCLUSIVE" && l["table"]
-                .as_str()
-                .is_some_and(|t| t.contains("accounts"))),
+            .any(|l| l["mode"] == "ACCESS EXCLUSIVE"
+                && l["table"].as_str().is_some_and(|t| t.contains("accounts"))),
         "{seen:#}"
     );
     let blockers = d["possible_blockers"].as_array().unwrap();
@@ -321,7 +337,14 @@ async fn activity_shows_a_migration_blocked_behind_an_idle_transaction() {
         .all(|s| s["database"] == db.as_str() && s["user"].is_string()));
 
     blocker.batch_execute("commit").await.unwrap();
-    migration.await.unwrap().expect("migration runs once unblocked");
+    migration
+        .await
+        .unwrap()
+        .expect("migration runs once unblocked");
     let v: serde_json::Value = serde_json::from_str(&get(admin, "/activity").1).unwrap();
-    assert_eq!(v["ddl_in_flight"].as_array().map(Vec::len), Some(0), "{v:#}");
+    assert_eq!(
+        v["ddl_in_flight"].as_array().map(Vec::len),
+        Some(0),
+        "{v:#}"
+    );
 }

@@ -57,15 +57,30 @@ fn two_clusters_by_database_name_fallback_and_unknown_database() {
         "{}",
         out.stderr
     );
-    assert!(!two.server_log().contains("\"nope\""), "the server was asked for it");
-    assert!(!one.server_log().contains("\"nope\""), "the server was asked for it");
+    assert!(
+        !two.server_log().contains("\"nope\""),
+        "the server was asked for it"
+    );
+    assert!(
+        !one.server_log().contains("\"nope\""),
+        "the server was asked for it"
+    );
 
     // Profiles match the client's name: drop table is rejected on db1, warned on `reports`.
-    let out = psql(&one.conn(&db1).with_port(proxy.port()), &["-c", "drop table t"]);
+    let out = psql(
+        &one.conn(&db1).with_port(proxy.port()),
+        &["-c", "drop table t"],
+    );
     out.assert_failure();
     assert!(out.stderr.contains("ban-drop-table"), "{}", out.stderr);
-    psql(&one.conn("reports").with_port(proxy.port()), &["-c", "drop table t"]).assert_success();
-    assert!(two.sql(&db2, "select count(*) from pg_tables where tablename = 't'").contains('0'));
+    psql(
+        &one.conn("reports").with_port(proxy.port()),
+        &["-c", "drop table t"],
+    )
+    .assert_success();
+    assert!(two
+        .sql(&db2, "select count(*) from pg_tables where tablename = 't'")
+        .contains('0'));
 
     // With a `*` fallback an unlisted name goes there, under its own name.
     let fallback = format!("{routes}[databases.\"*\"]\nupstream = \"{}\"\n", two.addr());
@@ -80,5 +95,9 @@ fn two_clusters_by_database_name_fallback_and_unknown_database() {
     let out = whereami(&proxy2, one, "nope");
     out.assert_failure();
     assert!(out.stderr.contains("does not exist"), "{}", out.stderr);
-    assert!(!out.stderr.contains("no [databases] entry"), "{}", out.stderr);
+    assert!(
+        !out.stderr.contains("no [databases] entry"),
+        "{}",
+        out.stderr
+    );
 }

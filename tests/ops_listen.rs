@@ -27,7 +27,16 @@ fn psql_connects_over_the_unix_socket() {
         port: 6432,
         ..cluster.conn(&db)
     };
-    let out = psql(&via, &["-At", "-c", "select 40 + 2", "-c", "create table t (id bigint)"]);
+    let out = psql(
+        &via,
+        &[
+            "-At",
+            "-c",
+            "select 40 + 2",
+            "-c",
+            "create table t (id bigint)",
+        ],
+    );
     out.assert_success();
     assert!(out.stdout.contains("42"), "{}", out.stdout);
     // The same enforcement as on TCP.
@@ -35,7 +44,13 @@ fn psql_connects_over_the_unix_socket() {
     out.assert_failure();
     assert!(out.stderr.contains("ban-drop-table"), "{}", out.stderr);
     // SSL is answered 'N' on the socket: sslmode=prefer falls back to plaintext.
-    let out = psql(&ConnInfo { sslmode: "prefer".into(), ..via.clone() }, &["-c", "select 1"]);
+    let out = psql(
+        &ConnInfo {
+            sslmode: "prefer".into(),
+            ..via.clone()
+        },
+        &["-c", "select 1"],
+    );
     out.assert_success();
     proxy.sigterm();
     assert_eq!(proxy.wait_exit(Duration::from_secs(30)).code(), Some(0));

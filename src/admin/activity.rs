@@ -125,7 +125,10 @@ impl Activity {
                 .filter(|o| o.id != s.id && o.database == s.database)
                 .filter_map(|o| {
                     let why = if let Some(od) = o.ddl.as_ref().filter(|od| od.since < d.since) {
-                        format!("its own DDL has been in flight for {:.3}s", secs(now, od.since))
+                        format!(
+                            "its own DDL has been in flight for {:.3}s",
+                            secs(now, od.since)
+                        )
                     } else if let Some(t) = o.tx_since.filter(|t| *t <= d.since) {
                         format!(
                             "{} since {:.3}s, before this statement was sent",
@@ -405,7 +408,10 @@ mod tests {
         assert_eq!(b[0]["state"], "idle in transaction");
         // The ReadyForQuery answering the DDL ends it.
         mig.ready_for_query(TxStatus::Idle, 0);
-        assert_eq!(all.to_json()["ddl_in_flight"].as_array().map(Vec::len), Some(0));
+        assert_eq!(
+            all.to_json()["ddl_in_flight"].as_array().map(Vec::len),
+            Some(0)
+        );
         drop(blocker);
         assert_eq!(all.len(), 2);
     }

@@ -51,8 +51,7 @@ async fn handle(mut tcp: TcpStream, admin: &Admin) -> std::io::Result<()> {
     let read = tokio::time::timeout(READ_TIMEOUT, async {
         let mut chunk = [0u8; 1024];
         loop {
-            if head.windows(4).any(|w| w == b"\r\n\r\n") || head.windows(2).any(|w| w == b"\n\n")
-            {
+            if head.windows(4).any(|w| w == b"\r\n\r\n") || head.windows(2).any(|w| w == b"\n\n") {
                 return Ok::<bool, std::io::Error>(true);
             }
             if head.len() >= MAX_HEAD {

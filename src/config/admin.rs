@@ -27,8 +27,7 @@ impl AdminConfig {
     /// Checks values serde cannot check.
     pub fn validate(&self) -> Result<(), String> {
         if let Some(l) = &self.listen {
-            super::server::split_host_port(l)
-                .map_err(|e| format!("[admin] listen {l:?}: {e}"))?;
+            super::server::split_host_port(l).map_err(|e| format!("[admin] listen {l:?}: {e}"))?;
         }
         if self.ready_timeout.is_zero() {
             return Err("[admin] ready_timeout must be more than 0".into());

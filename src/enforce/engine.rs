@@ -151,7 +151,13 @@ impl SessionEnforcer {
     }
 
     /// Replaces the policy (a configuration reload); what the session carries stays.
-    pub fn set_policy(&mut self, policy: &Policy, database: &str, user: &str, application_name: &str) {
+    pub fn set_policy(
+        &mut self,
+        policy: &Policy,
+        database: &str,
+        user: &str,
+        application_name: &str,
+    ) {
         self.policy = policy.for_session(database, user, application_name);
     }
 

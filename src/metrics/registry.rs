@@ -15,8 +15,8 @@ use metrics::{Counter, Gauge, Histogram, Key, KeyName, Metadata, Recorder, Share
 /// Upper bounds of every histogram's buckets, in seconds: from 50 µs (one analysis) to five
 /// minutes (a lock wait during a deploy).
 pub const BUCKETS: [f64; 20] = [
-    0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
-    1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0,
+    0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+    2.5, 5.0, 10.0, 30.0, 60.0, 300.0,
 ];
 
 /// A monotonically increasing count.
@@ -176,7 +176,11 @@ impl Registry {
     }
 
     /// The counter's own atomic, for callers that increment it on the hot path.
-    pub fn counter_handle(&self, name: &'static str, labels: &[(&str, &str)]) -> Arc<AtomicCounter> {
+    pub fn counter_handle(
+        &self,
+        name: &'static str,
+        labels: &[(&str, &str)],
+    ) -> Arc<AtomicCounter> {
         let labels: Vec<metrics::Label> = labels
             .iter()
             .map(|(k, v)| metrics::Label::new(k.to_string(), v.to_string()))
@@ -344,10 +348,19 @@ mod tests {
         hh.record(0.0003);
         hh.record(7.0);
         let text = r.render();
-        assert!(text.contains("# HELP t_total A \"count\"\\nof things\n"), "{text}");
+        assert!(
+            text.contains("# HELP t_total A \"count\"\\nof things\n"),
+            "{text}"
+        );
         assert!(text.contains("t_total{why=\"a\\\"b\\\\c\"} 3\n"), "{text}");
-        assert!(text.contains("t_seconds_bucket{le=\"0.0001\"} 0\n"), "{text}");
-        assert!(text.contains("t_seconds_bucket{le=\"0.0005\"} 1\n"), "{text}");
+        assert!(
+            text.contains("t_seconds_bucket{le=\"0.0001\"} 0\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("t_seconds_bucket{le=\"0.0005\"} 1\n"),
+            "{text}"
+        );
         assert!(text.contains("t_seconds_bucket{le=\"10\"} 2\n"), "{text}");
         assert!(text.contains("t_seconds_bucket{le=\"+Inf\"} 2\n"), "{text}");
         assert!(text.contains("t_seconds_count 2\n"), "{text}");

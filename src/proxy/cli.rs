@@ -147,7 +147,10 @@ async fn serve(
             let l = TcpListener::bind(a)
                 .await
                 .map_err(|e| anyhow::anyhow!("cannot listen on {a} ([admin] listen): {e}"))?;
-            tracing::info!("admin HTTP endpoint at {} (/metrics /healthz /readyz /activity)", l.local_addr()?);
+            tracing::info!(
+                "admin HTTP endpoint at {} (/metrics /healthz /readyz /activity)",
+                l.local_addr()?
+            );
             Some(l)
         }
         None => None,

@@ -86,7 +86,8 @@ impl Guard {
             // A SIGHUP reload: this statement and the next ones decide with the new policy.
             self.generation = generation;
             let (db, user, app) = &self.who;
-            self.enforcer.set_policy(&self.live.current(), db, user, app);
+            self.enforcer
+                .set_policy(&self.live.current(), db, user, app);
         }
         if snap.idle_epoch != self.epoch {
             self.epoch = snap.idle_epoch;

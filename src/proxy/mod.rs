@@ -37,12 +37,12 @@ mod budget;
 pub mod cli;
 mod guard;
 pub mod hook;
+pub mod reload;
+mod route;
 mod session;
 pub mod stream;
 pub mod tls;
 mod upstream;
-mod route;
-pub mod reload;
 
 /// How many over-limit clients may be in the middle of being told "too many clients" at once;
 /// beyond that they are closed without a word, so a flood cannot cost unbounded work.
@@ -200,7 +200,9 @@ pub async fn run_with(
         (Some(src), Some(live)) => Some(reload::spawn(src, shared.config.clone(), live.clone())?),
         _ => None,
     };
-    let admin_task = extras.admin.map(|l| tokio::spawn(crate::admin::serve(l, admin.clone())));
+    let admin_task = extras
+        .admin
+        .map(|l| tokio::spawn(crate::admin::serve(l, admin.clone())));
     let server = &shared.config.server;
     let slots = Arc::new(Semaphore::new(server.max_connections));
     let rejecting = Arc::new(Semaphore::new(MAX_REJECTING));

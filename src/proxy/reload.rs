@@ -55,7 +55,11 @@ pub struct ReloadSource {
 }
 
 /// Reads the file again and applies what may change; returns why it was refused.
-pub(crate) fn reload(src: &ReloadSource, running: &Config, live: &LivePolicy) -> Result<(), String> {
+pub(crate) fn reload(
+    src: &ReloadSource,
+    running: &Config,
+    live: &LivePolicy,
+) -> Result<(), String> {
     let mut next = Config::load(&src.path).map_err(|e| e.to_string())?;
     (src.overrides)(&mut next);
     next.server.validate()?;
@@ -74,7 +78,10 @@ fn restart_only_changes(a: &Config, b: &Config) -> Vec<(&'static str, bool)> {
     vec![
         ("[server] listen", s.listen != t.listen),
         ("[server] upstream", s.upstream != t.upstream),
-        ("[server] max_connections", s.max_connections != t.max_connections),
+        (
+            "[server] max_connections",
+            s.max_connections != t.max_connections,
+        ),
         (
             "[server] TLS settings",
             s.tls_cert_file != t.tls_cert_file

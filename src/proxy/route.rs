@@ -102,10 +102,7 @@ impl Routes {
         if let Some(r) = &self.default {
             return Some(r.clone());
         }
-        self.named
-            .get(database)
-            .or(self.fallback.as_ref())
-            .cloned()
+        self.named.get(database).or(self.fallback.as_ref()).cloned()
     }
 
     /// Every distinct upstream.

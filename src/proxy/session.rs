@@ -242,9 +242,11 @@ pub(crate) async fn run(
         return;
     };
     let upstream_name = &route.upstream.name;
-    let connected =
-        tokio::time::timeout_at(startup_deadline, upstream::connect(&shared, &route.upstream))
-            .await;
+    let connected = tokio::time::timeout_at(
+        startup_deadline,
+        upstream::connect(&shared, &route.upstream),
+    )
+    .await;
     let mut server = match connected {
         Ok(Ok(s)) => s,
         Ok(Err(e)) => {
@@ -1095,7 +1097,8 @@ async fn decide_held(
             }
         }
     }
-    ctx.activity.ddl_decided(decided.decision.as_str(), &decided.rules);
+    ctx.activity
+        .ddl_decided(decided.decision.as_str(), &decided.rules);
     side.decided = Some(decided.replace);
     Ok(())
 }
