@@ -163,6 +163,12 @@ async fn serve(
         }
         None => None,
     };
+    // Handlers are installed before `listening on` is logged: a signal sent right after that
+    // line must not meet the default action (which ends the process).
+    let term_installed = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .map_err(|e| anyhow::anyhow!("cannot install the SIGTERM handler: {e}"))?;
+    let int_installed = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
+        .map_err(|e| anyhow::anyhow!("cannot install the SIGINT handler: {e}"))?;
     tracing::info!(upstream = %config.server.upstream, "listening on {addr}");
     let hook: Arc<dyn StatementHook> = Arc::new(AllowAll);
     let extras = crate::proxy::Extras {
@@ -170,7 +176,8 @@ async fn serve(
         reload,
         unix,
     };
-    crate::proxy::run_with(listener, extras, Arc::new(config), hook, signal()).await?;
+    let shutdown = signal(term_installed, int_installed);
+    crate::proxy::run_with(listener, extras, Arc::new(config), hook, shutdown).await?;
     Ok(())
 }
 
@@ -205,26 +212,11 @@ fn hangup_is_not_fatal(audit_enabled: bool, reloads: bool) {
     }
 }
 
-/// Completes on SIGTERM or SIGINT.
-async fn signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = term.recv() => {}
-                    _ = tokio::signal::ctrl_c() => {}
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
+/// Completes on SIGTERM or SIGINT (streams registered by the caller).
+async fn signal(mut term: tokio::signal::unix::Signal, mut int: tokio::signal::unix::Signal) {
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
     }
     tracing::info!("received shutdown signal: draining (a second SIGTERM/SIGINT stops at once)");
     // A second signal means "now": sessions still draining are cut, exit status 3. Audit
