@@ -203,9 +203,7 @@ fn hangup_is_not_fatal(audit_enabled: bool, reloads: bool) {
                     // The reload task (proxy::reload) says what it applied.
                     tracing::info!("received SIGHUP: {audit}; reloading the configuration");
                 } else {
-                    tracing::info!(
-                        "received SIGHUP: {audit}; no --config file to re-read"
-                    );
+                    tracing::info!("received SIGHUP: {audit}; no --config file to re-read");
                 }
             }
         });
