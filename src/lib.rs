@@ -20,12 +20,14 @@
 //! decision step, `check` the offline front door, `audit` the DDL record, `config` the settings, `demo` the one-command showcase.
 #![forbid(unsafe_code)]
 
+pub mod admin;
 pub mod audit;
 pub mod check;
 pub mod config;
 pub mod demo;
 pub mod enforce;
 pub mod execute;
+pub mod metrics;
 pub mod policy;
 pub mod protocol;
 pub mod proxy;

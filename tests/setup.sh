@@ -25,6 +25,8 @@ bindir="${PGWARDEN_PG_BINDIR:-/usr/lib/postgresql/15/bin}"
 command -v openssl >/dev/null || need+=(openssl)
 command -v runuser >/dev/null || need+=(util-linux)
 command -v python3 >/dev/null && python3 -c 'import venv, ensurepip' 2>/dev/null || need+=(python3-venv)
+# promtool validates pgwarden's /metrics exposition (tests/ops_admin.rs).
+command -v promtool >/dev/null || need+=(prometheus)
 
 root=false
 [[ $(id -u) -eq 0 ]] && root=true

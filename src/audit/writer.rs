@@ -178,6 +178,14 @@ impl AuditHandle {
     }
 
     /// Queues a `session_start` record without waiting.
+    /// Records queued for the writer and not yet taken (for the metrics).
+    pub fn queue_depth(&self) -> usize {
+        match &self.inner {
+            Some(i) => i.tx.max_capacity() - i.tx.capacity(),
+            None => 0,
+        }
+    }
+
     pub fn session_start(&self, rec: SessionStart) {
         self.record(&Record::SessionStart(rec));
     }
@@ -459,7 +467,10 @@ impl Sink {
                     return Err(io::Error::other("audit file not open"));
                 };
                 let before = f.metadata().ok().filter(|m| m.is_file()).map(|m| m.len());
-                if let Err(e) = f.write_all(line) {
+                let started = std::time::Instant::now();
+                let written = f.write_all(line);
+                crate::metrics::audit_write_took(started.elapsed());
+                if let Err(e) = written {
                     // A partial line (ENOSPC midway) must not stay: the next record would be
                     // appended to it and neither would parse.
                     if let Some(len) = before {
@@ -474,7 +485,12 @@ impl Sink {
 
     fn sync(&mut self) -> io::Result<()> {
         match (&self.target, self.file.as_mut()) {
-            (Target::File(_), Some(f)) => f.sync_data(),
+            (Target::File(_), Some(f)) => {
+                let started = std::time::Instant::now();
+                let r = f.sync_data();
+                crate::metrics::audit_fsync_took(started.elapsed());
+                r
+            }
             (Target::File(_), None) => Err(io::Error::other("audit file not open")),
             (Target::Stdout, _) => Ok(()),
         }

@@ -5,11 +5,14 @@ use std::path::Path;
 
 use serde::Deserialize;
 
+pub mod admin;
 pub mod audit;
 pub mod execute;
+pub mod databases;
 pub mod policy;
 pub mod server;
 
+pub use admin::AdminConfig;
 pub use audit::AuditConfig;
 pub use execute::ExecuteConfig;
 pub use policy::PolicyConfig;
@@ -27,6 +30,10 @@ pub struct Config {
     pub audit: AuditConfig,
     /// Timeouts and lock-wait retries for the statements pgwarden runs.
     pub execute: ExecuteConfig,
+    /// Admin HTTP listener: metrics, health, activity.
+    pub admin: AdminConfig,
+    /// Upstream per database name, with an optional `*` fallback.
+    pub databases: databases::Databases,
 }
 
 /// Why a configuration file could not be used.
@@ -82,6 +89,8 @@ impl Config {
         self.policy.validate()?;
         self.audit.validate()?;
         self.execute.validate()?;
+        self.admin.validate()?;
+        databases::validate(&self.databases)?;
         Ok(())
     }
 }

@@ -13,6 +13,8 @@ use crate::protocol::FrameLimits;
 pub struct ServerConfig {
     /// Address clients connect to.
     pub listen: String,
+    /// Unix-domain socket path clients may connect to as well (libpq: host = its directory).
+    pub listen_unix: Option<PathBuf>,
     /// PostgreSQL server every session is forwarded to (`host:port`).
     pub upstream: String,
     /// Concurrent client sessions; more get FATAL 53300.
@@ -72,6 +74,7 @@ impl Default for ServerConfig {
         let limits = FrameLimits::default();
         ServerConfig {
             listen: "127.0.0.1:6432".into(),
+            listen_unix: None,
             upstream: "127.0.0.1:5432".into(),
             max_connections: 1000,
             startup_timeout: Duration::from_secs(60),
@@ -226,6 +229,9 @@ mod tests {
         assert_eq!(cfg.server.max_message_size, d.max_message_size);
         assert_eq!(cfg.server.max_held_bytes, d.max_held_bytes);
         assert_eq!(cfg.server.upstream_tls, d.upstream_tls);
+        let a = crate::config::AdminConfig::default();
+        assert_eq!(cfg.admin.listen, a.listen);
+        assert_eq!(cfg.admin.ready_timeout, a.ready_timeout);
     }
 
     #[test]

@@ -96,6 +96,11 @@ impl Prepared {
     pub fn created_tables(&self) -> &[ObjectName] {
         &self.ctx.created_tables
     }
+
+    /// The analysis of the text (statement kinds and locks, for metrics and the activity view).
+    pub fn analysis(&self) -> &Analysis {
+        &self.analysis
+    }
 }
 
 /// What the session does with the client's message.
@@ -177,6 +182,17 @@ impl SessionEnforcer {
 
     pub fn mode(&self) -> Mode {
         self.policy.mode
+    }
+
+    /// Replaces the policy (a configuration reload); what the session carries stays.
+    pub fn set_policy(
+        &mut self,
+        policy: &Policy,
+        database: &str,
+        user: &str,
+        application_name: &str,
+    ) {
+        self.policy = policy.for_session(database, user, application_name);
     }
 
     /// From ParameterStatus `server_version` ("15.18 (Debian ...)" → 15).

@@ -181,6 +181,16 @@ pub fn held_bytes_exhausted(len: usize, cap: usize) -> PgError {
     )
 }
 
+/// 3D000: no `[databases]` entry and no `*` fallback for the name the client asked for.
+pub fn unknown_database(name: &str) -> PgError {
+    PgError::new(
+        Severity::Fatal,
+        "3D000",
+        format!("database \"{name}\" does not exist"),
+    )
+    .with_hint("pgwarden has no [databases] entry for it and no \"*\" fallback.")
+}
+
 /// 57P01: pgwarden is shutting down.
 pub fn shutting_down() -> PgError {
     PgError::new(

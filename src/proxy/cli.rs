@@ -25,7 +25,8 @@ pub struct ServeArgs {
 }
 
 /// Runs the proxy; returns the process exit code (0 after a clean shutdown, 1 on a runtime
-/// failure such as a port in use, 2 on a bad configuration).
+/// failure such as a port in use, 2 on a bad configuration; 3 is a shutdown forced by a
+/// second SIGTERM/SIGINT, see `signal`).
 pub fn run(args: ServeArgs) -> u8 {
     let config = match load(&args) {
         Ok(c) => c,
@@ -45,7 +46,7 @@ pub fn run(args: ServeArgs) -> u8 {
             return 1;
         }
     };
-    match runtime.block_on(serve(config)) {
+    match runtime.block_on(serve(config, reload_source(&args))) {
         Ok(()) => 0,
         Err(e) => {
             eprintln!("pgwarden serve: {}", one_line(&e.to_string()));
@@ -105,25 +106,86 @@ fn init_logging(config: &Config) {
     };
 }
 
-async fn serve(config: Config) -> anyhow::Result<()> {
+/// What a SIGHUP reload reads: the same file, with the same command-line overrides.
+fn reload_source(args: &ServeArgs) -> Option<crate::proxy::reload::ReloadSource> {
+    let path = args.config.clone()?;
+    let (listen, upstream, log_format) = (
+        args.listen.clone(),
+        args.upstream.clone(),
+        args.log_format.clone(),
+    );
+    Some(crate::proxy::reload::ReloadSource {
+        path,
+        overrides: Box::new(move |c: &mut Config| {
+            if let Some(v) = &listen {
+                c.server.listen = v.clone();
+            }
+            if let Some(v) = &upstream {
+                c.server.upstream = v.clone();
+            }
+            if let Some(v) = &log_format {
+                c.server.log_format = v.clone();
+            }
+        }),
+    })
+}
+
+async fn serve(
+    config: Config,
+    reload: Option<crate::proxy::reload::ReloadSource>,
+) -> anyhow::Result<()> {
     // Before `listening on` is logged: whoever waits for that line may signal at once.
-    hangup_is_not_fatal(config.audit.enabled);
+    hangup_is_not_fatal(config.audit.enabled, reload.is_some());
     let listen = config.server.listen.clone();
     let listener = TcpListener::bind(&listen)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;
     let addr = listener.local_addr()?;
+    // Bound before `listening on` is logged: whoever waits for that line can scrape at once.
+    let admin = match &config.admin.listen {
+        Some(a) => {
+            let l = TcpListener::bind(a)
+                .await
+                .map_err(|e| anyhow::anyhow!("cannot listen on {a} ([admin] listen): {e}"))?;
+            tracing::info!(
+                "admin HTTP endpoint at {} (/metrics /healthz /readyz /activity)",
+                l.local_addr()?
+            );
+            Some(l)
+        }
+        None => None,
+    };
+    let unix = match &config.server.listen_unix {
+        Some(path) => {
+            let l = bind_unix(path)?;
+            tracing::info!("accepting clients on unix socket {}", path.display());
+            Some((l, path.clone()))
+        }
+        None => None,
+    };
+    // Handlers are installed before `listening on` is logged: a signal sent right after that
+    // line must not meet the default action (which ends the process).
+    let term_installed = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .map_err(|e| anyhow::anyhow!("cannot install the SIGTERM handler: {e}"))?;
+    let int_installed = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
+        .map_err(|e| anyhow::anyhow!("cannot install the SIGINT handler: {e}"))?;
     tracing::info!(upstream = %config.server.upstream, "listening on {addr}");
     let hook: Arc<dyn StatementHook> = Arc::new(AllowAll);
-    crate::proxy::run(listener, Arc::new(config), hook, signal()).await?;
+    let extras = crate::proxy::Extras {
+        admin,
+        reload,
+        unix,
+    };
+    let shutdown = signal(term_installed, int_installed);
+    crate::proxy::run_with(listener, extras, Arc::new(config), hook, shutdown).await?;
     Ok(())
 }
 
 /// SIGHUP's default action ends the process, and `systemctl reload` / logrotate send it. The
 /// audit writer reopens its file on SIGHUP (when the audit log is on); this listener makes sure
-/// SIGHUP never kills pgwarden otherwise, and says what it did and did not do. The
-/// configuration file is not re-read.
-fn hangup_is_not_fatal(audit_enabled: bool) {
+/// SIGHUP never kills pgwarden otherwise, and says what it did and did not do. With
+/// `--config`, `proxy::reload` re-reads the file's `[policy]` on the same signal.
+fn hangup_is_not_fatal(audit_enabled: bool, reloads: bool) {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
@@ -137,34 +199,68 @@ fn hangup_is_not_fatal(audit_enabled: bool) {
                 "no audit log to reopen"
             };
             while hup.recv().await.is_some() {
-                tracing::info!(
-                    "received SIGHUP: {audit}; the configuration is not re-read (restart to apply changes)"
-                );
+                if reloads {
+                    // The reload task (proxy::reload) says what it applied.
+                    tracing::info!("received SIGHUP: {audit}; reloading the configuration");
+                } else {
+                    tracing::info!("received SIGHUP: {audit}; no --config file to re-read");
+                }
             }
         });
     }
 }
 
-/// Completes on SIGTERM or SIGINT.
-async fn signal() {
+/// Completes on SIGTERM or SIGINT (streams registered by the caller).
+async fn signal(mut term: tokio::signal::unix::Signal, mut int: tokio::signal::unix::Signal) {
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+    tracing::info!("received shutdown signal: draining (a second SIGTERM/SIGINT stops at once)");
+    // A second signal means "now": sessions still draining are cut, exit status 3. Audit
+    // records already handed to the writer are in the file (each is one append); DDL records
+    // were on disk before their statement was forwarded.
+    tokio::spawn(async {
+        second_signal().await;
+        tracing::warn!("second shutdown signal: stopping now, open sessions are cut");
+        std::process::exit(3);
+    });
+}
+
+async fn second_signal() {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = term.recv() => {}
-                    _ = tokio::signal::ctrl_c() => {}
-                }
+        if let (Ok(mut term), Ok(mut int)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
             }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
+            return;
         }
     }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+/// Binds the unix socket. A socket file nobody answers on is left over from a process that
+/// died: it is replaced; one that answers belongs to a running server and is an error.
+fn bind_unix(path: &std::path::Path) -> anyhow::Result<tokio::net::UnixListener> {
+    if path.exists() {
+        if std::os::unix::net::UnixStream::connect(path).is_ok() {
+            anyhow::bail!(
+                "cannot listen on {}: another server is accepting there",
+                path.display()
+            );
+        }
+        let _ = std::fs::remove_file(path);
     }
-    tracing::info!("received shutdown signal");
+    let l = tokio::net::UnixListener::bind(path)
+        .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", path.display()))?;
+    // As PostgreSQL's default unix_socket_permissions (0777): authentication still applies.
+    use std::os::unix::fs::PermissionsExt;
+    let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o777));
+    Ok(l)
 }

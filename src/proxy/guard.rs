@@ -21,6 +21,13 @@ pub(crate) struct Guard {
     /// transaction ended since, and nothing it created or locked carries over.
     epoch: u64,
     session_id: u64,
+    /// How long the last `prepare` took: one analysis sample is prepare + decide.
+    prepare_took: std::time::Duration,
+    /// The policy in force (SIGHUP swaps it) and the generation the enforcer was built from.
+    live: super::reload::LivePolicy,
+    generation: u64,
+    /// Who the session is, to apply the profiles of a reloaded policy.
+    who: (String, String, String),
 }
 
 /// A decision as the session acts on it and the audit log records it.
@@ -58,28 +65,45 @@ pub(crate) struct Snapshot<'a> {
 
 impl Guard {
     pub(crate) fn new(
-        policy: &Policy,
+        live: &super::reload::LivePolicy,
         session_id: u64,
         database: &str,
         user: &str,
         application_name: &str,
     ) -> Guard {
+        let generation = live.generation();
+        let policy: &Policy = &live.current();
         Guard {
+            live: live.clone(),
+            generation,
+            who: (database.into(), user.into(), application_name.into()),
             enforcer: SessionEnforcer::new(policy, database, user, application_name),
             epoch: 0,
             session_id,
+            prepare_took: std::time::Duration::ZERO,
         }
     }
 
     /// Brings the enforcer up to date with the session and analyses `sql`.
     pub(crate) fn prepare(&mut self, sql: &str, snap: Snapshot<'_>) -> Prepared {
+        let generation = self.live.generation();
+        if generation != self.generation {
+            // A SIGHUP reload: this statement and the next ones decide with the new policy.
+            self.generation = generation;
+            let (db, user, app) = &self.who;
+            self.enforcer
+                .set_policy(&self.live.current(), db, user, app);
+        }
         if snap.idle_epoch != self.epoch {
             self.epoch = snap.idle_epoch;
             self.enforcer.ready_for_query(TxStatus::Idle);
         }
         self.enforcer.ready_for_query(snap.tx_status);
         self.enforcer.set_server_version(snap.server_version);
-        self.enforcer.prepare(sql, situation(snap))
+        let started = std::time::Instant::now();
+        let p = self.enforcer.prepare(sql, situation(snap));
+        self.prepare_took = started.elapsed();
+        p
     }
 
     /// The next decision judges the statement under the timeouts pgwarden will set for it.
@@ -96,7 +120,10 @@ impl Guard {
         snap: Snapshot<'_>,
         outbox: &mut BytesMut,
     ) -> Decided {
+        let kind = crate::metrics::kind_of(prepared.analysis());
+        let started = std::time::Instant::now();
         let e = self.enforcer.decide(sql, prepared, facts, situation(snap));
+        crate::metrics::analysis_took(self.prepare_took + started.elapsed());
         self.log(sql, &e);
         // Dry-run forwards everything unchanged, notices included: its findings go to the log
         // (and the audit log) only.
@@ -119,12 +146,13 @@ impl Guard {
             .iter()
             .map(|j| (j.finding.rule.id().to_string(), j.finding.statement.clone()))
             .collect();
-        let rules = e
+        let rules: Vec<String> = e
             .decision
             .findings
             .iter()
             .map(|j| j.finding.rule.id().to_string())
             .collect();
+        crate::metrics::statement_decided(&kind, decision.as_str(), &rules);
         Decided {
             replace: match e.action {
                 WireAction::Forward => None,

@@ -38,6 +38,8 @@ mod cancels;
 pub mod cli;
 mod guard;
 pub mod hook;
+pub mod reload;
+mod route;
 mod session;
 pub mod stream;
 pub mod tls;
@@ -64,18 +66,19 @@ pub(crate) struct Shared {
     pub(crate) limits: FrameLimits,
     pub(crate) acceptor: Option<tokio_rustls::TlsAcceptor>,
     pub(crate) connector: Option<tokio_rustls::TlsConnector>,
-    pub(crate) upstream_server_name: rustls::pki_types::ServerName<'static>,
-    /// The upstream as a socket address when it is written as one (no name lookup needed).
-    pub(crate) upstream_addr: Option<std::net::SocketAddr>,
+    /// Upstream per database name (`[databases]`, or `[server] upstream` for all).
+    pub(crate) routes: route::Routes,
     pub(crate) hook: Arc<dyn hook::StatementHook>,
     /// The policy every session's enforcer starts from (profiles applied per session).
-    pub(crate) policy: Option<crate::policy::Policy>,
+    pub(crate) policy: Option<reload::LivePolicy>,
     /// The audit log writer (disabled when `[audit] enabled = false`).
     pub(crate) audit: crate::audit::AuditHandle,
     /// Bytes all sessions together may hold whole (`max_held_bytes`).
     pub(crate) held: Arc<budget::HeldBudget>,
     /// Sessions between attempts of a statement, woken by their client's CancelRequest.
     pub(crate) cancels: cancels::Cancels,
+    /// What every session is doing now (the admin listener's `/activity`).
+    pub(crate) activity: Arc<crate::admin::activity::Activity>,
 }
 
 impl Shared {
@@ -86,24 +89,33 @@ impl Shared {
     ) -> Result<Self, ProxyError> {
         let s = &config.server;
         s.validate().map_err(ProxyError::Config)?;
-        let (host, _) =
-            crate::config::server::split_host_port(&s.upstream).map_err(ProxyError::Config)?;
         Ok(Shared {
             limits: s.frame_limits(),
             acceptor: tls::client_acceptor(s)?,
             connector: tls::upstream_connector(s)?,
-            upstream_server_name: tls::upstream_server_name(s, host)?,
-            upstream_addr: s.upstream.parse().ok(),
+            routes: route::Routes::new(&config)?,
             hook,
             audit,
             held: budget::HeldBudget::new(s.max_held_bytes),
             cancels: cancels::Cancels::default(),
-            policy: Some(
+            activity: Arc::default(),
+            policy: Some(reload::LivePolicy::new(
                 crate::policy::Policy::from_config(&config.policy)
                     .map_err(|e| ProxyError::Config(e.to_string()))?,
-            ),
+            )),
             config,
         })
+    }
+}
+
+impl Shared {
+    /// Every upstream address sessions may be forwarded to (what `/readyz` probes).
+    pub(crate) fn upstreams(&self) -> Vec<String> {
+        self.routes
+            .upstreams()
+            .iter()
+            .map(|u| u.name.clone())
+            .collect()
     }
 }
 
@@ -126,6 +138,51 @@ pub async fn run(
     hook: Arc<dyn hook::StatementHook>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ProxyError> {
+    run_with(listener, Extras::default(), config, hook, shutdown).await
+}
+
+/// What `pgwarden serve` adds to [`run`]: the admin listener and SIGHUP reload.
+#[derive(Default)]
+pub struct Extras {
+    /// The admin HTTP listener (`[admin] listen`), bound by the caller.
+    pub admin: Option<TcpListener>,
+    /// Reload `[policy]` from this file on SIGHUP.
+    pub reload: Option<reload::ReloadSource>,
+    /// The unix-domain socket listener (`listen_unix`) and its path (removed at shutdown).
+    pub unix: Option<(tokio::net::UnixListener, std::path::PathBuf)>,
+}
+
+/// Clients on the unix socket have no address: sessions get this one, shown as "unix socket".
+const UNIX_PEER: std::net::SocketAddr =
+    std::net::SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), 0);
+
+/// How the activity view names a client.
+pub(crate) fn client_label(peer: std::net::SocketAddr) -> String {
+    if peer == UNIX_PEER {
+        "unix socket".into()
+    } else {
+        peer.to_string()
+    }
+}
+
+async fn accept_unix(
+    l: Option<&tokio::net::UnixListener>,
+) -> std::io::Result<tokio::net::UnixStream> {
+    match l {
+        Some(l) => l.accept().await.map(|(u, _)| u),
+        None => std::future::pending().await,
+    }
+}
+
+/// [`run`], with the admin HTTP listener (`[admin] listen`) when one is given.
+pub async fn run_with(
+    listener: TcpListener,
+    extras: Extras,
+    config: Arc<Config>,
+    hook: Arc<dyn hook::StatementHook>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ProxyError> {
+    crate::metrics::install();
     let audit = crate::audit::AuditHandle::start(&config.audit)
         .map_err(|e| ProxyError::Config(format!("[audit]: {e}")))?;
     // logrotate renames the file and sends SIGHUP: reopen the path.
@@ -139,6 +196,17 @@ pub async fn run(
         None
     };
     let shared = Arc::new(Shared::new(config, hook, audit)?);
+    let admin = Arc::new(crate::admin::Admin {
+        shared: shared.clone(),
+        accepting: std::sync::atomic::AtomicBool::new(true),
+    });
+    let reload_task = match (extras.reload, &shared.policy) {
+        (Some(src), Some(live)) => Some(reload::spawn(src, shared.config.clone(), live.clone())?),
+        _ => None,
+    };
+    let admin_task = extras
+        .admin
+        .map(|l| tokio::spawn(crate::admin::serve(l, admin.clone())));
     let server = &shared.config.server;
     let slots = Arc::new(Semaphore::new(server.max_connections));
     let rejecting = Arc::new(Semaphore::new(MAX_REJECTING));
@@ -148,12 +216,20 @@ pub async fn run(
     let ids = AtomicU64::new(1);
     tokio::pin!(shutdown);
 
+    let (unix, unix_path) = match extras.unix {
+        Some((l, p)) => (Some(l), Some(p)),
+        None => (None, None),
+    };
     loop {
         let accepted = tokio::select! {
             _ = &mut shutdown => break,
-            a = listener.accept() => a,
+            a = listener.accept() => a.map(|(tcp, peer)| {
+                let _ = tcp.set_nodelay(true);
+                (stream::Conn::Plain(tcp), peer)
+            }),
+            a = accept_unix(unix.as_ref()) => a.map(|u| (stream::Conn::Unix(u), UNIX_PEER)),
         };
-        let (tcp, peer) = match accepted {
+        let (conn, peer) = match accepted {
             Ok(a) => a,
             Err(e) => {
                 // Out of file descriptors and similar: back off instead of spinning.
@@ -162,7 +238,7 @@ pub async fn run(
                 continue;
             }
         };
-        let _ = tcp.set_nodelay(true);
+        crate::metrics::connection_accepted();
         let permit = slots.clone().try_acquire_owned().ok();
         let reject_permit = if permit.is_none() {
             match rejecting.clone().try_acquire_owned() {
@@ -180,13 +256,18 @@ pub async fn run(
         let stop = stop_rx.clone();
         let alive = alive_tx.clone();
         tokio::spawn(async move {
-            session::run(shared, tcp, peer, permit, stop, id).await;
+            session::run(shared, conn, peer, permit, stop, id).await;
             drop(reject_permit);
             drop(alive);
         });
     }
 
     drop(listener);
+    drop(unix);
+    if let Some(p) = &unix_path {
+        let _ = std::fs::remove_file(p);
+    }
+    admin.accepting.store(false, Ordering::Relaxed);
     info!(
         "shutting down: stopped accepting; sessions get up to {:?} to finish",
         server.shutdown_grace
@@ -201,6 +282,12 @@ pub async fn run(
     // Everything queued for the audit log is written and fsynced before the process exits.
     shared.audit.shutdown().await;
     if let Some(task) = sighup {
+        task.abort();
+    }
+    if let Some(task) = admin_task {
+        task.abort();
+    }
+    if let Some(task) = reload_task {
         task.abort();
     }
     info!("shutdown complete");

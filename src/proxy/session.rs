@@ -39,7 +39,6 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio::sync::{oneshot, watch, Notify, OwnedSemaphorePermit};
 use tokio::time::{sleep_until, Instant};
 use tracing::{debug, info, warn};
@@ -175,19 +174,21 @@ struct Ctx {
     /// For the audit log's session records.
     peer: SocketAddr,
     client_tls: bool,
+    /// This session in the admin listener's activity view.
+    activity: crate::admin::activity::Slot,
 }
 
 /// Runs one client connection to its end. Never panics on client or server bytes.
 pub(crate) async fn run(
     shared: Arc<Shared>,
-    tcp: TcpStream,
+    client_conn: Conn,
     peer: SocketAddr,
     permit: Option<OwnedSemaphorePermit>,
     mut shutdown: watch::Receiver<bool>,
     id: u64,
 ) {
     let startup_deadline = Instant::now() + shared.config.server.startup_timeout;
-    let mut slot = Some(Conn::Plain(tcp));
+    let mut slot = Some(client_conn);
     let mut buf = BytesMut::with_capacity(512);
 
     let negotiated = tokio::time::timeout_at(
@@ -202,11 +203,13 @@ pub(crate) async fn run(
     let startup = match negotiated {
         Err(_) => {
             debug!(session = id, %peer, "client did not finish its startup packet in time");
+            crate::metrics::session_refused("startup_timeout");
             return;
         }
         Ok(Err(NegotiateEnd::Quiet)) => return,
         Ok(Err(NegotiateEnd::Error(e))) => {
             warn!(session = id, %peer, "closing connection: {}", e.message);
+            crate::metrics::session_refused("protocol_error");
             farewell(&mut client, &e).await;
             return;
         }
@@ -221,13 +224,16 @@ pub(crate) async fn run(
         }
         Ok(Ok(m)) => m,
     };
+    let mut startup = startup;
     let Some(_permit) = permit else {
         let max = shared.config.server.max_connections;
         warn!(session = id, %peer, "refusing connection: max_connections ({max}) reached");
+        crate::metrics::session_refused("max_connections");
         farewell(&mut client, &errors::too_many_connections(max)).await;
         return;
     };
     if *shutdown.borrow() {
+        crate::metrics::session_refused("shutting_down");
         farewell(&mut client, &errors::shutting_down()).await;
         return;
     }
@@ -239,12 +245,25 @@ pub(crate) async fn run(
         }
     }
 
-    let upstream_name = &shared.config.server.upstream;
-    let connected = tokio::time::timeout_at(startup_deadline, upstream::connect(&shared)).await;
+    let requested = startup.database().to_owned();
+    let Some(route) = shared.routes.resolve(&requested) else {
+        let name = requested;
+        info!(session = id, %peer, "refusing connection: no [databases] entry for {name:?}");
+        crate::metrics::session_refused("unknown_database");
+        farewell(&mut client, &errors::unknown_database(&name)).await;
+        return;
+    };
+    let upstream_name = &route.upstream.name;
+    let connected = tokio::time::timeout_at(
+        startup_deadline,
+        upstream::connect(&shared, &route.upstream),
+    )
+    .await;
     let mut server = match connected {
         Ok(Ok(s)) => s,
         Ok(Err(e)) => {
             warn!(session = id, %peer, "cannot reach upstream {upstream_name}: {e}");
+            crate::metrics::session_refused("upstream_unreachable");
             farewell(
                 &mut client,
                 &errors::upstream_unreachable(upstream_name, &e.to_string()),
@@ -254,6 +273,7 @@ pub(crate) async fn run(
         }
         Err(_) => {
             warn!(session = id, %peer, "cannot reach upstream {upstream_name}: startup_timeout");
+            crate::metrics::session_refused("upstream_unreachable");
             farewell(
                 &mut client,
                 &errors::upstream_unreachable(upstream_name, "startup_timeout expired"),
@@ -263,6 +283,9 @@ pub(crate) async fn run(
         }
     };
     let mut packet = BytesMut::new();
+    // Policies and the activity view keep the name the client asked for.
+    let client_database = requested;
+    super::route::apply(&route, &mut startup);
     startup.encode_v30(&mut packet);
     if let Err(e) = server.write_all(&packet).await {
         farewell(
@@ -274,7 +297,7 @@ pub(crate) async fn run(
     }
 
     let user = startup.param("user").unwrap_or_default().to_owned();
-    let database = startup.database().to_owned();
+    let database = client_database;
     let state = Mutex::new(State {
         tx_status: TxStatus::Idle,
         pending: 0,
@@ -294,7 +317,11 @@ pub(crate) async fn run(
         replay: None,
         backend_key: Vec::new(),
     });
+    let app = lock(&state).application_name.clone();
+    let client_label = super::client_label(peer);
+    let activity = (shared.activity).register(id, &user, &database, &client_label, &app);
     let ctx = Ctx {
+        activity,
         shared: shared.clone(),
         id,
         user,
@@ -475,7 +502,9 @@ async fn negotiate_client(
                         "SSLRequest on an encrypted connection",
                     )));
                 }
-                let Some(acceptor) = &shared.acceptor else {
+                // No TLS on the unix socket, as PostgreSQL: the socket file's permissions guard it.
+                let tcp_client = matches!(client, Conn::Plain(_));
+                let Some(acceptor) = shared.acceptor.as_ref().filter(|_| tcp_client) else {
                     write_byte(client, b'N').await?;
                     continue;
                 };
@@ -580,6 +609,8 @@ struct ClientScan {
     /// The Query after `ready` (this frame, replacing the next `.2` original bytes) runs
     /// under the executor instead of being forwarded.
     execute: Option<(execute::Pending, BytesMut, usize)>,
+    /// Frames forwarded as read (for the metrics).
+    messages: u64,
 }
 
 async fn client_to_server(
@@ -592,6 +623,7 @@ async fn client_to_server(
 ) -> Result<End, SessionError> {
     loop {
         if !buf.is_empty() {
+            let carrying = side.decided.is_some();
             let scan = {
                 let mut st = lock(state);
                 if st.closing {
@@ -599,6 +631,10 @@ async fn client_to_server(
                 }
                 scan_client(ctx, &mut st, side, buf).map_err(SessionError::ClientProtocol)?
             };
+            crate::metrics::client_to_server(scan.ready, scan.messages);
+            if carrying {
+                ctx.activity.ddl_forwarded();
+            }
             if scan.ready > 0 {
                 sw.write_all(&buf[..scan.ready])
                     .await
@@ -712,6 +748,7 @@ fn scan_client(
         attention: false,
         attention_bind: false,
         execute: None,
+        messages: 0,
     };
     if side.skip > 0 {
         let take = side.skip.min(buf.len());
@@ -893,6 +930,7 @@ audit_query(ctx, st, side, q.sql, verdict.as_deref());
             b'X' => out.terminate = true,
             _ => {}
         }
+        out.messages += 1;
         if avail < h.total {
             // Stream the rest of this pass-through frame as it arrives.
             side.skip = h.total - avail;
@@ -1028,7 +1066,9 @@ async fn decide_held(
     if let Some(r) = reading {
         snap_owned.standard_conforming_strings = r.standard_conforming_strings;
     }
+    ctx.activity.ddl_begin(&sql);
     let prepared = guard.prepare(&sql, snap_owned.view());
+    ctx.activity.ddl_analysed(prepared.analysis());
     let facts: Result<LiveFacts, String> = match &prepared.lookup {
         None => Err("no catalog facts needed".into()),
         Some(_) if snap_owned.tx_status == TxStatus::Failed => {
@@ -1037,7 +1077,13 @@ async fn decide_held(
         Some(_) if side.in_pipeline => Err(
             "inside an unsynced extended-protocol pipeline: pgwarden injects nothing there".into(),
         ),
-        Some(req) => inject_lookup(ctx, state, sw, req).await?,
+        Some(req) => {
+            ctx.activity.ddl_phase("catalog lookup");
+            let started = Instant::now();
+            let r = inject_lookup(ctx, state, sw, req).await?;
+            crate::metrics::lookup_took(started.elapsed(), r.is_ok());
+            r
+        }
     };
     // The lookup may have changed what the session knows (its ReadyForQuery status).
     let scs = snap_owned.standard_conforming_strings;
@@ -1147,6 +1193,8 @@ async fn decide_held(
         wait_answered(ctx, state).await;
     }
     side.exec = exec;
+    ctx.activity
+        .ddl_decided(decided.decision.as_str(), &decided.rules);
     side.decided = Some(decided.replace);
     Ok(())
 }
@@ -1409,6 +1457,8 @@ struct ServerScan {
     /// The scan stopped before a complete frame that needs its own turn: scan again before
     /// reading more.
     rescan: bool,
+    /// Frames forwarded as read (for the metrics).
+    messages: u64,
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -1471,6 +1521,7 @@ async fn server_to_client(
             if authenticated && audit.is_none() && ctx.shared.audit.is_enabled() {
                 *audit = Some(start_audit(ctx, state));
             }
+            crate::metrics::server_to_client(scan.ready, scan.messages);
             if scan.ready > 0 {
                 cw.write_all(&buf[..scan.ready])
                     .await
@@ -1554,6 +1605,7 @@ fn scan_server(
         discard: 0,
         audit_frame: false,
         rescan: false,
+        messages: 0,
     };
     let mut pos = 0;
     // Only at a frame boundary may pgwarden put its own messages into the stream.
@@ -1641,6 +1693,7 @@ fn scan_server(
             }
         }
         if !decode {
+            out.messages += 1;
             if avail < h.total {
                 *skip = h.total - avail;
                 pos = buf.len();
@@ -1666,6 +1719,7 @@ fn scan_server(
                 if st.pending == 0 {
                     ctx.answered.notify_one();
                 }
+                ctx.activity.ready_for_query(st.tx_status, st.pending);
                 if shutting_down && st.pending == 0 && st.tx_status == TxStatus::Idle {
                     out.idle_stop = true;
                     pos += h.total;
@@ -1678,7 +1732,10 @@ fn scan_server(
                 match name {
                     b"server_version" => st.server_version = value.into_owned(),
                     b"client_encoding" => st.client_encoding = value.into_owned(),
-                    b"application_name" => st.application_name = value.into_owned(),
+                    b"application_name" => {
+                        ctx.activity.application_name(&value);
+                        st.application_name = value.into_owned();
+                    }
                     b"standard_conforming_strings" => {
                         st.standard_conforming_strings = value == "on"
                     }
@@ -1689,6 +1746,7 @@ fn scan_server(
                 let k = backend::decode_backend_key_data(body)?;
                 st.backend_pid = k.pid;
                 st.backend_key = k.key.to_vec();
+                ctx.activity.backend_pid(st.backend_pid);
             }
             b'R' => {
                 let code = auth::decode_auth_code(body)?;
@@ -1703,6 +1761,7 @@ fn scan_server(
             }
             _ => {}
         }
+        out.messages += 1;
         pos += h.total;
     }
     out.ready = pos;
@@ -1754,6 +1813,7 @@ mod tests {
             audit_id: String::new(),
             peer: "127.0.0.1:1".parse().unwrap(),
             client_tls: false,
+            activity: crate::admin::activity::Slot::detached(),
         }
     }
 
@@ -1890,6 +1950,7 @@ mod tests {
             audit_id: String::new(),
             peer: "127.0.0.1:1".parse().unwrap(),
             client_tls: false,
+            activity: crate::admin::activity::Slot::detached(),
         };
         let bind = |stmt: &[u8]| {
             let mut b = vec![0u8];

@@ -1,4 +1,4 @@
-//! A socket that is plain TCP or TLS, on either leg, behind one AsyncRead/AsyncWrite type.
+//! A socket that is plain TCP, a unix-domain socket or TLS, on either leg, behind one AsyncRead/AsyncWrite type.
 use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -14,12 +14,14 @@ pub enum Conn {
     TlsServer(Box<tokio_rustls::server::TlsStream<TcpStream>>),
     /// Upstream leg over TLS.
     TlsClient(Box<tokio_rustls::client::TlsStream<TcpStream>>),
+    /// Client leg on the unix-domain socket (`listen_unix`); never TLS, as in PostgreSQL.
+    Unix(tokio::net::UnixStream),
 }
 
 impl Conn {
     /// True when the stream is encrypted.
     pub fn is_tls(&self) -> bool {
-        !matches!(self, Conn::Plain(_))
+        !matches!(self, Conn::Plain(_) | Conn::Unix(_))
     }
 }
 
@@ -33,6 +35,7 @@ impl AsyncRead for Conn {
             Conn::Plain(s) => Pin::new(s).poll_read(cx, buf),
             Conn::TlsServer(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
             Conn::TlsClient(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+            Conn::Unix(s) => Pin::new(s).poll_read(cx, buf),
         }
     }
 }
@@ -47,6 +50,7 @@ impl AsyncWrite for Conn {
             Conn::Plain(s) => Pin::new(s).poll_write(cx, buf),
             Conn::TlsServer(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
             Conn::TlsClient(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+            Conn::Unix(s) => Pin::new(s).poll_write(cx, buf),
         }
     }
 
@@ -55,6 +59,7 @@ impl AsyncWrite for Conn {
             Conn::Plain(s) => Pin::new(s).poll_flush(cx),
             Conn::TlsServer(s) => Pin::new(s.as_mut()).poll_flush(cx),
             Conn::TlsClient(s) => Pin::new(s.as_mut()).poll_flush(cx),
+            Conn::Unix(s) => Pin::new(s).poll_flush(cx),
         }
     }
 
@@ -63,6 +68,7 @@ impl AsyncWrite for Conn {
             Conn::Plain(s) => Pin::new(s).poll_shutdown(cx),
             Conn::TlsServer(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
             Conn::TlsClient(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+            Conn::Unix(s) => Pin::new(s).poll_shutdown(cx),
         }
     }
 
@@ -75,6 +81,7 @@ impl AsyncWrite for Conn {
             Conn::Plain(s) => Pin::new(s).poll_write_vectored(cx, bufs),
             Conn::TlsServer(s) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
             Conn::TlsClient(s) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
+            Conn::Unix(s) => Pin::new(s).poll_write_vectored(cx, bufs),
         }
     }
 
@@ -83,6 +90,7 @@ impl AsyncWrite for Conn {
             Conn::Plain(s) => s.is_write_vectored(),
             Conn::TlsServer(s) => s.is_write_vectored(),
             Conn::TlsClient(s) => s.is_write_vectored(),
+            Conn::Unix(s) => s.is_write_vectored(),
         }
     }
 }
@@ -90,12 +98,14 @@ impl AsyncWrite for Conn {
 /// Read half of a [`Conn`]: borrowed halves for TCP (no lock), tokio's split for TLS.
 pub enum ReadHalf<'a> {
     Plain(tokio::net::tcp::ReadHalf<'a>),
+    Unix(tokio::net::unix::ReadHalf<'a>),
     Tls(tokio::io::ReadHalf<&'a mut Conn>),
 }
 
 /// Write half of a [`Conn`].
 pub enum WriteHalf<'a> {
     Plain(tokio::net::tcp::WriteHalf<'a>),
+    Unix(tokio::net::unix::WriteHalf<'a>),
     Tls(tokio::io::WriteHalf<&'a mut Conn>),
 }
 
@@ -105,6 +115,10 @@ pub fn split(conn: &mut Conn) -> (ReadHalf<'_>, WriteHalf<'_>) {
         Conn::Plain(tcp) => {
             let (r, w) = tcp.split();
             (ReadHalf::Plain(r), WriteHalf::Plain(w))
+        }
+        Conn::Unix(u) => {
+            let (r, w) = u.split();
+            (ReadHalf::Unix(r), WriteHalf::Unix(w))
         }
         other => {
             let (r, w) = tokio::io::split(other);
@@ -121,6 +135,7 @@ impl AsyncRead for ReadHalf<'_> {
     ) -> Poll<io::Result<()>> {
         match self.get_mut() {
             ReadHalf::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            ReadHalf::Unix(s) => Pin::new(s).poll_read(cx, buf),
             ReadHalf::Tls(s) => Pin::new(s).poll_read(cx, buf),
         }
     }
@@ -134,6 +149,7 @@ impl AsyncWrite for WriteHalf<'_> {
     ) -> Poll<io::Result<usize>> {
         match self.get_mut() {
             WriteHalf::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            WriteHalf::Unix(s) => Pin::new(s).poll_write(cx, buf),
             WriteHalf::Tls(s) => Pin::new(s).poll_write(cx, buf),
         }
     }
@@ -141,6 +157,7 @@ impl AsyncWrite for WriteHalf<'_> {
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
             WriteHalf::Plain(s) => Pin::new(s).poll_flush(cx),
+            WriteHalf::Unix(s) => Pin::new(s).poll_flush(cx),
             WriteHalf::Tls(s) => Pin::new(s).poll_flush(cx),
         }
     }
@@ -148,6 +165,7 @@ impl AsyncWrite for WriteHalf<'_> {
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
             WriteHalf::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            WriteHalf::Unix(s) => Pin::new(s).poll_shutdown(cx),
             WriteHalf::Tls(s) => Pin::new(s).poll_shutdown(cx),
         }
     }

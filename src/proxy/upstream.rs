@@ -19,13 +19,16 @@ pub enum UpstreamError {
 }
 
 /// Opens a server connection, negotiating TLS as configured.
-pub(crate) async fn connect(shared: &Shared) -> Result<Conn, UpstreamError> {
+pub(crate) async fn connect(
+    shared: &Shared,
+    upstream: &super::route::Upstream,
+) -> Result<Conn, UpstreamError> {
     let cfg = &shared.config.server;
     let work = async {
         // A literal address skips tokio's resolver, which runs on a blocking thread.
-        let mut tcp = match shared.upstream_addr {
+        let mut tcp = match upstream.addr {
             Some(addr) => TcpStream::connect(addr).await?,
-            None => TcpStream::connect(&cfg.upstream).await?,
+            None => TcpStream::connect(&upstream.name).await?,
         };
         // Protocol messages are small and latency-bound; Nagle would add round trips.
         tcp.set_nodelay(true)?;
@@ -48,7 +51,7 @@ pub(crate) async fn connect(shared: &Shared) -> Result<Conn, UpstreamError> {
         match answer[0] {
             b'S' if n == 1 => {
                 let tls = connector
-                    .connect(shared.upstream_server_name.clone(), tcp)
+                    .connect(upstream.server_name.clone(), tcp)
                     .await
                     .map_err(|e| UpstreamError::Tls(format!("TLS handshake failed: {e}")))?;
                 Ok(Conn::TlsClient(Box::new(tls)))
@@ -65,16 +68,39 @@ pub(crate) async fn connect(shared: &Shared) -> Result<Conn, UpstreamError> {
             )),
         }
     };
-    match tokio::time::timeout(cfg.connect_timeout, work).await {
+    let r = match tokio::time::timeout(cfg.connect_timeout, work).await {
         Ok(r) => r,
         Err(_) => Err(UpstreamError::Timeout(cfg.connect_timeout)),
+    };
+    if let Err(e) = &r {
+        crate::metrics::upstream_connect_failed(match e {
+            UpstreamError::Io(_) => "io",
+            UpstreamError::Timeout(_) => "timeout",
+            UpstreamError::Tls(_) => "tls",
+        });
     }
+    r
 }
 
-/// Delivers a client's CancelRequest unchanged to the upstream. The server answers nothing and
-/// closes the connection, so neither does pgwarden.
+/// Delivers a client's CancelRequest unchanged to every upstream: a CancelRequest names only
+/// a backend pid and secret key, not a database, and a server ignores a key it did not issue.
+/// The server answers nothing and closes the connection, so neither does pgwarden.
 pub(crate) async fn send_cancel(shared: &Shared, raw: &[u8]) -> Result<(), UpstreamError> {
-    let mut conn = connect(shared).await?;
+    let mut last = Ok(());
+    for upstream in shared.routes.upstreams() {
+        if let Err(e) = cancel_on(shared, upstream, raw).await {
+            last = Err(e);
+        }
+    }
+    last
+}
+
+async fn cancel_on(
+    shared: &Shared,
+    upstream: &super::route::Upstream,
+    raw: &[u8],
+) -> Result<(), UpstreamError> {
+    let mut conn = connect(shared, upstream).await?;
     conn.write_all(raw).await?;
     conn.flush().await?;
     // Wait (bounded) for the server to close, so the cancel is processed before we return.

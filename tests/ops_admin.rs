@@ -1,0 +1,350 @@
+//! The admin listener against real PostgreSQL and real clients: `/metrics` after a known
+//! workload (values, and `promtool check metrics` on the text), `/healthz`, `/readyz` when the
+//! upstream goes away and comes back, `/activity` during a migration blocked behind an
+//! idle-in-transaction session.
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::*;
+
+/// GET `path` on the admin listener: (status code, body).
+fn get(port: u16, path: &str) -> (u16, String) {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect to admin listener");
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    write!(s, "GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n").unwrap();
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).expect("read admin response");
+    let (head, body) = raw.split_once("\r\n\r\n").expect("HTTP head");
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .expect("status code");
+    (status, body.to_string())
+}
+
+/// The value of one sample line `name{labels} value` (exact series text before the space).
+fn sample(metrics: &str, series: &str) -> Option<f64> {
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+}
+
+fn proxy_with_admin(upstream: &str, policy: &str) -> (ProxyProcess, u16) {
+    let admin = free_port();
+    let toml = format!(
+        "[server]\nmax_connections = 2\n[admin]\nlisten = \"127.0.0.1:{admin}\"\n\
+         ready_timeout = \"1s\"\n[policy]\n{policy}\n"
+    );
+    (ProxyProcess::start(upstream, &toml), admin)
+}
+
+fn promtool_check(text: &str) {
+    let Ok(path) = which("promtool") else {
+        panic!(
+            "promtool not found: install Debian's `prometheus` package \
+             (apt-get install prometheus; tests/setup.sh does it when run as root)"
+        );
+    };
+    let mut cmd = std::process::Command::new(path);
+    cmd.args(["check", "metrics"]);
+    let out = run_cmd(cmd, Some(text.as_bytes()), Duration::from_secs(60));
+    out.assert_success();
+}
+
+fn which(name: &str) -> Result<std::path::PathBuf, ()> {
+    std::env::var_os("PATH")
+        .and_then(|p| {
+            std::env::split_paths(&p)
+                .map(|d| d.join(name))
+                .find(|f| f.is_file())
+        })
+        .ok_or(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_count_a_known_workload_in_valid_exposition_format() {
+    let cluster = Cluster::shared();
+    let db = cluster.fresh_db("ops_metrics");
+    let (proxy, admin) = proxy_with_admin(
+        &cluster.addr(),
+        "mode = \"enforce\"\n[policy.rules]\n\"ban-drop-table\" = \"reject\"",
+    );
+    let via = cluster.conn(&db).with_port(proxy.port());
+
+    let (status, body) = get(admin, "/healthz");
+    assert_eq!((status, body.as_str()), (200, "ok\n"));
+
+    // Session 1: three plain queries, one allowed DDL, one rejected DDL.
+    let out = psql(
+        &via,
+        &[
+            "-c",
+            "select 1",
+            "-c",
+            "select 2",
+            "-c",
+            "select 3",
+            "-c",
+            "create table orders (id bigint primary key)",
+        ],
+    );
+    out.assert_success();
+    let out = psql(&via, &["-c", "drop table orders"]);
+    out.assert_failure();
+    // Session 3 is held open while a fourth connection finds max_connections (2) reached.
+    let held = via.connect().await;
+    let held2 = via.connect().await;
+    psql(&via, &["-c", "select 1"]).assert_failure();
+    drop(held);
+    drop(held2);
+    assert!(
+        eventually(Duration::from_secs(20), || {
+            sample(&get(admin, "/metrics").1, "pgwarden_client_sessions") == Some(0.0)
+        })
+        .await,
+        "sessions gauge did not return to 0:\n{}",
+        get(admin, "/metrics").1
+    );
+
+    let (status, m) = get(admin, "/metrics");
+    assert_eq!(status, 200);
+    promtool_check(&m);
+    let expect = |series: &str, v: f64| {
+        assert_eq!(sample(&m, series), Some(v), "{series} in:\n{m}");
+    };
+    expect("pgwarden_client_sessions_total", 4.0);
+    expect("pgwarden_client_connections_total", 5.0);
+    expect(
+        "pgwarden_client_sessions_refused_total{reason=\"max_connections\"}",
+        1.0,
+    );
+    expect(
+        "pgwarden_client_sessions_refused_total{reason=\"upstream_unreachable\"}",
+        0.0,
+    );
+    expect(
+        "pgwarden_statements_analysed_total{decision=\"allow\",kind=\"create_table\"}",
+        1.0,
+    );
+    expect(
+        "pgwarden_statements_analysed_total{decision=\"reject\",kind=\"drop_table\"}",
+        1.0,
+    );
+    expect(
+        "pgwarden_rule_findings_total{decision=\"reject\",rule=\"ban-drop-table\"}",
+        1.0,
+    );
+    expect("pgwarden_analysis_duration_seconds_count", 2.0);
+    expect("pgwarden_lock_wait_retries_total", 0.0);
+    expect("pgwarden_injected_timeouts_total", 0.0);
+    // Both DDL statements were audited (statement + outcome records and session records).
+    assert!(
+        sample(&m, "pgwarden_audit_records_written_total").unwrap_or(0.0) >= 4.0,
+        "{m}"
+    );
+    assert!(sample(&m, "pgwarden_audit_fsync_duration_seconds_count").unwrap_or(0.0) >= 1.0);
+    for dir in ["client_to_server", "server_to_client"] {
+        let bytes = sample(
+            &m,
+            &format!("pgwarden_forwarded_bytes_total{{direction=\"{dir}\"}}"),
+        );
+        let msgs = sample(
+            &m,
+            &format!("pgwarden_forwarded_messages_total{{direction=\"{dir}\"}}"),
+        );
+        assert!(bytes.unwrap_or(0.0) > 100.0, "{dir} bytes: {m}");
+        // At least one Query + Terminate per psql command from the client; at least one
+        // answer per query from the server.
+        assert!(msgs.unwrap_or(0.0) >= 6.0, "{dir} messages: {m}");
+    }
+    // Never a table name or SQL text in a label.
+    assert!(!m.contains("orders"), "{m}");
+}
+
+/// A TCP relay in front of the cluster that can be taken down and brought back on the same port.
+struct Relay {
+    port: u16,
+    target: String,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Relay {
+    fn start(port: u16, target: &str) -> Relay {
+        let listener = TcpListener::bind(("127.0.0.1", port)).expect("bind relay port");
+        listener.set_nonblocking(true).unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let (s, t) = (stop.clone(), target.to_string());
+        let thread = std::thread::spawn(move || {
+            while !s.load(Ordering::Relaxed) {
+                match listener.accept() {
+                    Ok((client, _)) => {
+                        let _ = client.set_nonblocking(false);
+                        let Ok(server) = TcpStream::connect(&t) else {
+                            continue;
+                        };
+                        for (mut a, mut b) in [
+                            (client.try_clone().unwrap(), server.try_clone().unwrap()),
+                            (server, client),
+                        ] {
+                            std::thread::spawn(move || {
+                                let _ = std::io::copy(&mut a, &mut b);
+                                let _ = b.shutdown(std::net::Shutdown::Both);
+                            });
+                        }
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(20)),
+                }
+            }
+        });
+        Relay {
+            port,
+            target: target.to_string(),
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    fn stop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readyz_follows_the_upstream() {
+    let cluster = Cluster::shared();
+    let db = cluster.fresh_db("ops_ready");
+    let port = free_port();
+    let mut relay = Relay::start(port, &cluster.addr());
+    let (proxy, admin) = proxy_with_admin(&format!("127.0.0.1:{port}"), "mode = \"dry-run\"");
+    let via = cluster.conn(&db).with_port(proxy.port());
+    assert_eq!(get(admin, "/readyz"), (200, "ready\n".to_string()));
+    psql(&via, &["-c", "select 1"]).assert_success();
+
+    relay.stop();
+    let (status, body) = get(admin, "/readyz");
+    assert_eq!(status, 503, "{body}");
+    assert!(
+        body.contains(&format!("upstream 127.0.0.1:{port}")),
+        "{body}"
+    );
+    // Alive all the same.
+    assert_eq!(get(admin, "/healthz").0, 200);
+    psql(&via, &["-c", "select 1"]).assert_failure();
+
+    let relay = Relay::start(relay.port, &relay.target);
+    assert_eq!(get(admin, "/readyz"), (200, "ready\n".to_string()));
+    psql(&via, &["-c", "select 1"]).assert_success();
+    let m = get(admin, "/metrics").1;
+    assert_eq!(
+        sample(
+            &m,
+            "pgwarden_client_sessions_refused_total{reason=\"upstream_unreachable\"}"
+        ),
+        Some(1.0),
+        "{m}"
+    );
+    assert_eq!(
+        sample(
+            &m,
+            "pgwarden_upstream_connect_failures_total{reason=\"io\"}"
+        ),
+        Some(1.0),
+        "{m}"
+    );
+    drop(relay);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn activity_shows_a_migration_blocked_behind_an_idle_transaction() {
+    let cluster = Cluster::shared();
+    let db = cluster.fresh_db("ops_activity");
+    cluster.sql(&db, "create table accounts (id bigint primary key)");
+    let (proxy, admin) = proxy_with_admin(&cluster.addr(), "mode = \"warn\"");
+    let via = cluster.conn(&db).with_port(proxy.port());
+
+    let mut cfg = via.tokio_config();
+    cfg.application_name("report-worker");
+    let (blocker, conn) = cfg.connect(tokio_postgres::NoTls).await.unwrap();
+    tokio::spawn(conn);
+    let pid: i32 = blocker
+        .query_one("select pg_backend_pid()", &[])
+        .await
+        .unwrap()
+        .get(0);
+    blocker
+        .batch_execute("begin; select count(*) from accounts")
+        .await
+        .unwrap();
+
+    let mut cfg = via.tokio_config();
+    cfg.application_name("alembic");
+    let (migrator, conn) = cfg.connect(tokio_postgres::NoTls).await.unwrap();
+    tokio::spawn(conn);
+    let migration = tokio::spawn(async move {
+        migrator
+            .batch_execute("alter table accounts add column note text")
+            .await
+    });
+
+    let mut seen = serde_json::Value::Null;
+    let found = eventually(Duration::from_secs(30), || {
+        let v: serde_json::Value =
+            serde_json::from_str(&get(admin, "/activity").1).expect("activity is JSON");
+        let hit = v["ddl_in_flight"].as_array().is_some_and(|a| {
+            a.iter().any(|d| {
+                d["statement"]
+                    .as_str()
+                    .is_some_and(|s| s.contains("add column note"))
+                    && d["phase"].as_str().is_some_and(|p| p.starts_with("sent"))
+            })
+        });
+        seen = v;
+        hit
+    })
+    .await;
+    assert!(found, "no DDL in flight in {seen:#}");
+    let d = &seen["ddl_in_flight"][0];
+    assert_eq!(d["application_name"], "alembic", "{seen:#}");
+    assert_eq!(d["kind"], "alter_table", "{seen:#}");
+    assert!(
+        d["locks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|l| l["mode"] == "ACCESS EXCLUSIVE"
+                && l["table"].as_str().is_some_and(|t| t.contains("accounts"))),
+        "{seen:#}"
+    );
+    let blockers = d["possible_blockers"].as_array().unwrap();
+    assert_eq!(blockers.len(), 1, "{seen:#}");
+    assert_eq!(blockers[0]["backend_pid"], pid, "{seen:#}");
+    assert_eq!(blockers[0]["application_name"], "report-worker");
+    assert_eq!(blockers[0]["state"], "idle in transaction");
+    let sessions = seen["sessions"].as_array().unwrap();
+    assert_eq!(sessions.len(), 2, "{seen:#}");
+    assert!(sessions
+        .iter()
+        .all(|s| s["database"] == db.as_str() && s["user"].is_string()));
+
+    blocker.batch_execute("commit").await.unwrap();
+    migration
+        .await
+        .unwrap()
+        .expect("migration runs once unblocked");
+    let v: serde_json::Value = serde_json::from_str(&get(admin, "/activity").1).unwrap();
+    assert_eq!(
+        v["ddl_in_flight"].as_array().map(Vec::len),
+        Some(0),
+        "{v:#}"
+    );
+}
