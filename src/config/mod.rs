@@ -7,8 +7,8 @@ use serde::Deserialize;
 
 pub mod admin;
 pub mod audit;
-pub mod execute;
 pub mod databases;
+pub mod execute;
 pub mod policy;
 pub mod server;
 

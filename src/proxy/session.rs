@@ -796,7 +796,7 @@ fn scan_client(
                     Inspected::Verdict(v) => v,
                 };
                 st.pending += 1;
-audit_query(ctx, st, side, q.sql, verdict.as_deref());
+                audit_query(ctx, st, side, q.sql, verdict.as_deref());
                 if let Some(exec) = side.exec.take() {
                     let frame = match &verdict {
                         None => BytesMut::from(&buf[pos..pos + h.total]),
