@@ -404,7 +404,7 @@ fn alembic_run(dir: &std::path::Path, url: &str, args: &[&str]) -> CmdOutput {
 }
 
 #[test]
-fn alembic_create_rename_commit_alter_and_downgrade_pass() {
+fn alembic_create_rename_commit_alter_upgrade_passes() {
     let c = Cluster::shared();
     let (px, _audit) = proxy();
     let dir = tempfile::tempdir().expect("tempdir");
