@@ -1,4 +1,5 @@
 //! ban-alter-database-options: ALTER DATABASE options / settings change every session.
+use super::objects::*;
 use super::*;
 use crate::sql::facts::*;
 
@@ -24,22 +25,14 @@ No rewrite.
 "#;
 
 pub fn check(f: &StatementFacts, _cx: &Cx<'_>, out: &mut Vec<Finding>) {
-    if f.kind != StatementKind::AlterObject {
-        return;
-    }
-    let what = format!(
-        "{} {}",
-        f.object.unwrap_or(ObjectType::Other).label(),
-        f.targets.first().map(ToString::to_string).unwrap_or_default()
+    flag_object_options(
+        f,
+        out,
+        Rule::BanAlterDatabaseOptions,
+        |object, o| object == Some(ObjectType::Database) && matches!(o, ObjectOption::Options | ObjectOption::Config),
+        |what| format!("changing options on {} changes every new session of every client", what),
+        "Set it per role or per session where needed",
     );
-    for (o, span) in &f.options {
-        if f.object == Some(ObjectType::Database) && matches!(o, ObjectOption::Options | ObjectOption::Config) {
-            out.push(
-                Finding::new(Rule::BanAlterDatabaseOptions, f, format!("changing options on {} changes every new session of every client", what.trim()), "Set it per role or per session where needed".to_string())
-                    .at(span.clone()),
-            );
-        }
-    }
 }
 
 #[cfg(test)]

@@ -1,4 +1,5 @@
 //! ban-alter-extension: ALTER EXTENSION UPDATE / DROP member changes functions clients call.
+use super::objects::*;
 use super::*;
 use crate::sql::facts::*;
 
@@ -24,22 +25,14 @@ No rewrite.
 "#;
 
 pub fn check(f: &StatementFacts, _cx: &Cx<'_>, out: &mut Vec<Finding>) {
-    if f.kind != StatementKind::AlterObject {
-        return;
-    }
-    let what = format!(
-        "{} {}",
-        f.object.unwrap_or(ObjectType::Other).label(),
-        f.targets.first().map(ToString::to_string).unwrap_or_default()
+    flag_object_options(
+        f,
+        out,
+        Rule::BanAlterExtension,
+        |object, o| object == Some(ObjectType::Extension) && matches!(o, ObjectOption::ExtensionUpdate | ObjectOption::ExtensionDrop),
+        |what| format!("ALTER EXTENSION on {} can change functions running code calls", what),
+        "Upgrade extensions in a tested maintenance step",
     );
-    for (o, span) in &f.options {
-        if f.object == Some(ObjectType::Extension) && matches!(o, ObjectOption::ExtensionUpdate | ObjectOption::ExtensionDrop) {
-            out.push(
-                Finding::new(Rule::BanAlterExtension, f, format!("ALTER EXTENSION on {} can change functions running code calls", what.trim()), "Upgrade extensions in a tested maintenance step".to_string())
-                    .at(span.clone()),
-            );
-        }
-    }
 }
 
 #[cfg(test)]

@@ -1,4 +1,5 @@
 //! ban-alter-function-options: ALTER FUNCTION options change how existing callers' calls run.
+use super::objects::*;
 use super::*;
 use crate::sql::facts::*;
 
@@ -24,22 +25,14 @@ No rewrite.
 "#;
 
 pub fn check(f: &StatementFacts, _cx: &Cx<'_>, out: &mut Vec<Finding>) {
-    if f.kind != StatementKind::AlterObject {
-        return;
-    }
-    let what = format!(
-        "{} {}",
-        f.object.unwrap_or(ObjectType::Other).label(),
-        f.targets.first().map(ToString::to_string).unwrap_or_default()
+    flag_object_options(
+        f,
+        out,
+        Rule::BanAlterFunctionOptions,
+        |object, o| matches!(object, Some(ObjectType::Function | ObjectType::Procedure | ObjectType::Routine)) && matches!(o, ObjectOption::Options | ObjectOption::Config),
+        |what| format!("changing options on {} silently changes how existing calls run", what),
+        "Create a new function, switch callers, then drop the old one",
     );
-    for (o, span) in &f.options {
-        if matches!(f.object, Some(ObjectType::Function | ObjectType::Procedure | ObjectType::Routine)) && matches!(o, ObjectOption::Options | ObjectOption::Config) {
-            out.push(
-                Finding::new(Rule::BanAlterFunctionOptions, f, format!("changing options on {} silently changes how existing calls run", what.trim()), "Create a new function, switch callers, then drop the old one".to_string())
-                    .at(span.clone()),
-            );
-        }
-    }
 }
 
 #[cfg(test)]

@@ -1,4 +1,5 @@
 //! ban-alter-policy-condition: ALTER POLICY USING / WITH CHECK changes which rows clients see or write.
+use super::objects::*;
 use super::*;
 use crate::sql::facts::*;
 
@@ -24,22 +25,14 @@ No rewrite.
 "#;
 
 pub fn check(f: &StatementFacts, _cx: &Cx<'_>, out: &mut Vec<Finding>) {
-    if f.kind != StatementKind::AlterObject {
-        return;
-    }
-    let what = format!(
-        "{} {}",
-        f.object.unwrap_or(ObjectType::Other).label(),
-        f.targets.first().map(ToString::to_string).unwrap_or_default()
+    flag_object_options(
+        f,
+        out,
+        Rule::BanAlterPolicyCondition,
+        |_, o| *o == ObjectOption::PolicyCondition,
+        |what| format!("changing the condition on {} changes which rows its clients see or may write", what),
+        "Add the new policy beside the old, verify, then drop the old",
     );
-    for (o, span) in &f.options {
-        if *o == ObjectOption::PolicyCondition {
-            out.push(
-                Finding::new(Rule::BanAlterPolicyCondition, f, format!("changing the condition on {} changes which rows its clients see or may write", what.trim()), "Add the new policy beside the old, verify, then drop the old".to_string())
-                    .at(span.clone()),
-            );
-        }
-    }
 }
 
 #[cfg(test)]

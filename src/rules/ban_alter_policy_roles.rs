@@ -1,4 +1,5 @@
 //! ban-alter-policy-roles: ALTER POLICY ... TO changes which roles a policy applies to.
+use super::objects::*;
 use super::*;
 use crate::sql::facts::*;
 
@@ -24,22 +25,14 @@ No rewrite.
 "#;
 
 pub fn check(f: &StatementFacts, _cx: &Cx<'_>, out: &mut Vec<Finding>) {
-    if f.kind != StatementKind::AlterObject {
-        return;
-    }
-    let what = format!(
-        "{} {}",
-        f.object.unwrap_or(ObjectType::Other).label(),
-        f.targets.first().map(ToString::to_string).unwrap_or_default()
+    flag_object_options(
+        f,
+        out,
+        Rule::BanAlterPolicyRoles,
+        |_, o| *o == ObjectOption::PolicyRoles,
+        |what| format!("changing the roles on {} changes which clients it filters", what),
+        "Add a policy for the new roles beside the old one, then drop the old",
     );
-    for (o, span) in &f.options {
-        if *o == ObjectOption::PolicyRoles {
-            out.push(
-                Finding::new(Rule::BanAlterPolicyRoles, f, format!("changing the roles on {} changes which clients it filters", what.trim()), "Add a policy for the new roles beside the old one, then drop the old".to_string())
-                    .at(span.clone()),
-            );
-        }
-    }
 }
 
 #[cfg(test)]

@@ -1,4 +1,5 @@
 //! ban-alter-role-options: ALTER ROLE / USER options or settings change what clients may do.
+use super::objects::*;
 use super::*;
 use crate::sql::facts::*;
 
@@ -24,22 +25,14 @@ No rewrite.
 "#;
 
 pub fn check(f: &StatementFacts, _cx: &Cx<'_>, out: &mut Vec<Finding>) {
-    if f.kind != StatementKind::AlterObject {
-        return;
-    }
-    let what = format!(
-        "{} {}",
-        f.object.unwrap_or(ObjectType::Other).label(),
-        f.targets.first().map(ToString::to_string).unwrap_or_default()
+    flag_object_options(
+        f,
+        out,
+        Rule::BanAlterRoleOptions,
+        |object, o| object == Some(ObjectType::Role) && matches!(o, ObjectOption::Options | ObjectOption::Config),
+        |what| format!("changing options on {} changes what its clients may do", what),
+        "Change roles through access management, not migrations",
     );
-    for (o, span) in &f.options {
-        if f.object == Some(ObjectType::Role) && matches!(o, ObjectOption::Options | ObjectOption::Config) {
-            out.push(
-                Finding::new(Rule::BanAlterRoleOptions, f, format!("changing options on {} changes what its clients may do", what.trim()), "Change roles through access management, not migrations".to_string())
-                    .at(span.clone()),
-            );
-        }
-    }
 }
 
 #[cfg(test)]

@@ -1,4 +1,5 @@
 //! ban-alter-system-options: ALTER SYSTEM changes the whole server.
+use super::objects::*;
 use super::*;
 use crate::sql::facts::*;
 
@@ -24,22 +25,14 @@ No rewrite.
 "#;
 
 pub fn check(f: &StatementFacts, _cx: &Cx<'_>, out: &mut Vec<Finding>) {
-    if f.kind != StatementKind::AlterObject {
-        return;
-    }
-    let what = format!(
-        "{} {}",
-        f.object.unwrap_or(ObjectType::Other).label(),
-        f.targets.first().map(ToString::to_string).unwrap_or_default()
+    flag_object_options(
+        f,
+        out,
+        Rule::BanAlterSystemOptions,
+        |object, o| object == Some(ObjectType::System) && *o == ObjectOption::Config,
+        |what| format!("ALTER SYSTEM on {} changes every database and client of the server", what),
+        "Change server settings through configuration management",
     );
-    for (o, span) in &f.options {
-        if f.object == Some(ObjectType::System) && *o == ObjectOption::Config {
-            out.push(
-                Finding::new(Rule::BanAlterSystemOptions, f, format!("ALTER SYSTEM on {} changes every database and client of the server", what.trim()), "Change server settings through configuration management".to_string())
-                    .at(span.clone()),
-            );
-        }
-    }
 }
 
 #[cfg(test)]

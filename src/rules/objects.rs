@@ -1,7 +1,7 @@
 //! Shared shapes of the object-compatibility rules: DROP of an object other than a table, and
 //! the sub-commands of an ALTER on any object, each reported with what it is about.
 use super::*;
-use crate::sql::facts::{ActionFacts, ActionKind, ObjectType, StatementKind};
+use crate::sql::facts::{ActionFacts, ActionKind, ObjectOption, ObjectType, StatementKind};
 
 /// One finding per generic DROP of one of `types`, naming every object it drops.
 pub(crate) fn flag_drops(
@@ -103,4 +103,34 @@ pub(crate) fn not_enforced(cx: &Cx<'_>, a: &ActionFacts) -> bool {
     cx.text
         .get(a.span.clone())
         .is_some_and(|t| t.to_ascii_lowercase().contains("not enforced"))
+}
+
+/// One finding per option of an `ALTER <object>` statement that `hit` selects (given the
+/// object type and the option); `message` gets what the statement is about (`extension e`).
+pub(crate) fn flag_object_options(
+    f: &StatementFacts,
+    out: &mut Vec<Finding>,
+    rule: Rule,
+    hit: impl Fn(Option<ObjectType>, &ObjectOption) -> bool,
+    message: impl Fn(&str) -> String,
+    help: &str,
+) {
+    if f.kind != StatementKind::AlterObject {
+        return;
+    }
+    let what = format!(
+        "{} {}",
+        f.object.unwrap_or(ObjectType::Other).label(),
+        f.targets
+            .first()
+            .map(ToString::to_string)
+            .unwrap_or_default()
+    );
+    for (o, span) in &f.options {
+        if hit(f.object, o) {
+            out.push(
+                Finding::new(rule, f, message(what.trim()), help.to_string()).at(span.clone()),
+            );
+        }
+    }
 }
