@@ -164,12 +164,7 @@ fn multi_statement_queries_get_one_record_per_statement_with_its_own_outcome() {
     assert_eq!(t.fate("CREATE TABLE m_two (id int)"), None);
     assert!(existing(&db, &["m_one", "m_two"]).is_empty());
     // The report shows each statement's own outcome.
-    let rep = std::process::Command::new(env!("CARGO_BIN_EXE_pgwarden"))
-        .args(["audit", "report"])
-        .arg(&log)
-        .output()
-        .expect("report");
-    let text = String::from_utf8_lossy(&rep.stdout);
+    let text = audit_report(&log);
     assert!(text.contains("-> SET"), "{text}");
     assert!(text.contains("ERROR 42P01"), "{text}");
     assert!(text.contains("not run (an earlier statement"), "{text}");
@@ -310,12 +305,7 @@ fn two_phase_commit_outcomes_are_recorded_from_any_session() {
     let f = t.fate_is("CREATE TABLE tp_two (id int)", "rolled_back");
     assert_eq!(f["reason"], "rollback_prepared", "{f}");
     assert_eq!(existing(&db, &["tp_one", "tp_two"]), vec!["tp_one"]);
-    let rep = std::process::Command::new(env!("CARGO_BIN_EXE_pgwarden"))
-        .args(["audit", "report"])
-        .arg(&log)
-        .output()
-        .expect("report");
-    let text = String::from_utf8_lossy(&rep.stdout);
+    let text = audit_report(&log);
     assert!(text.contains("gid trail-g1, by session"), "{text}");
     assert!(text.contains("0 undecided"), "{text}");
 }
@@ -433,12 +423,7 @@ fn alembic_statements_are_attributed_to_their_revision() {
     assert!(claimed, "{:#?}", t.recs);
     let f = t.fate_is("ALTER TABLE no_such_table ADD COLUMN x int", "rolled_back");
     assert_eq!(f["after_revision"]["revision"], "s06", "{f}");
-    let rep = std::process::Command::new(env!("CARGO_BIN_EXE_pgwarden"))
-        .args(["audit", "report"])
-        .arg(&log)
-        .output()
-        .expect("report");
-    let text = String::from_utf8_lossy(&rep.stdout);
+    let text = audit_report(&log);
     assert!(text.contains("the revision after alembic s06"), "{text}");
 }
 
@@ -626,12 +611,7 @@ fn alembic_downgrade_is_labelled_with_the_revision_it_undoes() {
         .expect("downgrade step recorded")
         .clone();
     assert_eq!(down["tool"], "alembic", "{down}");
-    let rep = std::process::Command::new(env!("CARGO_BIN_EXE_pgwarden"))
-        .args(["audit", "report"])
-        .arg(&log)
-        .output()
-        .expect("report");
-    let text = String::from_utf8_lossy(&rep.stdout);
+    let text = audit_report(&log);
     assert!(
         text.contains("revision alembic s06 (upgrade from s05)"),
         "{text}"
@@ -659,4 +639,14 @@ fn alembic_downgrade_is_labelled_with_the_revision_it_undoes() {
         (&"warn".into(), &"reject".into()),
         "{narrowing}"
     );
+}
+
+/// What `pgwarden audit report` prints for the log at `log`.
+fn audit_report(log: &std::path::Path) -> String {
+    let rep = std::process::Command::new(env!("CARGO_BIN_EXE_pgwarden"))
+        .args(["audit", "report"])
+        .arg(log)
+        .output()
+        .expect("run pgwarden audit report");
+    String::from_utf8_lossy(&rep.stdout).into_owned()
 }
