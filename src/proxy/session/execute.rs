@@ -168,6 +168,16 @@ pub(super) async fn run(
         }
     };
     let attempts = exec.attempts();
+    let plan = exec.plan();
+    if plan.lock_timeout_ms.is_some() || plan.statement_timeout_ms.is_some() {
+        crate::metrics::execute::injected_timeout();
+    }
+    for a in attempts.iter().filter(|a| a.outcome == "lock_timeout") {
+        crate::metrics::execute::lock_wait(
+            Duration::from_millis(a.waited_ms),
+            a.backoff_ms.is_some(),
+        );
+    }
     if attempts.len() > 1 || attempts.iter().any(|a| a.outcome != "ok") {
         let last = attempts.last().map_or("", |a| a.outcome.as_str());
         info!(
