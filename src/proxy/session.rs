@@ -214,8 +214,11 @@ pub(crate) async fn run(
             return;
         }
         Ok(Err(NegotiateEnd::Cancel(raw))) => {
-            // A session backing off between attempts hears it itself (the server would not).
-            shared.cancels.cancel(&raw);
+            // A session backing off between attempts takes it itself (the server would drop
+            // it, or deliver it late into pgwarden's next statement).
+            if shared.cancels.cancel(&raw) {
+                return;
+            }
             // Cancels are honoured even when the proxy is full, as PostgreSQL does.
             if let Err(e) = upstream::send_cancel(&shared, &raw).await {
                 warn!(session = id, %peer, "could not forward cancel request: {e}");

@@ -152,17 +152,26 @@ pub(super) async fn run(
                 action = exec.on_reply(reply, started.elapsed());
             }
             Action::Sleep(d) => {
-                log_attempt(ctx, pid, &exec, d);
+                // Registered before the log line: whoever reads it and cancels is heard.
                 let registration = ctx.shared.cancels.register(pid, &key);
-                action = tokio::select! {
-                    _ = tokio::time::sleep(d) => exec.on_woke(started.elapsed()),
-                    _ = registration.notify.notified() => {
-                        info!(session = ctx.id, pid, "client cancelled its statement during pgwarden's backoff");
-                        match exec.on_cancel(started.elapsed()) {
-                            Some(a) => a,
-                            None => exec.on_woke(started.elapsed()),
-                        }
-                    }
+                log_attempt(ctx, pid, &exec, d);
+                let wakeup = std::sync::Arc::clone(&registration.wakeup);
+                tokio::select! {
+                    _ = tokio::time::sleep(d) => {}
+                    _ = wakeup.notify.notified() => {}
+                }
+                // Leaving the registry first: from here a cancel goes to the server, and one
+                // taken before (even as the sleep ended) is acted on below.
+                drop(registration);
+                action = if wakeup.cancelled() {
+                    info!(
+                        session = ctx.id,
+                        pid, "client cancelled its statement during pgwarden's backoff"
+                    );
+                    exec.on_cancel(started.elapsed())
+                        .unwrap_or_else(|| exec.on_woke(started.elapsed()))
+                } else {
+                    exec.on_woke(started.elapsed())
                 };
             }
         }
