@@ -224,12 +224,36 @@ impl AuditHandle {
     ///
     /// `Err` means: refuse the DDL (`on_audit_failure = "reject-ddl"`). With `"continue"` a
     /// failure is logged and counted and `Ok` is returned.
+    pub async fn ddl(&self, rec: &Record) -> Result<(), AuditError> {
+        self.ddl_all(std::slice::from_ref(rec)).await
+    }
+
     /// [`Self::ddl`] for several records: all are queued in order before the first ack is
     /// awaited, so they share the writer's batch (one write, one fsync).
     pub async fn ddl_all(&self, recs: &[Record]) -> Result<(), AuditError> {
         let Some(inner) = &self.inner else {
             return Ok(());
         };
+        match Self::write_acked(inner, recs).await {
+            Ok(()) => Ok(()),
+            Err(e) => match inner.on_failure {
+                OnAuditFailure::RejectDdl => {
+                    tracing::error!(error = %e, "audit: records not written; DDL refused");
+                    Err(e)
+                }
+                OnAuditFailure::Continue => {
+                    tracing::error!(
+                        error = %e,
+                        "audit: records NOT written; DDL continues unaudited (on_audit_failure = \"continue\")"
+                    );
+                    Ok(())
+                }
+            },
+        }
+    }
+
+    /// Queues every record, then waits for every ack; the first failure is the answer.
+    async fn write_acked(inner: &Inner, recs: &[Record]) -> Result<(), AuditError> {
         let mut acks = Vec::with_capacity(recs.len());
         let mut result = Ok(());
         for rec in recs {
@@ -255,6 +279,7 @@ impl AuditHandle {
                 }
             }
         }
+        // Every queued record's ack is awaited even after a failure: the writer still owns them.
         for done in acks {
             let r = match done.await {
                 Ok(Ok(())) => Ok(()),
@@ -268,66 +293,7 @@ impl AuditHandle {
                 result = r;
             }
         }
-        match result {
-            Ok(()) => Ok(()),
-            Err(e) => match inner.on_failure {
-                OnAuditFailure::RejectDdl => {
-                    tracing::error!(error = %e, "audit: records not written; DDL refused");
-                    Err(e)
-                }
-                OnAuditFailure::Continue => {
-                    tracing::error!(
-                        error = %e,
-                        "audit: records NOT written; DDL continues unaudited (on_audit_failure = \"continue\")"
-                    );
-                    Ok(())
-                }
-            },
-        }
-    }
-
-    pub async fn ddl(&self, rec: &Record) -> Result<(), AuditError> {
-        let Some(inner) = &self.inner else {
-            return Ok(());
-        };
-        let result = self.write_acked(inner, rec).await;
-        match result {
-            Ok(()) => Ok(()),
-            Err(e) => match inner.on_failure {
-                OnAuditFailure::RejectDdl => {
-                    tracing::error!(error = %e, "audit: record not written; DDL refused");
-                    Err(e)
-                }
-                OnAuditFailure::Continue => {
-                    tracing::error!(
-                        error = %e,
-                        "audit: record NOT written; DDL continues unaudited (on_audit_failure = \"continue\")"
-                    );
-                    Ok(())
-                }
-            },
-        }
-    }
-
-    async fn write_acked(&self, inner: &Inner, rec: &Record) -> Result<(), AuditError> {
-        let bytes = encode(rec)?;
-        let (ack, done) = oneshot::channel();
-        inner
-            .tx
-            .send(Msg::Line {
-                bytes,
-                ack: Some(ack),
-            })
-            .await
-            .map_err(|_| AuditError::Closed)?;
-        match done.await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(message)) => Err(AuditError::Write {
-                path: inner.path.clone(),
-                message,
-            }),
-            Err(_) => Err(AuditError::Closed),
-        }
+        result
     }
 
     /// Closes and reopens the file (SIGHUP after logrotate renamed it). Records queued before
