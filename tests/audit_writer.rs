@@ -199,14 +199,15 @@ async fn disk_full_refuses_ddl_but_never_blocks_records() {
         msg.contains("/dev/full") && msg.contains("No space left"),
         "{msg}"
     );
-    // Non-critical records neither wait nor panic.
-    let t0 = Instant::now();
+    // Non-critical records neither wait nor panic: record() is synchronous and only tries
+    // the queue (a full queue drops and counts, it never blocks), so this loop ends.
     for i in 0..10_000 {
         h.record(&session_start(&format!("s{i}")));
     }
-    assert!(t0.elapsed() < Duration::from_secs(2));
     h.shutdown().await;
-    assert!(h.stats().failed >= 1);
+    let stats = h.stats();
+    assert!(stats.failed >= 1, "{stats:?}");
+    assert_eq!(stats.written, 0, "{stats:?}");
 
     // on_audit_failure = "continue": the DDL goes on, the failure is counted.
     let h = AuditHandle::start(&AuditConfig {
