@@ -31,5 +31,6 @@ pub mod metrics;
 pub mod policy;
 pub mod protocol;
 pub mod proxy;
+pub mod rewrite;
 pub mod rules;
 pub mod sql;

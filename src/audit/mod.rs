@@ -12,6 +12,7 @@ pub mod record;
 pub mod redact;
 pub mod report;
 pub mod session;
+pub mod steps;
 pub mod twophase;
 pub mod txfate;
 pub mod writer;

@@ -26,6 +26,8 @@ pub enum Record {
     Fate(FateRecord),
     /// The attempts of a statement pgwarden retried (see `audit::attempts`).
     Attempts(super::attempts::AttemptsRecord),
+    /// The steps of a statement pgwarden ran as a multi-step rewrite (see `audit::steps`).
+    Steps(super::steps::StepsRecord),
 }
 
 /// `session_start`.

@@ -85,6 +85,9 @@ pub struct StatementReport {
     /// pgwarden's lock-timeout retries of the statement (empty: it ran once).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub attempts: Vec<crate::execute::Attempt>,
+    /// The steps pgwarden sent for a multi-step rewrite of the statement.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub steps: Vec<super::steps::Step>,
     /// Two-phase commit: the gid of the prepared transaction holding it.
     pub gid: Option<String>,
     /// Two-phase commit: the session that ran COMMIT/ROLLBACK PREPARED.
@@ -135,6 +138,7 @@ struct SessionAcc {
     n_fates: usize,
     outcomes: BTreeMap<u64, (Outcome, f64)>,
     attempts: BTreeMap<u64, Vec<crate::execute::Attempt>>,
+    steps: BTreeMap<u64, Vec<super::steps::Step>>,
 }
 
 /// Reads and summarises an audit file.
@@ -189,6 +193,7 @@ pub fn build_report(path: &str, bytes: &[u8]) -> Result<Report, AuditError> {
                                     | "outcome"
                                     | "fate"
                                     | "attempts"
+                                    | "steps"
                             )
                         }) =>
                     {
@@ -226,6 +231,7 @@ pub fn build_report(path: &str, bytes: &[u8]) -> Result<Report, AuditError> {
             Record::Outcome(r) => &r.session_id,
             Record::Fate(r) => &r.session_id,
             Record::Attempts(r) => &r.session_id,
+            Record::Steps(r) => &r.session_id,
         }
         .clone();
         let acc = sessions.entry(sid).or_insert_with(|| SessionAcc {
@@ -253,6 +259,7 @@ pub fn build_report(path: &str, bytes: &[u8]) -> Result<Report, AuditError> {
                         fate: None,
                         fate_reason: None,
                         attempts: Vec::new(),
+                        steps: Vec::new(),
                         gid: None,
                         finished_by: None,
                         would: r.would,
@@ -264,6 +271,9 @@ pub fn build_report(path: &str, bytes: &[u8]) -> Result<Report, AuditError> {
             }
             Record::Attempts(r) => {
                 acc.attempts.insert(r.seq, r.attempts);
+            }
+            Record::Steps(r) => {
+                acc.steps.entry(r.seq).or_default().extend(r.steps);
             }
             Record::Fate(r) => {
                 let tx = if r.reason == FateReason::Autocommit && r.fate == Fate::Committed {
@@ -324,6 +334,9 @@ pub fn build_report(path: &str, bytes: &[u8]) -> Result<Report, AuditError> {
             }
             if let Some(a) = acc.attempts.remove(seq) {
                 st.attempts = a;
+            }
+            if let Some(s) = acc.steps.remove(seq) {
+                st.steps = s;
             }
             if let Some((f, r)) = acc.fates.get(seq) {
                 st.fate = Some(*f);
@@ -766,6 +779,9 @@ pub fn render_text(r: &Report) -> String {
                         "          {}",
                         one_line(&super::attempts::describe(a), 400)
                     );
+                }
+                for s in &st.steps {
+                    let _ = writeln!(o, "          {}", one_line(&super::steps::describe(s), 400));
                 }
                 let _ = writeln!(o, "          -> {outcome}  {dur}  {fate}");
             }

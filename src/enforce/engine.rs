@@ -180,6 +180,11 @@ impl SessionEnforcer {
         self.relations.in_transaction()
     }
 
+    /// The action the session's policy gives `rule`.
+    pub fn action(&self, rule: Rule) -> crate::rules::Action {
+        self.policy.action(rule)
+    }
+
     pub fn mode(&self) -> Mode {
         self.policy.mode
     }

@@ -48,6 +48,11 @@ impl PgError {
         }
     }
 
+    /// An ERROR with pgwarden's own SQLSTATE.
+    pub fn error(code: &'static str, message: String) -> Self {
+        PgError::new(Severity::Error, code, message)
+    }
+
     /// Adds a HINT.
     pub fn with_hint(mut self, hint: impl Into<String>) -> Self {
         self.hint = Some(hint.into());

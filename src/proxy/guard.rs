@@ -207,6 +207,12 @@ impl Guard {
         self.enforcer.created_in_transaction()
     }
 
+    /// The action the session's policy gives `rule` (the multi-step rewrites run only for
+    /// rules set to `rewrite`).
+    pub(crate) fn action(&self, rule: crate::rules::Rule) -> crate::rules::Action {
+        self.enforcer.action(rule)
+    }
+
     /// pgwarden runs statements under its own timeouts and retries (`execute`); dry-run
     /// forwards everything exactly as sent.
     pub(crate) fn executes(&self) -> bool {

@@ -61,6 +61,7 @@ use crate::sql::server_lex::{self, LexSettings};
 mod audit;
 mod execute;
 mod rebind;
+mod rewrite;
 use audit::{
     audit_answer, audit_held_bind, audit_query, audit_request, start_audit, write_query_records,
     AuditEntry, AuditTemplate,
@@ -593,6 +594,10 @@ struct ClientSide {
     held: Option<super::budget::Reservation>,
     /// The held Query runs under the executor (set by the enforcer's decision).
     exec: Option<execute::Pending>,
+    /// The held Query runs as a multi-step rewrite (`rewrite.rs`).
+    multi: Option<rewrite::MultiPending>,
+    /// Completion steps this transaction's COMMIT owes.
+    completion: rewrite::Completion,
 }
 
 /// What one scan of the client buffer found.
@@ -612,6 +617,13 @@ struct ClientScan {
     /// The Query after `ready` (this frame, replacing the next `.2` original bytes) runs
     /// under the executor instead of being forwarded.
     execute: Option<(execute::Pending, BytesMut, usize)>,
+    /// The Query after `ready` runs as a multi-step rewrite (replacing `.1` original bytes).
+    multi: Option<(rewrite::MultiPending, usize)>,
+    /// The Query after `ready` is the COMMIT that owes completion steps (`.1` original bytes).
+    commit: Option<(BytesMut, usize)>,
+    /// Earlier requests must be answered before the next frame (a COMMIT owing completion
+    /// steps): wait, then scan again.
+    settle: bool,
     /// Frames forwarded as read (for the metrics).
     messages: u64,
 }
@@ -649,6 +661,25 @@ async fn client_to_server(
                 execute::run(ctx, state, sw, pending, frame).await?;
                 buf.advance(original);
                 // The answer reaches the client before anything else is forwarded.
+                wait_answered(ctx, state).await;
+                continue;
+            }
+            if scan.settle {
+                sw.flush().await.map_err(SessionError::ServerIo)?;
+                wait_answered(ctx, state).await;
+                continue;
+            }
+            if let Some((m, original)) = scan.multi {
+                sw.flush().await.map_err(SessionError::ServerIo)?;
+                rewrite::run(ctx, state, sw, m, &mut side.completion).await?;
+                buf.advance(original);
+                wait_answered(ctx, state).await;
+                continue;
+            }
+            if let Some((frame, original)) = scan.commit {
+                sw.flush().await.map_err(SessionError::ServerIo)?;
+                rewrite::commit(ctx, state, sw, &mut side.completion, frame).await?;
+                buf.advance(original);
                 wait_answered(ctx, state).await;
                 continue;
             }
@@ -751,6 +782,9 @@ fn scan_client(
         attention: false,
         attention_bind: false,
         execute: None,
+        multi: None,
+        commit: None,
+        settle: false,
         messages: 0,
     };
     if side.skip > 0 {
@@ -791,6 +825,11 @@ fn scan_client(
         match h.tag {
             b'Q' => {
                 let q = frontend::decode_query(body)?;
+                let commit = !side.completion.is_empty() && rewrite::is_commit(q.sql);
+                if commit && st.pending > 0 {
+                    out.settle = true;
+                    break;
+                }
                 let verdict = match inspect(ctx, st, side, q.sql, ProtocolPath::Simple) {
                     Inspected::Attention => {
                         out.attention = true;
@@ -800,6 +839,17 @@ fn scan_client(
                 };
                 st.pending += 1;
                 audit_query(ctx, st, side, q.sql, verdict.as_deref());
+                if commit && verdict.is_none() {
+                    out.commit = Some((BytesMut::from(&buf[pos..pos + h.total]), h.total));
+                    break;
+                }
+                if let Some(m) = side.multi.take() {
+                    out.multi = Some((m, h.total));
+                    break;
+                }
+                if !side.completion.is_empty() && rewrite::is_rollback(q.sql) {
+                    side.completion.discard(ctx, "the client rolled back");
+                }
                 if let Some(exec) = side.exec.take() {
                     let frame = match &verdict {
                         None => BytesMut::from(&buf[pos..pos + h.total]),
@@ -1115,6 +1165,7 @@ async fn decide_held(
     if let Some(p) = &exec {
         guard.will_inject(execute::in_force(p, live));
     }
+    let single = prepared.single_statement().cloned();
     let mut outbox = BytesMut::new();
     let mut decided = guard.decide(
         &sql,
@@ -1123,6 +1174,25 @@ async fn decide_held(
         snap_owned.view(),
         &mut outbox,
     );
+    let mut multi = rewrite::consider(
+        ctx,
+        guard,
+        &sql,
+        single.as_ref(),
+        &mut decided,
+        rewrite::Situation {
+            tx_status: snap_owned.tx_status,
+            in_pipeline: side.in_pipeline,
+            simple: parse_name.is_none(),
+            timeouts: live.map_or((None, None), |l| (l.lock_timeout_ms, l.statement_timeout_ms)),
+            created: &created,
+            ascii_only,
+        },
+        &mut side.completion,
+    );
+    if multi.is_some() {
+        exec = None;
+    }
     if !outbox.is_empty() {
         lock(state).outbox.extend_from_slice(&outbox);
     }
@@ -1174,6 +1244,9 @@ async fn decide_held(
                 if let (Some(p), [rec]) = (exec.as_mut(), recs.as_slice()) {
                     p.seq = rec.seq;
                 }
+                if let (Some(m), [rec]) = (multi.as_mut(), recs.as_slice()) {
+                    m.seq = rec.seq;
+                }
                 side.audit_record = recs
             }
             Err(e) => {
@@ -1191,11 +1264,12 @@ async fn decide_held(
             }
         }
     }
-    if exec.is_some() {
+    if exec.is_some() || multi.is_some() {
         // The executor's first step is injected: every earlier request must be answered.
         wait_answered(ctx, state).await;
     }
     side.exec = exec;
+    side.multi = multi;
     ctx.activity
         .ddl_decided(decided.decision.as_str(), &decided.rules);
     side.decided = Some(decided.replace);

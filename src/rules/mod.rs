@@ -112,10 +112,10 @@ rules! {
     AddingFieldWithDefault, adding_field_with_default, "adding-field-with-default", Reject, BySize, "ADD COLUMN with a volatile default (or a stored generated column) rewrites the table";
     AddingRequiredField, adding_required_field, "adding-required-field", Reject, Fixed, "ADD COLUMN NOT NULL without a default fails on a non-empty table";
     AddingSerialColumn, adding_serial_column, "adding-serial-column", Reject, BySize, "ADD COLUMN serial/identity rewrites the table";
-    AddingNotNullableField, adding_not_nullable_field, "adding-not-nullable-field", Reject, BySize, "SET NOT NULL scans the table under ACCESS EXCLUSIVE";
+    AddingNotNullableField, adding_not_nullable_field, "adding-not-nullable-field", Rewrite, BySize, "SET NOT NULL scans the table under ACCESS EXCLUSIVE";
     ConstraintMissingNotValid, constraint_missing_not_valid, "constraint-missing-not-valid", Rewrite, BySize, "ADD CHECK without NOT VALID scans the table under ACCESS EXCLUSIVE";
     AddingForeignKeyConstraint, adding_foreign_key_constraint, "adding-foreign-key-constraint", Rewrite, BySize, "ADD FOREIGN KEY without NOT VALID blocks writes on both tables during the scan";
-    DisallowedUniqueConstraint, disallowed_unique_constraint, "disallowed-unique-constraint", Reject, BySize, "ADD UNIQUE builds an index under ACCESS EXCLUSIVE";
+    DisallowedUniqueConstraint, disallowed_unique_constraint, "disallowed-unique-constraint", Rewrite, BySize, "ADD UNIQUE builds an index under ACCESS EXCLUSIVE";
     AddingSerialPrimaryKeyField, adding_serial_primary_key_field, "adding-serial-primary-key-field", Reject, BySize, "ADD PRIMARY KEY builds an index under ACCESS EXCLUSIVE";
     BanExclusionConstraint, ban_exclusion_constraint, "ban-exclusion-constraint", Reject, BySize, "ADD EXCLUDE builds and checks an index under ACCESS EXCLUSIVE";
     ChangingColumnType, changing_column_type, "changing-column-type", Reject, BySize, "ALTER COLUMN TYPE rewrites the table and its indexes under ACCESS EXCLUSIVE";

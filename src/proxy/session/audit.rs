@@ -443,3 +443,23 @@ pub(super) async fn audit_attempts(ctx: &Ctx, seq: u64, attempts: &[crate::execu
         );
     }
 }
+
+/// Writes the steps of a multi-step rewrite of statement `seq` (`rewrite.rs`).
+pub(super) async fn audit_steps(ctx: &Ctx, seq: u64, steps: &[super::rewrite::StepLog]) {
+    if steps.is_empty() {
+        return;
+    }
+    let steps = steps
+        .iter()
+        .map(|s| crate::audit::steps::Step {
+            sql: s.sql.clone(),
+            phase: s.phase.to_string(),
+            outcome: s.outcome.clone(),
+            error: s.error.clone(),
+        })
+        .collect();
+    let rec = crate::audit::steps::StepsRecord::new(&ctx.audit_id, seq, steps);
+    if let Err(e) = ctx.shared.audit.ddl(&Record::Steps(rec)).await {
+        tracing::warn!(session = ctx.id, "audit log: cannot write the steps record: {e}");
+    }
+}

@@ -123,6 +123,27 @@ pub(super) async fn run(
     frame: BytesMut,
 ) -> Result<(), SessionError> {
     let Pending { plan, kind, seq } = pending;
+    let (answer, attempts) = drive(ctx, state, sw, plan, kind, &frame).await?;
+    if seq > 0 {
+        super::audit::audit_attempts(ctx, seq, &attempts).await;
+    }
+    let mut st = lock(state);
+    st.replay = Some(answer);
+    drop(st);
+    ctx.replay_ready.notify_one();
+    Ok(())
+}
+
+/// Runs one statement (`frame`: its Query) under the executor and returns its answer for the
+/// client with every attempt; the multi-step rewrites (`rewrite.rs`) run each step this way.
+pub(super) async fn drive(
+    ctx: &Ctx,
+    state: &Mutex<State>,
+    sw: &mut WriteHalf<'_>,
+    plan: Plan,
+    kind: &str,
+    frame: &[u8],
+) -> Result<(BytesMut, Vec<Attempt>), SessionError> {
     let started = std::time::Instant::now();
     let (pid, key) = {
         let st = lock(state);
@@ -136,7 +157,7 @@ pub(super) async fn run(
             Action::Send(req) => {
                 let mut bytes = BytesMut::new();
                 match &req {
-                    Request::Client => bytes.extend_from_slice(&frame),
+                    Request::Client => bytes.extend_from_slice(frame),
                     other => {
                         if let Err(e) = other.encode(&mut bytes) {
                             // pgwarden's own values come from the server as text: a NUL cannot
@@ -198,14 +219,7 @@ pub(super) async fn run(
             "{kind}: pgwarden's lock-timeout retries ended"
         );
     }
-    if seq > 0 {
-        super::audit::audit_attempts(ctx, seq, attempts).await;
-    }
-    let mut st = lock(state);
-    st.replay = Some(answer);
-    drop(st);
-    ctx.replay_ready.notify_one();
-    Ok(())
+    Ok((answer, attempts.to_vec()))
 }
 
 fn log_attempt(ctx: &Ctx, pid: i32, exec: &Executor, backoff: Duration) {
@@ -227,7 +241,7 @@ fn log_attempt(ctx: &Ctx, pid: i32, exec: &Executor, backoff: Duration) {
 /// Sends one request and waits for its whole reply. The client's own statement may run as
 /// long as its timeouts allow; pgwarden's own requests are answered at once or the session
 /// is closed (the stream position would be unknown).
-async fn send(
+pub(super) async fn send(
     state: &Mutex<State>,
     sw: &mut WriteHalf<'_>,
     bytes: &[u8],
