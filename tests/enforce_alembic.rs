@@ -104,8 +104,10 @@ fn safe_revisions_apply_like_a_direct_run_with_every_driver() {
     }
 }
 
-/// Every unsafe revision on the big table is refused with the rule, the table, its size and
-/// the recipe in Alembic's output, and leaves schema and alembic_version as they were.
+/// Every unsafe revision on the big table without a safe form pgwarden runs is refused with the
+/// rule, the table, its size and the recipe in Alembic's output, and leaves schema and
+/// alembic_version as they were (the index and the foreign key run as multi-step rewrites over
+/// the simple protocol: tests/rewrite_alembic.rs; asyncpg sends them as Parse and is refused).
 #[test]
 fn unsafe_revisions_on_the_big_table_are_refused_and_change_nothing() {
     let c = Cluster::shared();
@@ -126,11 +128,15 @@ fn unsafe_revisions_on_the_big_table_are_refused_and_change_nothing() {
         ),
     ];
     for driver in DRIVERS {
+        let rewritten = |rev: &str| driver != "asyncpg" && matches!(rev, "u_index" | "u_foreign_key");
         let db = fresh(&format!("unsafe_{driver}"));
         let conn = c.conn(&db).with_port(px.port());
         alembic(project(None, None).path(), &conn, driver).assert_success();
         let before = schema(&db);
         for (rev, rule, recipe) in cases {
+            if rewritten(rev) {
+                continue;
+            }
             let out = alembic(project(Some(rev), Some("events")).path(), &conn, driver);
             let text = format!("{}\n{}", out.stdout, out.stderr);
             assert!(
@@ -237,10 +243,10 @@ fn psql_without_on_error_stop_commits_nothing() {
     let db = fresh("psql_half");
     let (px, _audit) = proxy("");
     let conn = c.conn(&db).with_port(px.port());
-    let script = b"BEGIN;\nALTER TABLE events ADD COLUMN half_done int;\nCREATE INDEX ix_half ON events (kind);\nCOMMIT;\n";
+    let script = b"BEGIN;\nALTER TABLE events ADD COLUMN half_done int;\nALTER TABLE events DROP COLUMN payload;\nCOMMIT;\n";
     let out = psql_stdin(&conn, &["-X"], Some(script));
     assert!(
-        out.stderr.contains("require-concurrent-index-creation"),
+        out.stderr.contains("ban-drop-column"),
         "{}",
         out.stderr
     );

@@ -22,7 +22,13 @@ ALTER TABLE orders VALIDATE CONSTRAINT orders_customer_fk;
 Rails: `add_foreign_key ..., validate: false` then `validate_foreign_key`.
 
 ## Rewrite safety
-pgwarden appends `NOT VALID` to `ADD CONSTRAINT ... FOREIGN KEY`. New rows are checked at once; existing rows only by the later `VALIDATE CONSTRAINT`. An inline `REFERENCES` in `ADD COLUMN` has no rewrite (split it into ADD COLUMN and ADD CONSTRAINT).
+pgwarden (the proxy; `pgwarden check` only shows the first step) runs `ADD CONSTRAINT ... FOREIGN KEY` as two steps:
+`ADD CONSTRAINT name ... NOT VALID` (SHARE ROW EXCLUSIVE for an instant, no scan), then
+`VALIDATE CONSTRAINT name` (SHARE UPDATE EXCLUSIVE: reads and writes go on during the scan). An
+unnamed constraint gets the name PostgreSQL would give it (`orders_customer_id_fkey`). While the
+steps run, new and updated rows are already checked; existing rows are checked by the VALIDATE.
+Inside a transaction block the in-place part runs where the statement was; the rest are completion steps pgwarden runs on the same connection after the client's COMMIT succeeded and before COMMIT's answer reaches the client (a ROLLBACK discards them). If one fails, the client gets an ErrorResponse with SQLSTATE `PW002` in place of COMMIT's CommandComplete: the transaction committed, which step failed with the server's error, what remains, and the statement that finishes it. Outside a transaction block the steps run one after another and the client gets one answer; a failed step undoes the earlier ones and its own error is the answer. After a failed VALIDATE past COMMIT the constraint stays NOT VALID. An inline
+`REFERENCES` in `ADD COLUMN` has no rewrite (split it into ADD COLUMN and ADD CONSTRAINT).
 "#;
 
 pub fn check(f: &StatementFacts, cx: &Cx<'_>, out: &mut Vec<Finding>) {

@@ -25,7 +25,12 @@ ALTER TABLE orders DROP CONSTRAINT orders_status_nn;
 In `pgwarden check` a `VALIDATE CONSTRAINT` on the same table earlier in the file is taken as the cross-migration form of this recipe (the CHECK added NOT VALID by an earlier migration, which a file check cannot see): the finding stays, at warn instead of reject. The proxy reads the constraint from the catalog instead. PostgreSQL 18's `ADD CONSTRAINT nn NOT NULL col` scans the same way and is flagged unless it is `NOT VALID`.
 
 ## Rewrite safety
-No rewrite (four statements in separate transactions).
+pgwarden (the proxy) runs `ALTER COLUMN c SET NOT NULL` (alone in its ALTER TABLE) as four
+steps: `ADD CONSTRAINT pgwarden_c_not_null CHECK (c IS NOT NULL) NOT VALID`, `VALIDATE
+CONSTRAINT` (SHARE UPDATE EXCLUSIVE: writes go on during the scan), `SET NOT NULL` (PostgreSQL 12+
+proves it from the validated CHECK: no scan, ACCESS EXCLUSIVE for an instant), `DROP CONSTRAINT
+pgwarden_c_not_null`. While they run, the helper CHECK already refuses new NULLs. Inside a transaction block the in-place part runs where the statement was; the rest are completion steps pgwarden runs on the same connection after the client's COMMIT succeeded and before COMMIT's answer reaches the client (a ROLLBACK discards them). If one fails, the client gets an ErrorResponse with SQLSTATE `PW002` in place of COMMIT's CommandComplete: the transaction committed, which step failed with the server's error, what remains, and the statement that finishes it. Outside a transaction block the steps run one after another and the client gets one answer; a failed step undoes the earlier ones and its own error is the answer.
+After a failure pgwarden drops its helper constraint: the column stays nullable.
 "#;
 
 pub fn check(f: &StatementFacts, cx: &Cx<'_>, out: &mut Vec<Finding>) {

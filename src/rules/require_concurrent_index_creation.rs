@@ -22,9 +22,13 @@ outside a transaction block. Alembic: `op.create_index(..., postgresql_concurren
 `with op.get_context().autocommit_block():`.
 
 ## Rewrite safety
-pgwarden inserts `CONCURRENTLY` only when the statement runs outside a transaction block
-(Postgres refuses it inside one). A concurrent build that fails leaves an INVALID index that
-must be dropped before retrying. Tables created in the same transaction are exempt.
+pgwarden (the proxy) runs `CREATE [UNIQUE] INDEX` as `CREATE [UNIQUE] INDEX CONCURRENTLY`
+(an unnamed index gets PostgreSQL's name, `orders_amount_idx`; expression indexes must be named).
+Inside a transaction block nothing runs in place: pgwarden answers `CREATE INDEX` itself and
+builds the index concurrently after the COMMIT; a later statement of the same transaction that
+names the index is refused. Inside a transaction block the in-place part runs where the statement was; the rest are completion steps pgwarden runs on the same connection after the client's COMMIT succeeded and before COMMIT's answer reaches the client (a ROLLBACK discards them). If one fails, the client gets an ErrorResponse with SQLSTATE `PW002` in place of COMMIT's CommandComplete: the transaction committed, which step failed with the server's error, what remains, and the statement that finishes it. Outside a transaction block the steps run one after another and the client gets one answer; a failed step undoes the earlier ones and its own error is the answer. A failed or cancelled concurrent build leaves an INVALID
+index: pgwarden drops it (`DROP INDEX CONCURRENTLY`), never an index that existed before.
+Tables created in the same transaction are exempt.
 "#;
 
 pub fn check(f: &StatementFacts, cx: &Cx<'_>, out: &mut Vec<Finding>) {

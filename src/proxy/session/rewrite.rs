@@ -143,7 +143,33 @@ pub(super) fn consider(
     if !primary {
         return None;
     }
-    let shape = crate::rewrite::shape(sql, f)?;
+    let Some(shape) = crate::rewrite::shape(sql, f) else {
+        if decided.decision == Decision::Rewrite
+            && decided.rules.iter().any(|r| {
+                r == Rule::AddingForeignKeyConstraint.id() || r == Rule::ConstraintMissingNotValid.id()
+            })
+        {
+            // The one-statement rewrite (`... NOT VALID`) alone would leave the constraint
+            // unvalidated for good (principle 1): refuse rather than change the end state.
+            let r = crate::enforce::raise::Rejection {
+                message: format!(
+                    "pgwarden: {}: this statement is safe only as ADD ... NOT VALID followed by \
+                     VALIDATE CONSTRAINT, and pgwarden cannot run that for it (several \
+                     sub-commands, or an unnamed CHECK)",
+                    decided.rules.join(", ")
+                ),
+                detail: format!("Statement: {}", crate::enforce::raise::excerpt(sql)),
+                hint: "Give the constraint a name and add it in an ALTER TABLE of its own \
+                       (Alembic: op.create_check_constraint(\"name\", ...)); pgwarden then \
+                       adds it NOT VALID and validates it."
+                    .into(),
+            };
+            decided.replace = Some(crate::enforce::raise::raise_statement(&r, s.ascii_only));
+            decided.decision = Decision::Reject;
+            decided.intended = Decision::Reject;
+        }
+        return None;
+    };
     decided.replace = None;
     decided.decision = Decision::Rewrite;
     decided.intended = Decision::Rewrite;

@@ -1,0 +1,391 @@
+//! Multi-step rewrites end to end (issue 16): real Alembic revisions written the plain way,
+//! through pgwarden with its default config, on a 1,050,000-row `orders` table. Each ends in
+//! the schema a direct run produces, or fails saying what was committed and what is left.
+mod common;
+
+use std::path::Path;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use common::alembic::project_dir;
+use common::*;
+
+const SETUP: &str = "
+CREATE TABLE customers (id integer PRIMARY KEY, name text NOT NULL);
+INSERT INTO customers SELECT g, 'c' || g FROM generate_series(1, 1000) g;
+CREATE TABLE orders (
+    id bigint PRIMARY KEY,
+    customer_id integer NOT NULL,
+    amount integer NOT NULL,
+    status text,
+    ref bigint
+);
+INSERT INTO orders SELECT g, 1 + g % 1000, 1 + g % 500, 'new', g FROM generate_series(1, 1050000) g;
+ANALYZE customers;
+ANALYZE orders;
+";
+
+/// The five statements, one revision each, written as Alembic's docs write them. The foreign
+/// key and the unique constraint are unnamed: PostgreSQL's names must come out.
+const REVISIONS: [(&str, &str); 5] = [
+    (
+        "r1",
+        "op.create_foreign_key(None, 'orders', 'customers', ['customer_id'], ['id'])",
+    ),
+    (
+        "r2",
+        "op.create_check_constraint('ck_orders_amount_positive', 'orders', 'amount > 0')",
+    ),
+    (
+        "r3",
+        "op.alter_column('orders', 'status', existing_type=sa.Text(), nullable=False)",
+    ),
+    ("r4", "op.create_index('ix_orders_amount', 'orders', ['amount'])"),
+    ("r5", "op.create_unique_constraint(None, 'orders', ['ref'])"),
+];
+
+fn template() -> &'static str {
+    static T: OnceLock<String> = OnceLock::new();
+    T.get_or_init(|| {
+        let c = Cluster::shared();
+        let db = c.fresh_db("rw_tmpl");
+        c.sql(&db, SETUP);
+        db
+    })
+}
+
+static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
+fn fresh(tag: &str) -> String {
+    let c = Cluster::shared();
+    let tmpl = template();
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let name = format!("{tag}_{}_{n}", std::process::id());
+    c.sql(
+        "postgres",
+        &format!("CREATE DATABASE \"{name}\" TEMPLATE \"{tmpl}\""),
+    );
+    name
+}
+
+/// An Alembic project whose revisions are `revs` (id, body), in order.
+fn project(revs: &[(&str, &str)]) -> tempfile::TempDir {
+    let dir = tempfile::Builder::new()
+        .prefix("pgwarden-rewrite-")
+        .tempdir()
+        .expect("tempdir");
+    let src = project_dir();
+    for f in ["alembic.ini", "env.py", "script.py.mako"] {
+        std::fs::copy(src.join(f), dir.path().join(f)).expect("copy project file");
+    }
+    let versions = dir.path().join("versions");
+    std::fs::create_dir(&versions).expect("mkdir versions");
+    let mut down = "None".to_string();
+    for (id, body) in revs {
+        let text = format!(
+            "\"\"\"{id}\"\"\"\nfrom alembic import op\nimport sqlalchemy as sa\n\n\
+             revision = \"{id}\"\ndown_revision = {down}\n\n\n\
+             def upgrade() -> None:\n    {body}\n"
+        );
+        std::fs::write(versions.join(format!("{id}.py")), text).expect("write revision");
+        down = format!("\"{id}\"");
+    }
+    dir
+}
+
+/// `alembic upgrade head`; `per_migration`: transaction_per_migration=True.
+fn alembic(project: &Path, conn: &ConnInfo, driver: &str, per_migration: bool) -> CmdOutput {
+    let url = conn
+        .url()
+        .replacen("postgresql://", &format!("postgresql+{driver}://"), 1);
+    let mut cmd = std::process::Command::new(python());
+    cmd.args(["-m", "alembic", "-c"])
+        .arg(project.join("alembic.ini"))
+        .args(["upgrade", "head"])
+        .current_dir(project)
+        .env("PGWARDEN_TEST_URL", url)
+        .env(
+            "PGWARDEN_TEST_TXMODE",
+            if per_migration { "per-migration" } else { "single" },
+        )
+        .env("PYTHONUNBUFFERED", "1");
+    run_cmd(cmd, None, Duration::from_secs(300))
+}
+
+/// Schema of `db` as pg_dump prints it, plus the Alembic revision.
+fn schema(db: &str) -> String {
+    let c = Cluster::shared();
+    let mut cmd = std::process::Command::new(pg_bin("pg_dump"));
+    cmd.args(["--schema-only", "--no-owner", "-h"])
+        .arg(&c.socket_dir)
+        .args(["-p", &c.port.to_string(), "-U", "postgres", db]);
+    let out = run_cmd(cmd, None, Duration::from_secs(120));
+    out.assert_success();
+    let dump: String = out
+        .stdout
+        .lines()
+        .filter(|l| {
+            !l.starts_with("--") && !l.starts_with("\\restrict") && !l.starts_with("\\unrestrict")
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    let exists = c.sql(db, "SELECT to_regclass('alembic_version') IS NOT NULL");
+    let version = if exists == "t" {
+        c.sql(
+            db,
+            "SELECT coalesce((SELECT string_agg(version_num, ',') FROM alembic_version), '<none>')",
+        )
+    } else {
+        "<no table>".into()
+    };
+    format!("{dump}\nalembic_version: {version}")
+}
+
+/// Constraints not validated and indexes not valid: a rewrite must leave none behind.
+fn leftovers(db: &str) -> String {
+    Cluster::shared().sql(
+        db,
+        "SELECT coalesce(string_agg(n, ','), '') FROM ( \
+           SELECT conname::text AS n FROM pg_constraint WHERE NOT convalidated \
+           UNION ALL SELECT indexrelid::regclass::text FROM pg_index WHERE NOT indisvalid) x",
+    )
+}
+
+fn proxy() -> (ProxyProcess, tempfile::TempDir) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let toml = format!(
+        "[audit]\npath = \"{}\"\n",
+        dir.path().join("audit.jsonl").display()
+    );
+    (ProxyProcess::start(&Cluster::shared().addr(), &toml), dir)
+}
+
+fn audit_text(dir: &tempfile::TempDir) -> String {
+    std::fs::read_to_string(dir.path().join("audit.jsonl")).unwrap_or_default()
+}
+
+#[test]
+fn five_statements_end_like_a_direct_run_in_both_transaction_modes() {
+    let c = Cluster::shared();
+    let p = project(&REVISIONS);
+    let direct = fresh("rw_direct");
+    alembic(p.path(), &c.conn(&direct), "psycopg2", false).assert_success();
+    let expected = schema(&direct);
+    assert!(expected.contains("orders_customer_id_fkey"), "{expected}");
+    assert!(expected.contains("orders_ref_key"), "{expected}");
+    let (px, audit) = proxy();
+    for (driver, per_migration) in [
+        ("psycopg2", false),
+        ("psycopg2", true),
+        ("psycopg", false),
+    ] {
+        let db = fresh("rw_five");
+        let out = alembic(
+            p.path(),
+            &c.conn(&db).with_port(px.port()),
+            driver,
+            per_migration,
+        );
+        assert!(
+            out.status.success(),
+            "{driver} per_migration={per_migration}: refused or failed through pgwarden:\n{}\n{}\nproxy log:\n{}",
+            out.stdout,
+            out.stderr,
+            px.logs()
+        );
+        assert_eq!(
+            schema(&db),
+            expected,
+            "{driver} per_migration={per_migration}: schema differs from a direct run"
+        );
+        assert_eq!(leftovers(&db), "", "{driver}");
+    }
+    let logs = px.logs();
+    assert!(logs.contains("completion steps queued"), "{logs}");
+    let a = audit_text(&audit);
+    assert!(a.contains("\"type\":\"steps\""), "{a}");
+    assert!(
+        a.contains("VALIDATE CONSTRAINT orders_customer_id_fkey"),
+        "every step is in the audit log: {a}"
+    );
+    assert!(a.contains("after COMMIT"), "{a}");
+}
+
+/// Rows violating the foreign key, NULLs for NOT NULL, duplicates for the unique constraint:
+/// the transaction commits, the completion steps fail, and the client's COMMIT gets an error
+/// saying so (Alembic exits non-zero and shows it); no NOT VALID helper, no INVALID index.
+#[test]
+fn failed_completion_steps_say_what_was_committed_and_what_is_left() {
+    let c = Cluster::shared();
+    let revs = [REVISIONS[0], REVISIONS[2], REVISIONS[4]];
+    let p = project(&revs);
+    let (px, audit) = proxy();
+    for driver in ["psycopg2", "psycopg"] {
+        let db = fresh("rw_fail");
+        c.sql(
+            &db,
+            "UPDATE orders SET customer_id = 5000 WHERE id = 10; \
+             UPDATE orders SET status = NULL WHERE id = 20; \
+             UPDATE orders SET ref = 1 WHERE id = 30;",
+        );
+        let out = alembic(p.path(), &c.conn(&db).with_port(px.port()), driver, false);
+        let text = format!("{}\n{}", out.stdout, out.stderr);
+        assert!(!out.status.success(), "{driver}: must exit non-zero:\n{text}");
+        for needle in [
+            "COMMITTED",
+            "VALIDATE CONSTRAINT orders_customer_id_fkey",
+            "NOT VALID",
+            "still nullable",
+            "CREATE UNIQUE INDEX CONCURRENTLY orders_ref_key",
+        ] {
+            assert!(text.contains(needle), "{driver}: `{needle}` missing:\n{text}");
+        }
+        // Committed: the revision and the NOT VALID foreign key (new rows are checked).
+        assert_eq!(c.sql(&db, "SELECT version_num FROM alembic_version"), "r5");
+        assert_eq!(leftovers(&db), "orders_customer_id_fkey", "{driver}");
+        let nullable = c.sql(
+            &db,
+            "SELECT is_nullable FROM information_schema.columns \
+             WHERE table_name = 'orders' AND column_name = 'status'",
+        );
+        assert_eq!(nullable, "YES", "{driver}");
+        let others = c.sql(
+            &db,
+            "SELECT count(*) FROM pg_constraint WHERE conname IN \
+             ('pgwarden_status_not_null', 'orders_ref_key')",
+        );
+        assert_eq!(others, "0", "{driver}");
+        let index = c.sql(
+            &db,
+            "SELECT count(*) FROM pg_class WHERE relname = 'orders_ref_key'",
+        );
+        assert_eq!(index, "0", "{driver}: the failed build's index was dropped");
+    }
+    // psql shows the SQLSTATE: pgwarden's own, in place of COMMIT's answer.
+    let db = fresh("rw_fail_psql");
+    c.sql(&db, "UPDATE orders SET customer_id = 5000 WHERE id = 10");
+    let out = psql_stdin(
+        &c.conn(&db).with_port(px.port()),
+        &["-X"],
+        Some(
+            b"\\set VERBOSITY verbose\nBEGIN;\nALTER TABLE orders ADD CONSTRAINT fk2 FOREIGN KEY \
+              (customer_id) REFERENCES customers (id);\nCOMMIT;\n",
+        ),
+    );
+    assert!(out.stderr.contains("PW002"), "{}\n{}", out.stdout, out.stderr);
+    assert!(!out.stdout.contains("COMMIT"), "COMMIT's own answer must not reach the client");
+    assert_eq!(leftovers(&db), "fk2");
+    let a = audit_text(&audit);
+    assert!(a.contains("\"outcome\":\"23505\""), "{a}");
+    assert!(a.contains("clean-up") || a.contains("undo"), "{a}");
+}
+
+/// A later revision fails: the transaction rolls back and no completion step runs.
+#[test]
+fn rollback_discards_the_completion_steps() {
+    let c = Cluster::shared();
+    let p = project(&[
+        REVISIONS[3],
+        ("r9", "op.execute('ALTER TABLE no_such_table ADD COLUMN x int')"),
+    ]);
+    let (px, _audit) = proxy();
+    let db = fresh("rw_rollback");
+    let out = alembic(p.path(), &c.conn(&db).with_port(px.port()), "psycopg2", false);
+    assert!(!out.status.success(), "{}", out.stderr);
+    assert!(out.stderr.contains("no_such_table"), "{}", out.stderr);
+    let n = c.sql(
+        &db,
+        "SELECT count(*) FROM pg_class WHERE relname = 'ix_orders_amount'",
+    );
+    assert_eq!(n, "0", "a completion step ran after ROLLBACK");
+    assert!(
+        px.logs().contains("completion steps discarded"),
+        "{}",
+        px.logs()
+    );
+}
+
+/// A statement needing the deferred index in the same transaction is refused, and nothing of
+/// the transaction is applied.
+#[test]
+fn a_statement_needing_a_deferred_index_is_refused() {
+    let c = Cluster::shared();
+    let p = project(&[
+        REVISIONS[3],
+        (
+            "r6",
+            "op.execute(\"COMMENT ON INDEX ix_orders_amount IS 'by amount'\")",
+        ),
+    ]);
+    let (px, _audit) = proxy();
+    let db = fresh("rw_depends");
+    let before = schema(&db);
+    let out = alembic(p.path(), &c.conn(&db).with_port(px.port()), "psycopg2", false);
+    assert!(!out.status.success(), "{}", out.stdout);
+    assert!(
+        out.stderr.contains("ix_orders_amount, which pgwarden builds only after COMMIT"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(schema(&db), before, "nothing may be applied");
+}
+
+/// Outside a transaction block the steps run one after another and the client gets one
+/// answer; a failing step undoes the earlier ones and its own error is the answer.
+#[test]
+fn outside_a_transaction_a_failed_step_undoes_the_earlier_ones() {
+    let c = Cluster::shared();
+    let (px, _audit) = proxy();
+    let db = fresh("rw_autocommit");
+    c.sql(
+        &db,
+        "UPDATE orders SET customer_id = 5000 WHERE id = 10; \
+         UPDATE orders SET ref = 1 WHERE id = 30;",
+    );
+    let conn = c.conn(&db).with_port(px.port());
+    let fk = psql(
+        &conn,
+        &[
+            "-X",
+            "-c",
+            "ALTER TABLE orders ADD FOREIGN KEY (customer_id) REFERENCES customers (id)",
+        ],
+    );
+    assert!(!fk.status.success());
+    assert!(fk.stderr.contains("violates foreign key"), "{}", fk.stderr);
+    let uq = psql(&conn, &["-X", "-c", "ALTER TABLE orders ADD UNIQUE (ref)"]);
+    assert!(!uq.status.success());
+    assert!(uq.stderr.contains("could not create unique index"), "{}", uq.stderr);
+    assert_eq!(leftovers(&db), "", "nothing NOT VALID or INVALID left");
+    let n = c.sql(
+        &db,
+        "SELECT count(*) FROM pg_constraint WHERE conrelid = 'orders'::regclass AND contype IN ('f', 'u')",
+    );
+    assert_eq!(n, "0");
+    // The same statements succeed once the data is right, with the direct run's names.
+    c.sql(
+        &db,
+        "UPDATE orders SET customer_id = 1 WHERE id = 10; UPDATE orders SET ref = 30 WHERE id = 30;",
+    );
+    let ok = psql(
+        &conn,
+        &[
+            "-X",
+            "-c",
+            "ALTER TABLE orders ADD FOREIGN KEY (customer_id) REFERENCES customers (id)",
+            "-c",
+            "ALTER TABLE orders ADD UNIQUE (ref)",
+            "-c",
+            "ALTER TABLE orders ALTER COLUMN status SET NOT NULL",
+        ],
+    );
+    ok.assert_success();
+    assert!(ok.stdout.contains("ALTER TABLE"), "{}", ok.stdout);
+    let names = c.sql(
+        &db,
+        "SELECT string_agg(conname || ':' || convalidated, ',' ORDER BY conname) FROM pg_constraint \
+         WHERE conrelid = 'orders'::regclass AND contype IN ('f', 'u', 'c')",
+    );
+    assert_eq!(names, "orders_customer_id_fkey:true,orders_ref_key:true");
+    assert!(px.logs().contains("multi-step rewrite"), "{}", px.logs());
+}
