@@ -7,8 +7,17 @@
 # through pgwarden (default config), in the same run against the same table. Prints the
 # writer's worst and p99 latency, the migration's wall time and outcome, side by side.
 #
+# Second part (REWRITES=1, the default): the five statements pgwarden runs as multi-step
+# rewrites (issue 16), each `BEGIN; <statement>; COMMIT;` on a copy of an RW_ROWS-row orders
+# table (100k-row customers) while the writer runs, direct vs through pgwarden: the writer's
+# worst / p99 latency, the migration's wall time and the end state (validated / valid / NOT
+# NULL, read from the catalog).
+#
 # Usage: bash bench/migration_stall.sh
 # Environment:
+#   REWRITES=1     also run the five-statement part
+#   RW_ROWS=3000000 rows in its orders table
+#   RW_SECS=20     seconds the writer runs per statement and path
 #   ROWS=1000000   rows in orders
 #   RATE=200       writer transactions per second (4 clients)
 #   BLOCK=8        seconds the blocker holds its lock
@@ -112,3 +121,57 @@ run pgwarden "$WPORT" note_pgwarden
 echo "== pgwarden's retries (from its log)"
 grep -c "pgwarden rolls back the attempt" "$WORK/pgwarden.log" | sed 's/^/lock-timeout retries: /'
 grep "retries ended" "$WORK/pgwarden.log" | tail -1 | sed 's/.*INFO //'
+
+[[ "${REWRITES:-1}" == 1 ]] || exit 0
+RW_ROWS="${RW_ROWS:-3000000}"
+RW_SECS="${RW_SECS:-20}"
+echo
+echo "== multi-step rewrites: orders $RW_ROWS rows, customers 100000, writer ${RATE} tx/s for ${RW_SECS} s"
+"${PSQL[@]}" -p "$PORT" -c "CREATE DATABASE rw_tmpl"
+"${PSQL[@]}" -p "$PORT" -d rw_tmpl -c "CREATE TABLE customers (id int PRIMARY KEY);
+    INSERT INTO customers SELECT generate_series(1, 100000);
+    CREATE TABLE orders (id bigint PRIMARY KEY, customer_id int NOT NULL, amount int NOT NULL,
+        status text, ref bigint);
+    INSERT INTO orders SELECT g, 1 + g % 100000, 1 + g % 1000, 'new', g FROM generate_series(1, $RW_ROWS) g;
+    ANALYZE customers; ANALYZE orders; CHECKPOINT;"
+STMTS=(
+    "fk|ALTER TABLE orders ADD CONSTRAINT orders_customer_fk FOREIGN KEY (customer_id) REFERENCES customers (id)|SELECT 'validated=' || convalidated FROM pg_constraint WHERE conname = 'orders_customer_fk'"
+    "check|ALTER TABLE orders ADD CONSTRAINT orders_amount_positive CHECK (amount > 0)|SELECT 'validated=' || convalidated FROM pg_constraint WHERE conname = 'orders_amount_positive'"
+    "not_null|ALTER TABLE orders ALTER COLUMN status SET NOT NULL|SELECT 'not_null=' || attnotnull FROM pg_attribute WHERE attrelid = 'orders'::regclass AND attname = 'status'"
+    "index|CREATE INDEX ix_orders_amount ON orders (amount)|SELECT 'valid=' || indisvalid FROM pg_index WHERE indexrelid = 'ix_orders_amount'::regclass"
+    "unique|ALTER TABLE orders ADD UNIQUE (id, amount)|SELECT 'unique=' || (SELECT count(*) FROM pg_constraint WHERE conname = 'orders_id_amount_key' AND contype = 'u') || ' valid=' || indisvalid FROM pg_index WHERE indexrelid = 'orders_id_amount_key'::regclass"
+)
+cat > "$WORK/rw_writer.sql" <<EOF
+\set id random(1, $RW_ROWS)
+UPDATE orders SET amount = amount + 1 WHERE id = :id;
+EOF
+rw_run() { # $1 = statement label, $2 = path label, $3 = port, $4 = statement, $5 = end-state query
+    local db="rw_$1_$2" dir="$WORK/rw_$1_$2"
+    mkdir -p "$dir"
+    "${PSQL[@]}" -p "$PORT" -c "CREATE DATABASE $db TEMPLATE rw_tmpl"
+    (cd "$dir" && "$PGBIN/pgbench" -h 127.0.0.1 -p "$PORT" -U postgres -n -c 4 -j 2 \
+        -R "$RATE" -T "$RW_SECS" -l -f "$WORK/rw_writer.sql" "$db" >"$dir/pgbench.out" 2>&1) &
+    local writer=$!
+    sleep 1
+    local t0 t1 outcome state
+    t0=$(date +%s.%N)
+    if printf 'BEGIN;\n%s;\nCOMMIT;\n' "$4" | "${PSQL[@]}" -p "$3" -d "$db" >"$dir/migration.out" 2>&1
+    then outcome="completed"; else outcome="failed"; fi
+    t1=$(date +%s.%N)
+    wait "$writer" || true
+    state=$("${PSQL[@]}" -p "$PORT" -d "$db" -At -c "$5" 2>/dev/null || echo "absent")
+    cat "$dir"/pgbench_log.* | awk '{print $3}' | sort -n > "$dir/lat"
+    local n worst p99
+    n=$(wc -l < "$dir/lat")
+    worst=$(tail -1 "$dir/lat")
+    p99=$(awk -v n="$n" 'NR == int(n * 0.99) { print; exit }' "$dir/lat")
+    printf '%-9s %-9s %10.1f %10.1f %10d %12.2f  %-10s %s\n' "$1" "$2" "$(echo "$worst / 1000" | bc -l)" \
+        "$(echo "$p99 / 1000" | bc -l)" "$n" "$(echo "$t1 - $t0" | bc -l)" "$outcome" "${state:-absent}"
+    "${PSQL[@]}" -p "$PORT" -c "DROP DATABASE $db" >/dev/null
+}
+printf '%-9s %-9s %10s %10s %10s %12s  %-10s %s\n' "statement" "path" "worst ms" "p99 ms" "requests" "migration s" "outcome" "end state"
+for entry in "${STMTS[@]}"; do
+    IFS='|' read -r label stmt state <<<"$entry"
+    rw_run "$label" direct "$PORT" "$stmt" "$state"
+    rw_run "$label" pgwarden "$WPORT" "$stmt" "$state"
+done

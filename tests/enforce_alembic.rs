@@ -128,7 +128,8 @@ fn unsafe_revisions_on_the_big_table_are_refused_and_change_nothing() {
         ),
     ];
     for driver in DRIVERS {
-        let rewritten = |rev: &str| driver != "asyncpg" && matches!(rev, "u_index" | "u_foreign_key");
+        let rewritten =
+            |rev: &str| driver != "asyncpg" && matches!(rev, "u_index" | "u_foreign_key");
         let db = fresh(&format!("unsafe_{driver}"));
         let conn = c.conn(&db).with_port(px.port());
         alembic(project(None, None).path(), &conn, driver).assert_success();
@@ -245,11 +246,7 @@ fn psql_without_on_error_stop_commits_nothing() {
     let conn = c.conn(&db).with_port(px.port());
     let script = b"BEGIN;\nALTER TABLE events ADD COLUMN half_done int;\nALTER TABLE events DROP COLUMN payload;\nCOMMIT;\n";
     let out = psql_stdin(&conn, &["-X"], Some(script));
-    assert!(
-        out.stderr.contains("ban-drop-column"),
-        "{}",
-        out.stderr
-    );
+    assert!(out.stderr.contains("ban-drop-column"), "{}", out.stderr);
     assert!(
         out.stdout.contains("ROLLBACK"),
         "COMMIT must answer ROLLBACK:\n{}",

@@ -40,7 +40,10 @@ const REVISIONS: [(&str, &str); 5] = [
         "r3",
         "op.alter_column('orders', 'status', existing_type=sa.Text(), nullable=False)",
     ),
-    ("r4", "op.create_index('ix_orders_amount', 'orders', ['amount'])"),
+    (
+        "r4",
+        "op.create_index('ix_orders_amount', 'orders', ['amount'])",
+    ),
     ("r5", "op.create_unique_constraint(None, 'orders', ['ref'])"),
 ];
 
@@ -106,7 +109,11 @@ fn alembic(project: &Path, conn: &ConnInfo, driver: &str, per_migration: bool) -
         .env("PGWARDEN_TEST_URL", url)
         .env(
             "PGWARDEN_TEST_TXMODE",
-            if per_migration { "per-migration" } else { "single" },
+            if per_migration {
+                "per-migration"
+            } else {
+                "single"
+            },
         )
         .env("PYTHONUNBUFFERED", "1");
     run_cmd(cmd, None, Duration::from_secs(300))
@@ -174,11 +181,7 @@ fn five_statements_end_like_a_direct_run_in_both_transaction_modes() {
     assert!(expected.contains("orders_customer_id_fkey"), "{expected}");
     assert!(expected.contains("orders_ref_key"), "{expected}");
     let (px, audit) = proxy();
-    for (driver, per_migration) in [
-        ("psycopg2", false),
-        ("psycopg2", true),
-        ("psycopg", false),
-    ] {
+    for (driver, per_migration) in [("psycopg2", false), ("psycopg2", true), ("psycopg", false)] {
         let db = fresh("rw_five");
         let out = alembic(
             p.path(),
@@ -230,7 +233,10 @@ fn failed_completion_steps_say_what_was_committed_and_what_is_left() {
         );
         let out = alembic(p.path(), &c.conn(&db).with_port(px.port()), driver, false);
         let text = format!("{}\n{}", out.stdout, out.stderr);
-        assert!(!out.status.success(), "{driver}: must exit non-zero:\n{text}");
+        assert!(
+            !out.status.success(),
+            "{driver}: must exit non-zero:\n{text}"
+        );
         for needle in [
             "COMMITTED",
             "VALIDATE CONSTRAINT orders_customer_id_fkey",
@@ -238,7 +244,10 @@ fn failed_completion_steps_say_what_was_committed_and_what_is_left() {
             "still nullable",
             "CREATE UNIQUE INDEX CONCURRENTLY orders_ref_key",
         ] {
-            assert!(text.contains(needle), "{driver}: `{needle}` missing:\n{text}");
+            assert!(
+                text.contains(needle),
+                "{driver}: `{needle}` missing:\n{text}"
+            );
         }
         // Committed: the revision and the NOT VALID foreign key (new rows are checked).
         assert_eq!(c.sql(&db, "SELECT version_num FROM alembic_version"), "r5");
@@ -272,12 +281,33 @@ fn failed_completion_steps_say_what_was_committed_and_what_is_left() {
               (customer_id) REFERENCES customers (id);\nCOMMIT;\n",
         ),
     );
-    assert!(out.stderr.contains("PW002"), "{}\n{}", out.stdout, out.stderr);
-    assert!(!out.stdout.contains("COMMIT"), "COMMIT's own answer must not reach the client");
+    assert!(
+        out.stderr.contains("PW002"),
+        "{}\n{}",
+        out.stdout,
+        out.stderr
+    );
+    assert!(
+        !out.stdout.contains("COMMIT"),
+        "COMMIT's own answer must not reach the client"
+    );
     assert_eq!(leftovers(&db), "fk2");
     let a = audit_text(&audit);
     assert!(a.contains("\"outcome\":\"23505\""), "{a}");
     assert!(a.contains("clean-up") || a.contains("undo"), "{a}");
+    // The COMMIT answered PW002 committed: the audit log says so.
+    assert!(a.contains("\"fate\":\"committed\""), "{a}");
+    assert!(!a.contains("\"fate\":\"rolled_back\""), "{a}");
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_pgwarden"));
+    cmd.args(["audit", "report"])
+        .arg(audit.path().join("audit.jsonl"));
+    let report = run_cmd(cmd, None, Duration::from_secs(60));
+    report.assert_success();
+    assert!(
+        report.stdout.contains("step (after COMMIT): ALTER TABLE orders VALIDATE CONSTRAINT orders_customer_id_fkey -> 23503"),
+        "{}",
+        report.stdout
+    );
 }
 
 /// A later revision fails: the transaction rolls back and no completion step runs.
@@ -286,11 +316,19 @@ fn rollback_discards_the_completion_steps() {
     let c = Cluster::shared();
     let p = project(&[
         REVISIONS[3],
-        ("r9", "op.execute('ALTER TABLE no_such_table ADD COLUMN x int')"),
+        (
+            "r9",
+            "op.execute('ALTER TABLE no_such_table ADD COLUMN x int')",
+        ),
     ]);
     let (px, _audit) = proxy();
     let db = fresh("rw_rollback");
-    let out = alembic(p.path(), &c.conn(&db).with_port(px.port()), "psycopg2", false);
+    let out = alembic(
+        p.path(),
+        &c.conn(&db).with_port(px.port()),
+        "psycopg2",
+        false,
+    );
     assert!(!out.status.success(), "{}", out.stderr);
     assert!(out.stderr.contains("no_such_table"), "{}", out.stderr);
     let n = c.sql(
@@ -320,10 +358,16 @@ fn a_statement_needing_a_deferred_index_is_refused() {
     let (px, _audit) = proxy();
     let db = fresh("rw_depends");
     let before = schema(&db);
-    let out = alembic(p.path(), &c.conn(&db).with_port(px.port()), "psycopg2", false);
+    let out = alembic(
+        p.path(),
+        &c.conn(&db).with_port(px.port()),
+        "psycopg2",
+        false,
+    );
     assert!(!out.status.success(), "{}", out.stdout);
     assert!(
-        out.stderr.contains("ix_orders_amount, which pgwarden builds only after COMMIT"),
+        out.stderr
+            .contains("ix_orders_amount, which pgwarden builds only after COMMIT"),
         "{}",
         out.stderr
     );
@@ -355,7 +399,11 @@ fn outside_a_transaction_a_failed_step_undoes_the_earlier_ones() {
     assert!(fk.stderr.contains("violates foreign key"), "{}", fk.stderr);
     let uq = psql(&conn, &["-X", "-c", "ALTER TABLE orders ADD UNIQUE (ref)"]);
     assert!(!uq.status.success());
-    assert!(uq.stderr.contains("could not create unique index"), "{}", uq.stderr);
+    assert!(
+        uq.stderr.contains("could not create unique index"),
+        "{}",
+        uq.stderr
+    );
     assert_eq!(leftovers(&db), "", "nothing NOT VALID or INVALID left");
     let n = c.sql(
         &db,
@@ -388,4 +436,47 @@ fn outside_a_transaction_a_failed_step_undoes_the_earlier_ones() {
     );
     assert_eq!(names, "orders_customer_id_fkey:true,orders_ref_key:true");
     assert!(px.logs().contains("multi-step rewrite"), "{}", px.logs());
+}
+
+/// Only the INVALID index of pgwarden's own failed build is dropped: an INVALID index that was
+/// there before (someone else's failed build) stays, and a valid one is never touched.
+#[test]
+fn only_pgwardens_own_invalid_index_is_dropped() {
+    let c = Cluster::shared();
+    let (px, _audit) = proxy();
+    let db = fresh("rw_invalid");
+    c.sql(&db, "UPDATE orders SET ref = 1 WHERE id = 30");
+    // Someone else's failed concurrent build, directly on the server.
+    let mut cmd = std::process::Command::new(pg_bin("psql"));
+    cmd.args(["-X", "-h"])
+        .arg(&c.socket_dir)
+        .args(["-p", &c.port.to_string(), "-U", "postgres", "-d", &db, "-c"])
+        .arg("CREATE UNIQUE INDEX CONCURRENTLY ix_theirs ON orders (ref)");
+    run_cmd(cmd, None, Duration::from_secs(120)).assert_failure();
+    assert_eq!(leftovers(&db), "ix_theirs");
+    let conn = c.conn(&db).with_port(px.port());
+    // The same name through pgwarden: the build fails at once (the name is taken) and the
+    // other index stays.
+    let out = psql(
+        &conn,
+        &["-X", "-c", "CREATE UNIQUE INDEX ix_theirs ON orders (ref)"],
+    );
+    assert!(out.stderr.contains("already exists"), "{}", out.stderr);
+    assert_eq!(leftovers(&db), "ix_theirs", "another's index was dropped");
+    // pgwarden's own failed build (duplicates) leaves nothing.
+    let out = psql(
+        &conn,
+        &["-X", "-c", "CREATE UNIQUE INDEX ix_mine ON orders (ref)"],
+    );
+    assert!(
+        out.stderr.contains("could not create unique index"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(leftovers(&db), "ix_theirs");
+    assert!(
+        px.logs().contains("dropped the INVALID index"),
+        "{}",
+        px.logs()
+    );
 }

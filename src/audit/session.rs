@@ -185,6 +185,13 @@ impl AuditSession {
     ) -> Result<(), AuditError> {
         let completion = match result {
             StatementResult::Ok { tag } => Completion::Ok(tag),
+            // pgwarden's answer in place of a COMMIT that committed but whose completion steps
+            // failed (`crate::rewrite`): the transaction's statements did happen.
+            StatementResult::Error { sqlstate, .. }
+                if sqlstate == crate::rewrite::COMPLETION_FAILED_SQLSTATE =>
+            {
+                Completion::Ok("COMMIT")
+            }
             StatementResult::Error { .. } => Completion::Error,
         };
         let answered: Vec<(StatementRecord, Instant)> =

@@ -885,6 +885,11 @@ fn scan_client(
                     }
                     Inspected::Verdict(v) => v,
                 };
+                let verdict = if !side.completion.is_empty() && rewrite::is_commit(p.sql) {
+                    Some(rewrite::extended_commit_refusal())
+                } else {
+                    verdict
+                };
                 side.in_pipeline = true;
                 side.parsed_this_request.insert(p.name.to_vec());
                 if !side.ddl_statements.is_empty() && verdict.is_none() && !was_decided {
@@ -1184,7 +1189,9 @@ async fn decide_held(
             tx_status: snap_owned.tx_status,
             in_pipeline: side.in_pipeline,
             simple: parse_name.is_none(),
-            timeouts: live.map_or((None, None), |l| (l.lock_timeout_ms, l.statement_timeout_ms)),
+            timeouts: live.map_or((None, None), |l| {
+                (l.lock_timeout_ms, l.statement_timeout_ms)
+            }),
             created: &created,
             ascii_only,
         },

@@ -38,10 +38,7 @@ pub const PRIMARY: &[Rule] = &[
 
 /// Findings on the same statement the steps answer too, whatever their action: every step
 /// runs under pgwarden's timeouts.
-pub const ANSWERED_TOO: &[Rule] = &[
-    Rule::RequireLockTimeout,
-    Rule::RequireStatementTimeout,
-];
+pub const ANSWERED_TOO: &[Rule] = &[Rule::RequireLockTimeout, Rule::RequireStatementTimeout];
 
 /// Which safe form.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -418,7 +415,8 @@ impl Deferred {
             self.names.push(name.to_string());
         }
         if shape.form == Form::Unique {
-            self.unique.push((shape.table.clone(), shape.columns.clone()));
+            self.unique
+                .push((shape.table.clone(), shape.columns.clone()));
         }
     }
 

@@ -77,11 +77,20 @@ fn set_not_null_goes_through_a_helper_check() {
 #[test]
 fn indexes_become_concurrent() {
     let (s, v) = steps("CREATE UNIQUE INDEX ix_orders_amount ON orders (amount)");
-    assert_eq!((s.form, s.in_place(), s.tag()), (Form::Index, 0, "CREATE INDEX"));
-    assert_eq!(v, ["CREATE UNIQUE INDEX CONCURRENTLY ix_orders_amount ON orders (amount)"]);
+    assert_eq!(
+        (s.form, s.in_place(), s.tag()),
+        (Form::Index, 0, "CREATE INDEX")
+    );
+    assert_eq!(
+        v,
+        ["CREATE UNIQUE INDEX CONCURRENTLY ix_orders_amount ON orders (amount)"]
+    );
     let (s, v) = steps("CREATE INDEX ON orders (amount, id)");
     assert_eq!(s.candidates[0], "orders_amount_id_idx");
-    assert_eq!(v, ["CREATE INDEX CONCURRENTLY orders_amount_id_idx ON orders (amount, id)"]);
+    assert_eq!(
+        v,
+        ["CREATE INDEX CONCURRENTLY orders_amount_id_idx ON orders (amount, id)"]
+    );
     for sql in [
         "CREATE INDEX ON orders (lower(note))",
         "CREATE INDEX CONCURRENTLY i ON orders (a)",
@@ -104,7 +113,10 @@ fn unique_constraint_through_an_index() {
         ]
     );
     let sql = "ALTER TABLE orders ADD CONSTRAINT u UNIQUE (id) DEFERRABLE";
-    assert!(shape(sql, &facts(sql)).is_none(), "options an index cannot carry");
+    assert!(
+        shape(sql, &facts(sql)).is_none(),
+        "options an index cannot carry"
+    );
 }
 
 #[test]
@@ -123,8 +135,15 @@ fn later_statements_needing_a_deferred_object() {
     d.add(&s, "orders_id_amount_key");
     let sql = "COMMENT ON INDEX orders_id_amount_key IS 'x'";
     assert!(d.needed_by(sql, &facts(sql)).is_some());
-    let sql = "ALTER TABLE items ADD CONSTRAINT f FOREIGN KEY (a, b) REFERENCES orders (id, amount)";
-    assert!(d.needed_by(sql, &facts(sql)).unwrap().contains("references orders"));
+    let sql =
+        "ALTER TABLE items ADD CONSTRAINT f FOREIGN KEY (a, b) REFERENCES orders (id, amount)";
+    assert!(d
+        .needed_by(sql, &facts(sql))
+        .unwrap()
+        .contains("references orders"));
     let sql = "ALTER TABLE items ADD COLUMN note text DEFAULT 'orders_id_amount_key'";
-    assert!(d.needed_by(sql, &facts(sql)).is_none(), "a literal is not a name");
+    assert!(
+        d.needed_by(sql, &facts(sql)).is_none(),
+        "a literal is not a name"
+    );
 }

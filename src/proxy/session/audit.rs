@@ -460,6 +460,9 @@ pub(super) async fn audit_steps(ctx: &Ctx, seq: u64, steps: &[super::rewrite::St
         .collect();
     let rec = crate::audit::steps::StepsRecord::new(&ctx.audit_id, seq, steps);
     if let Err(e) = ctx.shared.audit.ddl(&Record::Steps(rec)).await {
-        tracing::warn!(session = ctx.id, "audit log: cannot write the steps record: {e}");
+        tracing::warn!(
+            session = ctx.id,
+            "audit log: cannot write the steps record: {e}"
+        );
     }
 }

@@ -13,9 +13,7 @@ use super::{lock, Ctx, SessionError, State};
 use crate::execute::{self, Reply, Request};
 use crate::protocol::errors::PgError;
 use crate::protocol::{backend, frontend};
-use crate::rewrite::{
-    names, Deferred, Shape, Step, StepKind, COMPLETION_FAILED_SQLSTATE,
-};
+use crate::rewrite::{names, Deferred, Shape, Step, StepKind, COMPLETION_FAILED_SQLSTATE};
 use crate::sql::ObjectName;
 
 /// A client statement that runs as a multi-step rewrite.
@@ -102,9 +100,7 @@ pub(super) fn consider(
     if !completion.is_empty() && decided.decision != Decision::Reject {
         if let Some(why) = completion.deferred.needed_by(sql, f) {
             let r = crate::enforce::raise::Rejection {
-                message: format!(
-                    "pgwarden: this statement cannot run in this transaction: {why}"
-                ),
+                message: format!("pgwarden: this statement cannot run in this transaction: {why}"),
                 detail: format!(
                     "Statement: {}. pgwarden runs the concurrent build after the transaction \
                      commits (so writes are not blocked while it runs); nothing of this \
@@ -146,7 +142,8 @@ pub(super) fn consider(
     let Some(shape) = crate::rewrite::shape(sql, f) else {
         if decided.decision == Decision::Rewrite
             && decided.rules.iter().any(|r| {
-                r == Rule::AddingForeignKeyConstraint.id() || r == Rule::ConstraintMissingNotValid.id()
+                r == Rule::AddingForeignKeyConstraint.id()
+                    || r == Rule::ConstraintMissingNotValid.id()
             })
         {
             // The one-statement rewrite (`... NOT VALID`) alone would leave the constraint
@@ -201,6 +198,26 @@ pub(super) fn is_rollback(sql: &[u8]) -> bool {
     matches!(
         w.iter().map(String::as_str).collect::<Vec<_>>().as_slice(),
         ["rollback" | "abort"] | ["rollback" | "abort", "work" | "transaction"]
+    )
+}
+
+/// What replaces a COMMIT sent as a prepared statement while completion steps are queued:
+/// pgwarden runs them only around a simple-Query COMMIT, and committing without them would
+/// leave the constraints NOT VALID and the indexes unbuilt without a word. The raise fails the
+/// transaction instead (nothing of it is applied).
+pub(super) fn extended_commit_refusal() -> String {
+    crate::enforce::raise::raise_statement(
+        &crate::enforce::raise::Rejection {
+            message: "pgwarden: this transaction owes completion steps (a VALIDATE or a \
+                      concurrent index build pgwarden runs after COMMIT), and its COMMIT came as \
+                      a prepared statement, after which pgwarden cannot run them: COMMIT refused"
+                .into(),
+            detail: "Nothing of the transaction was applied.".into(),
+            hint: "Send COMMIT as a simple query (psycopg: outside pipeline mode), or run \
+                   the statement in its own transaction."
+                .into(),
+        },
+        false,
     )
 }
 
@@ -271,7 +288,18 @@ async fn run_inner(
     };
     let mut last = None;
     for i in 0..upto {
-        let ran = run_step(ctx, state, sw, m, &steps[i], m.in_transaction, &name, log, phase).await?;
+        let ran = run_step(
+            ctx,
+            state,
+            sw,
+            m,
+            &steps[i],
+            m.in_transaction,
+            &name,
+            log,
+            phase,
+        )
+        .await?;
         if let Some(err) = &ran.error {
             if m.in_transaction {
                 // The server aborted the transaction, with every earlier step in it.
@@ -374,7 +402,9 @@ async fn run_step(
 ) -> Result<Ran, SessionError> {
     let mut existed = false;
     if step.kind == StepKind::BuildIndex {
-        existed = index_state(state, sw, &m.shape.index_sql(name)).await?.is_some();
+        existed = index_state(state, sw, &m.shape.index_sql(name))
+            .await?
+            .is_some();
     }
     let ran = run_sql(ctx, state, sw, m, &step.sql, in_transaction).await?;
     log.push(StepLog {
@@ -434,8 +464,12 @@ async fn index_state(
 ) -> Result<Option<bool>, SessionError> {
     const SQL: &str = "SELECT i.indisvalid FROM pg_catalog.pg_index i \
          WHERE i.indexrelid OPERATOR(pg_catalog.=) pg_catalog.to_regclass($1::pg_catalog.text)";
-    let reply = own_request(state, sw, &Request::Extended(vec![(SQL, vec![Some(index.into())])]))
-        .await?;
+    let reply = own_request(
+        state,
+        sw,
+        &Request::Extended(vec![(SQL, vec![Some(index.into())])]),
+    )
+    .await?;
     Ok(reply
         .results
         .first()
@@ -466,8 +500,12 @@ async fn drop_invalid_index(
     let sql = format!("DROP INDEX CONCURRENTLY IF EXISTS {index}");
     let ran = run_sql(ctx, state, sw, m, &sql, false).await?;
     drop(registration);
-    info!(session = ctx.id, index, ok = ran.error.is_none(),
-          "dropped the INVALID index of pgwarden's failed concurrent build");
+    info!(
+        session = ctx.id,
+        index,
+        ok = ran.error.is_none(),
+        "dropped the INVALID index of pgwarden's failed concurrent build"
+    );
     log.push(StepLog {
         sql,
         outcome: ran.error.as_ref().map_or("ok".into(), |e| e.0.clone()),
@@ -551,14 +589,27 @@ pub(super) async fn commit(
         let mut log = Vec::new();
         for i in q.from..q.steps.len() {
             let step = &q.steps[i];
-            let ran = run_step(ctx, state, sw, &m, step, false, &q.name, &mut log, "after COMMIT")
-                .await?;
+            let ran = run_step(
+                ctx,
+                state,
+                sw,
+                &m,
+                step,
+                false,
+                &q.name,
+                &mut log,
+                "after COMMIT",
+            )
+            .await?;
             if let Some((code, message, detail)) = ran.error {
                 warn!(session = ctx.id, step = %step.sql, code = %code,
                       "completion step failed after the client's COMMIT");
                 undo(ctx, state, sw, &m, &q.steps[..i], true, &q.name, &mut log).await?;
                 let detail = detail.map(|d| format!(" ({d})")).unwrap_or_default();
-                failures.push(format!("`{}` failed: {message}{detail} [SQLSTATE {code}]", step.sql));
+                failures.push(format!(
+                    "`{}` failed: {message}{detail} [SQLSTATE {code}]",
+                    step.sql
+                ));
                 let (what, how) = q.shape.remains(&q.name, &q.steps, i);
                 remains.push(what);
                 finish.push(how);
@@ -656,7 +707,11 @@ mod tests {
         e.extend_from_slice(&a);
         assert_eq!(
             error_of(&e),
-            Some(("23503".into(), "violates".into(), Some("Key (c)=(5)".into())))
+            Some((
+                "23503".into(),
+                "violates".into(),
+                Some("Key (c)=(5)".into())
+            ))
         );
         assert!(error_of(&[b'E', 0, 0]).is_none());
         assert!(error_of(&[b'E', 0xff, 0xff, 0xff, 0xff, 0]).is_none());
@@ -667,7 +722,12 @@ mod tests {
         for c in ["COMMIT", "commit;", "\nEND TRANSACTION ; ", "COMMIT WORK"] {
             assert!(is_commit(c.as_bytes()), "{c}");
         }
-        for c in ["COMMIT AND CHAIN", "COMMIT PREPARED 'x'", "ROLLBACK", "SELECT 1"] {
+        for c in [
+            "COMMIT AND CHAIN",
+            "COMMIT PREPARED 'x'",
+            "ROLLBACK",
+            "SELECT 1",
+        ] {
             assert!(!is_commit(c.as_bytes()), "{c}");
         }
         assert!(is_rollback(b"ROLLBACK;") && is_rollback(b"abort"));
