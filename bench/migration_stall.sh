@@ -22,6 +22,7 @@
 #   RATE=200       writer transactions per second (4 clients)
 #   BLOCK=8        seconds the blocker holds its lock
 #   PGBIN=/usr/lib/postgresql/15/bin
+#   PGWARDEN_BIN   a pgwarden binary to use instead of building target/release/pgwarden
 # Everything runs on loopback in a temp dir removed at exit; pgwarden is built with
 # `cargo build --release`.
 set -euo pipefail
@@ -35,9 +36,13 @@ for b in initdb pg_ctl pgbench psql pg_isready; do
     [[ -x "$PGBIN/$b" ]] || { echo "missing $PGBIN/$b: apt-get install postgresql-15 postgresql-client-15" >&2; exit 1; }
 done
 
-echo "== cargo build --release"
-cargo build --release --quiet
-PGWARDEN="$PWD/target/release/pgwarden"
+if [[ -n "${PGWARDEN_BIN:-}" ]]; then
+    PGWARDEN="$PGWARDEN_BIN"
+else
+    echo "== cargo build --release"
+    cargo build --release --quiet
+    PGWARDEN="$PWD/target/release/pgwarden"
+fi
 
 if [[ $(id -u) == 0 ]]; then as_pg() { runuser -u postgres -- "$@"; }; else as_pg() { "$@"; }; fi
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }

@@ -181,7 +181,12 @@ fn five_statements_end_like_a_direct_run_in_both_transaction_modes() {
     assert!(expected.contains("orders_customer_id_fkey"), "{expected}");
     assert!(expected.contains("orders_ref_key"), "{expected}");
     let (px, audit) = proxy();
-    for (driver, per_migration) in [("psycopg2", false), ("psycopg2", true), ("psycopg", false)] {
+    for (driver, per_migration) in [
+        ("psycopg2", false),
+        ("psycopg2", true),
+        ("psycopg", false),
+        ("psycopg", true),
+    ] {
         let db = fresh("rw_five");
         let out = alembic(
             p.path(),

@@ -838,8 +838,14 @@ fn scan_client(
                     Inspected::Verdict(v) => v,
                 };
                 st.pending += 1;
-                audit_query(ctx, st, side, q.sql, verdict.as_deref());
-                if commit && verdict.is_none() {
+                // A multi-step rewrite answers as the client's one statement.
+                let sent = if side.multi.is_some() {
+                    None
+                } else {
+                    verdict.as_deref()
+                };
+                audit_query(ctx, st, side, q.sql, sent);
+                if commit && verdict.is_none() && side.multi.is_none() {
                     out.commit = Some((BytesMut::from(&buf[pos..pos + h.total]), h.total));
                     break;
                 }

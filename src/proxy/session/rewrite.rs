@@ -167,7 +167,16 @@ pub(super) fn consider(
         }
         return None;
     };
-    decided.replace = None;
+    // What the audit record's `rewritten` shows (the session sends the steps, not this text;
+    // an unnamed object's name is the server's choice, PostgreSQL's first candidate here, and
+    // the `steps` record has each statement exactly as sent).
+    let name = shape
+        .name
+        .clone()
+        .or_else(|| shape.candidates.first().cloned())
+        .unwrap_or_default();
+    let steps: Vec<String> = shape.steps(&name).into_iter().map(|s| s.sql).collect();
+    decided.replace = Some(steps.join(";\n"));
     decided.decision = Decision::Rewrite;
     decided.intended = Decision::Rewrite;
     info!(session = ctx.id, form = shape.form.as_str(), table = %shape.table,
