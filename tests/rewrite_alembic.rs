@@ -171,22 +171,28 @@ fn audit_text(dir: &tempfile::TempDir) -> String {
     std::fs::read_to_string(dir.path().join("audit.jsonl")).unwrap_or_default()
 }
 
-#[test]
-fn five_statements_end_like_a_direct_run_in_both_transaction_modes() {
+/// The schema of a direct run of [`REVISIONS`] (psycopg2, no pgwarden), made once.
+fn direct_schema() -> &'static str {
+    static S: OnceLock<String> = OnceLock::new();
+    S.get_or_init(|| {
+        let c = Cluster::shared();
+        let p = project(&REVISIONS);
+        let direct = fresh("rw_direct");
+        alembic(p.path(), &c.conn(&direct), "psycopg2", false).assert_success();
+        let expected = schema(&direct);
+        assert!(expected.contains("orders_customer_id_fkey"), "{expected}");
+        assert!(expected.contains("orders_ref_key"), "{expected}");
+        expected
+    })
+}
+
+/// [`REVISIONS`] through pgwarden with both psycopg drivers, in one transaction mode.
+fn five_statements(per_migration: bool) {
     let c = Cluster::shared();
     let p = project(&REVISIONS);
-    let direct = fresh("rw_direct");
-    alembic(p.path(), &c.conn(&direct), "psycopg2", false).assert_success();
-    let expected = schema(&direct);
-    assert!(expected.contains("orders_customer_id_fkey"), "{expected}");
-    assert!(expected.contains("orders_ref_key"), "{expected}");
+    let expected = direct_schema();
     let (px, audit) = proxy();
-    for (driver, per_migration) in [
-        ("psycopg2", false),
-        ("psycopg2", true),
-        ("psycopg", false),
-        ("psycopg", true),
-    ] {
+    for driver in ["psycopg2", "psycopg"] {
         let db = fresh("rw_five");
         let out = alembic(
             p.path(),
@@ -217,6 +223,19 @@ fn five_statements_end_like_a_direct_run_in_both_transaction_modes() {
         "every step is in the audit log: {a}"
     );
     assert!(a.contains("after COMMIT"), "{a}");
+}
+
+/// Alembic's default: the whole upgrade is one transaction, every completion step waits for
+/// its COMMIT.
+#[test]
+fn five_statements_in_one_transaction_end_like_a_direct_run() {
+    five_statements(false);
+}
+
+/// transaction_per_migration=True: each revision's COMMIT runs that revision's steps.
+#[test]
+fn five_statements_one_transaction_per_revision_end_like_a_direct_run() {
+    five_statements(true);
 }
 
 /// Rows violating the foreign key, NULLs for NOT NULL, duplicates for the unique constraint:
