@@ -825,11 +825,17 @@ fn scan_client(
         match h.tag {
             b'Q' => {
                 let q = frontend::decode_query(body)?;
-                let commit = !side.completion.is_empty() && rewrite::is_commit(q.sql);
-                if commit && st.pending > 0 {
+                let owes = !side.completion.is_empty() && rewrite::is_commit(q.sql);
+                if owes && st.pending > 0 {
                     out.settle = true;
                     break;
                 }
+                if owes && st.idle_epoch != side.completion.epoch {
+                    // The transaction that queued them ended another way (an extended-protocol
+                    // ROLLBACK): this COMMIT is another transaction's.
+                    side.completion.discard(ctx, "their transaction ended before this COMMIT");
+                }
+                let commit = owes && !side.completion.is_empty();
                 let verdict = match inspect(ctx, st, side, q.sql, ProtocolPath::Simple) {
                     Inspected::Attention => {
                         out.attention = true;

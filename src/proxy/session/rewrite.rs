@@ -44,6 +44,9 @@ pub(super) struct Queued {
 pub(super) struct Completion {
     pub(super) queue: Vec<Queued>,
     pub(super) deferred: Deferred,
+    /// The session's `idle_epoch` when they were queued: a ReadyForQuery `I` since means
+    /// their transaction ended.
+    pub(super) epoch: u64,
 }
 
 impl Completion {
@@ -322,6 +325,7 @@ async fn run_inner(
         last = Some(ran.answer);
     }
     if m.in_transaction {
+        completion.epoch = lock(state).idle_epoch;
         completion.deferred.add(&m.shape, &name);
         completion.queue.push(Queued {
             shape: m.shape.clone(),
