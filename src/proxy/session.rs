@@ -833,7 +833,8 @@ fn scan_client(
                 if owes && st.idle_epoch != side.completion.epoch {
                     // The transaction that queued them ended another way (an extended-protocol
                     // ROLLBACK): this COMMIT is another transaction's.
-                    side.completion.discard(ctx, "their transaction ended before this COMMIT");
+                    side.completion
+                        .discard(ctx, "their transaction ended before this COMMIT");
                 }
                 let commit = owes && !side.completion.is_empty();
                 let verdict = match inspect(ctx, st, side, q.sql, ProtocolPath::Simple) {
