@@ -504,3 +504,44 @@ fn only_pgwardens_own_invalid_index_is_dropped() {
         px.logs()
     );
 }
+
+/// A COMMIT sent as a prepared statement (psycopg 3 in pipeline mode) cannot be followed by
+/// the completion steps: it is refused, and nothing of the transaction is applied (rather
+/// than committing an index that is never built).
+#[test]
+fn a_prepared_commit_owing_completion_steps_is_refused() {
+    let c = Cluster::shared();
+    let (px, _audit) = proxy();
+    let db = fresh("rw_pipeline");
+    let url = c.conn(&db).with_port(px.port()).url();
+    let script = r#"
+import sys, psycopg
+conn = psycopg.connect(sys.argv[1])
+conn.execute("ALTER TABLE orders ADD COLUMN note text")
+conn.execute("CREATE INDEX ix_pipe ON orders (amount)")
+try:
+    with conn.pipeline():
+        conn.commit()
+    print("committed")
+except psycopg.Error as e:
+    print("refused:", e)
+"#;
+    let mut cmd = std::process::Command::new(python());
+    cmd.args(["-c", script, &url]);
+    let out = run_cmd(cmd, None, Duration::from_secs(60));
+    out.assert_success();
+    assert!(
+        out.stdout.contains("refused:"),
+        "{}\n{}",
+        out.stdout,
+        out.stderr
+    );
+    assert!(out.stdout.contains("completion steps"), "{}", out.stdout);
+    let n = c.sql(
+        &db,
+        "SELECT count(*) FROM pg_class WHERE relname = 'ix_pipe' \
+         UNION ALL SELECT count(*) FROM information_schema.columns \
+           WHERE table_name = 'orders' AND column_name = 'note'",
+    );
+    assert_eq!(n, "0\n0", "nothing of the transaction may stay");
+}
