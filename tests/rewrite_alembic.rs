@@ -545,3 +545,156 @@ except psycopg.Error as e:
     );
     assert_eq!(n, "0\n0", "nothing of the transaction may stay");
 }
+
+/// `psql -X -v ON_ERROR_STOP=1` with each of `cmds` as its own Query (`-c`), through `px`.
+fn psql_each(px: &ProxyProcess, db: &str, cmds: &[&str]) -> CmdOutput {
+    let conn = Cluster::shared().conn(db).with_port(px.port());
+    let mut args: Vec<&str> = vec!["-X", "-v", "ON_ERROR_STOP=1"];
+    for c in cmds {
+        args.push("-c");
+        args.push(c);
+    }
+    psql(&conn, &args)
+}
+
+fn indexes(db: &str) -> String {
+    Cluster::shared().sql(
+        db,
+        "SELECT coalesce(string_agg(indexrelid::regclass::text, ',' ORDER BY 1), '') FROM pg_index \
+         WHERE indrelid = 'orders'::regclass AND indexrelid::regclass::text LIKE 'ix_sp%'",
+    )
+}
+
+/// The queued completion steps follow the client's savepoints: a ROLLBACK TO undoes the steps
+/// of the statements after that savepoint (a direct run would not have their objects either),
+/// RELEASE keeps them, and a name taken before the first queued step undoes them all.
+#[test]
+fn completion_steps_follow_the_clients_savepoints() {
+    let c = Cluster::shared();
+    let (px, _audit) = proxy();
+    let db = fresh("rw_savepoints");
+    let out = psql_each(
+        &px,
+        &db,
+        &[
+            "BEGIN",
+            "SAVEPOINT a",
+            "ALTER TABLE orders ADD FOREIGN KEY (customer_id) REFERENCES customers (id)",
+            "CREATE INDEX ix_sp_gone ON orders (amount)",
+            "ROLLBACK TO SAVEPOINT a",
+            "SAVEPOINT \"B\"",
+            "CREATE INDEX ix_sp_kept ON orders (amount)",
+            "RELEASE \"B\"",
+            "savepoint s2",
+            "CREATE INDEX ix_sp_rolled ON orders (ref)",
+            "ROLLBACK TO S2",
+            "COMMIT",
+        ],
+    );
+    assert!(out.status.success(), "{}\n{}", out.stderr, px.logs());
+    assert_eq!(indexes(&db), "ix_sp_kept");
+    let fks = c.sql(
+        &db,
+        "SELECT count(*) FROM pg_constraint WHERE conrelid = 'orders'::regclass AND contype = 'f'",
+    );
+    assert_eq!(
+        fks, "0",
+        "the rolled-back foreign key must not be added after COMMIT"
+    );
+    assert_eq!(leftovers(&db), "");
+    assert!(
+        px.logs()
+            .contains("rolled back to a savepoint before their statement"),
+        "{}",
+        px.logs()
+    );
+
+    // A savepoint taken before the first queued step: ROLLBACK TO it undoes every step.
+    let db = fresh("rw_savepoints_outer");
+    psql_each(
+        &px,
+        &db,
+        &[
+            "BEGIN",
+            "SAVEPOINT outer_sp",
+            "CREATE INDEX ix_sp_one ON orders (amount)",
+            "SAVEPOINT inner_sp",
+            "CREATE INDEX ix_sp_two ON orders (ref)",
+            "ROLLBACK TO outer_sp",
+            "COMMIT",
+        ],
+    )
+    .assert_success();
+    assert_eq!(indexes(&db), "");
+}
+
+/// A transaction that owes completion steps cannot end where pgwarden cannot run them
+/// (COMMIT AND CHAIN, PREPARE TRANSACTION, a COMMIT inside a longer Query): refused, and the
+/// refusal fails the transaction, so nothing of it stays.
+#[test]
+fn a_transaction_owing_steps_cannot_end_where_they_cannot_run() {
+    let (px, _audit) = proxy();
+    for (tag, end) in [
+        ("chain", "COMMIT AND CHAIN"),
+        ("prepare", "PREPARE TRANSACTION 'pgwarden_rw_test'"),
+        ("longer", "SELECT 1; COMMIT"),
+    ] {
+        let db = fresh(&format!("rw_end_{tag}"));
+        let before = schema(&db);
+        let out = psql_each(
+            &px,
+            &db,
+            &[
+                "BEGIN",
+                "ALTER TABLE orders ADD COLUMN note text",
+                "CREATE INDEX ix_sp_end ON orders (amount)",
+                end,
+            ],
+        );
+        assert!(!out.status.success(), "{tag}: {}", out.stdout);
+        assert!(
+            out.stderr.contains("owes completion steps"),
+            "{tag}: {}",
+            out.stderr
+        );
+        assert_eq!(schema(&db), before, "{tag}: nothing may be applied");
+        let prepared = Cluster::shared().sql(&db, "SELECT count(*) FROM pg_prepared_xacts");
+        assert_eq!(prepared, "0", "{tag}");
+    }
+}
+
+/// A foreign key or CHECK pgwarden cannot run as NOT VALID + VALIDATE (here: in a Query with
+/// other statements) is never sent as a lone `... NOT VALID`: that would leave it unvalidated
+/// for good. It runs as written or is refused; it never ends NOT VALID.
+#[test]
+fn a_foreign_key_in_a_longer_query_never_ends_not_valid() {
+    let (px, _audit) = proxy();
+    for (tag, sql) in [
+        (
+            "fk",
+            "ALTER TABLE orders ADD FOREIGN KEY (customer_id) REFERENCES customers (id); SELECT 1",
+        ),
+        (
+            "check",
+            "SELECT 1; ALTER TABLE orders ADD CONSTRAINT ck_amount CHECK (amount > 0)",
+        ),
+        (
+            "tx",
+            "BEGIN; ALTER TABLE orders ADD FOREIGN KEY (customer_id) REFERENCES customers (id); COMMIT",
+        ),
+    ] {
+        let db = fresh(&format!("rw_longer_{tag}"));
+        let out = psql_each(&px, &db, &[sql]);
+        let n = Cluster::shared().sql(
+            &db,
+            "SELECT count(*) FROM pg_constraint WHERE conrelid = 'orders'::regclass AND contype IN ('f', 'c')",
+        );
+        assert_eq!(leftovers(&db), "", "{tag}: {}\n{}", out.stderr, px.logs());
+        if out.status.success() {
+            assert_eq!(n, "1", "{tag}");
+        } else {
+            assert_eq!(n, "0", "{tag}: {}", out.stderr);
+            assert!(out.stderr.contains("pgwarden"), "{tag}: {}", out.stderr);
+        }
+    }
+}

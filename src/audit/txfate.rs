@@ -471,7 +471,7 @@ enum Found {
 
 /// Transaction-control statements whose text the tracker needs.
 #[derive(Debug, PartialEq, Eq)]
-enum TxCommand {
+pub(crate) enum TxCommand {
     /// `SAVEPOINT s`.
     Savepoint(String),
     /// `RELEASE [SAVEPOINT] s`.
@@ -489,7 +489,7 @@ enum TxCommand {
 
 impl TxCommand {
     /// Reads one statement's text; `None` when empty or not transaction control.
-    fn parse(sql: &str) -> Option<TxCommand> {
+    pub(crate) fn parse(sql: &str) -> Option<TxCommand> {
         let toks = tokenize(sql, true);
         let word = |i: usize, k: &str| toks.get(i).is_some_and(|t| t.is_word(sql, k));
         let first = toks.first()?;

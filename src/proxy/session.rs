@@ -844,6 +844,14 @@ fn scan_client(
                     }
                     Inspected::Verdict(v) => v,
                 };
+                let verdict = match side.completion.follow_query(ctx, q.sql, &base_lex()) {
+                    Some(refusal) => {
+                        side.exec = None;
+                        side.multi = None;
+                        Some(refusal)
+                    }
+                    None => verdict,
+                };
                 st.pending += 1;
                 // A multi-step rewrite answers as the client's one statement.
                 let sent = if side.multi.is_some() {
@@ -859,9 +867,6 @@ fn scan_client(
                 if let Some(m) = side.multi.take() {
                     out.multi = Some((m, h.total));
                     break;
-                }
-                if !side.completion.is_empty() && rewrite::is_rollback(q.sql) {
-                    side.completion.discard(ctx, "the client rolled back");
                 }
                 if let Some(exec) = side.exec.take() {
                     let frame = match &verdict {
@@ -898,7 +903,8 @@ fn scan_client(
                     }
                     Inspected::Verdict(v) => v,
                 };
-                let verdict = if !side.completion.is_empty() && rewrite::is_commit(p.sql) {
+                let verdict = if !side.completion.is_empty() && rewrite::extended_tx_control(p.sql)
+                {
                     Some(rewrite::extended_commit_refusal())
                 } else {
                     verdict

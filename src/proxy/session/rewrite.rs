@@ -37,6 +37,9 @@ pub(super) struct Queued {
     from: usize,
     seq: u64,
     ascii_only: bool,
+    /// How many of the client's savepoints (taken since the first step was queued) were
+    /// open when this one was queued: a ROLLBACK TO one of them undoes it.
+    level: usize,
 }
 
 /// What this transaction's COMMIT owes: completion steps, and what they will create.
@@ -47,6 +50,9 @@ pub(super) struct Completion {
     /// The session's `idle_epoch` when they were queued: a ReadyForQuery `I` since means
     /// their transaction ended.
     pub(super) epoch: u64,
+    /// The client's savepoints taken since the first step was queued, oldest first, names
+    /// folded as the server folds them.
+    savepoints: Vec<String>,
 }
 
 impl Completion {
@@ -61,7 +67,122 @@ impl Completion {
                   "completion steps discarded: {why}");
         }
         self.deferred = Deferred::default();
+        self.savepoints.clear();
     }
+
+    /// Follows the client's simple Query `sql` (read as the server reads it) through the
+    /// transaction-control statements in it, so the queued steps stay exactly those of the
+    /// statements the transaction still holds:
+    /// - `SAVEPOINT s` opens a level; `ROLLBACK TO s` discards the steps queued after `s` was
+    ///   taken (a name taken before the first queued step undoes them all); `RELEASE s` folds
+    ///   the levels from `s` on into the one below;
+    /// - `ROLLBACK` (any form, also `AND CHAIN`) discards them all.
+    ///
+    /// `Some(text)`: the Query must be refused with this statement instead, because it ends
+    /// the transaction where pgwarden cannot run the steps (`COMMIT AND CHAIN`, `PREPARE
+    /// TRANSACTION`, a COMMIT in a longer Query) or names a savepoint it cannot read. The
+    /// refusal fails the transaction: nothing of it is applied. A lone COMMIT is not this
+    /// function's: the session runs the steps after it.
+    pub(super) fn follow_query(
+        &mut self,
+        ctx: &Ctx,
+        sql: &[u8],
+        opts: &crate::sql::lexer::LexOptions,
+    ) -> Option<String> {
+        use crate::audit::txfate::TxCommand;
+        use crate::sql::lexer::TxKind;
+        if self.is_empty() || is_commit(sql) {
+            return None;
+        }
+        let text = String::from_utf8_lossy(sql);
+        for st in crate::sql::lexer::split(&text, opts) {
+            let Some(kind) = st.transaction else {
+                continue;
+            };
+            let one = &text[st.span.clone()];
+            match (kind, TxCommand::parse(one)) {
+                (TxKind::Savepoint, Some(TxCommand::Savepoint(name))) => {
+                    self.savepoints.push(name);
+                }
+                (TxKind::RollbackToSavepoint, Some(TxCommand::RollbackTo(name))) => {
+                    let keep = self.position(&name).map_or(0, |i| i + 1);
+                    self.savepoints.truncate(keep);
+                    self.drop_above(ctx, keep, &name);
+                }
+                (TxKind::Release, Some(TxCommand::Release(name))) => {
+                    let at = self.position(&name).unwrap_or(0);
+                    self.savepoints.truncate(at);
+                    for q in &mut self.queue {
+                        q.level = q.level.min(at);
+                    }
+                }
+                (TxKind::Rollback, _) => {
+                    self.discard(ctx, "the client rolled back");
+                    return None;
+                }
+                (TxKind::Begin, _) => {}
+                (kind, _) => {
+                    let what = match kind {
+                        TxKind::Commit => {
+                            "a COMMIT that is not a Query of its own (or COMMIT AND CHAIN)"
+                        }
+                        TxKind::PrepareTransaction => "PREPARE TRANSACTION",
+                        _ => "a savepoint command pgwarden cannot read",
+                    };
+                    return Some(tx_control_refusal(what, one));
+                }
+            }
+        }
+        None
+    }
+
+    /// The client's `level` a `ROLLBACK TO name` or `RELEASE name` returns to: PostgreSQL
+    /// takes the most recent savepoint of that name. `None`: taken before the first step was
+    /// queued (the server accepts only names it has).
+    fn position(&self, name: &str) -> Option<usize> {
+        self.savepoints.iter().rposition(|s| s == name)
+    }
+
+    /// Discards the steps queued while `keep` or more savepoints were open: their statements
+    /// came after the savepoint rolled back to, which stays (as the `keep`-th).
+    fn drop_above(&mut self, ctx: &Ctx, keep: usize, savepoint: &str) {
+        let (gone, kept): (Vec<Queued>, Vec<Queued>) = std::mem::take(&mut self.queue)
+            .into_iter()
+            .partition(|q| q.level >= keep);
+        for q in gone {
+            info!(session = ctx.id, statement_seq = q.seq, object = %q.name, savepoint,
+                  "completion steps discarded: the client rolled back to a savepoint before their statement");
+        }
+        self.queue = kept;
+        self.deferred = Deferred::default();
+        for q in &self.queue {
+            self.deferred.add(&q.shape, &q.name);
+        }
+        if self.queue.is_empty() {
+            self.savepoints.clear();
+        }
+    }
+}
+
+/// What replaces a transaction-control statement the queued completion steps cannot follow.
+fn tx_control_refusal(what: &str, sql: &str) -> String {
+    crate::enforce::raise::raise_statement(
+        &crate::enforce::raise::Rejection {
+            message: format!(
+                "pgwarden: this transaction owes completion steps (a VALIDATE or a concurrent \
+                 index build pgwarden runs after COMMIT), and {what} would end or reshape it \
+                 where pgwarden cannot run them: refused"
+            ),
+            detail: format!(
+                "Statement: {}. Nothing of the transaction was applied.",
+                crate::enforce::raise::excerpt(sql)
+            ),
+            hint: "End the transaction with a COMMIT sent on its own (what Alembic, psycopg and \
+                   psql do), or run the statement in its own transaction."
+                .into(),
+        },
+        false,
+    )
 }
 
 /// What the decision on one statement needs to know about the session.
@@ -213,6 +334,20 @@ pub(super) fn is_rollback(sql: &[u8]) -> bool {
     )
 }
 
+/// A prepared statement the queued completion steps cannot follow: any transaction control
+/// but BEGIN and a plain ROLLBACK (whose end of the transaction the session sees in
+/// ReadyForQuery). pgwarden does not know at Parse when, or whether, it will be executed, so a
+/// savepoint command or a COMMIT there is refused (see [`extended_commit_refusal`]).
+pub(super) fn extended_tx_control(sql: &[u8]) -> bool {
+    use crate::sql::lexer::TxKind;
+    if is_rollback(sql) {
+        return false;
+    }
+    let text = String::from_utf8_lossy(sql);
+    crate::sql::lexer::split(&text, &crate::sql::AnalysisContext::default().lex)
+        .any(|st| st.transaction.is_some_and(|k| k != TxKind::Begin))
+}
+
 /// What replaces a COMMIT sent as a prepared statement while completion steps are queued:
 /// pgwarden runs them only around a simple-Query COMMIT, and committing without them would
 /// leave the constraints NOT VALID and the indexes unbuilt without a word. The raise fails the
@@ -221,8 +356,9 @@ pub(super) fn extended_commit_refusal() -> String {
     crate::enforce::raise::raise_statement(
         &crate::enforce::raise::Rejection {
             message: "pgwarden: this transaction owes completion steps (a VALIDATE or a \
-                      concurrent index build pgwarden runs after COMMIT), and its COMMIT came as \
-                      a prepared statement, after which pgwarden cannot run them: COMMIT refused"
+                      concurrent index build pgwarden runs after COMMIT), and a transaction \
+                      command (COMMIT, a savepoint) came as a prepared statement, which pgwarden \
+                      cannot follow: refused"
                 .into(),
             detail: "Nothing of the transaction was applied.".into(),
             hint: "Send COMMIT as a simple query (psycopg: outside pipeline mode), or run \
@@ -334,6 +470,7 @@ async fn run_inner(
             from: upto,
             seq: m.seq,
             ascii_only: m.ascii_only,
+            level: completion.savepoints.len(),
         });
         info!(session = ctx.id, object = %name, form = m.shape.form.as_str(),
               "multi-step rewrite: completion steps queued for the client's COMMIT");
@@ -585,6 +722,7 @@ pub(super) async fn commit(
         return Ok(());
     }
     completion.deferred = Deferred::default();
+    completion.savepoints.clear();
     let mut failures: Vec<String> = Vec::new();
     let mut remains: Vec<String> = Vec::new();
     let mut finish: Vec<String> = Vec::new();
