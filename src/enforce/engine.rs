@@ -4,6 +4,7 @@
 //! Pure (no I/O): the session does the lookup round trip between [`SessionEnforcer::prepare`]
 //! and [`SessionEnforcer::decide`], and sends what `decide` says.
 use crate::config::policy::Mode;
+use crate::policy::setting::{self, SettingAllow};
 use crate::policy::{Decision, Outcome as FindingOutcome, Policy, Verdict};
 use crate::protocol::TxStatus;
 use crate::rules::Rule;
@@ -216,6 +217,27 @@ impl SessionEnforcer {
         }
     }
 
+    /// Must this text, which the prefilter calls plain DML, be decided on all the same? Only
+    /// while the transaction holds a write-blocking lock on an existing table, and only for a
+    /// data change on that table (`rules::backfill_under_lock`): sessions that never ran DDL
+    /// in the open transaction pay one emptiness check.
+    pub fn dml_needs_attention(&self, sql: &str, standard_conforming_strings: bool) -> bool {
+        if self.carry.held_locks.is_empty() || !self.carry.in_transaction() {
+            return false;
+        }
+        let opts = LexOptions {
+            standard_conforming_strings,
+            ..session_lex_options()
+        };
+        lexer::split(sql, &opts).any(|st| {
+            st.class == StatementClass::Dml
+                && sql
+                    .get(st.span.clone())
+                    .and_then(crate::rules::backfill_under_lock::dml_target)
+                    .is_some_and(|t| self.carry.held_locks.iter().any(|h| h.table.same_as(&t)))
+        })
+    }
+
     /// Analyses the text and says which live facts the rules could use.
     pub fn prepare(&self, sql: &str, s: Situation) -> Prepared {
         let mut ctx = AnalysisContext {
@@ -229,6 +251,7 @@ impl SessionEnforcer {
             // Newness across texts is by oid (`enforce::identity`), never by name.
             created_tables: Vec::new(),
             timeouts: self.carry.timeouts,
+            held_locks: self.carry.held_locks.clone(),
             ..AnalysisContext::default()
         };
         ctx.lex.standard_conforming_strings = s.standard_conforming_strings;
@@ -252,9 +275,17 @@ impl SessionEnforcer {
             .cloned()
             .collect();
         let has_ddl = analysis.statements.iter().any(|st| st.facts().is_some());
+        // A data change watched under a held lock (`dml_needs_attention`) asks only for the
+        // settings: `pgwarden.allow` and the timeouts as the server holds them.
+        let wants = has_ddl
+            || (!ctx.held_locks.is_empty()
+                && analysis
+                    .statements
+                    .iter()
+                    .any(|st| matches!(st.outcome, crate::sql::Outcome::Dml)));
         let pending = self.relations.pending();
         let targets = created_targets(&analysis);
-        let lookup = has_ddl.then(|| LookupRequest {
+        let lookup = wants.then(|| LookupRequest {
             relations: relations
                 .iter()
                 .map(rel_name)
@@ -273,7 +304,7 @@ impl SessionEnforcer {
             ctx,
             lookup,
             matviews: needs.matviews.len(),
-            pending: if has_ddl { pending.len() } else { 0 },
+            pending: if wants { pending.len() } else { 0 },
             targets,
             relations,
             columns: needs.columns,
@@ -325,6 +356,18 @@ impl SessionEnforcer {
         let mut decision = self
             .policy
             .decide(sql, &p.analysis, &evaluation, &p.ctx, allow_rewrite);
+        if let Some(allow) = facts
+            .ok()
+            .and_then(|live| live.allow_setting.as_deref())
+            .and_then(SettingAllow::parse)
+        {
+            // `SET LOCAL pgwarden.allow`, as the server holds it now (`policy::setting`); a
+            // text read lossily cannot be vouched for, so nothing in it is allowed this way.
+            if s.utf8 || sql.is_ascii() {
+                let cut = setting::cutoff(sql, &p.analysis);
+                setting::apply(&self.policy, &mut decision, &allow, cut);
+            }
+        }
         if !s.utf8 && !sql.is_ascii() {
             // The text was read lossily: pgwarden cannot vouch for what it analysed.
             fail_closed_non_utf8(&mut decision);
@@ -477,6 +520,10 @@ fn apply_live(
                 ObjectName::new(f.index_table_schema.as_deref(), table),
             );
         }
+        if i < tables && f.relkind == 'r' && f.index_table.is_none() && heap == 0 {
+            // A zero-length heap holds no row, committed or not (an INSERT extends it first).
+            catalog.empty_tables.insert(name.to_string());
+        }
         if i < tables {
             catalog
                 .tables
@@ -511,6 +558,7 @@ fn apply_live(
         };
         catalog.volatility.insert(name.clone(), v);
     }
+    catalog.other_sessions = live.other_sessions;
     catalog.live = Some(identity);
     p.ctx.catalog = catalog;
     if let Some(v) = live.server_version_num {
@@ -569,10 +617,15 @@ fn rejection_of(sql: &str, d: &Decision) -> Rejection {
         let others: Vec<&str> = rejected[1..].iter().map(|j| j.finding.rule.id()).collect();
         detail.push_str(&format!(" Also refused by: {}.", others.join(", ")));
     }
+    let hint = match setting::hint(f.rule) {
+        Some(escape) if !f.help.is_empty() => format!("{} {escape}", f.help),
+        Some(escape) => escape,
+        None => f.help.clone(),
+    };
     Rejection {
         message: format!("pgwarden: {}: {}", f.rule, f.message),
         detail,
-        hint: f.help.clone(),
+        hint,
     }
 }
 
@@ -612,6 +665,8 @@ mod tests {
             columns: vec![],
             functions: vec![],
             targets: vec![],
+            other_sessions: Some(3),
+            allow_setting: None,
         }
     }
 

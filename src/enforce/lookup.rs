@@ -40,9 +40,19 @@ const STATEMENT: &str = "pgwarden_lookup";
 /// Server version and the timeouts in force for this session (role and database defaults and
 /// the migration's own `SET`s included), as `current_setting` prints them (`0`, `5s`, `1min`).
 /// Not `pg_settings`: that view builds a row for every setting, ~10x the cost of the lookup.
+///
+/// Also: how many other client sessions are connected to this database (issue 11 deliver 2: a
+/// database nobody else uses; `pg_stat_activity` shows every session's database to every
+/// role, and it is the view as of this transaction's first look at it), and the value of
+/// `pgwarden.allow` exactly as the server holds it now (`allow_setting`: NULL when never set).
 const SETTINGS_SQL: &str = "SELECT pg_catalog.current_setting('server_version_num'), \
      pg_catalog.current_setting('lock_timeout'), \
-     pg_catalog.current_setting('statement_timeout')";
+     pg_catalog.current_setting('statement_timeout'), \
+     (SELECT pg_catalog.count(*) FROM pg_catalog.pg_stat_activity a \
+       WHERE a.datname OPERATOR(pg_catalog.=) pg_catalog.current_database() \
+         AND a.pid OPERATOR(pg_catalog.<>) pg_catalog.pg_backend_pid() \
+         AND a.backend_type OPERATOR(pg_catalog.=) CAST('client backend' AS pg_catalog.text)), \
+     pg_catalog.current_setting('pgwarden.allow', true)";
 
 /// `to_regclass` of (schema or NULL, name): the relation the session's search_path resolves.
 macro_rules! regclass_of {
@@ -187,6 +197,10 @@ pub struct LiveFacts {
     pub server_version_num: Option<u32>,
     pub lock_timeout_ms: Option<u64>,
     pub statement_timeout_ms: Option<u64>,
+    /// Other client sessions connected to this database (`None`: not known).
+    pub other_sessions: Option<u64>,
+    /// `current_setting('pgwarden.allow', true)`: `None` when the server has no such setting.
+    pub allow_setting: Option<String>,
     pub relations: Vec<Option<RelationFacts>>,
     pub columns: Vec<Option<ColumnFacts>>,
     /// Volatility letters per function (`""` when no such function).
@@ -402,6 +416,8 @@ impl ReplyReader {
                 self.facts.server_version_num = text(0).and_then(|v| v.parse().ok());
                 self.facts.lock_timeout_ms = text(1).and_then(parse_duration_ms);
                 self.facts.statement_timeout_ms = text(2).and_then(parse_duration_ms);
+                self.facts.other_sessions = text(3).and_then(|v| v.parse().ok());
+                self.facts.allow_setting = text(4).map(str::to_string);
             }
             Some(Slot::Relation) => {
                 let rows = text(2).and_then(|v| v.parse::<f64>().ok());
