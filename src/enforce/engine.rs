@@ -853,6 +853,81 @@ mod tests {
         assert_eq!(out.verdict, Verdict::Reject, "{:?}", out.decision);
     }
 
+    /// Issue 11 deliver 2: a drop of a provably empty table in a database nobody else is
+    /// connected to warns; with a row-holding heap or another session it is refused.
+    #[test]
+    fn drop_of_an_empty_table_in_an_unused_database_warns() {
+        let decide = |heap: i64, others: u64, sql: &str| {
+            let mut e = SessionEnforcer::new(&Policy::default(), "db", "u", "app");
+            let s = situation(TxStatus::InTransaction);
+            let p = e.prepare(sql, s);
+            let mut live = live_big();
+            if let Some(Some(r)) = live.relations.first_mut() {
+                r.heap_bytes = heap;
+                r.total_bytes = heap + 8192;
+                r.rows = Some(0.0);
+            }
+            live.other_sessions = Some(others);
+            e.decide(sql, p, Ok(&live), s)
+        };
+        for sql in [
+            "DROP TABLE orders",
+            "ALTER TABLE orders DROP COLUMN a",
+            "ALTER TABLE orders RENAME TO purchases",
+            "ALTER TABLE orders RENAME COLUMN a TO b",
+        ] {
+            let out = decide(0, 0, sql);
+            assert_eq!(out.verdict, Verdict::Warn, "{sql}: {:?}", out.decision);
+            assert!(
+                out.warnings.iter().any(|(_, m, _)| m.contains("no other session")),
+                "{sql}: {:?}",
+                out.warnings
+            );
+            assert_eq!(decide(8192, 0, sql).verdict, Verdict::Reject, "{sql} with a row");
+            assert_eq!(decide(0, 1, sql).verdict, Verdict::Reject, "{sql} in use");
+        }
+        // A type: no rows, but CASCADE would drop the columns that use it.
+        assert_eq!(decide(0, 0, "DROP TYPE mood").verdict, Verdict::Warn);
+        assert_eq!(decide(0, 0, "DROP TYPE mood CASCADE").verdict, Verdict::Reject);
+        assert_eq!(decide(0, 2, "DROP TYPE mood").verdict, Verdict::Reject);
+    }
+
+    /// The refusal's HINT says how to accept it deliberately, Alembic's spelling first; the
+    /// server's `pgwarden.allow` value then lets it through with its reason.
+    #[test]
+    fn the_allow_setting_as_the_server_holds_it() {
+        let mut e = SessionEnforcer::new(&Policy::default(), "db", "u", "app");
+        let s = situation(TxStatus::InTransaction);
+        let sql = "ALTER TABLE orders DROP COLUMN a";
+        let p = e.prepare(sql, s);
+        let out = e.decide(sql, p, Ok(&live_big()), s);
+        let hint = out.rejection.expect("refused").hint;
+        assert!(
+            hint.contains("op.execute(\"SET LOCAL pgwarden.allow = 'ban-drop-column: <reason>'\")"),
+            "{hint}"
+        );
+        let mut live = live_big();
+        live.allow_setting = Some("ban-drop-column: legacy column retired in r7".into());
+        let p = e.prepare(sql, s);
+        let out = e.decide(sql, p, Ok(&live), s);
+        // The timeout warnings stay: only the rule named is allowed.
+        assert_eq!(out.verdict, Verdict::Warn, "{:?}", out.decision);
+        assert_eq!(
+            crate::policy::setting::allowed(&out.decision)[0].2,
+            "pgwarden.allow: legacy column retired in r7"
+        );
+        // Read lossily (non-UTF-8), nothing is allowed this way.
+        let lossy = "ALTER TABLE orders DROP COLUMN caf\u{e9}";
+        let bad = Situation { utf8: false, ..s };
+        let p = e.prepare(lossy, bad);
+        let out = e.decide(lossy, p, Ok(&live), bad);
+        assert_eq!(out.verdict, Verdict::Reject, "{:?}", out.decision);
+        // Without the server's answer there is no value to read.
+        let p = e.prepare(sql, s);
+        let out = e.decide(sql, p, Err("test"), s);
+        assert_eq!(out.verdict, Verdict::Reject);
+    }
+
     #[test]
     fn dry_run_forwards_and_says_what_it_would_do() {
         let cfg = crate::config::Config::from_toml("[policy]\nmode = \"dry-run\"\n").unwrap();
