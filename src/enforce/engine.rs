@@ -865,7 +865,7 @@ mod tests {
             if let Some(Some(r)) = live.relations.first_mut() {
                 r.heap_bytes = heap;
                 r.total_bytes = heap + 8192;
-                r.rows = Some(0.0);
+                r.rows = Some(if heap == 0 { 0.0 } else { 1.0 });
             }
             live.other_sessions = Some(others);
             e.decide(sql, p, Ok(&live), s)
@@ -886,6 +886,17 @@ mod tests {
             assert_eq!(decide(8192, 0, sql).verdict, Verdict::Reject, "{sql} with a row");
             assert_eq!(decide(0, 1, sql).verdict, Verdict::Reject, "{sql} in use");
         }
+        // NOT NULL without a default: fine on a provably empty table (whoever is connected),
+        // refused on one with a row.
+        let required = "ALTER TABLE orders ADD COLUMN b int NOT NULL";
+        let has = |out: &Enforcement| {
+            out.decision
+                .findings
+                .iter()
+                .any(|j| j.finding.rule == Rule::AddingRequiredField)
+        };
+        assert!(!has(&decide(0, 3, required)));
+        assert!(has(&decide(8192, 3, required)));
         // A type: no rows, but CASCADE would drop the columns that use it.
         assert_eq!(decide(0, 0, "DROP TYPE mood").verdict, Verdict::Warn);
         assert_eq!(decide(0, 0, "DROP TYPE mood CASCADE").verdict, Verdict::Reject);

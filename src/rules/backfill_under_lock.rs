@@ -45,16 +45,28 @@ pub(crate) fn track(f: &StatementFacts, ctx: &AnalysisContext, state: &mut Scrip
         if !blocks_writes(*mode) || crate::sql::identity::is_new(ctx, state, table) {
             continue;
         }
+        let added_columns = if f.table.as_ref() == Some(table) {
+            f.actions
+                .iter()
+                .filter(|a| a.kind == crate::sql::facts::ActionKind::AddColumn)
+                .filter_map(|a| a.column_def.as_ref().map(|c| c.name.clone()))
+                .collect()
+        } else {
+            Vec::new()
+        };
         add.push(HeldLock {
             table: table.clone(),
             mode: *mode,
             stats: ctx.catalog.table_stats(table),
+            added_columns,
         });
     }
     for h in add {
         match state.held_locks.iter_mut().find(|k| k.table == h.table) {
-            Some(k) if k.mode < h.mode => k.mode = h.mode,
-            Some(_) => {}
+            Some(k) => {
+                k.mode = k.mode.max(h.mode);
+                k.added_columns.extend(h.added_columns);
+            }
             None => state.held_locks.push(h),
         }
     }

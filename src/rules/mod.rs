@@ -61,6 +61,7 @@ pub enum Sizing {
 mod objects;
 mod timeouts;
 pub mod unused;
+mod drop_add_rename;
 
 macro_rules! rules {
     ($( $variant:ident, $module:ident, $id:literal, $action:ident, $sizing:ident, $summary:literal; )*) => {
@@ -807,6 +808,8 @@ fn check_statement(
             }
         }
     }
+    unused::drop_required_field_on_empty(f, cx, out, first);
+    drop_add_rename::annotate(f, cx, &mut out[first..]);
     unused::relax(f, cx, &mut out[first..]);
 }
 

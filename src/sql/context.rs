@@ -142,6 +142,9 @@ pub struct HeldLock {
     pub table: ObjectName,
     pub mode: LockMode,
     pub stats: Option<TableStats>,
+    /// Columns the transaction added to the table (with a DROP COLUMN later: a rename that
+    /// loses data, `rules::drop_add_rename`).
+    pub added_columns: Vec<String>,
 }
 
 /// Everything the analysis and the rules receive besides the text.
