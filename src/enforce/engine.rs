@@ -72,6 +72,8 @@ pub struct Prepared {
     columns: Vec<(ObjectName, String)>,
     functions: Vec<String>,
     matviews: usize,
+    /// Index names a CREATE INDEX IF NOT EXISTS would keep (after the matviews in `relations`).
+    indexes: usize,
     /// Session-created candidates resolved after `relations` in the lookup.
     pending: usize,
     /// Tables the text creates (lookup `targets`).
@@ -268,10 +270,12 @@ impl SessionEnforcer {
             analyze(sql, &ctx)
         };
         let needs = analysis.lookup_needs();
+        let kept = crate::rules::invalid_index_kept::index_names(&analysis);
         let relations: Vec<ObjectName> = needs
             .tables
             .iter()
             .chain(needs.matviews.iter())
+            .chain(kept.iter())
             .cloned()
             .collect();
         let has_ddl = analysis.statements.iter().any(|st| st.facts().is_some());
@@ -304,6 +308,7 @@ impl SessionEnforcer {
             ctx,
             lookup,
             matviews: needs.matviews.len(),
+            indexes: kept.len(),
             pending: if wants { pending.len() } else { 0 },
             targets,
             relations,
@@ -494,8 +499,19 @@ fn apply_live(
 ) {
     let mut catalog = CatalogFacts::default();
     let mut identity = crate::sql::identity::LiveIdentity::default();
-    let tables = p.relations.len() - p.matviews;
+    let tables = p.relations.len() - p.matviews - p.indexes;
+    let matviews_end = p.relations.len() - p.indexes;
     for (i, (name, facts)) in p.relations.iter().zip(&live.relations).enumerate() {
+        if i >= matviews_end {
+            // An index a CREATE INDEX IF NOT EXISTS would keep: only its validity matters.
+            if facts
+                .as_ref()
+                .is_some_and(|f| f.relkind == 'i' && f.index_valid == Some(false))
+            {
+                catalog.invalid_indexes.insert(name.to_string());
+            }
+            continue;
+        }
         let Some(f) = facts else {
             identity.names.insert(name.to_string(), None);
             continue;
@@ -661,6 +677,7 @@ mod tests {
                 table_oid: Some(16_400),
                 persistence: 'p',
                 index_table_schema: None,
+                index_valid: None,
             })],
             columns: vec![],
             functions: vec![],

@@ -86,7 +86,8 @@ const RELATION_SQL: &str = concat!(
                AND u.indisunique AND u.indisvalid AND u.indpred IS NULL), \
        COALESCE(t.oid, c.oid), \
        CAST(COALESCE(t.relpersistence, c.relpersistence) AS pg_catalog.text), \
-       CAST(tn.nspname AS pg_catalog.text) \
+       CAST(tn.nspname AS pg_catalog.text), \
+       i.indisvalid \
      FROM pg_catalog.pg_class c \
      JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace \
      LEFT JOIN pg_catalog.pg_index i ON i.indexrelid OPERATOR(pg_catalog.=) c.oid \
@@ -170,6 +171,8 @@ pub struct RelationFacts {
     pub persistence: char,
     /// For an index: the schema of its table.
     pub index_table_schema: Option<String>,
+    /// For an index: `pg_index.indisvalid` (false after a failed CONCURRENTLY build).
+    pub index_valid: Option<bool>,
 }
 
 /// Where a CREATE TABLE creates its table, and what already has that name.
@@ -434,6 +437,7 @@ impl ReplyReader {
                     table_oid: text(8).and_then(|v| v.parse().ok()),
                     persistence: text(9).and_then(|k| k.chars().next()).unwrap_or('?'),
                     index_table_schema: text(10).map(str::to_string),
+                    index_valid: text(11).map(|v| v == "t"),
                 }));
             }
             Some(Slot::Column) => {

@@ -126,6 +126,7 @@ rules! {
     BanAlterDomainWithAddConstraint, ban_alter_domain_with_add_constraint, "ban-alter-domain-with-add-constraint", Reject, Fixed, "ALTER DOMAIN ADD CONSTRAINT checks every column of that domain";
     BanCreateDomainWithConstraint, ban_create_domain_with_constraint, "ban-create-domain-with-constraint", Warn, Fixed, "domain constraints are hard to change later without full scans";
     LockHeldAcrossStatements, lock_held_across_statements, "lock-held-across-statements", Warn, Fixed, "statements after an ACCESS EXCLUSIVE lock in the same transaction keep the lock held";
+    InvalidIndexKept, invalid_index_kept, "invalid-index-kept", Warn, Fixed, "CREATE INDEX IF NOT EXISTS keeps an INVALID index of that name (a failed CONCURRENTLY build) and builds nothing";
     BackfillUnderLock, backfill_under_lock, "backfill-under-lock", Reject, BySize, "UPDATE/DELETE/MERGE/INSERT ... SELECT on a table the transaction holds a write-blocking lock on";
     // B. Timeouts and transactions
     RequireLockTimeout, require_lock_timeout, "require-lock-timeout", Warn, Fixed, "a lock-taking statement runs without lock_timeout and can queue everyone behind it";
@@ -681,6 +682,7 @@ impl Rule {
             R::OpaqueDdl => opaque_ddl::check,
             R::BanUncommittedTransaction
             | R::BackfillUnderLock
+            | R::InvalidIndexKept
             | R::CannotAnalyse
             | R::AllowWithoutReason
             | R::UnusedAllow => return None,
@@ -808,6 +810,8 @@ fn check_statement(
             }
         }
     }
+    // Live facts only (no fixture can hold them): called here, not through `check_fn`.
+    invalid_index_kept::check(f, cx, out);
     unused::drop_required_field_on_empty(f, cx, out, first);
     drop_add_rename::annotate(f, cx, &mut out[first..]);
     unused::relax(f, cx, &mut out[first..]);

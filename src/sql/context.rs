@@ -58,6 +58,9 @@ pub struct CatalogFacts {
     /// Tables whose heap is zero bytes long (live facts only): provably without a row, unlike
     /// `reltuples`, which is an estimate from the last ANALYZE (issue 11 deliver 2).
     pub empty_tables: HashSet<String>,
+    /// Indexes that exist and are INVALID (live facts only), keyed as the CREATE INDEX IF NOT
+    /// EXISTS that would keep them names them: `schema.index` with the table's schema.
+    pub invalid_indexes: HashSet<String>,
     /// Other client sessions connected to the database (live facts only).
     pub other_sessions: Option<u64>,
     /// The proxy's live answer about which relation each name is. When present, names are
