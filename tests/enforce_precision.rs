@@ -628,3 +628,29 @@ def downgrade():
         assert_eq!(columns(&db, "tiny_pkg"), "id,name", "{driver}");
     }
 }
+
+/// Dropping a foreign key locks the referenced table ACCESS EXCLUSIVE too: the warnings name
+/// the million-row table it references, not only the tiny referencing one.
+#[test]
+fn dropping_a_foreign_key_names_the_referenced_table() {
+    let (px, _audit) = proxy();
+    let db = fresh("prec_fkdrop", true);
+    sql(
+        &db,
+        "CREATE TABLE award (id int PRIMARY KEY, package_id int CONSTRAINT award_pkg_fk REFERENCES package (id));",
+    );
+    wait_unused(&db);
+    let conn = Cluster::shared().conn(&db).with_port(px.port());
+    let out = psql(&conn, &["-c", "ALTER TABLE award DROP CONSTRAINT award_pkg_fk"]);
+    assert!(out.status.success(), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("references, public.package (~1.0M rows)"),
+        "{}\n{}",
+        out.stderr,
+        px.logs()
+    );
+    assert_eq!(
+        sql(&db, "SELECT count(*) FROM pg_constraint WHERE conname = 'award_pkg_fk'"),
+        "0"
+    );
+}

@@ -74,6 +74,8 @@ pub struct Prepared {
     matviews: usize,
     /// Index names a CREATE INDEX IF NOT EXISTS would keep (after the matviews in `relations`).
     indexes: usize,
+    /// (statement index, table, constraint) of every DROP CONSTRAINT (lookup `foreign_keys`).
+    fk_drops: Vec<(usize, ObjectName, String)>,
     /// Session-created candidates resolved after `relations` in the lookup.
     pending: usize,
     /// Tables the text creates (lookup `targets`).
@@ -289,6 +291,7 @@ impl SessionEnforcer {
                     .any(|st| matches!(st.outcome, crate::sql::Outcome::Dml)));
         let pending = self.relations.pending();
         let targets = created_targets(&analysis);
+        let fk_drops = dropped_constraints(&analysis);
         let lookup = wants.then(|| LookupRequest {
             relations: relations
                 .iter()
@@ -302,6 +305,10 @@ impl SessionEnforcer {
                 .map(|(t, c)| (rel_name(t), c.clone()))
                 .collect(),
             functions: needs.functions.clone(),
+            foreign_keys: fk_drops
+                .iter()
+                .map(|(_, t, c)| (rel_name(t), c.clone()))
+                .collect(),
         });
         Prepared {
             analysis,
@@ -309,6 +316,7 @@ impl SessionEnforcer {
             lookup,
             matviews: needs.matviews.len(),
             indexes: kept.len(),
+            fk_drops,
             pending: if wants { pending.len() } else { 0 },
             targets,
             relations,
@@ -489,6 +497,57 @@ fn created_targets(analysis: &Analysis) -> Vec<ObjectName> {
     out
 }
 
+/// (statement index, table, constraint) of the top-level `ALTER TABLE ... DROP CONSTRAINT`s.
+fn dropped_constraints(analysis: &Analysis) -> Vec<(usize, ObjectName, String)> {
+    let mut out = Vec::new();
+    for (i, st) in analysis.statements.iter().enumerate() {
+        let Some(f) = st.facts() else { continue };
+        let Some(table) = &f.table else { continue };
+        for a in &f.actions {
+            if a.kind == crate::sql::facts::ActionKind::DropConstraint {
+                if let Some(name) = &a.constraint_name {
+                    out.push((i, table.clone(), name.clone()));
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Dropping a foreign key takes ACCESS EXCLUSIVE on the table it references too: the server
+/// named that table; its lock and size join the statement's (issue 11 deliver 5).
+fn apply_foreign_keys(
+    p: &mut Prepared,
+    live: &LiveFacts,
+    catalog: &mut CatalogFacts,
+    sizes: &mut Vec<(String, u64, u64)>,
+) {
+    for ((i, table, constraint), answer) in p.fk_drops.iter().zip(&live.foreign_keys) {
+        let Some(r) = answer else { continue };
+        let referenced = ObjectName::new(Some(&r.schema), &r.name);
+        let heap = u64::try_from(r.heap_bytes).unwrap_or(0);
+        let bytes = u64::try_from(r.total_bytes).unwrap_or(0);
+        let rows = r.rows.map_or(heap / MIN_TUPLE_BYTES, |v| v as u64);
+        catalog
+            .tables
+            .insert(referenced.to_string(), TableStats { rows, bytes });
+        sizes.push((referenced.to_string(), rows, bytes));
+        catalog
+            .dropped_foreign_keys
+            .push((table.clone(), constraint.clone(), referenced.clone()));
+        if let Some(crate::sql::AnalysedStatement {
+            outcome: crate::sql::Outcome::Facts(f),
+            ..
+        }) = p.analysis.statements.get_mut(*i)
+        {
+            if !f.locks.iter().any(|(t, _)| t == &referenced) {
+                f.locks
+                    .push((referenced, crate::sql::LockMode::AccessExclusive));
+            }
+        }
+    }
+}
+
 /// Puts the server's answers into the analysis context the rules read.
 fn apply_live(
     p: &mut Prepared,
@@ -575,6 +634,7 @@ fn apply_live(
         catalog.volatility.insert(name.clone(), v);
     }
     catalog.other_sessions = live.other_sessions;
+    apply_foreign_keys(p, live, &mut catalog, sizes);
     catalog.live = Some(identity);
     p.ctx.catalog = catalog;
     if let Some(v) = live.server_version_num {
@@ -684,6 +744,7 @@ mod tests {
             targets: vec![],
             other_sessions: Some(3),
             allow_setting: None,
+            foreign_keys: vec![],
         }
     }
 

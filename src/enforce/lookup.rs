@@ -127,6 +127,34 @@ const TARGET_SQL: &str = "SELECT x.s, CAST(pg_catalog.to_regclass(pg_catalog.quo
        AS pg_catalog.oid) \
      FROM (SELECT COALESCE(CAST($1 AS pg_catalog.text), CAST(pg_catalog.current_schema() AS pg_catalog.text)) AS s) x";
 
+/// The table a foreign key (table, constraint name) references, with its size: dropping the
+/// key takes ACCESS EXCLUSIVE on that table too (issue 11 deliver 5). No row when the
+/// constraint is not a foreign key of that table.
+const FOREIGN_KEY_SQL: &str = concat!(
+    "SELECT CAST(rn.nspname AS pg_catalog.text), CAST(r.relname AS pg_catalog.text), \
+       CAST(r.reltuples AS pg_catalog.int8), \
+       pg_catalog.pg_relation_size(CAST(r.oid AS pg_catalog.regclass)), \
+       pg_catalog.pg_total_relation_size(CAST(r.oid AS pg_catalog.regclass)) \
+     FROM pg_catalog.pg_constraint k \
+     JOIN pg_catalog.pg_class r ON r.oid OPERATOR(pg_catalog.=) k.confrelid \
+     JOIN pg_catalog.pg_namespace rn ON rn.oid OPERATOR(pg_catalog.=) r.relnamespace \
+     WHERE k.contype OPERATOR(pg_catalog.=) CAST('f' AS pg_catalog.\"char\") \
+       AND k.conname OPERATOR(pg_catalog.=) CAST(CAST($3 AS pg_catalog.text) AS pg_catalog.name) \
+       AND k.conrelid OPERATOR(pg_catalog.=) ",
+    regclass_of!("$1", "$2")
+);
+
+/// What the server said about the table a dropped foreign key references.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReferencedFacts {
+    pub schema: String,
+    pub name: String,
+    /// `reltuples`; `None` when never analysed.
+    pub rows: Option<f64>,
+    pub heap_bytes: i64,
+    pub total_bytes: i64,
+}
+
 /// A relation name as the statement wrote it, already case-folded / unquoted by the analysis.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct RelName {
@@ -144,6 +172,8 @@ pub struct LookupRequest {
     pub functions: Vec<String>,
     /// Tables the text creates: where each would be created and what has that name now.
     pub targets: Vec<RelName>,
+    /// (table, constraint) of every DROP CONSTRAINT: the table it references, if a foreign key.
+    pub foreign_keys: Vec<(RelName, String)>,
 }
 
 /// What the server said about one relation.
@@ -209,6 +239,8 @@ pub struct LiveFacts {
     /// Volatility letters per function (`""` when no such function).
     pub functions: Vec<String>,
     pub targets: Vec<TargetFacts>,
+    /// Per `foreign_keys` of the request: the referenced table, `None` when not a foreign key.
+    pub foreign_keys: Vec<Option<ReferencedFacts>>,
 }
 
 /// Why a lookup produced no facts.
@@ -252,6 +284,12 @@ pub fn encode(req: &LookupRequest, buf: &mut BytesMut) -> Result<(), LookupError
         .map(|r| vec![r.schema.as_deref(), Some(r.name.as_str())])
         .collect();
     q.query_many(TARGET_SQL, &target_params)?;
+    let fk_params: Vec<Vec<Option<&str>>> = req
+        .foreign_keys
+        .iter()
+        .map(|(r, c)| vec![r.schema.as_deref(), Some(r.name.as_str()), Some(c.as_str())])
+        .collect();
+    q.query_many(FOREIGN_KEY_SQL, &fk_params)?;
     Sync::new()
         .encode(q.buf)
         .map_err(|e| LookupError::Encode(e.to_string()))
@@ -330,6 +368,7 @@ enum Slot {
     Column,
     Function,
     Target,
+    ForeignKey,
 }
 
 impl ReplyReader {
@@ -339,6 +378,10 @@ impl ReplyReader {
         expected.extend(std::iter::repeat_n(Slot::Column, req.columns.len()));
         expected.extend(std::iter::repeat_n(Slot::Function, req.functions.len()));
         expected.extend(std::iter::repeat_n(Slot::Target, req.targets.len()));
+        expected.extend(std::iter::repeat_n(
+            Slot::ForeignKey,
+            req.foreign_keys.len(),
+        ));
         ReplyReader {
             expected,
             current: 0,
@@ -394,6 +437,7 @@ impl ReplyReader {
             Slot::Relation if f.relations.len() == before => f.relations.push(None),
             Slot::Column if f.columns.len() == before => f.columns.push(None),
             Slot::Function if f.functions.len() == before => f.functions.push(String::new()),
+            Slot::ForeignKey if f.foreign_keys.len() == before => f.foreign_keys.push(None),
             Slot::Target if f.targets.len() == before => f.targets.push(TargetFacts {
                 schema: None,
                 existing_oid: None,
@@ -451,6 +495,17 @@ impl ReplyReader {
                 self.facts
                     .functions
                     .push(text(0).unwrap_or_default().to_string());
+            }
+            Some(Slot::ForeignKey) => {
+                self.facts.foreign_keys.push(Some(ReferencedFacts {
+                    schema: text(0).unwrap_or_default().to_string(),
+                    name: text(1).unwrap_or_default().to_string(),
+                    rows: text(2)
+                        .and_then(|v| v.parse::<f64>().ok())
+                        .filter(|r| *r >= 0.0),
+                    heap_bytes: text(3).and_then(|v| v.parse().ok()).unwrap_or(0),
+                    total_bytes: text(4).and_then(|v| v.parse().ok()).unwrap_or(0),
+                }));
             }
             Some(Slot::Target) => {
                 self.facts.targets.push(TargetFacts {

@@ -62,6 +62,7 @@ mod objects;
 mod timeouts;
 pub mod unused;
 mod drop_add_rename;
+mod fk_referenced;
 
 macro_rules! rules {
     ($( $variant:ident, $module:ident, $id:literal, $action:ident, $sizing:ident, $summary:literal; )*) => {
@@ -814,6 +815,7 @@ fn check_statement(
     invalid_index_kept::check(f, cx, out);
     unused::drop_required_field_on_empty(f, cx, out, first);
     drop_add_rename::annotate(f, cx, &mut out[first..]);
+    fk_referenced::annotate(f, cx, &mut out[first..]);
     unused::relax(f, cx, &mut out[first..]);
 }
 

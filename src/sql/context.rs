@@ -61,6 +61,8 @@ pub struct CatalogFacts {
     /// Indexes that exist and are INVALID (live facts only), keyed as the CREATE INDEX IF NOT
     /// EXISTS that would keep them names them: `schema.index` with the table's schema.
     pub invalid_indexes: HashSet<String>,
+    /// (table, constraint, referenced table) of foreign keys the text drops (live facts only).
+    pub dropped_foreign_keys: Vec<(ObjectName, String, ObjectName)>,
     /// Other client sessions connected to the database (live facts only).
     pub other_sessions: Option<u64>,
     /// The proxy's live answer about which relation each name is. When present, names are
