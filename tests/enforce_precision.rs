@@ -101,11 +101,11 @@ fn project(revisions: &[(&str, &str)]) -> tempfile::TempDir {
 }
 
 fn alembic_url(db: &str, port: u16, driver: &str) -> String {
-    Cluster::shared()
-        .conn(db)
-        .with_port(port)
-        .url()
-        .replacen("postgresql://", &format!("postgresql+{driver}://"), 1)
+    Cluster::shared().conn(db).with_port(port).url().replacen(
+        "postgresql://",
+        &format!("postgresql+{driver}://"),
+        1,
+    )
 }
 
 fn alembic_run(dir: &std::path::Path, url: &str, args: &[&str]) -> CmdOutput {
@@ -132,7 +132,11 @@ fn assert_ok(out: &CmdOutput, what: &str, px: &ProxyProcess) {
 
 #[track_caller]
 fn assert_refused(out: &CmdOutput, what: &str, needles: &[&str]) {
-    assert!(!out.status.success(), "{what} went through:\n{}", out.stdout);
+    assert!(
+        !out.status.success(),
+        "{what} went through:\n{}",
+        out.stdout
+    );
     for n in needles {
         assert!(
             out.stderr.contains(n),
@@ -257,7 +261,11 @@ fn fresh_install_upgrade_downgrade_upgrade_passes() {
             assert_ok(&out, &format!("{driver} {step:?}"), &px);
         }
         assert_eq!(tables(&db), "account,alembic_version,note", "{driver}");
-        assert_eq!(columns(&db, "account"), "feeling,id,legacy,name", "{driver}");
+        assert_eq!(
+            columns(&db, "account"),
+            "feeling,id,legacy,name",
+            "{driver}"
+        );
         assert_eq!(sql(&db, "SELECT version_num FROM alembic_version"), "h1");
     }
 }
@@ -273,24 +281,41 @@ fn downgrade_with_data_or_other_users_is_refused() {
         // A row in `account`: h3's downgrade renames its column.
         let db = fresh(&format!("prec_data_{driver}"), false);
         let url = alembic_url(&db, px.port(), driver);
-        assert_ok(&alembic_run(dir.path(), &url, &["upgrade", "head"]), "upgrade", &px);
+        assert_ok(
+            &alembic_run(dir.path(), &url, &["upgrade", "head"]),
+            "upgrade",
+            &px,
+        );
         sql(&db, "INSERT INTO account (id, name) VALUES (1, 'ada')");
         wait_unused(&db);
         let out = alembic_run(dir.path(), &url, &["downgrade", "base"]);
-        assert_refused(&out, driver, &["renaming-column", "account", "pgwarden.allow"]);
-        assert_eq!(columns(&db, "account"), "feeling,handle,id,name", "{driver}");
+        assert_refused(
+            &out,
+            driver,
+            &["renaming-column", "account", "pgwarden.allow"],
+        );
+        assert_eq!(
+            columns(&db, "account"),
+            "feeling,handle,id,name",
+            "{driver}"
+        );
         assert_eq!(sql(&db, "SELECT version_num FROM alembic_version"), "h3");
 
         // Empty, but the database is in use: an application session is connected.
         let db = fresh(&format!("prec_inuse_{driver}"), false);
         let url = alembic_url(&db, px.port(), driver);
-        assert_ok(&alembic_run(dir.path(), &url, &["upgrade", "h2"]), "upgrade", &px);
+        assert_ok(
+            &alembic_run(dir.path(), &url, &["upgrade", "h2"]),
+            "upgrade",
+            &px,
+        );
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .expect("runtime");
         let app = rt.block_on(c.conn(&db).connect());
-        rt.block_on(app.simple_query("SELECT 1")).expect("app session");
+        rt.block_on(app.simple_query("SELECT 1"))
+            .expect("app session");
         let out = alembic_run(dir.path(), &url, &["downgrade", "h1"]);
         assert_refused(&out, driver, &["renaming-table", "memo"]);
         assert_eq!(tables(&db), "account,alembic_version,memo", "{driver}");
@@ -299,7 +324,11 @@ fn downgrade_with_data_or_other_users_is_refused() {
         drop(app);
         drop(rt);
         wait_unused(&db);
-        assert_ok(&alembic_run(dir.path(), &url, &["downgrade", "h1"]), "downgrade", &px);
+        assert_ok(
+            &alembic_run(dir.path(), &url, &["downgrade", "h1"]),
+            "downgrade",
+            &px,
+        );
         assert_eq!(tables(&db), "account,alembic_version,note", "{driver}");
     }
 }
@@ -342,7 +371,11 @@ def downgrade():
         let db = fresh(&format!("prec_allow_{driver}"), false);
         let url = alembic_url(&db, px.port(), driver);
         let first = project(&[("a1.py", base)]);
-        assert_ok(&alembic_run(first.path(), &url, &["upgrade", "head"]), "a1", &px);
+        assert_ok(
+            &alembic_run(first.path(), &url, &["upgrade", "head"]),
+            "a1",
+            &px,
+        );
         sql(&db, "INSERT INTO account VALUES (1, 'x')");
         wait_unused(&db);
         for (allow, passes) in [
@@ -372,7 +405,9 @@ def downgrade():
         }
         let log = audit_log(&audit);
         assert!(
-            log.contains("\"allowed\":[\"ban-drop-column: pgwarden.allow: legacy unused since v3\"]"),
+            log.contains(
+                "\"allowed\":[\"ban-drop-column: pgwarden.allow: legacy unused since v3\"]"
+            ),
             "{driver}: reason not in the audit log:\n{log}"
         );
     }
@@ -399,7 +434,11 @@ fn pgwarden_allow_follows_the_servers_scope() {
         ],
     );
     assert!(!same_query.status.success(), "{}", same_query.stdout);
-    assert!(same_query.stderr.contains("ban-drop-column"), "{}", same_query.stderr);
+    assert!(
+        same_query.stderr.contains("ban-drop-column"),
+        "{}",
+        same_query.stderr
+    );
     let script = "BEGIN;\nSET LOCAL pgwarden.allow = 'ban-drop-column: moved to t2';\n\
                   ALTER TABLE t DROP COLUMN a;\nCOMMIT;\nBEGIN;\nALTER TABLE t DROP COLUMN b;\nCOMMIT;\n";
     let out = psql_stdin(
@@ -407,7 +446,11 @@ fn pgwarden_allow_follows_the_servers_scope() {
         &["-v", "ON_ERROR_STOP=1", "-f", "-"],
         Some(script.as_bytes()),
     );
-    assert!(!out.status.success(), "second drop went through:\n{}", out.stdout);
+    assert!(
+        !out.status.success(),
+        "second drop went through:\n{}",
+        out.stdout
+    );
     assert!(out.stderr.contains("ban-drop-column"), "{}", out.stderr);
     assert_eq!(columns(&db, "t"), "b,c");
 }
@@ -443,7 +486,11 @@ def downgrade():
         assert_refused(
             &out,
             driver,
-            &["backfill-under-lock", "package (~1.0M rows)", "ACCESS EXCLUSIVE"],
+            &[
+                "backfill-under-lock",
+                "package (~1.0M rows)",
+                "ACCESS EXCLUSIVE",
+            ],
         );
         assert_eq!(columns(&db, "package"), "id,name", "{driver}: half-applied");
         assert!(!tables(&db).contains("alembic_version"), "{driver}");
@@ -467,10 +514,25 @@ fn backfill_watch_is_per_table_and_per_transaction() {
     let conn = Cluster::shared().conn(&db).with_port(px.port());
     let ok = "BEGIN;\nALTER TABLE package ADD COLUMN n1 text;\nUPDATE tiny_pkg SET name = name;\n\
               COMMIT;\nUPDATE package SET n1 = 'x' WHERE id < 10;\n";
-    let out = psql_stdin(&conn, &["-v", "ON_ERROR_STOP=1", "-f", "-"], Some(ok.as_bytes()));
-    assert!(out.status.success(), "{}\n{}\n{}", out.stdout, out.stderr, px.logs());
-    let bad = "BEGIN;\nALTER TABLE package ADD COLUMN n2 text;\nUPDATE package SET n2 = name;\nCOMMIT;\n";
-    let out = psql_stdin(&conn, &["-v", "ON_ERROR_STOP=1", "-f", "-"], Some(bad.as_bytes()));
+    let out = psql_stdin(
+        &conn,
+        &["-v", "ON_ERROR_STOP=1", "-f", "-"],
+        Some(ok.as_bytes()),
+    );
+    assert!(
+        out.status.success(),
+        "{}\n{}\n{}",
+        out.stdout,
+        out.stderr,
+        px.logs()
+    );
+    let bad =
+        "BEGIN;\nALTER TABLE package ADD COLUMN n2 text;\nUPDATE package SET n2 = name;\nCOMMIT;\n";
+    let out = psql_stdin(
+        &conn,
+        &["-v", "ON_ERROR_STOP=1", "-f", "-"],
+        Some(bad.as_bytes()),
+    );
     assert!(!out.status.success(), "{}", out.stdout);
     assert!(out.stderr.contains("backfill-under-lock"), "{}", out.stderr);
     assert_eq!(columns(&db, "package"), "id,n1,name");
@@ -504,7 +566,11 @@ def downgrade():
             .current_dir(dir.path())
             .env("PGWARDEN_TEST_URL", "postgresql://nobody@127.0.0.1:1/none");
         let out = run_cmd(cmd, None, Duration::from_secs(120));
-        assert!(!out.status.success(), "{pipefail:?}: passed:\n{}", out.stdout);
+        assert!(
+            !out.status.success(),
+            "{pipefail:?}: passed:\n{}",
+            out.stdout
+        );
         assert!(
             out.stdout.contains("ban-uncommitted-transaction"),
             "{pipefail:?}: {}\n{}",
@@ -544,7 +610,10 @@ fn if_not_exists_on_an_invalid_index_warns() {
     // Fails on the duplicate and leaves dup_a_key INVALID (direct connection).
     let direct = psql(
         &Cluster::shared().conn(&db),
-        &["-c", "CREATE UNIQUE INDEX CONCURRENTLY dup_a_key ON dup (a)"],
+        &[
+            "-c",
+            "CREATE UNIQUE INDEX CONCURRENTLY dup_a_key ON dup (a)",
+        ],
     );
     assert!(!direct.status.success(), "{}", direct.stdout);
     assert_eq!(
@@ -558,13 +627,24 @@ fn if_not_exists_on_an_invalid_index_warns() {
     let conn = Cluster::shared().conn(&db).with_port(px.port());
     let out = psql(
         &conn,
-        &["-c", "CREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS dup_a_key ON dup (a)"],
+        &[
+            "-c",
+            "CREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS dup_a_key ON dup (a)",
+        ],
     );
-    assert!(out.stderr.contains("invalid-index-kept"), "{}\n{}", out.stderr, px.logs());
+    assert!(
+        out.stderr.contains("invalid-index-kept"),
+        "{}\n{}",
+        out.stderr,
+        px.logs()
+    );
     assert!(out.stderr.contains("dup_a_key"), "{}", out.stderr);
     let out = psql(
         &conn,
-        &["-c", "CREATE INDEX CONCURRENTLY IF NOT EXISTS ok_idx ON dup (a)"],
+        &[
+            "-c",
+            "CREATE INDEX CONCURRENTLY IF NOT EXISTS ok_idx ON dup (a)",
+        ],
     );
     assert!(out.status.success(), "{}", out.stderr);
     assert!(!out.stderr.contains("invalid-index-kept"), "{}", out.stderr);
@@ -579,11 +659,15 @@ fn add_column_with_inline_check_is_refused_on_a_large_table() {
     let conn = Cluster::shared().conn(&db).with_port(px.port());
     let out = psql(
         &conn,
-        &["-c", "ALTER TABLE package ADD COLUMN qty int CHECK (qty > 0)"],
+        &[
+            "-c",
+            "ALTER TABLE package ADD COLUMN qty int CHECK (qty > 0)",
+        ],
     );
     assert!(!out.status.success(), "{}", out.stdout);
     assert!(
-        out.stderr.contains("constraint-missing-not-valid") && out.stderr.contains("package (~1.0M rows)"),
+        out.stderr.contains("constraint-missing-not-valid")
+            && out.stderr.contains("package (~1.0M rows)"),
         "{}",
         out.stderr
     );
@@ -591,10 +675,17 @@ fn add_column_with_inline_check_is_refused_on_a_large_table() {
     // On the 10-row table it is a warning and runs.
     let out = psql(
         &conn,
-        &["-c", "ALTER TABLE tiny_pkg ADD COLUMN qty int CHECK (qty > 0)"],
+        &[
+            "-c",
+            "ALTER TABLE tiny_pkg ADD COLUMN qty int CHECK (qty > 0)",
+        ],
     );
     assert!(out.status.success(), "{}", out.stderr);
-    assert!(out.stderr.contains("constraint-missing-not-valid"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("constraint-missing-not-valid"),
+        "{}",
+        out.stderr
+    );
 }
 
 /// Autogenerate's rename (add_column + drop_column in one revision) on a table with data is
@@ -641,16 +732,23 @@ fn dropping_a_foreign_key_names_the_referenced_table() {
     );
     wait_unused(&db);
     let conn = Cluster::shared().conn(&db).with_port(px.port());
-    let out = psql(&conn, &["-c", "ALTER TABLE award DROP CONSTRAINT award_pkg_fk"]);
+    let out = psql(
+        &conn,
+        &["-c", "ALTER TABLE award DROP CONSTRAINT award_pkg_fk"],
+    );
     assert!(out.status.success(), "{}", out.stderr);
     assert!(
-        out.stderr.contains("references, public.package (~1.0M rows)"),
+        out.stderr
+            .contains("references, public.package (~1.0M rows)"),
         "{}\n{}",
         out.stderr,
         px.logs()
     );
     assert_eq!(
-        sql(&db, "SELECT count(*) FROM pg_constraint WHERE conname = 'award_pkg_fk'"),
+        sql(
+            &db,
+            "SELECT count(*) FROM pg_constraint WHERE conname = 'award_pkg_fk'"
+        ),
         "0"
     );
 }

@@ -957,11 +957,17 @@ mod tests {
             let out = decide(0, 0, sql);
             assert_eq!(out.verdict, Verdict::Warn, "{sql}: {:?}", out.decision);
             assert!(
-                out.warnings.iter().any(|(_, m, _)| m.contains("no other session")),
+                out.warnings
+                    .iter()
+                    .any(|(_, m, _)| m.contains("no other session")),
                 "{sql}: {:?}",
                 out.warnings
             );
-            assert_eq!(decide(8192, 0, sql).verdict, Verdict::Reject, "{sql} with a row");
+            assert_eq!(
+                decide(8192, 0, sql).verdict,
+                Verdict::Reject,
+                "{sql} with a row"
+            );
             assert_eq!(decide(0, 1, sql).verdict, Verdict::Reject, "{sql} in use");
         }
         // NOT NULL without a default: fine on a provably empty table (whoever is connected),
@@ -977,7 +983,10 @@ mod tests {
         assert!(has(&decide(8192, 3, required)));
         // A type: no rows, but CASCADE would drop the columns that use it.
         assert_eq!(decide(0, 0, "DROP TYPE mood").verdict, Verdict::Warn);
-        assert_eq!(decide(0, 0, "DROP TYPE mood CASCADE").verdict, Verdict::Reject);
+        assert_eq!(
+            decide(0, 0, "DROP TYPE mood CASCADE").verdict,
+            Verdict::Reject
+        );
         assert_eq!(decide(0, 2, "DROP TYPE mood").verdict, Verdict::Reject);
     }
 

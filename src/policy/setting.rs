@@ -105,10 +105,7 @@ pub fn cutoff(text: &str, analysis: &Analysis) -> usize {
         };
         let own = text.get(st.span.clone()).unwrap_or_default().as_bytes();
         let mentions = WORDS.iter().any(|w| {
-            own.len() >= w.len()
-                && own
-                    .windows(w.len())
-                    .any(|win| win.eq_ignore_ascii_case(w))
+            own.len() >= w.len() && own.windows(w.len()).any(|win| win.eq_ignore_ascii_case(w))
         });
         if control || mentions {
             return st.span.start;
@@ -270,8 +267,14 @@ mod tests {
         let ctx = AnalysisContext::default();
         for (sql, at) in [
             ("ALTER TABLE t DROP COLUMN a", None),
-            ("ALTER TABLE t DROP COLUMN a; RESET pgwarden.allow", Some("RESET")),
-            ("ALTER TABLE t DROP COLUMN a; COMMIT; DROP TABLE u", Some("COMMIT")),
+            (
+                "ALTER TABLE t DROP COLUMN a; RESET pgwarden.allow",
+                Some("RESET"),
+            ),
+            (
+                "ALTER TABLE t DROP COLUMN a; COMMIT; DROP TABLE u",
+                Some("COMMIT"),
+            ),
             (
                 "SELECT set_config('pgwarden.allow', '', true); DROP TABLE u",
                 Some("SELECT"),

@@ -203,8 +203,15 @@ impl Guard {
             .collect();
         let statement = crate::enforce::raise::excerpt(sql);
         for (rule, _, reason) in crate::policy::setting::allowed(&e.decision) {
-            info!(session, mode, decision = "allowed", rule, reason, statement,
-                  "finding accepted deliberately");
+            info!(
+                session,
+                mode,
+                decision = "allowed",
+                rule,
+                reason,
+                statement,
+                "finding accepted deliberately"
+            );
         }
         match (e.intended, e.verdict) {
             (Verdict::Allow, _) => {}

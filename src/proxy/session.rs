@@ -1028,12 +1028,7 @@ fn base_lex() -> crate::sql::lexer::LexOptions {
 
 /// DML the enforcer watches (`Guard::watches_dml`), decided on the server's word: every
 /// earlier request answered first, so a COMMIT in flight has ended the transaction.
-async fn watched_dml(
-    ctx: &Ctx,
-    state: &Mutex<State>,
-    side: &ClientSide,
-    sql: &[u8],
-) -> bool {
+async fn watched_dml(ctx: &Ctx, state: &Mutex<State>, side: &ClientSide, sql: &[u8]) -> bool {
     let Some(guard) = side.guard.as_ref() else {
         return false;
     };
@@ -1086,7 +1081,9 @@ async fn decide_held(
         settings = lex_settings(&lock(state), side);
         reading = server_lex::exact_reading(sql_bytes, &settings, &base);
     }
-    if !server_lex::needs_attention(sql_bytes, &settings, &base) && !watched_dml(ctx, state, side, sql_bytes).await {
+    if !server_lex::needs_attention(sql_bytes, &settings, &base)
+        && !watched_dml(ctx, state, side, sql_bytes).await
+    {
         // Known now, and plain DML after all.
         if let Some(name) = &parse_name {
             side.ddl_statements.remove(name);

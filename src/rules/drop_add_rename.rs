@@ -16,7 +16,12 @@ fn added_before(f: &StatementFacts, cx: &Cx<'_>, table: &ObjectName) -> Vec<Stri
         .filter_map(|a| a.column_def.as_ref().map(|c| c.name.clone()))
         .collect();
     if cx.state.in_transaction() {
-        for h in cx.state.held_locks.iter().filter(|h| h.table.same_as(table)) {
+        for h in cx
+            .state
+            .held_locks
+            .iter()
+            .filter(|h| h.table.same_as(table))
+        {
             out.extend(h.added_columns.iter().cloned());
         }
     }
@@ -31,7 +36,9 @@ pub(crate) fn annotate(f: &StatementFacts, cx: &Cx<'_>, found: &mut [Finding]) {
     {
         return;
     }
-    let Some(table) = f.table.as_ref() else { return };
+    let Some(table) = f.table.as_ref() else {
+        return;
+    };
     let added = added_before(f, cx, table);
     if added.is_empty() {
         return;

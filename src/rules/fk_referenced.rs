@@ -6,7 +6,9 @@ use crate::sql::facts::ActionKind;
 
 /// Appends the referenced table to this statement's findings that are about a lock.
 pub(crate) fn annotate(f: &StatementFacts, cx: &Cx<'_>, found: &mut [Finding]) {
-    let Some(table) = f.table.as_ref() else { return };
+    let Some(table) = f.table.as_ref() else {
+        return;
+    };
     let dropped = &cx.ctx.catalog.dropped_foreign_keys;
     if dropped.is_empty() || found.is_empty() {
         return;

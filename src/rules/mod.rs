@@ -58,11 +58,11 @@ pub enum Sizing {
     Fixed,
 }
 
+mod drop_add_rename;
+mod fk_referenced;
 mod objects;
 mod timeouts;
 pub mod unused;
-mod drop_add_rename;
-mod fk_referenced;
 
 macro_rules! rules {
     ($( $variant:ident, $module:ident, $id:literal, $action:ident, $sizing:ident, $summary:literal; )*) => {

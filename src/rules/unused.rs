@@ -53,7 +53,7 @@ fn unused_database(cx: &Cx<'_>) -> bool {
 }
 
 /// The tables a finding of a table rule is about.
-fn tables_of<'f>(f: &'f StatementFacts) -> Vec<&'f ObjectName> {
+fn tables_of(f: &StatementFacts) -> Vec<&ObjectName> {
     match f.kind {
         StatementKind::DropTable => f.targets.iter().collect(),
         _ => f.table.iter().collect(),
@@ -63,8 +63,15 @@ fn tables_of<'f>(f: &'f StatementFacts) -> Vec<&'f ObjectName> {
 /// `ADD COLUMN ... NOT NULL` without a default succeeds on a table without rows: on a
 /// provably empty one adding-required-field has nothing to say (its own check trusts only an
 /// estimate of 0 rows).
-pub(crate) fn drop_required_field_on_empty(f: &StatementFacts, cx: &Cx<'_>, out: &mut Vec<Finding>, first: usize) {
-    let Some(table) = f.table.as_ref() else { return };
+pub(crate) fn drop_required_field_on_empty(
+    f: &StatementFacts,
+    cx: &Cx<'_>,
+    out: &mut Vec<Finding>,
+    first: usize,
+) {
+    let Some(table) = f.table.as_ref() else {
+        return;
+    };
     if cx.ctx.file_mode
         || !cx.ctx.catalog.is_empty_table(table)
         || crate::sql::identity::resolved_elsewhere(cx.ctx, cx.state, table)
