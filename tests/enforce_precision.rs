@@ -752,3 +752,42 @@ fn dropping_a_foreign_key_names_the_referenced_table() {
         "0"
     );
 }
+
+/// `ALTER TYPE ... ADD VALUE` and then its use in a later Query of the same transaction (as
+/// Alembic sends them): pgwarden refuses the use, naming the rule, before the server's 55P04;
+/// after COMMIT the value may be used.
+#[test]
+fn new_enum_value_used_in_the_same_transaction_is_refused() {
+    let (px, _audit) = proxy();
+    let db = fresh("prec_enum", false);
+    sql(
+        &db,
+        "CREATE TYPE mood AS ENUM ('calm'); CREATE TABLE acct (id int, feeling mood); \
+         INSERT INTO acct VALUES (1, 'calm');",
+    );
+    wait_unused(&db);
+    let conn = Cluster::shared().conn(&db).with_port(px.port());
+    let bad =
+        "BEGIN;\nALTER TYPE mood ADD VALUE 'tense';\nUPDATE acct SET feeling = 'tense';\nCOMMIT;\n";
+    let out = psql_stdin(
+        &conn,
+        &["-v", "ON_ERROR_STOP=1", "-f", "-"],
+        Some(bad.as_bytes()),
+    );
+    assert!(!out.status.success(), "{}", out.stdout);
+    assert!(
+        out.stderr.contains("enum-value-in-transaction"),
+        "{}\n{}",
+        out.stderr,
+        px.logs()
+    );
+    let good =
+        "BEGIN;\nALTER TYPE mood ADD VALUE 'tense';\nCOMMIT;\nUPDATE acct SET feeling = 'tense';\n";
+    let out = psql_stdin(
+        &conn,
+        &["-v", "ON_ERROR_STOP=1", "-f", "-"],
+        Some(good.as_bytes()),
+    );
+    assert!(out.status.success(), "{}", out.stderr);
+    assert_eq!(sql(&db, "SELECT feeling FROM acct"), "tense");
+}

@@ -226,8 +226,21 @@ impl SessionEnforcer {
     /// data change on that table (`rules::backfill_under_lock`): sessions that never ran DDL
     /// in the open transaction pay one emptiness check.
     pub fn dml_needs_attention(&self, sql: &str, standard_conforming_strings: bool) -> bool {
-        if self.carry.held_locks.is_empty() || !self.carry.in_transaction() {
+        if !self.carry.in_transaction() {
             return false;
+        }
+        // An enum label this transaction added, used by the data change (55P04 at the server).
+        let uses_new_label = || {
+            self.carry
+                .enum_values_added
+                .iter()
+                .any(|(_, label)| sql.contains(&format!("'{}'", label.replace('\'', "''"))))
+        };
+        if self.carry.held_locks.is_empty() {
+            return !self.carry.enum_values_added.is_empty() && uses_new_label();
+        }
+        if !self.carry.enum_values_added.is_empty() && uses_new_label() {
+            return true;
         }
         let opts = LexOptions {
             standard_conforming_strings,
@@ -256,6 +269,7 @@ impl SessionEnforcer {
             created_tables: Vec::new(),
             timeouts: self.carry.timeouts,
             held_locks: self.carry.held_locks.clone(),
+            enum_values_added: self.carry.enum_values_added.clone(),
             ..AnalysisContext::default()
         };
         ctx.lex.standard_conforming_strings = s.standard_conforming_strings;
@@ -284,7 +298,7 @@ impl SessionEnforcer {
         // A data change watched under a held lock (`dml_needs_attention`) asks only for the
         // settings: `pgwarden.allow` and the timeouts as the server holds them.
         let wants = has_ddl
-            || (!ctx.held_locks.is_empty()
+            || ((!ctx.held_locks.is_empty() || !ctx.enum_values_added.is_empty())
                 && analysis
                     .statements
                     .iter()

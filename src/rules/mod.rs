@@ -758,6 +758,7 @@ pub fn evaluate_proving(
             Outcome::Dml => {
                 findings.extend(lock_held_across_statements::on_dml(stmt, &cx));
                 findings.extend(backfill_under_lock::on_dml(stmt, &cx));
+                findings.extend(enum_value_in_transaction::on_dml(stmt, &cx));
             }
             Outcome::Empty => {}
         }

@@ -172,6 +172,8 @@ pub struct AnalysisContext {
     pub file_mode: bool,
     /// Write-blocking locks earlier texts of this transaction hold (the proxy carries them).
     pub held_locks: Vec<HeldLock>,
+    /// Enum values earlier texts of this transaction added: (type, label).
+    pub enum_values_added: Vec<(ObjectName, String)>,
 }
 
 impl Default for AnalysisContext {
@@ -189,6 +191,7 @@ impl Default for AnalysisContext {
             catalog: CatalogFacts::default(),
             file_mode: false,
             held_locks: Vec::new(),
+            enum_values_added: Vec::new(),
         }
     }
 }
@@ -240,6 +243,7 @@ impl ScriptState {
             created_tables: ctx.created_tables.clone(),
             timeouts: ctx.timeouts,
             held_locks: ctx.held_locks.clone(),
+            enum_values_added: ctx.enum_values_added.clone(),
             ..ScriptState::default()
         }
     }
