@@ -791,3 +791,28 @@ fn new_enum_value_used_in_the_same_transaction_is_refused() {
     assert!(out.status.success(), "{}", out.stderr);
     assert_eq!(sql(&db, "SELECT feeling FROM acct"), "tense");
 }
+
+/// `pgwarden explain` says how the drop rules treat empty tables and how to allow a finding.
+#[test]
+fn explain_documents_empty_tables_and_the_allow_setting() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_pgwarden"))
+        .args(["explain", "ban-drop-column"])
+        .output()
+        .expect("pgwarden explain");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains("## Empty tables in an unused database"),
+        "{text}"
+    );
+    assert!(
+        text.contains("op.execute(\"SET LOCAL pgwarden.allow = 'ban-drop-column: <reason>'\")"),
+        "{text}"
+    );
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_pgwarden"))
+        .args(["explain", "cannot-analyse"])
+        .output()
+        .expect("pgwarden explain");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(!text.contains("pgwarden.allow"), "{text}");
+}
