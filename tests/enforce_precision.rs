@@ -257,6 +257,9 @@ fn fresh_install_upgrade_downgrade_upgrade_passes() {
             &["upgrade", "head"],
             &["downgrade", "h1"],
         ] {
+            // The previous step's backend leaves pg_stat_activity a moment after its client
+            // disconnected: wait for the real condition, not for luck.
+            wait_unused(&db);
             let out = alembic_run(dir.path(), &url, step);
             assert_ok(&out, &format!("{driver} {step:?}"), &px);
         }
