@@ -158,6 +158,10 @@ pub struct StatementRecord {
     /// differs from `decision`; absent otherwise.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub would: Option<Decision>,
+    /// Findings accepted deliberately, `rule: reason` (`SET LOCAL pgwarden.allow = '...'` or a
+    /// `-- pgwarden:allow` comment; the reason is mandatory); absent when none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allowed: Vec<String>,
     /// Secret values found in the client's text, kept in memory only (never serialised) to
     /// scrub them from the rewritten text and from the server's error message.
     #[serde(skip)]
@@ -216,6 +220,7 @@ impl StatementRecord {
             injected: Vec::new(),
             table_sizes: Vec::new(),
             would: None,
+            allowed: Vec::new(),
             secrets: Secrets(secrets),
         }
     }

@@ -344,13 +344,22 @@ pub fn render_explain(rule: Rule) -> String {
         }
         _ => "",
     };
-    format!(
+    let mut out = format!(
         "# {}\n\n{}.\n\nDefault action: {}{sizing}\n\n{}",
         rule.id(),
         rule.summary(),
         rule.default_action().as_str(),
         rule.doc()
-    )
+    );
+    if crate::rules::unused::relaxes(rule) {
+        out.push('\n');
+        out.push_str(crate::rules::unused::EXPLAIN);
+    }
+    if let Some(text) = crate::policy::setting::explain(rule) {
+        out.push('\n');
+        out.push_str(&text);
+    }
+    out
 }
 
 #[cfg(test)]

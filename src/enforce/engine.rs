@@ -4,6 +4,7 @@
 //! Pure (no I/O): the session does the lookup round trip between [`SessionEnforcer::prepare`]
 //! and [`SessionEnforcer::decide`], and sends what `decide` says.
 use crate::config::policy::Mode;
+use crate::policy::setting::{self, SettingAllow};
 use crate::policy::{Decision, Outcome as FindingOutcome, Policy, Verdict};
 use crate::protocol::TxStatus;
 use crate::rules::Rule;
@@ -71,6 +72,10 @@ pub struct Prepared {
     columns: Vec<(ObjectName, String)>,
     functions: Vec<String>,
     matviews: usize,
+    /// Index names a CREATE INDEX IF NOT EXISTS would keep (after the matviews in `relations`).
+    indexes: usize,
+    /// (statement index, table, constraint) of every DROP CONSTRAINT (lookup `foreign_keys`).
+    fk_drops: Vec<(usize, ObjectName, String)>,
     /// Session-created candidates resolved after `relations` in the lookup.
     pending: usize,
     /// Tables the text creates (lookup `targets`).
@@ -221,6 +226,40 @@ impl SessionEnforcer {
         }
     }
 
+    /// Must this text, which the prefilter calls plain DML, be decided on all the same? Only
+    /// while the transaction holds a write-blocking lock on an existing table, and only for a
+    /// data change on that table (`rules::backfill_under_lock`): sessions that never ran DDL
+    /// in the open transaction pay one emptiness check.
+    pub fn dml_needs_attention(&self, sql: &str, standard_conforming_strings: bool) -> bool {
+        if !self.carry.in_transaction() {
+            return false;
+        }
+        // An enum label this transaction added, used by the data change (55P04 at the server).
+        let uses_new_label = || {
+            self.carry
+                .enum_values_added
+                .iter()
+                .any(|(_, label)| sql.contains(&format!("'{}'", label.replace('\'', "''"))))
+        };
+        if self.carry.held_locks.is_empty() {
+            return !self.carry.enum_values_added.is_empty() && uses_new_label();
+        }
+        if !self.carry.enum_values_added.is_empty() && uses_new_label() {
+            return true;
+        }
+        let opts = LexOptions {
+            standard_conforming_strings,
+            ..session_lex_options()
+        };
+        lexer::split(sql, &opts).any(|st| {
+            st.class == StatementClass::Dml
+                && sql
+                    .get(st.span.clone())
+                    .and_then(crate::rules::backfill_under_lock::dml_target)
+                    .is_some_and(|t| self.carry.held_locks.iter().any(|h| h.table.same_as(&t)))
+        })
+    }
+
     /// Analyses the text and says which live facts the rules could use.
     pub fn prepare(&self, sql: &str, s: Situation) -> Prepared {
         let mut ctx = AnalysisContext {
@@ -234,6 +273,8 @@ impl SessionEnforcer {
             // Newness across texts is by oid (`enforce::identity`), never by name.
             created_tables: Vec::new(),
             timeouts: self.carry.timeouts,
+            held_locks: self.carry.held_locks.clone(),
+            enum_values_added: self.carry.enum_values_added.clone(),
             ..AnalysisContext::default()
         };
         ctx.lex.standard_conforming_strings = s.standard_conforming_strings;
@@ -250,16 +291,27 @@ impl SessionEnforcer {
             analyze(sql, &ctx)
         };
         let needs = analysis.lookup_needs();
+        let kept = crate::rules::invalid_index_kept::index_names(&analysis);
         let relations: Vec<ObjectName> = needs
             .tables
             .iter()
             .chain(needs.matviews.iter())
+            .chain(kept.iter())
             .cloned()
             .collect();
         let has_ddl = analysis.statements.iter().any(|st| st.facts().is_some());
+        // A data change watched under a held lock (`dml_needs_attention`) asks only for the
+        // settings: `pgwarden.allow` and the timeouts as the server holds them.
+        let wants = has_ddl
+            || ((!ctx.held_locks.is_empty() || !ctx.enum_values_added.is_empty())
+                && analysis
+                    .statements
+                    .iter()
+                    .any(|st| matches!(st.outcome, crate::sql::Outcome::Dml)));
         let pending = self.relations.pending();
         let targets = created_targets(&analysis);
-        let lookup = has_ddl.then(|| LookupRequest {
+        let fk_drops = dropped_constraints(&analysis);
+        let lookup = wants.then(|| LookupRequest {
             relations: relations
                 .iter()
                 .map(rel_name)
@@ -272,13 +324,19 @@ impl SessionEnforcer {
                 .map(|(t, c)| (rel_name(t), c.clone()))
                 .collect(),
             functions: needs.functions.clone(),
+            foreign_keys: fk_drops
+                .iter()
+                .map(|(_, t, c)| (rel_name(t), c.clone()))
+                .collect(),
         });
         Prepared {
             analysis,
             ctx,
             lookup,
             matviews: needs.matviews.len(),
-            pending: if has_ddl { pending.len() } else { 0 },
+            indexes: kept.len(),
+            fk_drops,
+            pending: if wants { pending.len() } else { 0 },
             targets,
             relations,
             columns: needs.columns,
@@ -330,6 +388,18 @@ impl SessionEnforcer {
         let mut decision = self
             .policy
             .decide(sql, &p.analysis, &evaluation, &p.ctx, allow_rewrite);
+        if let Some(allow) = facts
+            .ok()
+            .and_then(|live| live.allow_setting.as_deref())
+            .and_then(SettingAllow::parse)
+        {
+            // `SET LOCAL pgwarden.allow`, as the server holds it now (`policy::setting`); a
+            // text read lossily cannot be vouched for, so nothing in it is allowed this way.
+            if s.utf8 || sql.is_ascii() {
+                let cut = setting::cutoff(sql, &p.analysis);
+                setting::apply(&self.policy, &mut decision, &allow, cut);
+            }
+        }
         if !s.utf8 && !sql.is_ascii() {
             // The text was read lossily: pgwarden cannot vouch for what it analysed.
             fail_closed_non_utf8(&mut decision);
@@ -446,6 +516,57 @@ fn created_targets(analysis: &Analysis) -> Vec<ObjectName> {
     out
 }
 
+/// (statement index, table, constraint) of the top-level `ALTER TABLE ... DROP CONSTRAINT`s.
+fn dropped_constraints(analysis: &Analysis) -> Vec<(usize, ObjectName, String)> {
+    let mut out = Vec::new();
+    for (i, st) in analysis.statements.iter().enumerate() {
+        let Some(f) = st.facts() else { continue };
+        let Some(table) = &f.table else { continue };
+        for a in &f.actions {
+            if a.kind == crate::sql::facts::ActionKind::DropConstraint {
+                if let Some(name) = &a.constraint_name {
+                    out.push((i, table.clone(), name.clone()));
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Dropping a foreign key takes ACCESS EXCLUSIVE on the table it references too: the server
+/// named that table; its lock and size join the statement's (issue 11 deliver 5).
+fn apply_foreign_keys(
+    p: &mut Prepared,
+    live: &LiveFacts,
+    catalog: &mut CatalogFacts,
+    sizes: &mut Vec<(String, u64, u64)>,
+) {
+    for ((i, table, constraint), answer) in p.fk_drops.iter().zip(&live.foreign_keys) {
+        let Some(r) = answer else { continue };
+        let referenced = ObjectName::new(Some(&r.schema), &r.name);
+        let heap = u64::try_from(r.heap_bytes).unwrap_or(0);
+        let bytes = u64::try_from(r.total_bytes).unwrap_or(0);
+        let rows = r.rows.map_or(heap / MIN_TUPLE_BYTES, |v| v as u64);
+        catalog
+            .tables
+            .insert(referenced.to_string(), TableStats { rows, bytes });
+        sizes.push((referenced.to_string(), rows, bytes));
+        catalog
+            .dropped_foreign_keys
+            .push((table.clone(), constraint.clone(), referenced.clone()));
+        if let Some(crate::sql::AnalysedStatement {
+            outcome: crate::sql::Outcome::Facts(f),
+            ..
+        }) = p.analysis.statements.get_mut(*i)
+        {
+            if !f.locks.iter().any(|(t, _)| t == &referenced) {
+                f.locks
+                    .push((referenced, crate::sql::LockMode::AccessExclusive));
+            }
+        }
+    }
+}
+
 /// Puts the server's answers into the analysis context the rules read.
 fn apply_live(
     p: &mut Prepared,
@@ -456,8 +577,19 @@ fn apply_live(
 ) {
     let mut catalog = CatalogFacts::default();
     let mut identity = crate::sql::identity::LiveIdentity::default();
-    let tables = p.relations.len() - p.matviews;
+    let tables = p.relations.len() - p.matviews - p.indexes;
+    let matviews_end = p.relations.len() - p.indexes;
     for (i, (name, facts)) in p.relations.iter().zip(&live.relations).enumerate() {
+        if i >= matviews_end {
+            // An index a CREATE INDEX IF NOT EXISTS would keep: only its validity matters.
+            if facts
+                .as_ref()
+                .is_some_and(|f| f.relkind == 'i' && f.index_valid == Some(false))
+            {
+                catalog.invalid_indexes.insert(name.to_string());
+            }
+            continue;
+        }
         let Some(f) = facts else {
             identity.names.insert(name.to_string(), None);
             continue;
@@ -481,6 +613,10 @@ fn apply_live(
                 name.to_string(),
                 ObjectName::new(f.index_table_schema.as_deref(), table),
             );
+        }
+        if i < tables && f.relkind == 'r' && f.index_table.is_none() && heap == 0 {
+            // A zero-length heap holds no row, committed or not (an INSERT extends it first).
+            catalog.empty_tables.insert(name.to_string());
         }
         if i < tables {
             catalog
@@ -516,6 +652,8 @@ fn apply_live(
         };
         catalog.volatility.insert(name.clone(), v);
     }
+    catalog.other_sessions = live.other_sessions;
+    apply_foreign_keys(p, live, &mut catalog, sizes);
     catalog.live = Some(identity);
     p.ctx.catalog = catalog;
     if let Some(v) = live.server_version_num {
@@ -574,10 +712,15 @@ fn rejection_of(sql: &str, d: &Decision) -> Rejection {
         let others: Vec<&str> = rejected[1..].iter().map(|j| j.finding.rule.id()).collect();
         detail.push_str(&format!(" Also refused by: {}.", others.join(", ")));
     }
+    let hint = match setting::hint(f.rule) {
+        Some(escape) if !f.help.is_empty() => format!("{} {escape}", f.help),
+        Some(escape) => escape,
+        None => f.help.clone(),
+    };
     Rejection {
         message: format!("pgwarden: {}: {}", f.rule, f.message),
         detail,
-        hint: f.help.clone(),
+        hint,
     }
 }
 
@@ -613,10 +756,14 @@ mod tests {
                 table_oid: Some(16_400),
                 persistence: 'p',
                 index_table_schema: None,
+                index_valid: None,
             })],
             columns: vec![],
             functions: vec![],
             targets: vec![],
+            other_sessions: Some(3),
+            allow_setting: None,
+            foreign_keys: vec![],
         }
     }
 
@@ -801,6 +948,101 @@ mod tests {
         let p = e.prepare(sql, s);
         let out = e.decide(sql, p, Ok(&live_big()), s);
         assert_eq!(out.verdict, Verdict::Reject, "{:?}", out.decision);
+    }
+
+    /// Issue 11 deliver 2: a drop of a provably empty table in a database nobody else is
+    /// connected to warns; with a row-holding heap or another session it is refused.
+    #[test]
+    fn drop_of_an_empty_table_in_an_unused_database_warns() {
+        let decide = |heap: i64, others: u64, sql: &str| {
+            let mut e = SessionEnforcer::new(&Policy::default(), "db", "u", "app");
+            let s = situation(TxStatus::InTransaction);
+            let p = e.prepare(sql, s);
+            let mut live = live_big();
+            if let Some(Some(r)) = live.relations.first_mut() {
+                r.heap_bytes = heap;
+                r.total_bytes = heap + 8192;
+                r.rows = Some(if heap == 0 { 0.0 } else { 1.0 });
+            }
+            live.other_sessions = Some(others);
+            e.decide(sql, p, Ok(&live), s)
+        };
+        for sql in [
+            "DROP TABLE orders",
+            "ALTER TABLE orders DROP COLUMN a",
+            "ALTER TABLE orders RENAME TO purchases",
+            "ALTER TABLE orders RENAME COLUMN a TO b",
+        ] {
+            let out = decide(0, 0, sql);
+            assert_eq!(out.verdict, Verdict::Warn, "{sql}: {:?}", out.decision);
+            assert!(
+                out.warnings
+                    .iter()
+                    .any(|(_, m, _)| m.contains("no other session")),
+                "{sql}: {:?}",
+                out.warnings
+            );
+            assert_eq!(
+                decide(8192, 0, sql).verdict,
+                Verdict::Reject,
+                "{sql} with a row"
+            );
+            assert_eq!(decide(0, 1, sql).verdict, Verdict::Reject, "{sql} in use");
+        }
+        // NOT NULL without a default: fine on a provably empty table (whoever is connected),
+        // refused on one with a row.
+        let required = "ALTER TABLE orders ADD COLUMN b int NOT NULL";
+        let has = |out: &Enforcement| {
+            out.decision
+                .findings
+                .iter()
+                .any(|j| j.finding.rule == Rule::AddingRequiredField)
+        };
+        assert!(!has(&decide(0, 3, required)));
+        assert!(has(&decide(8192, 3, required)));
+        // A type: no rows, but CASCADE would drop the columns that use it.
+        assert_eq!(decide(0, 0, "DROP TYPE mood").verdict, Verdict::Warn);
+        assert_eq!(
+            decide(0, 0, "DROP TYPE mood CASCADE").verdict,
+            Verdict::Reject
+        );
+        assert_eq!(decide(0, 2, "DROP TYPE mood").verdict, Verdict::Reject);
+    }
+
+    /// The refusal's HINT says how to accept it deliberately, Alembic's spelling first; the
+    /// server's `pgwarden.allow` value then lets it through with its reason.
+    #[test]
+    fn the_allow_setting_as_the_server_holds_it() {
+        let mut e = SessionEnforcer::new(&Policy::default(), "db", "u", "app");
+        let s = situation(TxStatus::InTransaction);
+        let sql = "ALTER TABLE orders DROP COLUMN a";
+        let p = e.prepare(sql, s);
+        let out = e.decide(sql, p, Ok(&live_big()), s);
+        let hint = out.rejection.expect("refused").hint;
+        assert!(
+            hint.contains("op.execute(\"SET LOCAL pgwarden.allow = 'ban-drop-column: <reason>'\")"),
+            "{hint}"
+        );
+        let mut live = live_big();
+        live.allow_setting = Some("ban-drop-column: legacy column retired in r7".into());
+        let p = e.prepare(sql, s);
+        let out = e.decide(sql, p, Ok(&live), s);
+        // The timeout warnings stay: only the rule named is allowed.
+        assert_eq!(out.verdict, Verdict::Warn, "{:?}", out.decision);
+        assert_eq!(
+            crate::policy::setting::allowed(&out.decision)[0].2,
+            "pgwarden.allow: legacy column retired in r7"
+        );
+        // Read lossily (non-UTF-8), nothing is allowed this way.
+        let lossy = "ALTER TABLE orders DROP COLUMN caf\u{e9}";
+        let bad = Situation { utf8: false, ..s };
+        let p = e.prepare(lossy, bad);
+        let out = e.decide(lossy, p, Ok(&live), bad);
+        assert_eq!(out.verdict, Verdict::Reject, "{:?}", out.decision);
+        // Without the server's answer there is no value to read.
+        let p = e.prepare(sql, s);
+        let out = e.decide(sql, p, Err("test"), s);
+        assert_eq!(out.verdict, Verdict::Reject);
     }
 
     #[test]

@@ -40,9 +40,19 @@ const STATEMENT: &str = "pgwarden_lookup";
 /// Server version and the timeouts in force for this session (role and database defaults and
 /// the migration's own `SET`s included), as `current_setting` prints them (`0`, `5s`, `1min`).
 /// Not `pg_settings`: that view builds a row for every setting, ~10x the cost of the lookup.
+///
+/// Also: how many other client sessions are connected to this database (issue 11 deliver 2: a
+/// database nobody else uses; `pg_stat_activity` shows every session's database to every
+/// role, and it is the view as of this transaction's first look at it), and the value of
+/// `pgwarden.allow` exactly as the server holds it now (`allow_setting`: NULL when never set).
 const SETTINGS_SQL: &str = "SELECT pg_catalog.current_setting('server_version_num'), \
      pg_catalog.current_setting('lock_timeout'), \
-     pg_catalog.current_setting('statement_timeout')";
+     pg_catalog.current_setting('statement_timeout'), \
+     (SELECT pg_catalog.count(*) FROM pg_catalog.pg_stat_activity a \
+       WHERE a.datname OPERATOR(pg_catalog.=) pg_catalog.current_database() \
+         AND a.pid OPERATOR(pg_catalog.<>) pg_catalog.pg_backend_pid() \
+         AND a.backend_type OPERATOR(pg_catalog.=) CAST('client backend' AS pg_catalog.text)), \
+     pg_catalog.current_setting('pgwarden.allow', true)";
 
 /// `to_regclass` of (schema or NULL, name): the relation the session's search_path resolves.
 macro_rules! regclass_of {
@@ -76,7 +86,8 @@ const RELATION_SQL: &str = concat!(
                AND u.indisunique AND u.indisvalid AND u.indpred IS NULL), \
        COALESCE(t.oid, c.oid), \
        CAST(COALESCE(t.relpersistence, c.relpersistence) AS pg_catalog.text), \
-       CAST(tn.nspname AS pg_catalog.text) \
+       CAST(tn.nspname AS pg_catalog.text), \
+       i.indisvalid \
      FROM pg_catalog.pg_class c \
      JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace \
      LEFT JOIN pg_catalog.pg_index i ON i.indexrelid OPERATOR(pg_catalog.=) c.oid \
@@ -116,6 +127,34 @@ const TARGET_SQL: &str = "SELECT x.s, CAST(pg_catalog.to_regclass(pg_catalog.quo
        AS pg_catalog.oid) \
      FROM (SELECT COALESCE(CAST($1 AS pg_catalog.text), CAST(pg_catalog.current_schema() AS pg_catalog.text)) AS s) x";
 
+/// The table a foreign key (table, constraint name) references, with its size: dropping the
+/// key takes ACCESS EXCLUSIVE on that table too (issue 11 deliver 5). No row when the
+/// constraint is not a foreign key of that table.
+const FOREIGN_KEY_SQL: &str = concat!(
+    "SELECT CAST(rn.nspname AS pg_catalog.text), CAST(r.relname AS pg_catalog.text), \
+       CAST(r.reltuples AS pg_catalog.int8), \
+       pg_catalog.pg_relation_size(CAST(r.oid AS pg_catalog.regclass)), \
+       pg_catalog.pg_total_relation_size(CAST(r.oid AS pg_catalog.regclass)) \
+     FROM pg_catalog.pg_constraint k \
+     JOIN pg_catalog.pg_class r ON r.oid OPERATOR(pg_catalog.=) k.confrelid \
+     JOIN pg_catalog.pg_namespace rn ON rn.oid OPERATOR(pg_catalog.=) r.relnamespace \
+     WHERE k.contype OPERATOR(pg_catalog.=) CAST('f' AS pg_catalog.\"char\") \
+       AND k.conname OPERATOR(pg_catalog.=) CAST(CAST($3 AS pg_catalog.text) AS pg_catalog.name) \
+       AND k.conrelid OPERATOR(pg_catalog.=) ",
+    regclass_of!("$1", "$2")
+);
+
+/// What the server said about the table a dropped foreign key references.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReferencedFacts {
+    pub schema: String,
+    pub name: String,
+    /// `reltuples`; `None` when never analysed.
+    pub rows: Option<f64>,
+    pub heap_bytes: i64,
+    pub total_bytes: i64,
+}
+
 /// A relation name as the statement wrote it, already case-folded / unquoted by the analysis.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct RelName {
@@ -133,6 +172,8 @@ pub struct LookupRequest {
     pub functions: Vec<String>,
     /// Tables the text creates: where each would be created and what has that name now.
     pub targets: Vec<RelName>,
+    /// (table, constraint) of every DROP CONSTRAINT: the table it references, if a foreign key.
+    pub foreign_keys: Vec<(RelName, String)>,
 }
 
 /// What the server said about one relation.
@@ -160,6 +201,8 @@ pub struct RelationFacts {
     pub persistence: char,
     /// For an index: the schema of its table.
     pub index_table_schema: Option<String>,
+    /// For an index: `pg_index.indisvalid` (false after a failed CONCURRENTLY build).
+    pub index_valid: Option<bool>,
 }
 
 /// Where a CREATE TABLE creates its table, and what already has that name.
@@ -187,11 +230,17 @@ pub struct LiveFacts {
     pub server_version_num: Option<u32>,
     pub lock_timeout_ms: Option<u64>,
     pub statement_timeout_ms: Option<u64>,
+    /// Other client sessions connected to this database (`None`: not known).
+    pub other_sessions: Option<u64>,
+    /// `current_setting('pgwarden.allow', true)`: `None` when the server has no such setting.
+    pub allow_setting: Option<String>,
     pub relations: Vec<Option<RelationFacts>>,
     pub columns: Vec<Option<ColumnFacts>>,
     /// Volatility letters per function (`""` when no such function).
     pub functions: Vec<String>,
     pub targets: Vec<TargetFacts>,
+    /// Per `foreign_keys` of the request: the referenced table, `None` when not a foreign key.
+    pub foreign_keys: Vec<Option<ReferencedFacts>>,
 }
 
 /// Why a lookup produced no facts.
@@ -235,6 +284,12 @@ pub fn encode(req: &LookupRequest, buf: &mut BytesMut) -> Result<(), LookupError
         .map(|r| vec![r.schema.as_deref(), Some(r.name.as_str())])
         .collect();
     q.query_many(TARGET_SQL, &target_params)?;
+    let fk_params: Vec<Vec<Option<&str>>> = req
+        .foreign_keys
+        .iter()
+        .map(|(r, c)| vec![r.schema.as_deref(), Some(r.name.as_str()), Some(c.as_str())])
+        .collect();
+    q.query_many(FOREIGN_KEY_SQL, &fk_params)?;
     Sync::new()
         .encode(q.buf)
         .map_err(|e| LookupError::Encode(e.to_string()))
@@ -313,6 +368,7 @@ enum Slot {
     Column,
     Function,
     Target,
+    ForeignKey,
 }
 
 impl ReplyReader {
@@ -322,6 +378,10 @@ impl ReplyReader {
         expected.extend(std::iter::repeat_n(Slot::Column, req.columns.len()));
         expected.extend(std::iter::repeat_n(Slot::Function, req.functions.len()));
         expected.extend(std::iter::repeat_n(Slot::Target, req.targets.len()));
+        expected.extend(std::iter::repeat_n(
+            Slot::ForeignKey,
+            req.foreign_keys.len(),
+        ));
         ReplyReader {
             expected,
             current: 0,
@@ -377,6 +437,7 @@ impl ReplyReader {
             Slot::Relation if f.relations.len() == before => f.relations.push(None),
             Slot::Column if f.columns.len() == before => f.columns.push(None),
             Slot::Function if f.functions.len() == before => f.functions.push(String::new()),
+            Slot::ForeignKey if f.foreign_keys.len() == before => f.foreign_keys.push(None),
             Slot::Target if f.targets.len() == before => f.targets.push(TargetFacts {
                 schema: None,
                 existing_oid: None,
@@ -402,6 +463,8 @@ impl ReplyReader {
                 self.facts.server_version_num = text(0).and_then(|v| v.parse().ok());
                 self.facts.lock_timeout_ms = text(1).and_then(parse_duration_ms);
                 self.facts.statement_timeout_ms = text(2).and_then(parse_duration_ms);
+                self.facts.other_sessions = text(3).and_then(|v| v.parse().ok());
+                self.facts.allow_setting = text(4).map(str::to_string);
             }
             Some(Slot::Relation) => {
                 let rows = text(2).and_then(|v| v.parse::<f64>().ok());
@@ -418,6 +481,7 @@ impl ReplyReader {
                     table_oid: text(8).and_then(|v| v.parse().ok()),
                     persistence: text(9).and_then(|k| k.chars().next()).unwrap_or('?'),
                     index_table_schema: text(10).map(str::to_string),
+                    index_valid: text(11).map(|v| v == "t"),
                 }));
             }
             Some(Slot::Column) => {
@@ -431,6 +495,17 @@ impl ReplyReader {
                 self.facts
                     .functions
                     .push(text(0).unwrap_or_default().to_string());
+            }
+            Some(Slot::ForeignKey) => {
+                self.facts.foreign_keys.push(Some(ReferencedFacts {
+                    schema: text(0).unwrap_or_default().to_string(),
+                    name: text(1).unwrap_or_default().to_string(),
+                    rows: text(2)
+                        .and_then(|v| v.parse::<f64>().ok())
+                        .filter(|r| *r >= 0.0),
+                    heap_bytes: text(3).and_then(|v| v.parse().ok()).unwrap_or(0),
+                    total_bytes: text(4).and_then(|v| v.parse().ok()).unwrap_or(0),
+                }));
             }
             Some(Slot::Target) => {
                 self.facts.targets.push(TargetFacts {

@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use std::fmt;
 
 pub mod inline;
+pub mod setting;
 
 use crate::config::policy::{Mode, PolicyConfig, ProfileConfig};
 use crate::rules::{evaluate, evaluate_proving, Action, Evaluation, Finding, Rule, SizeThresholds};

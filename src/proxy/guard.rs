@@ -45,6 +45,9 @@ pub(crate) struct Decided {
     pub findings: Vec<(String, std::ops::Range<usize>)>,
     /// What enforce mode would have done (differs from `decision` in warn and dry-run modes).
     pub intended: AuditDecision,
+    /// Findings accepted deliberately (`SET LOCAL pgwarden.allow`, `-- pgwarden:allow`): rule,
+    /// statement range, reason — for the audit log.
+    pub allowed: Vec<(String, std::ops::Range<usize>, String)>,
 }
 
 /// What the session needs from the state shared with the server→client side.
@@ -106,6 +109,22 @@ impl Guard {
         p
     }
 
+    /// Must this DML text be decided on (a data change on a table the open transaction holds
+    /// a write-blocking lock on)? `idle_epoch`/`tx_status`: the session's, now.
+    pub(crate) fn watches_dml(
+        &self,
+        sql: &str,
+        idle_epoch: u64,
+        tx_status: TxStatus,
+        standard_conforming_strings: bool,
+    ) -> bool {
+        idle_epoch == self.epoch
+            && tx_status != TxStatus::Idle
+            && self
+                .enforcer
+                .dml_needs_attention(sql, standard_conforming_strings)
+    }
+
     /// The next decision judges the statement under the timeouts pgwarden will set for it.
     pub(crate) fn will_inject(&mut self, timeouts: crate::sql::context::Timeouts) {
         self.enforcer.will_inject(timeouts);
@@ -163,6 +182,7 @@ impl Guard {
             sizes: e.sizes,
             findings,
             intended,
+            allowed: crate::policy::setting::allowed(&e.decision),
         }
     }
 
@@ -182,6 +202,17 @@ impl Guard {
             .map(|j| j.finding.rule.id())
             .collect();
         let statement = crate::enforce::raise::excerpt(sql);
+        for (rule, _, reason) in crate::policy::setting::allowed(&e.decision) {
+            info!(
+                session,
+                mode,
+                decision = "allowed",
+                rule,
+                reason,
+                statement,
+                "finding accepted deliberately"
+            );
+        }
         match (e.intended, e.verdict) {
             (Verdict::Allow, _) => {}
             (Verdict::Reject, Verdict::Reject) => {

@@ -1046,7 +1046,15 @@ fn inspect(
     let decided = side.decided.take();
     if decided.is_none()
         && side.guard.is_some()
-        && server_lex::needs_attention(sql, &lex_settings(st, side), &base_lex())
+        && (server_lex::needs_attention(sql, &lex_settings(st, side), &base_lex())
+            || side.guard.as_ref().is_some_and(|g| {
+                g.watches_dml(
+                    &text,
+                    st.idle_epoch,
+                    st.tx_status,
+                    st.standard_conforming_strings,
+                )
+            }))
     {
         return Inspected::Attention;
     }
@@ -1092,6 +1100,34 @@ fn base_lex() -> crate::sql::lexer::LexOptions {
     crate::sql::AnalysisContext::default().lex
 }
 
+/// DML the enforcer watches (`Guard::watches_dml`), decided on the server's word: every
+/// earlier request answered first, so a COMMIT in flight has ended the transaction.
+async fn watched_dml(ctx: &Ctx, state: &Mutex<State>, side: &ClientSide, sql: &[u8]) -> bool {
+    let Some(guard) = side.guard.as_ref() else {
+        return false;
+    };
+    let quick = {
+        let st = lock(state);
+        guard.watches_dml(
+            &server_text(sql, reported_family(&st)),
+            st.idle_epoch,
+            st.tx_status,
+            st.standard_conforming_strings,
+        )
+    };
+    if !quick || side.in_pipeline {
+        return quick;
+    }
+    wait_answered(ctx, state).await;
+    let st = lock(state);
+    guard.watches_dml(
+        &server_text(sql, reported_family(&st)),
+        st.idle_epoch,
+        st.tx_status,
+        st.standard_conforming_strings,
+    )
+}
+
 /// The enforcer's turn on the Query/Parse frame at the front of `buf`: analyse it, fetch the
 /// live facts it needs with one injected round trip when that is safe, decide, and leave the
 /// decision in `side.decided` for the next scan.
@@ -1119,7 +1155,9 @@ async fn decide_held(
         settings = lex_settings(&lock(state), side);
         reading = server_lex::exact_reading(sql_bytes, &settings, &base);
     }
-    if !server_lex::needs_attention(sql_bytes, &settings, &base) {
+    if !server_lex::needs_attention(sql_bytes, &settings, &base)
+        && !watched_dml(ctx, state, side, sql_bytes).await
+    {
         // Known now, and plain DML after all.
         if let Some(name) = &parse_name {
             side.ddl_statements.remove(name);

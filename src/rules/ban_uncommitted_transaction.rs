@@ -5,7 +5,7 @@ pub const DOC: &str = r#"## What it does
 In file mode, flags a `BEGIN` that is never followed by `COMMIT` or `ROLLBACK` before the end of the file.
 
 ## Why is this bad
-Run with psql, the open transaction is rolled back at disconnect and the migration silently does nothing; run through a tool, it leaves the session in a transaction that holds every lock taken so far.
+A script that ends inside a transaction is usually a truncated one: `alembic upgrade head --sql` that crashed part-way prints `BEGIN;` and the statements up to the crash, and no `COMMIT;`. Checking it would pass a migration nobody has seen the end of, so this is an error (reject level: `pgwarden check` exits 1), not a warning. Run with psql, the open transaction is rolled back at disconnect and the migration silently does nothing; run through a tool, it leaves the session in a transaction that holds every lock taken so far.
 
 ## Example
 ```sql
@@ -25,8 +25,13 @@ pub fn at_end(state: &ScriptState, out: &mut Vec<Finding>) {
     let Some(at) = state.open_begin_at else { return };
     out.push(Finding {
         rule: Rule::BanUncommittedTransaction,
-        message: "this transaction is never committed: the file ends inside it".to_string(),
-        help: "Add COMMIT; at the end of the transaction.".to_string(),
+        message: "this transaction is never committed: the script ends inside it (truncated? \
+                  `alembic upgrade --sql` that crashed part-way stops like this)"
+            .to_string(),
+        help: "Check that the tool that wrote the script finished (CI: `set -o pipefail` so a \
+               crash fails the pipeline); if the script is complete, add COMMIT; at the end of \
+               the transaction."
+            .to_string(),
         span: at..at + 5,
         statement: at..at + 5,
         lock: None,

@@ -32,6 +32,30 @@ TABLE with several sub-commands are refused instead.
 pub fn check(f: &StatementFacts, cx: &Cx<'_>, out: &mut Vec<Finding>) {
     let Some((table, size)) = altered_table(f, cx) else { return };
     for a in &f.actions {
+        // `ADD COLUMN c int CHECK (...)`: the new constraint is checked on every existing row,
+        // under the same lock, and an inline constraint cannot be NOT VALID.
+        let inline = a.column_def.iter().flat_map(|c| &c.constraints);
+        for c in inline.filter(|c| c.kind == ConstraintKind::Check) {
+            out.push(
+                Finding::new(
+                    Rule::ConstraintMissingNotValid,
+                    f,
+                    format!(
+                        "ADD COLUMN with an inline CHECK scans {} under an ACCESS EXCLUSIVE lock: \
+                         no reads or writes until every row is checked",
+                        cx.describe(table)
+                    ),
+                    "Add the column without the CHECK; then ADD CONSTRAINT ... CHECK (...) NOT \
+                     VALID and VALIDATE CONSTRAINT in a later transaction (Alembic: \
+                     op.create_check_constraint(...) followed by op.execute(\"ALTER TABLE ... \
+                     VALIDATE CONSTRAINT ...\") in the next revision)."
+                        .to_string(),
+                )
+                .at(c.span.clone())
+                .lock(Some(a.lock))
+                .sized(size, cx),
+            );
+        }
         match (&a.kind, &a.constraint) {
             (ActionKind::AddConstraint(ConstraintKind::Check), Some(c)) if !c.not_valid => {
                 out.push(

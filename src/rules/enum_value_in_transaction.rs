@@ -95,6 +95,35 @@ pub fn check(f: &StatementFacts, cx: &Cx<'_>, out: &mut Vec<Finding>) {
     }
 }
 
+/// A data change of a later Query (the proxy carries the labels added earlier in the
+/// transaction) that uses a new label; within one text the ADD VALUE itself reports it.
+pub fn on_dml(stmt: &AnalysedStatement, cx: &Cx<'_>) -> Option<Finding> {
+    if !cx.state.in_transaction() || cx.ctx.enum_values_added.is_empty() {
+        return None;
+    }
+    let text = cx.text.get(stmt.span.clone())?;
+    let (ty, label) = cx
+        .ctx
+        .enum_values_added
+        .iter()
+        .find(|(_, l)| text.contains(&format!("'{}'", l.replace('\'', "''"))))?;
+    Some(Finding {
+        rule: Rule::EnumValueInTransaction,
+        message: format!(
+            "the {ty} value '{label}' added earlier in this transaction is used before COMMIT: \
+             Postgres fails with \"unsafe use of new value\" (55P04)"
+        ),
+        help: "Add the enum value in its own transaction (Alembic: `with \
+               op.get_context().autocommit_block():`) and use it in a later migration."
+            .to_string(),
+        span: stmt.span.clone(),
+        statement: stmt.span.clone(),
+        lock: None,
+        rewrite: None,
+        small_table: false,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::testing::*;

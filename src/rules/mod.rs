@@ -58,8 +58,11 @@ pub enum Sizing {
     Fixed,
 }
 
+mod drop_add_rename;
+mod fk_referenced;
 mod objects;
 mod timeouts;
+pub mod unused;
 
 macro_rules! rules {
     ($( $variant:ident, $module:ident, $id:literal, $action:ident, $sizing:ident, $summary:literal; )*) => {
@@ -124,12 +127,14 @@ rules! {
     BanAlterDomainWithAddConstraint, ban_alter_domain_with_add_constraint, "ban-alter-domain-with-add-constraint", Reject, Fixed, "ALTER DOMAIN ADD CONSTRAINT checks every column of that domain";
     BanCreateDomainWithConstraint, ban_create_domain_with_constraint, "ban-create-domain-with-constraint", Warn, Fixed, "domain constraints are hard to change later without full scans";
     LockHeldAcrossStatements, lock_held_across_statements, "lock-held-across-statements", Warn, Fixed, "statements after an ACCESS EXCLUSIVE lock in the same transaction keep the lock held";
+    InvalidIndexKept, invalid_index_kept, "invalid-index-kept", Warn, Fixed, "CREATE INDEX IF NOT EXISTS keeps an INVALID index of that name (a failed CONCURRENTLY build) and builds nothing";
+    BackfillUnderLock, backfill_under_lock, "backfill-under-lock", Reject, BySize, "UPDATE/DELETE/MERGE/INSERT ... SELECT on a table the transaction holds a write-blocking lock on";
     // B. Timeouts and transactions
     RequireLockTimeout, require_lock_timeout, "require-lock-timeout", Warn, Fixed, "a lock-taking statement runs without lock_timeout and can queue everyone behind it";
     RequireStatementTimeout, require_statement_timeout, "require-statement-timeout", Warn, Fixed, "a lock-taking statement runs without statement_timeout";
     EnumValueInTransaction, enum_value_in_transaction, "enum-value-in-transaction", Reject, Fixed, "ALTER TYPE ADD VALUE in a transaction (before PG 12), or the new value used in the same transaction";
     TransactionNesting, transaction_nesting, "transaction-nesting", Warn, Fixed, "BEGIN inside a transaction block does nothing but warn";
-    BanUncommittedTransaction, ban_uncommitted_transaction, "ban-uncommitted-transaction", Warn, Fixed, "a BEGIN without COMMIT in the file";
+    BanUncommittedTransaction, ban_uncommitted_transaction, "ban-uncommitted-transaction", Reject, Fixed, "a BEGIN without COMMIT in the file (a truncated script)";
     BanTruncateCascade, ban_truncate_cascade, "ban-truncate-cascade", Reject, Fixed, "TRUNCATE ... CASCADE silently empties every referencing table";
     // C. Breaking changes for running application code
     BanDropColumn, ban_drop_column, "ban-drop-column", Reject, Fixed, "DROP COLUMN breaks application code that still reads it";
@@ -677,6 +682,8 @@ impl Rule {
             R::RequireTableSchema => require_table_schema::check,
             R::OpaqueDdl => opaque_ddl::check,
             R::BanUncommittedTransaction
+            | R::BackfillUnderLock
+            | R::InvalidIndexKept
             | R::CannotAnalyse
             | R::AllowWithoutReason
             | R::UnusedAllow => return None,
@@ -748,11 +755,16 @@ pub fn evaluate_proving(
             Outcome::Unanalysable(_) | Outcome::ParseError(_) => {
                 findings.push(cannot_analyse::finding(stmt));
             }
-            Outcome::Dml => findings.extend(lock_held_across_statements::on_dml(stmt, &cx)),
+            Outcome::Dml => {
+                findings.extend(lock_held_across_statements::on_dml(stmt, &cx));
+                findings.extend(backfill_under_lock::on_dml(stmt, &cx));
+                findings.extend(enum_value_in_transaction::on_dml(stmt, &cx));
+            }
             Outcome::Empty => {}
         }
         if let Outcome::Facts(f) = &stmt.outcome {
             state.advance(f);
+            backfill_under_lock::track(f, ctx, &mut state);
         }
         if !state.search_path_changed {
             let own = text.get(stmt.span.clone()).unwrap_or_default();
@@ -785,6 +797,7 @@ fn check_statement(
     prove: &dyn Fn(Rule) -> bool,
     out: &mut Vec<Finding>,
 ) {
+    let first = out.len();
     for rule in Rule::ALL {
         let Some(check) = rule.check_fn() else {
             continue;
@@ -799,6 +812,12 @@ fn check_statement(
             }
         }
     }
+    // Live facts only (no fixture can hold them): called here, not through `check_fn`.
+    invalid_index_kept::check(f, cx, out);
+    unused::drop_required_field_on_empty(f, cx, out, first);
+    drop_add_rename::annotate(f, cx, &mut out[first..]);
+    fk_referenced::annotate(f, cx, &mut out[first..]);
+    unused::relax(f, cx, &mut out[first..]);
 }
 
 /// A rewrite is used only if the edited statement parses and the rule no longer fires on it.

@@ -55,6 +55,16 @@ pub struct CatalogFacts {
     pub not_null_columns: HashSet<(String, String)>,
     /// The table behind an index name (key as for `tables`): what DROP INDEX locks.
     pub index_tables: HashMap<String, ObjectName>,
+    /// Tables whose heap is zero bytes long (live facts only): provably without a row, unlike
+    /// `reltuples`, which is an estimate from the last ANALYZE (issue 11 deliver 2).
+    pub empty_tables: HashSet<String>,
+    /// Indexes that exist and are INVALID (live facts only), keyed as the CREATE INDEX IF NOT
+    /// EXISTS that would keep them names them: `schema.index` with the table's schema.
+    pub invalid_indexes: HashSet<String>,
+    /// (table, constraint, referenced table) of foreign keys the text drops (live facts only).
+    pub dropped_foreign_keys: Vec<(ObjectName, String, ObjectName)>,
+    /// Other client sessions connected to the database (live facts only).
+    pub other_sessions: Option<u64>,
     /// The proxy's live answer about which relation each name is. When present, names are
     /// matched exactly (no `public.` guess): the server resolved them.
     pub live: Option<super::identity::LiveIdentity>,
@@ -103,6 +113,11 @@ impl CatalogFacts {
             .contains(&(table.to_string(), column.to_string()))
     }
 
+    /// The table is provably empty (live facts only).
+    pub fn is_empty_table(&self, table: &ObjectName) -> bool {
+        self.live.is_some() && self.empty_tables.contains(&table.to_string())
+    }
+
     /// The table behind an index name, when the live catalog said.
     pub fn index_table(&self, index: &ObjectName) -> Option<&ObjectName> {
         self.lookup(&self.index_tables, index)
@@ -124,6 +139,19 @@ pub struct Timeouts {
     pub statement_timeout_ms: Option<u64>,
 }
 
+/// A lock that blocks writes (SHARE or stronger), held on an existing table until the
+/// transaction ends, with the table's size when it was taken: a data change on that table
+/// later in the transaction runs under it (`rules::backfill_under_lock`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeldLock {
+    pub table: ObjectName,
+    pub mode: LockMode,
+    pub stats: Option<TableStats>,
+    /// Columns the transaction added to the table (with a DROP COLUMN later: a rename that
+    /// loses data, `rules::drop_add_rename`).
+    pub added_columns: Vec<String>,
+}
+
 /// Everything the analysis and the rules receive besides the text.
 #[derive(Debug, Clone)]
 pub struct AnalysisContext {
@@ -142,6 +170,10 @@ pub struct AnalysisContext {
     pub catalog: CatalogFacts,
     /// `pgwarden check` on a file: BEGIN/COMMIT in the script are the only transaction truth.
     pub file_mode: bool,
+    /// Write-blocking locks earlier texts of this transaction hold (the proxy carries them).
+    pub held_locks: Vec<HeldLock>,
+    /// Enum values earlier texts of this transaction added: (type, label).
+    pub enum_values_added: Vec<(ObjectName, String)>,
 }
 
 impl Default for AnalysisContext {
@@ -158,6 +190,8 @@ impl Default for AnalysisContext {
             timeouts: Timeouts::default(),
             catalog: CatalogFacts::default(),
             file_mode: false,
+            held_locks: Vec::new(),
+            enum_values_added: Vec::new(),
         }
     }
 }
@@ -198,6 +232,8 @@ pub struct ScriptState {
     pub validated_tables: Vec<ObjectName>,
     /// `created_tables.len()` at this text's BEGIN: a ROLLBACK forgets the tables after it.
     created_mark: Option<usize>,
+    /// Write-blocking locks on existing tables held until the transaction ends.
+    pub held_locks: Vec<HeldLock>,
 }
 
 impl ScriptState {
@@ -206,6 +242,8 @@ impl ScriptState {
             tx: ctx.tx,
             created_tables: ctx.created_tables.clone(),
             timeouts: ctx.timeouts,
+            held_locks: ctx.held_locks.clone(),
+            enum_values_added: ctx.enum_values_added.clone(),
             ..ScriptState::default()
         }
     }
@@ -337,6 +375,7 @@ impl ScriptState {
         self.tx = TxState::Idle;
         self.open_begin_at = None;
         self.ael_held.clear();
+        self.held_locks.clear();
         self.not_valid_added.clear();
         self.enum_values_added.clear();
         self.ael_reported = false;

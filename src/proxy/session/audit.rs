@@ -343,7 +343,7 @@ pub(super) async fn write_query_records(
     let raise_at = fired.iter().position(|r| !r.is_empty()).unwrap_or(0);
     let mut injected = Some(injected);
     let mut recs = Vec::with_capacity(stmts.len());
-    for (i, ((_, text), rules)) in stmts.iter().zip(fired).enumerate() {
+    for (i, ((span, text), rules)) in stmts.iter().zip(fired).enumerate() {
         side.audit_seq += 1;
         // A rejected Query runs none of its statements: each is refused with it.
         let decision = if rejected {
@@ -365,6 +365,7 @@ pub(super) async fn write_query_records(
             rec.would = Some(decided.intended);
         }
         rec.rules = rules;
+        rec.allowed = allowed_in(decided, span);
         if i == 0 {
             rec.injected = injected.take().unwrap_or_default();
         }
@@ -380,6 +381,18 @@ pub(super) async fn write_query_records(
     let lines: Vec<Record> = recs.iter().cloned().map(Record::Statement).collect();
     ctx.shared.audit.ddl_all(&lines).await?;
     Ok(recs)
+}
+
+/// `rule: reason` of the findings allowed deliberately within `span` of the text.
+fn allowed_in(decided: &Decided, span: &std::ops::Range<usize>) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for (rule, at, reason) in &decided.allowed {
+        let line = format!("{rule}: {reason}");
+        if at.start < span.end && span.start < at.end.max(at.start + 1) && !out.contains(&line) {
+            out.push(line);
+        }
+    }
+    out
 }
 
 fn table_sizes(decided: &Decided) -> Vec<TableSize> {
@@ -414,6 +427,7 @@ pub(super) async fn write_statement_record(
         decided.decision,
     );
     rec.rules = decided.rules.clone();
+    rec.allowed = allowed_in(decided, &(0..sql.len()));
     rec.injected = injected;
     rec.table_sizes = table_sizes(decided);
     if decided.intended != decided.decision {
