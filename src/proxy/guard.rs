@@ -28,6 +28,17 @@ pub(crate) struct Guard {
     generation: u64,
     /// Who the session is, to apply the profiles of a reloaded policy.
     who: (String, String, String),
+    /// The last decision, logged and counted by [`Guard::settle`] once the session has had
+    /// its say (a multi-step rewrite takes over a refused statement, or refuses one the
+    /// enforcer would have rewritten).
+    unsettled: Option<Unsettled>,
+}
+
+#[derive(Debug)]
+struct Unsettled {
+    sql: String,
+    kind: String,
+    enforcement: Enforcement,
 }
 
 /// A decision as the session acts on it and the audit log records it.
@@ -84,6 +95,7 @@ impl Guard {
             epoch: 0,
             session_id,
             prepare_took: std::time::Duration::ZERO,
+            unsettled: None,
         }
     }
 
@@ -143,7 +155,6 @@ impl Guard {
         let started = std::time::Instant::now();
         let e = self.enforcer.decide(sql, prepared, facts, situation(snap));
         crate::metrics::analysis_took(self.prepare_took + started.elapsed());
-        self.log(sql, &e);
         // Dry-run forwards everything unchanged, notices included: its findings go to the log
         // (and the audit log) only.
         if self.enforcer.mode() != crate::config::policy::Mode::DryRun {
@@ -171,19 +182,60 @@ impl Guard {
             .iter()
             .map(|j| j.finding.rule.id().to_string())
             .collect();
-        crate::metrics::statement_decided(&kind, decision.as_str(), &rules);
+        let replace = match &e.action {
+            WireAction::Forward => None,
+            WireAction::Replace { sql, .. } => Some(sql.clone()),
+        };
+        let allowed = crate::policy::setting::allowed(&e.decision);
+        let sizes = e.sizes.clone();
+        self.unsettled = Some(Unsettled {
+            sql: sql.to_string(),
+            kind: kind.to_string(),
+            enforcement: e,
+        });
         Decided {
-            replace: match e.action {
-                WireAction::Forward => None,
-                WireAction::Replace { sql, .. } => Some(sql),
-            },
+            replace,
             decision,
             rules,
-            sizes: e.sizes,
+            sizes,
             findings,
             intended,
-            allowed: crate::policy::setting::allowed(&e.decision),
+            allowed,
         }
+    }
+
+    /// Logs and counts the last decision as the session finally acts on it.
+    pub(crate) fn settle(&mut self, decided: &Decided) {
+        let Some(Unsettled {
+            sql,
+            kind,
+            mut enforcement,
+        }) = self.unsettled.take()
+        else {
+            return;
+        };
+        let last = match decided.decision {
+            AuditDecision::Allow => Verdict::Allow,
+            AuditDecision::Warn => Verdict::Warn,
+            AuditDecision::Rewrite => Verdict::Rewrite,
+            AuditDecision::Reject => Verdict::Reject,
+        };
+        if last != enforcement.verdict {
+            let c = &mut self.enforcer.counts;
+            for (v, delta) in [(enforcement.verdict, -1i64), (last, 1)] {
+                let n = match v {
+                    Verdict::Reject => &mut c.rejected,
+                    Verdict::Rewrite => &mut c.rewritten,
+                    Verdict::Warn => &mut c.warned,
+                    Verdict::Allow => continue,
+                };
+                *n = n.saturating_add_signed(delta);
+            }
+            enforcement.verdict = last;
+            enforcement.intended = last;
+        }
+        self.log(&sql, &enforcement);
+        crate::metrics::statement_decided(&kind, decided.decision.as_str(), &decided.rules);
     }
 
     fn log(&self, sql: &str, e: &Enforcement) {

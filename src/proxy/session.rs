@@ -1254,6 +1254,7 @@ async fn decide_held(
         },
         &mut side.completion,
     );
+    guard.settle(&decided);
     if multi.is_some() {
         exec = None;
     }
