@@ -6,111 +6,25 @@ mod common;
 
 use std::time::Duration;
 
+use common::execute::*;
 use common::*;
-
-/// pgwarden's default config (enforce), with optional `[execute]` lines.
-fn config(execute: &[&str]) -> ProxyConfig {
-    let mut policy = vec!["mode = \"enforce\"".to_string()];
-    if !execute.is_empty() {
-        policy.push("[execute]".into());
-        policy.extend(execute.iter().map(|l| l.to_string()));
-    }
-    ProxyConfig {
-        policy,
-        ..ProxyConfig::default()
-    }
-}
-
-/// A database with a small `orders` and `customers` table.
-fn database(tag: &str) -> String {
-    let c = Cluster::shared();
-    let db = c.fresh_db(tag);
-    c.sql(
-        &db,
-        "CREATE TABLE orders (id bigserial PRIMARY KEY, amount int NOT NULL);
-         INSERT INTO orders (amount) SELECT g FROM generate_series(1, 200) g;
-         CREATE TABLE customers (id bigserial PRIMARY KEY, name text);
-         INSERT INTO customers (name) SELECT 'c' || g FROM generate_series(1, 20) g;",
-    );
-    db
-}
-
-/// A session idle in a transaction that read `orders`: it holds ACCESS SHARE on it.
-struct Blocker {
-    client: tokio_postgres::Client,
-    pid: i32,
-}
-
-async fn blocker(db: &str, app: &str) -> Blocker {
-    let mut cfg = Cluster::shared().conn(db).tokio_config();
-    cfg.application_name(app);
-    let (client, conn) = cfg.connect(tokio_postgres::NoTls).await.expect("blocker");
-    tokio::spawn(async move {
-        let _ = conn.await;
-    });
-    client
-        .batch_execute("BEGIN; SELECT count(*) FROM orders;")
-        .await
-        .expect("blocker begins");
-    let pid: i32 = client
-        .query_one("SELECT pg_backend_pid()", &[])
-        .await
-        .expect("pid")
-        .get(0);
-    Blocker { client, pid }
-}
-
-fn columns(db: &str, table: &str) -> String {
-    Cluster::shared().sql(
-        db,
-        &format!(
-            "SELECT string_agg(attname, ',' ORDER BY attnum) FROM pg_attribute \
-             WHERE attrelid = '{table}'::regclass AND attnum > 0 AND NOT attisdropped"
-        ),
-    )
-}
-
-/// Waits until pgwarden logged `n` lock-timeout retries.
-fn wait_retries(proxy: &ProxyProcess, n: usize) {
-    let ok = wait_until(Duration::from_secs(60), || {
-        proxy
-            .logs()
-            .matches("pgwarden rolls back the attempt")
-            .count()
-            >= n
-    });
-    assert!(ok, "no retry logged; pgwarden said:\n{}", proxy.logs());
-}
-
-fn blocking(f: impl FnOnce() -> CmdOutput + Send + 'static) -> tokio::task::JoinHandle<CmdOutput> {
-    tokio::task::spawn_blocking(f)
-}
 
 const MIGRATION: &str = "BEGIN;\nALTER TABLE orders ADD COLUMN note text;\nCOMMIT;\n";
 
 #[tokio::test(flavor = "multi_thread")]
 async fn psql_migration_waits_out_a_blocker_and_completes() {
-    let db = database("exec_psql_ok");
-    let proxy = config(&[]).start(Cluster::shared());
-    let conn = Cluster::shared().conn(&db).with_port(proxy.port());
-    let b = blocker(&db, "blocker_app").await;
-    let run = blocking(move || {
-        psql_stdin(
-            &conn,
-            &["-v", "ON_ERROR_STOP=1"],
-            Some(MIGRATION.as_bytes()),
-        )
-    });
-    wait_retries(&proxy, 2);
+    let s = Setup::new("exec_psql_ok", &[]);
+    let (db, proxy) = (&s.db, &s.proxy);
+    let conn = s.conn.clone();
+    let b = blocker(db, "blocker_app").await;
+    let run = blocking(move || psql_script(&conn, MIGRATION));
+    wait_retries(proxy, 2);
     // While pgwarden backs off, the application's writes go through.
-    Cluster::shared().sql(&db, "INSERT INTO orders (amount) VALUES (7)");
-    b.client
-        .batch_execute("COMMIT")
-        .await
-        .expect("blocker commits");
+    Cluster::shared().sql(db, "INSERT INTO orders (amount) VALUES (7)");
+    b.commit().await;
     let out = run.await.expect("psql");
     out.assert_success();
-    assert_eq!(columns(&db, "orders"), "id,amount,note");
+    assert_eq!(columns(db, "orders"), "id,amount,note");
     let logs = proxy.logs();
     assert!(logs.contains(&format!("pid {}", b.pid)), "{logs}");
     assert!(
@@ -118,12 +32,8 @@ async fn psql_migration_waits_out_a_blocker_and_completes() {
         "no timeout warnings: {logs}"
     );
     // Every attempt is in the audit log, and the report shows them.
-    let audit = proxy
-        .config_path
-        .parent()
-        .unwrap()
-        .join("pgwarden-audit.jsonl");
-    let text = std::fs::read_to_string(&audit).expect("audit log");
+    let audit = s.audit_path();
+    let text = s.audit_log();
     let rec = text
         .lines()
         .find(|l| l.contains("\"type\":\"attempts\""))
@@ -147,54 +57,21 @@ async fn psql_migration_waits_out_a_blocker_and_completes() {
     assert!(report.stdout.contains("blocker_app"), "{}", report.stdout);
 }
 
-/// An Alembic project with one revision adding a column to `orders`.
-fn alembic_project(body: &str) -> tempfile::TempDir {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let src = repo_root().join("tests/alembic_project");
-    for f in ["alembic.ini", "env.py", "script.py.mako"] {
-        std::fs::copy(src.join(f), dir.path().join(f)).expect("copy");
-    }
-    std::fs::create_dir(dir.path().join("versions")).expect("versions");
-    std::fs::write(
-        dir.path().join("versions/e01_note.py"),
-        format!(
-            "\"\"\"add a note to orders\"\"\"\nfrom alembic import op\nimport sqlalchemy as sa\n\n\
-             revision = \"e01\"\ndown_revision = None\n\n\ndef upgrade() -> None:\n{body}\n\n\n\
-             def downgrade() -> None:\n    pass\n"
-        ),
-    )
-    .expect("revision");
-    dir
-}
-
-const ADD_NOTE: &str = "    op.add_column(\"orders\", sa.Column(\"note\", sa.Text()))";
-
-fn alembic_version(db: &str) -> String {
-    let c = Cluster::shared();
-    if c.sql(db, "SELECT to_regclass('alembic_version') IS NULL") == "t" {
-        return "no table".into();
-    }
-    c.sql(
-        db,
-        "SELECT coalesce(string_agg(version_num, ','), 'none') FROM alembic_version",
-    )
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn alembic_psycopg2_completes_once_the_blocker_commits() {
-    let db = database("exec_alembic_ok");
-    let proxy = config(&[]).start(Cluster::shared());
-    let conn = Cluster::shared().conn(&db).with_port(proxy.port());
-    let b = blocker(&db, "report_job").await;
+    let s = Setup::new("exec_alembic_ok", &[]);
+    let (db, proxy) = (&s.db, &s.proxy);
+    let conn = s.conn.clone();
+    let b = blocker(db, "report_job").await;
     let project = alembic_project(ADD_NOTE);
     let path = project.path().to_path_buf();
     let run = blocking(move || common::alembic::alembic(&path, &conn, "psycopg2"));
-    wait_retries(&proxy, 1);
-    b.client.batch_execute("COMMIT").await.expect("commit");
+    wait_retries(proxy, 1);
+    b.commit().await;
     let out = run.await.expect("alembic");
     out.assert_success();
-    assert_eq!(columns(&db, "orders"), "id,amount,note");
-    assert_eq!(alembic_version(&db), "e01");
+    assert_eq!(columns(db, "orders"), "id,amount,note");
+    assert_eq!(alembic_version(db), "e01");
     assert!(
         !out.stderr.contains("pgwarden"),
         "no warnings reach Alembic: {}",
@@ -209,11 +86,13 @@ async fn alembic_psycopg2_completes_once_the_blocker_commits() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn alembic_psycopg2_gives_up_after_the_budget_and_names_the_blocker() {
-    let db = database("exec_alembic_fail");
-    let proxy = config(&["quick_lock_timeout = \"300ms\"", "retry_budget = \"2s\""])
-        .start(Cluster::shared());
-    let conn = Cluster::shared().conn(&db).with_port(proxy.port());
-    let b = blocker(&db, "nightly_report").await;
+    let s = Setup::new(
+        "exec_alembic_fail",
+        &["quick_lock_timeout = \"300ms\"", "retry_budget = \"2s\""],
+    );
+    let db = &s.db;
+    let conn = s.conn.clone();
+    let b = blocker(db, "nightly_report").await;
     let project = alembic_project(ADD_NOTE);
     let path = project.path().to_path_buf();
     let out = blocking(move || common::alembic::alembic(&path, &conn, "psycopg2"))
@@ -235,17 +114,17 @@ async fn alembic_psycopg2_gives_up_after_the_budget_and_names_the_blocker() {
     assert!(text.contains("times over"), "{text}");
     assert!(text.contains("pg_terminate_backend"), "HINT shown: {text}");
     // Nothing of the migration stayed.
-    assert_eq!(columns(&db, "orders"), "id,amount");
-    assert_eq!(alembic_version(&db), "no table");
+    assert_eq!(columns(db, "orders"), "id,amount");
+    assert_eq!(alembic_version(db), "no table");
     drop(b);
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn asyncpg_migration_completes_once_the_blocker_commits() {
-    let db = database("exec_asyncpg");
-    let proxy = config(&[]).start(Cluster::shared());
-    let url = Cluster::shared().conn(&db).with_port(proxy.port()).url();
-    let b = blocker(&db, "blocker").await;
+    let s = Setup::new("exec_asyncpg", &[]);
+    let (db, proxy) = (&s.db, &s.proxy);
+    let url = s.url();
+    let b = blocker(db, "blocker").await;
     let run = blocking(move || {
         run_python(
             "execute.py",
@@ -256,21 +135,23 @@ async fn asyncpg_migration_completes_once_the_blocker_commits() {
             ],
         )
     });
-    wait_retries(&proxy, 1);
-    b.client.batch_execute("COMMIT").await.expect("commit");
+    wait_retries(proxy, 1);
+    b.commit().await;
     let out = run.await.expect("python");
     out.assert_success();
     assert!(out.stdout.contains("\"ok\": true"), "{}", out.stdout);
-    assert_eq!(columns(&db, "orders"), "id,amount,note");
+    assert_eq!(columns(db, "orders"), "id,amount,note");
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn asyncpg_failure_keeps_55p03_and_leaves_nothing() {
-    let db = database("exec_asyncpg_fail");
-    let proxy = config(&["quick_lock_timeout = \"200ms\"", "retry_budget = \"1s\""])
-        .start(Cluster::shared());
-    let url = Cluster::shared().conn(&db).with_port(proxy.port()).url();
-    let b = blocker(&db, "holder").await;
+    let s = Setup::new(
+        "exec_asyncpg_fail",
+        &["quick_lock_timeout = \"200ms\"", "retry_budget = \"1s\""],
+    );
+    let db = &s.db;
+    let url = s.url();
+    let b = blocker(db, "holder").await;
     let out = blocking(move || {
         run_python(
             "execute.py",
@@ -291,21 +172,20 @@ async fn asyncpg_failure_keeps_55p03_and_leaves_nothing() {
         detail.contains(&format!("pid {}", b.pid)) && detail.contains("holder"),
         "{v}"
     );
-    assert_eq!(columns(&db, "orders"), "id,amount");
+    assert_eq!(columns(db, "orders"), "id,amount");
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_transaction_already_holding_a_strong_lock_fails_at_once() {
-    let db = database("exec_strong");
-    let proxy = config(&[]).start(Cluster::shared());
-    let conn = Cluster::shared().conn(&db).with_port(proxy.port());
-    let b = blocker(&db, "blocker").await;
+    let s = Setup::new("exec_strong", &[]);
+    let (db, proxy) = (&s.db, &s.proxy);
+    let conn = s.conn.clone();
+    let b = blocker(db, "blocker").await;
     let script = "BEGIN;\nALTER TABLE customers ADD COLUMN x int;\n\
                   ALTER TABLE orders ADD COLUMN note text;\nCOMMIT;\n";
-    let out =
-        blocking(move || psql_stdin(&conn, &["-v", "ON_ERROR_STOP=1"], Some(script.as_bytes())))
-            .await
-            .expect("psql");
+    let out = blocking(move || psql_script(&conn, script))
+        .await
+        .expect("psql");
     out.assert_failure();
     assert!(
         out.stderr
@@ -324,25 +204,21 @@ async fn a_transaction_already_holding_a_strong_lock_fails_at_once() {
         out.stderr
     );
     assert_eq!(
-        proxy
-            .logs()
-            .matches("pgwarden rolls back the attempt")
-            .count(),
+        retries(proxy),
         0,
         "no retry while holding a lock: {}",
         proxy.logs()
     );
-    assert_eq!(columns(&db, "customers"), "id,name");
-    assert_eq!(columns(&db, "orders"), "id,amount");
+    assert_eq!(columns(db, "customers"), "id,name");
+    assert_eq!(columns(db, "orders"), "id,amount");
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn concurrent_index_waits_for_an_older_transaction_and_completes() {
-    let db = database("exec_cic");
     // A short quick-class timeout: CREATE INDEX CONCURRENTLY must not run under it.
-    let proxy = config(&["quick_lock_timeout = \"200ms\""]).start(Cluster::shared());
-    let conn = Cluster::shared().conn(&db).with_port(proxy.port());
-    let b = blocker(&db, "old_tx").await;
+    let s = Setup::new("exec_cic", &["quick_lock_timeout = \"200ms\""]);
+    let (db, conn) = (&s.db, s.conn.clone());
+    let b = blocker(db, "old_tx").await;
     let run = blocking(move || {
         psql(
             &conn,
@@ -357,17 +233,17 @@ async fn concurrent_index_waits_for_an_older_transaction_and_completes() {
     // Waiting for the old transaction, for longer than the quick lock_timeout.
     let waiting = wait_until(Duration::from_secs(60), || {
         Cluster::shared().sql(
-            &db,
+            db,
             "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'CREATE INDEX CONCURRENTLY%' \
              AND wait_event_type = 'Lock' AND now() - query_start > interval '1 second'",
         ) == "1"
     });
     assert!(waiting, "the build is not waiting");
-    b.client.batch_execute("COMMIT").await.expect("commit");
+    b.commit().await;
     run.await.expect("psql").assert_success();
     assert_eq!(
         Cluster::shared().sql(
-            &db,
+            db,
             "SELECT indisvalid FROM pg_index WHERE indexrelid = 'ix_amount'::regclass"
         ),
         "t"
@@ -439,9 +315,9 @@ SHOW statement_timeout;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn asyncpg_and_psycopg3_see_their_own_settings() {
-    let db = database("exec_show_py");
-    let proxy = config(&[]).start(Cluster::shared());
-    let url = Cluster::shared().conn(&db).with_port(proxy.port()).url();
+    let s = Setup::new("exec_show_py", &[]);
+    let db = &s.db;
+    let url = s.url();
     let u = url.clone();
     let out = blocking(move || run_python("execute.py", &["asyncpg_settings", &u]))
         .await
@@ -475,20 +351,19 @@ async fn asyncpg_and_psycopg3_see_their_own_settings() {
             .unwrap_or_default();
         assert_eq!(got, vec!["0", "0"], "{k}: {v}");
     }
-    assert_eq!(columns(&db, "orders"), "id,amount,a1,a2,a3,a4,a5,p1,p2,p3");
+    assert_eq!(columns(db, "orders"), "id,amount,a1,a2,a3,a4,a5,p1,p2,p3");
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_clients_own_lock_timeout_is_respected_and_not_retried() {
-    let db = database("exec_own");
-    let proxy = config(&[]).start(Cluster::shared());
-    let conn = Cluster::shared().conn(&db).with_port(proxy.port());
-    let _b = blocker(&db, "blocker").await;
+    let s = Setup::new("exec_own", &[]);
+    let (db, proxy) = (&s.db, &s.proxy);
+    let conn = s.conn.clone();
+    let _b = blocker(db, "blocker").await;
     let script = "BEGIN;\nSET LOCAL lock_timeout = '300ms';\nALTER TABLE orders ADD COLUMN note text;\nCOMMIT;\n";
-    let out =
-        blocking(move || psql_stdin(&conn, &["-v", "ON_ERROR_STOP=1"], Some(script.as_bytes())))
-            .await
-            .expect("psql");
+    let out = blocking(move || psql_script(&conn, script))
+        .await
+        .expect("psql");
     out.assert_failure();
     assert!(
         out.stderr
@@ -497,31 +372,25 @@ async fn the_clients_own_lock_timeout_is_respected_and_not_retried() {
         out.stderr
     );
     assert!(!out.stderr.contains("pgwarden"), "{}", out.stderr);
-    assert_eq!(
-        proxy
-            .logs()
-            .matches("pgwarden rolls back the attempt")
-            .count(),
-        0,
-        "{}",
-        proxy.logs()
-    );
-    assert_eq!(columns(&db, "orders"), "id,amount");
+    assert_eq!(retries(proxy), 0, "{}", proxy.logs());
+    assert_eq!(columns(db, "orders"), "id,amount");
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_cancel_during_the_backoff_ends_the_retries_with_57014() {
-    let db = database("exec_cancel");
-    let proxy = config(&[
-        "quick_lock_timeout = \"200ms\"",
-        "backoff_initial = \"20s\"",
-        "backoff_max = \"20s\"",
-        "retry_budget = \"10min\"",
-    ])
-    .start(Cluster::shared());
-    let b = blocker(&db, "blocker").await;
+    let s = Setup::new(
+        "exec_cancel",
+        &[
+            "quick_lock_timeout = \"200ms\"",
+            "backoff_initial = \"20s\"",
+            "backoff_max = \"20s\"",
+            "retry_budget = \"10min\"",
+        ],
+    );
+    let (db, proxy) = (&s.db, &s.proxy);
+    let b = blocker(db, "blocker").await;
     let client = Cluster::shared()
-        .conn(&db)
+        .conn(db)
         .with_port(proxy.port())
         .connect()
         .await;
@@ -559,6 +428,6 @@ async fn a_cancel_during_the_backoff_ends_the_retries_with_57014() {
     let e = client.simple_query("SELECT 1").await.expect_err("aborted");
     assert_eq!(e.code().map(|c| c.code()), Some("25P02"), "{e:?}");
     client.batch_execute("ROLLBACK").await.expect("rollback");
-    assert_eq!(columns(&db, "orders"), "id,amount");
+    assert_eq!(columns(db, "orders"), "id,amount");
     drop(b);
 }

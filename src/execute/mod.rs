@@ -25,7 +25,12 @@
 //! ```
 //! Giving up raises the error on the server, so the client's transaction is left aborted
 //! exactly as a direct 55P03 leaves it, and nothing of the statement stays (its savepoint was
-//! rolled back). A later step type (completion steps after COMMIT, issue 16) is another
+//! rolled back). The answer then starts with what the server acknowledged of the client's
+//! request before the lock timeout (ParseComplete, BindComplete of an extended-protocol
+//! request), as a direct run's error would. "The client's statement" is whatever the session
+//! sends for [`Request::Client`]: a Query, an extended-protocol request up to its Sync
+//! (`proxy/session/execute_extended.rs`), or one statement of a split multi-statement Query
+//! (`proxy/session/execute_batch.rs`). A later step type (completion steps after COMMIT, issue 16) is another
 //! [`Phase`] and another [`Request`]: the session's driver does not change.
 use std::time::Duration;
 
@@ -125,6 +130,10 @@ pub struct Executor {
     /// The last blocker query failed: why (said in the final error).
     inspect_error: Option<String>,
     held: Vec<HeldLock>,
+    /// What the server answered for the client's request before the last attempt's lock
+    /// timeout (ParseComplete, BindComplete, NoData of an extended-protocol request): the
+    /// answer pgwarden gives up with starts with it, as a direct run's error would.
+    before_error: BytesMut,
     rng: u64,
 }
 
@@ -142,6 +151,7 @@ impl Executor {
             statement_started: Duration::ZERO,
             inspect_error: None,
             held: Vec::new(),
+            before_error: BytesMut::new(),
             rng,
         }
     }
@@ -182,7 +192,7 @@ impl Executor {
         match self.phase {
             Phase::Set => {
                 if reply.error.is_some() {
-                    return self.pass_on(reply);
+                    return self.own_failed(reply);
                 }
                 let row = reply
                     .results
@@ -203,20 +213,20 @@ impl Executor {
             }
             Phase::Savepoint => {
                 if reply.error.is_some() {
-                    return self.pass_on(reply);
+                    return self.own_failed(reply);
                 }
                 self.send_statement(now)
             }
             Phase::Statement => self.statement_done(reply, now),
             Phase::Release => {
                 if reply.error.is_some() {
-                    return self.pass_on(reply);
+                    return self.own_failed(reply);
                 }
                 self.restore()
             }
             Phase::RollbackTo { recovering } => {
                 if reply.error.is_some() {
-                    return self.pass_on(reply);
+                    return self.own_failed(reply);
                 }
                 if recovering {
                     self.after_inspect(now)
@@ -255,7 +265,13 @@ impl Executor {
                     None => Action::Answer(reply.into_answer()),
                 }
             }
-            Phase::Raise | Phase::Sleeping | Phase::Done => self.pass_on(reply),
+            Phase::Raise => {
+                self.phase = Phase::Done;
+                let mut out = std::mem::take(&mut self.before_error);
+                out.extend_from_slice(&reply.into_answer());
+                Action::Answer(out)
+            }
+            Phase::Sleeping | Phase::Done => self.pass_on(reply),
         }
     }
 
@@ -305,6 +321,7 @@ impl Executor {
             return self.restore();
         }
         if lock_timeout {
+            self.before_error = reply.frames_before_error();
             if self.plan.in_transaction {
                 self.phase = Phase::RollbackTo { recovering: false };
                 return Action::Send(Request::Simple(wire::ROLLBACK_TO));
@@ -325,6 +342,13 @@ impl Executor {
     fn pass_on(&mut self, reply: Reply) -> Action {
         self.phase = Phase::Done;
         Action::Answer(reply.into_answer())
+    }
+
+    /// A step of pgwarden's own failed: the client learns it from that step's error, without
+    /// the acknowledgements of pgwarden's own Parse/Bind.
+    fn own_failed(&mut self, reply: Reply) -> Action {
+        self.phase = Phase::Done;
+        Action::Answer(reply.into_error_answer())
     }
 
     fn inspect(&mut self) -> Action {

@@ -98,9 +98,37 @@ impl Reply {
         out
     }
 
+    /// The reply of a failed request of pgwarden's own as the client may see it: the error and
+    /// the ReadyForQuery, without the acknowledgements of pgwarden's own Parse/Bind.
+    pub fn into_error_answer(self) -> BytesMut {
+        let skip = self.frames_before_error().len();
+        let mut out = BytesMut::from(&self.frames[skip..]);
+        out.extend_from_slice(&self.ready);
+        out
+    }
+
     /// The SQLSTATE of the reply's error, if any.
     pub fn code(&self) -> Option<&str> {
         self.error.as_ref().map(|e| e.code.as_str())
+    }
+
+    /// The frames the server sent before the reply's ErrorResponse (all of them when there is
+    /// none): an extended-protocol request answers its Parse, Bind and Describe before the
+    /// Execute fails, and a client expects them before the error that replaces the server's.
+    pub fn frames_before_error(&self) -> BytesMut {
+        let mut pos = 0;
+        while let Some(len) = self
+            .frames
+            .get(pos + 1..pos + 5)
+            .and_then(|b| <[u8; 4]>::try_from(b).ok())
+            .map(|b| u32::from_be_bytes(b) as usize + 1)
+        {
+            if self.frames[pos] == b'E' || pos + len > self.frames.len() {
+                break;
+            }
+            pos += len;
+        }
+        BytesMut::from(&self.frames[..pos])
     }
 }
 
@@ -215,6 +243,23 @@ mod tests {
         let answer = r.into_answer();
         assert!(!answer.windows(notice.len()).any(|w| w == notice.as_slice()));
         assert!(answer.ends_with(&ready(b'E')));
+    }
+
+    #[test]
+    fn frames_before_the_error_are_the_extended_acknowledgements() {
+        let r = reply(&[
+            frame(b'1', b""),
+            frame(b'2', b""),
+            frame(b'n', b""),
+            error("55P03", "lock timeout"),
+            ready(b'E'),
+        ]);
+        assert_eq!(
+            r.frames_before_error(),
+            bytes(&[frame(b'1', b""), frame(b'2', b""), frame(b'n', b"")])
+        );
+        let ok = reply(&[complete("ALTER TABLE"), ready(b'I')]);
+        assert_eq!(ok.frames_before_error(), bytes(&[complete("ALTER TABLE")]));
     }
 
     #[test]

@@ -393,3 +393,58 @@ fn backoff_doubles_with_jitter_up_to_its_cap() {
         );
     }
 }
+
+/// An extended-protocol request (Parse/Bind/Describe/Execute/Sync) that pgwarden gives up on:
+/// the client gets the acknowledgements the server sent before the lock timeout, then
+/// pgwarden's error, as a direct run would have shown them.
+#[test]
+fn giving_up_on_an_extended_request_keeps_its_acknowledgements() {
+    let mut p = plan(true);
+    p.retry_budget = ms(1500);
+    let mut e = Executor::new(p, "ALTER TABLE");
+    e.start();
+    e.on_reply(set_reply(b'T'), ms(1));
+    assert_eq!(
+        e.on_reply(ok_reply("SAVEPOINT", b'T'), ms(2)),
+        Action::Send(Request::Client)
+    );
+    let acks = [frame(b'1', b""), frame(b'2', b""), frame(b'n', b"")];
+    let mut timed_out: Vec<Vec<u8>> = acks.to_vec();
+    timed_out.push(error("55P03", "canceling statement due to lock timeout"));
+    timed_out.push(ready(b'E'));
+    assert_eq!(
+        e.on_reply(reply(&timed_out), ms(1002)),
+        Action::Send(Request::Simple(wire::ROLLBACK_TO))
+    );
+    e.on_reply(ok_reply("ROLLBACK", b'T'), ms(1003));
+    // Budget spent: the raise, then the answer.
+    assert!(matches!(
+        e.on_reply(blockers_reply(&[]), ms(1004)),
+        Action::Send(Request::Raise(_))
+    ));
+    let raised = [error("55P03", "pgwarden: ..."), ready(b'E')];
+    let mut expect: Vec<Vec<u8>> = acks.to_vec();
+    expect.extend(raised.iter().cloned());
+    assert_eq!(
+        e.on_reply(reply(&raised), ms(1005)),
+        Action::Answer(bytes(&expect))
+    );
+}
+
+/// A failed step of pgwarden's own (its SET, sent as Parse/Bind/Execute) reaches the client as
+/// the error alone: the acknowledgements of pgwarden's Parse and Bind are not the client's.
+#[test]
+fn a_failed_step_of_pgwardens_own_shows_only_its_error() {
+    let mut e = Executor::new(plan(false), "ALTER TABLE");
+    e.start();
+    let failed = reply(&[
+        frame(b'1', b""),
+        frame(b'2', b""),
+        error("XX000", "boom"),
+        ready(b'I'),
+    ]);
+    assert_eq!(
+        e.on_reply(failed, ms(1)),
+        Action::Answer(bytes(&[error("XX000", "boom"), ready(b'I')]))
+    );
+}

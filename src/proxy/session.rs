@@ -60,6 +60,8 @@ use crate::sql::server_lex::{self, LexSettings};
 
 mod audit;
 mod execute;
+mod execute_batch;
+mod execute_extended;
 mod rebind;
 mod rewrite;
 use audit::{
@@ -598,6 +600,12 @@ struct ClientSide {
     multi: Option<rewrite::MultiPending>,
     /// Completion steps this transaction's COMMIT owes.
     completion: rewrite::Completion,
+    /// What the extended-protocol request starting at the held Parse/Bind is.
+    extended: Option<execute_extended::Lookahead>,
+    /// An extended-protocol request held to its Sync, to run under the executor.
+    holding: Option<execute_extended::Held>,
+    /// The held multi-statement Query runs split, under the executor (execute_batch.rs).
+    batch: Option<execute_batch::Batch>,
 }
 
 /// What one scan of the client buffer found.
@@ -624,6 +632,10 @@ struct ClientScan {
     /// Earlier requests must be answered before the next frame (a COMMIT owing completion
     /// steps): wait, then scan again.
     settle: bool,
+    /// The held extended-protocol request is complete (its Sync is in `ready`): run it.
+    run_held: bool,
+    /// The Query after `ready` (replacing the next `.1` original bytes) runs split.
+    batch: Option<(execute_batch::Batch, usize)>,
     /// Frames forwarded as read (for the metrics).
     messages: u64,
 }
@@ -651,14 +663,38 @@ async fn client_to_server(
                 ctx.activity.ddl_forwarded();
             }
             if scan.ready > 0 {
-                sw.write_all(&buf[..scan.ready])
-                    .await
-                    .map_err(SessionError::ServerIo)?;
+                match side.holding.as_mut() {
+                    Some(held) => held.frames.extend_from_slice(&buf[..scan.ready]),
+                    None => sw
+                        .write_all(&buf[..scan.ready])
+                        .await
+                        .map_err(SessionError::ServerIo)?,
+                }
                 buf.advance(scan.ready);
+            }
+            if let Some(held) = side.holding.take_if(|_| scan.run_held) {
+                sw.flush().await.map_err(SessionError::ServerIo)?;
+                execute_extended::run(ctx, state, sw, held).await?;
+                wait_answered(ctx, state).await;
+                continue;
+            }
+            if let Some((batch, original)) = scan.batch {
+                sw.flush().await.map_err(SessionError::ServerIo)?;
+                execute_batch::run(ctx, state, sw, batch).await?;
+                buf.advance(original);
+                wait_answered(ctx, state).await;
+                continue;
             }
             if let Some((pending, frame, original)) = scan.execute {
                 sw.flush().await.map_err(SessionError::ServerIo)?;
-                execute::run(ctx, state, sw, pending, frame).await?;
+                execute::run(
+                    ctx,
+                    state,
+                    sw,
+                    pending,
+                    execute::ClientStatement::query(frame),
+                )
+                .await?;
                 buf.advance(original);
                 // The answer reaches the client before anything else is forwarded.
                 wait_answered(ctx, state).await;
@@ -685,12 +721,23 @@ async fn client_to_server(
             }
             let replaced = scan.replace.is_some();
             if let Some((frame, original)) = scan.replace {
-                sw.write_all(&frame).await.map_err(SessionError::ServerIo)?;
+                match side.holding.as_mut() {
+                    Some(held) => held.frames.extend_from_slice(&frame),
+                    None => sw.write_all(&frame).await.map_err(SessionError::ServerIo)?,
+                }
                 buf.advance(original);
             }
             sw.flush().await.map_err(SessionError::ServerIo)?;
             if scan.terminate {
                 return Ok(End::ClientGone);
+            }
+            if scan.attention_bind || scan.attention {
+                // A request that may run under the executor is read to its Sync first.
+                match execute_extended::prepare(ctx, state, side, cr, sw, buf).await? {
+                    execute_extended::Prepared::Decide => {}
+                    execute_extended::Prepared::Answered => continue,
+                    execute_extended::Prepared::ClientGone => return Ok(End::ClientGone),
+                }
             }
             if scan.attention_bind {
                 rebind::redecide_bind(ctx, state, side, sw, buf).await?;
@@ -785,6 +832,8 @@ fn scan_client(
         multi: None,
         commit: None,
         settle: false,
+        run_held: false,
+        batch: None,
         messages: 0,
     };
     if side.skip > 0 {
@@ -880,6 +929,10 @@ fn scan_client(
                     out.execute = Some((exec, frame, h.total));
                     break;
                 }
+                if let Some(batch) = side.batch.take().filter(|_| verdict.is_none()) {
+                    out.batch = Some((batch, h.total));
+                    break;
+                }
                 match verdict {
                     None => forget_deallocated(side, q.sql),
                     Some(text) => {
@@ -909,6 +962,8 @@ fn scan_client(
                 } else {
                     verdict
                 };
+                // The decision planned to run this request under the executor: hold it.
+                execute_extended::hold(side, pos);
                 side.in_pipeline = true;
                 side.parsed_this_request.insert(p.name.to_vec());
                 if !side.ddl_statements.is_empty() && verdict.is_none() && !was_decided {
@@ -961,6 +1016,7 @@ fn scan_client(
                     out.attention_bind = true;
                     break;
                 }
+                execute_extended::hold(side, pos);
                 if let Some(frame) = side.bind_replacement.take() {
                     side.in_pipeline = true;
                     out.replace = Some((frame, h.total));
@@ -989,7 +1045,17 @@ fn scan_client(
                 side.parsed_this_request.clear();
                 st.pending += 1;
                 let dml = std::mem::take(&mut side.request_dml);
+                let seq = side.request_record.as_ref().map_or(0, |r| r.seq);
                 audit_request(st, side.request_record.take(), dml);
+                side.extended = None;
+                if let Some(held) = side.holding.as_mut() {
+                    // The whole request is held: the executor sends it.
+                    held.pending.seq = seq;
+                    out.run_held = true;
+                    out.messages += 1;
+                    pos += h.total;
+                    break;
+                }
             }
             b'F' => {
                 st.pending += 1;
@@ -1207,8 +1273,11 @@ async fn decide_held(
     snap_owned.lex_certain = certain;
     snap_owned.unreadable = reading.is_none();
     snap_owned.standard_conforming_strings = scs;
-    // Dry-run forwards everything as sent; the executor runs only for a simple Query.
-    let executes = parse_name.is_none() && guard.executes();
+    // Dry-run forwards everything as sent. A Parse runs under the executor with the request it
+    // is in (execute_extended.rs), when that request allows it.
+    let executes =
+        guard.executes() && (parse_name.is_none() || execute_extended::runs(&side.extended));
+    let runs_now = parse_name.is_none() || execute_extended::runs_now(&side.extended);
     let ascii_only = !utf8_encoding(&snap_owned.client_encoding);
     let live = facts.as_ref().map_err(String::as_str);
     let created = prepared.created_tables().to_vec();
@@ -1224,8 +1293,52 @@ async fn decide_held(
         ),
         _ => None,
     };
+    let not_run = match prepared.single_statement() {
+        Some(f) if parse_name.is_some() && exec.is_none() && guard.executes() => {
+            let would = execute::plan_for(
+                ctx,
+                f,
+                &created,
+                live,
+                snap_owned.tx_status,
+                false,
+                ascii_only,
+            );
+            execute_extended::not_run_reason(&side.extended, side.in_pipeline, would.is_some())
+        }
+        _ => None,
+    };
+    // Several statements in one Query: split for the executor (execute_batch.rs).
+    let batch = match (&exec, &parse_name) {
+        // Completion steps owed to a COMMIT (rewrite.rs) run only for a COMMIT of its own.
+        (None, None) if executes && certain && side.completion.is_empty() => execute_batch::plan(
+            prepared.analysis(),
+            sql_bytes,
+            &sql,
+            snap_owned.tx_status,
+            &created,
+            &ctx.shared.config.execute,
+            ascii_only,
+            ctx.id ^ u64::from(std::process::id()),
+        ),
+        _ => Ok(None),
+    };
     if let Some(p) = &exec {
         guard.will_inject(execute::in_force(p, live));
+    } else if let Some(p) = batch
+        .as_ref()
+        .ok()
+        .and_then(Option::as_ref)
+        .and_then(|b| execute_batch::first_plan(b, &ctx.shared.config.execute))
+    {
+        guard.will_inject(execute::in_force(
+            &execute::Pending {
+                plan: p,
+                kind: "",
+                seq: 0,
+            },
+            live,
+        ));
     }
     let single = prepared.single_statement().cloned();
     let mut outbox = BytesMut::new();
@@ -1265,6 +1378,25 @@ async fn decide_held(
         Ok(_) => vec![lookup::DESCRIPTION.to_string()],
         Err(_) => Vec::new(),
     };
+    if let Some(why) = not_run.or(batch.as_ref().err().copied()) {
+        info!(session = ctx.id, statement = %crate::enforce::raise::excerpt(&sql),
+              "not run under pgwarden's timeouts: {why}");
+        injected.push(format!("not run under pgwarden's timeouts: {why}"));
+    }
+    let mut batch = batch.ok().flatten();
+    if decided.decision == crate::audit::record::Decision::Reject
+        || decided.replace.is_some()
+        || multi.is_some()
+    {
+        batch = None;
+    }
+    if let Some(b) = &batch {
+        injected.push(format!(
+            "pgwarden split the Query at its statement boundaries and ran {} of its statements \
+             under its timeouts (SET LOCAL, SAVEPOINT pgwarden_lock_retry, retries)",
+            b.executed()
+        ));
+    }
     if decided.decision == crate::audit::record::Decision::Reject {
         exec = None;
     } else if let (Some(text), true) = (&decided.replace, exec.is_some()) {
@@ -1312,6 +1444,9 @@ async fn decide_held(
                 if let (Some(m), [rec]) = (multi.as_mut(), recs.as_slice()) {
                     m.seq = rec.seq;
                 }
+                if let Some(b) = batch.as_mut() {
+                    b.set_seqs(recs.iter().map(|r| r.seq).collect());
+                }
                 side.audit_record = recs
             }
             Err(e) => {
@@ -1329,11 +1464,12 @@ async fn decide_held(
             }
         }
     }
-    if exec.is_some() || multi.is_some() {
+    if exec.is_some() || multi.is_some() || batch.is_some() {
         // The executor's first step is injected: every earlier request must be answered.
         wait_answered(ctx, state).await;
     }
-    side.exec = exec;
+    side.batch = batch;
+    side.exec = exec.filter(|_| runs_now);
     side.multi = multi;
     ctx.activity
         .ddl_decided(decided.decision.as_str(), &decided.rules);

@@ -17,6 +17,7 @@
 #![allow(dead_code)]
 
 pub mod alembic;
+pub mod execute;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};

@@ -27,6 +27,31 @@ pub(super) struct Pending {
     pub(super) seq: u64,
 }
 
+/// The client's request as the executor's [`Request::Client`] sends it.
+pub(super) struct ClientStatement {
+    /// The frames of the first attempt: a Query, or an extended-protocol request up to its Sync.
+    pub(super) first: BytesMut,
+    /// The frames of every later attempt (the same, after Close messages for the named
+    /// statement and portal the first attempt created: see `execute_extended`).
+    pub(super) again: BytesMut,
+    /// How many CloseComplete replies of those Close messages lead each later reply.
+    pub(super) closes: usize,
+    /// Answers the client is owed before this request's (to messages it sent before it).
+    pub(super) owed: BytesMut,
+}
+
+impl ClientStatement {
+    /// A simple Query: every attempt sends the same frame.
+    pub(super) fn query(frame: BytesMut) -> ClientStatement {
+        ClientStatement {
+            again: frame.clone(),
+            first: frame,
+            closes: 0,
+            owed: BytesMut::new(),
+        }
+    }
+}
+
 /// A step in flight: the server→client side feeds the reply and hands it over at its
 /// ReadyForQuery.
 pub(super) struct ExecStep {
@@ -113,25 +138,38 @@ pub(super) fn describe(p: &Pending) -> Vec<String> {
     out
 }
 
-/// Runs the client's statement (`frame`: the Query to send) under the executor and leaves
+/// Runs the client's statement (`client`: the frames to send) under the executor and leaves
 /// its answer for the server→client side to replay.
 pub(super) async fn run(
     ctx: &Ctx,
     state: &Mutex<State>,
     sw: &mut WriteHalf<'_>,
     pending: Pending,
-    frame: BytesMut,
+    mut client: ClientStatement,
 ) -> Result<(), SessionError> {
+    let mut owed = std::mem::take(&mut client.owed);
+    let answer = answer(ctx, state, sw, pending, client).await?;
+    owed.extend_from_slice(&answer);
+    lock(state).replay = Some(owed);
+    ctx.replay_ready.notify_one();
+    Ok(())
+}
+
+/// Runs the client's statement under the executor and returns its one answer (its frames and
+/// the ReadyForQuery after pgwarden's last step).
+pub(super) async fn answer(
+    ctx: &Ctx,
+    state: &Mutex<State>,
+    sw: &mut WriteHalf<'_>,
+    pending: Pending,
+    client: ClientStatement,
+) -> Result<BytesMut, SessionError> {
     let Pending { plan, kind, seq } = pending;
-    let (answer, attempts) = drive(ctx, state, sw, plan, kind, &frame).await?;
+    let (answer, attempts) = drive_client(ctx, state, sw, plan, kind, &client).await?;
     if seq > 0 {
         super::audit::audit_attempts(ctx, seq, &attempts).await;
     }
-    let mut st = lock(state);
-    st.replay = Some(answer);
-    drop(st);
-    ctx.replay_ready.notify_one();
-    Ok(())
+    Ok(answer)
 }
 
 /// Runs one statement (`frame`: its Query) under the executor and returns its answer for the
@@ -144,6 +182,20 @@ pub(super) async fn drive(
     kind: &str,
     frame: &[u8],
 ) -> Result<(BytesMut, Vec<Attempt>), SessionError> {
+    let client = ClientStatement::query(BytesMut::from(frame));
+    drive_client(ctx, state, sw, plan, kind, &client).await
+}
+
+/// [`drive`] for any client request: a Query, or an extended-protocol request
+/// (`execute_extended.rs`) whose later attempts differ from its first.
+async fn drive_client(
+    ctx: &Ctx,
+    state: &Mutex<State>,
+    sw: &mut WriteHalf<'_>,
+    plan: Plan,
+    kind: &str,
+    client: &ClientStatement,
+) -> Result<(BytesMut, Vec<Attempt>), SessionError> {
     let started = std::time::Instant::now();
     let (pid, key) = {
         let st = lock(state);
@@ -151,13 +203,22 @@ pub(super) async fn drive(
     };
     let mut exec = Executor::new(plan, kind);
     let mut action = exec.start();
+    let mut client_sent = false;
     let answer = loop {
         match action {
             Action::Answer(bytes) => break bytes,
             Action::Send(req) => {
                 let mut bytes = BytesMut::new();
+                let mut closes = 0;
                 match &req {
-                    Request::Client => bytes.extend_from_slice(frame),
+                    Request::Client if client_sent => {
+                        bytes.extend_from_slice(&client.again);
+                        closes = client.closes;
+                    }
+                    Request::Client => {
+                        client_sent = true;
+                        bytes.extend_from_slice(&client.first);
+                    }
                     other => {
                         if let Err(e) = other.encode(&mut bytes) {
                             // pgwarden's own values come from the server as text: a NUL cannot
@@ -169,7 +230,10 @@ pub(super) async fn drive(
                         }
                     }
                 }
-                let reply = send(state, sw, &bytes, req == Request::Client).await?;
+                let mut reply = send(state, sw, &bytes, req == Request::Client).await?;
+                if closes > 0 {
+                    drop_close_completes(&mut reply, closes);
+                }
                 action = exec.on_reply(reply, started.elapsed());
             }
             Action::Sleep(d) => {
@@ -220,6 +284,18 @@ pub(super) async fn drive(
         );
     }
     Ok((answer, attempts.to_vec()))
+}
+
+/// Removes the CloseComplete replies of pgwarden's own Close messages from the front of a
+/// later attempt's reply: the client sent no Close and must not see their answers.
+fn drop_close_completes(reply: &mut Reply, n: usize) {
+    const CLOSE_COMPLETE: [u8; 5] = [b'3', 0, 0, 0, 4];
+    for _ in 0..n {
+        if !reply.frames.starts_with(&CLOSE_COMPLETE) {
+            break;
+        }
+        let _ = reply.frames.split_to(CLOSE_COMPLETE.len());
+    }
 }
 
 fn log_attempt(ctx: &Ctx, pid: i32, exec: &Executor, backoff: Duration) {

@@ -14,7 +14,8 @@ use pgwire::messages::extendedquery::Bind;
 use pgwire::messages::Message;
 
 use super::{
-    held_body, inject_lookup, lock, snapshot, ClientSide, Ctx, SessionError, State, WriteHalf,
+    held_body, inject_lookup, lock, snapshot, wait_answered, ClientSide, Ctx, SessionError, State,
+    WriteHalf,
 };
 use crate::audit::record::Decision as AuditDecision;
 use crate::enforce::lookup;
@@ -43,6 +44,12 @@ pub(super) async fn redecide_bind(
         return Ok(());
     };
     let (sql, before) = (template.sql.clone(), template.decided.decision);
+    // The request may run under the executor (execute_extended.rs): its first step waits for
+    // every earlier answer, and so does the plan (the transaction status is the server's).
+    let runs = super::execute_extended::runs_now(&side.extended);
+    if runs {
+        wait_answered(ctx, state).await;
+    }
     let Some(guard) = side.guard.as_mut() else {
         return Ok(());
     };
@@ -66,6 +73,38 @@ pub(super) async fn redecide_bind(
     let mut snap = snapshot(state);
     snap.pipelined = side.executed;
     snap.lex_certain = certain;
+    let live = facts.as_ref().map_err(String::as_str);
+    let ascii_only = !super::utf8_encoding(&snap.client_encoding);
+    let created = prepared.created_tables().to_vec();
+    let plan = |in_pipeline| {
+        prepared.single_statement().and_then(|f| {
+            super::execute::plan_for(
+                ctx,
+                f,
+                &created,
+                live,
+                snap.tx_status,
+                in_pipeline,
+                ascii_only,
+            )
+        })
+    };
+    let mut exec = if runs && guard.executes() {
+        plan(false)
+    } else {
+        None
+    };
+    let not_run = match exec {
+        None if guard.executes() => super::execute_extended::not_run_reason(
+            &side.extended,
+            side.in_pipeline,
+            plan(false).is_some(),
+        ),
+        _ => None,
+    };
+    if let Some(p) = &exec {
+        guard.will_inject(super::execute::in_force(p, live));
+    }
     let mut outbox = BytesMut::new();
     let decided = guard.decide(
         &sql,
@@ -96,13 +135,27 @@ pub(super) async fn redecide_bind(
         })?;
         side.bind_replacement = Some(frame);
     }
+    if decided.decision == AuditDecision::Reject {
+        exec = None;
+    }
+    let mut injected = match &facts {
+        Ok(_) => vec![lookup::DESCRIPTION.to_string()],
+        Err(_) => Vec::new(),
+    };
+    if let Some(p) = exec.as_mut() {
+        p.plan.created_oids = guard.created_in_transaction();
+        injected.extend(super::execute::describe(p));
+    }
+    if let Some(why) = not_run {
+        tracing::info!(session = ctx.id, statement = %crate::enforce::raise::excerpt(&sql),
+                       "not run under pgwarden's timeouts: {why}");
+        injected.push(format!("not run under pgwarden's timeouts: {why}"));
+    }
     if let Some(t) = side.ddl_statements.get_mut(&name) {
         t.decided = decided;
-        t.injected = match &facts {
-            Ok(_) => vec![lookup::DESCRIPTION.to_string()],
-            Err(_) => Vec::new(),
-        };
+        t.injected = injected;
     }
+    side.exec = exec;
     Ok(())
 }
 
