@@ -91,19 +91,38 @@ fn load(args: &ServeArgs) -> anyhow::Result<Config> {
 
 fn init_logging(config: &Config) {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env()
-        .or_else(|_| EnvFilter::try_new(&config.server.log_level))
-        .unwrap_or_else(|_| EnvFilter::new("info"));
+    // RUST_LOG, when set, decides the filter for the whole run; otherwise `log_level` does,
+    // and a SIGHUP reload may change it (`proxy::reload`).
+    let from_env = EnvFilter::try_from_default_env().ok();
+    let reloadable = from_env.is_none();
+    let filter = from_env
+        .or_else(|| EnvFilter::try_new(&config.server.log_level).ok())
+        .unwrap_or_else(|| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     // A second initialisation (tests) is harmless; ignore it.
-    let _ = if config.server.log_format == "json" {
-        builder.json().try_init()
+    macro_rules! install {
+        ($b:expr) => {{
+            let b = $b.with_filter_reloading();
+            let handle = b.reload_handle();
+            if b.try_init().is_ok() && reloadable {
+                crate::proxy::reload::set_log_filter_reloader(Box::new(move |level: &str| {
+                    let f = EnvFilter::try_new(level)
+                        .map_err(|e| format!("[server] log_level {level:?}: {e}"))?;
+                    handle
+                        .reload(f)
+                        .map_err(|e| format!("cannot change the log filter: {e}"))
+                }));
+            }
+        }};
+    }
+    if config.server.log_format == "json" {
+        install!(builder.json())
     } else {
-        builder.try_init()
-    };
+        install!(builder)
+    }
 }
 
 /// What a SIGHUP reload reads: the same file, with the same command-line overrides.

@@ -57,7 +57,8 @@ pub(super) fn plan_for(
         ascii_only,
         seed: ctx.id ^ u64::from(std::process::id()) ^ nanos(),
     };
-    let plan = execute::plan(f, &ctx.shared.config.execute, situation)?;
+    // `[execute]` as in force now: a SIGHUP reload applies from the next statement.
+    let plan = execute::plan(f, &ctx.shared.live.now().config.execute, situation)?;
     Some(Pending {
         kind: f.kind.label(),
         plan,
