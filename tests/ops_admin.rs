@@ -348,3 +348,68 @@ async fn activity_shows_a_migration_blocked_behind_an_idle_transaction() {
         "{v:#}"
     );
 }
+
+/// The image's HEALTHCHECK command (docker/Dockerfile), as the argv Docker runs.
+fn dockerfile_healthcheck() -> Vec<String> {
+    let text = std::fs::read_to_string(repo_root().join("docker/Dockerfile")).unwrap();
+    let line = text
+        .lines()
+        .skip_while(|l| !l.starts_with("HEALTHCHECK"))
+        .find_map(|l| l.trim().strip_prefix("CMD "))
+        .expect("a HEALTHCHECK ... CMD [...] in docker/Dockerfile");
+    serde_json::from_str(line).expect("exec-form JSON array")
+}
+
+/// Runs the health check with the admin port replaced: true when it reports healthy.
+fn healthy(argv: &[String], admin: u16) -> bool {
+    let argv: Vec<String> = argv
+        .iter()
+        .map(|a| a.replace("127.0.0.1/9187", &format!("127.0.0.1/{admin}")))
+        .collect();
+    let mut c = std::process::Command::new(&argv[0]);
+    c.args(&argv[1..]);
+    run_cmd(c, None, Duration::from_secs(30)).status.success()
+}
+
+#[test]
+fn the_image_health_check_follows_readyz_and_compose_runs_the_same_command() {
+    let argv = dockerfile_healthcheck();
+    // docker/compose.yaml runs the same command on its PGWARDEN_ADMIN_PORT.
+    let compose = std::fs::read_to_string(repo_root().join("docker/compose.yaml")).unwrap();
+    let test_line = compose
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("test: "))
+        .expect("a healthcheck test in docker/compose.yaml");
+    let compose_argv: Vec<String> = serde_json::from_str(test_line).unwrap();
+    let compose_argv: Vec<String> = compose_argv[1..]
+        .iter()
+        .map(|a| {
+            a.replace("${PGWARDEN_ADMIN_PORT:-9187}", "9187")
+                .replace("$$", "$")
+        })
+        .collect();
+    assert_eq!(
+        compose_argv, argv,
+        "compose and Dockerfile health checks differ"
+    );
+
+    let cluster = Cluster::shared();
+    let port = free_port();
+    let mut relay = Relay::start(port, &cluster.addr());
+    let admin = free_port();
+    // `--admin-listen`, as the compose file passes it (no [admin] in the file).
+    let proxy = ProxyProcess::start_with_args(
+        &format!("127.0.0.1:{port}"),
+        "[policy]\nmode = \"dry-run\"\n",
+        &["--admin-listen", &format!("127.0.0.1:{admin}")],
+    );
+    assert!(healthy(&argv, admin), "{}", proxy.logs());
+    relay.stop();
+    assert!(!healthy(&argv, admin), "healthy without an upstream");
+    let relay = Relay::start(relay.port, &relay.target);
+    assert!(healthy(&argv, admin));
+    drop(relay);
+    drop(proxy);
+    // Nothing listening: unhealthy, not a hang.
+    assert!(!healthy(&argv, admin));
+}

@@ -22,6 +22,9 @@ pub struct ServeArgs {
     /// Log format: text or json.
     #[arg(long)]
     pub log_format: Option<String>,
+    /// Admin HTTP listener (/metrics /healthz /readyz /activity), as `[admin] listen`.
+    #[arg(long)]
+    pub admin_listen: Option<String>,
 }
 
 /// Runs the proxy; returns the process exit code (0 after a clean shutdown, 1 on a runtime
@@ -84,7 +87,10 @@ fn load(args: &ServeArgs) -> anyhow::Result<Config> {
     if let Some(v) = &args.log_format {
         s.log_format = v.clone();
     }
-    s.validate().map_err(anyhow::Error::msg)?;
+    if let Some(v) = &args.admin_listen {
+        config.admin.listen = Some(v.clone());
+    }
+    config.validate().map_err(anyhow::Error::msg)?;
     crate::proxy::preflight(&config)?;
     Ok(config)
 }
@@ -128,10 +134,11 @@ fn init_logging(config: &Config) {
 /// What a SIGHUP reload reads: the same file, with the same command-line overrides.
 fn reload_source(args: &ServeArgs) -> Option<crate::proxy::reload::ReloadSource> {
     let path = args.config.clone()?;
-    let (listen, upstream, log_format) = (
+    let (listen, upstream, log_format, admin_listen) = (
         args.listen.clone(),
         args.upstream.clone(),
         args.log_format.clone(),
+        args.admin_listen.clone(),
     );
     Some(crate::proxy::reload::ReloadSource {
         path,
@@ -144,6 +151,9 @@ fn reload_source(args: &ServeArgs) -> Option<crate::proxy::reload::ReloadSource>
             }
             if let Some(v) = &log_format {
                 c.server.log_format = v.clone();
+            }
+            if let Some(v) = &admin_listen {
+                c.admin.listen = Some(v.clone());
             }
         }),
     })

@@ -182,7 +182,11 @@ pub async fn run_with(
     hook: Arc<dyn hook::StatementHook>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ProxyError> {
-    crate::metrics::install();
+    // PGWARDEN_BENCH_NO_METRICS: bench/metrics_cost.sh measures what metrics cost the
+    // forwarding path by running a second pgwarden without them (no recorder, /metrics empty).
+    if std::env::var_os("PGWARDEN_BENCH_NO_METRICS").is_none() {
+        crate::metrics::install();
+    }
     let audit = crate::audit::AuditHandle::start(&config.audit)
         .map_err(|e| ProxyError::Config(format!("[audit]: {e}")))?;
     // logrotate renames the file and sends SIGHUP: reopen the path.
