@@ -413,3 +413,68 @@ fn the_image_health_check_follows_readyz_and_compose_runs_the_same_command() {
     // Nothing listening: unhealthy, not a hang.
     assert!(!healthy(&argv, admin));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn activity_names_the_blocker_the_server_reported_at_pgwardens_lock_timeout() {
+    let cluster = Cluster::shared();
+    let db = cluster.fresh_db("ops_activity_retry");
+    cluster.sql(&db, "create table ledger (id bigint primary key)");
+    let admin = free_port();
+    let toml = format!(
+        "[admin]\nlisten = \"127.0.0.1:{admin}\"\n[policy]\nmode = \"warn\"\n\
+         [execute]\nquick_lock_timeout = \"200ms\"\nretry_budget = \"2m\"\n\
+         backoff_initial = \"500ms\"\nbackoff_max = \"1s\"\n"
+    );
+    let proxy = ProxyProcess::start(&cluster.addr(), &toml);
+    // The blocker is connected to PostgreSQL directly: only the server can name it.
+    let mut cfg = cluster.conn(&db).tokio_config();
+    cfg.application_name("direct-report");
+    let (blocker, conn) = cfg.connect(tokio_postgres::NoTls).await.unwrap();
+    tokio::spawn(conn);
+    let pid: i32 = blocker
+        .query_one("select pg_backend_pid()", &[])
+        .await
+        .unwrap()
+        .get(0);
+    blocker
+        .batch_execute("begin; select count(*) from ledger")
+        .await
+        .unwrap();
+    let migrator = cluster.conn(&db).with_port(proxy.port()).connect().await;
+    let migration = tokio::spawn(async move {
+        migrator
+            .batch_execute("alter table ledger add column n int")
+            .await
+    });
+
+    let mut seen = serde_json::Value::Null;
+    let found = eventually(Duration::from_secs(60), || {
+        let v: serde_json::Value =
+            serde_json::from_str(&get(admin, "/activity").1).expect("activity is JSON");
+        let hit = v["ddl_in_flight"].as_array().is_some_and(|a| {
+            a.iter().any(|d| {
+                d["attempt"].as_u64().is_some_and(|n| n >= 1)
+                    && d["blockers_seen_by_server"]
+                        .as_array()
+                        .is_some_and(|b| b.iter().any(|b| b["pid"] == pid))
+            })
+        });
+        seen = v;
+        hit
+    })
+    .await;
+    assert!(found, "no retried DDL naming pid {pid} in {seen:#}");
+    let d = &seen["ddl_in_flight"][0];
+    let b = &d["blockers_seen_by_server"][0];
+    assert_eq!(b["application_name"], "direct-report", "{seen:#}");
+    assert_eq!(b["mode"], "AccessShareLock", "{seen:#}");
+    assert!(d["last_lock_wait_ms"].as_u64().is_some(), "{seen:#}");
+    // Not a pgwarden session: the heuristic list cannot know it.
+    assert_eq!(d["possible_blockers"].as_array().map(Vec::len), Some(0));
+
+    blocker.batch_execute("commit").await.unwrap();
+    migration
+        .await
+        .unwrap()
+        .expect("the retry succeeds once the blocker commits");
+}

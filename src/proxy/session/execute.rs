@@ -227,6 +227,8 @@ fn log_attempt(ctx: &Ctx, pid: i32, exec: &Executor, backoff: Duration) {
     let Some(a): Option<&Attempt> = exec.attempts().last() else {
         return;
     };
+    ctx.activity
+        .ddl_lock_timeout(a.number, a.waited_ms, backoff, &a.blockers);
     let blockers: Vec<String> = a.blockers.iter().map(|b| b.describe()).collect();
     let target = exec
         .plan()
