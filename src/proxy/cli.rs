@@ -213,7 +213,7 @@ async fn serve(
 /// SIGHUP's default action ends the process, and `systemctl reload` / logrotate send it. The
 /// audit writer reopens its file on SIGHUP (when the audit log is on); this listener makes sure
 /// SIGHUP never kills pgwarden otherwise, and says what it did and did not do. With
-/// `--config`, `proxy::reload` re-reads the file's `[policy]` on the same signal.
+/// `--config`, `proxy::reload` re-reads the file on the same signal.
 fn hangup_is_not_fatal(audit_enabled: bool, reloads: bool) {
     #[cfg(unix)]
     {
