@@ -95,6 +95,8 @@ async fn metrics_count_a_known_workload_in_valid_exposition_format() {
         ],
     );
     out.assert_success();
+    // With a row in it (an empty table nobody else uses is only warned about).
+    cluster.sql(&db, "insert into orders values (1)");
     let out = psql(&via, &["-c", "drop table orders"]);
     out.assert_failure();
     // Session 3 is held open while a fourth connection finds max_connections (2) reached.
@@ -477,4 +479,51 @@ async fn activity_names_the_blocker_the_server_reported_at_pgwardens_lock_timeou
         .await
         .unwrap()
         .expect("the retry succeeds once the blocker commits");
+}
+
+#[test]
+fn the_steps_of_a_multi_step_rewrite_are_counted_by_result() {
+    let cluster = Cluster::shared();
+    let db = cluster.fresh_db("ops_steps");
+    cluster.sql(
+        &db,
+        "create table orders (id bigint primary key); \
+         insert into orders select generate_series(1, 10); analyze orders",
+    );
+    // Ten rows count as large here, so the rewrite applies as on a big table.
+    let (proxy, admin) = proxy_with_admin(&cluster.addr(), "large_rows = 5");
+    let via = cluster.conn(&db).with_port(proxy.port());
+    psql(
+        &via,
+        &[
+            "-X",
+            "-c",
+            "alter table orders add constraint positive check (id > 0)",
+        ],
+    )
+    .assert_success();
+    let m = get(admin, "/metrics").1;
+    let ok = sample(&m, "pgwarden_completion_steps_total{result=\"ok\"}").unwrap_or(0.0);
+    assert!(ok >= 2.0, "NOT VALID + VALIDATE: {m}");
+    assert_eq!(
+        sample(&m, "pgwarden_completion_steps_total{result=\"failed\"}"),
+        Some(0.0),
+        "{m}"
+    );
+    // Rows 1..5 violate it: the VALIDATE step fails and is counted so.
+    psql(
+        &via,
+        &[
+            "-X",
+            "-c",
+            "alter table orders add constraint big check (id > 5)",
+        ],
+    )
+    .assert_failure();
+    let m = get(admin, "/metrics").1;
+    assert!(
+        sample(&m, "pgwarden_completion_steps_total{result=\"failed\"}").unwrap_or(0.0) >= 1.0,
+        "{m}"
+    );
+    promtool_check(&m);
 }

@@ -25,8 +25,9 @@ fn two_clusters_by_database_name_fallback_and_unknown_database() {
     let db1 = one.fresh_db("ops_route_one");
     let db2 = two.fresh_db("ops_route_two");
     let other2 = two.fresh_db("ops_route_other");
-    one.sql(&db1, "create table t (id bigint)");
-    two.sql(&db2, "create table t (id bigint)");
+    // With a row: an empty table nobody else uses is only warned about by ban-drop-table.
+    one.sql(&db1, "create table t (id bigint); insert into t values (1)");
+    two.sql(&db2, "create table t (id bigint); insert into t values (1)");
     let routes = format!(
         "[databases.\"{db1}\"]\nupstream = \"{}\"\n[databases.reports]\nupstream = \"{}\"\n\
          database = \"{db2}\"\n",

@@ -44,7 +44,8 @@ async fn sighup_changes_the_next_decision_of_an_open_session_and_a_broken_file_k
     cluster.sql(
         &db,
         "create table a (id bigint primary key); create table b (id bigint primary key); \
-         create table c (id bigint primary key)",
+         create table c (id bigint primary key); \
+         insert into a values (1); insert into b values (1); insert into c values (1)",
     );
     let client = cluster.conn(&db).with_port(proxy.port()).connect().await;
     let e = client.batch_execute("drop table a").await.unwrap_err();
