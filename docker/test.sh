@@ -163,11 +163,12 @@ SQL
 phase "Alembic through the containerised pgwarden"
 venv="${PGWARDEN_TEST_VENV:-target/test-venv}"
 bash tests/python/setup-venv.sh "$venv"
+[[ $venv == /* ]] || venv="$repo/$venv"
 cp -r src/demo/project "$work/alembic"
 export PGWARDEN_DEMO_URL="postgresql+psycopg2://postgres@127.0.0.1:$PGWARDEN_PORT/postgres?sslmode=disable"
-(cd "$work/alembic" && "$repo/$venv/bin/python" -m alembic -c alembic.ini upgrade d02) > "$work/up-d02.log" 2>&1 \
+(cd "$work/alembic" && "$venv/bin/python" -m alembic -c alembic.ini upgrade d02) > "$work/up-d02.log" 2>&1 \
     || { cat "$work/up-d02.log" >&2; echo "d01+d02 were refused" >&2; exit 1; }
-if (cd "$work/alembic" && "$repo/$venv/bin/python" -m alembic -c alembic.ini upgrade d03) > "$work/up-d03.log" 2>&1; then
+if (cd "$work/alembic" && "$venv/bin/python" -m alembic -c alembic.ini upgrade d03) > "$work/up-d03.log" 2>&1; then
     cat "$work/up-d03.log" >&2; echo "d03 was applied through pgwarden" >&2; exit 1
 fi
 grep -q "adding-field-with-default" "$work/up-d03.log" || { cat "$work/up-d03.log" >&2; exit 1; }
