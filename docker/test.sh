@@ -3,7 +3,8 @@
 # compose up, an Alembic migration through the containerised pgwarden (one revision applied,
 # one rewritten, one refused), `pgwarden audit report` inside the container, compose down.
 # Works offline (no Docker Hub): base image from mmdebstrap, packages from Debian's archive,
-# crates from crates.io. Not part of tests/run.sh (a full release build inside an image).
+# crates from crates.io. Run by `.ci/run` when PGWARDEN_DOCKER_TEST=1 (a full release build
+# inside an image: ~20-30 min on 2 cores, too slow for every run of tests/run.sh).
 #
 # Runs as root on Debian 12. It leaves the host as it found it:
 #   - installs docker.io, docker-compose and mmdebstrap only if missing, and purges exactly the
@@ -130,7 +131,7 @@ $docker build -q --network=host -t postgres:15 docker/test-postgres >/dev/null
 
 # --- compose up, migrate, down -----------------------------------------------------------------
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-export POSTGRES_PORT="$(free_port)" PGWARDEN_PORT="$(free_port)" POSTGRES_PASSWORD="$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+export POSTGRES_PORT="$(free_port)" PGWARDEN_PORT="$(free_port)" PGWARDEN_ADMIN_PORT="$(free_port)" POSTGRES_PASSWORD="$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')"
 phase "compose up (postgres on 127.0.0.1:$POSTGRES_PORT, pgwarden on 127.0.0.1:$PGWARDEN_PORT)"
 compose_up=true
 docker-compose -p pgwarden-test -f docker/compose.yaml up -d --no-build
@@ -139,6 +140,16 @@ psql=/usr/lib/postgresql/15/bin/psql
 for _ in $(seq 1 120); do PGPORT=$POSTGRES_PORT $psql -XAtqc 'SELECT 1' >/dev/null 2>&1 && break; sleep 0.5; done
 for _ in $(seq 1 60); do PGPORT=$PGWARDEN_PORT $psql -XAtqc 'SELECT 1' >/dev/null 2>&1 && break; sleep 0.5; done
 PGPORT=$PGWARDEN_PORT $psql -XAtqc 'SELECT 1' >/dev/null
+# The image's HEALTHCHECK (compose: on PGWARDEN_ADMIN_PORT) asks /readyz: wait for "healthy".
+cid="$(docker-compose -p pgwarden-test -f docker/compose.yaml ps -q pgwarden)"
+health=""
+for _ in $(seq 1 60); do
+    health="$($docker inspect -f '{{.State.Health.Status}}' "$cid")"
+    [[ $health == healthy ]] && break
+    sleep 1
+done
+[[ $health == healthy ]] || { $docker inspect -f '{{json .State.Health}}' "$cid" >&2; echo "pgwarden container is $health, not healthy" >&2; exit 1; }
+echo "   container health: $health (/readyz on 127.0.0.1:$PGWARDEN_ADMIN_PORT)"
 
 phase "1,000,000-row table, loaded directly"
 PGPORT=$POSTGRES_PORT $psql -Xq -v ON_ERROR_STOP=1 <<'SQL'
@@ -152,11 +163,12 @@ SQL
 phase "Alembic through the containerised pgwarden"
 venv="${PGWARDEN_TEST_VENV:-target/test-venv}"
 bash tests/python/setup-venv.sh "$venv"
+[[ $venv == /* ]] || venv="$repo/$venv"
 cp -r src/demo/project "$work/alembic"
 export PGWARDEN_DEMO_URL="postgresql+psycopg2://postgres@127.0.0.1:$PGWARDEN_PORT/postgres?sslmode=disable"
-(cd "$work/alembic" && "$repo/$venv/bin/python" -m alembic -c alembic.ini upgrade d02) > "$work/up-d02.log" 2>&1 \
+(cd "$work/alembic" && "$venv/bin/python" -m alembic -c alembic.ini upgrade d02) > "$work/up-d02.log" 2>&1 \
     || { cat "$work/up-d02.log" >&2; echo "d01+d02 were refused" >&2; exit 1; }
-if (cd "$work/alembic" && "$repo/$venv/bin/python" -m alembic -c alembic.ini upgrade d03) > "$work/up-d03.log" 2>&1; then
+if (cd "$work/alembic" && "$venv/bin/python" -m alembic -c alembic.ini upgrade d03) > "$work/up-d03.log" 2>&1; then
     cat "$work/up-d03.log" >&2; echo "d03 was applied through pgwarden" >&2; exit 1
 fi
 grep -q "adding-field-with-default" "$work/up-d03.log" || { cat "$work/up-d03.log" >&2; exit 1; }
@@ -164,6 +176,11 @@ grep "^sqlalchemy.exc" "$work/up-d03.log" | sed 's/^/   alembic: /'
 got="$(PGPORT=$POSTGRES_PORT $psql -XAtc "SELECT version_num FROM alembic_version")|$(PGPORT=$POSTGRES_PORT $psql -XAtc "SELECT indisvalid FROM pg_index WHERE indexrelid = 'ix_events_created_at'::regclass")|$(PGPORT=$POSTGRES_PORT $psql -XAtc "SELECT count(*) FROM information_schema.columns WHERE table_name='events' AND column_name='shard'")"
 [[ $got == "d02|t|0" ]] || { echo "database state $got, want d02|t|0" >&2; exit 1; }
 echo "   alembic_version d02, index ix_events_created_at valid (CONCURRENTLY), events.shard absent"
+
+phase "/metrics of the containerised pgwarden"
+metrics="$(python3 -c 'import sys, urllib.request; print(urllib.request.urlopen(sys.argv[1], timeout=10).read().decode())' "http://127.0.0.1:$PGWARDEN_ADMIN_PORT/metrics")"
+grep -E '^pgwarden_statements_analysed_total\{.*decision="reject".*\} [1-9]' <<<"$metrics" \
+    || { echo "no rejected statement counted in /metrics:" >&2; grep pgwarden_statements <<<"$metrics" >&2; exit 1; }
 
 phase "pgwarden audit report, inside the container"
 docker-compose -p pgwarden-test -f docker/compose.yaml exec -T pgwarden \

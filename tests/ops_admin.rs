@@ -95,6 +95,8 @@ async fn metrics_count_a_known_workload_in_valid_exposition_format() {
         ],
     );
     out.assert_success();
+    // With a row in it (an empty table nobody else uses is only warned about).
+    cluster.sql(&db, "insert into orders values (1)");
     let out = psql(&via, &["-c", "drop table orders"]);
     out.assert_failure();
     // Session 3 is held open while a fourth connection finds max_connections (2) reached.
@@ -347,4 +349,181 @@ async fn activity_shows_a_migration_blocked_behind_an_idle_transaction() {
         Some(0),
         "{v:#}"
     );
+}
+
+/// The image's HEALTHCHECK command (docker/Dockerfile), as the argv Docker runs.
+fn dockerfile_healthcheck() -> Vec<String> {
+    let text = std::fs::read_to_string(repo_root().join("docker/Dockerfile")).unwrap();
+    let line = text
+        .lines()
+        .skip_while(|l| !l.starts_with("HEALTHCHECK"))
+        .find_map(|l| l.trim().strip_prefix("CMD "))
+        .expect("a HEALTHCHECK ... CMD [...] in docker/Dockerfile");
+    serde_json::from_str(line).expect("exec-form JSON array")
+}
+
+/// Runs the health check with the admin port replaced: true when it reports healthy.
+fn healthy(argv: &[String], admin: u16) -> bool {
+    let argv: Vec<String> = argv
+        .iter()
+        .map(|a| a.replace("127.0.0.1/9187", &format!("127.0.0.1/{admin}")))
+        .collect();
+    let mut c = std::process::Command::new(&argv[0]);
+    c.args(&argv[1..]);
+    run_cmd(c, None, Duration::from_secs(30)).status.success()
+}
+
+#[test]
+fn the_image_health_check_follows_readyz_and_compose_runs_the_same_command() {
+    let argv = dockerfile_healthcheck();
+    // docker/compose.yaml runs the same command on its PGWARDEN_ADMIN_PORT.
+    let compose = std::fs::read_to_string(repo_root().join("docker/compose.yaml")).unwrap();
+    let test_line = compose
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("test: "))
+        .expect("a healthcheck test in docker/compose.yaml");
+    let compose_argv: Vec<String> = serde_json::from_str(test_line).unwrap();
+    let compose_argv: Vec<String> = compose_argv[1..]
+        .iter()
+        .map(|a| {
+            a.replace("${PGWARDEN_ADMIN_PORT:-9187}", "9187")
+                .replace("$$", "$")
+        })
+        .collect();
+    assert_eq!(
+        compose_argv, argv,
+        "compose and Dockerfile health checks differ"
+    );
+
+    let cluster = Cluster::shared();
+    let port = free_port();
+    let mut relay = Relay::start(port, &cluster.addr());
+    let admin = free_port();
+    // `--admin-listen`, as the compose file passes it (no [admin] in the file).
+    let proxy = ProxyProcess::start_with_args(
+        &format!("127.0.0.1:{port}"),
+        "[policy]\nmode = \"dry-run\"\n",
+        &["--admin-listen", &format!("127.0.0.1:{admin}")],
+    );
+    assert!(healthy(&argv, admin), "{}", proxy.logs());
+    relay.stop();
+    assert!(!healthy(&argv, admin), "healthy without an upstream");
+    let relay = Relay::start(relay.port, &relay.target);
+    assert!(healthy(&argv, admin));
+    drop(relay);
+    drop(proxy);
+    // Nothing listening: unhealthy, not a hang.
+    assert!(!healthy(&argv, admin));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn activity_names_the_blocker_the_server_reported_at_pgwardens_lock_timeout() {
+    let cluster = Cluster::shared();
+    let db = cluster.fresh_db("ops_activity_retry");
+    cluster.sql(&db, "create table ledger (id bigint primary key)");
+    let admin = free_port();
+    let toml = format!(
+        "[admin]\nlisten = \"127.0.0.1:{admin}\"\n[policy]\nmode = \"warn\"\n\
+         [execute]\nquick_lock_timeout = \"200ms\"\nretry_budget = \"2m\"\n\
+         backoff_initial = \"500ms\"\nbackoff_max = \"1s\"\n"
+    );
+    let proxy = ProxyProcess::start(&cluster.addr(), &toml);
+    // The blocker is connected to PostgreSQL directly: only the server can name it.
+    let mut cfg = cluster.conn(&db).tokio_config();
+    cfg.application_name("direct-report");
+    let (blocker, conn) = cfg.connect(tokio_postgres::NoTls).await.unwrap();
+    tokio::spawn(conn);
+    let pid: i32 = blocker
+        .query_one("select pg_backend_pid()", &[])
+        .await
+        .unwrap()
+        .get(0);
+    blocker
+        .batch_execute("begin; select count(*) from ledger")
+        .await
+        .unwrap();
+    let migrator = cluster.conn(&db).with_port(proxy.port()).connect().await;
+    let migration = tokio::spawn(async move {
+        migrator
+            .batch_execute("alter table ledger add column n int")
+            .await
+    });
+
+    let mut seen = serde_json::Value::Null;
+    let found = eventually(Duration::from_secs(60), || {
+        let v: serde_json::Value =
+            serde_json::from_str(&get(admin, "/activity").1).expect("activity is JSON");
+        let hit = v["ddl_in_flight"].as_array().is_some_and(|a| {
+            a.iter().any(|d| {
+                d["attempt"].as_u64().is_some_and(|n| n >= 1)
+                    && d["blockers_seen_by_server"]
+                        .as_array()
+                        .is_some_and(|b| b.iter().any(|b| b["pid"] == pid))
+            })
+        });
+        seen = v;
+        hit
+    })
+    .await;
+    assert!(found, "no retried DDL naming pid {pid} in {seen:#}");
+    let d = &seen["ddl_in_flight"][0];
+    let b = &d["blockers_seen_by_server"][0];
+    assert_eq!(b["application_name"], "direct-report", "{seen:#}");
+    assert_eq!(b["mode"], "AccessShareLock", "{seen:#}");
+    assert!(d["last_lock_wait_ms"].as_u64().is_some(), "{seen:#}");
+    // Not a pgwarden session: the heuristic list cannot know it.
+    assert_eq!(d["possible_blockers"].as_array().map(Vec::len), Some(0));
+
+    blocker.batch_execute("commit").await.unwrap();
+    migration
+        .await
+        .unwrap()
+        .expect("the retry succeeds once the blocker commits");
+}
+
+#[test]
+fn the_steps_of_a_multi_step_rewrite_are_counted_by_result() {
+    let cluster = Cluster::shared();
+    let db = cluster.fresh_db("ops_steps");
+    cluster.sql(
+        &db,
+        "create table orders (id bigint primary key); \
+         insert into orders select generate_series(1, 10); analyze orders",
+    );
+    // Ten rows count as large here, so the rewrite applies as on a big table.
+    let (proxy, admin) = proxy_with_admin(&cluster.addr(), "large_rows = 5");
+    let via = cluster.conn(&db).with_port(proxy.port());
+    psql(
+        &via,
+        &[
+            "-X",
+            "-c",
+            "alter table orders add constraint positive check (id > 0)",
+        ],
+    )
+    .assert_success();
+    let m = get(admin, "/metrics").1;
+    let ok = sample(&m, "pgwarden_completion_steps_total{result=\"ok\"}").unwrap_or(0.0);
+    assert!(ok >= 2.0, "NOT VALID + VALIDATE: {m}");
+    assert_eq!(
+        sample(&m, "pgwarden_completion_steps_total{result=\"failed\"}"),
+        Some(0.0),
+        "{m}"
+    );
+    // Rows 1..5 violate it: the VALIDATE step fails and is counted so.
+    psql(
+        &via,
+        &[
+            "-X",
+            "-c",
+            "alter table orders add constraint big check (id > 5)",
+        ],
+    )
+    .assert_failure();
+    let m = get(admin, "/metrics").1;
+    assert!(
+        sample(&m, "pgwarden_completion_steps_total{result=\"failed\"}").unwrap_or(0.0) >= 1.0,
+        "{m}"
+    );
+    promtool_check(&m);
 }

@@ -35,6 +35,9 @@ fn psql_connects_over_the_unix_socket() {
             "select 40 + 2",
             "-c",
             "create table t (id bigint)",
+            // A row: an empty table nobody else uses is only warned about.
+            "-c",
+            "insert into t values (1)",
         ],
     );
     out.assert_success();

@@ -44,7 +44,8 @@ async fn sighup_changes_the_next_decision_of_an_open_session_and_a_broken_file_k
     cluster.sql(
         &db,
         "create table a (id bigint primary key); create table b (id bigint primary key); \
-         create table c (id bigint primary key)",
+         create table c (id bigint primary key); \
+         insert into a values (1); insert into b values (1); insert into c values (1)",
     );
     let client = cluster.conn(&db).with_port(proxy.port()).connect().await;
     let e = client.batch_execute("drop table a").await.unwrap_err();
@@ -110,4 +111,43 @@ fn a_single_sigterm_on_an_idle_proxy_exits_0() {
     let mut proxy = ProxyProcess::start(&cluster.addr(), &policy_toml("reject", ""));
     proxy.sigterm();
     assert_eq!(proxy.wait_exit(Duration::from_secs(30)).code(), Some(0));
+}
+
+#[test]
+fn sighup_rereads_the_client_tls_certificate_for_new_handshakes() {
+    let cluster = Cluster::shared();
+    let db = cluster.fresh_db("ops_cert_reload");
+    let (a, b) = (ProxyCert::generate(), ProxyCert::generate());
+    let toml = |c: &ProxyCert| {
+        format!(
+            "[server]\ntls_cert_file = \"{}\"\ntls_key_file = \"{}\"\n{}",
+            c.cert.display(),
+            c.key.display(),
+            policy_toml("reject", "").trim_start_matches("[server]\n")
+        )
+    };
+    let proxy = ProxyProcess::start(&cluster.addr(), &toml(&a));
+    let via = |ca: &std::path::Path| {
+        psql(
+            &cluster
+                .conn(&db)
+                .with_port(proxy.port())
+                .with_sslmode("verify-full")
+                .with_ca(ca),
+            &["-Atc", "select 1"],
+        )
+    };
+    via(&a.ca).assert_success();
+    via(&b.ca).assert_failure();
+    // The certificate is rotated: the file names change, as cert-manager or certbot would.
+    std::fs::write(&proxy.config_path, toml(&b)).unwrap();
+    kill("-HUP", proxy.pid());
+    wait_log(&proxy, "config reloaded", 1);
+    assert!(
+        proxy.logs().contains("client TLS files"),
+        "{}",
+        proxy.logs()
+    );
+    via(&b.ca).assert_success();
+    via(&a.ca).assert_failure();
 }

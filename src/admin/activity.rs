@@ -59,6 +59,13 @@ struct Ddl {
     rules: Vec<String>,
     /// Set by safe execution (issue 10) when it retries a lock wait.
     attempt: Option<u32>,
+    /// Who held a conflicting lock when pgwarden's lock_timeout last fired, as the server
+    /// answered (pg_locks + pg_stat_activity on the session's own connection).
+    server_blockers: Vec<crate::execute::Blocker>,
+    /// How long that attempt waited for its lock.
+    last_wait_ms: Option<u64>,
+    /// While pgwarden sleeps before the next attempt.
+    backoff_until: Option<Instant>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -157,7 +164,10 @@ impl Activity {
                 "application_name": s.application_name,
                 "statement": d.excerpt,
                 "kind": d.kind,
-                "phase": d.phase,
+                "phase": match d.backoff_until {
+                    Some(t) if t > now => "backing off after a lock timeout; retries when it ends",
+                    _ => d.phase,
+                },
                 "running_seconds": secs(now, d.since),
                 "locks": d.locks.iter().map(|(t, m)| json!({
                     "table": t,
@@ -166,12 +176,16 @@ impl Activity {
                 "decision": d.decision,
                 "rules": d.rules,
                 "attempt": d.attempt,
+                "last_lock_wait_ms": d.last_wait_ms,
+                "blockers_seen_by_server": d.server_blockers,
                 "possible_blockers": blockers,
                 "blockers_note": "sessions through this pgwarden on the same database inside a \
                     transaction that began before this statement, or with earlier DDL in flight; \
                     pgwarden holds no credentials and cannot read pg_locks: sessions connected \
                     to PostgreSQL directly are not listed (ask the server: \
-                    SELECT pg_blocking_pids(backend_pid))",
+                    SELECT pg_blocking_pids(backend_pid)). When pgwarden's own lock_timeout \
+                    fires it asks the server, and blockers_seen_by_server lists who held a \
+                    conflicting lock then (any session, direct ones included)",
             }));
         }
         json!({ "sessions": sessions, "ddl_in_flight": ddl })
@@ -322,6 +336,9 @@ impl Slot {
                 decision: None,
                 rules: Vec::new(),
                 attempt: None,
+                server_blockers: Vec::new(),
+                last_wait_ms: None,
+                backoff_until: None,
             });
         }
     }
@@ -369,6 +386,24 @@ impl Slot {
             if lock(&s.ddl).is_some() {
                 s.ddl_armed.store(true, Ordering::Relaxed);
             }
+        }
+    }
+
+    /// Attempt `attempt` of the statement in flight hit pgwarden's lock_timeout after
+    /// waiting `waited_ms`; the server named `blockers`; the next attempt follows `backoff`.
+    pub fn ddl_lock_timeout(
+        &self,
+        attempt: u32,
+        waited_ms: u64,
+        backoff: std::time::Duration,
+        blockers: &[crate::execute::Blocker],
+    ) {
+        let Some(s) = self.get() else { return };
+        if let Some(d) = lock(&s.ddl).as_mut() {
+            d.attempt = Some(attempt);
+            d.last_wait_ms = Some(waited_ms);
+            d.server_blockers = blockers.to_vec();
+            d.backoff_until = Some(Instant::now() + backoff);
         }
     }
 

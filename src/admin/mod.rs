@@ -168,7 +168,7 @@ async fn readyz(admin: &Admin) -> Response {
     if !admin.accepting.load(Ordering::Relaxed) {
         return Response::text(503, "Service Unavailable", "shutting down: not accepting\n");
     }
-    let timeout = admin.shared.config.admin.ready_timeout;
+    let timeout = admin.shared.live.now().config.admin.ready_timeout;
     let mut problems = String::new();
     for upstream in admin.shared.upstreams() {
         let probe = tokio::time::timeout(timeout, TcpStream::connect(upstream.as_str())).await;

@@ -84,13 +84,13 @@ impl Config {
         Ok(cfg)
     }
 
-    fn validate(&self) -> Result<(), String> {
+    pub(crate) fn validate(&self) -> Result<(), String> {
         self.server.validate()?;
         self.policy.validate()?;
         self.audit.validate()?;
         self.execute.validate()?;
         self.admin.validate()?;
-        databases::validate(&self.databases)?;
+        databases::validate(&self.databases, &self.server)?;
         Ok(())
     }
 }

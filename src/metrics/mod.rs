@@ -186,9 +186,9 @@ fn describe_all() {
     );
     describe_counter!(
         "pgwarden_completion_steps_total",
-        "Follow-up steps of a rewritten migration (e.g. VALIDATE CONSTRAINT), by result."
+        "Steps of a multi-step safe rewrite that pgwarden ran itself (VALIDATE CONSTRAINT, SET NOT NULL, CREATE INDEX CONCURRENTLY, ...), in sequence or after the client's COMMIT, by result (ok, failed)."
     );
-    for result in ["run", "failed"] {
+    for result in ["ok", "failed"] {
         counter!("pgwarden_completion_steps_total", "result" => result).absolute(0);
     }
     describe_counter!(
@@ -307,7 +307,7 @@ pub mod execute {
 
     /// A completion step ran (`ok`) or failed.
     pub fn completion_step(ok: bool) {
-        let result = if ok { "run" } else { "failed" };
+        let result = if ok { "ok" } else { "failed" };
         counter!("pgwarden_completion_steps_total", "result" => result).increment(1);
     }
 }

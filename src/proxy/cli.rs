@@ -22,6 +22,9 @@ pub struct ServeArgs {
     /// Log format: text or json.
     #[arg(long)]
     pub log_format: Option<String>,
+    /// Admin HTTP listener (/metrics /healthz /readyz /activity), as `[admin] listen`.
+    #[arg(long)]
+    pub admin_listen: Option<String>,
 }
 
 /// Runs the proxy; returns the process exit code (0 after a clean shutdown, 1 on a runtime
@@ -84,35 +87,58 @@ fn load(args: &ServeArgs) -> anyhow::Result<Config> {
     if let Some(v) = &args.log_format {
         s.log_format = v.clone();
     }
-    s.validate().map_err(anyhow::Error::msg)?;
+    if let Some(v) = &args.admin_listen {
+        config.admin.listen = Some(v.clone());
+    }
+    config.validate().map_err(anyhow::Error::msg)?;
     crate::proxy::preflight(&config)?;
     Ok(config)
 }
 
 fn init_logging(config: &Config) {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env()
-        .or_else(|_| EnvFilter::try_new(&config.server.log_level))
-        .unwrap_or_else(|_| EnvFilter::new("info"));
+    // RUST_LOG, when set, decides the filter for the whole run; otherwise `log_level` does,
+    // and a SIGHUP reload may change it (`proxy::reload`).
+    let from_env = EnvFilter::try_from_default_env().ok();
+    let reloadable = from_env.is_none();
+    let filter = from_env
+        .or_else(|| EnvFilter::try_new(&config.server.log_level).ok())
+        .unwrap_or_else(|| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     // A second initialisation (tests) is harmless; ignore it.
-    let _ = if config.server.log_format == "json" {
-        builder.json().try_init()
+    macro_rules! install {
+        ($b:expr) => {{
+            let b = $b.with_filter_reloading();
+            let handle = b.reload_handle();
+            if b.try_init().is_ok() && reloadable {
+                crate::proxy::reload::set_log_filter_reloader(Box::new(move |level: &str| {
+                    let f = EnvFilter::try_new(level)
+                        .map_err(|e| format!("[server] log_level {level:?}: {e}"))?;
+                    handle
+                        .reload(f)
+                        .map_err(|e| format!("cannot change the log filter: {e}"))
+                }));
+            }
+        }};
+    }
+    if config.server.log_format == "json" {
+        install!(builder.json())
     } else {
-        builder.try_init()
-    };
+        install!(builder)
+    }
 }
 
 /// What a SIGHUP reload reads: the same file, with the same command-line overrides.
 fn reload_source(args: &ServeArgs) -> Option<crate::proxy::reload::ReloadSource> {
     let path = args.config.clone()?;
-    let (listen, upstream, log_format) = (
+    let (listen, upstream, log_format, admin_listen) = (
         args.listen.clone(),
         args.upstream.clone(),
         args.log_format.clone(),
+        args.admin_listen.clone(),
     );
     Some(crate::proxy::reload::ReloadSource {
         path,
@@ -125,6 +151,9 @@ fn reload_source(args: &ServeArgs) -> Option<crate::proxy::reload::ReloadSource>
             }
             if let Some(v) = &log_format {
                 c.server.log_format = v.clone();
+            }
+            if let Some(v) = &admin_listen {
+                c.admin.listen = Some(v.clone());
             }
         }),
     })
@@ -184,7 +213,7 @@ async fn serve(
 /// SIGHUP's default action ends the process, and `systemctl reload` / logrotate send it. The
 /// audit writer reopens its file on SIGHUP (when the audit log is on); this listener makes sure
 /// SIGHUP never kills pgwarden otherwise, and says what it did and did not do. With
-/// `--config`, `proxy::reload` re-reads the file's `[policy]` on the same signal.
+/// `--config`, `proxy::reload` re-reads the file on the same signal.
 fn hangup_is_not_fatal(audit_enabled: bool, reloads: bool) {
     #[cfg(unix)]
     {

@@ -64,10 +64,10 @@ pub enum ProxyError {
 pub(crate) struct Shared {
     pub(crate) config: Arc<Config>,
     pub(crate) limits: FrameLimits,
-    pub(crate) acceptor: Option<tokio_rustls::TlsAcceptor>,
-    pub(crate) connector: Option<tokio_rustls::TlsConnector>,
-    /// Upstream per database name (`[databases]`, or `[server] upstream` for all).
-    pub(crate) routes: route::Routes,
+    /// What a SIGHUP reload swaps: routes (upstream per database name, with their TLS), the
+    /// client TLS acceptor, timeouts read at session start, `[execute]` (see `reload`).
+    /// `config` above stays the start configuration, for what needs a restart.
+    pub(crate) live: reload::Live,
     pub(crate) hook: Arc<dyn hook::StatementHook>,
     /// The policy every session's enforcer starts from (profiles applied per session).
     pub(crate) policy: Option<reload::LivePolicy>,
@@ -91,9 +91,7 @@ impl Shared {
         s.validate().map_err(ProxyError::Config)?;
         Ok(Shared {
             limits: s.frame_limits(),
-            acceptor: tls::client_acceptor(s)?,
-            connector: tls::upstream_connector(s)?,
-            routes: route::Routes::new(&config)?,
+            live: reload::Live::new(reload::Settings::build(config.clone())?),
             hook,
             audit,
             held: budget::HeldBudget::new(s.max_held_bytes),
@@ -111,7 +109,9 @@ impl Shared {
 impl Shared {
     /// Every upstream address sessions may be forwarded to (what `/readyz` probes).
     pub(crate) fn upstreams(&self) -> Vec<String> {
-        self.routes
+        self.live
+            .now()
+            .routes
             .upstreams()
             .iter()
             .map(|u| u.name.clone())
@@ -146,7 +146,7 @@ pub async fn run(
 pub struct Extras {
     /// The admin HTTP listener (`[admin] listen`), bound by the caller.
     pub admin: Option<TcpListener>,
-    /// Reload `[policy]` from this file on SIGHUP.
+    /// Reload the reloadable settings from this file on SIGHUP (see `reload`).
     pub reload: Option<reload::ReloadSource>,
     /// The unix-domain socket listener (`listen_unix`) and its path (removed at shutdown).
     pub unix: Option<(tokio::net::UnixListener, std::path::PathBuf)>,
@@ -182,7 +182,11 @@ pub async fn run_with(
     hook: Arc<dyn hook::StatementHook>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ProxyError> {
-    crate::metrics::install();
+    // PGWARDEN_BENCH_NO_METRICS: bench/metrics_cost.sh measures what metrics cost the
+    // forwarding path by running a second pgwarden without them (no recorder, /metrics empty).
+    if std::env::var_os("PGWARDEN_BENCH_NO_METRICS").is_none() {
+        crate::metrics::install();
+    }
     let audit = crate::audit::AuditHandle::start(&config.audit)
         .map_err(|e| ProxyError::Config(format!("[audit]: {e}")))?;
     // logrotate renames the file and sends SIGHUP: reopen the path.
@@ -200,9 +204,9 @@ pub async fn run_with(
         shared: shared.clone(),
         accepting: std::sync::atomic::AtomicBool::new(true),
     });
-    let reload_task = match (extras.reload, &shared.policy) {
-        (Some(src), Some(live)) => Some(reload::spawn(src, shared.config.clone(), live.clone())?),
-        _ => None,
+    let reload_task = match extras.reload {
+        Some(src) => reload::spawn(src, shared.clone())?,
+        None => None,
     };
     let admin_task = extras
         .admin

@@ -3,6 +3,8 @@
 //! Resolved before any upstream connection: a name with no entry and no `*` fallback gets the
 //! FATAL 3D000 a server gives for a database that does not exist. Policy profiles keep
 //! matching the name the client asked for (what the application and the operator know).
+//! Each entry may set its own upstream TLS (`upstream_tls`, CA file, server name), inheriting
+//! what it does not set from `[server]`; a SIGHUP reload builds a new [`Routes`] (`reload`).
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -10,12 +12,12 @@ use std::sync::Arc;
 use rustls::pki_types::ServerName;
 
 use super::{tls, ProxyError};
-use crate::config::server::split_host_port;
+use crate::config::databases::UpstreamTlsSettings;
+use crate::config::server::{split_host_port, UpstreamTls};
 use crate::config::Config;
 use crate::protocol::startup::StartupMessage;
 
 /// One upstream server.
-#[derive(Debug)]
 pub(crate) struct Upstream {
     /// As configured (`host:port`), for messages and logs.
     pub(crate) name: String,
@@ -23,16 +25,39 @@ pub(crate) struct Upstream {
     pub(crate) addr: Option<SocketAddr>,
     /// SNI and the name checked in verify-full.
     pub(crate) server_name: ServerName<'static>,
+    /// TLS mode of this leg (libpq sslmode meanings).
+    pub(crate) tls: UpstreamTls,
+    /// `None` when `tls` is `disable`.
+    pub(crate) connector: Option<tokio_rustls::TlsConnector>,
+    /// The settings it was built from: two entries share an upstream only if these match.
+    settings: UpstreamTlsSettings,
+}
+
+impl std::fmt::Debug for Upstream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Upstream")
+            .field("name", &self.name)
+            .field("tls", &self.settings)
+            .finish()
+    }
 }
 
 impl Upstream {
-    fn new(config: &Config, name: &str) -> Result<Arc<Upstream>, ProxyError> {
+    fn new(name: &str, settings: UpstreamTlsSettings) -> Result<Arc<Upstream>, ProxyError> {
         let (host, _) = split_host_port(name).map_err(ProxyError::Config)?;
         Ok(Arc::new(Upstream {
             name: name.to_owned(),
             addr: name.parse().ok(),
-            server_name: tls::upstream_server_name(&config.server, host)?,
+            server_name: tls::upstream_server_name(&settings, host)?,
+            tls: settings.mode,
+            connector: tls::upstream_connector(&settings)?,
+            settings,
         }))
+    }
+
+    /// Same server reached the same way (what cancels and `/readyz` count once).
+    pub(crate) fn same_as(&self, other: &Upstream) -> bool {
+        self.name == other.name && self.settings == other.settings
     }
 }
 
@@ -56,17 +81,21 @@ pub(crate) struct Routes {
 impl Routes {
     pub(crate) fn new(config: &Config) -> Result<Routes, ProxyError> {
         let mut all: Vec<Arc<Upstream>> = Vec::new();
-        let mut upstream = |name: &str| -> Result<Arc<Upstream>, ProxyError> {
-            if let Some(u) = all.iter().find(|u| u.name == name) {
-                return Ok(u.clone());
-            }
-            let u = Upstream::new(config, name)?;
-            all.push(u.clone());
-            Ok(u)
-        };
+        let mut upstream =
+            |name: &str, tls: UpstreamTlsSettings| -> Result<Arc<Upstream>, ProxyError> {
+                if let Some(u) = all.iter().find(|u| u.name == name && u.settings == tls) {
+                    return Ok(u.clone());
+                }
+                let u = Upstream::new(name, tls)?;
+                all.push(u.clone());
+                Ok(u)
+            };
         if config.databases.is_empty() {
             let route = Route {
-                upstream: upstream(&config.server.upstream)?,
+                upstream: upstream(
+                    &config.server.upstream,
+                    UpstreamTlsSettings::of_server(&config.server),
+                )?,
                 database: None,
             };
             return Ok(Routes {
@@ -80,7 +109,7 @@ impl Routes {
         let mut fallback = None;
         for (name, r) in &config.databases {
             let route = Route {
-                upstream: upstream(&r.upstream)?,
+                upstream: upstream(&r.upstream, r.tls(&config.server))?,
                 database: r.database.clone(),
             };
             if name == "*" {

@@ -190,7 +190,7 @@ pub(crate) async fn run(
     mut shutdown: watch::Receiver<bool>,
     id: u64,
 ) {
-    let startup_deadline = Instant::now() + shared.config.server.startup_timeout;
+    let startup_deadline = Instant::now() + shared.live.now().config.server.startup_timeout;
     let mut slot = Some(client_conn);
     let mut buf = BytesMut::with_capacity(512);
 
@@ -252,7 +252,7 @@ pub(crate) async fn run(
     }
 
     let requested = startup.database().to_owned();
-    let Some(route) = shared.routes.resolve(&requested) else {
+    let Some(route) = shared.live.now().routes.resolve(&requested) else {
         let name = requested;
         info!(session = id, %peer, "refusing connection: no [databases] entry for {name:?}");
         crate::metrics::session_refused("unknown_database");
@@ -510,7 +510,8 @@ async fn negotiate_client(
                 }
                 // No TLS on the unix socket, as PostgreSQL: the socket file's permissions guard it.
                 let tcp_client = matches!(client, Conn::Plain(_));
-                let Some(acceptor) = shared.acceptor.as_ref().filter(|_| tcp_client) else {
+                let Some(acceptor) = shared.live.now().acceptor.clone().filter(|_| tcp_client)
+                else {
                     write_byte(client, b'N').await?;
                     continue;
                 };

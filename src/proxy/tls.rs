@@ -9,6 +9,7 @@ use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{CertificateError, DigitallySignedStruct, Error as TlsError, SignatureScheme};
 
 use super::ProxyError;
+use crate::config::databases::UpstreamTlsSettings;
 use crate::config::server::{ServerConfig, UpstreamTls};
 
 fn provider() -> Arc<CryptoProvider> {
@@ -54,17 +55,17 @@ pub fn client_acceptor(
     Ok(Some(tokio_rustls::TlsAcceptor::from(Arc::new(config))))
 }
 
-/// The connector for the upstream leg, or `None` when `upstream_tls = "disable"`.
+/// The connector for one upstream's leg, or `None` when its `upstream_tls = "disable"`.
 pub fn upstream_connector(
-    cfg: &ServerConfig,
+    cfg: &UpstreamTlsSettings,
 ) -> Result<Option<tokio_rustls::TlsConnector>, ProxyError> {
     let provider = provider();
-    let verifier: Arc<dyn ServerCertVerifier> = match cfg.upstream_tls {
+    let verifier: Arc<dyn ServerCertVerifier> = match cfg.mode {
         UpstreamTls::Disable => return Ok(None),
         UpstreamTls::Prefer | UpstreamTls::Require => Arc::new(NoVerify(provider.clone())),
         UpstreamTls::VerifyCa | UpstreamTls::VerifyFull => {
             let path = cfg
-                .upstream_tls_ca_file
+                .ca_file
                 .as_deref()
                 .ok_or_else(|| ProxyError::Tls("upstream_tls_ca_file is not set".into()))?;
             let mut roots = rustls::RootCertStore::empty();
@@ -77,7 +78,7 @@ pub fn upstream_connector(
                 WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
                     .build()
                     .map_err(|e| ProxyError::Tls(e.to_string()))?;
-            if cfg.upstream_tls == UpstreamTls::VerifyCa {
+            if cfg.mode == UpstreamTls::VerifyCa {
                 Arc::new(IgnoreName(webpki))
             } else {
                 webpki
@@ -95,10 +96,10 @@ pub fn upstream_connector(
 
 /// The name sent as SNI and checked in verify-full.
 pub fn upstream_server_name(
-    cfg: &ServerConfig,
+    cfg: &UpstreamTlsSettings,
     host: &str,
 ) -> Result<ServerName<'static>, ProxyError> {
-    let name = cfg.upstream_tls_server_name.as_deref().unwrap_or(host);
+    let name = cfg.server_name.as_deref().unwrap_or(host);
     ServerName::try_from(name.to_owned())
         .map_err(|e| ProxyError::Tls(format!("invalid upstream TLS server name {name:?}: {e}")))
 }

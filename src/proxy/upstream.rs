@@ -23,7 +23,8 @@ pub(crate) async fn connect(
     shared: &Shared,
     upstream: &super::route::Upstream,
 ) -> Result<Conn, UpstreamError> {
-    let cfg = &shared.config.server;
+    // Reloadable: the value in force when this connection starts.
+    let connect_timeout = shared.live.now().config.server.connect_timeout;
     let work = async {
         // A literal address skips tokio's resolver, which runs on a blocking thread.
         let mut tcp = match upstream.addr {
@@ -32,7 +33,7 @@ pub(crate) async fn connect(
         };
         // Protocol messages are small and latency-bound; Nagle would add round trips.
         tcp.set_nodelay(true)?;
-        let Some(connector) = &shared.connector else {
+        let Some(connector) = &upstream.connector else {
             return Ok(Conn::Plain(tcp));
         };
         let mut req = [0u8; 8];
@@ -59,7 +60,7 @@ pub(crate) async fn connect(
             b'S' | b'N' if n > 1 => Err(UpstreamError::Tls(
                 "server sent unencrypted data after its TLS answer".into(),
             )),
-            b'N' if cfg.upstream_tls == UpstreamTls::Prefer => Ok(Conn::Plain(tcp)),
+            b'N' if upstream.tls == UpstreamTls::Prefer => Ok(Conn::Plain(tcp)),
             b'N' => Err(UpstreamError::Tls(
                 "server does not support TLS, but upstream_tls requires it".into(),
             )),
@@ -68,9 +69,9 @@ pub(crate) async fn connect(
             )),
         }
     };
-    let r = match tokio::time::timeout(cfg.connect_timeout, work).await {
+    let r = match tokio::time::timeout(connect_timeout, work).await {
         Ok(r) => r,
-        Err(_) => Err(UpstreamError::Timeout(cfg.connect_timeout)),
+        Err(_) => Err(UpstreamError::Timeout(connect_timeout)),
     };
     if let Err(e) = &r {
         crate::metrics::upstream_connect_failed(match e {
@@ -82,13 +83,14 @@ pub(crate) async fn connect(
     r
 }
 
-/// Delivers a client's CancelRequest unchanged to every upstream: a CancelRequest names only
+/// Delivers a client's CancelRequest unchanged to every upstream (also those a reload routed
+/// away from, where older sessions still are): a CancelRequest names only
 /// a backend pid and secret key, not a database, and a server ignores a key it did not issue.
 /// The server answers nothing and closes the connection, so neither does pgwarden.
 pub(crate) async fn send_cancel(shared: &Shared, raw: &[u8]) -> Result<(), UpstreamError> {
     let mut last = Ok(());
-    for upstream in shared.routes.upstreams() {
-        if let Err(e) = cancel_on(shared, upstream, raw).await {
+    for upstream in shared.live.cancel_targets() {
+        if let Err(e) = cancel_on(shared, &upstream, raw).await {
             last = Err(e);
         }
     }
@@ -105,6 +107,7 @@ async fn cancel_on(
     conn.flush().await?;
     // Wait (bounded) for the server to close, so the cancel is processed before we return.
     let mut sink = [0u8; 16];
-    let _ = tokio::time::timeout(shared.config.server.connect_timeout, conn.read(&mut sink)).await;
+    let wait = shared.live.now().config.server.connect_timeout;
+    let _ = tokio::time::timeout(wait, conn.read(&mut sink)).await;
     Ok(())
 }

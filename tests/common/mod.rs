@@ -763,6 +763,17 @@ impl ProxyProcess {
 
     /// Like [`ProxyProcess::start`] with extra command-line flags (e.g. `--log-format json`).
     pub fn start_with_args(upstream: &str, config_toml: &str, extra: &[&str]) -> ProxyProcess {
+        Self::start_with_env(upstream, config_toml, extra, &[])
+    }
+
+    /// Like [`ProxyProcess::start_with_args`], with environment changes applied last
+    /// (`None` removes the variable, e.g. `RUST_LOG` so that `log_level` decides).
+    pub fn start_with_env(
+        upstream: &str,
+        config_toml: &str,
+        extra: &[&str],
+        env: &[(&str, Option<&str>)],
+    ) -> ProxyProcess {
         let dir = tempfile::Builder::new()
             .prefix("pgwarden-proxy-")
             .tempdir()
@@ -785,6 +796,12 @@ impl ProxyProcess {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
+        for (k, v) in env {
+            match v {
+                Some(v) => cmd.env(k, v),
+                None => cmd.env_remove(k),
+            };
+        }
         let mut child = cmd.spawn().expect("spawn pgwarden binary");
         let watchdog = Command::new("sh")
             .arg("-c")

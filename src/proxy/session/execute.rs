@@ -82,7 +82,8 @@ pub(super) fn plan_for(
         ascii_only,
         seed: ctx.id ^ u64::from(std::process::id()) ^ nanos(),
     };
-    let plan = execute::plan(f, &ctx.shared.config.execute, situation)?;
+    // `[execute]` as in force now: a SIGHUP reload applies from the next statement.
+    let plan = execute::plan(f, &ctx.shared.live.now().config.execute, situation)?;
     Some(Pending {
         kind: f.kind.label(),
         plan,
@@ -302,6 +303,8 @@ fn log_attempt(ctx: &Ctx, pid: i32, exec: &Executor, backoff: Duration) {
     let Some(a): Option<&Attempt> = exec.attempts().last() else {
         return;
     };
+    ctx.activity
+        .ddl_lock_timeout(a.number, a.waited_ms, backoff, &a.blockers);
     let blockers: Vec<String> = a.blockers.iter().map(|b| b.describe()).collect();
     let target = exec
         .plan()

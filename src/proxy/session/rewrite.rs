@@ -563,6 +563,7 @@ async fn run_step(
         phase,
         error: ran.error.as_ref().map(|e| e.1.clone()),
     });
+    crate::metrics::execute::completion_step(ran.error.is_none());
     if ran.error.is_some() && step.kind == StepKind::BuildIndex && !existed {
         drop_invalid_index(ctx, state, sw, m, &m.shape.index_sql(name), log).await?;
     }
