@@ -3,8 +3,8 @@
 # compose up, an Alembic migration through the containerised pgwarden (one revision applied,
 # one rewritten, one refused), `pgwarden audit report` inside the container, compose down.
 # Works offline (no Docker Hub): base image from mmdebstrap, packages from Debian's archive,
-# crates from crates.io. Run by `.ci/run` when PGWARDEN_DOCKER_TEST=1 (a full release build
-# inside an image: ~20-30 min on 2 cores, too slow for every run of tests/run.sh).
+# crates from crates.io. Run it by hand or as a scheduled job (a full release build inside an
+# image: ~20-30 min on 2 cores, too slow for every run of tests/run.sh).
 #
 # Runs as root on Debian 12. It leaves the host as it found it:
 #   - installs docker.io, docker-compose and mmdebstrap only if missing, and purges exactly the
