@@ -406,4 +406,40 @@ mod tests {
             }]
         );
     }
+
+    /// `pgwarden check` skips the rules its policy switches off only when the text holds no
+    /// escape comment: the report is the same as with every rule run, and an ignore naming an
+    /// off rule is still "used" when that rule would fire.
+    #[test]
+    fn off_rules_are_skipped_only_where_no_escape_can_see_them() {
+        let ctx = AnalysisContext {
+            file_mode: true,
+            ..AnalysisContext::default()
+        };
+        let p = Policy::default();
+        let every_rule = |sql: &str| {
+            let a = crate::sql::analyze(sql, &ctx);
+            let e = crate::rules::evaluate(sql, &a, &ctx, &p.thresholds);
+            p.decide(sql, &a, &e, &ctx, false).findings
+        };
+        for sql in [
+            "ALTER TABLE orders ADD COLUMN b int;\nCREATE TABLE t (id int);\nDROP TABLE x;",
+            "-- squawk-ignore require-table-schema\nALTER TABLE orders DROP COLUMN a;",
+            "-- pgwarden:allow ban-add-column reason=\"off anyway\"\nALTER TABLE orders ADD COLUMN c int;",
+        ] {
+            assert_eq!(p.report_text(sql, &ctx).findings, every_rule(sql), "{sql}");
+        }
+        // require-table-schema is off but would fire on `orders`: the ignore is used.
+        let d = p.report_text(
+            "-- squawk-ignore require-table-schema\nALTER TABLE orders DROP COLUMN a;",
+            &ctx,
+        );
+        assert!(
+            !d.findings
+                .iter()
+                .any(|j| j.finding.rule == Rule::UnusedAllow),
+            "{:?}",
+            d.findings
+        );
+    }
 }
