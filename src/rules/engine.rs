@@ -115,12 +115,12 @@ fn evaluate_on(
         let mut starts: Vec<(usize, ScriptState)> = vec![(0, state.clone())];
         let mut acc = 0;
         let mut scratch = Vec::new();
-        for i in 0..stmts.len() {
+        for (i, stmt) in stmts.iter().enumerate() {
             if acc >= share && starts.len() < workers {
                 starts.push((i, state.clone()));
                 acc = 0;
             }
-            acc += stmts[i].span.len() + 1;
+            acc += stmt.span.len() + 1;
             step(&shared, &feeding, i, &mut state, &mut scratch);
             scratch.clear();
         }
@@ -150,7 +150,7 @@ fn evaluate_on(
                         .name("pgwarden-rules".into())
                         .spawn_scoped(scope, move || run_share(s, end))
                         // A thread the system refuses leaves its share to this thread.
-                        .map_err(|_| (s2, end))
+                        .map_err(|_| Box::new((s2, end)))
                 })
                 .collect();
             let mut results = Vec::with_capacity(handles.len() + 1);
@@ -164,7 +164,7 @@ fn evaluate_on(
                         // A rule panic is a bug: re-raised as one thread would have raised it.
                         Err(panic) => std::panic::resume_unwind(panic),
                     },
-                    Err((s, end)) => run_share(s, end),
+                    Err(share) => run_share(share.0, share.1),
                 });
             }
             results
