@@ -57,7 +57,9 @@ pub fn on_dml(stmt: &crate::sql::AnalysedStatement, cx: &Cx<'_>) -> Vec<Finding>
     let Some(text) = cx.text.get(stmt.span.clone()) else {
         return Vec::new();
     };
-    if !["insert", "update", "merge"].iter().any(|w| contains_word_ignore_case(text, w)) {
+    if !["insert", "update", "merge"].iter().any(|w| contains_word_ignore_case(text, w))
+        || !some_word_repeats(text)
+    {
         return Vec::new();
     }
     crate::sql::parse::dml::duplicate_targets(cx.text, stmt.span.clone())
@@ -79,6 +81,60 @@ pub fn on_dml(stmt: &crate::sql::AnalysedStatement, cx: &Cx<'_>) -> Vec<Finding>
             }
         })
         .collect()
+}
+
+/// Can any name occur twice in `text`? A column assigned twice is a name written twice, so
+/// `false` is certain and spares the parse (most INSERT ... VALUES and UPDATE ... SET lists
+/// name each column once). Names are compared without case and quotes; string literals and
+/// comments are skipped. Text this scan could misread (backslash escapes, dollar quotes) and
+/// very long lists always count as "may repeat".
+fn some_word_repeats(text: &str) -> bool {
+    const MAX_WORDS: usize = 256;
+    let b = text.as_bytes();
+    if b.iter().any(|c| matches!(c, b'\\' | b'$')) {
+        return true;
+    }
+    let word_byte = |c: u8| c.is_ascii_alphanumeric() || c == b'_' || c >= 0x80;
+    let mut words: Vec<&[u8]> = Vec::new();
+    let mut i = 0;
+    while i < b.len() {
+        let c = b[i];
+        let (start, end, next) = if c == b'\'' {
+            let close = b[i + 1..].iter().position(|&x| x == b'\'').map_or(b.len(), |p| i + 1 + p);
+            i = close + 1;
+            continue;
+        } else if c == b'-' && b.get(i + 1) == Some(&b'-') {
+            i = b[i..].iter().position(|&x| x == b'\n').map_or(b.len(), |p| i + p);
+            continue;
+        } else if c == b'/' && b.get(i + 1) == Some(&b'*') {
+            // Nested comments end later, never earlier: skipping to the first `*/` only
+            // leaves more words to compare.
+            i = b[i + 2..]
+                .windows(2)
+                .position(|w| w == b"*/")
+                .map_or(b.len(), |p| i + 2 + p + 2);
+            continue;
+        } else if c == b'"' {
+            let close = b[i + 1..].iter().position(|&x| x == b'"').map_or(b.len(), |p| i + 1 + p);
+            (i + 1, close, close + 1)
+        } else if word_byte(c) && !c.is_ascii_digit() {
+            let end = b[i..].iter().position(|&x| !word_byte(x)).map_or(b.len(), |p| i + p);
+            (i, end, end)
+        } else if c.is_ascii_digit() {
+            i = b[i..].iter().position(|&x| !word_byte(x)).map_or(b.len(), |p| i + p);
+            continue;
+        } else {
+            i += 1;
+            continue;
+        };
+        let word = &b[start..end.min(b.len())];
+        if words.iter().any(|w| w.eq_ignore_ascii_case(word)) || words.len() == MAX_WORDS {
+            return true;
+        }
+        words.push(word);
+        i = next;
+    }
+    false
 }
 
 /// `word` occurs in `text`, in any case (ASCII), without allocating.
@@ -112,6 +168,25 @@ mod tests {
         assert!(found[0].message.contains("42601"), "{}", found[0].message);
         assert!(found[1].message.contains("42701"), "{}", found[1].message);
         assert!(run(R, "UPDATE t SET a = a + 1, b = a; INSERT INTO t (a, b) SELECT a, a FROM s").is_empty());
+    }
+
+    #[test]
+    fn the_repeat_scan_lets_every_duplicate_through() {
+        for sql in [
+            "UPDATE t SET a = 1, a = 2",
+            "UPDATE t SET \"a\" = 1, A = 2",
+            "INSERT INTO t (x, y, x) VALUES ('x y', 2, 3)",
+            "UPDATE t SET a = E'\\'', a = 2",
+            "UPDATE t SET a = 'it''s', /* a */ b = 1, a = 3",
+        ] {
+            assert!(some_word_repeats(sql), "{sql}");
+        }
+        for sql in [
+            "INSERT INTO t (x, y) VALUES ('x x', 2), (3, 4)",
+            "UPDATE t SET b = 1 -- b b\nWHERE id = 3",
+        ] {
+            assert!(!some_word_repeats(sql), "{sql}");
+        }
     }
 
     #[test]
