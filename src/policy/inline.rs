@@ -38,8 +38,20 @@ pub struct Escapes {
     pub findings: Vec<(Finding, Option<String>)>,
 }
 
+/// Can `text` hold an escape comment at all? A directive always contains one of these words,
+/// so `false` is certain; `true` may be a word in a string or an unrelated comment.
+pub fn may_hold_escapes(text: &str) -> bool {
+    text.contains("pgwarden:allow") || text.contains("squawk-ignore")
+}
+
 /// Matches escape comments to findings.
 pub fn apply(text: &str, analysis: &Analysis, findings: Vec<Finding>) -> Escapes {
+    // Most texts hold no escape at all: skip reading every comment line of a long file.
+    if !may_hold_escapes(text) {
+        return Escapes {
+            findings: findings.into_iter().map(|f| (f, None)).collect(),
+        };
+    }
     let mut directives = Vec::new();
     let mut prev_end = 0;
     for s in &analysis.statements {
@@ -392,6 +404,42 @@ mod tests {
             vec![&Outcome::Allowed {
                 reason: "legacy column".into()
             }]
+        );
+    }
+
+    /// `pgwarden check` skips the rules its policy switches off only when the text holds no
+    /// escape comment: the report is the same as with every rule run, and an ignore naming an
+    /// off rule is still "used" when that rule would fire.
+    #[test]
+    fn off_rules_are_skipped_only_where_no_escape_can_see_them() {
+        let ctx = AnalysisContext {
+            file_mode: true,
+            ..AnalysisContext::default()
+        };
+        let p = Policy::default();
+        let every_rule = |sql: &str| {
+            let a = crate::sql::analyze(sql, &ctx);
+            let e = crate::rules::evaluate(sql, &a, &ctx, &p.thresholds);
+            p.decide(sql, &a, &e, &ctx, false).findings
+        };
+        for sql in [
+            "ALTER TABLE orders ADD COLUMN b int;\nCREATE TABLE t (id int);\nDROP TABLE x;",
+            "-- squawk-ignore require-table-schema\nALTER TABLE orders DROP COLUMN a;",
+            "-- pgwarden:allow ban-add-column reason=\"off anyway\"\nALTER TABLE orders ADD COLUMN c int;",
+        ] {
+            assert_eq!(p.report_text(sql, &ctx).findings, every_rule(sql), "{sql}");
+        }
+        // require-table-schema is off but would fire on `orders`: the ignore is used.
+        let d = p.report_text(
+            "-- squawk-ignore require-table-schema\nALTER TABLE orders DROP COLUMN a;",
+            &ctx,
+        );
+        assert!(
+            !d.findings
+                .iter()
+                .any(|j| j.finding.rule == Rule::UnusedAllow),
+            "{:?}",
+            d.findings
         );
     }
 }

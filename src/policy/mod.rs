@@ -10,7 +10,10 @@ pub mod inline;
 pub mod setting;
 
 use crate::config::policy::{Mode, PolicyConfig, ProfileConfig};
-use crate::rules::{evaluate, evaluate_proving, Action, Evaluation, Finding, Rule, SizeThresholds};
+use crate::rules::{
+    evaluate, evaluate_proving, evaluate_selected, Action, Evaluation, Finding, Rule,
+    SizeThresholds,
+};
 use crate::sql::{analyze, Analysis, AnalysisContext, TextEdit};
 
 /// Why a policy could not be built from its configuration.
@@ -114,9 +117,16 @@ impl Policy {
 
     /// Like [`Policy::check_text`] for a report (`pgwarden check`): nothing is rewritten, and
     /// every rewrite a rule offers is proven, to be shown as the finding's fix.
+    ///
+    /// Rules switched off are not run (their findings would be dropped below), unless the text
+    /// holds an escape comment: an ignore that names an off rule is "used" when that rule
+    /// fires, and unused-allow must say the same with or without this shortcut.
     pub fn report_text(&self, text: &str, ctx: &AnalysisContext) -> Decision {
         let analysis = analyze(text, ctx);
-        let evaluation = evaluate(text, &analysis, ctx, &self.thresholds);
+        let escapes = inline::may_hold_escapes(text);
+        let wanted = |rule: Rule| escapes || self.action(rule) != Action::Off;
+        let evaluation =
+            evaluate_selected(text, &analysis, ctx, &self.thresholds, &wanted, &wanted);
         self.decide(text, &analysis, &evaluation, ctx, false)
     }
 

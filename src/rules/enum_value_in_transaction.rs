@@ -27,7 +27,12 @@ pub fn check(f: &StatementFacts, cx: &Cx<'_>, out: &mut Vec<Finding>) {
     if !cx.state.in_transaction() {
         return;
     }
-    let uses = |text: &str, label: &str| text.contains(&format!("'{}'", label.replace('\'', "''")));
+    // The quoted label is built only when the bare label occurs (an embedded `'` is doubled in
+    // the literal, so such a label is always looked up in full).
+    let uses = |text: &str, label: &str| {
+        (label.contains('\'') || text.contains(label))
+            && text.contains(&format!("'{}'", label.replace('\'', "''")))
+    };
     if f.kind == StatementKind::AlterType && f.flags.add_value {
         let Some(label) = &f.enum_value else { return };
         let ty = f.targets.first().map(|t| t.to_string()).unwrap_or_default();

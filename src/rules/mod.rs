@@ -59,10 +59,13 @@ pub enum Sizing {
 }
 
 mod drop_add_rename;
+mod engine;
 mod fk_referenced;
 mod objects;
 mod timeouts;
 pub mod unused;
+
+pub use engine::evaluate_selected;
 
 macro_rules! rules {
     ($( $variant:ident, $module:ident, $id:literal, $action:ident, $sizing:ident, $summary:literal; )*) => {
@@ -722,128 +725,7 @@ pub fn evaluate_proving(
     thresholds: &SizeThresholds,
     prove: &dyn Fn(Rule) -> bool,
 ) -> Evaluation {
-    let mut state = ScriptState::from_context(ctx);
-    let mut findings = Vec::new();
-    let stmts = &analysis.statements;
-    let text_indexes: Vec<(&ObjectName, &[String])> = stmts
-        .iter()
-        .filter_map(|s| s.facts())
-        .filter(|s| s.kind == crate::sql::StatementKind::CreateIndex)
-        .filter_map(|s| Some((s.table.as_ref()?, s.index_columns.as_slice())))
-        .collect();
-    for (i, stmt) in stmts.iter().enumerate() {
-        let before = findings.len();
-        let cx = Cx {
-            text,
-            ctx,
-            state: &state,
-            thresholds,
-            earlier: &stmts[..i],
-            later: &stmts[i + 1..],
-            text_indexes: &text_indexes,
-        };
-        match &stmt.outcome {
-            // `DROP TABLE IF EXISTS` of a table that does not exist: the server does nothing.
-            Outcome::Facts(f) if crate::sql::identity::is_noop(ctx, &state, f) => {}
-            Outcome::Facts(f) => {
-                check_statement(f, &cx, prove, &mut findings);
-                // Statements read out of a DO body are checked like top-level ones.
-                for inner in &f.body {
-                    check_statement(inner, &cx, prove, &mut findings);
-                }
-            }
-            Outcome::Unanalysable(_) | Outcome::ParseError(_) => {
-                findings.push(cannot_analyse::finding(stmt));
-            }
-            Outcome::Dml => {
-                findings.extend(lock_held_across_statements::on_dml(stmt, &cx));
-                findings.extend(backfill_under_lock::on_dml(stmt, &cx));
-                findings.extend(enum_value_in_transaction::on_dml(stmt, &cx));
-            }
-            Outcome::Empty => {}
-        }
-        if let Outcome::Facts(f) = &stmt.outcome {
-            state.advance(f);
-            backfill_under_lock::track(f, ctx, &mut state);
-        }
-        if !state.search_path_changed {
-            let own = text.get(stmt.span.clone()).unwrap_or_default();
-            state.search_path_changed = crate::sql::identity::may_change_search_path(own);
-        }
-        for rule in [Rule::RequireLockTimeout, Rule::RequireStatementTimeout] {
-            if findings[before..].iter().any(|f| f.rule == rule)
-                && !state.spoken.contains(&rule.id())
-            {
-                state.spoken.push(rule.id());
-            }
-        }
-        // lock-held-across-statements speaks once per transaction.
-        if findings[before..]
-            .iter()
-            .any(|f| f.rule == Rule::LockHeldAcrossStatements)
-        {
-            state.ael_reported = true;
-        }
-    }
-    if ctx.file_mode {
-        ban_uncommitted_transaction::at_end(&state, &mut findings);
-    }
-    Evaluation { findings, state }
-}
-
-fn check_statement(
-    f: &StatementFacts,
-    cx: &Cx<'_>,
-    prove: &dyn Fn(Rule) -> bool,
-    out: &mut Vec<Finding>,
-) {
-    let first = out.len();
-    for rule in Rule::ALL {
-        let Some(check) = rule.check_fn() else {
-            continue;
-        };
-        let start = out.len();
-        check(f, cx, out);
-        for finding in &mut out[start..] {
-            if let Some(edit) = finding.rewrite.take() {
-                if prove(*rule) {
-                    finding.rewrite = prove_rewrite(*rule, check, f, cx, edit);
-                }
-            }
-        }
-    }
-    // Live facts only (no fixture can hold them): called here, not through `check_fn`.
-    invalid_index_kept::check(f, cx, out);
-    unused::drop_required_field_on_empty(f, cx, out, first);
-    drop_add_rename::annotate(f, cx, &mut out[first..]);
-    fk_referenced::annotate(f, cx, &mut out[first..]);
-    unused::relax(f, cx, &mut out[first..]);
-}
-
-/// A rewrite is used only if the edited statement parses and the rule no longer fires on it.
-fn prove_rewrite(
-    rule: Rule,
-    check: CheckFn,
-    f: &StatementFacts,
-    cx: &Cx<'_>,
-    edit: TextEdit,
-) -> Option<TextEdit> {
-    let (new_text, facts) = cx.reparse_with(f, &edit)?;
-    // The neighbours' spans index the old text: the proof sees the statement alone.
-    let sub = Cx {
-        text: &new_text,
-        earlier: &[],
-        later: &[],
-        text_indexes: &[],
-        ..*cx
-    };
-    let mut again = Vec::new();
-    check(&facts, &sub, &mut again);
-    if again.iter().any(|g| g.rule == rule) {
-        None
-    } else {
-        Some(edit)
-    }
+    evaluate_selected(text, analysis, ctx, thresholds, &|_| true, prove)
 }
 
 /// Test support shared by the rule files: analyse a script and run one rule over it.

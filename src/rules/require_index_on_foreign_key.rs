@@ -23,7 +23,7 @@ No rewrite. pgwarden sees indexes created in the same file and, in the proxy, ex
 "#;
 
 pub fn check(f: &StatementFacts, cx: &Cx<'_>, out: &mut Vec<Finding>) {
-    let Some(table) = &f.table.clone().or_else(|| f.targets.first().cloned()) else {
+    let Some(table) = f.table.as_ref().or_else(|| f.targets.first()) else {
         return;
     };
     let mut fks: Vec<&ConstraintFacts> = Vec::new();

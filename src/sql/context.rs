@@ -244,6 +244,10 @@ impl ScriptState {
             timeouts: ctx.timeouts,
             held_locks: ctx.held_locks.clone(),
             enum_values_added: ctx.enum_values_added.clone(),
+            // A transaction open before the text (the proxy mid-transaction, `check
+            // --assume-in-transaction`) holds every table created so far: its ROLLBACK
+            // forgets them all.
+            created_mark: matches!(ctx.tx, TxState::InTransaction | TxState::Failed).then_some(0),
             ..ScriptState::default()
         }
     }
@@ -442,5 +446,37 @@ mod tests {
             .is_some());
         assert!(c.table_stats(&ObjectName::new(None, "orders")).is_some());
         assert!(c.table_stats(&ObjectName::new(None, "other")).is_none());
+    }
+
+    /// A transaction open before the text (the migration tool's, `--assume-in-transaction`;
+    /// the proxy mid-transaction): its ROLLBACK, nested BEGIN or not, forgets every table it
+    /// created, those of earlier Queries included.
+    #[test]
+    fn rollback_of_a_transaction_opened_before_the_text_forgets_its_tables() {
+        use crate::rules::{evaluate, Rule, SizeThresholds};
+        let ctx = AnalysisContext {
+            file_mode: true,
+            tx: TxState::InTransaction,
+            created_tables: vec![ObjectName::new(None, "early")],
+            ..AnalysisContext::default()
+        };
+        for text in [
+            "CREATE TABLE n (a int);\nROLLBACK;\nALTER TABLE n DROP COLUMN a;\nALTER TABLE early DROP COLUMN a;",
+            "BEGIN;\nCREATE TABLE n (a int);\nROLLBACK;\nALTER TABLE n DROP COLUMN a;\nALTER TABLE early DROP COLUMN a;",
+            "CREATE TABLE n (a int);\nROLLBACK AND CHAIN;\nALTER TABLE n DROP COLUMN a;\nALTER TABLE early DROP COLUMN a;",
+        ] {
+            let a = crate::sql::analyze(text, &ctx);
+            let found = evaluate(text, &a, &ctx, &SizeThresholds::default()).findings;
+            let drops = found.iter().filter(|f| f.rule == Rule::BanDropColumn).count();
+            assert_eq!(drops, 2, "{text}: {found:?}");
+        }
+        // Committed, the tables stay the text's own (new and empty) for what follows.
+        let text = "CREATE TABLE n (a int);\nCOMMIT;\nALTER TABLE n DROP COLUMN a;";
+        let a = crate::sql::analyze(text, &ctx);
+        let found = evaluate(text, &a, &ctx, &SizeThresholds::default()).findings;
+        assert!(
+            !found.iter().any(|f| f.rule == Rule::BanDropColumn),
+            "{found:?}"
+        );
     }
 }

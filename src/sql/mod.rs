@@ -63,8 +63,9 @@ pub struct Analysis {
 pub struct LookupNeeds {
     /// Relations whose size matters (every relation a statement locks).
     pub tables: Vec<ObjectName>,
-    /// (table, column) whose current type decides ALTER COLUMN TYPE, or whose validated
-    /// `CHECK (col IS NOT NULL)` decides SET NOT NULL.
+    /// (table, column) whose current type decides ALTER COLUMN TYPE, whose validated
+    /// `CHECK (col IS NOT NULL)` decides SET NOT NULL, or whose NOT NULL decides what a DROP
+    /// DEFAULT breaks.
     pub columns: Vec<(ObjectName, String)>,
     /// Functions in ADD COLUMN defaults whose volatility pgwarden could not tell.
     pub functions: Vec<String>,
@@ -89,7 +90,9 @@ impl Analysis {
                 if let (Some(t), Some(c)) = (&f.table, &a.column) {
                     if matches!(
                         a.kind,
-                        facts::ActionKind::AlterColumnType | facts::ActionKind::SetNotNull
+                        facts::ActionKind::AlterColumnType
+                            | facts::ActionKind::SetNotNull
+                            | facts::ActionKind::DropDefault
                     ) {
                         n.columns.push((t.clone(), c.clone()));
                     }

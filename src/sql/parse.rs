@@ -13,6 +13,7 @@ use squawk_syntax::{SourceFile, SyntaxKind as K, SyntaxNode, SyntaxToken};
 use super::facts::*;
 use super::locks;
 
+pub mod dml;
 mod tree;
 pub(crate) use tree::parse_tree;
 
