@@ -103,7 +103,13 @@ pub fn detect(sql: &str, params: &[Option<&str>]) -> Vec<MigrationRevision> {
 
 /// One pass looking for `_version`, `_migrations` or `_schema_history` after an underscore.
 pub fn might_be_bookkeeping(sql: &str) -> bool {
-    let b = sql.as_bytes();
+    might_be_bookkeeping_bytes(sql.as_bytes())
+}
+
+/// [`might_be_bookkeeping`] on the text's bytes as they came off the wire: the same answer as
+/// on their lossy UTF-8 reading (the needles are ASCII, and a replacement character holds no
+/// ASCII byte), without building that reading for every Query.
+pub fn might_be_bookkeeping_bytes(b: &[u8]) -> bool {
     let mut i = 0;
     while let Some(p) = b[i..].iter().position(|&c| c == b'_') {
         let at = i + p;

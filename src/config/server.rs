@@ -19,6 +19,8 @@ pub struct ServerConfig {
     pub upstream: String,
     /// Concurrent client sessions; more get FATAL 53300.
     pub max_connections: usize,
+    /// Threads that run client sessions (one single-threaded runtime each); 0 = one per core.
+    pub session_threads: usize,
     /// How long a client may take from connect until authentication is complete.
     #[serde(deserialize_with = "duration")]
     pub startup_timeout: Duration,
@@ -77,6 +79,7 @@ impl Default for ServerConfig {
             listen_unix: None,
             upstream: "127.0.0.1:5432".into(),
             max_connections: 1000,
+            session_threads: 0,
             startup_timeout: Duration::from_secs(60),
             connect_timeout: Duration::from_secs(10),
             shutdown_grace: Duration::from_secs(30),

@@ -39,7 +39,9 @@ pub fn run(args: ServeArgs) -> u8 {
         }
     };
     init_logging(&config);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
+    // The listener, admin endpoint, audit writer and signals run on this thread; sessions on
+    // one single-threaded runtime per core (proxy/workers.rs says why).
+    let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
     {
@@ -49,7 +51,18 @@ pub fn run(args: ServeArgs) -> u8 {
             return 1;
         }
     };
-    match runtime.block_on(serve(config, reload_source(&args))) {
+    let threads = match config.server.session_threads {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
+    };
+    let workers = match crate::proxy::workers::Workers::start(threads) {
+        Ok(w) => w,
+        Err(e) => {
+            eprintln!("pgwarden serve: cannot start the session threads: {e}");
+            return 1;
+        }
+    };
+    match runtime.block_on(serve(config, reload_source(&args), workers)) {
         Ok(()) => 0,
         Err(e) => {
             eprintln!("pgwarden serve: {}", one_line(&e.to_string()));
@@ -162,6 +175,7 @@ fn reload_source(args: &ServeArgs) -> Option<crate::proxy::reload::ReloadSource>
 async fn serve(
     config: Config,
     reload: Option<crate::proxy::reload::ReloadSource>,
+    workers: crate::proxy::workers::Workers,
 ) -> anyhow::Result<()> {
     // Before `listening on` is logged: whoever waits for that line may signal at once.
     hangup_is_not_fatal(config.audit.enabled, reload.is_some());
@@ -204,6 +218,7 @@ async fn serve(
         admin,
         reload,
         unix,
+        workers: Some(workers),
     };
     let shutdown = signal(term_installed, int_installed);
     crate::proxy::run_with(listener, extras, Arc::new(config), hook, shutdown).await?;

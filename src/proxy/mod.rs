@@ -44,6 +44,7 @@ mod session;
 pub mod stream;
 pub mod tls;
 mod upstream;
+pub mod workers;
 
 /// How many over-limit clients may be in the middle of being told "too many clients" at once;
 /// beyond that they are closed without a word, so a flood cannot cost unbounded work.
@@ -150,6 +151,8 @@ pub struct Extras {
     pub reload: Option<reload::ReloadSource>,
     /// The unix-domain socket listener (`listen_unix`) and its path (removed at shutdown).
     pub unix: Option<(tokio::net::UnixListener, std::path::PathBuf)>,
+    /// Run sessions on these threads (one runtime per core) instead of the caller's runtime.
+    pub workers: Option<workers::Workers>,
 }
 
 /// Clients on the unix socket have no address: sessions get this one, shown as "unix socket".
@@ -220,6 +223,7 @@ pub async fn run_with(
     let ids = AtomicU64::new(1);
     tokio::pin!(shutdown);
 
+    let session_threads = extras.workers;
     let (unix, unix_path) = match extras.unix {
         Some((l, p)) => (Some(l), Some(p)),
         None => (None, None),
@@ -259,8 +263,26 @@ pub async fn run_with(
         let shared = shared.clone();
         let stop = stop_rx.clone();
         let alive = alive_tx.clone();
-        tokio::spawn(async move {
-            session::run(shared, conn, peer, permit, stop, id).await;
+        let Some(threads) = &session_threads else {
+            tokio::spawn(async move {
+                session::run(shared, conn, peer, permit, stop, id).await;
+                drop(reject_permit);
+                drop(alive);
+            });
+            continue;
+        };
+        let std_conn = match conn.into_std() {
+            Ok(c) => c,
+            Err(e) => {
+                warn!(%peer, "cannot hand the connection to a session thread: {e}");
+                continue;
+            }
+        };
+        threads.spawn(move || async move {
+            match std_conn.into_conn() {
+                Ok(conn) => session::run(shared, conn, peer, permit, stop, id).await,
+                Err(e) => warn!(%peer, "cannot register the connection on its session thread: {e}"),
+            }
             drop(reject_permit);
             drop(alive);
         });

@@ -235,6 +235,10 @@ fn restart_only_changes(start: &Config, next: &Config) -> Vec<&'static str> {
             s.max_connections != t.max_connections,
         ),
         (
+            "[server] session_threads",
+            s.session_threads != t.session_threads,
+        ),
+        (
             "[server] message-size limits (max_message_size, max_small_message_size, \
              max_auth_message_size, max_held_bytes)",
             s.max_message_size != t.max_message_size

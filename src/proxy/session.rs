@@ -62,6 +62,7 @@ mod audit;
 mod execute;
 mod execute_batch;
 mod execute_extended;
+mod fresh;
 mod rebind;
 mod rewrite;
 use audit::{
@@ -94,6 +95,8 @@ struct State {
     application_name: String,
     server_version: String,
     client_encoding: String,
+    /// `Family::from_name(client_encoding)`, kept with it: every Query is read under it.
+    client_family: Option<Family>,
     standard_conforming_strings: bool,
     /// From BackendKeyData; kept for logs (the client gets the message unchanged).
     backend_pid: i32,
@@ -312,6 +315,7 @@ pub(crate) async fn run(
         application_name: startup.setting("application_name").unwrap_or_default(),
         server_version: String::new(),
         client_encoding: String::new(),
+        client_family: Family::from_name(""),
         standard_conforming_strings: true,
         backend_pid: 0,
         injecting: None,
@@ -972,9 +976,9 @@ fn scan_client(
                     side.ddl_statements.remove(p.name);
                 }
                 if ctx.shared.audit.is_enabled() {
-                    let sql = String::from_utf8_lossy(p.sql);
-                    if crate::audit::migration::might_be_bookkeeping(&sql) {
-                        side.bookkeeping.insert(p.name.to_vec(), sql.into_owned());
+                    if crate::audit::migration::might_be_bookkeeping_bytes(p.sql) {
+                        let sql = String::from_utf8_lossy(p.sql).into_owned();
+                        side.bookkeeping.insert(p.name.to_vec(), sql);
                     } else if !side.bookkeeping.is_empty() {
                         side.bookkeeping.remove(p.name);
                     }
@@ -1149,7 +1153,7 @@ fn inspect(
 
 /// The encoding the server last reported; ASCII-safe (UTF-8) until it has.
 fn reported_family(st: &State) -> Family {
-    Family::from_name(&st.client_encoding).unwrap_or(Family::AsciiSafe)
+    st.client_family.unwrap_or(Family::AsciiSafe)
 }
 
 /// The lexer settings the server will apply to the next client text (sql/server_lex.rs):
@@ -1157,14 +1161,21 @@ fn reported_family(st: &State) -> Family {
 /// unsynced pipeline may have changed them.
 fn lex_settings(st: &State, side: &ClientSide) -> LexSettings {
     if st.pending == 0 && !side.in_pipeline && st.injecting.is_none() {
-        LexSettings::known(&st.client_encoding, st.standard_conforming_strings)
+        // `LexSettings::known`, with the encoding's family looked up once per change.
+        LexSettings {
+            encoding: st.client_family,
+            standard_conforming_strings: Some(st.standard_conforming_strings),
+        }
     } else {
         LexSettings::unknown()
     }
 }
 
 fn base_lex() -> crate::sql::lexer::LexOptions {
-    crate::sql::AnalysisContext::default().lex
+    // Built once: `AnalysisContext::default()` also builds its empty catalog maps, a tenth of
+    // a plain Query's instructions when it ran per Query (BENCHMARKS.md, proxy CPU).
+    static BASE: std::sync::OnceLock<crate::sql::lexer::LexOptions> = std::sync::OnceLock::new();
+    *BASE.get_or_init(|| crate::sql::AnalysisContext::default().lex)
 }
 
 /// DML the enforcer watches (`Guard::watches_dml`), decided on the server's word: every
@@ -1342,6 +1353,12 @@ async fn decide_held(
         ));
     }
     let single = prepared.single_statement().cloned();
+    // The relations the lookup resolved, in its answer's order (`fresh`).
+    let asked: Vec<lookup::RelName> = prepared
+        .lookup
+        .as_ref()
+        .map(|r| r.relations.clone())
+        .unwrap_or_default();
     let mut outbox = BytesMut::new();
     let mut decided = guard.decide(
         &sql,
@@ -1417,6 +1434,12 @@ async fn decide_held(
     if let (Some(p), Some(guard)) = (exec.as_mut(), side.guard.as_ref()) {
         // Confirmed by this decision's lookup: what this transaction created itself.
         p.plan.created_oids = guard.created_in_transaction();
+    }
+    if let (Some(p), Ok(live)) = (&exec, &facts) {
+        if fresh::only_fresh_targets(&p.plan, &asked, live) {
+            // Nobody else can see what it locks: it runs as sent, in one round trip.
+            exec = None;
+        }
     }
     if let Some(p) = &exec {
         injected.extend(execute::describe(p));
@@ -1765,6 +1788,12 @@ async fn server_to_client(
     if shutting_down {
         timer.as_mut().reset(Instant::now() + grace);
     }
+    // Both waits live across reads: made per read, each registered and unregistered itself
+    // under a lock every round trip (the shutdown watch's lock is shared by all sessions).
+    let replay_ready = ctx.replay_ready.notified();
+    tokio::pin!(replay_ready);
+    let shutdown_changed = shutdown.changed();
+    tokio::pin!(shutdown_changed);
     loop {
         if skip == 0 {
             // The executor's answer goes first, read as if the server had sent it.
@@ -1837,13 +1866,14 @@ async fn server_to_client(
             prepare_read(buf, 0);
         }
         tokio::select! {
-            _ = ctx.replay_ready.notified() => {}
+            _ = &mut replay_ready => replay_ready.set(ctx.replay_ready.notified()),
             r = sr.read_buf(buf) => match r {
                 Ok(0) => return Ok(End::ServerGone),
                 Ok(_) => {}
                 Err(e) => return Err(SessionError::ServerIo(e)),
             },
-            changed = shutdown.changed(), if !shutting_down => {
+            // Completes once; `shutting_down` keeps it from being polled again.
+            changed = &mut shutdown_changed, if !shutting_down => {
                 // A dropped sender also means shutdown: the proxy is gone.
                 let _ = changed;
                 shutting_down = true;
@@ -2010,7 +2040,10 @@ fn scan_server(
                 let value = String::from_utf8_lossy(value);
                 match name {
                     b"server_version" => st.server_version = value.into_owned(),
-                    b"client_encoding" => st.client_encoding = value.into_owned(),
+                    b"client_encoding" => {
+                        st.client_family = Family::from_name(&value);
+                        st.client_encoding = value.into_owned();
+                    }
                     b"application_name" => {
                         ctx.activity.application_name(&value);
                         st.application_name = value.into_owned();
@@ -2105,6 +2138,7 @@ mod tests {
             application_name: String::new(),
             server_version: String::new(),
             client_encoding: String::new(),
+            client_family: Family::from_name(""),
             standard_conforming_strings: true,
             backend_pid: 0,
             injecting: None,

@@ -18,7 +18,38 @@ pub enum Conn {
     Unix(tokio::net::UnixStream),
 }
 
+/// An accepted, not yet encrypted connection detached from the runtime that accepted it, so
+/// it can be registered with another one (`super::workers`).
+pub enum StdConn {
+    Tcp(std::net::TcpStream),
+    Unix(std::os::unix::net::UnixStream),
+}
+
+impl StdConn {
+    /// Registers the socket with the current runtime's I/O driver (call on the thread whose
+    /// runtime will drive it).
+    pub fn into_conn(self) -> io::Result<Conn> {
+        match self {
+            StdConn::Tcp(s) => TcpStream::from_std(s).map(Conn::Plain),
+            StdConn::Unix(s) => tokio::net::UnixStream::from_std(s).map(Conn::Unix),
+        }
+    }
+}
+
 impl Conn {
+    /// Detaches a freshly accepted plaintext connection from its runtime (non-blocking mode is
+    /// kept). TLS streams are never handed over: TLS starts inside the session.
+    pub fn into_std(self) -> io::Result<StdConn> {
+        match self {
+            Conn::Plain(s) => s.into_std().map(StdConn::Tcp),
+            Conn::Unix(s) => s.into_std().map(StdConn::Unix),
+            _ => Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "a TLS stream cannot change runtimes",
+            )),
+        }
+    }
+
     /// True when the stream is encrypted.
     pub fn is_tls(&self) -> bool {
         !matches!(self, Conn::Plain(_) | Conn::Unix(_))

@@ -179,7 +179,12 @@ impl Family {
 /// which keeps every ASCII byte in place.
 pub fn server_text(bytes: &[u8], family: Family) -> Cow<'_, str> {
     if family == Family::AsciiSafe || bytes.is_ascii() {
-        return String::from_utf8_lossy(bytes);
+        // Valid UTF-8 (every plain query) borrows; `from_utf8` checks it several times faster
+        // than `from_utf8_lossy`, which walks the text in chunks even when nothing is invalid.
+        return match std::str::from_utf8(bytes) {
+            Ok(s) => Cow::Borrowed(s),
+            Err(_) => String::from_utf8_lossy(bytes),
+        };
     }
     let mut out = String::with_capacity(bytes.len() + bytes.len() / 2);
     let mut i = 0;

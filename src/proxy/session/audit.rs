@@ -60,8 +60,7 @@ pub(super) fn audit_query(
     if records.is_empty()
         && !st.audit_watch
         && !(ctx.shared.audit.is_enabled()
-            && (finishes_prepared(sql)
-                || crate::audit::migration::might_be_bookkeeping(&String::from_utf8_lossy(sql))))
+            && (finishes_prepared(sql) || crate::audit::migration::might_be_bookkeeping_bytes(sql)))
     {
         return;
     }
