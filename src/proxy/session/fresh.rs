@@ -57,6 +57,7 @@ mod tests {
             table_oid: Some(oid),
             persistence: 'p',
             index_table_schema: None,
+            index_valid: None,
         })
     }
 
