@@ -20,6 +20,8 @@ pub struct ServerConfig {
     /// Concurrent client sessions; more get FATAL 53300.
     pub max_connections: usize,
     /// Threads that run client sessions (one single-threaded runtime each); 0 = one per core.
+    /// Default 1: on a small host the CPU per transaction matters more than spreading
+    /// sessions over cores (BENCHMARKS.md, proxy CPU).
     pub session_threads: usize,
     /// How long a client may take from connect until authentication is complete.
     #[serde(deserialize_with = "duration")]
@@ -79,7 +81,7 @@ impl Default for ServerConfig {
             listen_unix: None,
             upstream: "127.0.0.1:5432".into(),
             max_connections: 1000,
-            session_threads: 0,
+            session_threads: 1,
             startup_timeout: Duration::from_secs(60),
             connect_timeout: Duration::from_secs(10),
             shutdown_grace: Duration::from_secs(30),
