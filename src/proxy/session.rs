@@ -28,9 +28,9 @@
 //! nothing was replaced.
 //!
 //! (b) Injecting (`inject`; the executor and the rewrites send their statements at the same
-//! point). The point is where the client→server side holds a complete `Q`/`P` that needs live facts. If
-//! `State::pending == 0` (every earlier client request answered: `pending` already counts
-//! Query/Sync/FunctionCall and ReadyForQuery decrements it), the status is not `E` and
+//! point). The point is where the client→server side holds a complete `Q`/`P` that needs live
+//! facts. If `State::pending == 0` (every earlier client request answered: `pending` already
+//! counts Query/Sync/FunctionCall and ReadyForQuery decrements it), the status is not `E` and
 //! `in_pipeline` is false, that side, which owns the server writer, first writes its own
 //! Parse/Bind/Execute/Sync (values as bind parameters) and pushes an `Expect` entry (a oneshot
 //! sender for the rows, "until ReadyForQuery") onto a `VecDeque` in `State`. The server→client
