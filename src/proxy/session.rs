@@ -138,6 +138,32 @@ struct State {
     backend_key: Vec<u8>,
 }
 
+impl State {
+    /// A session's state before the server has said anything.
+    fn new(application_name: String) -> State {
+        State {
+            tx_status: TxStatus::Idle,
+            pending: 0,
+            closing: false,
+            auth_ok: false,
+            application_name,
+            server_version: String::new(),
+            client_encoding: String::new(),
+            client_family: Family::from_name(""),
+            standard_conforming_strings: true,
+            backend_pid: 0,
+            injecting: None,
+            outbox: BytesMut::new(),
+            idle_epoch: 0,
+            audit_queue: std::collections::VecDeque::new(),
+            audit_watch: false,
+            executing: None,
+            replay: None,
+            backend_key: Vec::new(),
+        }
+    }
+}
+
 /// An injected lookup in flight (DESIGN.md decision 7).
 struct Injection {
     reader: ReplyReader,
@@ -325,26 +351,9 @@ pub(crate) async fn run(
 
     let user = startup.param("user").unwrap_or_default().to_owned();
     let database = client_database;
-    let state = Mutex::new(State {
-        tx_status: TxStatus::Idle,
-        pending: 0,
-        closing: false,
-        auth_ok: false,
-        application_name: startup.setting("application_name").unwrap_or_default(),
-        server_version: String::new(),
-        client_encoding: String::new(),
-        client_family: Family::from_name(""),
-        standard_conforming_strings: true,
-        backend_pid: 0,
-        injecting: None,
-        outbox: BytesMut::new(),
-        idle_epoch: 0,
-        audit_queue: std::collections::VecDeque::new(),
-        audit_watch: false,
-        executing: None,
-        replay: None,
-        backend_key: Vec::new(),
-    });
+    let state = Mutex::new(State::new(
+        startup.setting("application_name").unwrap_or_default(),
+    ));
     let app = lock(&state).application_name.clone();
     let client_label = super::client_label(peer);
     let activity = (shared.activity).register(id, &user, &database, &client_label, &app);
@@ -916,24 +925,8 @@ mod tests {
 
     fn state() -> State {
         State {
-            tx_status: TxStatus::Idle,
-            pending: 0,
-            closing: false,
             auth_ok: true,
-            application_name: String::new(),
-            server_version: String::new(),
-            client_encoding: String::new(),
-            client_family: Family::from_name(""),
-            standard_conforming_strings: true,
-            backend_pid: 0,
-            injecting: None,
-            outbox: BytesMut::new(),
-            idle_epoch: 0,
-            audit_queue: std::collections::VecDeque::new(),
-            audit_watch: false,
-            executing: None,
-            replay: None,
-            backend_key: Vec::new(),
+            ..State::new(String::new())
         }
     }
 
