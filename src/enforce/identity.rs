@@ -133,20 +133,7 @@ mod tests {
     use super::*;
 
     fn rel(oid: u32) -> Option<RelationFacts> {
-        Some(RelationFacts {
-            relkind: 'r',
-            schema: "public".into(),
-            rows: Some(0.0),
-            heap_bytes: 0,
-            total_bytes: 0,
-            index_table: None,
-            backs_constraint: false,
-            has_unique_index: false,
-            table_oid: Some(oid),
-            persistence: 'p',
-            index_table_schema: None,
-            index_valid: None,
-        })
+        Some(RelationFacts::empty_table(oid))
     }
 
     fn target(existing: Option<u32>) -> TargetFacts {

@@ -205,6 +205,27 @@ pub struct RelationFacts {
     pub index_valid: Option<bool>,
 }
 
+#[cfg(test)]
+impl RelationFacts {
+    /// Test fixture: an ordinary, permanent, empty table with this oid in `public`.
+    pub(crate) fn empty_table(oid: u32) -> RelationFacts {
+        RelationFacts {
+            relkind: 'r',
+            schema: "public".into(),
+            rows: Some(0.0),
+            heap_bytes: 0,
+            total_bytes: 0,
+            index_table: None,
+            backs_constraint: false,
+            has_unique_index: false,
+            table_oid: Some(oid),
+            persistence: 'p',
+            index_table_schema: None,
+            index_valid: None,
+        }
+    }
+}
+
 /// Where a CREATE TABLE creates its table, and what already has that name.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TargetFacts {
