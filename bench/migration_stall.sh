@@ -16,6 +16,8 @@
 # Usage: bash bench/migration_stall.sh
 # Environment:
 #   REWRITES=1     also run the five-statement part
+#   STALL=0        skip the first part (ADD COLUMN behind a blocker)
+#   ONLY=index,unique  run only these of the five (labels: fk check not_null index unique)
 #   RW_ROWS=3000000 rows in its orders table
 #   RW_SECS=20     seconds the writer runs per statement and path
 #   ROWS=1000000   rows in orders
@@ -119,6 +121,7 @@ run() { # $1 = label, $2 = port for the migration, $3 = column name
         "$(echo "$t1 - $t0" | bc -l)" "$outcome"
 }
 
+if [[ "${STALL:-1}" == 1 ]]; then
 echo "== writer ${RATE} tx/s on orders, blocker holds ACCESS SHARE for ${BLOCK} s, migration starts 1 s into it"
 printf '%-10s %10s %10s %10s %10s %12s  %s\n' "path" "worst ms" "p99 ms" "p50 ms" "requests" "migration s" "outcome"
 run direct "$PORT" note_direct
@@ -126,6 +129,7 @@ run pgwarden "$WPORT" note_pgwarden
 echo "== pgwarden's retries (from its log)"
 grep -c "pgwarden rolls back the attempt" "$WORK/pgwarden.log" | sed 's/^/lock-timeout retries: /'
 grep "retries ended" "$WORK/pgwarden.log" | tail -1 | sed 's/.*INFO //'
+fi
 
 [[ "${REWRITES:-1}" == 1 ]] || exit 0
 RW_ROWS="${RW_ROWS:-3000000}"
@@ -166,17 +170,22 @@ rw_run() { # $1 = statement label, $2 = path label, $3 = port, $4 = statement, $
     wait "$writer" || true
     state=$("${PSQL[@]}" -p "$PORT" -d "$db" -At -c "$5" 2>/dev/null || echo "absent")
     cat "$dir"/pgbench_log.* | awk '{print $3}' | sort -n > "$dir/lat"
-    local n worst p99
+    local n worst p99 at
     n=$(wc -l < "$dir/lat")
     worst=$(tail -1 "$dir/lat")
     p99=$(awk -v n="$n" 'NR == int(n * 0.99) { print; exit }' "$dir/lat")
-    printf '%-9s %-9s %10.1f %10.1f %10d %12.2f  %-10s %s\n' "$1" "$2" "$(echo "$worst / 1000" | bc -l)" \
-        "$(echo "$p99 / 1000" | bc -l)" "$n" "$(echo "$t1 - $t0" | bc -l)" "$outcome" "${state:-absent}"
+    # When the worst request was scheduled, in seconds from the migration's start (columns 5
+    # and 6 of pgbench's log: when it completed).
+    at=$(cat "$dir"/pgbench_log.* | awk -v t0="$t0" 'BEGIN { w = -1 }
+        $3 > w { w = $3; at = $5 + $6 / 1e6 - $3 / 1e6 - t0 } END { printf "%+.2f", at }')
+    printf '%-9s %-9s %10.1f %10.1f %8s %10d %12.2f  %-10s %s\n' "$1" "$2" "$(echo "$worst / 1000" | bc -l)" \
+        "$(echo "$p99 / 1000" | bc -l)" "$at" "$n" "$(echo "$t1 - $t0" | bc -l)" "$outcome" "${state:-absent}"
     "${PSQL[@]}" -p "$PORT" -c "DROP DATABASE $db" >/dev/null
 }
-printf '%-9s %-9s %10s %10s %10s %12s  %-10s %s\n' "statement" "path" "worst ms" "p99 ms" "requests" "migration s" "outcome" "end state"
+printf '%-9s %-9s %10s %10s %8s %10s %12s  %-10s %s\n' "statement" "path" "worst ms" "p99 ms" "worst at" "requests" "migration s" "outcome" "end state"
 for entry in "${STMTS[@]}"; do
     IFS='|' read -r label stmt state <<<"$entry"
+    [[ -z "${ONLY:-}" || ",$ONLY," == *",$label,"* ]] || continue
     rw_run "$label" direct "$PORT" "$stmt" "$state"
     rw_run "$label" pgwarden "$WPORT" "$stmt" "$state"
 done
