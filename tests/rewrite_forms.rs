@@ -551,3 +551,45 @@ async fn a_build_cancelled_by_statement_timeout_leaves_no_invalid_index() {
     assert_eq!(index_count(&db, "ix_timeout"), "0");
     assert_eq!(index_count(&db, "ix_orders_customer"), "1");
 }
+
+/// An INVALID index the user's own failed build left is not pgwarden's to drop: a
+/// `CREATE INDEX IF NOT EXISTS` of its name builds nothing and says so (invalid-index-kept),
+/// and an unnamed UNIQUE whose first name is taken by it gets the next name, as a direct run
+/// does; the user's index stays in both cases.
+#[test]
+fn a_users_invalid_index_of_the_same_name_is_kept() {
+    let c = Cluster::shared();
+    let px = proxy();
+    let db = fresh("rf_users_invalid");
+    for name in ["ix_user", "orders_ref_key"] {
+        psql_each(
+            None,
+            &db,
+            &[&format!(
+                "CREATE UNIQUE INDEX CONCURRENTLY {name} ON orders (amount)"
+            )],
+        )
+        .assert_failure();
+    }
+    assert_eq!(leftovers(&db), "ix_user,orders_ref_key");
+    let out = psql_each(
+        Some(&px),
+        &db,
+        &["CREATE INDEX IF NOT EXISTS ix_user ON orders (amount)"],
+    );
+    out.assert_success();
+    assert!(out.stderr.contains("invalid-index-kept"), "{}", out.stderr);
+    psql_each(Some(&px), &db, &["ALTER TABLE orders ADD UNIQUE (ref)"]).assert_success();
+    assert_eq!(
+        c.sql(
+            &db,
+            "SELECT string_agg(conname, ',') FROM pg_constraint WHERE conrelid = 'orders'::regclass"
+        ),
+        "orders_ref_key1"
+    );
+    assert_eq!(
+        leftovers(&db),
+        "ix_user,orders_ref_key",
+        "the user's indexes stay"
+    );
+}

@@ -64,7 +64,7 @@ pub(super) async fn refuse_nullable_key(
             "Statement: {}. pgwarden builds a primary key with CREATE UNIQUE INDEX \
              CONCURRENTLY and ADD CONSTRAINT ... PRIMARY KEY USING INDEX only when its columns \
              are NOT NULL already. Nothing was applied.",
-            crate::enforce::raise::excerpt(&m.shape.statement())
+            crate::enforce::raise::excerpt(m.shape.statement())
         ),
         hint: format!(
             "Make the column NOT NULL first, in a revision of its own: \
