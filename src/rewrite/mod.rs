@@ -439,6 +439,9 @@ pub struct Deferred {
     pub names: Vec<String>,
     /// Unique constraints: (table, columns) a foreign key could need.
     pub unique: Vec<(ObjectName, Vec<String>)>,
+    /// Primary keys: (table, columns) that must stay NOT NULL until the key is attached
+    /// (else `USING INDEX` sets them NOT NULL again, scanning under ACCESS EXCLUSIVE).
+    pub not_null: Vec<(ObjectName, Vec<String>)>,
 }
 
 impl Deferred {
@@ -449,6 +452,10 @@ impl Deferred {
     pub fn add(&mut self, shape: &Shape, name: &str) {
         if shape.builds_index() {
             self.names.push(name.to_string());
+        }
+        if shape.form == Form::PrimaryKey {
+            self.not_null
+                .push((shape.table.clone(), shape.columns.clone()));
         }
         if matches!(shape.form, Form::Unique | Form::PrimaryKey) {
             self.unique
@@ -461,6 +468,19 @@ impl Deferred {
     /// index. `text`: its SQL.
     pub fn needed_by(&self, text: &str, f: &StatementFacts) -> Option<String> {
         for a in &f.actions {
+            if a.kind == ActionKind::DropNotNull {
+                let keyed = self.not_null.iter().any(|(t, cols)| {
+                    f.table.as_ref().is_some_and(|ft| ft.same_as(t))
+                        && a.column.as_ref().is_some_and(|c| cols.contains(c))
+                });
+                if keyed {
+                    return Some(format!(
+                        "it drops NOT NULL from a column of the primary key pgwarden adds only \
+                         after COMMIT ({})",
+                        a.column.as_deref().unwrap_or_default()
+                    ));
+                }
+            }
             if let Some(c) = &a.constraint {
                 if c.kind == ConstraintKind::ForeignKey {
                     if let Some(r) = &c.references {

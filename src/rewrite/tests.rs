@@ -225,3 +225,18 @@ fn later_statements_needing_a_deferred_object() {
         "a literal is not a name"
     );
 }
+
+#[test]
+fn a_deferred_primary_key_keeps_its_columns_not_null() {
+    let (s, _) = steps("ALTER TABLE orders ADD PRIMARY KEY (id)");
+    let mut d = Deferred::default();
+    d.add(&s, "orders_pkey");
+    let sql = "ALTER TABLE orders ALTER COLUMN id DROP NOT NULL";
+    assert!(d
+        .needed_by(sql, &facts(sql))
+        .is_some_and(|w| w.contains("primary key")));
+    let sql = "ALTER TABLE orders ALTER COLUMN note DROP NOT NULL";
+    assert!(d.needed_by(sql, &facts(sql)).is_none());
+    let sql = "ALTER TABLE items ADD CONSTRAINT f FOREIGN KEY (o) REFERENCES orders (id)";
+    assert!(d.needed_by(sql, &facts(sql)).is_some());
+}

@@ -307,7 +307,7 @@ pub(super) fn consider(
         .name
         .clone()
         .or_else(|| shape.candidates.first().cloned())
-        .unwrap_or_default();
+        .unwrap_or_else(|| "<the name the server chose>".into());
     let steps: Vec<String> = shape.steps(&name).into_iter().map(|s| s.sql).collect();
     decided.replace = Some(steps.join(";\n"));
     decided.decision = Decision::Rewrite;
