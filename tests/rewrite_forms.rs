@@ -360,15 +360,35 @@ fn a_primary_key_outside_a_transaction_fails_cleanly_then_matches_a_direct_run()
     c.sql(&db, "UPDATE orders SET id = 2 WHERE ref = 2");
     let stmt = "ALTER TABLE orders ADD CONSTRAINT pk_orders PRIMARY KEY (id, customer_id) \
                 INCLUDE (amount) WITH (fillfactor = 90) DEFERRABLE INITIALLY IMMEDIATE";
-    psql_each(Some(&px), &db, &[stmt]).assert_success();
+    // A tablespace of its own: USING INDEX TABLESPACE must land the index there.
+    let ts = format!("rf_ts_{}", std::process::id());
+    let dir = tempfile::tempdir().expect("tablespace dir");
+    if is_root() {
+        let mut chown = std::process::Command::new("chown");
+        chown.arg("postgres:postgres").arg(dir.path());
+        run_cmd(chown, None, Duration::from_secs(30)).assert_success();
+    }
+    c.sql(
+        "postgres",
+        &format!("CREATE TABLESPACE {ts} LOCATION '{}'", dir.path().display()),
+    );
+    let unique =
+        format!("ALTER TABLE orders ADD CONSTRAINT uq_ts UNIQUE (ref) USING INDEX TABLESPACE {ts}");
+    psql_each(Some(&px), &db, &[stmt, &unique]).assert_success();
     let direct = fresh("rf_pk_direct");
-    psql_each(None, &direct, &[stmt]).assert_success();
+    psql_each(None, &direct, &[stmt, &unique]).assert_success();
+    assert!(schema(&db).contains(&format!("SET default_tablespace = {ts}")));
     assert_eq!(schema(&db), schema(&direct));
     assert!(
         px.logs().contains("multi-step rewrite"),
         "it must have been rewritten: {}",
         px.logs()
     );
+    // The tablespace's directory goes with this test: nothing may be left in it.
+    for d in [&db, &direct] {
+        c.sql("postgres", &format!("DROP DATABASE \"{d}\""));
+    }
+    c.sql("postgres", &format!("DROP TABLESPACE {ts}"));
 }
 
 /// Several sub-commands in one ALTER TABLE, one of which needs a multi-step form: never sent
