@@ -67,10 +67,11 @@ pub(super) async fn refuse_nullable_key(
             crate::enforce::raise::excerpt(m.shape.statement())
         ),
         hint: format!(
-            "Make the column NOT NULL first, in a revision of its own: \
-             op.alter_column('{}', '{first}', nullable=False) (pgwarden runs it as CHECK NOT \
-             VALID + VALIDATE + SET NOT NULL, without the long lock), then \
-             op.create_primary_key(..., '{}', [{cols_py}]) in the next revision.",
+            "Make the column NOT NULL first: op.alter_column('{}', '{first}', nullable=False) \
+             (pgwarden runs it as CHECK NOT VALID + VALIDATE + SET NOT NULL, without the long \
+             lock, and SET NOT NULL happens at COMMIT), then op.create_primary_key(..., '{}', \
+             [{cols_py}]) in a later transaction: a later revision with \
+             transaction_per_migration=True in context.configure, or a later deploy.",
             m.shape.table.name, m.shape.table.name
         ),
     };
