@@ -12,7 +12,15 @@
 //! | `ALTER COLUMN c SET NOT NULL` | `ADD CONSTRAINT tmp CHECK (c IS NOT NULL) NOT VALID` → `VALIDATE` → `SET NOT NULL` → `DROP CONSTRAINT tmp` |
 //! | `CREATE [UNIQUE] INDEX` | `CREATE [UNIQUE] INDEX CONCURRENTLY` |
 //! | `ADD UNIQUE (cols)` | `CREATE UNIQUE INDEX CONCURRENTLY name` → `ADD CONSTRAINT name UNIQUE USING INDEX name` |
+//! | `ADD PRIMARY KEY (cols)`, columns NOT NULL | `CREATE UNIQUE INDEX CONCURRENTLY name` → `ADD CONSTRAINT name PRIMARY KEY USING INDEX name` |
+//!
+//! The options of UNIQUE / PRIMARY KEY (INCLUDE, NULLS NOT DISTINCT, WITH, USING INDEX
+//! TABLESPACE, DEFERRABLE) are carried by [`keys`]. An unnamed CHECK is added NOT VALID
+//! unnamed, so the server names it exactly as a direct run would, and the driver reads the
+//! name back ([`names::NEW_CHECK_SQL`]) before VALIDATE.
+pub mod keys;
 pub mod names;
+pub mod split;
 
 use crate::rules::Rule;
 use crate::sql::facts::{ActionKind, ConstraintKind, ObjectName, StatementFacts, StatementKind};
@@ -34,6 +42,7 @@ pub const PRIMARY: &[Rule] = &[
     Rule::AddingNotNullableField,
     Rule::RequireConcurrentIndexCreation,
     Rule::DisallowedUniqueConstraint,
+    Rule::AddingSerialPrimaryKeyField,
 ];
 
 /// Findings on the same statement the steps answer too, whatever their action: every step
@@ -48,6 +57,7 @@ pub enum Form {
     NotNull,
     Index,
     Unique,
+    PrimaryKey,
 }
 
 impl Form {
@@ -58,6 +68,7 @@ impl Form {
             Form::NotNull => "not null",
             Form::Index => "index",
             Form::Unique => "unique constraint",
+            Form::PrimaryKey => "primary key",
         }
     }
 }
@@ -103,8 +114,12 @@ pub struct Shape {
     constraint: std::ops::Range<usize>,
     /// SET NOT NULL: the column.
     column: String,
-    /// ADD UNIQUE: its columns.
+    /// ADD UNIQUE / PRIMARY KEY: its columns.
     columns: Vec<String>,
+    /// ADD UNIQUE / PRIMARY KEY: the constraint with its options.
+    key: Option<keys::KeySpec>,
+    /// An unnamed CHECK: the server names it in the first step, the driver reads it back.
+    pub named_by_server: bool,
     /// CREATE INDEX: where CONCURRENTLY goes.
     concurrently_at: usize,
     unique: bool,
@@ -125,6 +140,8 @@ pub fn shape(text: &str, f: &StatementFacts) -> Option<Shape> {
         constraint: 0..0,
         column: String::new(),
         columns: Vec::new(),
+        key: None,
+        named_by_server: false,
         concurrently_at: 0,
         unique: false,
     };
@@ -144,7 +161,11 @@ pub fn shape(text: &str, f: &StatementFacts) -> Option<Shape> {
                 {
                     return None
                 }
-                None => names::candidates(&table.name, &f.index_columns, "idx"),
+                None => {
+                    let mut cols = f.index_columns.clone();
+                    cols.extend(keys::include_of_index(text)?);
+                    names::candidates(&table.name, &cols, "idx")
+                }
             };
             Some(Shape {
                 form: Form::Index,
@@ -174,29 +195,49 @@ pub fn shape(text: &str, f: &StatementFacts) -> Option<Shape> {
                         return None;
                     }
                     let body = text.get(c.span.clone())?;
-                    let (form, label) = match kind {
-                        ConstraintKind::ForeignKey => (Form::ForeignKey, "fkey"),
-                        ConstraintKind::Check => (Form::Check, ""),
-                        ConstraintKind::Unique if plain_unique(body) => (Form::Unique, "key"),
+                    let (form, key) = match kind {
+                        ConstraintKind::ForeignKey => (Form::ForeignKey, None),
+                        ConstraintKind::Check => (Form::Check, None),
+                        ConstraintKind::Unique | ConstraintKind::PrimaryKey => {
+                            let k = keys::parse(body)?;
+                            let form = if k.primary {
+                                Form::PrimaryKey
+                            } else {
+                                Form::Unique
+                            };
+                            (form, Some(k))
+                        }
                         _ => return None,
                     };
-                    if c.columns.is_empty() && form != Form::Check {
+                    let columns = key
+                        .as_ref()
+                        .map_or(c.columns.clone(), |k| k.columns.clone());
+                    if columns.is_empty() && form != Form::Check {
                         return None;
                     }
                     let candidates = match (&c.name, form) {
                         (Some(_), _) => Vec::new(),
-                        // PostgreSQL names an unnamed CHECK after the first column its
-                        // expression reads, which pgwarden's facts do not say: not rewritten.
-                        (None, Form::Check) => return None,
-                        (None, _) => names::candidates(&table.name, &c.columns, label),
+                        // PostgreSQL names an unnamed CHECK after the one column its
+                        // expression reads (else after the table alone): the server names it
+                        // in the first step, and the driver reads the name back.
+                        (None, Form::Check) => Vec::new(),
+                        (None, Form::ForeignKey) => {
+                            names::candidates(&table.name, &columns, "fkey")
+                        }
+                        (None, Form::Unique) => {
+                            names::candidates(&table.name, &key.as_ref()?.name_columns(), "key")
+                        }
+                        (None, _) => names::candidates(&table.name, &[], "pkey"),
                     };
                     Some(Shape {
                         form,
                         name: c.name.clone(),
                         candidates,
-                        taken_by_relations: form == Form::Unique,
+                        named_by_server: c.name.is_none() && form == Form::Check,
+                        taken_by_relations: key.is_some(),
                         constraint: c.span.clone(),
-                        columns: c.columns.clone(),
+                        columns,
+                        key,
                         ..base
                     })
                 }
@@ -207,28 +248,17 @@ pub fn shape(text: &str, f: &StatementFacts) -> Option<Shape> {
     }
 }
 
-/// `UNIQUE (cols)` with no option a plain unique index cannot carry the same way.
-fn plain_unique(body: &str) -> bool {
-    let lower = body.to_ascii_lowercase();
-    ![
-        "deferrable",
-        "initially",
-        "include",
-        "nulls",
-        " with",
-        "tablespace",
-        "using",
-    ]
-    .iter()
-    .any(|w| lower.contains(w))
-}
-
 /// The name of pgwarden's helper CHECK for SET NOT NULL on `column`.
 fn helper_name(column: &str) -> String {
     names::make_object_name("pgwarden", Some(column), "not_null")
 }
 
 impl Shape {
+    /// The client's statement.
+    pub fn statement(&self) -> &str {
+        &self.text
+    }
+
     /// The table as SQL text.
     pub fn table_sql(&self) -> String {
         qualified(&self.table)
@@ -243,7 +273,7 @@ impl Shape {
             Form::ForeignKey | Form::Check => {
                 let mut sql = self.text.clone();
                 sql.insert_str(self.constraint.end, " NOT VALID");
-                if self.name.is_none() {
+                if self.name.is_none() && !self.named_by_server {
                     sql.insert_str(self.constraint.start, &format!("CONSTRAINT {q} "));
                 }
                 vec![
@@ -299,15 +329,12 @@ impl Shape {
                     undo: None,
                 }]
             }
-            Form::Unique => {
-                let cols: Vec<String> = self.columns.iter().map(|c| quote_ident(c)).collect();
+            Form::Unique | Form::PrimaryKey => {
+                let key = self.key.clone().unwrap_or_default();
                 vec![
                     Step {
                         kind: StepKind::BuildIndex,
-                        sql: format!(
-                            "CREATE UNIQUE INDEX CONCURRENTLY {q} ON {t} ({})",
-                            cols.join(", ")
-                        ),
+                        sql: key.build_sql(name, &t),
                         undo: Some((
                             format!("DROP INDEX CONCURRENTLY IF EXISTS {}", self.index_sql(name)),
                             true,
@@ -315,7 +342,7 @@ impl Shape {
                     },
                     Step {
                         kind: StepKind::AttachIndex,
-                        sql: format!("ALTER TABLE {t} ADD CONSTRAINT {q} UNIQUE USING INDEX {q}"),
+                        sql: key.attach_sql(name, &t),
                         undo: None,
                     },
                 ]
@@ -327,7 +354,7 @@ impl Shape {
     pub fn in_place(&self) -> usize {
         match self.form {
             Form::ForeignKey | Form::Check | Form::NotNull => 1,
-            Form::Index | Form::Unique => 0,
+            Form::Index | Form::Unique | Form::PrimaryKey => 0,
         }
     }
 
@@ -350,7 +377,16 @@ impl Shape {
 
     /// The index this rewrite builds, when it builds one.
     pub fn builds_index(&self) -> bool {
-        matches!(self.form, Form::Index | Form::Unique)
+        matches!(self.form, Form::Index | Form::Unique | Form::PrimaryKey)
+    }
+
+    /// ADD PRIMARY KEY: the columns that must already be NOT NULL (else `USING INDEX` would
+    /// set them NOT NULL with a scan under ACCESS EXCLUSIVE; the driver refuses instead).
+    pub fn must_be_not_null(&self) -> &[String] {
+        match self.form {
+            Form::PrimaryKey => &self.columns,
+            _ => &[],
+        }
     }
 
     /// What stays after step `failed` failed past the client's COMMIT (and pgwarden cleaned up
@@ -379,9 +415,9 @@ impl Shape {
                 "there is no index {name} on {t} (pgwarden dropped the INVALID index the failed \
                  build left)"
             ),
-            Form::Unique => format!(
-                "there is no unique constraint {name} on {t} (pgwarden dropped the index the \
-                 failed steps left)"
+            Form::Unique | Form::PrimaryKey => format!(
+                "there is no {} {name} on {t} (pgwarden dropped the index the failed steps left)",
+                self.form.as_str()
             ),
         };
         (what, finish.join("; "))
@@ -403,6 +439,9 @@ pub struct Deferred {
     pub names: Vec<String>,
     /// Unique constraints: (table, columns) a foreign key could need.
     pub unique: Vec<(ObjectName, Vec<String>)>,
+    /// Primary keys: (table, columns) that must stay NOT NULL until the key is attached
+    /// (else `USING INDEX` sets them NOT NULL again, scanning under ACCESS EXCLUSIVE).
+    pub not_null: Vec<(ObjectName, Vec<String>)>,
 }
 
 impl Deferred {
@@ -411,10 +450,14 @@ impl Deferred {
     }
 
     pub fn add(&mut self, shape: &Shape, name: &str) {
-        if matches!(shape.form, Form::Index | Form::Unique) {
+        if shape.builds_index() {
             self.names.push(name.to_string());
         }
-        if shape.form == Form::Unique {
+        if shape.form == Form::PrimaryKey {
+            self.not_null
+                .push((shape.table.clone(), shape.columns.clone()));
+        }
+        if matches!(shape.form, Form::Unique | Form::PrimaryKey) {
             self.unique
                 .push((shape.table.clone(), shape.columns.clone()));
         }
@@ -425,6 +468,19 @@ impl Deferred {
     /// index. `text`: its SQL.
     pub fn needed_by(&self, text: &str, f: &StatementFacts) -> Option<String> {
         for a in &f.actions {
+            if a.kind == ActionKind::DropNotNull {
+                let keyed = self.not_null.iter().any(|(t, cols)| {
+                    f.table.as_ref().is_some_and(|ft| ft.same_as(t))
+                        && a.column.as_ref().is_some_and(|c| cols.contains(c))
+                });
+                if keyed {
+                    return Some(format!(
+                        "it drops NOT NULL from a column of the primary key pgwarden adds only \
+                         after COMMIT ({})",
+                        a.column.as_deref().unwrap_or_default()
+                    ));
+                }
+            }
             if let Some(c) = &a.constraint {
                 if c.kind == ConstraintKind::ForeignKey {
                     if let Some(r) = &c.references {

@@ -99,6 +99,28 @@ pub const CHOOSE_SQL: &str = "SELECT u.c FROM pg_catalog.unnest($1::pg_catalog.t
              WHERE r.oid OPERATOR(pg_catalog.=) $2::pg_catalog.regclass))) \
      ORDER BY u.i LIMIT 1";
 
+/// The constraint names of table `$1` (regclass text) as a text array, before an unnamed
+/// CHECK is added: [`NEW_CHECK_SQL`] finds the one the server then chose.
+pub const CONSTRAINT_NAMES_SQL: &str = "SELECT COALESCE(pg_catalog.array_agg(CAST(k.conname AS pg_catalog.text)), \
+       CAST('{}' AS pg_catalog.text[])) FROM pg_catalog.pg_constraint k \
+     WHERE k.conrelid OPERATOR(pg_catalog.=) CAST(pg_catalog.to_regclass($1::pg_catalog.text) AS pg_catalog.oid)";
+
+/// The NOT VALID CHECK of table `$1` whose name is not among `$2` (the names before): the
+/// name PostgreSQL gave the unnamed CHECK pgwarden just added (`ChooseConstraintName`: the
+/// one column its expression reads, collision suffixes, truncation, all the server's own).
+pub const NEW_CHECK_SQL: &str = "SELECT CAST(k.conname AS pg_catalog.text) FROM pg_catalog.pg_constraint k \
+     WHERE k.conrelid OPERATOR(pg_catalog.=) CAST(pg_catalog.to_regclass($1::pg_catalog.text) AS pg_catalog.oid) \
+     AND k.contype OPERATOR(pg_catalog.=) CAST('c' AS pg_catalog.\"char\") AND NOT k.convalidated \
+     AND NOT (CAST(k.conname AS pg_catalog.text) OPERATOR(pg_catalog.=) ANY ($2::pg_catalog.text[]))";
+
+/// Which of columns `$2` (text array) of table `$1` are nullable, comma-separated (NULL when
+/// none, or no such table: the statement itself then fails as it would directly).
+pub const NULLABLE_SQL: &str = "SELECT pg_catalog.string_agg(CAST(a.attname AS pg_catalog.text), ', ' ORDER BY a.attnum) \
+     FROM pg_catalog.pg_attribute a \
+     WHERE a.attrelid OPERATOR(pg_catalog.=) CAST(pg_catalog.to_regclass($1::pg_catalog.text) AS pg_catalog.oid) \
+     AND a.attnum OPERATOR(pg_catalog.>) CAST(0 AS pg_catalog.int2) AND NOT a.attisdropped AND NOT a.attnotnull \
+     AND CAST(a.attname AS pg_catalog.text) OPERATOR(pg_catalog.=) ANY ($2::pg_catalog.text[])";
+
 /// A text array literal of `items` (`{"a","b\"c"}`), for a bind parameter.
 pub fn array_literal(items: &[String]) -> String {
     let quoted: Vec<String> = items

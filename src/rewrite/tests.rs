@@ -49,8 +49,30 @@ fn check_needs_a_name() {
             "ALTER TABLE orders VALIDATE CONSTRAINT ck_amount"
         ]
     );
+    // Unnamed: added NOT VALID unnamed (the server names it), validated under the name read
+    // back.
     let sql = "ALTER TABLE orders ADD CHECK (amount > 0)";
-    assert!(shape(sql, &facts(sql)).is_none());
+    let s = shape(sql, &facts(sql)).expect("unnamed check");
+    assert!(s.named_by_server && s.candidates.is_empty());
+    let v: Vec<String> = s
+        .steps("orders_amount_check")
+        .into_iter()
+        .map(|s| s.sql)
+        .collect();
+    assert_eq!(
+        v,
+        [
+            "ALTER TABLE orders ADD CHECK (amount > 0) NOT VALID",
+            "ALTER TABLE orders VALIDATE CONSTRAINT orders_amount_check"
+        ]
+    );
+    assert_eq!(
+        s.steps("orders_amount_check")[0]
+            .undo
+            .as_ref()
+            .map(|u| u.0.as_str()),
+        Some("ALTER TABLE orders DROP CONSTRAINT IF EXISTS orders_amount_check")
+    );
     let sql = "ALTER TABLE orders ADD CONSTRAINT c CHECK (amount > 0) NOT VALID";
     assert!(shape(sql, &facts(sql)).is_none(), "already the safe form");
 }
@@ -112,11 +134,67 @@ fn unique_constraint_through_an_index() {
             "ALTER TABLE orders ADD CONSTRAINT orders_id_amount_key UNIQUE USING INDEX orders_id_amount_key"
         ]
     );
-    let sql = "ALTER TABLE orders ADD CONSTRAINT u UNIQUE (id) DEFERRABLE";
-    assert!(
-        shape(sql, &facts(sql)).is_none(),
-        "options an index cannot carry"
+    let sql = "ALTER TABLE orders ADD CONSTRAINT u UNIQUE USING INDEX i";
+    assert!(shape(sql, &facts(sql)).is_none(), "already the safe form");
+}
+
+#[test]
+fn unique_options_go_to_the_index_and_the_attach() {
+    let (s, v) = steps(
+        "ALTER TABLE orders ADD UNIQUE NULLS NOT DISTINCT (ref) INCLUDE (note) \
+         WITH (fillfactor=70) USING INDEX TABLESPACE pg_default DEFERRABLE INITIALLY DEFERRED",
     );
+    // PostgreSQL names the index after the INCLUDE columns too.
+    assert_eq!(s.candidates[0], "orders_ref_note_key");
+    assert_eq!(
+        v,
+        [
+            "CREATE UNIQUE INDEX CONCURRENTLY orders_ref_note_key ON orders (ref) INCLUDE (note) \
+             NULLS NOT DISTINCT WITH (fillfactor=70) TABLESPACE pg_default",
+            "ALTER TABLE orders ADD CONSTRAINT orders_ref_note_key UNIQUE USING INDEX \
+             orders_ref_note_key DEFERRABLE INITIALLY DEFERRED"
+        ]
+    );
+    let (s, _) = steps("CREATE INDEX ON orders (amount) INCLUDE (ref)");
+    assert_eq!(s.candidates[0], "orders_amount_ref_idx");
+}
+
+#[test]
+fn primary_key_named_unnamed_and_long() {
+    let (s, v) = steps("ALTER TABLE public.orders ADD PRIMARY KEY (id)");
+    assert_eq!(s.form, Form::PrimaryKey);
+    assert_eq!(s.candidates[..2], ["orders_pkey", "orders_pkey1"]);
+    assert!(s.taken_by_relations && s.taken_by_constraints);
+    assert_eq!(s.must_be_not_null(), ["id"]);
+    assert_eq!((s.in_place(), s.tag()), (0, "ALTER TABLE"));
+    assert_eq!(
+        v,
+        [
+            "CREATE UNIQUE INDEX CONCURRENTLY orders_pkey ON public.orders (id)",
+            "ALTER TABLE public.orders ADD CONSTRAINT orders_pkey PRIMARY KEY USING INDEX orders_pkey"
+        ]
+    );
+    let all = s.steps("orders_pkey");
+    assert_eq!(
+        all[0].undo,
+        Some((
+            "DROP INDEX CONCURRENTLY IF EXISTS public.orders_pkey".into(),
+            true
+        ))
+    );
+    let (s, v) = steps(
+        "ALTER TABLE orders ADD CONSTRAINT \"Orders PK\" PRIMARY KEY (id, amount) INCLUDE (ref) DEFERRABLE",
+    );
+    assert_eq!(s.name.as_deref(), Some("Orders PK"));
+    assert_eq!(
+        v[1],
+        "ALTER TABLE orders ADD CONSTRAINT \"Orders PK\" PRIMARY KEY USING INDEX \"Orders PK\" DEFERRABLE"
+    );
+    let long = "t".repeat(70);
+    let sql = format!("ALTER TABLE {long} ADD PRIMARY KEY (id)");
+    let s = shape(&sql, &facts(&sql)).expect("pk");
+    assert_eq!(s.candidates[0], format!("{}_pkey", "t".repeat(58)));
+    assert_eq!(s.candidates[0].len(), 63);
 }
 
 #[test]
@@ -146,4 +224,19 @@ fn later_statements_needing_a_deferred_object() {
         d.needed_by(sql, &facts(sql)).is_none(),
         "a literal is not a name"
     );
+}
+
+#[test]
+fn a_deferred_primary_key_keeps_its_columns_not_null() {
+    let (s, _) = steps("ALTER TABLE orders ADD PRIMARY KEY (id)");
+    let mut d = Deferred::default();
+    d.add(&s, "orders_pkey");
+    let sql = "ALTER TABLE orders ALTER COLUMN id DROP NOT NULL";
+    assert!(d
+        .needed_by(sql, &facts(sql))
+        .is_some_and(|w| w.contains("primary key")));
+    let sql = "ALTER TABLE orders ALTER COLUMN note DROP NOT NULL";
+    assert!(d.needed_by(sql, &facts(sql)).is_none());
+    let sql = "ALTER TABLE items ADD CONSTRAINT f FOREIGN KEY (o) REFERENCES orders (id)";
+    assert!(d.needed_by(sql, &facts(sql)).is_some());
 }

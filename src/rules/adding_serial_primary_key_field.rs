@@ -21,7 +21,21 @@ ALTER TABLE events ADD CONSTRAINT events_pkey PRIMARY KEY USING INDEX events_pke
 (the columns must already be NOT NULL, or Postgres scans for NULLs under the same lock).
 
 ## Rewrite safety
-No rewrite (two statements, the first outside a transaction block).
+pgwarden (the proxy) runs `ADD [CONSTRAINT name] PRIMARY KEY (cols)` whose columns are all NOT NULL
+already (the server is asked just before) as `CREATE UNIQUE INDEX CONCURRENTLY name ON t (cols)`
+(writes go on during the build), then `ADD CONSTRAINT name PRIMARY KEY USING INDEX name` (ACCESS
+EXCLUSIVE for an instant, no scan). `INCLUDE`, `WITH (...)` and `USING INDEX TABLESPACE` go to the
+build, `DEFERRABLE` / `INITIALLY ...` to the `USING INDEX` step. An unnamed key gets PostgreSQL's
+name (`orders_pkey`; `orders_pkey1` when a relation or constraint of the schema has that name; cut
+to 63 bytes). While the steps run there is no key yet: duplicates written meanwhile make the build
+fail. Inside a transaction block the in-place part runs where the statement was; the rest are completion steps pgwarden runs on the same connection after the client's COMMIT succeeded and before COMMIT's answer reaches the client (a ROLLBACK discards them). If one fails, the client gets an ErrorResponse with SQLSTATE `PW002` in place of COMMIT's CommandComplete: the transaction committed, which step failed with the server's error, what remains, and the statement that finishes it. Outside a transaction block the steps run one after another and the client gets one answer; a failed step undoes the earlier ones and its own error is the answer. After a failure (duplicates, a cancel, a statement_timeout)
+pgwarden drops the INVALID index its build left (never an index it did not create).
+When a key column is nullable the statement is refused before anything runs (inside a
+transaction block the refusal fails the transaction, so nothing of it is applied): `USING INDEX`
+would set the column NOT NULL with a scan under ACCESS EXCLUSIVE, the stall the rewrite avoids.
+Make the column NOT NULL first (`op.alter_column(..., nullable=False)`, which pgwarden runs
+without the long lock), then add the key. An ALTER TABLE with several sub-commands is refused
+whole.
 "#;
 
 pub fn check(f: &StatementFacts, cx: &Cx<'_>, out: &mut Vec<Finding>) {

@@ -21,12 +21,15 @@ ALTER TABLE orders VALIDATE CONSTRAINT orders_amount_positive;
 ```
 
 ## Rewrite safety
-pgwarden (the proxy; `pgwarden check` only shows the first step) runs a named `ADD CONSTRAINT ... CHECK` as
+pgwarden (the proxy; `pgwarden check` only shows the first step) runs `ADD [CONSTRAINT name] CHECK` as
 `ADD CONSTRAINT name CHECK (...) NOT VALID` (ACCESS EXCLUSIVE for an instant, no scan), then
 `VALIDATE CONSTRAINT name` (SHARE UPDATE EXCLUSIVE). While the steps run, new and updated rows
 are already checked. Inside a transaction block the in-place part runs where the statement was; the rest are completion steps pgwarden runs on the same connection after the client's COMMIT succeeded and before COMMIT's answer reaches the client (a ROLLBACK discards them). If one fails, the client gets an ErrorResponse with SQLSTATE `PW002` in place of COMMIT's CommandComplete: the transaction committed, which step failed with the server's error, what remains, and the statement that finishes it. Outside a transaction block the steps run one after another and the client gets one answer; a failed step undoes the earlier ones and its own error is the answer. After a failed VALIDATE past COMMIT the constraint stays NOT
-VALID. An unnamed CHECK (PostgreSQL names it after a column of its expression) and an ALTER
-TABLE with several sub-commands are refused instead.
+VALID. An unnamed CHECK is added `NOT VALID` still unnamed, so the server names it by its own
+rule (`orders_amount_check` when the expression reads one column, `orders_check` otherwise,
+`...1`, `...2` on a collision, cut to 63 bytes); pgwarden reads that name back from the catalog
+and validates it under it. An ALTER TABLE with several sub-commands is refused whole (nothing
+applied): give the CHECK an ALTER TABLE of its own.
 "#;
 
 pub fn check(f: &StatementFacts, cx: &Cx<'_>, out: &mut Vec<Finding>) {

@@ -20,13 +20,18 @@ ALTER TABLE account ADD CONSTRAINT account_email_key UNIQUE USING INDEX account_
 ```
 
 ## Rewrite safety
-pgwarden (the proxy) runs `ADD [CONSTRAINT name] UNIQUE (cols)` (no DEFERRABLE, INCLUDE, NULLS
-NOT DISTINCT or storage options) as `CREATE UNIQUE INDEX CONCURRENTLY name ON t (cols)` (writes
-go on during the build), then `ADD CONSTRAINT name UNIQUE USING INDEX name` (ACCESS EXCLUSIVE for
-an instant). An unnamed constraint gets PostgreSQL's name (`orders_ref_key`). Inside a
+pgwarden (the proxy) runs `ADD [CONSTRAINT name] UNIQUE (cols)` as `CREATE UNIQUE INDEX
+CONCURRENTLY name ON t (cols)` (writes go on during the build), then `ADD CONSTRAINT name UNIQUE
+USING INDEX name` (ACCESS EXCLUSIVE for an instant). Its options go where they give the same end
+state: `INCLUDE (...)`, `NULLS NOT DISTINCT`, `WITH (...)` and `USING INDEX TABLESPACE ts` (as
+`TABLESPACE ts`) to the index build; `DEFERRABLE` / `INITIALLY ...` to the `USING INDEX` step. An
+unnamed constraint gets PostgreSQL's name (`orders_ref_key`; INCLUDE columns are part of it:
+`orders_ref_note_key`). While the steps run there is no constraint yet: duplicates written
+meanwhile make the build fail (as they would a direct run). Inside a
 transaction block both are completion steps; a later statement of the same transaction that uses
-the index or a foreign key referencing the table is refused. Inside a transaction block the in-place part runs where the statement was; the rest are completion steps pgwarden runs on the same connection after the client's COMMIT succeeded and before COMMIT's answer reaches the client (a ROLLBACK discards them). If one fails, the client gets an ErrorResponse with SQLSTATE `PW002` in place of COMMIT's CommandComplete: the transaction committed, which step failed with the server's error, what remains, and the statement that finishes it. Outside a transaction block the steps run one after another and the client gets one answer; a failed step undoes the earlier ones and its own error is the answer. After a failure pgwarden
-drops the index it built. `ADD PRIMARY KEY` is not rewritten.
+the index or a foreign key referencing the table is refused. Inside a transaction block the in-place part runs where the statement was; the rest are completion steps pgwarden runs on the same connection after the client's COMMIT succeeded and before COMMIT's answer reaches the client (a ROLLBACK discards them). If one fails, the client gets an ErrorResponse with SQLSTATE `PW002` in place of COMMIT's CommandComplete: the transaction committed, which step failed with the server's error, what remains, and the statement that finishes it. Outside a transaction block the steps run one after another and the client gets one answer; a failed step undoes the earlier ones and its own error is the answer. After a failure (duplicates, a
+cancel, a statement_timeout) pgwarden drops the INVALID index its build left (never an index it did
+not create). An ALTER TABLE with several sub-commands is refused whole (nothing applied).
 "#;
 
 pub fn check(f: &StatementFacts, cx: &Cx<'_>, out: &mut Vec<Finding>) {

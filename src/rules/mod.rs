@@ -122,7 +122,7 @@ rules! {
     ConstraintMissingNotValid, constraint_missing_not_valid, "constraint-missing-not-valid", Rewrite, BySize, "ADD CHECK without NOT VALID scans the table under ACCESS EXCLUSIVE";
     AddingForeignKeyConstraint, adding_foreign_key_constraint, "adding-foreign-key-constraint", Rewrite, BySize, "ADD FOREIGN KEY without NOT VALID blocks writes on both tables during the scan";
     DisallowedUniqueConstraint, disallowed_unique_constraint, "disallowed-unique-constraint", Rewrite, BySize, "ADD UNIQUE builds an index under ACCESS EXCLUSIVE";
-    AddingSerialPrimaryKeyField, adding_serial_primary_key_field, "adding-serial-primary-key-field", Reject, BySize, "ADD PRIMARY KEY builds an index under ACCESS EXCLUSIVE";
+    AddingSerialPrimaryKeyField, adding_serial_primary_key_field, "adding-serial-primary-key-field", Rewrite, BySize, "ADD PRIMARY KEY builds an index under ACCESS EXCLUSIVE";
     BanExclusionConstraint, ban_exclusion_constraint, "ban-exclusion-constraint", Reject, BySize, "ADD EXCLUDE builds and checks an index under ACCESS EXCLUSIVE";
     ChangingColumnType, changing_column_type, "changing-column-type", Reject, BySize, "ALTER COLUMN TYPE rewrites the table and its indexes under ACCESS EXCLUSIVE";
     BanTableRewriteOptions, ban_table_rewrite_options, "ban-table-rewrite-options", Reject, BySize, "SET TABLESPACE / LOGGED / UNLOGGED / ACCESS METHOD rewrite the table";

@@ -16,6 +16,8 @@ use crate::protocol::{backend, frontend};
 use crate::rewrite::{names, Deferred, Shape, Step, StepKind, COMPLETION_FAILED_SQLSTATE};
 use crate::sql::ObjectName;
 
+mod forms;
+
 /// A client statement that runs as a multi-step rewrite.
 pub(super) struct MultiPending {
     pub(super) shape: Shape,
@@ -26,6 +28,8 @@ pub(super) struct MultiPending {
     pub(super) ascii_only: bool,
     /// The audit record's `seq` of the client's statement (0 = not audited).
     pub(super) seq: u64,
+    /// The table's rows as the decision saw them (for pgwarden's own refusals).
+    pub(super) rows: Option<u64>,
 }
 
 /// One statement's completion steps, waiting for the client's COMMIT.
@@ -264,6 +268,12 @@ pub(super) fn consider(
         return None;
     }
     let Some(shape) = crate::rewrite::shape(sql, f) else {
+        if let Some(r) = crate::rewrite::split::several_subcommands(sql, f, &decided.rules) {
+            decided.replace = Some(crate::enforce::raise::raise_statement(&r, s.ascii_only));
+            decided.decision = Decision::Reject;
+            decided.intended = Decision::Reject;
+            return None;
+        }
         if decided.decision == Decision::Rewrite
             && decided.rules.iter().any(|r| {
                 r == Rule::AddingForeignKeyConstraint.id()
@@ -275,8 +285,7 @@ pub(super) fn consider(
             let r = crate::enforce::raise::Rejection {
                 message: format!(
                     "pgwarden: {}: this statement is safe only as ADD ... NOT VALID followed by \
-                     VALIDATE CONSTRAINT, and pgwarden cannot run that for it (several \
-                     sub-commands, or an unnamed CHECK)",
+                     VALIDATE CONSTRAINT, and pgwarden cannot run that for this form",
                     decided.rules.join(", ")
                 ),
                 detail: format!("Statement: {}", crate::enforce::raise::excerpt(sql)),
@@ -298,7 +307,7 @@ pub(super) fn consider(
         .name
         .clone()
         .or_else(|| shape.candidates.first().cloned())
-        .unwrap_or_default();
+        .unwrap_or_else(|| "<the name the server chose>".into());
     let steps: Vec<String> = shape.steps(&name).into_iter().map(|s| s.sql).collect();
     decided.replace = Some(steps.join(";\n"));
     decided.decision = Decision::Rewrite;
@@ -313,6 +322,7 @@ pub(super) fn consider(
         created: s.created.to_vec(),
         ascii_only: s.ascii_only,
         seq: 0,
+        rows: decided.sizes.first().map(|(_, rows, _)| *rows),
     })
 }
 
@@ -420,22 +430,35 @@ async fn run_inner(
     completion: &mut Completion,
     log: &mut Vec<StepLog>,
 ) -> Result<BytesMut, SessionError> {
+    let phase = if m.in_transaction { "in place" } else { "step" };
+    if let Some(refused) = forms::refuse_nullable_key(ctx, state, sw, m, log).await? {
+        return Ok(refused);
+    }
+    let mut last = None;
+    let mut from = 0;
     let name = match &m.shape.name {
         Some(n) => n.clone(),
+        None if m.shape.named_by_server => {
+            match forms::add_unnamed_check(ctx, state, sw, m, log, phase).await? {
+                Ok((n, answer)) => {
+                    (last, from) = (Some(answer), 1);
+                    n
+                }
+                Err(answer) => return Ok(answer),
+            }
+        }
         None => match choose_name(state, sw, &m.shape).await? {
             Ok(n) => n,
             Err(answer) => return Ok(answer),
         },
     };
     let steps = m.shape.steps(&name);
-    let phase = if m.in_transaction { "in place" } else { "step" };
     let upto = if m.in_transaction {
         m.shape.in_place()
     } else {
         steps.len()
     };
-    let mut last = None;
-    for i in 0..upto {
+    for i in from..upto {
         let ran = run_step(
             ctx,
             state,
@@ -556,7 +579,7 @@ async fn run_step(
             .await?
             .is_some();
     }
-    let ran = run_sql(ctx, state, sw, m, &step.sql, in_transaction).await?;
+    let ran = run_sql(ctx, state, sw, m, &step.sql, in_transaction, m.timeouts).await?;
     log.push(StepLog {
         sql: step.sql.clone(),
         outcome: ran.error.as_ref().map_or("ok".into(), |e| e.0.clone()),
@@ -571,6 +594,11 @@ async fn run_step(
 }
 
 /// Runs one statement of pgwarden's under the executor (plain when no timeout needs setting).
+/// `timeouts`: the session's lock_timeout / statement_timeout as last read (a step keeps a
+/// value the client or its role set, principle 2; after the COMMIT the client's SET LOCALs
+/// are gone, so the completion steps get `(None, None)`, as does pgwarden's own clean-up,
+/// which must not be cut short by the client's statement_timeout and blocks no one).
+#[allow(clippy::too_many_arguments)]
 async fn run_sql(
     ctx: &Ctx,
     state: &Mutex<State>,
@@ -578,16 +606,12 @@ async fn run_sql(
     m: &MultiPending,
     sql: &str,
     in_transaction: bool,
+    timeouts: (Option<u64>, Option<u64>),
 ) -> Result<Ran, SessionError> {
     let mut frame = BytesMut::new();
     frontend::encode_query(sql, &mut frame).map_err(SessionError::ClientProtocol)?;
     let plan = crate::sql::reparse(sql).and_then(|f| {
-        let (lock_timeout_ms, statement_timeout_ms) = if in_transaction {
-            m.timeouts
-        } else {
-            // After the COMMIT the client's SET LOCALs are gone: read them afresh.
-            (None, None)
-        };
+        let (lock_timeout_ms, statement_timeout_ms) = timeouts;
         let situation = execute::Situation {
             in_transaction,
             lock_timeout_ms,
@@ -649,7 +673,7 @@ async fn drop_invalid_index(
     };
     let registration = ctx.shared.cancels.register(pid, &key);
     let sql = format!("DROP INDEX CONCURRENTLY IF EXISTS {index}");
-    let ran = run_sql(ctx, state, sw, m, &sql, false).await?;
+    let ran = run_sql(ctx, state, sw, m, &sql, false, (None, None)).await?;
     drop(registration);
     info!(
         session = ctx.id,
@@ -691,7 +715,7 @@ async fn undo(
         if artifacts_only && !artifact {
             continue;
         }
-        let ran = run_sql(ctx, state, sw, m, sql, false).await?;
+        let ran = run_sql(ctx, state, sw, m, sql, false, (None, None)).await?;
         log.push(StepLog {
             sql: sql.clone(),
             outcome: ran.error.as_ref().map_or("ok".into(), |e| e.0.clone()),
@@ -737,6 +761,7 @@ pub(super) async fn commit(
             created: Vec::new(),
             ascii_only: q.ascii_only,
             seq: q.seq,
+            rows: None,
         };
         let mut log = Vec::new();
         for i in q.from..q.steps.len() {
