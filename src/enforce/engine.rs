@@ -80,6 +80,8 @@ pub struct Prepared {
     pending: usize,
     /// Tables the text creates (lookup `targets`).
     targets: Vec<ObjectName>,
+    /// Where each answer of the lookup's `routines` goes (`enforce::routines`).
+    routines: Vec<super::routines::Asked>,
 }
 
 impl Prepared {
@@ -311,6 +313,8 @@ impl SessionEnforcer {
         let pending = self.relations.pending();
         let targets = created_targets(&analysis);
         let fk_drops = dropped_constraints(&analysis);
+        let (routines, routine_queries): (Vec<_>, Vec<_>) =
+            super::routines::queries(sql, &analysis).into_iter().unzip();
         let lookup = wants.then(|| LookupRequest {
             relations: relations
                 .iter()
@@ -328,6 +332,7 @@ impl SessionEnforcer {
                 .iter()
                 .map(|(_, t, c)| (rel_name(t), c.clone()))
                 .collect(),
+            routines: routine_queries,
         });
         Prepared {
             analysis,
@@ -341,6 +346,7 @@ impl SessionEnforcer {
             relations,
             columns: needs.columns,
             functions: needs.functions,
+            routines,
         }
     }
 
@@ -653,6 +659,15 @@ fn apply_live(
         catalog.volatility.insert(name.clone(), v);
     }
     catalog.other_sessions = live.other_sessions;
+    for (asked, answer) in p.routines.iter().zip(&live.routines) {
+        let slots = catalog
+            .dropped_routines
+            .entry(asked.statement)
+            .or_insert_with(|| vec![None; asked.of]);
+        if let Some(slot) = slots.get_mut(asked.index) {
+            *slot = Some(answer.clone());
+        }
+    }
     apply_foreign_keys(p, live, &mut catalog, sizes);
     catalog.live = Some(identity);
     p.ctx.catalog = catalog;
@@ -757,6 +772,7 @@ mod tests {
             other_sessions: Some(3),
             allow_setting: None,
             foreign_keys: vec![],
+            routines: vec![],
         }
     }
 

@@ -174,6 +174,9 @@ pub struct LookupRequest {
     pub targets: Vec<RelName>,
     /// (table, constraint) of every DROP CONSTRAINT: the table it references, if a foreign key.
     pub foreign_keys: Vec<(RelName, String)>,
+    /// Every routine a DROP FUNCTION / PROCEDURE / ROUTINE / AGGREGATE names
+    /// (`enforce::routines`): which one it is and what depends on it.
+    pub routines: Vec<super::routines::RoutineQuery>,
 }
 
 /// What the server said about one relation.
@@ -262,6 +265,8 @@ pub struct LiveFacts {
     pub targets: Vec<TargetFacts>,
     /// Per `foreign_keys` of the request: the referenced table, `None` when not a foreign key.
     pub foreign_keys: Vec<Option<ReferencedFacts>>,
+    /// Per `routines` of the request (always one row each).
+    pub routines: Vec<crate::sql::context::RoutineLive>,
 }
 
 /// Why a lookup produced no facts.
@@ -311,6 +316,19 @@ pub fn encode(req: &LookupRequest, buf: &mut BytesMut) -> Result<(), LookupError
         .map(|(r, c)| vec![r.schema.as_deref(), Some(r.name.as_str()), Some(c.as_str())])
         .collect();
     q.query_many(FOREIGN_KEY_SQL, &fk_params)?;
+    let routine_params: Vec<Vec<Option<&str>>> = req
+        .routines
+        .iter()
+        .map(|r| {
+            vec![
+                r.schema.as_deref(),
+                Some(r.name.as_str()),
+                r.input.as_deref(),
+                r.all.as_deref(),
+            ]
+        })
+        .collect();
+    q.query_many(super::routines::SQL, &routine_params)?;
     Sync::new()
         .encode(q.buf)
         .map_err(|e| LookupError::Encode(e.to_string()))
@@ -361,6 +379,9 @@ impl Encoder<'_> {
 }
 
 /// What the session does with one server message while a lookup is in flight.
+// `Done` carries the whole answer once per lookup; boxing it would allocate for every DDL to
+// save a move of a few hundred bytes per server message.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, PartialEq)]
 pub enum Step {
     /// Part of the lookup's reply: drop it.
@@ -390,6 +411,7 @@ enum Slot {
     Function,
     Target,
     ForeignKey,
+    Routine,
 }
 
 impl ReplyReader {
@@ -403,6 +425,7 @@ impl ReplyReader {
             Slot::ForeignKey,
             req.foreign_keys.len(),
         ));
+        expected.extend(std::iter::repeat_n(Slot::Routine, req.routines.len()));
         ReplyReader {
             expected,
             current: 0,
@@ -459,6 +482,7 @@ impl ReplyReader {
             Slot::Column if f.columns.len() == before => f.columns.push(None),
             Slot::Function if f.functions.len() == before => f.functions.push(String::new()),
             Slot::ForeignKey if f.foreign_keys.len() == before => f.foreign_keys.push(None),
+            Slot::Routine if f.routines.len() == before => f.routines.push(Default::default()),
             Slot::Target if f.targets.len() == before => f.targets.push(TargetFacts {
                 schema: None,
                 existing_oid: None,
@@ -527,6 +551,11 @@ impl ReplyReader {
                     heap_bytes: text(3).and_then(|v| v.parse().ok()).unwrap_or(0),
                     total_bytes: text(4).and_then(|v| v.parse().ok()).unwrap_or(0),
                 }));
+            }
+            Some(Slot::Routine) => {
+                self.facts
+                    .routines
+                    .push(super::routines::from_row(|i| text(i).map(str::to_string)));
             }
             Some(Slot::Target) => {
                 self.facts.targets.push(TargetFacts {

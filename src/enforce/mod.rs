@@ -5,3 +5,4 @@ pub mod engine;
 pub mod identity;
 pub mod lookup;
 pub mod raise;
+pub mod routines;

@@ -120,6 +120,8 @@ pub(crate) fn relax(f: &StatementFacts, cx: &Cx<'_>, found: &mut [Finding]) {
             f.kind == StatementKind::DropObject
                 && !f.flags.cascade
                 && !matches!(f.object, Some(ObjectType::MaterializedView))
+                // A routine the catalog says something depends on: refused as usual.
+                && !super::ban_drop_function::has_dependents(f, cx)
         } else {
             false
         };

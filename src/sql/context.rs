@@ -65,6 +65,10 @@ pub struct CatalogFacts {
     pub dropped_foreign_keys: Vec<(ObjectName, String, ObjectName)>,
     /// Other client sessions connected to the database (live facts only).
     pub other_sessions: Option<u64>,
+    /// What the server said about the routines each DROP FUNCTION / PROCEDURE / ROUTINE /
+    /// AGGREGATE names (live facts only), keyed by the statement's start offset in the text:
+    /// one entry per routine the statement lists, `None` for one not looked up.
+    pub dropped_routines: HashMap<usize, Vec<Option<RoutineLive>>>,
     /// The proxy's live answer about which relation each name is. When present, names are
     /// matched exactly (no `public.` guess): the server resolved them.
     pub live: Option<super::identity::LiveIdentity>,
@@ -130,6 +134,24 @@ impl CatalogFacts {
                 .not_null_checks
                 .contains(&(table.name.clone(), column.to_string()))
     }
+}
+
+/// One routine a DROP names, as the live catalog resolved it (`enforce::routines`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RoutineLive {
+    /// How many routines match what the DROP wrote (0: none, the server refuses with 42883
+    /// unless IF EXISTS; more than 1: not unique, 42725).
+    pub matches: usize,
+    /// Their signatures, as `regprocedure` prints them.
+    pub signatures: Vec<String>,
+    /// `pg_proc.prokind` of the single match: `f` function, `p` procedure, `a` aggregate,
+    /// `w` window function.
+    pub kind: Option<char>,
+    /// What pg_depend records as depending on the single match (`pg_describe_object`).
+    pub dependents: Vec<String>,
+    /// Routines whose body mentions the name as a word (at most 11; pg_depend cannot see calls
+    /// from PL/pgSQL or string-bodied SQL functions).
+    pub mentions: Vec<String>,
 }
 
 /// Effective timeouts in milliseconds: `Some(0)` = disabled, `None` = not known.

@@ -14,6 +14,7 @@ use super::facts::*;
 use super::locks;
 
 pub mod dml;
+pub mod routine_sig;
 mod tree;
 pub(crate) use tree::parse_tree;
 
@@ -218,7 +219,7 @@ fn green_names(green: &rowan::GreenNodeData, kinds: &[K], out: &mut Vec<String>)
 }
 
 /// Reads a (possibly qualified) name from the first PATH / PATH_REF under `node`.
-fn object_name(node: &SyntaxNode) -> Option<ObjectName> {
+pub(crate) fn object_name(node: &SyntaxNode) -> Option<ObjectName> {
     let green = node.green();
     let path = green_find(&green, &[K::PATH, K::PATH_REF])?;
     let mut segments = Vec::new();
