@@ -90,13 +90,14 @@ fn wait_unused(db: &str) {
     assert!(ok, "sessions still connected to {db}");
 }
 
-/// The routines of that name (any schema), as `regprocedure` prints them qualified.
+/// The routines of that name (any schema), as `regprocedure` prints them (qualified when
+/// not on the search_path); immune to the operators and types a test plants.
 fn routines(db: &str, name: &str) -> String {
     Cluster::shared().sql(
         db,
         &format!(
-            "SELECT coalesce(string_agg(p.oid::regprocedure::text, ' ' ORDER BY 1), '') \
-             FROM pg_proc p WHERE p.proname = '{name}'"
+            "SELECT coalesce(string_agg(p.oid::regprocedure::pg_catalog.text, ' ' ORDER BY 1), '') \
+             FROM pg_proc p WHERE p.proname OPERATOR(pg_catalog.=) '{name}'"
         ),
     )
 }
@@ -389,4 +390,60 @@ fn drop_function_lookup_never_aborts_the_transaction() {
             "{ty}: {all}"
         );
     }
+}
+
+/// The user's operators, types and search_path cannot break or hijack the routine lookup
+/// (`enforce::lookup`'s rules): with `=` on oid, name and text raising, a `public.text` type
+/// and `public` first on the search_path, the dependents are still named, and a drop that
+/// goes through leaves the client's transaction able to go on and commit.
+#[test]
+fn planted_operators_cannot_break_the_routine_lookup() {
+    let c = Cluster::shared();
+    let db = c.fresh_db("cat_drop_fn_hostile");
+    c.sql(
+        &db,
+        &format!(
+            "CREATE FUNCTION public.boom_oid(oid, oid) RETURNS bool LANGUAGE sql AS $$SELECT 1/0 = 1$$;
+             CREATE OPERATOR public.= (LEFTARG = oid, RIGHTARG = oid, FUNCTION = public.boom_oid);
+             CREATE OPERATOR public.<> (LEFTARG = oid, RIGHTARG = oid, FUNCTION = public.boom_oid);
+             CREATE FUNCTION public.boom_name(name, name) RETURNS bool LANGUAGE sql AS $$SELECT 1/0 = 1$$;
+             CREATE OPERATOR public.= (LEFTARG = name, RIGHTARG = name, FUNCTION = public.boom_name);
+             CREATE FUNCTION public.boom_text(text, text) RETURNS bool LANGUAGE sql AS $$SELECT 1/0 = 1$$;
+             CREATE OPERATOR public.= (LEFTARG = text, RIGHTARG = text, FUNCTION = public.boom_text);
+             CREATE TYPE public.text AS (a int);
+             CREATE FUNCTION public.used(int) RETURNS int LANGUAGE sql AS 'SELECT 1';
+             CREATE FUNCTION public.unused(int) RETURNS int LANGUAGE sql AS 'SELECT 1';
+             CREATE VIEW public.uses AS SELECT public.used(1) AS x;
+             ALTER DATABASE \"{db}\" SET search_path = public, pg_catalog;"
+        ),
+    );
+    wait_unused(&db);
+    let (px, _audit) = proxy();
+    let conn = c.conn(&db).with_port(px.port());
+
+    let out = script(&conn, "BEGIN;\nDROP FUNCTION used(int);\nCOMMIT;");
+    let all = output(&out);
+    assert!(!out.status.success(), "{all}");
+    assert!(all.contains("used(integer) is used by view uses"), "{all}");
+    assert!(
+        !all.contains("division by zero"),
+        "the lookup failed: {all}"
+    );
+
+    let out = script(
+        &conn,
+        "BEGIN;\nDROP FUNCTION unused(int);\nSELECT 1;\nCOMMIT;",
+    );
+    let all = output(&out);
+    assert!(out.status.success(), "{all}");
+    assert!(
+        all.contains("nothing in the database depends on unused(integer)"),
+        "{all}"
+    );
+    assert!(
+        !all.contains("division by zero"),
+        "the lookup failed: {all}"
+    );
+    assert_eq!(routines(&db, "unused"), "");
+    assert_eq!(routines(&db, "used"), "used(integer)");
 }
