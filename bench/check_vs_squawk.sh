@@ -3,12 +3,12 @@
 # ~10,000-statement file built from tests/fixtures/migration-statements.sql (issue 3 benchmark).
 #
 # Usage: bench/check_vs_squawk.sh            (from anywhere; run it from the repo it lives in)
-# Env:   RUNS=7             timed runs per tool (median reported)
+# Env:   RUNS=7             interleaved pairs of timed runs (medians and per-pair ranges reported)
 #        TARGET_STATEMENTS=10000
 #        SQUAWK_VERSION=2.68.0   same squawk release as the parser pgwarden embeds
 #        SKIP_BUILD=1       use an existing target/release/pgwarden
 #        PGWARDEN=path      time another pgwarden binary (no build)
-# Needs: cargo, python3 (venv + pip, PyPI reachable for squawk-cli). Uses hyperfine if installed.
+# Needs: cargo, python3 (venv + pip, PyPI reachable for squawk-cli).
 # Exit:  0 when at least squawk was measured; a pgwarden that fails (not built yet, errors) is
 #        reported as unavailable instead of timed.
 set -euo pipefail
@@ -100,56 +100,72 @@ validate() {
     echo "$name: ok (exit $rc, $findings findings)"
 }
 
-# Median wall time in seconds of RUNS runs of a command (exit codes 0/1 accepted).
-median_seconds() {
-    if command -v hyperfine >/dev/null; then
-        local cmd
-        printf -v cmd '%q ' "$@"
-        hyperfine --style none --ignore-failure --warmup 1 --runs "$RUNS" \
-            --export-json "$OUT/hyperfine.json" "$cmd >/dev/null 2>&1" >/dev/null
-        python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["results"][0]["median"])' "$OUT/hyperfine.json"
-        return
-    fi
-    "$@" >/dev/null 2>&1 || true  # warm-up
-    local times=() i t0 t1
-    for ((i = 0; i < RUNS; i++)); do
-        t0=$(date +%s%N)
-        "$@" >/dev/null 2>&1 || true
-        t1=$(date +%s%N)
-        times+=($(( t1 - t0 )))
-    done
-    printf '%s\n' "${times[@]}" | sort -n | awk '{a[NR]=$1} END {m = (NR % 2) ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2; printf "%.6f\n", m / 1e9}'
-}
-
 # --- 3. timing --------------------------------------------------------------------------------
-timer="date +%s%N loop"
-command -v hyperfine >/dev/null && timer="hyperfine"
-echo "timing: $RUNS runs each, median, via $timer"
+# The two tools run interleaved (squawk, pgwarden, pgwarden, squawk, ...: the order alternates
+# so a drift of the machine's load hits both alike), one warm-up each. Each run is one child
+# process, timed with a monotonic clock and measured with wait4's rusage (user and system CPU,
+# minor page faults, context switches): on a shared machine the per-pair wall ratios are
+# reported as a range, next to the load-independent figures.
+echo "timing: $RUNS interleaved pairs, wall via time.monotonic, rusage via wait4; load: $(cut -d' ' -f1-3 /proc/loadavg)"
 
-squawk_s=""; pgw_s=""
-if validate squawk "$SQUAWK" --reporter json "$SQL"; then
-    squawk_s=$(median_seconds "$SQUAWK" --reporter json "$SQL")
-fi
+pgw_ok=""
+validate squawk "$SQUAWK" --reporter json "$SQL" || { echo "squawk failed"; exit 1; }
 if [[ -x "$PGWARDEN" ]] && validate pgwarden "$PGWARDEN" check --format json "$SQL"; then
-    pgw_s=$(median_seconds "$PGWARDEN" check --format json "$SQL")
+    pgw_ok=1
 elif [[ ! -x "$PGWARDEN" ]]; then
     echo "pgwarden: unavailable (no $PGWARDEN)"
 fi
 
-python3 - "$statements" "$squawk_s" "$pgw_s" <<'PY'
-import sys
-n = int(sys.argv[1])
-sq = float(sys.argv[2]) if sys.argv[2] else None
-pg = float(sys.argv[3]) if sys.argv[3] else None
-print(f"\n{'tool':<10} {'median s':>10} {'statements/s':>14}")
-for name, s in (("pgwarden", pg), ("squawk", sq)):
-    if s is None:
-        print(f"{name:<10} {'n/a':>10} {'n/a':>14}")
-    else:
-        print(f"{name:<10} {s:>10.4f} {n / s:>14,.0f}")
-if pg and sq:
-    print(f"\nratio pgwarden/squawk throughput: {sq / pg:.2f}x (target >= 2x)")
+python3 - "$statements" "$RUNS" "$pgw_ok" "$SQUAWK" "$PGWARDEN" "$SQL" <<'PY'
+import os, statistics, sys, time
+n, runs, pgw_ok = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3] == "1"
+squawk, pgwarden, sql = sys.argv[4], sys.argv[5], sys.argv[6]
+cmds = {"squawk": [squawk, "--reporter", "json", sql]}
+if pgw_ok:
+    cmds["pgwarden"] = [pgwarden, "check", "--format", "json", sql]
+
+def once(argv):
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    t0 = time.monotonic()
+    pid = os.fork()
+    if pid == 0:
+        os.dup2(devnull, 1)
+        os.dup2(devnull, 2)
+        try:
+            os.execv(argv[0], argv)
+        finally:
+            os._exit(127)
+    _, status, ru = os.wait4(pid, 0)
+    wall = time.monotonic() - t0
+    os.close(devnull)
+    code = os.waitstatus_to_exitcode(status)
+    if code not in (0, 1):
+        sys.exit(f"{argv[0]} exited {code}")
+    return {"wall": wall, "user": ru.ru_utime, "sys": ru.ru_stime, "minflt": ru.ru_minflt,
+            "nvcsw": ru.ru_nvcsw, "nivcsw": ru.ru_nivcsw}
+
+names = list(cmds)
+for name in names:  # warm-up (page cache, venv)
+    once(cmds[name])
+res = {name: [] for name in names}
+for i in range(runs):
+    for name in (names if i % 2 == 0 else names[::-1]):
+        res[name].append(once(cmds[name]))
+
+med = lambda xs: statistics.median(xs)
+print(f"\n{'tool':<10} {'median s':>9} {'min s':>7} {'max s':>7} {'stmt/s':>9} {'user s':>7} {'sys s':>6} {'minflt':>7} {'vcsw':>5} {'ivcsw':>6}")
+for name in names:
+    r = res[name]
+    w = [x["wall"] for x in r]
+    print(f"{name:<10} {med(w):>9.4f} {min(w):>7.4f} {max(w):>7.4f} {n / med(w):>9,.0f} "
+          f"{med([x['user'] for x in r]):>7.3f} {med([x['sys'] for x in r]):>6.3f} "
+          f"{med([x['minflt'] for x in r]):>7.0f} {med([x['nvcsw'] for x in r]):>5.0f} {med([x['nivcsw'] for x in r]):>6.0f}")
+if pgw_ok:
+    ratios = sorted(s["wall"] / p["wall"] for s, p in zip(res["squawk"], res["pgwarden"]))
+    cpu = med([x["user"] + x["sys"] for x in res["squawk"]]) / med([x["user"] + x["sys"] for x in res["pgwarden"]])
+    print(f"\nratio pgwarden/squawk throughput: {med([x['wall'] for x in res['squawk']]) / med([x['wall'] for x in res['pgwarden']]):.2f}x "
+          f"(medians); per interleaved pair {ratios[0]:.2f}-{ratios[-1]:.2f}x, median pair {med(ratios):.2f}x; "
+          f"CPU time (user+sys) ratio {cpu:.2f}x (target >= 3x)")
 else:
-    print("\nratio: n/a (a tool was not measured)")
+    print("\nratio: n/a (pgwarden was not measured)")
 PY
-[[ -n "$squawk_s" ]]
