@@ -80,6 +80,8 @@ pub struct Prepared {
     pending: usize,
     /// Tables the text creates (lookup `targets`).
     targets: Vec<ObjectName>,
+    /// The data changes to estimate (`enforce::estimate`).
+    estimates: super::estimate::Candidates,
 }
 
 impl Prepared {
@@ -135,6 +137,8 @@ pub struct Enforcement {
     pub without_live_facts: Option<String>,
     /// Table sizes the decision used: (table, rows, bytes).
     pub sizes: Vec<(String, u64, u64)>,
+    /// What pgwarden's EXPLAIN of each data change said, for the log and the audit record.
+    pub estimated: Vec<String>,
 }
 
 /// Counters for the per-session summary logged at disconnect.
@@ -235,17 +239,19 @@ impl SessionEnforcer {
             return false;
         }
         // An enum label this transaction added, used by the data change (55P04 at the server).
-        let uses_new_label = || {
-            self.carry
+        if !self.carry.enum_values_added.is_empty()
+            && self
+                .carry
                 .enum_values_added
                 .iter()
                 .any(|(_, label)| sql.contains(&format!("'{}'", label.replace('\'', "''"))))
-        };
-        if self.carry.held_locks.is_empty() {
-            return !self.carry.enum_values_added.is_empty() && uses_new_label();
-        }
-        if !self.carry.enum_values_added.is_empty() && uses_new_label() {
+        {
             return true;
+        }
+        // A transaction that neither holds a write-blocking lock nor changed the schema (every
+        // application transaction) stops here.
+        if self.carry.held_locks.is_empty() && !self.carry.schema_changed {
+            return false;
         }
         let opts = LexOptions {
             standard_conforming_strings,
@@ -253,10 +259,12 @@ impl SessionEnforcer {
         };
         lexer::split(sql, &opts).any(|st| {
             st.class == StatementClass::Dml
-                && sql
-                    .get(st.span.clone())
-                    .and_then(crate::rules::backfill_under_lock::dml_target)
-                    .is_some_and(|t| self.carry.held_locks.iter().any(|h| h.table.same_as(&t)))
+                && sql.get(st.span.clone()).is_some_and(|text| {
+                    crate::rules::backfill_under_lock::dml_target(text)
+                        .is_some_and(|t| self.carry.held_locks.iter().any(|h| h.table.same_as(&t)))
+                        || (self.carry.schema_changed
+                            && crate::rules::unbatched_backfill::estimated_target(text).is_some())
+                })
         })
     }
 
@@ -275,6 +283,7 @@ impl SessionEnforcer {
             timeouts: self.carry.timeouts,
             held_locks: self.carry.held_locks.clone(),
             enum_values_added: self.carry.enum_values_added.clone(),
+            schema_changed: self.carry.schema_changed,
             ..AnalysisContext::default()
         };
         ctx.lex.standard_conforming_strings = s.standard_conforming_strings;
@@ -292,9 +301,17 @@ impl SessionEnforcer {
         };
         let needs = analysis.lookup_needs();
         let kept = crate::rules::invalid_index_kept::index_names(&analysis);
+        let estimates = super::estimate::candidates(sql, &analysis, &ctx, s);
+        let dml_tables: Vec<ObjectName> = estimates
+            .tables
+            .iter()
+            .filter(|t| !needs.tables.contains(t))
+            .cloned()
+            .collect();
         let relations: Vec<ObjectName> = needs
             .tables
             .iter()
+            .chain(dml_tables.iter())
             .chain(needs.matviews.iter())
             .chain(kept.iter())
             .cloned()
@@ -307,7 +324,8 @@ impl SessionEnforcer {
                 && analysis
                     .statements
                     .iter()
-                    .any(|st| matches!(st.outcome, crate::sql::Outcome::Dml)));
+                    .any(|st| matches!(st.outcome, crate::sql::Outcome::Dml)))
+            || !estimates.tables.is_empty();
         let pending = self.relations.pending();
         let targets = created_targets(&analysis);
         let fk_drops = dropped_constraints(&analysis);
@@ -328,6 +346,8 @@ impl SessionEnforcer {
                 .iter()
                 .map(|(_, t, c)| (rel_name(t), c.clone()))
                 .collect(),
+            explain: estimates.explain.iter().map(|(_, t)| t.clone()).collect(),
+            explain_timeout_ms: self.policy.estimate_timeout_ms,
         });
         Prepared {
             analysis,
@@ -341,6 +361,7 @@ impl SessionEnforcer {
             relations,
             columns: needs.columns,
             functions: needs.functions,
+            estimates,
         }
     }
 
@@ -370,6 +391,12 @@ impl SessionEnforcer {
                 Some(why.to_string())
             }
         };
+        let estimated = super::estimate::apply(
+            sql,
+            &p.estimates,
+            facts.ok().map(|l| l.estimates.as_slice()),
+            &mut p.ctx.catalog,
+        );
         if let Some(t) = self.injected.take() {
             p.ctx.timeouts = t;
         }
@@ -477,6 +504,7 @@ impl SessionEnforcer {
             rejection,
             without_live_facts,
             sizes,
+            estimated,
         }
     }
 }
@@ -757,6 +785,7 @@ mod tests {
             other_sessions: Some(3),
             allow_setting: None,
             foreign_keys: vec![],
+            estimates: vec![],
         }
     }
 

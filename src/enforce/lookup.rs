@@ -16,7 +16,7 @@ use bytes::{Bytes, BytesMut};
 use pgwire::messages::extendedquery::{Bind, Close, Execute, Parse, Sync};
 use pgwire::messages::Message;
 
-use crate::sql::context::parse_duration_ms;
+use crate::sql::context::{parse_duration_ms, Estimate};
 
 /// How the audit log names the lookup among the statements pgwarden injected.
 pub const DESCRIPTION: &str =
@@ -144,6 +144,32 @@ const FOREIGN_KEY_SQL: &str = concat!(
     regclass_of!("$1", "$2")
 );
 
+// The estimate of a data change (`rules::unbatched_backfill`): the client's own statement,
+// planned and never run, so it can fail like the statement would (an unknown column, a
+// permission, a lock wait). Nothing pgwarden sends may abort the client's transaction, so
+// the whole lookup runs inside a savepoint of pgwarden's, always rolled back after a Sync:
+//   SAVEPOINT; <the lookup queries>; set_config(lock_timeout, statement_timeout, local);
+//   EXPLAIN ...; Sync; Close; ROLLBACK TO SAVEPOINT; RELEASE SAVEPOINT; Sync
+// After an error the server skips to the first Sync, and the second batch puts the
+// transaction back as it was: ROLLBACK TO undoes the timeouts set for the EXPLAIN and
+// releases the lock the planner took; the Closes come first because the error skipped the
+// first batch's. The client's statement travels inside an extended-protocol Parse, which
+// PostgreSQL refuses if it holds more than one command: whatever pgwarden's lexer made of
+// the text, nothing but the EXPLAIN can run. EXPLAIN without ANALYZE never executes it.
+
+/// pgwarden's savepoint around an estimate.
+const SAVEPOINT_SQL: &str = "SAVEPOINT pgwarden_estimate";
+const ROLLBACK_SQL: &str = "ROLLBACK TO SAVEPOINT pgwarden_estimate";
+const RELEASE_SQL: &str = "RELEASE SAVEPOINT pgwarden_estimate";
+/// Bounds the EXPLAIN's lock wait and planning (`[policy] estimate_timeout`, in ms), local to
+/// the savepoint.
+const TIMEOUT_SQL: &str =
+    "SELECT pg_catalog.set_config('lock_timeout', CAST($1 AS pg_catalog.text), true), \
+     pg_catalog.set_config('statement_timeout', CAST($1 AS pg_catalog.text), true)";
+/// How the EXPLAIN of a data change is spelled: JSON, so the row estimate is read from a
+/// field and not from text that `lc_numeric` or a new PostgreSQL version could change.
+const EXPLAIN_PREFIX: &str = "EXPLAIN (FORMAT JSON) ";
+
 /// What the server said about the table a dropped foreign key references.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ReferencedFacts {
@@ -174,6 +200,11 @@ pub struct LookupRequest {
     pub targets: Vec<RelName>,
     /// (table, constraint) of every DROP CONSTRAINT: the table it references, if a foreign key.
     pub foreign_keys: Vec<(RelName, String)>,
+    /// Data changes (the client's statement texts) to `EXPLAIN`; when any, the lookup runs
+    /// inside a savepoint (see above).
+    pub explain: Vec<String>,
+    /// Lock wait and planning bound for the EXPLAINs, in milliseconds.
+    pub explain_timeout_ms: u64,
 }
 
 /// What the server said about one relation.
@@ -262,6 +293,8 @@ pub struct LiveFacts {
     pub targets: Vec<TargetFacts>,
     /// Per `foreign_keys` of the request: the referenced table, `None` when not a foreign key.
     pub foreign_keys: Vec<Option<ReferencedFacts>>,
+    /// Per `explain` of the request: the planner's estimate, or why there is none.
+    pub estimates: Vec<Estimate>,
 }
 
 /// Why a lookup produced no facts.
@@ -280,6 +313,10 @@ pub enum LookupError {
 /// Writes Parse/Bind/Execute/Close for every query of `req`, then one Sync: one round trip.
 pub fn encode(req: &LookupRequest, buf: &mut BytesMut) -> Result<(), LookupError> {
     let mut q = Encoder { buf };
+    let estimating = !req.explain.is_empty();
+    if estimating {
+        q.query(SAVEPOINT_SQL, &[&[]])?;
+    }
     q.query(SETTINGS_SQL, &[&[]])?;
     let rel_params: Vec<Vec<Option<&str>>> = req
         .relations
@@ -311,9 +348,30 @@ pub fn encode(req: &LookupRequest, buf: &mut BytesMut) -> Result<(), LookupError
         .map(|(r, c)| vec![r.schema.as_deref(), Some(r.name.as_str()), Some(c.as_str())])
         .collect();
     q.query_many(FOREIGN_KEY_SQL, &fk_params)?;
-    Sync::new()
-        .encode(q.buf)
-        .map_err(|e| LookupError::Encode(e.to_string()))
+    let sync = |buf: &mut BytesMut| {
+        Sync::new()
+            .encode(buf)
+            .map_err(|e| LookupError::Encode(e.to_string()))
+    };
+    if estimating {
+        let ms = req.explain_timeout_ms.max(1).to_string();
+        q.query(TIMEOUT_SQL, &[&[Some(ms.as_str())]])?;
+        for text in &req.explain {
+            let sql = format!("{EXPLAIN_PREFIX}{text}");
+            q.query(&sql, &[&[]])?;
+        }
+        sync(q.buf)?;
+        let enc = |e: pgwire::error::PgWireError| LookupError::Encode(e.to_string());
+        Close::new(b'P', Some(STATEMENT.into()))
+            .encode(q.buf)
+            .map_err(enc)?;
+        Close::new(b'S', Some(STATEMENT.into()))
+            .encode(q.buf)
+            .map_err(enc)?;
+        q.query(ROLLBACK_SQL, &[&[]])?;
+        q.query(RELEASE_SQL, &[&[]])?;
+    }
+    sync(q.buf)
 }
 
 struct Encoder<'a> {
@@ -376,6 +434,9 @@ pub enum Step {
 #[derive(Debug)]
 pub struct ReplyReader {
     expected: Vec<Slot>,
+    /// Where the second batch of an estimating lookup starts in `expected` (`None`: one
+    /// batch, one ReadyForQuery).
+    second: Option<usize>,
     /// Index into `expected` of the query whose rows arrive now.
     current: usize,
     facts: LiveFacts,
@@ -390,11 +451,19 @@ enum Slot {
     Function,
     Target,
     ForeignKey,
+    /// The savepoint, the timeouts, ROLLBACK TO and RELEASE: no row of interest.
+    Control,
+    Explain,
 }
 
 impl ReplyReader {
     pub fn new(req: &LookupRequest) -> ReplyReader {
-        let mut expected = vec![Slot::Settings];
+        let estimating = !req.explain.is_empty();
+        let mut expected = Vec::new();
+        if estimating {
+            expected.push(Slot::Control);
+        }
+        expected.push(Slot::Settings);
         expected.extend(std::iter::repeat_n(Slot::Relation, req.relations.len()));
         expected.extend(std::iter::repeat_n(Slot::Column, req.columns.len()));
         expected.extend(std::iter::repeat_n(Slot::Function, req.functions.len()));
@@ -403,8 +472,16 @@ impl ReplyReader {
             Slot::ForeignKey,
             req.foreign_keys.len(),
         ));
+        let mut second = None;
+        if estimating {
+            expected.push(Slot::Control);
+            expected.extend(std::iter::repeat_n(Slot::Explain, req.explain.len()));
+            second = Some(expected.len());
+            expected.extend([Slot::Control, Slot::Control]);
+        }
         ReplyReader {
             expected,
+            second,
             current: 0,
             facts: LiveFacts::default(),
             error: None,
@@ -427,11 +504,52 @@ impl ReplyReader {
                 Step::Swallow
             }
             b'E' => {
-                self.error
-                    .get_or_insert(LookupError::Server(error_message(body)));
+                if self.second.is_some() && self.expected.get(self.current) == Some(&Slot::Explain)
+                {
+                    // The statement's own trouble, or pgwarden's timeout: no estimate, the
+                    // lookup stands (its queries answered before the EXPLAIN).
+                    let code = error_field(body, b'C');
+                    let own_error = !matches!(code.as_str(), "55P03" | "57014");
+                    let why = if own_error {
+                        format!("the server refused it: {}", error_message(body))
+                    } else {
+                        format!(
+                            "the EXPLAIN did not get its lock or plan within estimate_timeout: {}",
+                            error_message(body)
+                        )
+                    };
+                    self.facts
+                        .estimates
+                        .push(Estimate::Unknown { why, own_error });
+                } else {
+                    self.error
+                        .get_or_insert(LookupError::Server(error_message(body)));
+                }
                 Step::Swallow
             }
             b'N' | b'A' | b'S' => Step::Forward,
+            b'Z' if self.second.is_some() => {
+                // The first batch's ReadyForQuery: the rollback batch follows. An error made
+                // the server skip the rest of the first batch; its EXPLAINs did not run.
+                let Some(second) = self.second else {
+                    return Step::Swallow;
+                };
+                let explains = self
+                    .expected
+                    .iter()
+                    .filter(|s| **s == Slot::Explain)
+                    .count();
+                while self.facts.estimates.len() < explains {
+                    self.facts.estimates.push(Estimate::Unknown {
+                        why: "not run: an earlier query of pgwarden's lookup failed".into(),
+                        own_error: false,
+                    });
+                }
+                self.current = second;
+                // Any later ReadyForQuery is the second batch's.
+                self.second = None;
+                Step::Swallow
+            }
             b'Z' => {
                 let result = match self.error.take() {
                     Some(e) => Err(e),
@@ -459,6 +577,10 @@ impl ReplyReader {
             Slot::Column if f.columns.len() == before => f.columns.push(None),
             Slot::Function if f.functions.len() == before => f.functions.push(String::new()),
             Slot::ForeignKey if f.foreign_keys.len() == before => f.foreign_keys.push(None),
+            Slot::Explain if f.estimates.len() == before => f.estimates.push(Estimate::Unknown {
+                why: "the server returned no plan".into(),
+                own_error: false,
+            }),
             Slot::Target if f.targets.len() == before => f.targets.push(TargetFacts {
                 schema: None,
                 existing_oid: None,
@@ -528,6 +650,18 @@ impl ReplyReader {
                     total_bytes: text(4).and_then(|v| v.parse().ok()).unwrap_or(0),
                 }));
             }
+            Some(Slot::Control) => {}
+            Some(Slot::Explain) => {
+                self.facts
+                    .estimates
+                    .push(match text(0).and_then(planned_rows) {
+                        Some(rows) => Estimate::Rows(rows),
+                        None => Estimate::Unknown {
+                            why: "pgwarden could not read the plan".into(),
+                            own_error: false,
+                        },
+                    });
+            }
             Some(Slot::Target) => {
                 self.facts.targets.push(TargetFacts {
                     schema: text(0).map(str::to_string),
@@ -582,8 +716,36 @@ fn take_i32(rest: &mut &[u8]) -> Result<i32, LookupError> {
 
 /// The `M` field of an ErrorResponse body.
 fn error_message(body: &[u8]) -> String {
+    let m = error_field(body, b'M');
+    if m.is_empty() {
+        "unknown error".into()
+    } else {
+        m
+    }
+}
+
+/// One field of an ErrorResponse body (`C` SQLSTATE, `M` message); empty when absent.
+fn error_field(body: &[u8], code: u8) -> String {
     body.split(|b| *b == 0)
-        .find_map(|f| f.strip_prefix(b"M"))
+        .find_map(|f| f.strip_prefix(&[code]))
         .map(|m| String::from_utf8_lossy(m).into_owned())
-        .unwrap_or_else(|| "unknown error".into())
+        .unwrap_or_default()
+}
+
+/// The rows a data change's plan says it changes: the estimate of the node under
+/// `ModifyTable` that feeds it (ModifyTable itself says 0 without RETURNING).
+fn planned_rows(json: &str) -> Option<u64> {
+    let v: serde_json::Value = serde_json::from_str(json).ok()?;
+    let plan = v.get(0)?.get("Plan")?;
+    let node = if plan.get("Node Type")?.as_str()? == "ModifyTable" {
+        let children = plan.get("Plans")?.as_array()?;
+        children
+            .iter()
+            .find(|c| c.get("Parent Relationship").and_then(|r| r.as_str()) == Some("Outer"))
+            .or_else(|| children.first())?
+    } else {
+        plan
+    };
+    let rows = node.get("Plan Rows")?.as_f64()?;
+    (rows.is_finite() && rows >= 0.0).then_some(rows as u64)
 }

@@ -254,6 +254,9 @@ impl Guard {
             .map(|j| j.finding.rule.id())
             .collect();
         let statement = crate::enforce::raise::excerpt(sql);
+        for estimate in &e.estimated {
+            info!(session, mode, statement, "{estimate}");
+        }
         for (rule, _, reason) in crate::policy::setting::allowed(&e.decision) {
             info!(
                 session,
