@@ -749,3 +749,176 @@ fn planned_rows(json: &str) -> Option<u64> {
     let rows = node.get("Plan Rows")?.as_f64()?;
     (rows.is_finite() && rows >= 0.0).then_some(rows as u64)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(cols: &[Option<&str>]) -> Vec<u8> {
+        let mut b = (cols.len() as i16).to_be_bytes().to_vec();
+        for c in cols {
+            match c {
+                Some(v) => {
+                    b.extend((v.len() as i32).to_be_bytes());
+                    b.extend(v.as_bytes());
+                }
+                None => b.extend((-1i32).to_be_bytes()),
+            }
+        }
+        b
+    }
+
+    fn error(code: &str, message: &str) -> Vec<u8> {
+        format!("SERROR\0C{code}\0M{message}\0\0").into_bytes()
+    }
+
+    fn request() -> LookupRequest {
+        LookupRequest {
+            relations: vec![RelName {
+                schema: None,
+                name: "package".into(),
+            }],
+            explain: vec!["UPDATE package SET a = 1".into()],
+            explain_timeout_ms: 1000,
+            ..LookupRequest::default()
+        }
+    }
+
+    /// One query's replies: ParseComplete, BindComplete, rows, CommandComplete, two
+    /// CloseComplete (portal, statement).
+    fn query(rows: &[Vec<u8>]) -> Vec<(u8, Vec<u8>)> {
+        let mut out = vec![(b'1', vec![]), (b'2', vec![])];
+        out.extend(rows.iter().map(|r| (b'D', r.clone())));
+        out.extend([(b'C', b"SELECT 1\0".to_vec()), (b'3', vec![]), (b'3', vec![])]);
+        out
+    }
+
+    fn first_batch_until_explain() -> Vec<(u8, Vec<u8>)> {
+        let mut m = query(&[]);
+        m.extend(query(&[row(&[
+            Some("150018"),
+            Some("0"),
+            Some("0"),
+            Some("0"),
+            None,
+        ])]));
+        let rel = [
+            Some("r"),
+            Some("public"),
+            Some("1000000"),
+            Some("50000000"),
+            Some("80000000"),
+            None,
+            Some("f"),
+            Some("t"),
+            Some("16400"),
+            Some("p"),
+            None,
+            None,
+        ];
+        m.extend(query(&[row(&rel)]));
+        m.extend(query(&[row(&[Some(""), Some("")])]));
+        m
+    }
+
+    fn second_batch() -> Vec<(u8, Vec<u8>)> {
+        let mut m = vec![(b'3', vec![]), (b'3', vec![])];
+        m.extend(query(&[]));
+        m.extend(query(&[]));
+        m.push((b'Z', b"T".to_vec()));
+        m
+    }
+
+    fn feed(messages: &[(u8, Vec<u8>)]) -> Result<LiveFacts, LookupError> {
+        let mut r = ReplyReader::new(&request());
+        for (i, (tag, body)) in messages.iter().enumerate() {
+            match r.step(*tag, body) {
+                Step::Done(result) => {
+                    assert_eq!(i + 1, messages.len(), "done before the last message");
+                    return result;
+                }
+                Step::Forward => panic!("{} forwarded", *tag as char),
+                Step::Swallow => {}
+            }
+        }
+        panic!("no answer after {} messages", messages.len())
+    }
+
+    #[test]
+    fn an_estimate_is_read_from_the_plan_under_modify_table() {
+        let plan = r#"[{"Plan": {"Node Type": "ModifyTable", "Operation": "Update", "Plan Rows": 0,
+            "Plans": [{"Node Type": "Seq Scan", "Parent Relationship": "Outer", "Plan Rows": 999987}]}}]"#;
+        let mut m = first_batch_until_explain();
+        m.extend(query(&[row(&[Some(plan)])]));
+        m.push((b'Z', b"T".to_vec()));
+        m.extend(second_batch());
+        let facts = feed(&m).expect("facts");
+        assert_eq!(facts.estimates, vec![Estimate::Rows(999_987)]);
+        assert_eq!(facts.relations.len(), 1);
+        assert_eq!(facts.lock_timeout_ms, Some(0));
+    }
+
+    /// The EXPLAIN fails: the server skips to the first Sync; the lookup's own answers stand,
+    /// the estimate says why there is none, and the reader waits for the rollback batch.
+    #[test]
+    fn a_failed_explain_keeps_the_lookup_and_waits_for_the_rollback() {
+        for (code, own) in [("42703", true), ("55P03", false)] {
+            let mut m = first_batch_until_explain();
+            m.push((b'1', vec![]));
+            m.push((b'E', error(code, "column \"a\" does not exist")));
+            m.push((b'Z', b"E".to_vec()));
+            m.extend(second_batch());
+            let facts = feed(&m).expect("facts");
+            match &facts.estimates[..] {
+                [Estimate::Unknown { why, own_error }] => {
+                    assert_eq!(*own_error, own, "{code}");
+                    assert!(why.contains("column \"a\" does not exist"), "{why}");
+                }
+                other => panic!("{other:?}"),
+            }
+            assert_eq!(facts.relations.len(), 1);
+        }
+        // A failure of the rollback batch is the lookup's failure.
+        let mut m = first_batch_until_explain();
+        m.extend(query(&[row(&[Some("[]")])]));
+        m.push((b'Z', b"T".to_vec()));
+        m.extend([(b'3', vec![]), (b'3', vec![]), (b'1', vec![])]);
+        m.push((b'E', error("3B001", "savepoint does not exist")));
+        m.push((b'Z', b"E".to_vec()));
+        assert!(feed(&m).is_err());
+    }
+
+    /// The request on the wire: the savepoint first, the EXPLAIN of the client's text, a Sync,
+    /// then the Closes, the rollback and the release, and a second Sync.
+    #[test]
+    fn an_estimating_lookup_runs_inside_a_savepoint_rolled_back_after_a_sync() {
+        let mut buf = BytesMut::new();
+        encode(&request(), &mut buf).expect("encode");
+        let mut frames = Vec::new();
+        let mut rest = &buf[..];
+        while !rest.is_empty() {
+            let len = u32::from_be_bytes([rest[1], rest[2], rest[3], rest[4]]) as usize;
+            frames.push((rest[0], rest[5..1 + len].to_vec()));
+            rest = &rest[1 + len..];
+        }
+        let parses: Vec<String> = frames
+            .iter()
+            .filter(|(t, _)| *t == b'P')
+            .map(|(_, b)| {
+                let body = &b[b.iter().position(|c| *c == 0).unwrap_or(0) + 1..];
+                String::from_utf8_lossy(&body[..body.iter().position(|c| *c == 0).unwrap_or(0)])
+                    .into_owned()
+            })
+            .collect();
+        assert_eq!(parses[0], SAVEPOINT_SQL);
+        assert_eq!(parses[parses.len() - 3], "EXPLAIN (FORMAT JSON) UPDATE package SET a = 1");
+        assert_eq!(parses[parses.len() - 2], ROLLBACK_SQL);
+        assert_eq!(parses[parses.len() - 1], RELEASE_SQL);
+        let tags: Vec<u8> = frames.iter().map(|(t, _)| *t).collect();
+        assert_eq!(tags.iter().filter(|t| **t == b'S').count(), 2);
+        let first_sync = tags.iter().position(|t| *t == b'S').unwrap_or(0);
+        // After the first Sync: Close portal, Close statement, then the rollback's Parse.
+        assert_eq!(&tags[first_sync + 1..first_sync + 4], b"CCP");
+        assert_eq!(tags.last(), Some(&b'S'));
+    }
+}
