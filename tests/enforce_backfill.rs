@@ -170,7 +170,10 @@ fn columns(db: &str, table: &str) -> String {
 }
 
 fn has_alembic_version(db: &str) -> bool {
-    sql(db, "SELECT to_regclass('public.alembic_version') IS NOT NULL") == "t"
+    sql(
+        db,
+        "SELECT to_regclass('public.alembic_version') IS NOT NULL",
+    ) == "t"
 }
 
 /// The seed's data-migration pattern on a table the revision did not lock: a column added
@@ -184,7 +187,11 @@ fn full_table_update_in_a_migration_is_refused_with_the_estimate() {
     for driver in DRIVERS {
         let db = fresh(&format!("bf_full_{driver}"));
         let out = alembic_upgrade(dir.path(), &alembic_url(&db, px.port(), driver));
-        assert!(!out.status.success(), "{driver} went through:\n{}", out.stdout);
+        assert!(
+            !out.status.success(),
+            "{driver} went through:\n{}",
+            out.stdout
+        );
         for needle in [
             "unbatched-backfill",
             "UPDATE on package (~1.0M rows) changes ~1.0M rows",
@@ -199,10 +206,17 @@ fn full_table_update_in_a_migration_is_refused_with_the_estimate() {
                 out.stderr
             );
         }
-        assert_eq!(columns(&db, "tiny_pkg"), "id,name", "{driver}: half-applied");
+        assert_eq!(
+            columns(&db, "tiny_pkg"),
+            "id,name",
+            "{driver}: half-applied"
+        );
         assert!(!has_alembic_version(&db), "{driver}: half-applied");
         assert_eq!(
-            sql(&db, "SELECT count(*) FROM package WHERE name <> lower(name)"),
+            sql(
+                &db,
+                "SELECT count(*) FROM package WHERE name <> lower(name)"
+            ),
             "0",
             "{driver}: the UPDATE ran"
         );
@@ -235,7 +249,8 @@ fn a_few_rows_by_primary_key_in_a_migration_pass() {
     }
     let log = audit_log(&audit);
     assert!(
-        log.contains("of UPDATE on package: ~3 rows") && log.contains("of DELETE on package: ~1 rows"),
+        log.contains("of UPDATE on package: ~3 rows")
+            && log.contains("of DELETE on package: ~1 rows"),
         "the estimates are not in the audit log:\n{log}"
     );
 }
@@ -273,7 +288,11 @@ fn a_failing_update_gets_the_servers_own_error() {
             "{driver}: direct run said:\n{}",
             direct.stderr
         );
-        assert_eq!(got, want.replace(&direct_db, &db), "{driver}: not the server's own error");
+        assert_eq!(
+            got,
+            want.replace(&direct_db, &db),
+            "{driver}: not the server's own error"
+        );
         assert!(!got.contains("pgwarden"), "{got}");
         assert_eq!(columns(&db, "tiny_pkg"), "id,name", "{driver}");
         assert!(!has_alembic_version(&db), "{driver}");
@@ -294,7 +313,8 @@ fn an_application_transaction_is_not_analysed() {
     let db = fresh("bf_app");
     let conn = Cluster::shared().conn(&db).with_port(px.port());
     let before = lookups(admin);
-    let app = "BEGIN;\nUPDATE package SET name = upper(name);\nDELETE FROM package WHERE id > 999990;\n\
+    let app =
+        "BEGIN;\nUPDATE package SET name = upper(name);\nDELETE FROM package WHERE id > 999990;\n\
                ROLLBACK;\n";
     let out = psql_stdin(
         &conn,
@@ -302,14 +322,19 @@ fn an_application_transaction_is_not_analysed() {
         Some(app.as_bytes()),
     );
     assert!(out.status.success(), "{}\n{}", out.stdout, out.stderr);
-    assert_eq!(lookups(admin), before, "the application's UPDATE paid a lookup");
+    assert_eq!(
+        lookups(admin),
+        before,
+        "the application's UPDATE paid a lookup"
+    );
     assert!(
         !audit_log(&audit).contains("package"),
         "{}",
         audit_log(&audit)
     );
     // Control: the same statement in a migration transaction is looked at (and refused).
-    let migration = "BEGIN;\nCREATE TABLE package_note (id int);\nUPDATE package SET name = upper(name);\n\
+    let migration =
+        "BEGIN;\nCREATE TABLE package_note (id int);\nUPDATE package SET name = upper(name);\n\
                      COMMIT;\n";
     let out = psql_stdin(
         &conn,
@@ -348,7 +373,10 @@ fn set_local_pgwarden_allow_lets_the_backfill_through() {
         let out = alembic_upgrade(allowed.path(), &url);
         assert_ok(&out, driver, &px);
         assert_eq!(
-            sql(&db, "SELECT count(*) FROM package WHERE name <> upper(name)"),
+            sql(
+                &db,
+                "SELECT count(*) FROM package WHERE name <> upper(name)"
+            ),
             "0",
             "{driver}"
         );
@@ -385,4 +413,84 @@ fn rules_and_explain_document_the_rule() {
     ] {
         assert!(text.contains(needle), "{needle}: {text}");
     }
+}
+
+/// The EXPLAIN cannot get its lock (another session holds SHARE on the table) within
+/// `estimate_timeout`: it fails inside pgwarden's savepoint, the client's transaction goes on
+/// untouched, the UPDATE is decided without an estimate (a warning saying why), waits for the
+/// lock as it would directly, and the migration commits once the other session is done.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_explain_that_cannot_get_its_lock_leaves_the_transaction_healthy() {
+    let db = fresh("bf_lock");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let toml = format!(
+        "[policy]\nestimate_timeout = \"200ms\"\n[audit]\npath = \"{}\"\n",
+        dir.path().join("audit.jsonl").display()
+    );
+    let px = ProxyProcess::start(&Cluster::shared().addr(), &toml);
+    let (holder, conn) = Cluster::shared()
+        .conn(&db)
+        .tokio_config()
+        .connect(tokio_postgres::NoTls)
+        .await
+        .expect("holder");
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    holder
+        .batch_execute("BEGIN; LOCK TABLE package IN SHARE MODE;")
+        .await
+        .expect("holder locks");
+    let client = Cluster::shared().conn(&db).with_port(px.port());
+    let script = "BEGIN;\nCREATE TABLE package_note (id int);\n\
+                  UPDATE package SET name = 'waited' WHERE id = 1;\nCOMMIT;\n";
+    let run = tokio::task::spawn_blocking(move || {
+        psql_stdin(
+            &client,
+            &["-v", "ON_ERROR_STOP=1", "-f", "-"],
+            Some(script.as_bytes()),
+        )
+    });
+    // The client's own UPDATE (not pgwarden's EXPLAIN) waits for the lock.
+    let waiting = wait_until(Duration::from_secs(60), || {
+        sql(
+            "postgres",
+            &format!(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = '{db}' \
+                 AND wait_event_type = 'Lock' AND query LIKE 'UPDATE package SET name%'"
+            ),
+        ) == "1"
+    });
+    assert!(
+        waiting,
+        "the UPDATE never waited; pgwarden said:\n{}",
+        px.logs()
+    );
+    holder
+        .batch_execute("COMMIT")
+        .await
+        .expect("holder commits");
+    let out = run.await.expect("psql");
+    assert!(
+        out.status.success(),
+        "{}\n{}\n{}",
+        out.stdout,
+        out.stderr,
+        px.logs()
+    );
+    assert!(
+        out.stderr.contains("unbatched-backfill") && out.stderr.contains("could not estimate"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(sql(&db, "SELECT name FROM package WHERE id = 1"), "waited");
+    assert_eq!(
+        sql(&db, "SELECT to_regclass('package_note') IS NOT NULL"),
+        "t"
+    );
+    let log = std::fs::read_to_string(dir.path().join("audit.jsonl")).unwrap_or_default();
+    assert!(
+        log.contains("no estimate, decided without it: the EXPLAIN did not get its lock"),
+        "{log}"
+    );
 }

@@ -789,6 +789,47 @@ mod tests {
         }
     }
 
+    /// issue 11 deliver 4: an application transaction's DML is never decided on; once the
+    /// transaction changed the schema, its UPDATE/DELETE is, with an EXPLAIN in the lookup —
+    /// not Alembic's bookkeeping, not a statement with bind parameters.
+    #[test]
+    fn a_migration_transaction_estimates_its_data_changes() {
+        let mut e = SessionEnforcer::new(&Policy::default(), "db", "u", "app");
+        let s = situation(TxStatus::InTransaction);
+        e.ready_for_query(TxStatus::InTransaction);
+        assert!(!e.dml_needs_attention("UPDATE package SET a = 1", true));
+        let ddl = "ALTER TABLE tiny ADD COLUMN b int";
+        let p = e.prepare(ddl, s);
+        let mut live = live_big();
+        live.relations = vec![live_rel(700, 10.0)];
+        let out = e.decide(ddl, p, Ok(&live), s);
+        assert_ne!(out.verdict, Verdict::Reject, "{:?}", out.decision);
+        assert!(e.dml_needs_attention("UPDATE package SET a = 1", true));
+        assert!(e.dml_needs_attention("SELECT 1; DELETE FROM package", true));
+        assert!(!e.dml_needs_attention("UPDATE alembic_version SET version_num = '2'", true));
+        assert!(!e.dml_needs_attention("SELECT * FROM package", true));
+        let update = "UPDATE package SET a = 1";
+        let p = e.prepare(update, s);
+        let req = p.lookup.clone().expect("lookup");
+        assert_eq!(req.explain, vec![update.to_string()]);
+        assert_eq!(req.relations[0].name, "package");
+        let mut live = live_big();
+        live.estimates = vec![crate::sql::context::Estimate::Rows(12_000_000)];
+        let out = e.decide(update, p, Ok(&live), s);
+        assert_eq!(out.verdict, Verdict::Reject, "{:?}", out.decision);
+        assert!(
+            out.estimated[0].contains("~12000000 rows"),
+            "{:?}",
+            out.estimated
+        );
+        let p = e.prepare("UPDATE package SET a = $1", s);
+        assert!(p.lookup.clone().expect("lookup").explain.is_empty());
+        // The transaction ends: nothing carries over.
+        e.ready_for_query(TxStatus::Idle);
+        e.ready_for_query(TxStatus::InTransaction);
+        assert!(!e.dml_needs_attention("UPDATE package SET a = 1", true));
+    }
+
     #[test]
     fn dml_needs_no_attention() {
         assert!(!needs_attention("SELECT 1", true));
