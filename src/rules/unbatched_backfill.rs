@@ -10,7 +10,7 @@ use super::*;
 use crate::sql::context::Estimate;
 
 pub const DOC: &str = r#"## What it does
-Flags an `UPDATE` or `DELETE` that changes many rows of an existing table in one statement, inside a transaction that has already changed the schema (a migration: `ALTER TABLE`, `CREATE TABLE`, `CREATE INDEX`, ... earlier in the same transaction; temporary tables, `SET`, `LOCK`, `TRUNCATE` and maintenance commands do not count). The proxy asks PostgreSQL how many rows the statement changes with an `EXPLAIN` without `ANALYZE` — the statement is planned, never run — and grades that estimate with the large-table thresholds (`large_rows`, or the same share of the table's `large_bytes`). A few rows changed by primary key pass silently. When no estimate can be had (bind parameters, a lock wait longer than `estimate_timeout`), a change on a large table is a warning that says why; when PostgreSQL refuses the statement itself (an unknown column), pgwarden stays silent and the client gets the server's own error. Proxy only: `pgwarden check` has no planner to ask. A table this transaction locked earlier is `backfill-under-lock`'s; a table it created is nobody else's yet and is exempt.
+Flags an `UPDATE` or `DELETE` that changes many rows of an existing table in one statement, inside a transaction that has already changed the schema (a migration: `ALTER TABLE`, `CREATE TABLE`, `CREATE INDEX`, ... earlier in the same transaction; temporary tables, `SET`, `LOCK`, `TRUNCATE` and maintenance commands do not count). The proxy asks PostgreSQL how many rows the statement changes with an `EXPLAIN` without `ANALYZE` — the statement is planned, never run — and grades that estimate with the large-table thresholds (`large_rows`, or the same share of the table's `large_bytes`). A few rows changed by primary key pass silently. When no estimate can be had (bind parameters, which PostgreSQL cannot plan without their values; a lock wait longer than `estimate_timeout`), a statement with nothing that could narrow it (no WHERE, no `UPDATE ... FROM` / `DELETE ... USING` join, no subquery) changes every row and is graded by the table's size; any other change on a large table is a warning that says why; when PostgreSQL refuses the statement itself (an unknown column), pgwarden stays silent and the client gets the server's own error. Proxy only: `pgwarden check` has no planner to ask. A table this transaction locked earlier is `backfill-under-lock`'s; a table it created is nobody else's yet and is exempt.
 
 ## Why is this bad
 One transaction holds the row lock of every row it changed until COMMIT (the application's writes to those rows wait), writes the whole change to the WAL at once (replicas lag), and leaves as many dead rows for VACUUM. Inside a migration the transaction also holds every lock its DDL took for as long as the data change runs.
@@ -72,6 +72,33 @@ pub fn has_bind_parameters(text: &str) -> bool {
         .any(|w| w[0] == b'$' && w[1].is_ascii_digit())
 }
 
+/// Does the statement change every row of its table, whatever its parameters? Only when none
+/// of the words that could narrow it appears anywhere in the text (a WHERE, an UPDATE ... FROM
+/// or DELETE ... USING join, a subquery): a word inside a literal or comment only costs the
+/// verdict, never refuses a narrower change.
+fn whole_table(text: &str) -> bool {
+    !text
+        .split(|c: char| !c.is_ascii_alphanumeric() && c != '_')
+        .any(|w| {
+            ["where", "from", "using", "select", "current"]
+                .iter()
+                .any(|k| w.eq_ignore_ascii_case(k))
+        })
+        || first_word(text).as_deref() == Some("delete") && {
+            // `DELETE FROM t` names its table with FROM: only a second one narrows it.
+            let words: Vec<&str> = text
+                .split(|c: char| !c.is_ascii_alphanumeric() && c != '_')
+                .filter(|w| !w.is_empty())
+                .collect();
+            words.iter().filter(|w| w.eq_ignore_ascii_case("from")).count() == 1
+                && !words.iter().any(|w| {
+                    ["where", "using", "select", "current"]
+                        .iter()
+                        .any(|k| w.eq_ignore_ascii_case(k))
+                })
+        }
+}
+
 /// A data change in a migration transaction, graded by the server's estimate.
 pub fn on_dml(stmt: &AnalysedStatement, cx: &Cx<'_>) -> Option<Finding> {
     if !cx.state.in_transaction() || !cx.state.schema_changed {
@@ -120,6 +147,15 @@ pub fn on_dml(stmt: &AnalysedStatement, cx: &Cx<'_>) -> Option<Finding> {
             )
         }
         Estimate::Unknown { own_error: true, .. } => return None,
+        Estimate::Unknown { why, .. } if table_large && whole_table(text) => (
+            format!(
+                "{verb} on {described} changes every row of it (no WHERE clause; pgwarden could \
+                 not EXPLAIN it: {why}) in one transaction of a migration: every changed row \
+                 stays locked for the application's writes until COMMIT, the whole change goes \
+                 to the WAL at once, and as many dead rows are left behind"
+            ),
+            false,
+        ),
         Estimate::Unknown { why, .. } => {
             if !table_large {
                 return None;
@@ -224,12 +260,31 @@ mod tests {
             why: "bind parameters".into(),
             own_error,
         };
-        let f = run_est(full, 2_000_000, "UPDATE", why(false));
+        let narrow = "BEGIN; ALTER TABLE other ADD COLUMN b int; UPDATE package SET a = 1 WHERE b > 2; COMMIT;";
+        let f = run_est(narrow, 2_000_000, "UPDATE", why(false));
         assert_eq!(f.len(), 1);
         assert!(f[0].small_table, "a warning only");
         assert!(f[0].message.contains("bind parameters"), "{}", f[0].message);
         assert!(run_est(full, 2_000_000, "UPDATE", why(true)).is_empty());
-        assert!(run_est(full, 2_000, "UPDATE", why(false)).is_empty());
+        assert!(run_est(narrow, 2_000, "UPDATE", why(false)).is_empty());
+        // Without an estimate, a change with nothing that could narrow it is the whole table.
+        let params = "BEGIN; CREATE TABLE n (a int); UPDATE package SET a = $1; COMMIT;";
+        let f = run_est(params, 2_000_000, "UPDATE", why(false));
+        assert_eq!(f.len(), 1);
+        assert!(!f[0].small_table, "refused");
+        assert!(f[0].message.contains("changes every row"), "{}", f[0].message);
+        let del = "BEGIN; CREATE TABLE n (a int); DELETE FROM package; COMMIT;";
+        assert!(!run_est(del, 2_000_000, "DELETE", why(false))[0].small_table);
+        for narrowed in [
+            "BEGIN; CREATE TABLE n (a int); UPDATE package SET a = $1 WHERE id = $2; COMMIT;",
+            "BEGIN; CREATE TABLE n (a int); UPDATE package SET a = o.a FROM o; COMMIT;",
+            "BEGIN; CREATE TABLE n (a int); DELETE FROM package USING o; COMMIT;",
+            "BEGIN; CREATE TABLE n (a int); DELETE FROM package WHERE a = $1; COMMIT;",
+        ] {
+            let head = if narrowed.contains("UPDATE") { "UPDATE" } else { "DELETE" };
+            let f = run_est(narrowed, 2_000_000, head, why(false));
+            assert!(f[0].small_table, "{narrowed}: a warning only");
+        }
     }
 
     /// A wide table: fewer rows than `large_rows`, but the share of its bytes the change
