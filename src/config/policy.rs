@@ -162,6 +162,25 @@ ban-drop-column = "reject"
     }
 
     #[test]
+    fn estimate_timeout_is_a_bounded_duration() {
+        let cfg = Config::from_toml("[policy]\nestimate_timeout = \"250ms\"\n").unwrap();
+        assert_eq!(
+            cfg.policy.estimate_timeout,
+            std::time::Duration::from_millis(250)
+        );
+        assert_eq!(
+            super::PolicyConfig::default().estimate_timeout,
+            std::time::Duration::from_secs(1)
+        );
+        for bad in ["0", "\"30s\"", "\"soon\""] {
+            assert!(
+                Config::from_toml(&format!("[policy]\nestimate_timeout = {bad}\n")).is_err(),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
     fn shipped_config_file_is_valid() {
         let text = include_str!("../../config/pgwarden.toml");
         Config::from_toml(text).unwrap();
