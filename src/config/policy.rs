@@ -41,6 +41,11 @@ pub struct PolicyConfig {
     pub large_bytes: u64,
     /// Treat a table whose size cannot be known as large (production default).
     pub unknown_size_is_large: bool,
+    /// Longest lock wait and planning time of pgwarden's EXPLAIN of a data change in a
+    /// migration transaction (`unbatched-backfill`); past it the change is decided without
+    /// an estimate.
+    #[serde(deserialize_with = "super::server::duration")]
+    pub estimate_timeout: std::time::Duration,
     /// Per-rule action overrides: `rule-id = "off" | "warn" | "reject" | "rewrite"`.
     pub rules: BTreeMap<String, Action>,
     /// Overrides matched by database / user / application_name globs, first match wins.
@@ -54,6 +59,7 @@ impl Default for PolicyConfig {
             large_rows: 1_000_000,
             large_bytes: 1 << 30,
             unknown_size_is_large: true,
+            estimate_timeout: std::time::Duration::from_secs(1),
             rules: BTreeMap::new(),
             profiles: Vec::new(),
         }
@@ -92,6 +98,11 @@ impl PolicyConfig {
         }
         if self.large_rows == 0 && self.large_bytes == 0 {
             return Err("[policy] large_rows and large_bytes cannot both be 0".into());
+        }
+        // 0 would mean "no limit", and pgwarden closes a session whose injected lookup is not
+        // answered within 30 s.
+        if self.estimate_timeout.is_zero() || self.estimate_timeout.as_secs() >= 30 {
+            return Err("[policy] estimate_timeout must be above 0 and below 30s".into());
         }
         Ok(())
     }
@@ -148,6 +159,25 @@ ban-drop-column = "reject"
         .unwrap();
         assert_eq!(cfg.policy.mode, super::Mode::DryRun);
         assert_eq!(cfg.policy.profiles.len(), 1);
+    }
+
+    #[test]
+    fn estimate_timeout_is_a_bounded_duration() {
+        let cfg = Config::from_toml("[policy]\nestimate_timeout = \"250ms\"\n").unwrap();
+        assert_eq!(
+            cfg.policy.estimate_timeout,
+            std::time::Duration::from_millis(250)
+        );
+        assert_eq!(
+            super::PolicyConfig::default().estimate_timeout,
+            std::time::Duration::from_secs(1)
+        );
+        for bad in ["0", "\"30s\"", "\"soon\""] {
+            assert!(
+                Config::from_toml(&format!("[policy]\nestimate_timeout = {bad}\n")).is_err(),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

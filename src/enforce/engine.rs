@@ -82,6 +82,8 @@ pub struct Prepared {
     targets: Vec<ObjectName>,
     /// Where each answer of the lookup's `routines` goes (`enforce::routines`).
     routines: Vec<super::routines::Asked>,
+    /// The data changes to estimate (`enforce::estimate`).
+    estimates: super::estimate::Candidates,
 }
 
 impl Prepared {
@@ -137,6 +139,8 @@ pub struct Enforcement {
     pub without_live_facts: Option<String>,
     /// Table sizes the decision used: (table, rows, bytes).
     pub sizes: Vec<(String, u64, u64)>,
+    /// What pgwarden's EXPLAIN of each data change said, for the log and the audit record.
+    pub estimated: Vec<String>,
 }
 
 /// Counters for the per-session summary logged at disconnect.
@@ -237,17 +241,19 @@ impl SessionEnforcer {
             return false;
         }
         // An enum label this transaction added, used by the data change (55P04 at the server).
-        let uses_new_label = || {
-            self.carry
+        if !self.carry.enum_values_added.is_empty()
+            && self
+                .carry
                 .enum_values_added
                 .iter()
                 .any(|(_, label)| sql.contains(&format!("'{}'", label.replace('\'', "''"))))
-        };
-        if self.carry.held_locks.is_empty() {
-            return !self.carry.enum_values_added.is_empty() && uses_new_label();
-        }
-        if !self.carry.enum_values_added.is_empty() && uses_new_label() {
+        {
             return true;
+        }
+        // A transaction that neither holds a write-blocking lock nor changed the schema (every
+        // application transaction) stops here.
+        if self.carry.held_locks.is_empty() && !self.carry.schema_changed {
+            return false;
         }
         let opts = LexOptions {
             standard_conforming_strings,
@@ -255,10 +261,12 @@ impl SessionEnforcer {
         };
         lexer::split(sql, &opts).any(|st| {
             st.class == StatementClass::Dml
-                && sql
-                    .get(st.span.clone())
-                    .and_then(crate::rules::backfill_under_lock::dml_target)
-                    .is_some_and(|t| self.carry.held_locks.iter().any(|h| h.table.same_as(&t)))
+                && sql.get(st.span.clone()).is_some_and(|text| {
+                    crate::rules::backfill_under_lock::dml_target(text)
+                        .is_some_and(|t| self.carry.held_locks.iter().any(|h| h.table.same_as(&t)))
+                        || (self.carry.schema_changed
+                            && crate::rules::unbatched_backfill::estimated_target(text).is_some())
+                })
         })
     }
 
@@ -277,6 +285,7 @@ impl SessionEnforcer {
             timeouts: self.carry.timeouts,
             held_locks: self.carry.held_locks.clone(),
             enum_values_added: self.carry.enum_values_added.clone(),
+            schema_changed: self.carry.schema_changed,
             ..AnalysisContext::default()
         };
         ctx.lex.standard_conforming_strings = s.standard_conforming_strings;
@@ -294,9 +303,17 @@ impl SessionEnforcer {
         };
         let needs = analysis.lookup_needs();
         let kept = crate::rules::invalid_index_kept::index_names(&analysis);
+        let estimates = super::estimate::candidates(sql, &analysis, &ctx, s);
+        let dml_tables: Vec<ObjectName> = estimates
+            .tables
+            .iter()
+            .filter(|t| !needs.tables.contains(t))
+            .cloned()
+            .collect();
         let relations: Vec<ObjectName> = needs
             .tables
             .iter()
+            .chain(dml_tables.iter())
             .chain(needs.matviews.iter())
             .chain(kept.iter())
             .cloned()
@@ -309,7 +326,8 @@ impl SessionEnforcer {
                 && analysis
                     .statements
                     .iter()
-                    .any(|st| matches!(st.outcome, crate::sql::Outcome::Dml)));
+                    .any(|st| matches!(st.outcome, crate::sql::Outcome::Dml)))
+            || !estimates.tables.is_empty();
         let pending = self.relations.pending();
         let targets = created_targets(&analysis);
         let fk_drops = dropped_constraints(&analysis);
@@ -333,6 +351,8 @@ impl SessionEnforcer {
                 .map(|(_, t, c)| (rel_name(t), c.clone()))
                 .collect(),
             routines: routine_queries,
+            explain: estimates.explain.iter().map(|(_, t)| t.clone()).collect(),
+            explain_timeout_ms: self.policy.estimate_timeout_ms,
         });
         Prepared {
             analysis,
@@ -347,6 +367,7 @@ impl SessionEnforcer {
             columns: needs.columns,
             functions: needs.functions,
             routines,
+            estimates,
         }
     }
 
@@ -376,6 +397,12 @@ impl SessionEnforcer {
                 Some(why.to_string())
             }
         };
+        let estimated = super::estimate::apply(
+            sql,
+            &p.estimates,
+            facts.ok().map(|l| l.estimates.as_slice()),
+            &mut p.ctx.catalog,
+        );
         if let Some(t) = self.injected.take() {
             p.ctx.timeouts = t;
         }
@@ -483,6 +510,7 @@ impl SessionEnforcer {
             rejection,
             without_live_facts,
             sizes,
+            estimated,
         }
     }
 }
@@ -773,7 +801,49 @@ mod tests {
             allow_setting: None,
             foreign_keys: vec![],
             routines: vec![],
+            estimates: vec![],
         }
+    }
+
+    /// issue 11 deliver 4: an application transaction's DML is never decided on; once the
+    /// transaction changed the schema, its UPDATE/DELETE is, with an EXPLAIN in the lookup —
+    /// not Alembic's bookkeeping, not a statement with bind parameters.
+    #[test]
+    fn a_migration_transaction_estimates_its_data_changes() {
+        let mut e = SessionEnforcer::new(&Policy::default(), "db", "u", "app");
+        let s = situation(TxStatus::InTransaction);
+        e.ready_for_query(TxStatus::InTransaction);
+        assert!(!e.dml_needs_attention("UPDATE package SET a = 1", true));
+        let ddl = "ALTER TABLE tiny ADD COLUMN b int";
+        let p = e.prepare(ddl, s);
+        let mut live = live_big();
+        live.relations = vec![live_rel(700, 10.0)];
+        let out = e.decide(ddl, p, Ok(&live), s);
+        assert_ne!(out.verdict, Verdict::Reject, "{:?}", out.decision);
+        assert!(e.dml_needs_attention("UPDATE package SET a = 1", true));
+        assert!(e.dml_needs_attention("SELECT 1; DELETE FROM package", true));
+        assert!(!e.dml_needs_attention("UPDATE alembic_version SET version_num = '2'", true));
+        assert!(!e.dml_needs_attention("SELECT * FROM package", true));
+        let update = "UPDATE package SET a = 1";
+        let p = e.prepare(update, s);
+        let req = p.lookup.clone().expect("lookup");
+        assert_eq!(req.explain, vec![update.to_string()]);
+        assert_eq!(req.relations[0].name, "package");
+        let mut live = live_big();
+        live.estimates = vec![crate::sql::context::Estimate::Rows(12_000_000)];
+        let out = e.decide(update, p, Ok(&live), s);
+        assert_eq!(out.verdict, Verdict::Reject, "{:?}", out.decision);
+        assert!(
+            out.estimated[0].contains("~12000000 rows"),
+            "{:?}",
+            out.estimated
+        );
+        let p = e.prepare("UPDATE package SET a = $1", s);
+        assert!(p.lookup.clone().expect("lookup").explain.is_empty());
+        // The transaction ends: nothing carries over.
+        e.ready_for_query(TxStatus::Idle);
+        e.ready_for_query(TxStatus::InTransaction);
+        assert!(!e.dml_needs_attention("UPDATE package SET a = 1", true));
     }
 
     #[test]

@@ -16,7 +16,7 @@ use bytes::{Bytes, BytesMut};
 use pgwire::messages::extendedquery::{Bind, Close, Execute, Parse, Sync};
 use pgwire::messages::Message;
 
-use crate::sql::context::parse_duration_ms;
+use crate::sql::context::{parse_duration_ms, Estimate};
 
 /// How the audit log names the lookup among the statements pgwarden injected.
 pub const DESCRIPTION: &str =
@@ -144,6 +144,32 @@ const FOREIGN_KEY_SQL: &str = concat!(
     regclass_of!("$1", "$2")
 );
 
+// The estimate of a data change (`rules::unbatched_backfill`): the client's own statement,
+// planned and never run, so it can fail like the statement would (an unknown column, a
+// permission, a lock wait). Nothing pgwarden sends may abort the client's transaction, so
+// the whole lookup runs inside a savepoint of pgwarden's, always rolled back after a Sync:
+//   SAVEPOINT; <the lookup queries>; set_config(lock_timeout, statement_timeout, local);
+//   EXPLAIN ...; Sync; Close; ROLLBACK TO SAVEPOINT; RELEASE SAVEPOINT; Sync
+// After an error the server skips to the first Sync, and the second batch puts the
+// transaction back as it was: ROLLBACK TO undoes the timeouts set for the EXPLAIN and
+// releases the lock the planner took; the Closes come first because the error skipped the
+// first batch's. The client's statement travels inside an extended-protocol Parse, which
+// PostgreSQL refuses if it holds more than one command: whatever pgwarden's lexer made of
+// the text, nothing but the EXPLAIN can run. EXPLAIN without ANALYZE never executes it.
+
+/// pgwarden's savepoint around an estimate.
+const SAVEPOINT_SQL: &str = "SAVEPOINT pgwarden_estimate";
+const ROLLBACK_SQL: &str = "ROLLBACK TO SAVEPOINT pgwarden_estimate";
+const RELEASE_SQL: &str = "RELEASE SAVEPOINT pgwarden_estimate";
+/// Bounds the EXPLAIN's lock wait and planning (`[policy] estimate_timeout`, in ms), local to
+/// the savepoint.
+const TIMEOUT_SQL: &str =
+    "SELECT pg_catalog.set_config('lock_timeout', CAST($1 AS pg_catalog.text), true), \
+     pg_catalog.set_config('statement_timeout', CAST($1 AS pg_catalog.text), true)";
+/// How the EXPLAIN of a data change is spelled: JSON, so the row estimate is read from a
+/// field and not from text that `lc_numeric` or a new PostgreSQL version could change.
+const EXPLAIN_PREFIX: &str = "EXPLAIN (FORMAT JSON) ";
+
 /// What the server said about the table a dropped foreign key references.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ReferencedFacts {
@@ -177,6 +203,11 @@ pub struct LookupRequest {
     /// Every routine a DROP FUNCTION / PROCEDURE / ROUTINE / AGGREGATE names
     /// (`enforce::routines`): which one it is and what depends on it.
     pub routines: Vec<super::routines::RoutineQuery>,
+    /// Data changes (the client's statement texts) to `EXPLAIN`; when any, the lookup runs
+    /// inside a savepoint (see above).
+    pub explain: Vec<String>,
+    /// Lock wait and planning bound for the EXPLAINs, in milliseconds.
+    pub explain_timeout_ms: u64,
 }
 
 /// What the server said about one relation.
@@ -267,6 +298,8 @@ pub struct LiveFacts {
     pub foreign_keys: Vec<Option<ReferencedFacts>>,
     /// Per `routines` of the request (always one row each).
     pub routines: Vec<crate::sql::context::RoutineLive>,
+    /// Per `explain` of the request: the planner's estimate, or why there is none.
+    pub estimates: Vec<Estimate>,
 }
 
 /// Why a lookup produced no facts.
@@ -285,6 +318,10 @@ pub enum LookupError {
 /// Writes Parse/Bind/Execute/Close for every query of `req`, then one Sync: one round trip.
 pub fn encode(req: &LookupRequest, buf: &mut BytesMut) -> Result<(), LookupError> {
     let mut q = Encoder { buf };
+    let estimating = !req.explain.is_empty();
+    if estimating {
+        q.query(SAVEPOINT_SQL, &[&[]])?;
+    }
     q.query(SETTINGS_SQL, &[&[]])?;
     let rel_params: Vec<Vec<Option<&str>>> = req
         .relations
@@ -329,9 +366,30 @@ pub fn encode(req: &LookupRequest, buf: &mut BytesMut) -> Result<(), LookupError
         })
         .collect();
     q.query_many(super::routines::SQL, &routine_params)?;
-    Sync::new()
-        .encode(q.buf)
-        .map_err(|e| LookupError::Encode(e.to_string()))
+    let sync = |buf: &mut BytesMut| {
+        Sync::new()
+            .encode(buf)
+            .map_err(|e| LookupError::Encode(e.to_string()))
+    };
+    if estimating {
+        let ms = req.explain_timeout_ms.max(1).to_string();
+        q.query(TIMEOUT_SQL, &[&[Some(ms.as_str())]])?;
+        for text in &req.explain {
+            let sql = format!("{EXPLAIN_PREFIX}{text}");
+            q.query(&sql, &[&[]])?;
+        }
+        sync(q.buf)?;
+        let enc = |e: pgwire::error::PgWireError| LookupError::Encode(e.to_string());
+        Close::new(b'P', Some(STATEMENT.into()))
+            .encode(q.buf)
+            .map_err(enc)?;
+        Close::new(b'S', Some(STATEMENT.into()))
+            .encode(q.buf)
+            .map_err(enc)?;
+        q.query(ROLLBACK_SQL, &[&[]])?;
+        q.query(RELEASE_SQL, &[&[]])?;
+    }
+    sync(q.buf)
 }
 
 struct Encoder<'a> {
@@ -379,8 +437,8 @@ impl Encoder<'_> {
 }
 
 /// What the session does with one server message while a lookup is in flight.
-// `Done` carries the whole answer once per lookup; boxing it would allocate for every DDL to
-// save a move of a few hundred bytes per server message.
+// Only the few messages of an injected lookup pass through a Step, and `Done` is built once per
+// lookup: a box would be an allocation per lookup to save copying a couple hundred bytes.
 #[allow(clippy::large_enum_variant)]
 #[derive(Debug, PartialEq)]
 pub enum Step {
@@ -397,6 +455,9 @@ pub enum Step {
 #[derive(Debug)]
 pub struct ReplyReader {
     expected: Vec<Slot>,
+    /// Where the second batch of an estimating lookup starts in `expected` (`None`: one
+    /// batch, one ReadyForQuery).
+    second: Option<usize>,
     /// Index into `expected` of the query whose rows arrive now.
     current: usize,
     facts: LiveFacts,
@@ -412,11 +473,19 @@ enum Slot {
     Target,
     ForeignKey,
     Routine,
+    /// The savepoint, the timeouts, ROLLBACK TO and RELEASE: no row of interest.
+    Control,
+    Explain,
 }
 
 impl ReplyReader {
     pub fn new(req: &LookupRequest) -> ReplyReader {
-        let mut expected = vec![Slot::Settings];
+        let estimating = !req.explain.is_empty();
+        let mut expected = Vec::new();
+        if estimating {
+            expected.push(Slot::Control);
+        }
+        expected.push(Slot::Settings);
         expected.extend(std::iter::repeat_n(Slot::Relation, req.relations.len()));
         expected.extend(std::iter::repeat_n(Slot::Column, req.columns.len()));
         expected.extend(std::iter::repeat_n(Slot::Function, req.functions.len()));
@@ -426,8 +495,16 @@ impl ReplyReader {
             req.foreign_keys.len(),
         ));
         expected.extend(std::iter::repeat_n(Slot::Routine, req.routines.len()));
+        let mut second = None;
+        if estimating {
+            expected.push(Slot::Control);
+            expected.extend(std::iter::repeat_n(Slot::Explain, req.explain.len()));
+            second = Some(expected.len());
+            expected.extend([Slot::Control, Slot::Control]);
+        }
         ReplyReader {
             expected,
+            second,
             current: 0,
             facts: LiveFacts::default(),
             error: None,
@@ -450,11 +527,52 @@ impl ReplyReader {
                 Step::Swallow
             }
             b'E' => {
-                self.error
-                    .get_or_insert(LookupError::Server(error_message(body)));
+                if self.second.is_some() && self.expected.get(self.current) == Some(&Slot::Explain)
+                {
+                    // The statement's own trouble, or pgwarden's timeout: no estimate, the
+                    // lookup stands (its queries answered before the EXPLAIN).
+                    let code = error_field(body, b'C');
+                    let own_error = !matches!(code.as_str(), "55P03" | "57014");
+                    let why = if own_error {
+                        format!("the server refused it: {}", error_message(body))
+                    } else {
+                        format!(
+                            "the EXPLAIN did not get its lock or plan within estimate_timeout: {}",
+                            error_message(body)
+                        )
+                    };
+                    self.facts
+                        .estimates
+                        .push(Estimate::Unknown { why, own_error });
+                } else {
+                    self.error
+                        .get_or_insert(LookupError::Server(error_message(body)));
+                }
                 Step::Swallow
             }
             b'N' | b'A' | b'S' => Step::Forward,
+            b'Z' if self.second.is_some() => {
+                // The first batch's ReadyForQuery: the rollback batch follows. An error made
+                // the server skip the rest of the first batch; its EXPLAINs did not run.
+                let Some(second) = self.second else {
+                    return Step::Swallow;
+                };
+                let explains = self
+                    .expected
+                    .iter()
+                    .filter(|s| **s == Slot::Explain)
+                    .count();
+                while self.facts.estimates.len() < explains {
+                    self.facts.estimates.push(Estimate::Unknown {
+                        why: "not run: an earlier query of pgwarden's lookup failed".into(),
+                        own_error: false,
+                    });
+                }
+                self.current = second;
+                // Any later ReadyForQuery is the second batch's.
+                self.second = None;
+                Step::Swallow
+            }
             b'Z' => {
                 let result = match self.error.take() {
                     Some(e) => Err(e),
@@ -483,6 +601,10 @@ impl ReplyReader {
             Slot::Function if f.functions.len() == before => f.functions.push(String::new()),
             Slot::ForeignKey if f.foreign_keys.len() == before => f.foreign_keys.push(None),
             Slot::Routine if f.routines.len() == before => f.routines.push(Default::default()),
+            Slot::Explain if f.estimates.len() == before => f.estimates.push(Estimate::Unknown {
+                why: "the server returned no plan".into(),
+                own_error: false,
+            }),
             Slot::Target if f.targets.len() == before => f.targets.push(TargetFacts {
                 schema: None,
                 existing_oid: None,
@@ -557,6 +679,18 @@ impl ReplyReader {
                     .routines
                     .push(super::routines::from_row(|i| text(i).map(str::to_string)));
             }
+            Some(Slot::Control) => {}
+            Some(Slot::Explain) => {
+                self.facts
+                    .estimates
+                    .push(match text(0).and_then(planned_rows) {
+                        Some(rows) => Estimate::Rows(rows),
+                        None => Estimate::Unknown {
+                            why: "pgwarden could not read the plan".into(),
+                            own_error: false,
+                        },
+                    });
+            }
             Some(Slot::Target) => {
                 self.facts.targets.push(TargetFacts {
                     schema: text(0).map(str::to_string),
@@ -611,8 +745,216 @@ fn take_i32(rest: &mut &[u8]) -> Result<i32, LookupError> {
 
 /// The `M` field of an ErrorResponse body.
 fn error_message(body: &[u8]) -> String {
+    let m = error_field(body, b'M');
+    if m.is_empty() {
+        "unknown error".into()
+    } else {
+        m
+    }
+}
+
+/// One field of an ErrorResponse body (`C` SQLSTATE, `M` message); empty when absent.
+fn error_field(body: &[u8], code: u8) -> String {
     body.split(|b| *b == 0)
-        .find_map(|f| f.strip_prefix(b"M"))
+        .find_map(|f| f.strip_prefix(&[code]))
         .map(|m| String::from_utf8_lossy(m).into_owned())
-        .unwrap_or_else(|| "unknown error".into())
+        .unwrap_or_default()
+}
+
+/// The rows a data change's plan says it changes: the estimate of the node under
+/// `ModifyTable` that feeds it (ModifyTable itself says 0 without RETURNING).
+fn planned_rows(json: &str) -> Option<u64> {
+    let v: serde_json::Value = serde_json::from_str(json).ok()?;
+    let plan = v.get(0)?.get("Plan")?;
+    let node = if plan.get("Node Type")?.as_str()? == "ModifyTable" {
+        let children = plan.get("Plans")?.as_array()?;
+        children
+            .iter()
+            .find(|c| c.get("Parent Relationship").and_then(|r| r.as_str()) == Some("Outer"))
+            .or_else(|| children.first())?
+    } else {
+        plan
+    };
+    let rows = node.get("Plan Rows")?.as_f64()?;
+    (rows.is_finite() && rows >= 0.0).then_some(rows as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(cols: &[Option<&str>]) -> Vec<u8> {
+        let mut b = (cols.len() as i16).to_be_bytes().to_vec();
+        for c in cols {
+            match c {
+                Some(v) => {
+                    b.extend((v.len() as i32).to_be_bytes());
+                    b.extend(v.as_bytes());
+                }
+                None => b.extend((-1i32).to_be_bytes()),
+            }
+        }
+        b
+    }
+
+    fn error(code: &str, message: &str) -> Vec<u8> {
+        format!("SERROR\0C{code}\0M{message}\0\0").into_bytes()
+    }
+
+    fn request() -> LookupRequest {
+        LookupRequest {
+            relations: vec![RelName {
+                schema: None,
+                name: "package".into(),
+            }],
+            explain: vec!["UPDATE package SET a = 1".into()],
+            explain_timeout_ms: 1000,
+            ..LookupRequest::default()
+        }
+    }
+
+    /// One query's replies: ParseComplete, BindComplete, rows, CommandComplete, two
+    /// CloseComplete (portal, statement).
+    fn query(rows: &[Vec<u8>]) -> Vec<(u8, Vec<u8>)> {
+        let mut out = vec![(b'1', vec![]), (b'2', vec![])];
+        out.extend(rows.iter().map(|r| (b'D', r.clone())));
+        out.extend([
+            (b'C', b"SELECT 1\0".to_vec()),
+            (b'3', vec![]),
+            (b'3', vec![]),
+        ]);
+        out
+    }
+
+    fn first_batch_until_explain() -> Vec<(u8, Vec<u8>)> {
+        let mut m = query(&[]);
+        m.extend(query(&[row(&[
+            Some("150018"),
+            Some("0"),
+            Some("0"),
+            Some("0"),
+            None,
+        ])]));
+        let rel = [
+            Some("r"),
+            Some("public"),
+            Some("1000000"),
+            Some("50000000"),
+            Some("80000000"),
+            None,
+            Some("f"),
+            Some("t"),
+            Some("16400"),
+            Some("p"),
+            None,
+            None,
+        ];
+        m.extend(query(&[row(&rel)]));
+        m.extend(query(&[row(&[Some(""), Some("")])]));
+        m
+    }
+
+    fn second_batch() -> Vec<(u8, Vec<u8>)> {
+        let mut m = vec![(b'3', vec![]), (b'3', vec![])];
+        m.extend(query(&[]));
+        m.extend(query(&[]));
+        m.push((b'Z', b"T".to_vec()));
+        m
+    }
+
+    fn feed(messages: &[(u8, Vec<u8>)]) -> Result<LiveFacts, LookupError> {
+        let mut r = ReplyReader::new(&request());
+        for (i, (tag, body)) in messages.iter().enumerate() {
+            match r.step(*tag, body) {
+                Step::Done(result) => {
+                    assert_eq!(i + 1, messages.len(), "done before the last message");
+                    return result;
+                }
+                Step::Forward => panic!("{} forwarded", *tag as char),
+                Step::Swallow => {}
+            }
+        }
+        panic!("no answer after {} messages", messages.len())
+    }
+
+    #[test]
+    fn an_estimate_is_read_from_the_plan_under_modify_table() {
+        let plan = r#"[{"Plan": {"Node Type": "ModifyTable", "Operation": "Update", "Plan Rows": 0,
+            "Plans": [{"Node Type": "Seq Scan", "Parent Relationship": "Outer", "Plan Rows": 999987}]}}]"#;
+        let mut m = first_batch_until_explain();
+        m.extend(query(&[row(&[Some(plan)])]));
+        m.push((b'Z', b"T".to_vec()));
+        m.extend(second_batch());
+        let facts = feed(&m).expect("facts");
+        assert_eq!(facts.estimates, vec![Estimate::Rows(999_987)]);
+        assert_eq!(facts.relations.len(), 1);
+        assert_eq!(facts.lock_timeout_ms, Some(0));
+    }
+
+    /// The EXPLAIN fails: the server skips to the first Sync; the lookup's own answers stand,
+    /// the estimate says why there is none, and the reader waits for the rollback batch.
+    #[test]
+    fn a_failed_explain_keeps_the_lookup_and_waits_for_the_rollback() {
+        for (code, own) in [("42703", true), ("55P03", false)] {
+            let mut m = first_batch_until_explain();
+            m.push((b'1', vec![]));
+            m.push((b'E', error(code, "column \"a\" does not exist")));
+            m.push((b'Z', b"E".to_vec()));
+            m.extend(second_batch());
+            let facts = feed(&m).expect("facts");
+            match &facts.estimates[..] {
+                [Estimate::Unknown { why, own_error }] => {
+                    assert_eq!(*own_error, own, "{code}");
+                    assert!(why.contains("column \"a\" does not exist"), "{why}");
+                }
+                other => panic!("{other:?}"),
+            }
+            assert_eq!(facts.relations.len(), 1);
+        }
+        // A failure of the rollback batch is the lookup's failure.
+        let mut m = first_batch_until_explain();
+        m.extend(query(&[row(&[Some("[]")])]));
+        m.push((b'Z', b"T".to_vec()));
+        m.extend([(b'3', vec![]), (b'3', vec![]), (b'1', vec![])]);
+        m.push((b'E', error("3B001", "savepoint does not exist")));
+        m.push((b'Z', b"E".to_vec()));
+        assert!(feed(&m).is_err());
+    }
+
+    /// The request on the wire: the savepoint first, the EXPLAIN of the client's text, a Sync,
+    /// then the Closes, the rollback and the release, and a second Sync.
+    #[test]
+    fn an_estimating_lookup_runs_inside_a_savepoint_rolled_back_after_a_sync() {
+        let mut buf = BytesMut::new();
+        encode(&request(), &mut buf).expect("encode");
+        let mut frames = Vec::new();
+        let mut rest = &buf[..];
+        while !rest.is_empty() {
+            let len = u32::from_be_bytes([rest[1], rest[2], rest[3], rest[4]]) as usize;
+            frames.push((rest[0], rest[5..1 + len].to_vec()));
+            rest = &rest[1 + len..];
+        }
+        let parses: Vec<String> = frames
+            .iter()
+            .filter(|(t, _)| *t == b'P')
+            .map(|(_, b)| {
+                let body = &b[b.iter().position(|c| *c == 0).unwrap_or(0) + 1..];
+                String::from_utf8_lossy(&body[..body.iter().position(|c| *c == 0).unwrap_or(0)])
+                    .into_owned()
+            })
+            .collect();
+        assert_eq!(parses[0], SAVEPOINT_SQL);
+        assert_eq!(
+            parses[parses.len() - 3],
+            "EXPLAIN (FORMAT JSON) UPDATE package SET a = 1"
+        );
+        assert_eq!(parses[parses.len() - 2], ROLLBACK_SQL);
+        assert_eq!(parses[parses.len() - 1], RELEASE_SQL);
+        let tags: Vec<u8> = frames.iter().map(|(t, _)| *t).collect();
+        assert_eq!(tags.iter().filter(|t| **t == b'S').count(), 2);
+        let first_sync = tags.iter().position(|t| *t == b'S').unwrap_or(0);
+        // After the first Sync: Close portal, Close statement, then the rollback's Parse.
+        assert_eq!(&tags[first_sync + 1..first_sync + 4], b"CCP");
+        assert_eq!(tags.last(), Some(&b'S'));
+    }
 }

@@ -2,6 +2,7 @@
 //! goes on the wire (the `RAISE` that replaces a rejected statement, a rewritten text) and asks the
 //! server for the live facts the rules need.
 pub mod engine;
+pub mod estimate;
 pub mod identity;
 pub mod lookup;
 pub mod raise;

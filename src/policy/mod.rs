@@ -28,6 +28,8 @@ pub enum PolicyError {
 pub struct Policy {
     pub mode: Mode,
     pub thresholds: SizeThresholds,
+    /// `[policy] estimate_timeout` in milliseconds (`enforce::estimate`).
+    pub estimate_timeout_ms: u64,
     actions: HashMap<Rule, Action>,
     profiles: Vec<ProfileConfig>,
 }
@@ -37,6 +39,7 @@ impl Default for Policy {
         Policy::from_config(&PolicyConfig::default()).unwrap_or_else(|_| Policy {
             mode: Mode::Enforce,
             thresholds: SizeThresholds::default(),
+            estimate_timeout_ms: 1000,
             actions: HashMap::new(),
             profiles: Vec::new(),
         })
@@ -64,6 +67,7 @@ impl Policy {
                 large_bytes: cfg.large_bytes,
                 unknown_is_large: cfg.unknown_size_is_large,
             },
+            estimate_timeout_ms: u64::try_from(cfg.estimate_timeout.as_millis()).unwrap_or(1000),
             actions,
             profiles: cfg.profiles.clone(),
         })

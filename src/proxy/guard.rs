@@ -59,6 +59,8 @@ pub(crate) struct Decided {
     /// Findings accepted deliberately (`SET LOCAL pgwarden.allow`, `-- pgwarden:allow`): rule,
     /// statement range, reason — for the audit log.
     pub allowed: Vec<(String, std::ops::Range<usize>, String)>,
+    /// What pgwarden's EXPLAIN of each data change said (`enforce::estimate`), for the audit.
+    pub estimated: Vec<String>,
 }
 
 /// What the session needs from the state shared with the server→client side.
@@ -188,6 +190,7 @@ impl Guard {
         };
         let allowed = crate::policy::setting::allowed(&e.decision);
         let sizes = e.sizes.clone();
+        let estimated = e.estimated.clone();
         self.unsettled = Some(Unsettled {
             sql: sql.to_string(),
             kind: kind.to_string(),
@@ -201,6 +204,7 @@ impl Guard {
             findings,
             intended,
             allowed,
+            estimated,
         }
     }
 
@@ -254,6 +258,9 @@ impl Guard {
             .map(|j| j.finding.rule.id())
             .collect();
         let statement = crate::enforce::raise::excerpt(sql);
+        for estimate in &e.estimated {
+            info!(session, mode, statement, "{estimate}");
+        }
         for (rule, _, reason) in crate::policy::setting::allowed(&e.decision) {
             info!(
                 session,

@@ -212,6 +212,7 @@ fn step<P: Fn(Rule) -> bool + ?Sized>(
         Outcome::Dml => {
             findings.extend(lock_held_across_statements::on_dml(stmt, &cx));
             findings.extend(backfill_under_lock::on_dml(stmt, &cx));
+            findings.extend(unbatched_backfill::on_dml(stmt, &cx));
             findings.extend(enum_value_in_transaction::on_dml(stmt, &cx));
             // DML target lists are read in files only (the proxy never parses DML), and only
             // when the rule runs at all.

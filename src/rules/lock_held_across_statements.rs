@@ -50,7 +50,7 @@ pub fn check(f: &StatementFacts, cx: &Cx<'_>, out: &mut Vec<Finding>) {
 
 /// Tables migration tools write their bookkeeping to after every revision: an instant
 /// one-row write that should not count as "more work under the lock".
-const BOOKKEEPING: &[&str] = &[
+pub(crate) const BOOKKEEPING: &[&str] = &[
     "alembic_version",
     "django_migrations",
     "schema_migrations",

@@ -132,6 +132,7 @@ rules! {
     LockHeldAcrossStatements, lock_held_across_statements, "lock-held-across-statements", Warn, Fixed, "statements after an ACCESS EXCLUSIVE lock in the same transaction keep the lock held";
     InvalidIndexKept, invalid_index_kept, "invalid-index-kept", Warn, Fixed, "CREATE INDEX IF NOT EXISTS keeps an INVALID index of that name (a failed CONCURRENTLY build) and builds nothing";
     BackfillUnderLock, backfill_under_lock, "backfill-under-lock", Reject, BySize, "UPDATE/DELETE/MERGE/INSERT ... SELECT on a table the transaction holds a write-blocking lock on";
+    UnbatchedBackfill, unbatched_backfill, "unbatched-backfill", Reject, BySize, "UPDATE/DELETE changing a large share of a table in one migration transaction (EXPLAIN estimate)";
     // B. Timeouts and transactions
     RequireLockTimeout, require_lock_timeout, "require-lock-timeout", Warn, Fixed, "a lock-taking statement runs without lock_timeout and can queue everyone behind it";
     RequireStatementTimeout, require_statement_timeout, "require-statement-timeout", Warn, Fixed, "a lock-taking statement runs without statement_timeout";
@@ -686,6 +687,7 @@ impl Rule {
             R::OpaqueDdl => opaque_ddl::check,
             R::BanUncommittedTransaction
             | R::BackfillUnderLock
+            | R::UnbatchedBackfill
             | R::InvalidIndexKept
             | R::CannotAnalyse
             | R::AllowWithoutReason

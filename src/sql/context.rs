@@ -69,6 +69,9 @@ pub struct CatalogFacts {
     /// AGGREGATE names (live facts only), keyed by the statement's start offset in the text:
     /// one entry per routine the statement lists, `None` for one not looked up.
     pub dropped_routines: HashMap<usize, Vec<Option<RoutineLive>>>,
+    /// The server's `EXPLAIN` (no ANALYZE) of a data change, keyed by the statement's byte
+    /// offset in the text (live facts only: `rules::unbatched_backfill`).
+    pub estimates: HashMap<usize, Estimate>,
     /// The proxy's live answer about which relation each name is. When present, names are
     /// matched exactly (no `public.` guess): the server resolved them.
     pub live: Option<super::identity::LiveIdentity>,
@@ -154,6 +157,16 @@ pub struct RoutineLive {
     pub mentions: Vec<String>,
 }
 
+/// What pgwarden's `EXPLAIN` of one data change said (`enforce::estimate`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Estimate {
+    /// The planner's estimate of the rows the statement changes.
+    Rows(u64),
+    /// No estimate; why, in the user's terms. `own_error`: the server refused the statement
+    /// itself (it will fail the same way when it runs: nothing to warn about).
+    Unknown { why: String, own_error: bool },
+}
+
 /// Effective timeouts in milliseconds: `Some(0)` = disabled, `None` = not known.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Timeouts {
@@ -196,6 +209,8 @@ pub struct AnalysisContext {
     pub held_locks: Vec<HeldLock>,
     /// Enum values earlier texts of this transaction added: (type, label).
     pub enum_values_added: Vec<(ObjectName, String)>,
+    /// An earlier text of this transaction changed the schema (a migration transaction).
+    pub schema_changed: bool,
 }
 
 impl Default for AnalysisContext {
@@ -214,6 +229,7 @@ impl Default for AnalysisContext {
             file_mode: false,
             held_locks: Vec::new(),
             enum_values_added: Vec::new(),
+            schema_changed: false,
         }
     }
 }
@@ -256,6 +272,9 @@ pub struct ScriptState {
     created_mark: Option<usize>,
     /// Write-blocking locks on existing tables held until the transaction ends.
     pub held_locks: Vec<HeldLock>,
+    /// This transaction changed the schema (see [`is_schema_change`]): it is a migration, and
+    /// its large data changes are estimated (`rules::unbatched_backfill`).
+    pub schema_changed: bool,
 }
 
 impl ScriptState {
@@ -266,6 +285,7 @@ impl ScriptState {
             timeouts: ctx.timeouts,
             held_locks: ctx.held_locks.clone(),
             enum_values_added: ctx.enum_values_added.clone(),
+            schema_changed: ctx.schema_changed,
             // A transaction open before the text (the proxy mid-transaction, `check
             // --assume-in-transaction`) holds every table created so far: its ROLLBACK
             // forgets them all.
@@ -336,6 +356,9 @@ impl ScriptState {
             }
             _ => {}
         }
+        if self.in_transaction() && is_schema_change(f) {
+            self.schema_changed = true;
+        }
         if self.in_transaction() {
             for (rel, mode) in &f.locks {
                 if *mode == LockMode::AccessExclusive
@@ -402,6 +425,7 @@ impl ScriptState {
         self.open_begin_at = None;
         self.ael_held.clear();
         self.held_locks.clear();
+        self.schema_changed = false;
         self.not_valid_added.clear();
         self.enum_values_added.clear();
         self.ael_reported = false;
@@ -409,6 +433,33 @@ impl ScriptState {
         if let Some(saved) = self.local_timeouts_saved.take() {
             self.timeouts = saved;
         }
+    }
+}
+
+/// Does this statement change the schema, the mark of a migration transaction? Transaction
+/// control, settings, LOCK, maintenance (VACUUM, ANALYZE, REINDEX, CLUSTER, REFRESH) and
+/// TRUNCATE are what applications run too; so are temporary tables. A DO block counts by
+/// what pgwarden could read in it.
+pub fn is_schema_change(f: &StatementFacts) -> bool {
+    use StatementKind as K;
+    match f.kind {
+        K::Begin
+        | K::Commit
+        | K::Rollback
+        | K::Savepoint
+        | K::Set
+        | K::Reset
+        | K::Lock
+        | K::Vacuum
+        | K::VacuumFull
+        | K::Analyze
+        | K::Reindex
+        | K::Cluster
+        | K::RefreshMaterializedView
+        | K::Truncate
+        | K::Other => false,
+        K::Do => f.body.iter().any(is_schema_change),
+        _ => !f.flags.temporary,
     }
 }
 

@@ -225,6 +225,7 @@ pub(super) async fn decide_held(
         Ok(_) => vec![lookup::DESCRIPTION.to_string()],
         Err(_) => Vec::new(),
     };
+    injected.extend(decided.estimated.iter().cloned());
     if let Some(why) = not_run.or(batch.as_ref().err().copied()) {
         info!(session = ctx.id, statement = %crate::enforce::raise::excerpt(&sql),
               "not run under pgwarden's timeouts: {why}");

@@ -142,6 +142,7 @@ pub(super) async fn redecide_bind(
         Ok(_) => vec![lookup::DESCRIPTION.to_string()],
         Err(_) => Vec::new(),
     };
+    injected.extend(decided.estimated.iter().cloned());
     if let Some(p) = exec.as_mut() {
         p.plan.created_oids = guard.created_in_transaction();
         injected.extend(super::execute::describe(p));
