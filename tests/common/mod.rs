@@ -18,6 +18,7 @@
 
 pub mod alembic;
 pub mod execute;
+pub mod rewrite;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
