@@ -185,7 +185,8 @@ fn asyncpg_a_statement_needing_a_deferred_index_is_refused() {
 /// `python rewrite.py ARGS...` and its JSON answer.
 fn client(args: &[&str]) -> serde_json::Value {
     let mut cmd = std::process::Command::new(python());
-    cmd.arg(repo_root().join("tests/python/rewrite.py")).args(args);
+    cmd.arg(repo_root().join("tests/python/rewrite.py"))
+        .args(args);
     let out = run_cmd(cmd, None, Duration::from_secs(300));
     out.assert_success();
     serde_json::from_str(out.stdout.trim())

@@ -6,7 +6,6 @@
 pub mod attempts;
 pub mod cli;
 pub mod fingerprint;
-mod lex;
 pub mod migration;
 pub mod record;
 pub mod redact;
@@ -16,6 +15,9 @@ pub mod steps;
 pub mod twophase;
 pub mod txfate;
 pub mod writer;
+
+// The tokenizer moved to the SQL layer (shared with its transaction-control reader).
+use crate::sql::tokens as lex;
 
 pub use migration::{detect as detect_migration, MigrationRevision, MigrationTool};
 pub use record::{

@@ -18,6 +18,7 @@
 //! TABLESPACE, DEFERRABLE) are carried by [`keys`]. An unnamed CHECK is added NOT VALID
 //! unnamed, so the server names it exactly as a direct run would, and the driver reads the
 //! name back ([`names::NEW_CHECK_SQL`]) before VALIDATE.
+pub mod completion;
 pub mod keys;
 pub mod names;
 pub mod split;

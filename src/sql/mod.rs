@@ -12,6 +12,8 @@ pub mod lexer;
 pub mod locks;
 pub mod parse;
 pub mod server_lex;
+pub(crate) mod tokens;
+pub mod txcontrol;
 
 pub use context::{AnalysisContext, ScriptState, TableStats, TxState};
 pub use facts::{LockMode, ObjectName, StatementFacts, StatementKind, TextEdit};

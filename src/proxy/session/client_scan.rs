@@ -106,7 +106,7 @@ pub(super) fn scan_client(
                     // The transaction that queued them ended another way (an extended-protocol
                     // ROLLBACK): this COMMIT is another transaction's.
                     side.completion
-                        .discard(ctx, "their transaction ended before this COMMIT");
+                        .discard(ctx.id, "their transaction ended before this COMMIT");
                 }
                 let commit = owes && !side.completion.is_empty();
                 let verdict = match inspect(ctx, st, side, q.sql, ProtocolPath::Simple) {
@@ -116,7 +116,7 @@ pub(super) fn scan_client(
                     }
                     Inspected::Verdict(v) => v,
                 };
-                let verdict = match side.completion.follow_query(ctx, q.sql, &base_lex()) {
+                let verdict = match side.completion.follow_query(ctx.id, q.sql, &base_lex()) {
                     Some(refusal) => {
                         side.exec = None;
                         side.multi = None;

@@ -13,7 +13,11 @@ use super::{lock, Ctx, SessionError, State};
 use crate::execute::{self, Reply, Request};
 use crate::protocol::errors::PgError;
 use crate::protocol::{backend, frontend};
-use crate::rewrite::{names, Deferred, Shape, Step, StepKind, COMPLETION_FAILED_SQLSTATE};
+use crate::rewrite::completion::Queued;
+pub(super) use crate::rewrite::completion::{
+    extended_commit_refusal, extended_tx_control, is_commit, Completion,
+};
+use crate::rewrite::{names, Shape, Step, StepKind, COMPLETION_FAILED_SQLSTATE};
 use crate::sql::ObjectName;
 
 mod forms;
@@ -30,163 +34,6 @@ pub(super) struct MultiPending {
     pub(super) seq: u64,
     /// The table's rows as the decision saw them (for pgwarden's own refusals).
     pub(super) rows: Option<u64>,
-}
-
-/// One statement's completion steps, waiting for the client's COMMIT.
-pub(super) struct Queued {
-    shape: Shape,
-    name: String,
-    steps: Vec<Step>,
-    /// The first step still to run.
-    from: usize,
-    seq: u64,
-    ascii_only: bool,
-    /// How many of the client's savepoints (taken since the first step was queued) were
-    /// open when this one was queued: a ROLLBACK TO one of them undoes it.
-    level: usize,
-}
-
-/// What this transaction's COMMIT owes: completion steps, and what they will create.
-#[derive(Default)]
-pub(super) struct Completion {
-    pub(super) queue: Vec<Queued>,
-    pub(super) deferred: Deferred,
-    /// The session's `idle_epoch` when they were queued: a ReadyForQuery `I` since means
-    /// their transaction ended.
-    pub(super) epoch: u64,
-    /// The client's savepoints taken since the first step was queued, oldest first, names
-    /// folded as the server folds them.
-    savepoints: Vec<String>,
-}
-
-impl Completion {
-    pub(super) fn is_empty(&self) -> bool {
-        self.queue.is_empty()
-    }
-
-    /// The transaction ended without pgwarden's COMMIT path (ROLLBACK, a failed COMMIT).
-    pub(super) fn discard(&mut self, ctx: &Ctx, why: &str) {
-        for q in self.queue.drain(..) {
-            info!(session = ctx.id, statement_seq = q.seq, object = %q.name,
-                  "completion steps discarded: {why}");
-        }
-        self.deferred = Deferred::default();
-        self.savepoints.clear();
-    }
-
-    /// Follows the client's simple Query `sql` (read as the server reads it) through the
-    /// transaction-control statements in it, so the queued steps stay exactly those of the
-    /// statements the transaction still holds:
-    /// - `SAVEPOINT s` opens a level; `ROLLBACK TO s` discards the steps queued after `s` was
-    ///   taken (a name taken before the first queued step undoes them all); `RELEASE s` folds
-    ///   the levels from `s` on into the one below;
-    /// - `ROLLBACK` (any form, also `AND CHAIN`) discards them all.
-    ///
-    /// `Some(text)`: the Query must be refused with this statement instead, because it ends
-    /// the transaction where pgwarden cannot run the steps (`COMMIT AND CHAIN`, `PREPARE
-    /// TRANSACTION`, a COMMIT in a longer Query) or names a savepoint it cannot read. The
-    /// refusal fails the transaction: nothing of it is applied. A lone COMMIT is not this
-    /// function's: the session runs the steps after it.
-    pub(super) fn follow_query(
-        &mut self,
-        ctx: &Ctx,
-        sql: &[u8],
-        opts: &crate::sql::lexer::LexOptions,
-    ) -> Option<String> {
-        use crate::audit::txfate::TxCommand;
-        use crate::sql::lexer::TxKind;
-        if self.is_empty() || is_commit(sql) {
-            return None;
-        }
-        let text = String::from_utf8_lossy(sql);
-        for st in crate::sql::lexer::split(&text, opts) {
-            let Some(kind) = st.transaction else {
-                continue;
-            };
-            let one = &text[st.span.clone()];
-            match (kind, TxCommand::parse(one)) {
-                (TxKind::Savepoint, Some(TxCommand::Savepoint(name))) => {
-                    self.savepoints.push(name);
-                }
-                (TxKind::RollbackToSavepoint, Some(TxCommand::RollbackTo(name))) => {
-                    let keep = self.position(&name).map_or(0, |i| i + 1);
-                    self.savepoints.truncate(keep);
-                    self.drop_above(ctx, keep, &name);
-                }
-                (TxKind::Release, Some(TxCommand::Release(name))) => {
-                    let at = self.position(&name).unwrap_or(0);
-                    self.savepoints.truncate(at);
-                    for q in &mut self.queue {
-                        q.level = q.level.min(at);
-                    }
-                }
-                (TxKind::Rollback, _) => {
-                    self.discard(ctx, "the client rolled back");
-                    return None;
-                }
-                (TxKind::Begin, _) => {}
-                (kind, _) => {
-                    let what = match kind {
-                        TxKind::Commit => {
-                            "a COMMIT that is not a Query of its own (or COMMIT AND CHAIN)"
-                        }
-                        TxKind::PrepareTransaction => "PREPARE TRANSACTION",
-                        _ => "a savepoint command pgwarden cannot read",
-                    };
-                    return Some(tx_control_refusal(what, one));
-                }
-            }
-        }
-        None
-    }
-
-    /// The client's `level` a `ROLLBACK TO name` or `RELEASE name` returns to: PostgreSQL
-    /// takes the most recent savepoint of that name. `None`: taken before the first step was
-    /// queued (the server accepts only names it has).
-    fn position(&self, name: &str) -> Option<usize> {
-        self.savepoints.iter().rposition(|s| s == name)
-    }
-
-    /// Discards the steps queued while `keep` or more savepoints were open: their statements
-    /// came after the savepoint rolled back to, which stays (as the `keep`-th).
-    fn drop_above(&mut self, ctx: &Ctx, keep: usize, savepoint: &str) {
-        let (gone, kept): (Vec<Queued>, Vec<Queued>) = std::mem::take(&mut self.queue)
-            .into_iter()
-            .partition(|q| q.level >= keep);
-        for q in gone {
-            info!(session = ctx.id, statement_seq = q.seq, object = %q.name, savepoint,
-                  "completion steps discarded: the client rolled back to a savepoint before their statement");
-        }
-        self.queue = kept;
-        self.deferred = Deferred::default();
-        for q in &self.queue {
-            self.deferred.add(&q.shape, &q.name);
-        }
-        if self.queue.is_empty() {
-            self.savepoints.clear();
-        }
-    }
-}
-
-/// What replaces a transaction-control statement the queued completion steps cannot follow.
-fn tx_control_refusal(what: &str, sql: &str) -> String {
-    crate::enforce::raise::raise_statement(
-        &crate::enforce::raise::Rejection {
-            message: format!(
-                "pgwarden: this transaction owes completion steps (a VALIDATE or a concurrent \
-                 index build pgwarden runs after COMMIT), and {what} would end or reshape it \
-                 where pgwarden cannot run them: refused"
-            ),
-            detail: format!(
-                "Statement: {}. Nothing of the transaction was applied.",
-                crate::enforce::raise::excerpt(sql)
-            ),
-            hint: "End the transaction with a COMMIT sent on its own (what Alembic, psycopg and \
-                   psql do), or run the statement in its own transaction."
-                .into(),
-        },
-        false,
-    )
 }
 
 /// What the decision on one statement needs to know about the session.
@@ -219,7 +66,7 @@ pub(super) fn consider(
     if !completion.is_empty() && s.tx_status == TxStatus::Idle {
         // The transaction ended without passing pgwarden's COMMIT (a ROLLBACK in a longer
         // text, an extended-protocol one): nothing it queued applies any more.
-        completion.discard(ctx, "the transaction ended");
+        completion.discard(ctx.id, "the transaction ended");
     }
     if !guard.executes() || !s.simple || s.in_pipeline || s.tx_status == TxStatus::Failed {
         return None;
@@ -326,67 +173,6 @@ pub(super) fn consider(
     })
 }
 
-/// A simple Query that commits the transaction (`COMMIT`, `END`, `COMMIT WORK`, ...).
-pub(super) fn is_commit(sql: &[u8]) -> bool {
-    let w = words(sql);
-    matches!(
-        w.iter().map(String::as_str).collect::<Vec<_>>().as_slice(),
-        ["commit" | "end"] | ["commit" | "end", "work" | "transaction"]
-    )
-}
-
-/// A simple Query that rolls the whole transaction back (not `ROLLBACK TO SAVEPOINT`).
-pub(super) fn is_rollback(sql: &[u8]) -> bool {
-    let w = words(sql);
-    matches!(
-        w.iter().map(String::as_str).collect::<Vec<_>>().as_slice(),
-        ["rollback" | "abort"] | ["rollback" | "abort", "work" | "transaction"]
-    )
-}
-
-/// A prepared statement the queued completion steps cannot follow: any transaction control
-/// but BEGIN and a plain ROLLBACK (whose end of the transaction the session sees in
-/// ReadyForQuery). pgwarden does not know at Parse when, or whether, it will be executed, so a
-/// savepoint command or a COMMIT there is refused (see [`extended_commit_refusal`]).
-pub(super) fn extended_tx_control(sql: &[u8]) -> bool {
-    use crate::sql::lexer::TxKind;
-    if is_rollback(sql) {
-        return false;
-    }
-    let text = String::from_utf8_lossy(sql);
-    crate::sql::lexer::split(&text, &crate::sql::AnalysisContext::default().lex)
-        .any(|st| st.transaction.is_some_and(|k| k != TxKind::Begin))
-}
-
-/// What replaces a COMMIT sent as a prepared statement while completion steps are queued:
-/// pgwarden runs them only around a simple-Query COMMIT, and committing without them would
-/// leave the constraints NOT VALID and the indexes unbuilt without a word. The raise fails the
-/// transaction instead (nothing of it is applied).
-pub(super) fn extended_commit_refusal() -> String {
-    crate::enforce::raise::raise_statement(
-        &crate::enforce::raise::Rejection {
-            message: "pgwarden: this transaction owes completion steps (a VALIDATE or a \
-                      concurrent index build pgwarden runs after COMMIT), and a transaction \
-                      command (COMMIT, a savepoint) came as a prepared statement, which pgwarden \
-                      cannot follow: refused"
-                .into(),
-            detail: "Nothing of the transaction was applied.".into(),
-            hint: "Send COMMIT as a simple query (psycopg: outside pipeline mode), or run \
-                   the statement in its own transaction."
-                .into(),
-        },
-        false,
-    )
-}
-
-fn words(sql: &[u8]) -> Vec<String> {
-    String::from_utf8_lossy(sql)
-        .split(|c: char| c.is_whitespace() || c == ';')
-        .filter(|w| !w.is_empty())
-        .map(str::to_ascii_lowercase)
-        .collect()
-}
-
 /// How one step went, for the log and the audit record.
 #[derive(Debug, Clone, serde::Serialize)]
 pub(crate) struct StepLog {
@@ -484,17 +270,18 @@ async fn run_inner(
         last = Some(ran.answer);
     }
     if m.in_transaction {
-        completion.epoch = lock(state).idle_epoch;
-        completion.deferred.add(&m.shape, &name);
-        completion.queue.push(Queued {
-            shape: m.shape.clone(),
-            name: name.clone(),
-            steps,
-            from: upto,
-            seq: m.seq,
-            ascii_only: m.ascii_only,
-            level: completion.savepoints.len(),
-        });
+        let epoch = lock(state).idle_epoch;
+        completion.push(
+            Queued::new(
+                m.shape.clone(),
+                name.clone(),
+                steps,
+                upto,
+                m.seq,
+                m.ascii_only,
+            ),
+            epoch,
+        );
         info!(session = ctx.id, object = %name, form = m.shape.form.as_str(),
               "multi-step rewrite: completion steps queued for the client's COMMIT");
     }
@@ -742,17 +529,16 @@ pub(super) async fn commit(
         && reply.results.last().is_some_and(|r| r.tag == "COMMIT")
         && reply.status == Some(crate::protocol::TxStatus::Idle);
     if !committed {
-        completion.discard(ctx, "the transaction did not commit");
+        completion.discard(ctx.id, "the transaction did not commit");
         leave_answer(ctx, state, reply.into_answer());
         return Ok(());
     }
-    completion.deferred = Deferred::default();
-    completion.savepoints.clear();
+    let queued = completion.take_for_commit();
     let mut failures: Vec<String> = Vec::new();
     let mut remains: Vec<String> = Vec::new();
     let mut finish: Vec<String> = Vec::new();
     let mut ascii_only = false;
-    for q in std::mem::take(&mut completion.queue) {
+    for q in queued {
         ascii_only |= q.ascii_only;
         let m = MultiPending {
             shape: q.shape.clone(),
@@ -892,22 +678,5 @@ mod tests {
         );
         assert!(error_of(&[b'E', 0, 0]).is_none());
         assert!(error_of(&[b'E', 0xff, 0xff, 0xff, 0xff, 0]).is_none());
-    }
-
-    #[test]
-    fn transaction_ends() {
-        for c in ["COMMIT", "commit;", "\nEND TRANSACTION ; ", "COMMIT WORK"] {
-            assert!(is_commit(c.as_bytes()), "{c}");
-        }
-        for c in [
-            "COMMIT AND CHAIN",
-            "COMMIT PREPARED 'x'",
-            "ROLLBACK",
-            "SELECT 1",
-        ] {
-            assert!(!is_commit(c.as_bytes()), "{c}");
-        }
-        assert!(is_rollback(b"ROLLBACK;") && is_rollback(b"abort"));
-        assert!(!is_rollback(b"ROLLBACK TO SAVEPOINT a"));
     }
 }

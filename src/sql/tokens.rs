@@ -1,12 +1,12 @@
-//! A small, private SQL tokenizer for the audit layer (redaction, fingerprints, migration rows).
+//! A small SQL tokenizer with byte spans and literal values: the audit layer's redaction,
+//! fingerprints and migration rows, and the transaction-control reader ([`super::txcontrol`]).
 //!
-//! The real prefilter lives in `sql::lexer`; this one is deliberately separate so the audit log
-//! does not depend on a module being written in parallel, and it only needs what redaction and
-//! fingerprinting need: comments skipped, every string form recognised as one token (so a
-//! `PASSWORD` inside a string or a comment is never mistaken for the keyword), and byte spans to
-//! edit the original text. It never fails: unterminated constructs run to the end of the text,
-//! which is the safe reading for redaction (everything after an opening quote is treated as
-//! secret).
+//! The statement splitter and classifier is `sql::lexer`; this one answers what they need:
+//! comments skipped, every string form recognised as one token (so a `PASSWORD` inside a string
+//! or a comment is never mistaken for the keyword), string and identifier values, and byte spans
+//! to edit the original text. It never fails: unterminated constructs run to the end of the
+//! text, which is the safe reading for redaction (everything after an opening quote is treated
+//! as secret).
 
 /// Kind of one token.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
