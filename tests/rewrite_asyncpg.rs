@@ -243,7 +243,9 @@ fn asyncpg_outside_a_transaction_runs_the_steps_with_one_answer() {
     assert_eq!(leftovers(&db), "", "nothing NOT VALID or INVALID left");
     assert_eq!(
         objects(&db),
-        "orders_amount_idx:true,orders_customer_id_fkey:true,orders_pkey:true,orders_ref_key:true",
+        "orders_amount_idx:true,orders_customer_id_fkey:true,orders_pkey:true,\
+         orders_ref_key:true,orders_ref_key:true",
+        "the unique constraint and its index, the direct run's names"
     );
     let nullable = c.sql(
         &db,
@@ -329,4 +331,31 @@ fn psycopg3_extended_ddl_runs_as_its_steps() {
             "{mode}"
         );
     }
+}
+
+/// A foreign key pgwarden cannot run as its steps (psycopg 3's pipeline: two statements before
+/// one Sync, which pgwarden does not hold) is refused, never sent as a lone `... NOT VALID`
+/// that would stay unvalidated for good; nothing of it is applied.
+#[test]
+fn psycopg3_pipelined_foreign_key_is_refused_not_left_not_valid() {
+    let c = Cluster::shared();
+    let (px, _audit) = proxy();
+    let db = fresh("rwa_pg3_pipeline");
+    let url = c.conn(&db).with_port(px.port()).url();
+    let v = client(&[
+        "psycopg",
+        &url,
+        "pipeline",
+        "ALTER TABLE orders ADD FOREIGN KEY (customer_id) REFERENCES customers (id)",
+    ]);
+    assert!(!ok(&v, 0), "{v}");
+    assert_eq!(v[0]["sqlstate"], "PW001", "{v}");
+    let message = v[0]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("safe only as ADD ... NOT VALID followed by VALIDATE CONSTRAINT")
+            && message.contains("not one pgwarden holds whole"),
+        "{message}"
+    );
+    assert_eq!(v[1]["select"], 42, "{v}");
+    assert_eq!(objects(&db), "orders_pkey:true");
 }

@@ -589,7 +589,7 @@ async fn client_to_server(
             }
             if let Some(held) = side.holding.take_if(|_| scan.run_held) {
                 sw.flush().await.map_err(SessionError::ServerIo)?;
-                execute_extended::run(ctx, state, sw, held).await?;
+                execute_extended::run(ctx, state, sw, held, &mut side.completion).await?;
                 wait_answered(ctx, state).await;
                 continue;
             }

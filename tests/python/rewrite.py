@@ -10,7 +10,8 @@ asyncpg URL MODE SQL...   each SQL through asyncpg's statement cache (conn.fetch
                           (a SELECT through the cache, then each DDL statement re-prepared).
 psycopg URL MODE SQL...   each SQL through psycopg 3's extended protocol: MODE binary =
                           unnamed Parse/Bind/Describe/Execute/Sync in one write, prepare = a
-                          named statement in the same request; outside a transaction.
+                          named statement in the same request, pipeline = each SQL and a
+                          SELECT in one pipeline (one Sync); outside a transaction.
 """
 import asyncio
 import json
@@ -80,6 +81,10 @@ def run_psycopg(url, mode, statements):
             try:
                 if mode == "binary":
                     conn.execute(sql, binary=True)
+                elif mode == "pipeline":
+                    with conn.pipeline():
+                        conn.execute(sql)
+                        conn.execute("SELECT 1")
                 else:
                     conn.execute(sql, prepare=True)
                 out.append(outcome())

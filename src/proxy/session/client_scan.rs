@@ -273,7 +273,7 @@ pub(super) fn scan_client(
                 side.extended = None;
                 if let Some(held) = side.holding.as_mut() {
                     // The whole request is held: the executor sends it.
-                    held.pending.seq = seq;
+                    held.set_seq(seq);
                     out.run_held = true;
                     out.messages += 1;
                     pos += h.total;

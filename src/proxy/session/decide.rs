@@ -205,7 +205,8 @@ pub(super) async fn decide_held(
         rewrite::Situation {
             tx_status: snap_owned.tx_status,
             in_pipeline: side.in_pipeline,
-            simple: parse_name.is_none(),
+            takes_over: parse_name.is_none() || execute_extended::runs(&side.extended),
+            on_server: false,
             timeouts: live.map_or((None, None), |l| {
                 (l.lock_timeout_ms, l.statement_timeout_ms)
             }),
@@ -274,6 +275,7 @@ pub(super) async fn decide_held(
     if let Some(p) = &exec {
         injected.extend(execute::describe(p));
     }
+    let prepared_statement = parse_name.is_some();
     if let Some(name) = parse_name {
         // A prepared statement runs when it is executed, maybe many times, maybe never: it is
         // re-decided (`rebind`) and its record written at each Bind (see `audit_held_bind`).
@@ -304,7 +306,9 @@ pub(super) async fn decide_held(
                 side.audit_record = recs
             }
             Err(e) => {
-                // DDL must not run unaudited (on_audit_failure = "reject-ddl").
+                // DDL must not run unaudited (on_audit_failure = "reject-ddl"): the refusal
+                // is sent, not the steps.
+                multi = None;
                 decided.replace = Some(crate::enforce::raise::raise_statement(
                     &crate::enforce::raise::Rejection {
                         message: format!("pgwarden: audit log unavailable, DDL refused: {e}"),
@@ -324,10 +328,17 @@ pub(super) async fn decide_held(
     }
     side.batch = batch;
     side.exec = exec.filter(|_| runs_now);
-    side.multi = multi;
+    // A prepared statement that runs as steps is prepared as the client wrote it (its Bind is
+    // taken over, now or in a later request), so the server's and the client's statement
+    // agree; the decision's text is what the audit record shows.
+    let verdict = match &multi {
+        Some(_) if prepared_statement => None,
+        _ => decided.replace,
+    };
+    side.multi = multi.filter(|_| runs_now);
     ctx.activity
         .ddl_decided(decided.decision.as_str(), &decided.rules);
-    side.decided = Some(decided.replace);
+    side.decided = Some(verdict);
     Ok(())
 }
 

@@ -1,7 +1,7 @@
 //! Safe execution for the extended protocol: a lock-taking DDL sent as Parse/Bind/Execute/Sync
 //! (psycopg 3 with parameters or `prepare=True`, asyncpg's named statements, pg8000) runs under
 //! the executor exactly as a simple Query does: its class's timeouts, the savepoint and retries,
-//! blockers named, one answer.
+//! blockers named, one answer; or, with a multi-step safe form, as its steps.
 //!
 //! # Which requests
 //! A request is every message from one Sync to the next. pgwarden runs one under the executor
@@ -21,6 +21,14 @@
 //! forwarded as it arrives, nothing is injected into it, and the log and the statement's audit
 //! record say so (DESIGN.md decision 7: injected statements only at sync points).
 //!
+//! # Multi-step rewrites
+//! A held request whose statement has a multi-step safe form (`rewrite.rs`) runs as its steps
+//! instead of its Execute: the same driver as for a simple Query, the same completion steps
+//! inside a transaction block, one answer in the shape of the request ([`run_steps`]). A request
+//! that only prepares such a statement sends its Parse as the client wrote it, so the client's
+//! statement cache and the server agree, and the Bind that executes it is decided again and
+//! taken over.
+//!
 //! # Retries
 //! A retry sends the client's request again. PostgreSQL keeps a named prepared statement when
 //! the transaction or savepoint that created it rolls back, so parsing it again would fail
@@ -32,6 +40,7 @@ use std::sync::Mutex;
 use bytes::{Buf, BufMut, BytesMut};
 
 use super::execute::{ClientStatement, Pending};
+use super::rewrite::{Completion, MultiPending};
 use super::{ClientSide, Ctx, SessionError, State};
 use crate::protocol::frame::{check_header, FrameLimits, Origin};
 use crate::protocol::{frontend, ProtocolError};
@@ -233,13 +242,17 @@ pub(super) enum Prepared {
 /// decision planned to run its request under the executor, the request is held from here to
 /// its Sync. The plan is used up either way (it is for this message only).
 pub(super) fn hold(side: &mut ClientSide, pos: usize) {
-    let exec = side.exec.take();
+    let run = match (side.exec.take(), side.multi.take()) {
+        (_, Some(m)) => Some(HeldRun::Steps(m)),
+        (Some(p), None) => Some(HeldRun::Executor(p)),
+        (None, None) => None,
+    };
     let extended = side.extended.take();
     let first = !side.in_pipeline;
-    if let (Some(exec), Some(Lookahead::Runs(shape)), 0, true, None) =
-        (exec, extended, pos, first, side.holding.as_ref())
+    if let (Some(run), Some(Lookahead::Runs(shape)), 0, true, None) =
+        (run, extended, pos, first, side.holding.as_ref())
     {
-        side.holding = Some(Held::new(exec, shape));
+        side.holding = Some(Held::new(run, shape));
     }
 }
 
@@ -272,27 +285,39 @@ pub(super) fn runs_now(extended: &Option<Lookahead>) -> bool {
     matches!(extended, Some(Lookahead::Runs(_)))
 }
 
-/// A request held from its first frame to its Sync, then run under the executor.
+/// A request held from its first frame to its Sync, then run under the executor or as the
+/// steps of a multi-step rewrite.
 pub(super) struct Held {
-    pub(super) pending: Pending,
+    run: HeldRun,
     /// The frames as pgwarden would have forwarded them (a rewritten Parse, a Bind without
     /// parameters): what the server gets.
     pub(super) frames: BytesMut,
     shape: Shape,
 }
 
+/// How a held request runs.
+enum HeldRun {
+    /// The client's request, under the executor's timeouts and retries.
+    Executor(Pending),
+    /// The statement's safe steps in place of its execution (`rewrite.rs`).
+    Steps(MultiPending),
+}
+
 impl Held {
-    pub(super) fn new(pending: Pending, shape: Shape) -> Held {
+    fn new(run: HeldRun, shape: Shape) -> Held {
         Held {
-            pending,
+            run,
             frames: BytesMut::new(),
             shape,
         }
     }
 
-    /// The executor's plan and what it sends for the client.
-    pub(super) fn into_parts(self) -> (Pending, ClientStatement) {
-        (self.pending, client_statement(&self.shape, self.frames))
+    /// The audit record's `seq` of the statement the request executes.
+    pub(super) fn set_seq(&mut self, seq: u64) {
+        match &mut self.run {
+            HeldRun::Executor(p) => p.seq = seq,
+            HeldRun::Steps(m) => m.seq = seq,
+        }
     }
 }
 
@@ -319,15 +344,179 @@ fn client_statement(shape: &Shape, frames: BytesMut) -> ClientStatement {
 /// A Sync of pgwarden's own (the barrier's).
 const SYNC: [u8; 5] = [b'S', 0, 0, 0, 4];
 
-/// Runs a held request under the executor.
+/// Runs a held request under the executor, or as its statement's steps (`completion`: what
+/// this transaction's COMMIT owes).
 pub(super) async fn run(
     ctx: &Ctx,
     state: &Mutex<State>,
     sw: &mut WriteHalf<'_>,
     held: Held,
+    completion: &mut Completion,
 ) -> Result<(), SessionError> {
-    let (pending, client) = held.into_parts();
-    super::execute::run(ctx, state, sw, pending, client).await
+    let Held { run, frames, shape } = held;
+    match run {
+        HeldRun::Executor(pending) => {
+            let client = client_statement(&shape, frames);
+            super::execute::run(ctx, state, sw, pending, client).await
+        }
+        HeldRun::Steps(m) => run_steps(ctx, state, sw, m, &shape, &frames, completion).await,
+    }
+}
+
+/// Runs the statement a held request executes as its multi-step rewrite, through the one
+/// driver of the simple Query (`rewrite.rs`), and answers the request as the server would
+/// have: what its Parse and statement Describe get (they are sent, so the client's prepared
+/// statement exists on the server as the client believes), BindComplete, NoData for the
+/// portal's Describe (a DDL statement returns no rows), the steps' CommandComplete or error,
+/// ReadyForQuery.
+///
+/// The client's Bind and Execute are never sent: its portal does not exist on the server
+/// afterwards (no client executes a finished DDL portal again), and an unnamed statement
+/// parsed in the request is replaced by pgwarden's steps, as any simple Query would replace it.
+async fn run_steps(
+    ctx: &Ctx,
+    state: &Mutex<State>,
+    sw: &mut WriteHalf<'_>,
+    m: MultiPending,
+    shape: &Shape,
+    frames: &[u8],
+    completion: &mut Completion,
+) -> Result<(), SessionError> {
+    let messages = request_messages(frames);
+    let mut prepare = BytesMut::new();
+    for msg in &messages {
+        if matches!(msg.kind, Kind::Parse | Kind::DescribeStatement) {
+            prepare.extend_from_slice(&frames[msg.at.clone()]);
+        }
+    }
+    let mut prepared = BytesMut::new();
+    if !prepare.is_empty() {
+        prepare.extend_from_slice(&SYNC);
+        let reply = super::execute::send(state, sw, &prepare, false).await?;
+        if reply.error.is_some() {
+            // The server would have skipped the rest of the request up to its Sync.
+            let mut answer = shape.owed.clone();
+            answer.extend_from_slice(&reply.into_answer());
+            leave(ctx, state, answer);
+            return Ok(());
+        }
+        prepared = reply.frames;
+    }
+    let steps = super::rewrite::answer(ctx, state, sw, &m, completion).await?;
+    let mut answer = shape.owed.clone();
+    answer.extend_from_slice(&extended_answer(&messages, &prepared, &steps));
+    leave(ctx, state, answer);
+    Ok(())
+}
+
+/// Hands the answer to the server→client side, which replays it as the server's.
+fn leave(ctx: &Ctx, state: &Mutex<State>, answer: BytesMut) {
+    super::lock(state).replay = Some(answer);
+    ctx.replay_ready.notify_one();
+}
+
+/// The kinds of message a held request holds (`classify` admits no others).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Parse,
+    Bind,
+    DescribeStatement,
+    DescribePortal,
+    Execute,
+    Sync,
+}
+
+/// One message of a held request: its kind and where its frame is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Message {
+    kind: Kind,
+    at: std::ops::Range<usize>,
+}
+
+/// The messages of a held request, in order (frames pgwarden itself held whole, cut by their
+/// length).
+fn request_messages(frames: &[u8]) -> Vec<Message> {
+    frame_list(frames)
+        .into_iter()
+        .filter_map(|at| {
+            let kind = match frames.get(at.start)? {
+                b'P' => Kind::Parse,
+                b'B' => Kind::Bind,
+                b'D' if frames.get(at.start + 5) == Some(&b'S') => Kind::DescribeStatement,
+                b'D' => Kind::DescribePortal,
+                b'E' => Kind::Execute,
+                b'S' => Kind::Sync,
+                _ => return None,
+            };
+            Some(Message { kind, at })
+        })
+        .collect()
+}
+
+/// The answer to a held request whose Execute ran as steps: `prepared` holds the server's
+/// answers to its Parse and statement Describe (sent ahead), `steps` the steps' answer as to a
+/// simple Query (its frames, then ReadyForQuery). An error in the steps is the Execute's: the
+/// server would skip the request's later messages up to its Sync.
+fn extended_answer(messages: &[Message], prepared: &[u8], steps: &[u8]) -> BytesMut {
+    const BIND_COMPLETE: [u8; 5] = [b'2', 0, 0, 0, 4];
+    const NO_DATA: [u8; 5] = [b'n', 0, 0, 0, 4];
+    let step_frames = frame_list(steps);
+    let (ready, body) = match step_frames.split_last() {
+        Some((last, rest)) if steps.get(last.start) == Some(&b'Z') => (last.clone(), rest),
+        _ => (steps.len()..steps.len(), &step_frames[..]),
+    };
+    let failed = body.iter().any(|r| steps.get(r.start) == Some(&b'E'));
+    let prepared_frames = frame_list(prepared);
+    let mut prepared_frames = prepared_frames.iter();
+    let mut out = BytesMut::new();
+    let mut skipping = false;
+    for msg in messages {
+        if skipping && msg.kind != Kind::Sync {
+            continue;
+        }
+        match msg.kind {
+            Kind::Parse => {
+                if let Some(r) = prepared_frames.next() {
+                    out.extend_from_slice(&prepared[r.clone()]);
+                }
+            }
+            Kind::DescribeStatement => {
+                // ParameterDescription, then NoData or RowDescription.
+                for r in prepared_frames.by_ref() {
+                    out.extend_from_slice(&prepared[r.clone()]);
+                    if matches!(prepared.get(r.start), Some(b'n' | b'T')) {
+                        break;
+                    }
+                }
+            }
+            Kind::Bind => out.extend_from_slice(&BIND_COMPLETE),
+            Kind::DescribePortal => out.extend_from_slice(&NO_DATA),
+            Kind::Execute => {
+                for r in body {
+                    out.extend_from_slice(&steps[r.clone()]);
+                }
+                skipping = failed;
+            }
+            Kind::Sync => out.extend_from_slice(&steps[ready.clone()]),
+        }
+    }
+    out
+}
+
+/// Where each whole frame of `bytes` is (a frame it cannot read ends the list).
+fn frame_list(bytes: &[u8]) -> Vec<std::ops::Range<usize>> {
+    let mut out = Vec::new();
+    let mut pos = 0;
+    while let Some(header) = bytes.get(pos..pos + 5) {
+        let len = u32::from_be_bytes([header[1], header[2], header[3], header[4]]) as usize;
+        let end = pos + 1 + len;
+        if len < 4 || end > bytes.len() {
+            break;
+        }
+        out.push(pos..end);
+        pos = end;
+    }
+    out
 }
 
 /// Makes the Bind at the front of `buf` the start of a request, when messages of the same
@@ -516,6 +705,60 @@ mod tests {
         assert_eq!(classify_all(&long), Some(Lookahead::Not(TOO_LONG)));
         // Hostile bytes are an error, as in the scan.
         assert!(classify(&msg(b'P', b"x"), &FrameLimits::default()).is_err());
+    }
+
+    #[test]
+    fn steps_answer_in_the_shape_of_the_request() {
+        let complete = msg(b'C', b"ALTER TABLE\0");
+        let ready = msg(b'Z', b"I");
+        let steps = [complete.clone(), ready.clone()].concat();
+        // psycopg 3: Parse/Bind/Describe(portal)/Execute/Sync; the Parse was sent ahead.
+        let frames = [parse(""), bind("", ""), describe(), execute("", 0), sync()].concat();
+        let messages = request_messages(&frames);
+        let kinds: Vec<Kind> = messages.iter().map(|m| m.kind).collect();
+        use Kind::*;
+        assert_eq!(kinds, [Parse, Bind, DescribePortal, Execute, Sync]);
+        assert_eq!(&frames[messages[0].at.clone()], &parse("")[..]);
+        let prepared = msg(b'1', b"");
+        let answer = extended_answer(&messages, &prepared, &steps);
+        let expect = [
+            msg(b'1', b""),
+            msg(b'2', b""),
+            msg(b'n', b""),
+            complete.clone(),
+            ready.clone(),
+        ]
+        .concat();
+        assert_eq!(&answer[..], &expect[..]);
+        // asyncpg after its Parse/Describe/Flush: Bind/Execute/Sync.
+        let frames = [bind("", "s1"), execute("", 0), sync()].concat();
+        let answer = extended_answer(&request_messages(&frames), b"", &steps);
+        assert_eq!(&answer[..], &[msg(b'2', b""), complete, ready].concat()[..]);
+    }
+
+    #[test]
+    fn a_failed_step_is_the_executes_error_and_skips_to_the_sync() {
+        let error = msg(b'E', b"SERROR\0C23503\0Mviolates\0\0");
+        let ready = msg(b'Z', b"I");
+        let steps = [error.clone(), ready.clone()].concat();
+        // A statement Describe before the Bind gets the server's own answers; a portal
+        // Describe after the Execute is skipped, as the server would skip it.
+        let frames = [
+            parse("s"),
+            msg(b'D', b"Ss\0"),
+            bind("", "s"),
+            execute("", 0),
+            describe(),
+            sync(),
+        ]
+        .concat();
+        let prepared = [msg(b'1', b""), msg(b't', b"\0\0"), msg(b'n', b"")].concat();
+        let answer = extended_answer(&request_messages(&frames), &prepared, &steps);
+        let expect = [prepared.clone(), msg(b'2', b""), error, ready].concat();
+        assert_eq!(&answer[..], &expect[..]);
+        // Truncated bytes end the lists instead of panicking.
+        assert!(request_messages(&frames[..frames.len() - 2]).len() == 5);
+        assert!(frame_list(&[b'C', 0, 0, 0, 2]).is_empty());
     }
 
     #[test]

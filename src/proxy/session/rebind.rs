@@ -105,14 +105,39 @@ pub(super) async fn redecide_bind(
     if let Some(p) = &exec {
         guard.will_inject(super::execute::in_force(p, live));
     }
+    let single = prepared.single_statement().cloned();
     let mut outbox = BytesMut::new();
-    let decided = guard.decide(
+    let mut decided = guard.decide(
         &sql,
         prepared,
         facts.as_ref().map_err(String::as_str),
         snap.view(),
         &mut outbox,
     );
+    // A statement with a multi-step safe form runs as its steps in place of this execution
+    // (rewrite.rs), when the request is held whole; when it cannot be, it is refused.
+    let multi = super::rewrite::consider(
+        ctx,
+        guard,
+        &sql,
+        single.as_ref(),
+        &mut decided,
+        super::rewrite::Situation {
+            tx_status: snap.tx_status,
+            in_pipeline: side.in_pipeline,
+            takes_over: runs,
+            on_server: true,
+            timeouts: live.map_or((None, None), |l| {
+                (l.lock_timeout_ms, l.statement_timeout_ms)
+            }),
+            created: &created,
+            ascii_only,
+        },
+        &mut side.completion,
+    );
+    if multi.is_some() {
+        exec = None;
+    }
     if !outbox.is_empty() {
         lock(state).outbox.extend_from_slice(&outbox);
     }
@@ -157,6 +182,7 @@ pub(super) async fn redecide_bind(
         t.injected = injected;
     }
     side.exec = exec;
+    side.multi = multi;
     Ok(())
 }
 

@@ -40,8 +40,13 @@ pub(super) struct MultiPending {
 pub(super) struct Situation<'a> {
     pub(super) tx_status: crate::protocol::TxStatus,
     pub(super) in_pipeline: bool,
-    /// A simple Query (the multi-step rewrites run only there).
-    pub(super) simple: bool,
+    /// The session can run steps in place of the statement: a simple Query, or an
+    /// extended-protocol request pgwarden holds whole to its Sync (now, or at the Bind of the
+    /// statement this request prepares; `execute_extended.rs`).
+    pub(super) takes_over: bool,
+    /// The statement's text is on the server already (the Bind of an earlier Parse): a
+    /// rewrite of its text cannot apply any more.
+    pub(super) on_server: bool,
     pub(super) timeouts: (Option<u64>, Option<u64>),
     pub(super) created: &'a [ObjectName],
     pub(super) ascii_only: bool,
@@ -50,7 +55,9 @@ pub(super) struct Situation<'a> {
 /// After the enforcer's decision on `sql` (facts `f`): refuses a statement that needs what a
 /// completion step will create, or takes over a statement whose only objections are rules
 /// set to `rewrite` with a multi-step safe form (the decision then says `rewrite`, and the
-/// session runs the steps instead of sending the text).
+/// session runs the steps instead of sending the text). A rewrite the session cannot run as
+/// its steps, and whose one-statement form would not end in the state asked for (a constraint
+/// left NOT VALID; a prepared statement's text it can no longer change), is refused instead.
 pub(super) fn consider(
     ctx: &Ctx,
     guard: &crate::proxy::guard::Guard,
@@ -68,7 +75,7 @@ pub(super) fn consider(
         // text, an extended-protocol one): nothing it queued applies any more.
         completion.discard(ctx.id, "the transaction ended");
     }
-    if !guard.executes() || !s.simple || s.in_pipeline || s.tx_status == TxStatus::Failed {
+    if !guard.executes() || s.tx_status == TxStatus::Failed {
         return None;
     }
     let f = f?;
@@ -86,9 +93,7 @@ pub(super) fn consider(
                        with transaction_per_migration=True, or after the index exists)."
                     .into(),
             };
-            decided.replace = Some(crate::enforce::raise::raise_statement(&r, s.ascii_only));
-            decided.decision = Decision::Reject;
-            decided.intended = Decision::Reject;
+            refuse(decided, &r, s.ascii_only);
             return None;
         }
     }
@@ -114,36 +119,56 @@ pub(super) fn consider(
     if !primary {
         return None;
     }
-    let Some(shape) = crate::rewrite::shape(sql, f) else {
+    let runnable = s.takes_over && !s.in_pipeline;
+    let shape = crate::rewrite::shape(sql, f);
+    if shape.is_none() {
         if let Some(r) = crate::rewrite::split::several_subcommands(sql, f, &decided.rules) {
-            decided.replace = Some(crate::enforce::raise::raise_statement(&r, s.ascii_only));
-            decided.decision = Decision::Reject;
-            decided.intended = Decision::Reject;
+            refuse(decided, &r, s.ascii_only);
             return None;
         }
-        if decided.decision == Decision::Rewrite
-            && decided.rules.iter().any(|r| {
-                r == Rule::AddingForeignKeyConstraint.id()
-                    || r == Rule::ConstraintMissingNotValid.id()
-            })
-        {
+    }
+    let Some(shape) = shape.filter(|_| runnable) else {
+        let not_valid = decided.rules.iter().any(|r| {
+            r == Rule::AddingForeignKeyConstraint.id() || r == Rule::ConstraintMissingNotValid.id()
+        });
+        let why = if !runnable {
+            "this execution: the extended-protocol request it is in is not one pgwarden holds \
+             whole to its Sync (a Flush before the Sync, several statements before one Sync, or \
+             a larger request)"
+        } else {
+            "this form"
+        };
+        if decided.decision == Decision::Rewrite && not_valid {
             // The one-statement rewrite (`... NOT VALID`) alone would leave the constraint
             // unvalidated for good (principle 1): refuse rather than change the end state.
             let r = crate::enforce::raise::Rejection {
                 message: format!(
                     "pgwarden: {}: this statement is safe only as ADD ... NOT VALID followed by \
-                     VALIDATE CONSTRAINT, and pgwarden cannot run that for this form",
+                     VALIDATE CONSTRAINT, and pgwarden cannot run that for {why}",
                     decided.rules.join(", ")
                 ),
                 detail: format!("Statement: {}", crate::enforce::raise::excerpt(sql)),
                 hint: "Give the constraint a name and add it in an ALTER TABLE of its own \
-                       (Alembic: op.create_check_constraint(\"name\", ...)); pgwarden then \
-                       adds it NOT VALID and validates it."
+                       (Alembic: op.create_check_constraint(\"name\", ...)), sent on its own; \
+                       pgwarden then adds it NOT VALID and validates it."
                     .into(),
             };
-            decided.replace = Some(crate::enforce::raise::raise_statement(&r, s.ascii_only));
-            decided.decision = Decision::Reject;
-            decided.intended = Decision::Reject;
+            refuse(decided, &r, s.ascii_only);
+        } else if decided.decision == Decision::Rewrite && s.on_server {
+            // The prepared text is the original statement: executing it would run exactly
+            // what the rewrite exists to avoid.
+            let r = crate::enforce::raise::Rejection {
+                message: format!(
+                    "pgwarden: {}: this prepared statement runs safely only as pgwarden's steps, \
+                     and pgwarden cannot run them for {why}",
+                    decided.rules.join(", ")
+                ),
+                detail: format!("Statement: {}", crate::enforce::raise::excerpt(sql)),
+                hint: "Execute it with Bind/Execute followed by Sync (what asyncpg, psycopg 3 \
+                       and pg8000 send outside pipeline mode), or send it as a simple query."
+                    .into(),
+            };
+            refuse(decided, &r, s.ascii_only);
         }
         return None;
     };
@@ -173,6 +198,18 @@ pub(super) fn consider(
     })
 }
 
+/// Makes the decision a refusal with `r`.
+fn refuse(
+    decided: &mut crate::proxy::guard::Decided,
+    r: &crate::enforce::raise::Rejection,
+    ascii_only: bool,
+) {
+    use crate::audit::record::Decision;
+    decided.replace = Some(crate::enforce::raise::raise_statement(r, ascii_only));
+    decided.decision = Decision::Reject;
+    decided.intended = Decision::Reject;
+}
+
 /// How one step went, for the log and the audit record.
 #[derive(Debug, Clone, serde::Serialize)]
 pub(crate) struct StepLog {
@@ -199,13 +236,27 @@ pub(super) async fn run(
     m: MultiPending,
     completion: &mut Completion,
 ) -> Result<(), SessionError> {
+    let answer = answer(ctx, state, sw, &m, completion).await?;
+    leave_answer(ctx, state, answer);
+    Ok(())
+}
+
+/// Runs the client's statement as its steps (audited) and returns its one answer as to a
+/// simple Query: the last step's frames, or pgwarden's own CommandComplete, then ReadyForQuery.
+/// The extended-protocol takeover (`execute_extended.rs`) reshapes it for its request.
+pub(super) async fn answer(
+    ctx: &Ctx,
+    state: &Mutex<State>,
+    sw: &mut super::WriteHalf<'_>,
+    m: &MultiPending,
+    completion: &mut Completion,
+) -> Result<BytesMut, SessionError> {
     let mut log = Vec::new();
-    let answer = run_inner(ctx, state, sw, &m, completion, &mut log).await?;
+    let answer = run_inner(ctx, state, sw, m, completion, &mut log).await?;
     if m.seq > 0 {
         super::audit::audit_steps(ctx, m.seq, &log).await;
     }
-    leave_answer(ctx, state, answer);
-    Ok(())
+    Ok(answer)
 }
 
 async fn run_inner(
