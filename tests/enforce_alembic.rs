@@ -106,8 +106,8 @@ fn safe_revisions_apply_like_a_direct_run_with_every_driver() {
 
 /// Every unsafe revision on the big table without a safe form pgwarden runs is refused with the
 /// rule, the table, its size and the recipe in Alembic's output, and leaves schema and
-/// alembic_version as they were (the index and the foreign key run as multi-step rewrites over
-/// the simple protocol: tests/rewrite_alembic.rs; asyncpg sends them as Parse and is refused).
+/// alembic_version as they were (the index and the foreign key run as multi-step rewrites with
+/// every driver: tests/rewrite_alembic.rs, tests/rewrite_asyncpg.rs).
 #[test]
 fn unsafe_revisions_on_the_big_table_are_refused_and_change_nothing() {
     let c = Cluster::shared();
@@ -128,8 +128,7 @@ fn unsafe_revisions_on_the_big_table_are_refused_and_change_nothing() {
         ),
     ];
     for driver in DRIVERS {
-        let rewritten =
-            |rev: &str| driver != "asyncpg" && matches!(rev, "u_index" | "u_foreign_key");
+        let rewritten = |rev: &str| matches!(rev, "u_index" | "u_foreign_key");
         let db = fresh(&format!("unsafe_{driver}"));
         let conn = c.conn(&db).with_port(px.port());
         alembic(project(None, None).path(), &conn, driver).assert_success();

@@ -330,6 +330,22 @@ fn psycopg3_extended_ddl_runs_as_its_steps() {
             "ix_pg3:true,orders_customer_id_fkey:true,orders_pkey:true",
             "{mode}"
         );
+        // In a transaction: the in-place part runs, the rest after psycopg's COMMIT.
+        let v = client(&[
+            "psycopg",
+            &url,
+            &format!("{mode}-tx"),
+            "ALTER TABLE orders ADD CONSTRAINT ck_pg3 CHECK (amount > 0)",
+            "CREATE UNIQUE INDEX ix_pg3_ref ON orders (ref)",
+        ]);
+        for i in 0..3 {
+            assert!(ok(&v, i), "{mode} tx {i}: {v}\n{}", px.logs());
+        }
+        assert_eq!(
+            objects(&db),
+            "ck_pg3:true,ix_pg3:true,ix_pg3_ref:true,orders_customer_id_fkey:true,orders_pkey:true",
+            "{mode}"
+        );
     }
 }
 

@@ -11,7 +11,9 @@ asyncpg URL MODE SQL...   each SQL through asyncpg's statement cache (conn.fetch
 psycopg URL MODE SQL...   each SQL through psycopg 3's extended protocol: MODE binary =
                           unnamed Parse/Bind/Describe/Execute/Sync in one write, prepare = a
                           named statement in the same request, pipeline = each SQL and a
-                          SELECT in one pipeline (one Sync); outside a transaction.
+                          SELECT in one pipeline (one Sync); outside a transaction, or with
+                          MODE binary-tx / prepare-tx all in one transaction, its COMMIT's
+                          outcome last.
 """
 import asyncio
 import json
@@ -76,7 +78,9 @@ def run_psycopg(url, mode, statements):
     import psycopg
 
     out = []
-    with psycopg.connect(url, autocommit=True) as conn:
+    in_tx = mode.endswith("-tx")
+    mode = mode.removesuffix("-tx")
+    with psycopg.connect(url, autocommit=not in_tx) as conn:
         for sql in statements:
             try:
                 if mode == "binary":
@@ -97,6 +101,12 @@ def run_psycopg(url, mode, statements):
                         "message": str(e),
                     }
                 )
+        if in_tx:
+            try:
+                conn.commit()
+                out.append(outcome())
+            except psycopg.Error as e:
+                out.append({"ok": False, "sqlstate": e.sqlstate, "message": str(e)})
         out.append({"select": conn.execute("SELECT 41 + 1").fetchone()[0]})
     return out
 
