@@ -131,6 +131,22 @@ pub(super) fn consider(
         let not_valid = decided.rules.iter().any(|r| {
             r == Rule::AddingForeignKeyConstraint.id() || r == Rule::ConstraintMissingNotValid.id()
         });
+        // The tables and their sizes, as the decision read them.
+        let tables = decided
+            .sizes
+            .iter()
+            .map(|(t, rows, _)| format!("{t} (~{rows} rows)"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let detail = format!(
+            "Statement: {}{}",
+            crate::enforce::raise::excerpt(sql),
+            if tables.is_empty() {
+                String::new()
+            } else {
+                format!(". Tables: {tables}")
+            }
+        );
         let why = if !runnable {
             "this execution: the extended-protocol request it is in is not one pgwarden holds \
              whole to its Sync (a Flush before the Sync, several statements before one Sync, or \
@@ -147,7 +163,7 @@ pub(super) fn consider(
                      VALIDATE CONSTRAINT, and pgwarden cannot run that for {why}",
                     decided.rules.join(", ")
                 ),
-                detail: format!("Statement: {}", crate::enforce::raise::excerpt(sql)),
+                detail: detail.clone(),
                 hint: "Give the constraint a name and add it in an ALTER TABLE of its own \
                        (Alembic: op.create_check_constraint(\"name\", ...)), sent on its own; \
                        pgwarden then adds it NOT VALID and validates it."
@@ -163,7 +179,7 @@ pub(super) fn consider(
                      and pgwarden cannot run them for {why}",
                     decided.rules.join(", ")
                 ),
-                detail: format!("Statement: {}", crate::enforce::raise::excerpt(sql)),
+                detail: detail.clone(),
                 hint: "Execute it with Bind/Execute followed by Sync (what asyncpg, psycopg 3 \
                        and pg8000 send outside pipeline mode), or send it as a simple query."
                     .into(),
