@@ -243,7 +243,7 @@ pub(super) enum Prepared {
 /// its Sync. The plan is used up either way (it is for this message only).
 pub(super) fn hold(side: &mut ClientSide, pos: usize) {
     let run = match (side.exec.take(), side.multi.take()) {
-        (_, Some(m)) => Some(HeldRun::Steps(m)),
+        (_, Some(m)) => Some(HeldRun::Steps(Box::new(m))),
         (Some(p), None) => Some(HeldRun::Executor(p)),
         (None, None) => None,
     };
@@ -300,7 +300,7 @@ enum HeldRun {
     /// The client's request, under the executor's timeouts and retries.
     Executor(Pending),
     /// The statement's safe steps in place of its execution (`rewrite.rs`).
-    Steps(MultiPending),
+    Steps(Box<MultiPending>),
 }
 
 impl Held {
@@ -359,7 +359,7 @@ pub(super) async fn run(
             let client = client_statement(&shape, frames);
             super::execute::run(ctx, state, sw, pending, client).await
         }
-        HeldRun::Steps(m) => run_steps(ctx, state, sw, m, &shape, &frames, completion).await,
+        HeldRun::Steps(m) => run_steps(ctx, state, sw, *m, &shape, &frames, completion).await,
     }
 }
 
