@@ -283,6 +283,93 @@ async fn fsync_policies_all_write_every_record() {
     }
 }
 
+/// Group commit: records written with `Durability::Written` are in the file when the call
+/// returns (what a `kill -9` keeps) and cost no fsync; one barrier fsyncs them all; a barrier
+/// over lines an fsync already covered costs nothing; a durable record's fsync covers every
+/// written line before it. Counted, not timed.
+#[tokio::test]
+async fn written_records_share_one_fsync_at_the_barrier() {
+    use pgwarden::audit::{Durability, SessionMark};
+    let dir = tmp();
+    let p = dir.path().join("a.jsonl");
+    let h = AuditHandle::start(&cfg(&p)).unwrap_or_else(|e| panic!("{e}"));
+    let mark = SessionMark::default();
+    assert!(!h.unsynced(&mark), "nothing written yet");
+    for i in 1..=10 {
+        let line = h
+            .ddl_all_with(
+                &[statement("s", i, "CREATE TABLE a ()")],
+                Durability::Written,
+            )
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(line, i, "line numbers count the lines written");
+        mark.note(line);
+        // On disk (in the page cache) before the call returned: every record so far.
+        assert_eq!(read_records(&p).len() as u64, i);
+    }
+    assert_eq!(h.stats().fsyncs, 0, "written-only records waited for no fsync");
+    assert!(h.unsynced(&mark));
+    h.barrier(&mark).await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(h.stats().fsyncs, 1, "one fsync for the ten records");
+    assert!(!h.unsynced(&mark));
+    h.barrier(&mark).await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(h.stats().fsyncs, 1, "a covered barrier costs no fsync");
+
+    // A durable record fsyncs, and that fsync covers the written lines before it.
+    let line = h
+        .ddl_all_with(&[statement("s", 11, "CREATE TABLE b ()")], Durability::Written)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    mark.note(line);
+    let other = SessionMark::default();
+    h.ddl(&statement("t", 1, "CREATE TABLE c ()"))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(h.stats().fsyncs, 2);
+    assert!(!h.unsynced(&mark), "another session's durable record covered it");
+    assert!(!h.unsynced(&other));
+    h.barrier(&mark).await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(h.stats().fsyncs, 2);
+
+    // Non-critical records (session_start/end) need no fsync of their own.
+    h.record(&session_start("u"));
+    h.barrier(&SessionMark::default())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(h.stats().fsyncs, 2);
+    h.shutdown().await;
+    assert_eq!(h.stats().fsyncs, 3, "shutdown makes the last record durable");
+    assert_eq!(read_records(&p).len(), 13);
+}
+
+/// Under `interval` and `never` a written-only record never needs a barrier (the policy says
+/// when the file is fsynced), and a barrier returns at once.
+#[tokio::test]
+async fn barrier_follows_the_fsync_policy() {
+    use pgwarden::audit::{Durability, SessionMark};
+    for policy in [FsyncPolicy::Interval, FsyncPolicy::Never] {
+        let dir = tmp();
+        let p = dir.path().join("a.jsonl");
+        let h = AuditHandle::start(&AuditConfig {
+            fsync: policy,
+            fsync_interval: Duration::from_secs(3600),
+            ..cfg(&p)
+        })
+        .unwrap_or_else(|e| panic!("{e}"));
+        let mark = SessionMark::default();
+        let line = h
+            .ddl_all_with(&[statement("s", 1, "CREATE TABLE a ()")], Durability::Written)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        mark.note(line);
+        assert!(!h.unsynced(&mark), "{policy:?}");
+        h.barrier(&mark).await.unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(h.stats().fsyncs, 0, "{policy:?}");
+        h.shutdown().await;
+    }
+}
+
 #[tokio::test]
 async fn stdout_sink_accepts_records() {
     let h = AuditHandle::start(&AuditConfig {

@@ -6,6 +6,7 @@
 pub mod attempts;
 pub mod cli;
 pub mod fingerprint;
+pub mod group_commit;
 pub mod migration;
 pub mod record;
 pub mod redact;
@@ -26,7 +27,7 @@ pub use record::{
 };
 pub use session::{AuditSession, SessionInfo, StatementResult};
 pub use txfate::{Completion, FateDecision, TxFateTracker};
-pub use writer::{AuditHandle, AuditStats};
+pub use writer::{AuditHandle, AuditStats, Durability, SessionMark};
 
 /// Errors of the audit layer.
 #[derive(Debug, thiserror::Error)]

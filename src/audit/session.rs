@@ -24,7 +24,7 @@ use super::record::{
 };
 use super::twophase::PreparedTx;
 use super::txfate::{Completion, FateDecision, TxFateTracker};
-use super::writer::AuditHandle;
+use super::writer::{AuditHandle, Durability, SessionMark};
 use super::AuditError;
 use crate::protocol::TxStatus;
 
@@ -59,6 +59,11 @@ pub struct AuditSession {
     /// Audited statements forwarded and not yet answered: their record (for the outcome's
     /// secret scrubbing) and when they were forwarded (for the duration).
     pending: HashMap<u64, (StatementRecord, Instant)>,
+    /// Pending statements whose records were only written (group commit, see
+    /// [`Self::forwarded_written`]): their outcomes are only written too.
+    written_only: std::collections::HashSet<u64>,
+    /// Where written-only records are noted for the session's next barrier.
+    mark: std::sync::Arc<SessionMark>,
     /// The session's `standard_conforming_strings` (from ParameterStatus): changes how the
     /// redactor reads backslashes.
     scs: bool,
@@ -86,8 +91,17 @@ impl AuditSession {
             tracker: TxFateTracker::new(),
             counts: SessionCounts::default(),
             pending: HashMap::new(),
+            written_only: Default::default(),
+            mark: Default::default(),
             scs: true,
         }
+    }
+
+    /// Shares the session's [`SessionMark`] (the client side notes its statement records
+    /// there): outcomes written only are noted in the same one.
+    pub fn with_mark(mut self, mark: std::sync::Arc<SessionMark>) -> AuditSession {
+        self.mark = mark;
+        self
     }
 
     /// The audit log's session id.
@@ -147,6 +161,15 @@ impl AuditSession {
         self.pending.insert(rec.seq, (rec, at));
     }
 
+    /// [`Self::forwarded`] for a statement whose record was written with
+    /// [`Durability::Written`] (it runs inside an open transaction block and cannot become
+    /// durable before the barrier in front of its COMMIT): its outcome needs no fsync of its
+    /// own either. The fate record that ends its transaction is always durable and comes after.
+    pub fn forwarded_written(&mut self, rec: StatementRecord, at: Instant) {
+        self.written_only.insert(rec.seq);
+        self.forwarded(rec, at);
+    }
+
     /// The session's `standard_conforming_strings`, for [`StatementRecord::with_rewritten`].
     pub fn scs(&self) -> bool {
         self.scs
@@ -196,6 +219,12 @@ impl AuditSession {
         };
         let answered: Vec<(StatementRecord, Instant)> =
             seqs.iter().filter_map(|s| self.pending.remove(s)).collect();
+        let mut durability = Durability::Written;
+        for (rec, _) in &answered {
+            if !self.written_only.remove(&rec.seq) {
+                durability = Durability::Durable;
+            }
+        }
         let live: Vec<u64> = answered.iter().map(|(r, _)| r.seq).collect();
         self.tracker.completed_with(&live, sql, completion);
         let mut result_io = Ok(());
@@ -210,8 +239,14 @@ impl AuditSession {
                 },
             };
             let out = OutcomeRecord::new(&rec, outcome, started.elapsed().as_secs_f64() * 1000.0);
-            if let Err(e) = self.handle.ddl(&Record::Outcome(out)).await {
-                result_io = Err(e);
+            match self
+                .handle
+                .ddl_all_with(&[Record::Outcome(out)], durability)
+                .await
+            {
+                Ok(line) if durability == Durability::Written => self.mark.note(line),
+                Ok(_) => {}
+                Err(e) => result_io = Err(e),
             }
         }
         result_io
@@ -225,6 +260,7 @@ impl AuditSession {
         // Statements the server skipped (after an error earlier in the same request) never
         // answer: say so, they did not run.
         let mut skipped: Vec<_> = self.pending.drain().collect();
+        self.written_only.clear();
         skipped.sort_by_key(|(seq, _)| *seq);
         for (_, (rec, started)) in skipped {
             let out = OutcomeRecord::new(
@@ -281,6 +317,7 @@ impl AuditSession {
     /// statements left without an answer, and `session_end`.
     pub async fn closed(mut self, request_in_flight: bool) {
         let mut unanswered: Vec<_> = self.pending.drain().collect();
+        self.written_only.clear();
         unanswered.sort_by_key(|(seq, _)| *seq);
         for (seq, _) in &unanswered {
             // It may have run: its transaction's fate covers it.

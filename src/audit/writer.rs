@@ -21,6 +21,16 @@
 //! queued records are written together and (with `fsync = "always"`) made durable by one
 //! `fdatasync` before any of them is acknowledged. Writes run on tokio's blocking pool so a
 //! slow disk never stalls a runtime worker that other sessions need.
+//!
+//! Group commit ([`Durability::Written`], [`AuditHandle::barrier`]): a record whose statement
+//! cannot take durable effect on the server before a later point (a DDL inside an open
+//! transaction block: nothing it does survives unless its COMMIT is forwarded) only needs to be
+//! *written* before the statement is forwarded — that is what survives a `kill -9` of pgwarden.
+//! Its `fdatasync` can wait for that later point: the session notes the record's line number
+//! in its [`SessionMark`] and, before it forwards anything that could make the transaction
+//! durable, awaits [`AuditHandle::barrier`], which fsyncs once for every line written so far
+//! (any session's). Every fsync covers all earlier lines, so a durable record also settles
+//! earlier written ones.
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::OpenOptionsExt;
@@ -38,12 +48,60 @@ use crate::config::audit::{AuditConfig, FsyncPolicy, OnAuditFailure};
 /// Most records written by one blocking call (bounds the time acks wait behind a batch).
 const MAX_BATCH: usize = 512;
 
+/// How far a record must have got before its `ddl` call returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// Written and (with `fsync = "always"`) fsynced: the statement may take durable effect as
+    /// soon as it is forwarded, or the client is about to see an answer that is durable.
+    Durable,
+    /// Written (`write(2)` returned: survives a `kill -9` of pgwarden, not a crash of its
+    /// host); the fsync is left to the next [`AuditHandle::barrier`] or durable record. Only
+    /// for records whose statement cannot become durable on the server before that barrier.
+    Written,
+}
+
+/// Line number of a written record (1 = the first line this process wrote), or 0 for none.
+pub type Line = u64;
+
+/// The lines a session wrote with [`Durability::Written`] since its last barrier (first and
+/// last): what its next [`AuditHandle::barrier`] must cover. Shared by the session's two
+/// directions (outcomes are written by the server side, statements by the client side).
+#[derive(Debug, Default)]
+pub struct SessionMark {
+    first: AtomicU64,
+    last: AtomicU64,
+}
+
+impl SessionMark {
+    /// Records that line `line` was written and not necessarily fsynced.
+    pub fn note(&self, line: Line) {
+        if line == 0 {
+            return;
+        }
+        let _ = self
+            .first
+            .compare_exchange(0, line, Ordering::Relaxed, Ordering::Relaxed);
+        self.last.fetch_max(line, Ordering::Relaxed);
+    }
+
+    /// The highest line noted.
+    pub fn get(&self) -> Line {
+        self.last.load(Ordering::Relaxed)
+    }
+}
+
+type Ack = oneshot::Sender<Result<Line, String>>;
+
 enum Msg {
-    /// One encoded line; `ack` is answered after it was written (and fsynced per policy).
+    /// One encoded line; `ack` is answered after it was written (and, when `durable`, fsynced
+    /// per policy) with its line number.
     Line {
         bytes: Vec<u8>,
-        ack: Option<oneshot::Sender<Result<(), String>>>,
+        ack: Option<Ack>,
+        durable: bool,
     },
+    /// fsync (policy `always`) unless every line written so far is already covered.
+    Sync(oneshot::Sender<Result<(), String>>),
     /// Close and reopen the file (logrotate renamed it).
     Reopen(oneshot::Sender<Result<(), String>>),
     /// Write what is queued, fsync, stop.
@@ -59,6 +117,8 @@ pub struct AuditStats {
     pub dropped: u64,
     /// Lines that could not be written (I/O error).
     pub failed: u64,
+    /// fdatasync calls that succeeded.
+    pub fsyncs: u64,
 }
 
 #[derive(Default)]
@@ -66,12 +126,20 @@ struct Counters {
     written: AtomicU64,
     dropped: AtomicU64,
     failed: AtomicU64,
+    fsyncs: AtomicU64,
+    /// Lines an fsync has covered (all lines up to this number).
+    synced: AtomicU64,
+    /// Lines whose fsync failed (first and last; 0 = none): they may never reach the disk.
+    lost_from: AtomicU64,
+    lost_through: AtomicU64,
 }
 
 struct Inner {
     tx: mpsc::Sender<Msg>,
     counters: Arc<Counters>,
     on_failure: OnAuditFailure,
+    /// Whether written-only records ever need a barrier (`fsync = "always"` on a file).
+    group_commit: bool,
     /// For error messages.
     path: String,
     /// Prepared transactions by gid, for the COMMIT/ROLLBACK PREPARED of any session.
@@ -118,7 +186,12 @@ impl AuditHandle {
         } else {
             Target::File(PathBuf::from(&cfg.path))
         };
-        let mut sink = Sink { target, file: None };
+        let mut sink = Sink {
+            target,
+            file: None,
+            lines: 0,
+            synced: 0,
+        };
         if let Target::File(p) = &sink.target {
             sink.file = Some(open_log(p).map_err(|source| AuditError::Open {
                 path: cfg.path.clone(),
@@ -139,6 +212,7 @@ impl AuditHandle {
                 tx,
                 counters,
                 on_failure: cfg.on_audit_failure,
+                group_commit: cfg.fsync == FsyncPolicy::Always && cfg.path != "-",
                 path: cfg.path.clone(),
                 prepared: Default::default(),
             })),
@@ -173,6 +247,7 @@ impl AuditHandle {
                 written: i.counters.written.load(Ordering::Relaxed),
                 dropped: i.counters.dropped.load(Ordering::Relaxed),
                 failed: i.counters.failed.load(Ordering::Relaxed),
+                fsyncs: i.counters.fsyncs.load(Ordering::Relaxed),
             },
         }
     }
@@ -207,7 +282,15 @@ impl AuditHandle {
                 return;
             }
         };
-        if inner.tx.try_send(Msg::Line { bytes, ack: None }).is_err() {
+        if inner
+            .tx
+            .try_send(Msg::Line {
+                bytes,
+                ack: None,
+                durable: false,
+            })
+            .is_err()
+        {
             let n = inner.counters.dropped.fetch_add(1, Ordering::Relaxed) + 1;
             if n == 1 || n % 1000 == 0 {
                 tracing::error!(
@@ -231,11 +314,25 @@ impl AuditHandle {
     /// [`Self::ddl`] for several records: all are queued in order before the first ack is
     /// awaited, so they share the writer's batch (one write, one fsync).
     pub async fn ddl_all(&self, recs: &[Record]) -> Result<(), AuditError> {
+        self.ddl_all_with(recs, Durability::Durable)
+            .await
+            .map(|_| ())
+    }
+
+    /// [`Self::ddl_all`] with the durability the caller needs; returns the last record's line
+    /// number (0 when nothing was written: audit disabled, or a failure under `"continue"`).
+    /// With [`Durability::Written`] the caller must [`SessionMark::note`] it and await
+    /// [`Self::barrier`] before anything that could make the statements durable is forwarded.
+    pub async fn ddl_all_with(
+        &self,
+        recs: &[Record],
+        durability: Durability,
+    ) -> Result<Line, AuditError> {
         let Some(inner) = &self.inner else {
-            return Ok(());
+            return Ok(0);
         };
-        match Self::write_acked(inner, recs).await {
-            Ok(()) => Ok(()),
+        match Self::write_acked(inner, recs, durability == Durability::Durable).await {
+            Ok(line) => Ok(line),
             Err(e) => match inner.on_failure {
                 OnAuditFailure::RejectDdl => {
                     tracing::error!(error = %e, "audit: records not written; DDL refused");
@@ -246,16 +343,94 @@ impl AuditHandle {
                         error = %e,
                         "audit: records NOT written; DDL continues unaudited (on_audit_failure = \"continue\")"
                     );
-                    Ok(())
+                    Ok(0)
                 }
             },
         }
     }
 
-    /// Queues every record, then waits for every ack; the first failure is the answer.
-    async fn write_acked(inner: &Inner, recs: &[Record]) -> Result<(), AuditError> {
+    /// Whether lines up to `mark` may still be only written, not fsynced (cheap: two atomic
+    /// loads; false unless `fsync = "always"` on a file).
+    pub fn unsynced(&self, mark: &SessionMark) -> bool {
+        let Some(inner) = &self.inner else {
+            return false;
+        };
+        if !inner.group_commit || mark.first.load(Ordering::Relaxed) == 0 {
+            return false;
+        }
+        inner.counters.synced.load(Ordering::Acquire) < mark.get() || Self::lost(inner, mark)
+    }
+
+    /// Whether an fsync failed over a line this session wrote since its last barrier.
+    fn lost(inner: &Inner, mark: &SessionMark) -> bool {
+        let through = inner.counters.lost_through.load(Ordering::Acquire);
+        through != 0
+            && through >= mark.first.load(Ordering::Relaxed)
+            && inner.counters.lost_from.load(Ordering::Acquire) <= mark.get()
+    }
+
+    /// Group commit: returns when every line up to `mark` is fsynced (one fsync for all lines
+    /// written so far, by any session; none when an earlier fsync already covered them). Await
+    /// it before forwarding anything that could make written-only records' statements durable
+    /// (a COMMIT). `Err` (fsync failed, writer gone) under `on_audit_failure = "reject-ddl"`:
+    /// do not forward it.
+    pub async fn barrier(&self, mark: &SessionMark) -> Result<(), AuditError> {
+        let Some(inner) = &self.inner else {
+            return Ok(());
+        };
+        if !self.unsynced(mark) {
+            return Ok(());
+        }
+        let (first, last) = (mark.first.load(Ordering::Relaxed), mark.get());
+        let (ack, done) = oneshot::channel();
+        let mut r = match inner.tx.send(Msg::Sync(ack)).await {
+            Err(_) => Err(AuditError::Closed),
+            Ok(()) => match done.await {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(message)) => Err(AuditError::Write {
+                    path: inner.path.clone(),
+                    message,
+                }),
+                Err(_) => Err(AuditError::Closed),
+            },
+        };
+        if r.is_ok() && Self::lost(inner, mark) {
+            r = Err(AuditError::Write {
+                path: inner.path.clone(),
+                message: "an earlier fsync failed over records of this transaction".into(),
+            });
+        }
+        if r.is_ok() {
+            // Covered: later lines start a new range (a line noted meanwhile keeps it open).
+            let _ = mark
+                .first
+                .compare_exchange(first, 0, Ordering::Relaxed, Ordering::Relaxed);
+            if mark.get() > last {
+                mark.first.store(last + 1, Ordering::Relaxed);
+            }
+        }
+        match (r, inner.on_failure) {
+            (Ok(()), _) => Ok(()),
+            (Err(e), OnAuditFailure::RejectDdl) => {
+                tracing::error!(error = %e, "audit: written records not made durable; transaction end refused");
+                Err(e)
+            }
+            (Err(e), OnAuditFailure::Continue) => {
+                tracing::error!(
+                    error = %e,
+                    "audit: written records NOT made durable; continuing (on_audit_failure = \"continue\")"
+                );
+                mark.first.store(0, Ordering::Relaxed);
+                Ok(())
+            }
+        }
+    }
+
+    /// Queues every record, then waits for every ack; the first failure is the answer, else
+    /// the last line number.
+    async fn write_acked(inner: &Inner, recs: &[Record], durable: bool) -> Result<Line, AuditError> {
         let mut acks = Vec::with_capacity(recs.len());
-        let mut result = Ok(());
+        let mut result = Ok(0);
         for rec in recs {
             let sent = async {
                 let bytes = encode(rec)?;
@@ -265,6 +440,7 @@ impl AuditHandle {
                     .send(Msg::Line {
                         bytes,
                         ack: Some(ack),
+                        durable,
                     })
                     .await
                     .map_err(|_| AuditError::Closed)?;
@@ -282,15 +458,16 @@ impl AuditHandle {
         // Every queued record's ack is awaited even after a failure: the writer still owns them.
         for done in acks {
             let r = match done.await {
-                Ok(Ok(())) => Ok(()),
+                Ok(Ok(line)) => Ok(line),
                 Ok(Err(message)) => Err(AuditError::Write {
                     path: inner.path.clone(),
                     message,
                 }),
                 Err(_) => Err(AuditError::Closed),
             };
-            if result.is_ok() {
-                result = r;
+            match (&result, r) {
+                (Ok(_), r) => result = r,
+                (Err(_), _) => {}
             }
         }
         result
@@ -366,6 +543,10 @@ struct Sink {
     target: Target,
     /// `None` after a failed (re)open: every write retries the open.
     file: Option<File>,
+    /// Lines written so far (the last line's number).
+    lines: Line,
+    /// Lines an fsync has covered (successfully, or by failing: see `Counters::lost`).
+    synced: Line,
 }
 
 /// Opens for append, creating with mode 0600 (the log holds statement texts), and cuts a torn
@@ -462,6 +643,34 @@ impl Sink {
         }
     }
 
+    /// fsyncs unless every written line is covered already; publishes how far lines are
+    /// durable. A failed fsync marks the uncovered lines as lost for good (after a failed
+    /// fdatasync the kernel may drop the dirty pages and a later fsync succeed without them),
+    /// so no later barrier over them can succeed.
+    fn settle_all(&mut self, c: &Counters) -> io::Result<()> {
+        if self.lines == self.synced {
+            return Ok(());
+        }
+        let r = self.sync();
+        match &r {
+            Ok(()) => {
+                c.fsyncs.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(_) => {
+                let from = self.synced + 1;
+                let _ = c
+                    .lost_from
+                    .fetch_update(Ordering::AcqRel, Ordering::Acquire, |f| {
+                        Some(if f == 0 { from } else { f.min(from) })
+                    });
+                c.lost_through.fetch_max(self.lines, Ordering::AcqRel);
+            }
+        }
+        self.synced = self.lines;
+        c.synced.store(self.lines, Ordering::Release);
+        r
+    }
+
     fn reopen(&mut self) -> io::Result<()> {
         if let Some(mut f) = self.file.take() {
             let _ = f.flush();
@@ -492,7 +701,8 @@ async fn run_writer(
             },
             _ = ticker.tick(), if policy == FsyncPolicy::Interval && dirty => {
                 let s = sink.clone();
-                let r = tokio::task::spawn_blocking(move || lock(&s).sync()).await;
+                let c = counters.clone();
+                let r = tokio::task::spawn_blocking(move || lock(&s).settle_all(&c)).await;
                 if let Ok(Err(e)) = r {
                     tracing::error!(error = %e, "audit: fsync failed");
                 }
@@ -511,8 +721,8 @@ async fn run_writer(
         let c = counters.clone();
         let outcome = tokio::task::spawn_blocking(move || write_batch(&s, batch, policy, &c)).await;
         match outcome {
-            Ok(BatchEnd { stop, wrote }) => {
-                dirty |= wrote;
+            Ok(BatchEnd { stop, unsynced }) => {
+                dirty = unsynced;
                 if stop {
                     return;
                 }
@@ -524,51 +734,72 @@ async fn run_writer(
         }
     }
     // All handles gone: make what was written durable.
-    let _ = tokio::task::spawn_blocking(move || lock(&sink).sync()).await;
+    let _ = tokio::task::spawn_blocking(move || lock(&sink).settle_all(&counters)).await;
 }
 
 fn lock(s: &Mutex<Sink>) -> std::sync::MutexGuard<'_, Sink> {
     s.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// A waiting `ddl` call and the result it will get.
-type PendingAck = (oneshot::Sender<Result<(), String>>, Result<(), String>);
+/// A waiting `ddl` call, the result it will get, and whether it waits for the fsync.
+struct PendingAck {
+    ack: Ack,
+    result: Result<Line, String>,
+    durable: bool,
+}
 
 struct BatchEnd {
     stop: bool,
-    wrote: bool,
+    /// Lines are written that no fsync covers yet.
+    unsynced: bool,
 }
 
 fn write_batch(sink: &Mutex<Sink>, batch: Vec<Msg>, policy: FsyncPolicy, c: &Counters) -> BatchEnd {
     let mut sink = lock(sink);
     let mut acks: Vec<PendingAck> = Vec::new();
-    let mut wrote = false;
+    let mut syncs: Vec<oneshot::Sender<Result<(), String>>> = Vec::new();
+    // Something in this batch waits for an fsync (a durable record, a barrier).
+    let mut wants_sync = false;
     let mut stop: Option<oneshot::Sender<()>> = None;
     for msg in batch {
         match msg {
-            Msg::Line { bytes, ack } => {
+            Msg::Line {
+                bytes,
+                ack,
+                durable,
+            } => {
                 let r = sink.write_line(&bytes).map_err(|e| e.to_string());
-                match &r {
+                let r = match r {
                     Ok(()) => {
-                        wrote = true;
                         c.written.fetch_add(1, Ordering::Relaxed);
+                        sink.lines += 1;
+                        Ok(sink.lines)
                     }
                     Err(e) => {
                         c.failed.fetch_add(1, Ordering::Relaxed);
                         if ack.is_none() {
                             tracing::error!(error = %e, "audit: record not written");
                         }
+                        Err(e)
                     }
+                };
+                if let Some(ack) = ack {
+                    wants_sync |= durable;
+                    acks.push(PendingAck {
+                        ack,
+                        result: r,
+                        durable,
+                    });
                 }
-                if let Some(a) = ack {
-                    acks.push((a, r));
-                }
+            }
+            Msg::Sync(a) => {
+                wants_sync = true;
+                syncs.push(a);
             }
             Msg::Reopen(a) => {
                 // Records before the reopen belong to the old file: make them durable there.
-                if wrote && policy != FsyncPolicy::Never {
-                    settle(&mut sink, &mut acks);
-                    wrote = false;
+                if policy != FsyncPolicy::Never {
+                    settle(&mut sink, c, &mut acks, &mut syncs);
                 }
                 let r = sink.reopen().map_err(|e| e.to_string());
                 if let Err(e) = &r {
@@ -582,32 +813,49 @@ fn write_batch(sink: &Mutex<Sink>, batch: Vec<Msg>, policy: FsyncPolicy, c: &Cou
             }
         }
     }
-    if wrote && (policy == FsyncPolicy::Always || stop.is_some()) {
-        settle(&mut sink, &mut acks);
-        wrote = false;
+    if (wants_sync && policy == FsyncPolicy::Always) || stop.is_some() {
+        settle(&mut sink, c, &mut acks, &mut syncs);
     }
-    for (a, r) in acks {
-        let _ = a.send(r);
+    for p in acks {
+        let _ = p.ack.send(p.result);
     }
+    // A barrier under `interval`/`never` has nothing to wait for: the policy decides.
+    for a in syncs {
+        let _ = a.send(Ok(()));
+    }
+    let unsynced = sink.lines > sink.synced;
     match stop {
         Some(a) => {
-            let _ = sink.sync();
             let _ = a.send(());
-            BatchEnd { stop: true, wrote }
+            BatchEnd {
+                stop: true,
+                unsynced,
+            }
         }
-        None => BatchEnd { stop: false, wrote },
+        None => BatchEnd {
+            stop: false,
+            unsynced,
+        },
     }
 }
 
-/// fsyncs and turns the pending acks into errors if that failed: a record that may not be on
-/// disk must not let its DDL run.
-fn settle(sink: &mut Sink, acks: &mut [PendingAck]) {
-    if let Err(e) = sink.sync() {
+/// fsyncs what is written and answers the durable acks and barriers queued so far; a failed
+/// fsync turns them into errors: a record that may not be on disk must not let its DDL run.
+fn settle(
+    sink: &mut Sink,
+    c: &Counters,
+    acks: &mut Vec<PendingAck>,
+    syncs: &mut Vec<oneshot::Sender<Result<(), String>>>,
+) {
+    if let Err(e) = sink.settle_all(c) {
         tracing::error!(error = %e, "audit: fsync failed");
-        for (_, r) in acks.iter_mut() {
-            if r.is_ok() {
-                *r = Err(format!("fsync failed: {e}"));
+        for p in acks.iter_mut() {
+            if p.durable && p.result.is_ok() {
+                p.result = Err(format!("fsync failed: {e}"));
             }
+        }
+        for a in syncs.drain(..) {
+            let _ = a.send(Err(format!("fsync failed: {e}")));
         }
     }
 }
