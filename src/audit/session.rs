@@ -157,17 +157,16 @@ impl AuditSession {
     /// `at`: when the statement was forwarded (its duration runs from there).
     /// The statement joins the fate tracker at its own completion (so a SAVEPOINT or
     /// ROLLBACK TO earlier in the same Query is placed right), or never if the server skips it.
+    ///
+    /// A statement whose record was written with [`Durability::Written`] (noted with
+    /// [`SessionMark::statement_written`]: it runs inside an open transaction block and cannot
+    /// become durable before the barrier in front of its COMMIT) gets its outcome written the
+    /// same way. The fate record that ends its transaction is always durable and comes after.
     pub fn forwarded(&mut self, rec: StatementRecord, at: Instant) {
+        if self.mark.take_statement(rec.seq) {
+            self.written_only.insert(rec.seq);
+        }
         self.pending.insert(rec.seq, (rec, at));
-    }
-
-    /// [`Self::forwarded`] for a statement whose record was written with
-    /// [`Durability::Written`] (it runs inside an open transaction block and cannot become
-    /// durable before the barrier in front of its COMMIT): its outcome needs no fsync of its
-    /// own either. The fate record that ends its transaction is always durable and comes after.
-    pub fn forwarded_written(&mut self, rec: StatementRecord, at: Instant) {
-        self.written_only.insert(rec.seq);
-        self.forwarded(rec, at);
     }
 
     /// The session's `standard_conforming_strings`, for [`StatementRecord::with_rewritten`].

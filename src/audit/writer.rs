@@ -70,9 +70,32 @@ pub type Line = u64;
 pub struct SessionMark {
     first: AtomicU64,
     last: AtomicU64,
+    /// `seq`s of statement records written only, until their outcome is written
+    /// ([`super::AuditSession`] writes that outcome written-only too).
+    statements: Mutex<Vec<u64>>,
 }
 
 impl SessionMark {
+    /// Statement `seq`'s record was written with [`Durability::Written`] (its line noted).
+    pub fn statement_written(&self, seq: u64) {
+        self.statements
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(seq);
+    }
+
+    /// Whether statement `seq`'s record was written only; forgets it.
+    pub fn take_statement(&self, seq: u64) -> bool {
+        let mut v = self.statements.lock().unwrap_or_else(|p| p.into_inner());
+        match v.iter().position(|s| *s == seq) {
+            Some(i) => {
+                v.swap_remove(i);
+                true
+            }
+            None => false,
+        }
+    }
+
     /// Records that line `line` was written and not necessarily fsynced.
     pub fn note(&self, line: Line) {
         if line == 0 {
