@@ -128,12 +128,9 @@ async fn route(head: &[u8], admin: &Admin) -> Response {
     let path = target.split('?').next().unwrap_or("");
     let mut r = match path {
         "/metrics" => {
-            let a = admin.shared.audit.stats();
             crate::metrics::audit_totals(
                 admin.shared.audit.queue_depth(),
-                a.written,
-                a.dropped,
-                a.failed,
+                admin.shared.audit.stats(),
             );
             Response {
                 // The classic text format Prometheus scrapes.

@@ -161,6 +161,11 @@ fn describe_all() {
         "Audit records that could not be written (I/O error)."
     );
     counter!("pgwarden_audit_write_failures_total").absolute(0);
+    describe_counter!(
+        "pgwarden_audit_fsyncs_total",
+        "fdatasync calls of the audit log that succeeded (group commit: one per transaction end, not per record)."
+    );
+    counter!("pgwarden_audit_fsyncs_total").absolute(0);
     describe_histogram!(
         "pgwarden_audit_write_duration_seconds",
         "Time to append one audit record to the file."
@@ -267,11 +272,12 @@ pub fn lookup_took(d: Duration, ok: bool) {
 }
 
 /// Audit writer totals, taken from its own counters at scrape time.
-pub fn audit_totals(queued: usize, written: u64, dropped: u64, failed: u64) {
+pub fn audit_totals(queued: usize, stats: crate::audit::AuditStats) {
     gauge!("pgwarden_audit_queue_depth").set(queued as f64);
-    counter!("pgwarden_audit_records_written_total").absolute(written);
-    counter!("pgwarden_audit_records_dropped_total").absolute(dropped);
-    counter!("pgwarden_audit_write_failures_total").absolute(failed);
+    counter!("pgwarden_audit_records_written_total").absolute(stats.written);
+    counter!("pgwarden_audit_records_dropped_total").absolute(stats.dropped);
+    counter!("pgwarden_audit_write_failures_total").absolute(stats.failed);
+    counter!("pgwarden_audit_fsyncs_total").absolute(stats.fsyncs);
 }
 
 pub fn audit_write_took(d: Duration) {

@@ -221,6 +221,9 @@ struct Ctx {
     replay_ready: Notify,
     /// The audit log's id of this session.
     audit_id: String,
+    /// Audit records of this session written without an fsync (group commit): both
+    /// directions note theirs, the client side's barrier covers them.
+    audit_mark: Arc<crate::audit::SessionMark>,
     /// For the audit log's session records.
     peer: SocketAddr,
     client_tls: bool,
@@ -367,6 +370,7 @@ pub(crate) async fn run(
         answered: Notify::new(),
         replay_ready: Notify::new(),
         audit_id: shared.audit.session_id(id),
+        audit_mark: Default::default(),
         peer,
         client_tls: client.is_tls(),
     };
@@ -565,6 +569,7 @@ async fn client_to_server(
 ) -> Result<End, SessionError> {
     loop {
         if !buf.is_empty() {
+            audit::barrier_before(ctx, state, buf, side.skip).await?;
             let carrying = side.decided.is_some();
             let scan = {
                 let mut st = lock(state);
@@ -917,6 +922,7 @@ mod tests {
             answered: Notify::new(),
             replay_ready: Notify::new(),
             audit_id: String::new(),
+            audit_mark: Default::default(),
             peer: "127.0.0.1:1".parse().unwrap(),
             client_tls: false,
             activity: crate::admin::activity::Slot::detached(),
@@ -1039,6 +1045,7 @@ mod tests {
             answered: Notify::new(),
             replay_ready: Notify::new(),
             audit_id: String::new(),
+            audit_mark: Default::default(),
             peer: "127.0.0.1:1".parse().unwrap(),
             client_tls: false,
             activity: crate::admin::activity::Slot::detached(),

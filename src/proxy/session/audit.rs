@@ -11,7 +11,7 @@ use super::{
     SessionError, State,
 };
 use crate::audit::record::{Decision, Record, StatementRecord, TableSize};
-use crate::audit::{AuditSession, SessionInfo, StatementResult};
+use crate::audit::{AuditSession, Durability, SessionInfo, StatementResult};
 use crate::protocol::backend;
 use crate::protocol::TxStatus;
 use crate::proxy::guard::Decided;
@@ -168,7 +168,104 @@ pub(super) fn start_audit(ctx: &Ctx, state: &Mutex<State>) -> AuditSession {
         },
     );
     a.set_standard_conforming_strings(st.standard_conforming_strings);
-    a
+    a.with_mark(ctx.audit_mark.clone())
+}
+
+/// Group commit: how the records of a held simple Query whose text as sent is `sent` must be
+/// written. Only written (no fsync of their own) when the session is in an open transaction
+/// block with nothing in flight (so the status is the one the Query runs in) and every
+/// statement sent is bound to that block (`audit::group_commit`); `plain`: pgwarden sends
+/// the Query as one (no multi-step rewrite, no split batch). Anything else: durable.
+pub(super) fn query_durability(
+    ctx: &Ctx,
+    state: &Mutex<State>,
+    sent: &str,
+    scs: bool,
+    plain: bool,
+) -> Durability {
+    if !plain || !ctx.shared.audit.is_enabled() {
+        return Durability::Durable;
+    }
+    {
+        let st = lock(state);
+        if st.pending > 0 || !matches!(st.tx_status, TxStatus::InTransaction | TxStatus::Failed)
+        {
+            return Durability::Durable;
+        }
+    }
+    if crate::audit::group_commit::transaction_bound(sent, scs) {
+        Durability::Written
+    } else {
+        Durability::Durable
+    }
+}
+
+/// Group commit: before anything at the front of `buf` (complete client frames; `skip` bytes
+/// of a frame being streamed come first) is forwarded that could end the session's open
+/// transaction — a Query not bound to the block (COMMIT, END, PREPARE TRANSACTION, ROLLBACK,
+/// DO, ...), any Execute or FunctionCall (their text is not at hand) — every record this
+/// session wrote without an fsync is made durable: the server cannot make a statement durable
+/// before its record is. Costs two atomic loads while nothing is pending.
+/// `Err`: the records could not be made durable (`on_audit_failure = "reject-ddl"`): the
+/// session ends without forwarding it, so the server rolls the transaction back.
+pub(super) async fn barrier_before(
+    ctx: &Ctx,
+    state: &Mutex<State>,
+    buf: &[u8],
+    skip: usize,
+) -> Result<(), SessionError> {
+    if !ctx.shared.audit.unsynced(&ctx.audit_mark) {
+        return Ok(());
+    }
+    let (scs, family) = {
+        let st = lock(state);
+        (
+            st.standard_conforming_strings,
+            st.client_family
+                .unwrap_or(crate::sql::encoding::Family::AsciiSafe),
+        )
+    };
+    if !may_end_transaction(buf.get(skip..).unwrap_or_default(), scs, family) {
+        return Ok(());
+    }
+    ctx.shared
+        .audit
+        .barrier(&ctx.audit_mark)
+        .await
+        .map_err(|e| SessionError::Audit(e.to_string()))
+}
+
+/// Whether the complete frames at the front of `buf` hold a request that could end the
+/// transaction block (see [`barrier_before`]); an incomplete Query is not forwarded yet.
+fn may_end_transaction(mut buf: &[u8], scs: bool, family: crate::sql::encoding::Family) -> bool {
+    while let [tag, rest @ ..] = buf {
+        let Some(len) = rest
+            .get(..4)
+            .and_then(|b| <[u8; 4]>::try_from(b).ok())
+            .map(|b| u32::from_be_bytes(b) as usize)
+        else {
+            return matches!(tag, b'E' | b'F');
+        };
+        match tag {
+            b'E' | b'F' => return true,
+            b'Q' => {
+                let Some(body) = rest.get(4..len) else {
+                    return false;
+                };
+                let sql = body.strip_suffix(&[0]).unwrap_or(body);
+                let text = crate::sql::encoding::server_text(sql, family);
+                if !crate::audit::group_commit::transaction_bound(&text, scs) {
+                    return true;
+                }
+            }
+            _ => {}
+        }
+        match rest.get(len.max(4)..) {
+            Some(next) => buf = next,
+            None => return false,
+        }
+    }
+    false
 }
 
 /// The audit log's turn on the answer at the front of `buf` (CommandComplete, ErrorResponse
@@ -296,7 +393,9 @@ pub(super) async fn audit_held_bind(
         wait_answered(ctx, state).await;
     }
     let snap = snapshot(state);
-    match write_statement_record(ctx, side, &sql, &decided, injected, &snap).await {
+    match write_statement_record(ctx, side, &sql, &decided, injected, &snap, Durability::Durable)
+        .await
+    {
         Ok(rec) => {
             side.request_record = Some(rec);
             Ok(())
@@ -315,11 +414,12 @@ pub(super) async fn write_query_records(
     decided: &Decided,
     injected: Vec<String>,
     snap: &OwnedSnapshot,
+    durability: Durability,
 ) -> Result<Vec<StatementRecord>, crate::audit::AuditError> {
     let stmts = split_statements(sql, snap.standard_conforming_strings);
     if stmts.len() <= 1 {
         return Ok(vec![
-            write_statement_record(ctx, side, sql, decided, injected, snap).await?,
+            write_statement_record(ctx, side, sql, decided, injected, snap, durability).await?,
         ]);
     }
     let rejected = decided.decision == Decision::Reject;
@@ -378,7 +478,8 @@ pub(super) async fn write_query_records(
     }
     // Queued together, the records share one write and one fsync.
     let lines: Vec<Record> = recs.iter().cloned().map(Record::Statement).collect();
-    ctx.shared.audit.ddl_all(&lines).await?;
+    let line = ctx.shared.audit.ddl_all_with(&lines, durability).await?;
+    note_written(ctx, &recs, line, durability);
     Ok(recs)
 }
 
@@ -415,6 +516,7 @@ pub(super) async fn write_statement_record(
     decided: &Decided,
     injected: Vec<String>,
     snap: &OwnedSnapshot,
+    durability: Durability,
 ) -> Result<StatementRecord, crate::audit::AuditError> {
     side.audit_seq += 1;
     let mut rec = StatementRecord::new(
@@ -435,11 +537,24 @@ pub(super) async fn write_statement_record(
     if let Some(sent) = &decided.replace {
         rec = rec.with_rewritten(sent, snap.standard_conforming_strings);
     }
-    ctx.shared
+    let line = ctx
+        .shared
         .audit
-        .ddl(&Record::Statement(rec.clone()))
+        .ddl_all_with(&[Record::Statement(rec.clone())], durability)
         .await?;
+    note_written(ctx, std::slice::from_ref(&rec), line, durability);
     Ok(rec)
+}
+
+/// Written-only records go into the session's mark: its next barrier covers them, and their
+/// outcomes are written the same way.
+fn note_written(ctx: &Ctx, recs: &[StatementRecord], line: crate::audit::writer::Line, d: Durability) {
+    if d == Durability::Written {
+        for r in recs {
+            ctx.audit_mark.statement_written(r.seq);
+        }
+        ctx.audit_mark.note(line);
+    }
 }
 
 /// The `attempts` record of a statement the executor retried, on disk before the client sees

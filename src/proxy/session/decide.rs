@@ -291,7 +291,16 @@ pub(super) async fn decide_held(
         // The audit log follows requests in order from here on: nothing may be in flight
         // that it has not seen.
         wait_answered(ctx, state).await;
-        match write_query_records(ctx, side, &sql, &decided, injected, &snap_owned).await {
+        let durability = audit::query_durability(
+            ctx,
+            state,
+            decided.replace.as_deref().unwrap_or(&sql),
+            snap_owned.standard_conforming_strings,
+            multi.is_none() && batch.is_none(),
+        );
+        match write_query_records(ctx, side, &sql, &decided, injected, &snap_owned, durability)
+            .await
+        {
             Ok(recs) => {
                 // The executor runs single-statement Queries only: their one record.
                 if let (Some(p), [rec]) = (exec.as_mut(), recs.as_slice()) {
