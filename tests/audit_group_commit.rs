@@ -40,12 +40,11 @@ fn fate_of(recs: &[Value], text: &str) -> Option<String> {
         .iter()
         .find(|r| r["type"] == "statement" && r["text"].as_str().map(str::trim) == Some(text))?;
     recs.iter()
-        .filter(|r| {
+        .rfind(|r| {
             r["type"] == "fate"
                 && r["session_id"] == s["session_id"]
                 && r["seqs"].as_array().is_some_and(|v| v.contains(&s["seq"]))
         })
-        .last()
         .and_then(|f| f["fate"].as_str().map(String::from))
 }
 
@@ -116,7 +115,11 @@ async fn a_transaction_of_ddl_costs_two_fsyncs_however_many_statements_it_holds(
     q(&client, "COMMIT").await;
     // One fsync before the COMMIT was forwarded (all records so far), one for the fate record
     // before its ReadyForQuery reached the client.
-    assert_eq!(fsyncs(admin), before + 2, "fsyncs for the whole transaction");
+    assert_eq!(
+        fsyncs(admin),
+        before + 2,
+        "fsyncs for the whole transaction"
+    );
     let recs = records(&log);
     for sql in HISTORY {
         assert_eq!(fate_of(&recs, sql).as_deref(), Some("committed"), "{sql}");
@@ -126,7 +129,11 @@ async fn a_transaction_of_ddl_costs_two_fsyncs_however_many_statements_it_holds(
     // forwarded, as its outcome and fate before the client sees them.
     let before = fsyncs(admin);
     q(&client, "CREATE TABLE gc_auto (id int)").await;
-    assert_eq!(fsyncs(admin), before + 3, "autocommit: statement, outcome, fate");
+    assert_eq!(
+        fsyncs(admin),
+        before + 3,
+        "autocommit: statement, outcome, fate"
+    );
 
     // A COMMIT sent through the extended protocol (its text is not read at Execute) gets the
     // barrier too.
@@ -138,17 +145,30 @@ async fn a_transaction_of_ddl_costs_two_fsyncs_however_many_statements_it_holds(
     client.execute("COMMIT", &[]).await.unwrap();
     assert_eq!(fsyncs(admin), before + 2);
     let recs = records(&log);
-    assert_eq!(fate_of(&recs, "CREATE TABLE gc_ext (id int)").as_deref(), Some("committed"));
+    assert_eq!(
+        fate_of(&recs, "CREATE TABLE gc_ext (id int)").as_deref(),
+        Some("committed")
+    );
 
     // A Query that ends the block itself keeps every record durable before it is forwarded:
     // the statement after its COMMIT runs in autocommit.
     let before = fsyncs(admin);
     q(&client, "BEGIN").await;
-    q(&client, "CREATE TABLE gc_m1 (id int); COMMIT; CREATE TABLE gc_m2 (id int)").await;
+    q(
+        &client,
+        "CREATE TABLE gc_m1 (id int); COMMIT; CREATE TABLE gc_m2 (id int)",
+    )
+    .await;
     assert!(fsyncs(admin) >= before + 2);
     let recs = records(&log);
-    assert_eq!(fate_of(&recs, "CREATE TABLE gc_m1 (id int)").as_deref(), Some("committed"));
-    assert_eq!(fate_of(&recs, "CREATE TABLE gc_m2 (id int)").as_deref(), Some("committed"));
+    assert_eq!(
+        fate_of(&recs, "CREATE TABLE gc_m1 (id int)").as_deref(),
+        Some("committed")
+    );
+    assert_eq!(
+        fate_of(&recs, "CREATE TABLE gc_m2 (id int)").as_deref(),
+        Some("committed")
+    );
 
     // A rolled-back transaction: its records never needed to be durable, and its fate is.
     let before = fsyncs(admin);
@@ -157,7 +177,10 @@ async fn a_transaction_of_ddl_costs_two_fsyncs_however_many_statements_it_holds(
     assert_eq!(fsyncs(admin), before);
     q(&client, "ROLLBACK").await;
     let recs = records(&log);
-    assert_eq!(fate_of(&recs, "CREATE TABLE gc_rb (id int)").as_deref(), Some("rolled_back"));
+    assert_eq!(
+        fate_of(&recs, "CREATE TABLE gc_rb (id int)").as_deref(),
+        Some("rolled_back")
+    );
     assert!(fsyncs(admin) <= before + 2);
     drop(p);
 }
@@ -205,7 +228,8 @@ async fn the_fsync_happens_before_the_server_can_commit_and_kill_9_keeps_every_r
          AND state = 'active' AND wait_event_type = 'Lock'"
     );
     assert!(
-        wait_until(Duration::from_secs(60), || c.sql(&db, &waiting).trim() == "1"),
+        wait_until(Duration::from_secs(60), || c.sql(&db, &waiting).trim()
+            == "1"),
         "the COMMIT never reached the server's lock wait"
     );
     assert_eq!(
@@ -234,7 +258,11 @@ async fn the_fsync_happens_before_the_server_can_commit_and_kill_9_keeps_every_r
         "the backend never finished"
     );
     assert_eq!(
-        c.sql(&db, "SELECT count(*) FROM pg_class WHERE relname = 'gc_item'").trim(),
+        c.sql(
+            &db,
+            "SELECT count(*) FROM pg_class WHERE relname = 'gc_item'"
+        )
+        .trim(),
         "1",
         "the COMMIT went through after pgwarden died"
     );
@@ -272,10 +300,15 @@ async fn a_written_record_survives_kill_9_while_its_statement_runs() {
          AND wait_event_type = 'Lock'"
     );
     assert!(
-        wait_until(Duration::from_secs(60), || c.sql(&db, &waiting).trim() == "1"),
+        wait_until(Duration::from_secs(60), || c.sql(&db, &waiting).trim()
+            == "1"),
         "the DDL never waited for the lock"
     );
-    assert_eq!(fsyncs(admin), before, "nothing in the transaction waited for an fsync");
+    assert_eq!(
+        fsyncs(admin),
+        before,
+        "nothing in the transaction waited for an fsync"
+    );
     let kill = std::process::Command::new("kill")
         .args(["-9", &p.pid().to_string()])
         .status()
@@ -283,15 +316,25 @@ async fn a_written_record_survives_kill_9_while_its_statement_runs() {
     assert!(kill.success());
     p.wait_exit(Duration::from_secs(30));
     let recs = records(&log);
-    assert_eq!(recorded(&recs, "CREATE TABLE gc_fresh (id int)"), (true, true));
-    assert_eq!(recorded(&recs, ddl).0, true, "the waiting statement's record");
+    assert_eq!(
+        recorded(&recs, "CREATE TABLE gc_fresh (id int)"),
+        (true, true)
+    );
+    assert!(recorded(&recs, ddl).0, "the waiting statement's record");
     q(&holder, "ROLLBACK").await;
     let _ = waits.await;
     // The transaction never committed: nothing of it is on the server.
     let gone = format!("SELECT count(*) FROM pg_stat_activity WHERE pid = {pid}");
-    assert!(wait_until(Duration::from_secs(60), || c.sql(&db, &gone).trim() == "0"));
+    assert!(wait_until(Duration::from_secs(60), || c
+        .sql(&db, &gone)
+        .trim()
+        == "0"));
     assert_eq!(
-        c.sql(&db, "SELECT count(*) FROM pg_class WHERE relname = 'gc_fresh'").trim(),
+        c.sql(
+            &db,
+            "SELECT count(*) FROM pg_class WHERE relname = 'gc_fresh'"
+        )
+        .trim(),
         "0"
     );
 }

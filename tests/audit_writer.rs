@@ -308,7 +308,11 @@ async fn written_records_share_one_fsync_at_the_barrier() {
         // On disk (in the page cache) before the call returned: every record so far.
         assert_eq!(read_records(&p).len() as u64, i);
     }
-    assert_eq!(h.stats().fsyncs, 0, "written-only records waited for no fsync");
+    assert_eq!(
+        h.stats().fsyncs,
+        0,
+        "written-only records waited for no fsync"
+    );
     assert!(h.unsynced(&mark));
     h.barrier(&mark).await.unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(h.stats().fsyncs, 1, "one fsync for the ten records");
@@ -318,7 +322,10 @@ async fn written_records_share_one_fsync_at_the_barrier() {
 
     // A durable record fsyncs, and that fsync covers the written lines before it.
     let line = h
-        .ddl_all_with(&[statement("s", 11, "CREATE TABLE b ()")], Durability::Written)
+        .ddl_all_with(
+            &[statement("s", 11, "CREATE TABLE b ()")],
+            Durability::Written,
+        )
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     mark.note(line);
@@ -327,7 +334,10 @@ async fn written_records_share_one_fsync_at_the_barrier() {
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(h.stats().fsyncs, 2);
-    assert!(!h.unsynced(&mark), "another session's durable record covered it");
+    assert!(
+        !h.unsynced(&mark),
+        "another session's durable record covered it"
+    );
     assert!(!h.unsynced(&other));
     h.barrier(&mark).await.unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(h.stats().fsyncs, 2);
@@ -339,7 +349,11 @@ async fn written_records_share_one_fsync_at_the_barrier() {
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(h.stats().fsyncs, 2);
     h.shutdown().await;
-    assert_eq!(h.stats().fsyncs, 3, "shutdown makes the last record durable");
+    assert_eq!(
+        h.stats().fsyncs,
+        3,
+        "shutdown makes the last record durable"
+    );
     assert_eq!(read_records(&p).len(), 13);
 }
 
@@ -359,7 +373,10 @@ async fn barrier_follows_the_fsync_policy() {
         .unwrap_or_else(|e| panic!("{e}"));
         let mark = SessionMark::default();
         let line = h
-            .ddl_all_with(&[statement("s", 1, "CREATE TABLE a ()")], Durability::Written)
+            .ddl_all_with(
+                &[statement("s", 1, "CREATE TABLE a ()")],
+                Durability::Written,
+            )
             .await
             .unwrap_or_else(|e| panic!("{e}"));
         mark.note(line);

@@ -126,7 +126,10 @@ mod tests {
     fn a_commit_hidden_in_a_string_or_comment_is_not_a_statement() {
         assert!(transaction_bound("SELECT 'x; COMMIT'", true));
         assert!(transaction_bound("SELECT 1 -- ; COMMIT", true));
-        assert!(transaction_bound("CREATE FUNCTION f() RETURNS int AS $$ COMMIT $$ LANGUAGE sql", true));
+        assert!(transaction_bound(
+            "CREATE FUNCTION f() RETURNS int AS $$ COMMIT $$ LANGUAGE sql",
+            true
+        ));
         // With standard_conforming_strings off a backslash escapes the quote: the string ends
         // later, and the COMMIT after it is a statement.
         assert!(!transaction_bound(r"SELECT 'a\'; COMMIT; --'", true));

@@ -451,7 +451,11 @@ impl AuditHandle {
 
     /// Queues every record, then waits for every ack; the first failure is the answer, else
     /// the last line number.
-    async fn write_acked(inner: &Inner, recs: &[Record], durable: bool) -> Result<Line, AuditError> {
+    async fn write_acked(
+        inner: &Inner,
+        recs: &[Record],
+        durable: bool,
+    ) -> Result<Line, AuditError> {
         let mut acks = Vec::with_capacity(recs.len());
         let mut result = Ok(0);
         for rec in recs {
@@ -867,7 +871,7 @@ fn write_batch(sink: &Mutex<Sink>, batch: Vec<Msg>, policy: FsyncPolicy, c: &Cou
 fn settle(
     sink: &mut Sink,
     c: &Counters,
-    acks: &mut Vec<PendingAck>,
+    acks: &mut [PendingAck],
     syncs: &mut Vec<oneshot::Sender<Result<(), String>>>,
 ) {
     if let Err(e) = sink.settle_all(c) {

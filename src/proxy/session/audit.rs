@@ -188,8 +188,7 @@ pub(super) fn query_durability(
     }
     {
         let st = lock(state);
-        if st.pending > 0 || !matches!(st.tx_status, TxStatus::InTransaction | TxStatus::Failed)
-        {
+        if st.pending > 0 || !matches!(st.tx_status, TxStatus::InTransaction | TxStatus::Failed) {
             return Durability::Durable;
         }
     }
@@ -393,8 +392,16 @@ pub(super) async fn audit_held_bind(
         wait_answered(ctx, state).await;
     }
     let snap = snapshot(state);
-    match write_statement_record(ctx, side, &sql, &decided, injected, &snap, Durability::Durable)
-        .await
+    match write_statement_record(
+        ctx,
+        side,
+        &sql,
+        &decided,
+        injected,
+        &snap,
+        Durability::Durable,
+    )
+    .await
     {
         Ok(rec) => {
             side.request_record = Some(rec);
@@ -548,7 +555,12 @@ pub(super) async fn write_statement_record(
 
 /// Written-only records go into the session's mark: its next barrier covers them, and their
 /// outcomes are written the same way.
-fn note_written(ctx: &Ctx, recs: &[StatementRecord], line: crate::audit::writer::Line, d: Durability) {
+fn note_written(
+    ctx: &Ctx,
+    recs: &[StatementRecord],
+    line: crate::audit::writer::Line,
+    d: Durability,
+) {
     if d == Durability::Written {
         for r in recs {
             ctx.audit_mark.statement_written(r.seq);

@@ -1,0 +1,90 @@
+#!/usr/bin/env bash
+# Instructions pgwarden executes per forwarded pgbench -S transaction: a count the machine's
+# load cannot move (unlike CPU time). pgwarden (release build, defaults: enforce mode, audit
+# log on) runs under `valgrind --tool=callgrind`; after a warm-up the counters are zeroed
+# (`callgrind_control -z`), `pgbench -S -M MODE -c CLIENTS -t PER` runs, the counters are dumped
+# (`callgrind_control -d`), and the total Ir of that dump / transactions is printed per mode,
+# with the top functions (inclusive) when TOP > 0.
+#
+# Usage: bash bench/proxy_callgrind.sh
+# Environment:
+#   MODES="simple extended prepared"  CLIENTS=8  PER=250 (transactions per client)
+#   TOP=25            functions listed per mode (callgrind_annotate --inclusive=yes)
+#   PGWARDEN=path     binary to measure (default target/release/pgwarden; SKIP_BUILD=1 skips the build)
+#   KEEP=dir          keep the callgrind dumps there
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+MODES="${MODES:-simple extended prepared}"
+CLIENTS="${CLIENTS:-8}"
+PER="${PER:-250}"
+TOP="${TOP:-25}"
+PGBIN="${PGBIN:-/usr/lib/postgresql/15/bin}"
+for b in initdb pg_ctl pgbench psql; do
+    [[ -x "$PGBIN/$b" ]] || { echo "missing $PGBIN/$b" >&2; exit 1; }
+done
+command -v valgrind >/dev/null || { echo "missing valgrind: apt-get install valgrind" >&2; exit 1; }
+if [[ "${SKIP_BUILD:-}" != 1 ]]; then
+    cargo build --release --quiet --bin pgwarden
+fi
+PGWARDEN="${PGWARDEN:-$PWD/target/release/pgwarden}"
+
+if [[ $(id -u) == 0 ]]; then as_pg() { runuser -u postgres -- "$@"; }; else as_pg() { "$@"; }; fi
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+WORK="$(mktemp -d /tmp/pgwarden-callgrind.XXXXXX)"
+chmod 755 "$WORK"
+VG_PID=""
+cleanup() {
+    [[ -n "$VG_PID" ]] && kill "$VG_PID" 2>/dev/null || true
+    as_pg "$PGBIN/pg_ctl" -D "$WORK/data" -m immediate stop >/dev/null 2>&1 || true
+    [[ -n "${KEEP:-}" ]] && { mkdir -p "$KEEP"; cp "$WORK"/cg.* "$KEEP"/ 2>/dev/null || true; }
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+[[ $(id -u) == 0 ]] && chown postgres: "$WORK"
+
+PGPORT_=$(free_port); WARDEN_PORT=$(free_port)
+as_pg "$PGBIN/initdb" -D "$WORK/data" -U postgres -A trust -E UTF8 --locale=C --no-sync >/dev/null
+cat >> "$WORK/data/postgresql.conf" <<EOF
+listen_addresses = '127.0.0.1'
+port = $PGPORT_
+unix_socket_directories = '$WORK'
+max_connections = 100
+fsync = off
+synchronous_commit = off
+autovacuum = off
+EOF
+as_pg "$PGBIN/pg_ctl" -D "$WORK/data" -l "$WORK/pg.log" -w start >/dev/null
+"$PGBIN/pgbench" -h 127.0.0.1 -p "$PGPORT_" -U postgres -i -q -s 1 postgres >/dev/null 2>&1
+
+mkdir -p "$WORK/warden"
+(cd "$WORK/warden" && exec valgrind --tool=callgrind --callgrind-out-file="$WORK/cg.%p" \
+    "$PGWARDEN" serve --listen "127.0.0.1:$WARDEN_PORT" --upstream "127.0.0.1:$PGPORT_") \
+    >"$WORK/warden.log" 2>&1 &
+VG_PID=$!
+for _ in $(seq 600); do
+    "$PGBIN/psql" -X -h 127.0.0.1 -p "$WARDEN_PORT" -U postgres -d postgres -Atc 'SELECT 1' >/dev/null 2>&1 && break
+    sleep 0.2
+done
+
+pgb() { "$PGBIN/pgbench" -h 127.0.0.1 -p "$WARDEN_PORT" -U postgres -n -S -M "$1" -c "$CLIENTS" -j 2 -t "$2" postgres >/dev/null 2>&1; }
+echo "pgwarden $(git rev-parse --short HEAD 2>/dev/null || echo '?')$(git diff --quiet 2>/dev/null || echo '+dirty') ($PGWARDEN) under callgrind; pgbench -S -c $CLIENTS -t $PER"
+echo "load average: $(cut -d' ' -f1-3 /proc/loadavg) (does not change instruction counts)"
+for mode in $MODES; do
+    pgb "$mode" 50
+    callgrind_control -z "$VG_PID" >/dev/null
+    pgb "$mode" "$PER"
+    callgrind_control -d "$mode" "$VG_PID" >/dev/null
+    # The dump of this run: the newest file with this part's name.
+    dump=$(ls -t "$WORK"/cg.* | head -1)
+    cp "$dump" "$WORK/cg.$mode"
+    tx=$((CLIENTS * PER))
+    total=$(callgrind_annotate "$WORK/cg.$mode" 2>/dev/null | awk '/PROGRAM TOTALS/ { gsub(",", "", $1); print $1; exit }')
+    echo
+    echo "== $mode: $total instructions / $tx transactions = $((total / tx)) per transaction (connection set-up of $CLIENTS clients included)"
+    if [[ "$TOP" -gt 0 ]]; then
+        callgrind_annotate --inclusive=yes "$WORK/cg.$mode" 2>/dev/null |
+            awk '/^-+$/ { sep++ } sep >= 3 && NF' | head -n "$((TOP + 2))" | tail -n "$TOP"
+    fi
+done
