@@ -678,10 +678,8 @@ async fn client_to_server(
             shrink_if_idle(buf);
             reserve_held(ctx, side, buf, scan.need)?;
             prepare_read(buf, scan.need);
-        } else {
-            prepare_read(buf, 0);
         }
-        match cr.read_buf(buf).await {
+        match read_idle(cr, buf).await {
             Ok(0) => return Ok(End::ClientGone),
             Ok(_) => {}
             Err(e) => return Err(SessionError::ClientIo(e)),
@@ -721,6 +719,15 @@ fn prepare_read(buf: &mut BytesMut, need: usize) {
         let grow = buf.capacity().clamp(INITIAL_BUF, MAX_READ_CHUNK);
         buf.reserve(grow);
     }
+}
+
+/// Reads what the socket has. An empty buffer no larger than [`INITIAL_BUF`] is freed while
+/// the socket has nothing to read and allocated again when it has (one allocation per read,
+/// no extra syscall: see `ReadHalf::readable_idle`): an idle connection holds no read buffer.
+async fn read_idle(r: &mut ReadHalf<'_>, buf: &mut BytesMut) -> std::io::Result<usize> {
+    r.readable_idle(buf, INITIAL_BUF).await?;
+    prepare_read(buf, 0);
+    r.read_buf(buf).await
 }
 
 /// Gives memory back at an idle point: a buffer that grew for a large message or a bulk
@@ -847,12 +854,10 @@ async fn server_to_client(
                 continue;
             }
             prepare_read(buf, scan.need);
-        } else {
-            prepare_read(buf, 0);
         }
         tokio::select! {
             _ = &mut replay_ready => replay_ready.set(ctx.replay_ready.notified()),
-            r = sr.read_buf(buf) => match r {
+            r = read_idle(sr, buf) => match r {
                 Ok(0) => return Ok(End::ServerGone),
                 Ok(_) => {}
                 Err(e) => return Err(SessionError::ServerIo(e)),

@@ -158,6 +158,37 @@ pub fn split(conn: &mut Conn) -> (ReadHalf<'_>, WriteHalf<'_>) {
     }
 }
 
+impl ReadHalf<'_> {
+    /// Waits until the socket has something to read; meanwhile an empty `buf` of at most
+    /// `release_up_to` bytes gives its memory back, so an idle session holds no read buffer
+    /// (the caller reserves room again before it reads). The wait is the event loop's
+    /// readiness, as inside `read_buf`: no syscall is added, and the read that follows clears
+    /// the readiness on a short read as before. TLS streams do not wait here (rustls keeps its
+    /// own buffers and may have plaintext ready without the socket being readable).
+    pub async fn readable_idle(
+        &mut self,
+        buf: &mut bytes::BytesMut,
+        release_up_to: usize,
+    ) -> io::Result<()> {
+        if !buf.is_empty() || buf.capacity() > release_up_to {
+            return Ok(());
+        }
+        match self {
+            ReadHalf::Plain(s) => {
+                *buf = bytes::BytesMut::new();
+                let s: &TcpStream = s.as_ref();
+                std::future::poll_fn(|cx| s.poll_read_ready(cx)).await
+            }
+            ReadHalf::Unix(s) => {
+                *buf = bytes::BytesMut::new();
+                let s: &tokio::net::UnixStream = s.as_ref();
+                std::future::poll_fn(|cx| s.poll_read_ready(cx)).await
+            }
+            ReadHalf::Tls(_) => Ok(()),
+        }
+    }
+}
+
 impl AsyncRead for ReadHalf<'_> {
     fn poll_read(
         self: Pin<&mut Self>,
