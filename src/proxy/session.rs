@@ -569,7 +569,9 @@ async fn client_to_server(
 ) -> Result<End, SessionError> {
     loop {
         if !buf.is_empty() {
-            audit::barrier_before(ctx, state, buf, side.skip).await?;
+            if ctx.shared.audit.unsynced(&ctx.audit_mark) {
+                Box::pin(audit::barrier_before(ctx, state, buf, side.skip)).await?;
+            }
             let carrying = side.decided.is_some();
             let scan = {
                 let mut st = lock(state);
@@ -592,28 +594,30 @@ async fn client_to_server(
                 }
                 buf.advance(scan.ready);
             }
+            // The DDL and executor paths below are boxed: their futures are large and rarely
+            // live, and inline they would sit in every idle session's task.
             if let Some(held) = side.holding.take_if(|_| scan.run_held) {
                 sw.flush().await.map_err(SessionError::ServerIo)?;
-                execute_extended::run(ctx, state, sw, held, &mut side.completion).await?;
+                Box::pin(execute_extended::run(ctx, state, sw, held, &mut side.completion)).await?;
                 wait_answered(ctx, state).await;
                 continue;
             }
             if let Some((batch, original)) = scan.batch {
                 sw.flush().await.map_err(SessionError::ServerIo)?;
-                execute_batch::run(ctx, state, sw, batch).await?;
+                Box::pin(execute_batch::run(ctx, state, sw, batch)).await?;
                 buf.advance(original);
                 wait_answered(ctx, state).await;
                 continue;
             }
             if let Some((pending, frame, original)) = scan.execute {
                 sw.flush().await.map_err(SessionError::ServerIo)?;
-                execute::run(
+                Box::pin(execute::run(
                     ctx,
                     state,
                     sw,
                     pending,
                     execute::ClientStatement::query(frame),
-                )
+                ))
                 .await?;
                 buf.advance(original);
                 // The answer reaches the client before anything else is forwarded.
@@ -627,14 +631,14 @@ async fn client_to_server(
             }
             if let Some((m, original)) = scan.multi {
                 sw.flush().await.map_err(SessionError::ServerIo)?;
-                rewrite::run(ctx, state, sw, m, &mut side.completion).await?;
+                Box::pin(rewrite::run(ctx, state, sw, m, &mut side.completion)).await?;
                 buf.advance(original);
                 wait_answered(ctx, state).await;
                 continue;
             }
             if let Some((frame, original)) = scan.commit {
                 sw.flush().await.map_err(SessionError::ServerIo)?;
-                rewrite::commit(ctx, state, sw, &mut side.completion, frame).await?;
+                Box::pin(rewrite::commit(ctx, state, sw, &mut side.completion, frame)).await?;
                 buf.advance(original);
                 wait_answered(ctx, state).await;
                 continue;
@@ -653,21 +657,21 @@ async fn client_to_server(
             }
             if scan.attention_bind || scan.attention {
                 // A request that may run under the executor is read to its Sync first.
-                match execute_extended::prepare(ctx, state, side, cr, sw, buf).await? {
+                match Box::pin(execute_extended::prepare(ctx, state, side, cr, sw, buf)).await? {
                     execute_extended::Prepared::Decide => {}
                     execute_extended::Prepared::Answered => continue,
                     execute_extended::Prepared::ClientGone => return Ok(End::ClientGone),
                 }
             }
             if scan.attention_bind {
-                rebind::redecide_bind(ctx, state, side, sw, buf).await?;
-                audit_held_bind(ctx, state, side, buf).await?;
+                Box::pin(rebind::redecide_bind(ctx, state, side, sw, buf)).await?;
+                Box::pin(audit_held_bind(ctx, state, side, buf)).await?;
                 continue;
             }
             if scan.attention {
                 // The held Query/Parse is now at the front of the buffer, everything before it
                 // is on its way to the server: decide, then scan again to send it.
-                decide_held(ctx, state, side, sw, buf).await?;
+                Box::pin(decide_held(ctx, state, side, sw, buf)).await?;
                 continue;
             }
             if replaced && !buf.is_empty() {
@@ -838,7 +842,7 @@ async fn server_to_client(
                 // Everything before this answer is on its way; its audit record goes to disk
                 // before the answer reaches the client.
                 cw.flush().await.map_err(SessionError::ClientIo)?;
-                audit_answer(state, audit, buf).await;
+                Box::pin(audit_answer(state, audit, buf)).await;
                 audited_front = true;
                 continue;
             }
