@@ -19,6 +19,12 @@
 #   REVISIONS=8      revisions in it (6 DDL statements each, plus 1 for alembic_version)
 #   SKIP_BUILD=1     do not build; PGWARDEN=path measures that binary
 #   HISTORY_ONLY=1   only the history-shaped case
+#   BASE=path        also measure this pgwarden binary (e.g. a build of an earlier commit) in
+#                    the history-shaped case, interleaved in the same rounds
+#   ROUNDS=2         rounds of the history-shaped case
+# With strace installed, the history-shaped case also counts per history, exactly (noise cannot
+# move them): fdatasync calls of the audit log and sendto calls of pgwarden (its writes to the
+# client and to the server: round trips), strace -f attached for HISTORIES histories.
 #   PGBIN=/usr/lib/postgresql/15/bin
 # Everything runs on loopback in a temp dir removed at exit; pgwarden is built with
 # `cargo build --release`.
@@ -70,12 +76,12 @@ as_pg "$PGBIN/pg_ctl" -D "$WORK/data" -l "$WORK/pg.log" -w start >/dev/null
 "$PGBIN/psql" -h 127.0.0.1 -p "$PGPORT_" -U postgres -X -q -c \
     "CREATE TABLE bench_t AS SELECT g AS id FROM generate_series(1, 100000) g; ANALYZE bench_t;"
 
-start_warden() { # $1 = audit section
+start_warden() { # $1 = audit section, $2 = binary (default $PGWARDEN)
     local port; port=$(free_port)
     cat > "$WORK/warden-$port.toml" <<EOF
 $1
 EOF
-    "$PGWARDEN" serve --config "$WORK/warden-$port.toml" --listen "127.0.0.1:$port" \
+    "${2:-$PGWARDEN}" serve --config "$WORK/warden-$port.toml" --listen "127.0.0.1:$port" \
         --upstream "127.0.0.1:$PGPORT_" >"$WORK/warden-$port.log" 2>&1 &
     echo $! >> "$WORK/warden.pids"
     for _ in $(seq 100); do
@@ -90,6 +96,15 @@ enabled = false")
 WARDEN_AUDIT=$(start_warden "[audit]
 path = \"$WORK/audit.jsonl\"
 fsync = \"always\"")
+BASE="${BASE:-}"
+if [[ -n "$BASE" ]]; then
+    BASE_NOAUDIT=$(start_warden "[audit]
+enabled = false" "$BASE")
+    BASE_AUDIT=$(start_warden "[audit]
+path = \"$WORK/audit-base.jsonl\"
+fsync = \"always\"" "$BASE")
+fi
+ROUNDS="${ROUNDS:-2}"
 
 echo "COMMENT ON TABLE bench_t IS 'pgwarden ddl latency';" > "$WORK/ddl.sql"
 echo "SELECT 1;" > "$WORK/select.sql"
@@ -153,15 +168,54 @@ measure_history() { # $1 = port, $2 = label
 
 echo
 echo "== history-shaped: $HISTORIES x one transaction of $HISTORY_DDL DDL statements ($REVISIONS revisions), 1 client, -M simple"
+echo "pgwarden: $PGWARDEN${BASE:+; base: $BASE}; load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
 printf "%-34s %9s\n" "" "median µs per history"
-for round in 1 2; do
+for ((round = 1; round <= ROUNDS; round++)); do
     d=$(measure_history "$PGPORT_" "history direct (round $round)"); echo "$d"
     a=$(measure_history "$WARDEN_NOAUDIT" "history pgwarden, audit off"); echo "$a"
     f=$(measure_history "$WARDEN_AUDIT" "history pgwarden, audit fsync=always"); echo "$f"
     dv=$(awk '{print $NF}' <<<"$d"); av=$(awk '{print $NF}' <<<"$a"); fv=$(awk '{print $NF}' <<<"$f")
     awk -v d="$dv" -v a="$av" -v f="$fv" -v n="$HISTORY_DDL" 'BEGIN {
         printf "added per DDL statement: audit off %.0f µs, audit fsync=always %.0f µs\n", (a - d) / n, (f - d) / n }'
+    if [[ -n "$BASE" ]]; then
+        ba=$(measure_history "$BASE_NOAUDIT" "history base, audit off"); echo "$ba"
+        bf=$(measure_history "$BASE_AUDIT" "history base, audit fsync=always"); echo "$bf"
+        bav=$(awk '{print $NF}' <<<"$ba"); bfv=$(awk '{print $NF}' <<<"$bf")
+        awk -v d="$dv" -v a="$bav" -v f="$bfv" -v n="$HISTORY_DDL" 'BEGIN {
+            printf "base, added per DDL statement: audit off %.0f µs, audit fsync=always %.0f µs\n", (a - d) / n, (f - d) / n }'
+    fi
 done
+echo "load average at end: $(cut -d' ' -f1-3 /proc/loadavg)"
+
+# Exact counts per history: fdatasync (audit log) and sendto (pgwarden's writes: to the client
+# and to the server), strace attached to the pgwarden listening on the port.
+count_history() { # port label
+    local pid out s
+    pid=$(ss -ltnpH "sport = :$1" | grep -o 'pid=[0-9]*' | head -1 | cut -d= -f2)
+    [[ -n "$pid" ]] || { echo "$2: no pid"; return; }
+    out="$WORK/strace-$1"
+    strace -f -c -e trace=fdatasync,fsync,sendto,write,recvfrom -o "$out" -p "$pid" 2>"$out.err" &
+    s=$!
+    for _ in $(seq 100); do grep -q attached "$out.err" 2>/dev/null && break; sleep 0.05; done
+    sleep 0.5
+    (cd "$WORK" && "$PGBIN/pgbench" -n -h 127.0.0.1 -p "$1" -U postgres -M simple -c 1 \
+        -t "$HISTORIES" -f "$WORK/history.sql" postgres >/dev/null 2>&1)
+    kill -INT "$s"; wait "$s" 2>/dev/null || true
+    awk -v n="$HISTORIES" -v label="$2" '
+        $NF == "fdatasync" || $NF == "fsync" { f += $4 } $NF == "sendto" { t += $4 }
+        $NF == "write" { w += $4 } $NF == "recvfrom" { r += $4 }
+        END { printf "%-34s fdatasync %.1f, sendto %.1f, recvfrom %.1f, write %.1f per history\n", label, f / n, t / n, r / n, w / n }' "$out"
+}
+if command -v strace >/dev/null && command -v ss >/dev/null; then
+    echo
+    echo "exact counts per history (strace -f -c over $HISTORIES histories; $HISTORY_DDL DDL statements each)"
+    count_history "$WARDEN_AUDIT" "pgwarden, audit fsync=always"
+    count_history "$WARDEN_NOAUDIT" "pgwarden, audit off"
+    if [[ -n "$BASE" ]]; then
+        count_history "$BASE_AUDIT" "base, audit fsync=always"
+        count_history "$BASE_NOAUDIT" "base, audit off"
+    fi
+fi
 echo
 echo "per-statement average latency (ms, pgbench -r) of the last round, first revision's statements:"
 paste <(sed -n '/statement latencies/,$p' "$WORK/history.$PGPORT_.out" | awk 'NR > 1 { print $1 }') \
@@ -171,4 +225,4 @@ paste <(sed -n '/statement latencies/,$p' "$WORK/history.$PGPORT_.out" | awk 'NR
     head -n 11 | awk -F'\t' 'BEGIN { printf "%8s %8s %8s  %s\n", "direct", "no-audit", "audit", "statement" } { printf "%8s %8s %8s  %s\n", $1, $2, $3, $4 }'
 
 echo
-echo "audit records written: $(wc -l < "$WORK/audit.jsonl")"
+echo "audit records written: $(wc -l < "$WORK/audit.jsonl")${BASE:+ (base: $(wc -l < "$WORK/audit-base.jsonl"))}"

@@ -85,6 +85,6 @@ for mode in $MODES; do
     echo "== $mode: $total instructions / $tx transactions = $((total / tx)) per transaction (connection set-up of $CLIENTS clients included)"
     if [[ "$TOP" -gt 0 ]]; then
         callgrind_annotate --inclusive=yes "$WORK/cg.$mode" 2>/dev/null |
-            awk '/^-+$/ { sep++ } sep >= 3 && NF' | head -n "$((TOP + 2))" | tail -n "$TOP"
+            awk '/^-+$/ { sep++ } sep >= 3 && NF' | head -n "$((TOP + 2))" | tail -n "$TOP" || true
     fi
 done
