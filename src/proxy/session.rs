@@ -598,7 +598,14 @@ async fn client_to_server(
             // live, and inline they would sit in every idle session's task.
             if let Some(held) = side.holding.take_if(|_| scan.run_held) {
                 sw.flush().await.map_err(SessionError::ServerIo)?;
-                Box::pin(execute_extended::run(ctx, state, sw, held, &mut side.completion)).await?;
+                Box::pin(execute_extended::run(
+                    ctx,
+                    state,
+                    sw,
+                    held,
+                    &mut side.completion,
+                ))
+                .await?;
                 wait_answered(ctx, state).await;
                 continue;
             }
