@@ -260,10 +260,10 @@ build_args=(--network=host -f docker/Dockerfile --build-arg BUILD_BASE=$build_ba
 phase "docker build pgwarden (release build inside the image, on $build_base)"
 step $docker build "${build_args[@]}" -t pgwarden:latest . > "$work/build.log" 2>&1 \
     || { tail -40 "$work/build.log" >&2; exit 1; }
-grep -E '^ *Finished' "$work/build.log" | sed 's/^/   cargo: /' || true
+grep -o 'Finished .*' "$work/build.log" | sed 's/^/   cargo: /' || true
 phase "image checks"
 echo "   image: $($docker image inspect -f "{{.Size}}" pgwarden:latest | awk "{printf \"%.1f MB\", \$1/1e6}")"
-version="$($docker run --rm --entrypoint /usr/local/bin/pgwarden pgwarden:latest --version)"
+version="$($docker run --rm --network none --entrypoint /usr/local/bin/pgwarden pgwarden:latest --version)"
 [[ $version == "pgwarden $(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1) ($commit)" ]] \
     || { echo "unexpected --version: $version" >&2; exit 1; }
 echo "   $version"
@@ -276,12 +276,12 @@ if [[ -n $cache ]]; then
     # pgwarden's own artifacts, flattened (docker export | import) so it does not stack layers.
     # The build stage again: every step is in the layer cache, so this only tags it.
     step $docker build -q "${build_args[@]}" --target build -t pgwarden-test/build-stage . >/dev/null
-    rustc_v="$($docker run --rm --entrypoint rustc pgwarden-test/build-stage -V)"
+    rustc_v="$($docker run --rm --network none --entrypoint rustc pgwarden-test/build-stage -V)"
     key="$( (cat Cargo.lock Cargo.toml; echo "$rustc_v") | sha256sum | cut -c1-16)"
     if [[ $($docker image inspect -f '{{index .Config.Labels "pgwarden.key"}}' pgwarden-test/cargo-base 2>/dev/null || true) != "$key" ]]; then
         phase "refresh the cargo cache image (pgwarden-test/cargo-base, $rustc_v)"
         $docker rm -f pgwarden-test-cargo >/dev/null 2>&1 || true
-        step $docker run --name pgwarden-test-cargo --entrypoint bash pgwarden-test/build-stage -c \
+        step $docker run --name pgwarden-test-cargo --network none --entrypoint bash pgwarden-test/build-stage -c \
             'cd /src && rm -rf src benches tests Cargo.toml Cargo.lock build.rs \
              && rm -rf target/release/pgwarden* target/release/libpgwarden* \
                        target/release/deps/pgwarden-* target/release/deps/libpgwarden-* \
