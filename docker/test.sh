@@ -147,13 +147,27 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-# step CMD...: runs CMD within the time bound. In the background and waited for, so a signal to
-# this script is acted on at once (bash runs a trap only after a foreground child has ended);
-# `timeout` gives CMD its own process group and stops all of it on expiry or on our TERM.
+# step [--quiet | --out FILE | --log FILE] CMD...: runs CMD within the time bound, its stdout
+# to /dev/null or FILE (--log: stdout and stderr). In the background and waited for, so a signal
+# to this script is acted on at once (bash runs a trap only after a foreground child has ended);
+# `timeout` gives CMD its own process group and stops all of it on expiry or on our TERM. The
+# redirections are CMD's own, never this function's: the cleanup a signal runs from inside it
+# must write to the script's output.
 step() {
-    local left=$((deadline - $(date +%s))) rc=0
+    local out="" log="" left=$((deadline - $(date +%s))) rc=0
+    case $1 in
+        --quiet) out=/dev/null; shift ;;
+        --out) out=$2; shift 2 ;;
+        --log) log=$2; shift 2 ;;
+    esac
     ((left > 0)) || left=1
-    timeout --kill-after=20 "$left" "$@" &
+    if [[ -n $log ]]; then
+        timeout --kill-after=20 "$left" "$@" > "$log" 2>&1 &
+    elif [[ -n $out ]]; then
+        timeout --kill-after=20 "$left" "$@" > "$out" &
+    else
+        timeout --kill-after=20 "$left" "$@" &
+    fi
     current=$!
     wait "$current" || rc=$?
     current=""
@@ -196,8 +210,8 @@ if ((${#need[@]})); then
         chmod 0755 /usr/sbin/policy-rc.d
         policy_rc_d=true
     fi
-    step apt-get update -q >/dev/null
-    step apt-get install -y -q --no-install-recommends "${need[@]}" >/dev/null
+    step --quiet apt-get update -q
+    step --quiet apt-get install -y -q --no-install-recommends "${need[@]}"
     dpkg-query -W -f '${Package}\n' | sort > "$work/pkgs.after"
     mapfile -t installed < <(comm -13 "$work/pkgs.before" "$work/pkgs.after")
 fi
@@ -229,8 +243,8 @@ if created="$($docker image inspect -f '{{.Created}}' debian:bookworm-slim 2>/de
 fi
 if ((base_age_days < 0 || base_age_days >= 7)); then
     phase "mmdebstrap bookworm -> debian:bookworm-slim"
-    step mmdebstrap --quiet --variant=minbase bookworm "$work/rootfs.tar" >/dev/null
-    step $docker import "$work/rootfs.tar" debian:bookworm-slim >/dev/null
+    step --quiet mmdebstrap --quiet --variant=minbase bookworm "$work/rootfs.tar"
+    step --quiet $docker import "$work/rootfs.tar" debian:bookworm-slim
     rm -f "$work/rootfs.tar"
     # Images built on the old base would be rebuilt anyway; drop the cargo one with it.
     $docker rmi -f pgwarden-test/cargo-base >/dev/null 2>&1 || true
@@ -247,7 +261,7 @@ RUN rm -f /usr/local/share/ca-certificates/Dockerfile \
  && update-ca-certificates && rm -rf /var/lib/apt/lists/*
 DOCKERFILE
 phase "test-only build base with the host's CA certificates"
-step $docker build -q --network=host -t pgwarden-test/build-base "$work/ca" >/dev/null
+step --quiet $docker build -q --network=host -t pgwarden-test/build-base "$work/ca"
 
 # --- images ------------------------------------------------------------------------------------
 commit="$(git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)"
@@ -258,7 +272,7 @@ fi
 build_args=(--network=host -f docker/Dockerfile --build-arg BUILD_BASE=$build_base
             --build-arg PGWARDEN_GIT_COMMIT="$commit")
 phase "docker build pgwarden (release build inside the image, on $build_base)"
-step $docker build "${build_args[@]}" -t pgwarden:latest . > "$work/build.log" 2>&1 \
+step --log "$work/build.log" $docker build "${build_args[@]}" -t pgwarden:latest . \
     || { tail -40 "$work/build.log" >&2; exit 1; }
 grep -o 'Finished .*' "$work/build.log" | sed 's/^/   cargo: /' || true
 phase "image checks"
@@ -275,7 +289,7 @@ if [[ -n $cache ]]; then
     # /root/.cargo, dependencies compiled in /src/target) without the sources and without
     # pgwarden's own artifacts, flattened (docker export | import) so it does not stack layers.
     # The build stage again: every step is in the layer cache, so this only tags it.
-    step $docker build -q "${build_args[@]}" --target build -t pgwarden-test/build-stage . >/dev/null
+    step --quiet $docker build -q "${build_args[@]}" --target build -t pgwarden-test/build-stage .
     rustc_v="$($docker run --rm --network none --entrypoint rustc pgwarden-test/build-stage -V)"
     key="$( (cat Cargo.lock Cargo.toml; echo "$rustc_v") | sha256sum | cut -c1-16)"
     if [[ $($docker image inspect -f '{{index .Config.Labels "pgwarden.key"}}' pgwarden-test/cargo-base 2>/dev/null || true) != "$key" ]]; then
@@ -287,8 +301,8 @@ if [[ -n $cache ]]; then
                        target/release/deps/pgwarden-* target/release/deps/libpgwarden-* \
                        target/release/.fingerprint/pgwarden-* target/release/build/pgwarden-*'
         step $docker export -o "$work/cargo-base.tar" pgwarden-test-cargo
-        step $docker import --change 'WORKDIR /src' --change "LABEL pgwarden.key=$key" \
-            "$work/cargo-base.tar" pgwarden-test/cargo-base >/dev/null
+        step --quiet $docker import --change 'WORKDIR /src' --change "LABEL pgwarden.key=$key" \
+            "$work/cargo-base.tar" pgwarden-test/cargo-base
         rm -f "$work/cargo-base.tar"
         $docker rm -f pgwarden-test-cargo >/dev/null
     fi
@@ -296,7 +310,7 @@ if [[ -n $cache ]]; then
 fi
 
 phase "docker build postgres:15 stand-in (docker/test-postgres)"
-step $docker build -q --network=host -t postgres:15 docker/test-postgres >/dev/null
+step --quiet $docker build -q --network=host -t postgres:15 docker/test-postgres
 
 # --- compose up, migrate, down -----------------------------------------------------------------
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
@@ -334,10 +348,10 @@ step bash tests/python/setup-venv.sh "$venv"
 [[ $venv == /* ]] || venv="$repo/$venv"
 cp -r src/demo/project "$work/alembic"
 export PGWARDEN_DEMO_URL="postgresql+psycopg2://postgres@127.0.0.1:$PGWARDEN_PORT/postgres?sslmode=disable"
-alembic() { step env -C "$work/alembic" "$venv/bin/python" -m alembic -c alembic.ini "$@"; }
-alembic upgrade d02 > "$work/up-d02.log" 2>&1 \
+alembic() { step --log "$work/up-$2.log" env -C "$work/alembic" "$venv/bin/python" -m alembic -c alembic.ini "$@"; }
+alembic upgrade d02 \
     || { cat "$work/up-d02.log" >&2; echo "d01+d02 were refused" >&2; exit 1; }
-if alembic upgrade d03 > "$work/up-d03.log" 2>&1; then
+if alembic upgrade d03; then
     cat "$work/up-d03.log" >&2; echo "d03 was applied through pgwarden" >&2; exit 1
 fi
 grep -q "adding-field-with-default" "$work/up-d03.log" || { cat "$work/up-d03.log" >&2; exit 1; }
@@ -352,8 +366,8 @@ grep -E '^pgwarden_statements_analysed_total\{.*decision="reject".*\} [1-9]' <<<
     || { echo "no rejected statement counted in /metrics:" >&2; grep pgwarden_statements <<<"$metrics" >&2; exit 1; }
 
 phase "pgwarden audit report, inside the container"
-step docker-compose -p pgwarden-test -f docker/compose.yaml exec -T pgwarden \
-    pgwarden audit report /var/log/pgwarden/audit.jsonl > "$work/report.txt"
+step --out "$work/report.txt" docker-compose -p pgwarden-test -f docker/compose.yaml exec -T pgwarden \
+    pgwarden audit report /var/log/pgwarden/audit.jsonl
 sed 's/^/   /' "$work/report.txt"
 grep -q "decisions: allow 2, warn 0, rewrite 1, reject 1" "$work/report.txt" \
     || { echo "audit report does not show allow 2 / rewrite 1 / reject 1" >&2; exit 1; }
