@@ -28,7 +28,9 @@
 #       compiled dependencies and the crates of the last build (made from that build's own
 #       stage, refreshed when Cargo.lock, Cargo.toml or the compiler change; pgwarden's own
 #       artifacts are removed from it, so the crate is always compiled from the sources sent).
-#       docker/Dockerfile is the same either way.
+#       docker/Dockerfile is the same either way. Leave the work tree alone during such a run: the
+#       cache image comes from a second build of the build stage, which a changed tree turns into
+#       a second compile of pgwarden.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 repo="$PWD"
