@@ -11,7 +11,8 @@
 # rewrites (issue 16), each `BEGIN; <statement>; COMMIT;` on a copy of an RW_ROWS-row orders
 # table (100k-row customers) while the writer runs, direct vs through pgwarden: the writer's
 # worst / p99 latency, the migration's wall time and the end state (validated / valid / NOT
-# NULL, read from the catalog).
+# NULL, read from the catalog). "worst at": when the worst request was scheduled, in seconds
+# from the migration's start; "during ms": the worst request scheduled while the migration ran.
 #
 # Usage: bash bench/migration_stall.sh
 # Environment:
@@ -178,11 +179,18 @@ rw_run() { # $1 = statement label, $2 = path label, $3 = port, $4 = statement, $
     # and 6 of pgbench's log: when it completed).
     at=$(cat "$dir"/pgbench_log.* | awk -v t0="$t0" 'BEGIN { w = -1 }
         $3 > w { w = $3; at = $5 + $6 / 1e6 - $3 / 1e6 - t0 } END { printf "%+.2f", at }')
-    printf '%-9s %-9s %10.1f %10.1f %8s %10d %12.2f  %-10s %s\n' "$1" "$2" "$(echo "$worst / 1000" | bc -l)" \
-        "$(echo "$p99 / 1000" | bc -l)" "$at" "$n" "$(echo "$t1 - $t0" | bc -l)" "$outcome" "${state:-absent}"
+    # The worst request scheduled while the migration ran (from its start to its end): what
+    # the migration itself made the application wait, without the machine's noise before
+    # and after it.
+    local during
+    during=$(cat "$dir"/pgbench_log.* | awk -v t0="$t0" -v t1="$t1" 'BEGIN { w = 0 }
+        { s = $5 + $6 / 1e6 - $3 / 1e6 } s >= t0 && s <= t1 && $3 > w { w = $3 }
+        END { printf "%.1f", w / 1000 }')
+    printf '%-9s %-9s %10.1f %10.1f %8s %10s %10d %12.2f  %-10s %s\n' "$1" "$2" "$(echo "$worst / 1000" | bc -l)" \
+        "$(echo "$p99 / 1000" | bc -l)" "$at" "$during" "$n" "$(echo "$t1 - $t0" | bc -l)" "$outcome" "${state:-absent}"
     "${PSQL[@]}" -p "$PORT" -c "DROP DATABASE $db" >/dev/null
 }
-printf '%-9s %-9s %10s %10s %8s %10s %12s  %-10s %s\n' "statement" "path" "worst ms" "p99 ms" "worst at" "requests" "migration s" "outcome" "end state"
+printf '%-9s %-9s %10s %10s %8s %10s %10s %12s  %-10s %s\n' "statement" "path" "worst ms" "p99 ms" "worst at" "during ms" "requests" "migration s" "outcome" "end state"
 for entry in "${STMTS[@]}"; do
     IFS='|' read -r label stmt state <<<"$entry"
     [[ -z "${ONLY:-}" || ",$ONLY," == *",$label,"* ]] || continue

@@ -6,11 +6,10 @@
 //! --schema-only`), or is refused saying why and what to write.
 mod common;
 
-use std::path::Path;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use common::alembic::project_dir;
+use common::rewrite::{alembic, project};
 use common::*;
 
 const SETUP: &str = "
@@ -58,54 +57,6 @@ fn fresh(tag: &str) -> String {
         &format!("CREATE DATABASE \"{name}\" TEMPLATE \"{tmpl}\""),
     );
     name
-}
-
-/// An Alembic project whose revisions are `revs` (id, body), in order.
-fn project(revs: &[(&str, &str)]) -> tempfile::TempDir {
-    let dir = tempfile::Builder::new()
-        .prefix("pgwarden-forms-")
-        .tempdir()
-        .expect("tempdir");
-    let src = project_dir();
-    for f in ["alembic.ini", "env.py", "script.py.mako"] {
-        std::fs::copy(src.join(f), dir.path().join(f)).expect("copy project file");
-    }
-    let versions = dir.path().join("versions");
-    std::fs::create_dir(&versions).expect("mkdir versions");
-    let mut down = "None".to_string();
-    for (id, body) in revs {
-        let text = format!(
-            "\"\"\"{id}\"\"\"\nfrom alembic import op\nimport sqlalchemy as sa\n\n\
-             revision = \"{id}\"\ndown_revision = {down}\n\n\n\
-             def upgrade() -> None:\n    {body}\n"
-        );
-        std::fs::write(versions.join(format!("{id}.py")), text).expect("write revision");
-        down = format!("\"{id}\"");
-    }
-    dir
-}
-
-/// `alembic upgrade head`; `per_migration`: transaction_per_migration=True.
-fn alembic(project: &Path, conn: &ConnInfo, driver: &str, per_migration: bool) -> CmdOutput {
-    let url = conn
-        .url()
-        .replacen("postgresql://", &format!("postgresql+{driver}://"), 1);
-    let mut cmd = std::process::Command::new(python());
-    cmd.args(["-m", "alembic", "-c"])
-        .arg(project.join("alembic.ini"))
-        .args(["upgrade", "head"])
-        .current_dir(project)
-        .env("PGWARDEN_TEST_URL", url)
-        .env(
-            "PGWARDEN_TEST_TXMODE",
-            if per_migration {
-                "per-migration"
-            } else {
-                "single"
-            },
-        )
-        .env("PYTHONUNBUFFERED", "1");
-    run_cmd(cmd, None, Duration::from_secs(300))
 }
 
 /// Schema of `db` as pg_dump prints it.

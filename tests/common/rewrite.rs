@@ -1,7 +1,7 @@
-//! Shared set-up of the multi-step rewrite tests (tests/rewrite_asyncpg.rs): one big `orders`
-//! table per test binary, cloned per test as a template database, Alembic projects of plain
-//! revisions, and what the tests read back (the schema as pg_dump prints it, NOT VALID / INVALID
-//! leftovers, the audit log).
+//! Shared set-up of the multi-step rewrite tests (rewrite_alembic, rewrite_asyncpg,
+//! rewrite_forms): one big `orders` table per test binary, cloned per test as a template
+//! database, Alembic projects of plain revisions, and what the tests read back (the schema as
+//! pg_dump prints it, NOT VALID / INVALID leftovers, the audit log).
 #![allow(dead_code)]
 
 use std::path::Path;
