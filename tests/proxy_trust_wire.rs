@@ -573,7 +573,10 @@ fn messages_held_whole_share_one_bound() {
     a.send(&q[..q.len() - 10]);
     std::thread::sleep(Duration::from_millis(300));
     let mut b = Raw::connect(port, &params(&su(&env.db)));
-    b.send(&q);
+    // B is refused at the header, while it is still writing: pgwarden drains what follows for
+    // a moment (see `refused_mid_message_client_reads_the_error`), but this test is about the
+    // budget, so a write cut short on a slow machine is not its failure.
+    let _ = b.s.write_all(&q);
     let got: Vec<String> = b.until_ready().iter().filter_map(Msg::describe).collect();
     assert_eq!(got.first().map(String::as_str), Some("E:53200"), "{got:?}");
     // A finishes and is answered; its share is given back, so C gets through.
@@ -585,6 +588,32 @@ fn messages_held_whole_share_one_bound() {
     assert_eq!(got, ["SELECT 1", "ZI"]);
     assert!(vm_rss_kib(pid) < 200 * 1024, "RSS {} KiB", vm_rss_kib(pid));
     assert!(env.proxy.logs().contains("max_held_bytes"), "logged");
+}
+
+/// A client refused at the header of a message it is still sending gets to finish the write
+/// and read the FATAL: pgwarden drains its input for a moment before closing, instead of
+/// closing at once with unread bytes (the kernel would answer the rest with a reset, and the
+/// client would report "broken pipe" or "connection reset" instead of pgwarden's reason).
+#[test]
+fn refused_mid_message_client_reads_the_error() {
+    let env = setup("wire_linger", "max_held_bytes = 4194304");
+    let mut c = Raw::connect(env.proxy.port(), &params(&su(&env.db)));
+    // A Query announced at 8 MiB: over the 4 MiB bound, refused as soon as its header is read.
+    let len: u32 = 8 << 20;
+    let mut head = vec![b'Q'];
+    head.extend_from_slice(&len.to_be_bytes());
+    let chunk = vec![b'x'; 1 << 20];
+    c.send(&head);
+    c.send(&chunk);
+    // By now pgwarden has refused the message and sent its FATAL; a proxy that closed at once
+    // has reset the connection, and the next write fails.
+    std::thread::sleep(Duration::from_millis(300));
+    for _ in 0..3 {
+        c.send(&chunk);
+    }
+    let (closed, got) = closed_within(&mut c.s, Duration::from_secs(20));
+    assert!(closed, "connection not closed");
+    assert_eq!(error_code(&got).as_deref(), Some("53200"), "{got:?}");
 }
 
 // ---------------------------------------------------------------------------------------------

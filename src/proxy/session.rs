@@ -97,6 +97,10 @@ const INITIAL_BUF: usize = 2 * 1024;
 const MAX_READ_CHUNK: usize = 128 * 1024;
 /// How long pgwarden tries to deliver its own final message to a client.
 const FAREWELL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+/// After refusing a message the client is still sending, how much more of it pgwarden reads
+/// and discards (at most) before closing, so that the client's write completes and it reads
+/// the error (see [`linger`]).
+const LINGER_BYTES: usize = 64 << 20;
 
 /// State both directions see. Locked once per read batch.
 struct State {
@@ -420,6 +424,12 @@ pub(crate) async fn run(
     }
     // Both directions are dropped here; the session may write its own last words.
     let pid = lock(&state).backend_pid;
+    // A client refused in the middle of a message is still writing it: closing at once would
+    // reset its connection before it reads why.
+    let mid_message = matches!(
+        outcome,
+        Err(SessionError::HeldBytes(_)) | Err(SessionError::ClientProtocol(_))
+    );
     let farewell_msg = match outcome {
         Ok(End::ClientGone) | Ok(End::ServerGone) | Ok(End::Closing) => None,
         Ok(End::ShutdownIdle) => {
@@ -481,6 +491,9 @@ pub(crate) async fn run(
     };
     if let Some(msg) = farewell_msg {
         farewell(&mut client, &msg).await;
+        if mid_message {
+            linger(&mut client).await;
+        }
     }
     debug!(session = id, pid, "session ended");
 }
@@ -498,6 +511,25 @@ async fn farewell(client: &mut Conn, msg: &PgError) {
         client.write_all(&bytes).await?;
         client.flush().await?;
         client.shutdown().await
+    })
+    .await;
+}
+
+/// Reads and discards what the client goes on sending, until it closes, [`LINGER_BYTES`] or
+/// [`FAREWELL_TIMEOUT`]. Closing a socket with unread input makes the kernel answer with a
+/// reset: a client still writing the refused message then fails with "broken pipe" or
+/// "connection reset" and never reads the FATAL pgwarden sent. Draining for a bounded moment
+/// lets its write finish, so it reads the error (a "lingering close").
+async fn linger(client: &mut Conn) {
+    let mut sink = [0u8; 16 * 1024];
+    let mut left = LINGER_BYTES;
+    let _ = tokio::time::timeout(FAREWELL_TIMEOUT, async {
+        while left > 0 {
+            match client.read(&mut sink).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => left = left.saturating_sub(n),
+            }
+        }
     })
     .await;
 }
