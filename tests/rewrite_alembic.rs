@@ -150,7 +150,7 @@ fn failed_completion_steps_say_what_was_committed_and_what_is_left() {
     let report = run_cmd(cmd, None, Duration::from_secs(60));
     report.assert_success();
     assert!(
-        report.stdout.contains("step (after COMMIT): ALTER TABLE orders VALIDATE CONSTRAINT orders_customer_id_fkey -> 23503"),
+        report.stdout.contains("step (after COMMIT): ALTER TABLE public.orders VALIDATE CONSTRAINT orders_customer_id_fkey -> 23503"),
         "{}",
         report.stdout
     );

@@ -120,7 +120,7 @@ fn asyncpg_failed_completion_steps_say_what_was_committed_and_what_is_left() {
     let report = audit_report(&audit);
     assert!(
         report.contains(
-            "step (after COMMIT): ALTER TABLE orders VALIDATE CONSTRAINT orders_customer_id_fkey -> 23503"
+            "step (after COMMIT): ALTER TABLE public.orders VALIDATE CONSTRAINT orders_customer_id_fkey -> 23503"
         ),
         "{report}"
     );

@@ -593,3 +593,54 @@ fn a_users_invalid_index_of_the_same_name_is_kept() {
         "the user's indexes stay"
     );
 }
+
+/// Steps after the COMMIT run without the transaction's `SET LOCAL search_path`: they must
+/// still reach the table the statement named then (here the big `tenant.orders`), not a
+/// same-named table the session's own search_path finds first (a small `public.orders`).
+#[test]
+fn steps_after_commit_reach_the_table_the_transaction_named() {
+    let c = Cluster::shared();
+    let migration = [
+        "BEGIN",
+        "SET LOCAL search_path = tenant, public",
+        "CREATE INDEX ix_orders_amount ON orders (amount)",
+        "ALTER TABLE orders ALTER COLUMN status SET NOT NULL",
+        "ALTER TABLE orders ADD CONSTRAINT uq_orders_ref UNIQUE (ref)",
+        "COMMIT",
+    ];
+    let set_up = |tag: &str| {
+        let db = fresh(tag);
+        c.sql(
+            &db,
+            "CREATE SCHEMA tenant; ALTER TABLE orders SET SCHEMA tenant; \
+             CREATE TABLE public.orders (LIKE tenant.orders); \
+             INSERT INTO public.orders SELECT * FROM tenant.orders LIMIT 10",
+        );
+        db
+    };
+    let direct = set_up("rf_tenant_direct");
+    psql_each(None, &direct, &migration).assert_success();
+    let expected = schema(&direct);
+    assert!(
+        expected.contains("CREATE INDEX ix_orders_amount ON tenant.orders"),
+        "{expected}"
+    );
+
+    let px = proxy();
+    let db = set_up("rf_tenant");
+    let out = psql_each(Some(&px), &db, &migration);
+    assert!(
+        out.status.success(),
+        "through pgwarden: {}\n{}\nproxy log:\n{}",
+        out.stdout,
+        out.stderr,
+        px.logs()
+    );
+    let logs = px.logs();
+    assert!(
+        logs.contains("completion steps queued"),
+        "the statements did not run as steps after COMMIT: {logs}"
+    );
+    assert_eq!(schema(&db), expected, "schema differs from a direct run");
+    assert_eq!(leftovers(&db), "");
+}

@@ -21,6 +21,7 @@
 pub mod completion;
 pub mod keys;
 pub mod names;
+mod qualify;
 pub mod split;
 
 use crate::rules::Rule;

@@ -212,6 +212,7 @@ pub(super) async fn decide_held(
             }),
             created: &created,
             ascii_only,
+            table_schema: rewrite::resolved_schema(single.as_ref(), &asked, live),
         },
         &mut side.completion,
     );

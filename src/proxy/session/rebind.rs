@@ -106,6 +106,11 @@ pub(super) async fn redecide_bind(
         guard.will_inject(super::execute::in_force(p, live));
     }
     let single = prepared.single_statement().cloned();
+    let asked: Vec<crate::enforce::lookup::RelName> = prepared
+        .lookup
+        .as_ref()
+        .map(|r| r.relations.clone())
+        .unwrap_or_default();
     let mut outbox = BytesMut::new();
     let mut decided = guard.decide(
         &sql,
@@ -132,6 +137,7 @@ pub(super) async fn redecide_bind(
             }),
             created: &created,
             ascii_only,
+            table_schema: super::rewrite::resolved_schema(single.as_ref(), &asked, live),
         },
         &mut side.completion,
     );

@@ -50,6 +50,23 @@ pub(super) struct Situation<'a> {
     pub(super) timeouts: (Option<u64>, Option<u64>),
     pub(super) created: &'a [ObjectName],
     pub(super) ascii_only: bool,
+    /// The schema this decision's catalog lookup resolved the statement's table to
+    /// ([`resolved_schema`]): the steps name the table by it.
+    pub(super) table_schema: Option<&'a str>,
+}
+
+/// The schema the decision's catalog lookup (`asked`, answered by `live` in that order)
+/// resolved the table of `f` to, under the search_path the statement was sent with.
+pub(super) fn resolved_schema<'a>(
+    f: Option<&crate::sql::StatementFacts>,
+    asked: &[crate::enforce::lookup::RelName],
+    live: Result<&'a crate::enforce::lookup::LiveFacts, &str>,
+) -> Option<&'a str> {
+    let table = f?.table.as_ref()?;
+    let i = asked
+        .iter()
+        .position(|r| r.schema == table.schema && r.name == table.name)?;
+    Some(live.ok()?.relations.get(i)?.as_ref()?.schema.as_str())
 }
 
 /// After the enforcer's decision on `sql` (facts `f`): refuses a statement that needs what a
@@ -127,7 +144,7 @@ pub(super) fn consider(
             return None;
         }
     }
-    let Some(shape) = shape.filter(|_| runnable) else {
+    let Some(mut shape) = shape.filter(|_| runnable) else {
         let not_valid = decided.rules.iter().any(|r| {
             r == Rule::AddingForeignKeyConstraint.id() || r == Rule::ConstraintMissingNotValid.id()
         });
@@ -188,6 +205,31 @@ pub(super) fn consider(
         }
         return None;
     };
+    // Steps after the COMMIT run without the transaction's SET LOCAL search_path: they name
+    // the table by the schema it resolved to now (qualify.rs). Steps that run at once, outside
+    // a transaction block, run under the search_path the statement was sent with.
+    if s.tx_status == TxStatus::InTransaction
+        && !s.table_schema.is_some_and(|schema| shape.qualify(schema))
+    {
+        // Not resolved, or the text's table reference not found exactly: the steps after
+        // COMMIT could reach another schema's table of that name. Refused, never run so.
+        let r = crate::enforce::raise::Rejection {
+            message: format!(
+                "pgwarden: {}: this statement runs safely only as steps after the transaction                  commits, and pgwarden could not tell which schema's {} they would reach then",
+                decided.rules.join(", "),
+                shape.table
+            ),
+            detail: format!(
+                "Statement: {}. After COMMIT a SET LOCAL search_path of the transaction no                  longer applies; nothing of this statement was applied.",
+                crate::enforce::raise::excerpt(sql)
+            ),
+            hint: "Qualify the table with its schema (Alembic: schema=\"...\" in the op call), \
+                   or run the migration with transaction_per_migration=True."
+                .into(),
+        };
+        refuse(decided, &r, s.ascii_only);
+        return None;
+    }
     // What the audit record's `rewritten` shows (the session sends the steps, not this text;
     // an unnamed object's name is the server's choice, PostgreSQL's first candidate here, and
     // the `steps` record has each statement exactly as sent).
