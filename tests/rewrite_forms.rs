@@ -420,8 +420,9 @@ async fn writer(db: &str) -> tokio_postgres::Client {
     w
 }
 
-/// Polls `sql` (a count) on a direct connection until it is positive; 60 s at most.
-async fn wait_for(db: &str, what: &str, sql: &str) {
+/// Polls `sql` (a count) on a direct connection until it is positive; 60 s at most, then
+/// fails showing what the server was doing and pgwarden's log.
+async fn wait_for(px: &ProxyProcess, db: &str, what: &str, sql: &str) {
     let probe = Cluster::shared().conn(db).connect().await;
     probe
         .batch_execute("SET statement_timeout = 0")
@@ -433,10 +434,18 @@ async fn wait_for(db: &str, what: &str, sql: &str) {
         if n > 0 {
             return;
         }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
+        if std::time::Instant::now() >= deadline {
+            let activity = Cluster::shared().sql(
+                db,
+                "SELECT string_agg(pid || ' ' || state || ' ' || coalesce(wait_event, '-') \
+                 || ': ' || left(query, 120), E'\n') FROM pg_stat_activity \
+                 WHERE datname = current_database()",
+            );
+            panic!(
+                "timed out waiting for {what}\nserver sessions:\n{activity}\nproxy log:\n{}",
+                px.logs()
+            );
+        }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -447,11 +456,15 @@ const BUILD_WAITING: &str = "SELECT count(*) FROM pg_stat_progress_create_index 
      WHERE p.datname = current_database() AND NOT i.indisvalid \
        AND p.phase = 'waiting for writers before build'";
 
-/// pgwarden's clean-up of that index is running (it too waits for the writer).
-const DROP_RUNNING: &str = "SELECT count(*) FROM pg_stat_activity \
-     WHERE datname = current_database() AND state = 'active' \
+/// pgwarden's clean-up of that index is running (it too waits for the writer): the condition
+/// on pg_stat_activity.
+const DROP_ACTIVE: &str = "datname = current_database() AND state = 'active' \
        AND query ILIKE '%DROP INDEX CONCURRENTLY IF EXISTS%' \
        AND pid <> pg_backend_pid()";
+
+fn drop_running() -> String {
+    format!("SELECT count(*) FROM pg_stat_activity WHERE {DROP_ACTIVE}")
+}
 
 fn index_count(db: &str, name: &str) -> String {
     Cluster::shared().sql(
@@ -487,6 +500,7 @@ async fn a_cancelled_build_leaves_no_invalid_index() {
             }
         });
         wait_for(
+            &px,
             &db,
             "the build waiting with its INVALID index",
             BUILD_WAITING,
@@ -496,7 +510,30 @@ async fn a_cancelled_build_leaves_no_invalid_index() {
             .cancel_query(tokio_postgres::NoTls)
             .await
             .expect("cancel");
-        wait_for(&db, "pgwarden's clean-up", DROP_RUNNING).await;
+        wait_for(&px, &db, "pgwarden's clean-up", &drop_running()).await;
+        // PostgreSQL delivers a cancel as two SIGINTs (to the backend and to its process
+        // group): on a loaded machine the second can land in pgwarden's clean-up. Such a stray
+        // cancel (here sent on purpose) must not leave the INVALID index: pgwarden runs its
+        // DROP again.
+        let since = c.sql(&db, "SELECT clock_timestamp()");
+        let hit = c.sql(
+            &db,
+            &format!(
+                "SELECT count(*) FILTER (WHERE pg_cancel_backend(pid)) FROM pg_stat_activity \
+                 WHERE {DROP_ACTIVE}"
+            ),
+        );
+        assert_eq!(hit, "1", "in_tx={in_tx}: the clean-up was not running");
+        wait_for(
+            &px,
+            &db,
+            "pgwarden's clean-up, again after a stray cancel",
+            &format!(
+                "SELECT count(*) FROM pg_stat_activity WHERE {DROP_ACTIVE} \
+                 AND query_start > '{since}'"
+            ),
+        )
+        .await;
         w.batch_execute("COMMIT").await.expect("writer commit");
         let e = task.await.expect("task").expect_err("cancelled");
         let db_err = e.as_db_error().expect("server error");
@@ -541,7 +578,13 @@ async fn a_build_cancelled_by_statement_timeout_leaves_no_invalid_index() {
             .await
     });
     // The timeout fires while the build waits for the writer; then the clean-up waits too.
-    wait_for(&db, "pgwarden's clean-up after the timeout", DROP_RUNNING).await;
+    wait_for(
+        &px,
+        &db,
+        "pgwarden's clean-up after the timeout",
+        &drop_running(),
+    )
+    .await;
     w.batch_execute("COMMIT").await.expect("writer commit");
     let e = task.await.expect("task").expect_err("timed out");
     let db_err = e.as_db_error().expect("server error");

@@ -471,9 +471,12 @@ async fn run_step(
 ) -> Result<Ran, SessionError> {
     let mut existed = false;
     if step.kind == StepKind::BuildIndex {
-        existed = index_state(state, sw, &m.shape.index_sql(name))
-            .await?
-            .is_some();
+        // Unknown (the query failed) counts as existing: pgwarden never drops an index it
+        // cannot prove its own build left.
+        existed = !matches!(
+            index_state(state, sw, &m.shape.index_sql(name)).await?,
+            Ok(None)
+        );
     }
     let ran = run_sql(ctx, state, sw, m, &step.sql, in_transaction, m.timeouts).await?;
     log.push(StepLog {
@@ -527,26 +530,84 @@ async fn run_sql(
     Ok(Ran { answer, error })
 }
 
-/// The index's validity: `None` no such index, `Some(valid)`.
+/// Runs one of pgwarden's own clean-up statements (outside a transaction block, no timeouts:
+/// it must not be cut short and blocks no one), again after a stray cancel ([`stray_cancel`]).
+async fn run_own(
+    ctx: &Ctx,
+    state: &Mutex<State>,
+    sw: &mut super::WriteHalf<'_>,
+    m: &MultiPending,
+    sql: &str,
+    registration: &crate::proxy::cancels::Registration<'_>,
+) -> Result<Ran, SessionError> {
+    let mut tries = 0;
+    loop {
+        let ran = run_sql(ctx, state, sw, m, sql, false, (None, None)).await?;
+        let code = ran.error.as_ref().map(|e| e.0.as_str());
+        if !stray_cancel(state, code, &mut tries, Some(registration)) {
+            return Ok(ran);
+        }
+    }
+}
+
+/// The index's validity: `Ok(None)` no such index, `Ok(Some(valid))`, `Err(code)` the query
+/// failed (after the retries of [`stray_cancel`]).
 async fn index_state(
     state: &Mutex<State>,
     sw: &mut super::WriteHalf<'_>,
     index: &str,
-) -> Result<Option<bool>, SessionError> {
+) -> Result<Result<Option<bool>, String>, SessionError> {
     const SQL: &str = "SELECT i.indisvalid FROM pg_catalog.pg_index i \
          WHERE i.indexrelid OPERATOR(pg_catalog.=) pg_catalog.to_regclass($1::pg_catalog.text)";
-    let reply = own_request(
-        state,
-        sw,
-        &Request::Extended(vec![(SQL, vec![Some(index.into())])]),
-    )
-    .await?;
-    Ok(reply
+    let req = Request::Extended(vec![(SQL, vec![Some(index.into())])]);
+    let mut tries = 0;
+    let reply = loop {
+        let reply = own_request(state, sw, &req).await?;
+        let code = reply.error.as_ref().map(|e| e.code.clone());
+        if stray_cancel(state, code.as_deref(), &mut tries, None) {
+            continue;
+        }
+        if let Some(code) = code {
+            return Ok(Err(code));
+        }
+        break reply;
+    };
+    Ok(Ok(reply
         .results
         .first()
         .and_then(|r| r.rows.first())
         .and_then(|r| r.first().cloned().flatten())
-        .map(|v| v == "t"))
+        .map(|v| v == "t")))
+}
+
+/// How often pgwarden runs one of its own clean-up statements again after a stray cancel.
+const STRAY_CANCEL_RETRIES: u32 = 3;
+
+/// True when pgwarden's own statement that just failed with `code` is to be run again: it
+/// failed with 57014 (query_canceled) outside a transaction block, no client cancel was taken
+/// for it (`taken`: the clean-up's cancel registration), and it has been retried fewer than
+/// [`STRAY_CANCEL_RETRIES`] times. PostgreSQL delivers a cancel as two SIGINTs (to the backend,
+/// then to its process group); on a loaded machine the second can arrive after the cancelled
+/// statement ended, and cancel the next one: pgwarden's clean-up of the build the client
+/// cancelled. Those statements are idempotent and, failed outside a block, left nothing.
+fn stray_cancel(
+    state: &Mutex<State>,
+    code: Option<&str>,
+    tries: &mut u32,
+    taken: Option<&crate::proxy::cancels::Registration<'_>>,
+) -> bool {
+    let again = code == Some("57014")
+        && *tries < STRAY_CANCEL_RETRIES
+        && lock(state).tx_status == crate::protocol::TxStatus::Idle
+        && !taken.is_some_and(|r| r.wakeup.cancelled());
+    if again {
+        *tries += 1;
+        tracing::debug!(
+            tries = *tries,
+            "pgwarden's own statement was cancelled by a late signal: running it again"
+        );
+    }
+    again
 }
 
 /// Drops the INVALID index a failed concurrent build of pgwarden's left (never a valid one:
@@ -560,16 +621,17 @@ async fn drop_invalid_index(
     index: &str,
     log: &mut Vec<StepLog>,
 ) -> Result<(), SessionError> {
-    if index_state(state, sw, index).await? != Some(false) {
-        return Ok(());
-    }
+    // Registered first: from here a client cancel is taken, so a 57014 is a stray one.
     let (pid, key) = {
         let st = lock(state);
         (st.backend_pid, st.backend_key.clone())
     };
     let registration = ctx.shared.cancels.register(pid, &key);
+    if index_state(state, sw, index).await? != Ok(Some(false)) {
+        return Ok(());
+    }
     let sql = format!("DROP INDEX CONCURRENTLY IF EXISTS {index}");
-    let ran = run_sql(ctx, state, sw, m, &sql, false, (None, None)).await?;
+    let ran = run_own(ctx, state, sw, m, &sql, &registration).await?;
     drop(registration);
     info!(
         session = ctx.id,
@@ -611,7 +673,7 @@ async fn undo(
         if artifacts_only && !artifact {
             continue;
         }
-        let ran = run_sql(ctx, state, sw, m, sql, false, (None, None)).await?;
+        let ran = run_own(ctx, state, sw, m, sql, &registration).await?;
         log.push(StepLog {
             sql: sql.clone(),
             outcome: ran.error.as_ref().map_or("ok".into(), |e| e.0.clone()),
