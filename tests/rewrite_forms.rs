@@ -9,7 +9,7 @@ mod common;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use common::rewrite::{alembic, project};
+use common::rewrite::{alembic, fresh_from, leftovers, project, schema};
 use common::*;
 
 const SETUP: &str = "
@@ -34,57 +34,9 @@ ANALYZE customers;
 ANALYZE orders;
 ";
 
-fn template() -> &'static str {
-    static T: OnceLock<String> = OnceLock::new();
-    T.get_or_init(|| {
-        let c = Cluster::shared();
-        let db = c.fresh_db("rf_tmpl");
-        c.sql(&db, SETUP);
-        db
-    })
-}
-
-static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-
-/// A database of its own, a copy of the template with the big table.
+/// A database of its own, a copy of the template with [`SETUP`].
 fn fresh(tag: &str) -> String {
-    let c = Cluster::shared();
-    let tmpl = template();
-    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let name = format!("{tag}_{}_{n}", std::process::id());
-    c.sql(
-        "postgres",
-        &format!("CREATE DATABASE \"{name}\" TEMPLATE \"{tmpl}\""),
-    );
-    name
-}
-
-/// Schema of `db` as pg_dump prints it.
-fn schema(db: &str) -> String {
-    let c = Cluster::shared();
-    let mut cmd = std::process::Command::new(pg_bin("pg_dump"));
-    cmd.args(["--schema-only", "--no-owner", "-h"])
-        .arg(&c.socket_dir)
-        .args(["-p", &c.port.to_string(), "-U", "postgres", db]);
-    let out = run_cmd(cmd, None, Duration::from_secs(120));
-    out.assert_success();
-    out.stdout
-        .lines()
-        .filter(|l| {
-            !l.starts_with("--") && !l.starts_with("\\restrict") && !l.starts_with("\\unrestrict")
-        })
-        .collect::<Vec<_>>()
-        .join("\n")
-}
-
-/// Constraints not validated and indexes not valid: a rewrite must leave none behind.
-fn leftovers(db: &str) -> String {
-    Cluster::shared().sql(
-        db,
-        "SELECT coalesce(string_agg(n, ','), '') FROM ( \
-           SELECT conname::text AS n FROM pg_constraint WHERE NOT convalidated \
-           UNION ALL SELECT indexrelid::regclass::text FROM pg_index WHERE NOT indisvalid) x",
-    )
+    fresh_from(SETUP, tag)
 }
 
 fn proxy() -> ProxyProcess {
