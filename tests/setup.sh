@@ -59,6 +59,15 @@ if ((${#missing_rust[@]})); then
     exit 1
 fi
 
+# docker/test.sh (the last part of tests/run.sh) starts its own dockerd: root only. Said now,
+# not after the rest of the suite has run.
+if ! $root && [[ ${PGWARDEN_SKIP_DOCKER:-0} != 1 ]]; then
+    echo "tests/setup.sh: the suite's Docker test (docker/test.sh) needs root: it starts its own dockerd." >&2
+    echo "Run the suite as root, or without the Docker test (it then says so in its last line):" >&2
+    echo "    PGWARDEN_SKIP_DOCKER=1 bash tests/run.sh" >&2
+    exit 1
+fi
+
 venv="${PGWARDEN_TEST_VENV:-target/test-venv}"
 echo "== Python venv ($venv)"
 bash tests/python/setup-venv.sh "$venv"
