@@ -6,43 +6,23 @@ mod common;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::sync::OnceLock;
 use std::time::Duration;
 
 use common::*;
 
 const DRIVERS: [&str; 2] = ["psycopg2", "psycopg"];
 
-/// A template with `package` (1,000,000 rows) and `tiny_pkg` (10 rows), analysed: the
-/// million-row load happens once per binary.
-fn template() -> &'static str {
-    static T: OnceLock<String> = OnceLock::new();
-    T.get_or_init(|| {
-        let c = Cluster::shared();
-        let db = c.fresh_db("backfill_tmpl");
-        c.sql(
-            &db,
-            "CREATE TABLE package (id int PRIMARY KEY, name text NOT NULL);
-             INSERT INTO package SELECT g, 'p' || g FROM generate_series(1, 1000000) g;
-             CREATE TABLE tiny_pkg (id int PRIMARY KEY, name text NOT NULL);
-             INSERT INTO tiny_pkg SELECT g, 't' || g FROM generate_series(1, 10) g;
-             VACUUM ANALYZE;",
-        );
-        db
-    })
-}
+/// `package` (1,000,000 rows) and `tiny_pkg` (10 rows), analysed: loaded once per binary
+/// into a template database ([`Cluster::fresh_from_template`]).
+const SETUP: &str = "CREATE TABLE package (id int PRIMARY KEY, name text NOT NULL);
+     INSERT INTO package SELECT g, 'p' || g FROM generate_series(1, 1000000) g;
+     CREATE TABLE tiny_pkg (id int PRIMARY KEY, name text NOT NULL);
+     INSERT INTO tiny_pkg SELECT g, 't' || g FROM generate_series(1, 10) g;
+     VACUUM ANALYZE;";
 
-static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-
-/// A new database, a copy of [`template`].
+/// A new database, a copy of the template with [`SETUP`].
 fn fresh(tag: &str) -> String {
-    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let name = format!("{tag}_{}_{n}", std::process::id());
-    Cluster::shared().sql(
-        "postgres",
-        &format!("CREATE DATABASE \"{name}\" TEMPLATE \"{}\"", template()),
-    );
-    name
+    Cluster::shared().fresh_from_template(SETUP, tag)
 }
 
 /// pgwarden with the default policy, an audit log and an admin listener (its port).

@@ -9,7 +9,7 @@ mod common;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use common::rewrite::{alembic, fresh_from, leftovers, project, schema};
+use common::rewrite::{alembic, leftovers, project, schema};
 use common::*;
 
 const SETUP: &str = "
@@ -36,7 +36,7 @@ ANALYZE orders;
 
 /// A database of its own, a copy of the template with [`SETUP`].
 fn fresh(tag: &str) -> String {
-    fresh_from(SETUP, tag)
+    Cluster::shared().fresh_from_template(SETUP, tag)
 }
 
 fn proxy() -> ProxyProcess {

@@ -628,6 +628,32 @@ impl Cluster {
         name
     }
 
+    /// A new database, a copy of the template database `setup` made (on first use; once per
+    /// test binary and set-up script): a big table is loaded once per binary, and each test
+    /// gets its copy in seconds.
+    pub fn fresh_from_template(&self, setup: &'static str, tag: &str) -> String {
+        static TEMPLATES: Mutex<Vec<(&'static str, String)>> = Mutex::new(Vec::new());
+        let tmpl = {
+            // Held while a template is made: the binary's other tests wait for it.
+            let mut templates = TEMPLATES.lock().unwrap_or_else(|p| p.into_inner());
+            match templates.iter().find(|(s, _)| *s == setup) {
+                Some((_, db)) => db.clone(),
+                None => {
+                    let db = self.fresh_db("tmpl");
+                    self.sql(&db, setup);
+                    templates.push((setup, db.clone()));
+                    db
+                }
+            }
+        };
+        let name = format!("{}_{}", tag.to_lowercase(), unique_suffix());
+        self.sql(
+            "postgres",
+            &format!("CREATE DATABASE \"{name}\" TEMPLATE \"{tmpl}\""),
+        );
+        name
+    }
+
     /// Direct TCP connection parameters as the superuser (trust).
     pub fn conn(&self, db: &str) -> ConnInfo {
         ConnInfo {

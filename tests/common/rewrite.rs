@@ -5,8 +5,7 @@
 #![allow(dead_code)]
 
 use std::path::Path;
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Mutex, OnceLock};
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use super::alembic::project_dir;
@@ -50,41 +49,10 @@ pub const REVISIONS: [(&str, &str); 5] = [
     ("r5", "op.create_unique_constraint(None, 'orders', ['ref'])"),
 ];
 
-/// Template databases, one per set-up script, each made once per test binary.
-static TEMPLATES: Mutex<Vec<(&'static str, String)>> = Mutex::new(Vec::new());
-
-static NEXT: AtomicU32 = AtomicU32::new(0);
-
 /// A database of its own for one test: a copy of the template with [`SETUP`] (seconds, not a
 /// reload).
 pub fn fresh(tag: &str) -> String {
-    fresh_from(SETUP, tag)
-}
-
-/// A database of its own for one test, a copy of the template made by `setup` (made on first
-/// use; a test binary with a set-up of its own passes it here).
-pub fn fresh_from(setup: &'static str, tag: &str) -> String {
-    let c = Cluster::shared();
-    let tmpl = {
-        // Held while the template is made: the binary's other tests wait for it.
-        let mut templates = TEMPLATES.lock().unwrap_or_else(|p| p.into_inner());
-        match templates.iter().find(|(s, _)| *s == setup) {
-            Some((_, db)) => db.clone(),
-            None => {
-                let db = c.fresh_db("rw_tmpl");
-                c.sql(&db, setup);
-                templates.push((setup, db.clone()));
-                db
-            }
-        }
-    };
-    let n = NEXT.fetch_add(1, Ordering::Relaxed);
-    let name = format!("{tag}_{}_{n}", std::process::id());
-    c.sql(
-        "postgres",
-        &format!("CREATE DATABASE \"{name}\" TEMPLATE \"{tmpl}\""),
-    );
-    name
+    Cluster::shared().fresh_from_template(SETUP, tag)
 }
 
 /// An Alembic project (the repository's async-capable env.py) whose revisions are `revs`
