@@ -135,7 +135,13 @@ pub struct Executor {
     /// answer pgwarden gives up with starts with it, as a direct run's error would.
     before_error: BytesMut,
     rng: u64,
+    /// Restores sent again after a stray cancel.
+    restore_retries: u32,
 }
+
+/// How often pgwarden sends one of its own statements again after a stray cancel (the
+/// executor's restore here, the rewrite driver's clean-up in `proxy::session::rewrite`).
+pub const STRAY_CANCEL_RETRIES: u32 = 3;
 
 impl Executor {
     pub fn new(plan: Plan, kind: &str) -> Executor {
@@ -153,6 +159,7 @@ impl Executor {
             held: Vec::new(),
             before_error: BytesMut::new(),
             rng,
+            restore_retries: 0,
         }
     }
 
@@ -249,6 +256,17 @@ impl Executor {
                 self.after_inspect(now)
             }
             Phase::Restore => {
+                if reply.code() == Some(QUERY_CANCELED)
+                    && !self.plan.in_transaction
+                    && self.restore_retries < STRAY_CANCEL_RETRIES
+                {
+                    // PostgreSQL sends a cancel's SIGINT twice (to the backend, then to its
+                    // process group): the second can arrive after the statement it cancelled
+                    // and hit this restore. Outside a block the failed restore changed
+                    // nothing; sent again, the session gets its own timeouts back.
+                    self.restore_retries += 1;
+                    return self.restore();
+                }
                 if let Some(raise) = self.raise.take() {
                     self.phase = Phase::Raise;
                     return Action::Send(Request::Raise(raise));

@@ -344,6 +344,42 @@ fn another_error_outside_a_transaction_is_answered_after_the_restore() {
     );
 }
 
+/// A late second SIGINT of the cancel that ended the statement hits the restore: outside a
+/// block the restore is sent again (the session gets its timeouts back), and the client's
+/// answer is still the statement's.
+#[test]
+fn a_stray_cancel_of_the_restore_sends_it_again() {
+    let mut e = Executor::new(plan(false), "CREATE INDEX");
+    e.start();
+    e.on_reply(set_reply(b'I'), ms(1));
+    let cancelled = || {
+        reply(&[
+            error("57014", "canceling statement due to user request"),
+            ready(b'I'),
+        ])
+    };
+    let restore = expect_send(e.on_reply(cancelled(), ms(2)));
+    assert_eq!(extended_sql(&restore), vec![wire::RESTORE_SQL]);
+    let again = expect_send(e.on_reply(cancelled(), ms(3)));
+    assert_eq!(extended_sql(&again), vec![wire::RESTORE_SQL]);
+    assert_eq!(
+        e.on_reply(ok_reply("SELECT 1", b'I'), ms(4)),
+        Action::Answer(bytes(&[
+            error("57014", "canceling statement due to user request"),
+            ready(b'I')
+        ]))
+    );
+    // Not forever: after three, the answer goes to the client as it is.
+    let mut e = Executor::new(plan(false), "CREATE INDEX");
+    e.start();
+    e.on_reply(set_reply(b'I'), ms(1));
+    expect_send(e.on_reply(cancelled(), ms(2)));
+    for _ in 0..3 {
+        expect_send(e.on_reply(cancelled(), ms(3)));
+    }
+    assert!(matches!(e.on_reply(cancelled(), ms(4)), Action::Answer(_)));
+}
+
 #[test]
 fn a_failed_blocker_query_is_rolled_back_and_said() {
     let mut e = Executor::new(plan(true), "ALTER TABLE");

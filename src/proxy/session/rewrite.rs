@@ -580,13 +580,10 @@ async fn index_state(
         .map(|v| v == "t")))
 }
 
-/// How often pgwarden runs one of its own clean-up statements again after a stray cancel.
-const STRAY_CANCEL_RETRIES: u32 = 3;
-
 /// True when pgwarden's own statement that just failed with `code` is to be run again: it
 /// failed with 57014 (query_canceled) outside a transaction block, no client cancel was taken
 /// for it (`taken`: the clean-up's cancel registration), and it has been retried fewer than
-/// [`STRAY_CANCEL_RETRIES`] times. PostgreSQL delivers a cancel as two SIGINTs (to the backend,
+/// [`crate::execute::STRAY_CANCEL_RETRIES`] times. PostgreSQL delivers a cancel as two SIGINTs (to the backend,
 /// then to its process group); on a loaded machine the second can arrive after the cancelled
 /// statement ended, and cancel the next one: pgwarden's clean-up of the build the client
 /// cancelled. Those statements are idempotent and, failed outside a block, left nothing.
@@ -597,7 +594,7 @@ fn stray_cancel(
     taken: Option<&crate::proxy::cancels::Registration<'_>>,
 ) -> bool {
     let again = code == Some("57014")
-        && *tries < STRAY_CANCEL_RETRIES
+        && *tries < crate::execute::STRAY_CANCEL_RETRIES
         && lock(state).tx_status == crate::protocol::TxStatus::Idle
         && !taken.is_some_and(|r| r.wakeup.cancelled());
     if again {
