@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Instructions pgwarden executes per forwarded pgbench -S transaction: a count the machine's
-# load cannot move (unlike CPU time). pgwarden (release build, defaults: enforce mode, audit
-# log on) runs under `valgrind --tool=callgrind`; after a warm-up the counters are zeroed
+# load moves far less than CPU time. pgwarden (release build, defaults: enforce mode, audit log
+# on) runs under `valgrind --tool=callgrind`; after a warm-up the counters are zeroed
 # (`callgrind_control -z`), `pgbench -S -M MODE -c CLIENTS -t PER` runs, the counters are dumped
 # (`callgrind_control -d`), and the total Ir of that dump / transactions is printed per mode,
-# with the top functions (inclusive) when TOP > 0.
+# with the top functions (inclusive) when TOP > 0, and the event loop's turns (epoll_wait calls)
+# per transaction: with several clients those vary with scheduling and each costs ~1,000
+# instructions; CLIENTS=1 makes them fixed (2 per transaction) and the count repeatable.
 #
 # Usage: bash bench/proxy_callgrind.sh
 # Environment:
@@ -99,8 +101,26 @@ for mode in $MODES; do
     # The total from the dump's own summary line; no pipeline that ends early (with pipefail a
     # reader that exits before callgrind_annotate finishes writing killed the script by SIGPIPE).
     total=$(awk '/^summary:/ { print $2; exit }' "$WORK/cg.$mode")
+    # Event-loop turns (calls of epoll_wait) per transaction: with several clients they vary
+    # from run to run with scheduling (how many ready sockets one turn finds), and each turn
+    # costs ~1,000 instructions, so compare counts at equal turns or with CLIENTS=1.
+    turns=$(python3 - "$WORK/cg.$mode" <<'PY'
+import re, sys
+names, calls, want = {}, 0, False
+for line in open(sys.argv[1], errors="replace"):
+    m = re.match(r"(c?fn)=\((\d+)\)(?:\s+(.*))?", line)
+    if m:
+        if m.group(3):
+            names[m.group(2)] = m.group(3).strip()
+        want = m.group(1) == "cfn" and names.get(m.group(2)) == "epoll_wait"
+    elif line.startswith("calls=") and want:
+        calls += int(line[6:].split()[0])
+        want = False
+print(calls)
+PY
+)
     echo
-    echo "== $mode: $total instructions / $tx transactions = $((total / tx)) per transaction (connection set-up of $CLIENTS clients included)"
+    echo "== $mode: $total instructions / $tx transactions = $((total / tx)) per transaction (connection set-up of $CLIENTS clients included); $(awk -v c="$turns" -v t="$tx" 'BEGIN { printf "%.2f", c / t }') epoll_wait per transaction"
     if [[ "$TOP" -gt 0 ]]; then
         callgrind_annotate --inclusive=yes "$WORK/cg.$mode" >"$WORK/annotate.$mode" 2>/dev/null || true
         awk '/file:function/ { on = 1; next } on && /^ *[0-9][0-9,]* / { print; if (++n >= top) exit }' top="$TOP" "$WORK/annotate.$mode"
