@@ -523,7 +523,7 @@ async fn farewell(client: &mut Conn, msg: &PgError) {
 async fn linger(client: &mut Conn) {
     // On the heap, allocated only when lingering: an array here would sit inline in every
     // session's future, and moving a new session's future into its task touches all of it
-    // (+11 KiB of RSS per idle connection, bench/idle_memory.sh).
+    // (≈ +8-10 KiB of RSS per idle connection, bench/idle_memory.sh).
     let mut sink = vec![0u8; 16 * 1024];
     let mut left = LINGER_BYTES;
     let _ = tokio::time::timeout(FAREWELL_TIMEOUT, async {
