@@ -34,6 +34,7 @@ use crate::config::Config;
 use crate::protocol::FrameLimits;
 
 mod budget;
+mod bufpool;
 mod cancels;
 pub mod cli;
 mod guard;

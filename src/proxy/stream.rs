@@ -160,10 +160,10 @@ pub fn split(conn: &mut Conn) -> (ReadHalf<'_>, WriteHalf<'_>) {
 
 impl ReadHalf<'_> {
     /// Waits until the socket has something to read; meanwhile an empty `buf` of at most
-    /// `release_up_to` bytes gives its memory back, so an idle session holds no read buffer
-    /// (the caller reserves room again before it reads). The wait is the event loop's
-    /// readiness, as inside `read_buf`: no syscall is added, and the read that follows clears
-    /// the readiness on a short read as before. TLS streams do not wait here (rustls keeps its
+    /// `release_up_to` bytes is given to this thread's buffer pool, so an idle session holds
+    /// no read buffer (the caller takes one back before it reads: `bufpool::take`). The wait
+    /// is the event loop's readiness, as inside `read_buf`: no syscall is added, and the read
+    /// that follows clears the readiness on a short read as before. TLS streams do not wait here (rustls keeps its
     /// own buffers and may have plaintext ready without the socket being readable).
     pub async fn readable_idle(
         &mut self,
@@ -175,12 +175,12 @@ impl ReadHalf<'_> {
         }
         match self {
             ReadHalf::Plain(s) => {
-                *buf = bytes::BytesMut::new();
+                super::bufpool::give(std::mem::take(buf));
                 let s: &TcpStream = s.as_ref();
                 std::future::poll_fn(|cx| s.poll_read_ready(cx)).await
             }
             ReadHalf::Unix(s) => {
-                *buf = bytes::BytesMut::new();
+                super::bufpool::give(std::mem::take(buf));
                 let s: &tokio::net::UnixStream = s.as_ref();
                 std::future::poll_fn(|cx| s.poll_read_ready(cx)).await
             }
@@ -190,6 +190,10 @@ impl ReadHalf<'_> {
 }
 
 impl AsyncRead for ReadHalf<'_> {
+    // Inline: called on every read and write of every session from another module; the
+    // session.rs split (c706bc1) moved the callers into other codegen units and these
+    // dispatches became calls (BENCHMARKS.md, instructions per forwarded transaction).
+    #[inline]
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -204,6 +208,7 @@ impl AsyncRead for ReadHalf<'_> {
 }
 
 impl AsyncWrite for WriteHalf<'_> {
+    #[inline]
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -216,6 +221,7 @@ impl AsyncWrite for WriteHalf<'_> {
         }
     }
 
+    #[inline]
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
             WriteHalf::Plain(s) => Pin::new(s).poll_flush(cx),
