@@ -215,12 +215,14 @@ pub(super) fn consider(
         // COMMIT could reach another schema's table of that name. Refused, never run so.
         let r = crate::enforce::raise::Rejection {
             message: format!(
-                "pgwarden: {}: this statement runs safely only as steps after the transaction                  commits, and pgwarden could not tell which schema's {} they would reach then",
+                "pgwarden: {}: this statement runs safely only as steps after the transaction \
+                 commits, and pgwarden could not tell which schema's {} they would reach then",
                 decided.rules.join(", "),
                 shape.table
             ),
             detail: format!(
-                "Statement: {}. After COMMIT a SET LOCAL search_path of the transaction no                  longer applies; nothing of this statement was applied.",
+                "Statement: {}. After COMMIT a SET LOCAL search_path of the transaction no \
+                 longer applies; nothing of this statement was applied.",
                 crate::enforce::raise::excerpt(sql)
             ),
             hint: "Qualify the table with its schema (Alembic: schema=\"...\" in the op call), \
