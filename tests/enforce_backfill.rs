@@ -8,6 +8,7 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
+use common::alembic::{assert_ok, url as alembic_url};
 use common::*;
 
 const DRIVERS: [&str; 2] = ["psycopg2", "psycopg"];
@@ -57,35 +58,9 @@ fn lookups(admin: u16) -> f64 {
         .sum()
 }
 
-const ENV_PY: &str = r#"
-import os
-from alembic import context
-from sqlalchemy import engine_from_config, pool
-config = context.config
-url = os.environ["PGWARDEN_TEST_URL"]
-config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
-engine = engine_from_config(config.get_section(config.config_ini_section, {}),
-                            prefix="sqlalchemy.", poolclass=pool.NullPool)
-with engine.connect() as connection:
-    context.configure(connection=connection)
-    with context.begin_transaction():
-        context.run_migrations()
-"#;
-
 /// An Alembic project with one revision: a column added to the 10-row table (the schema
 /// change that makes the transaction a migration), then `body` (Python lines).
 fn project(body: &str) -> tempfile::TempDir {
-    let dir = tempfile::Builder::new()
-        .prefix("pgwarden-backfill-")
-        .tempdir()
-        .expect("tempdir");
-    std::fs::write(
-        dir.path().join("alembic.ini"),
-        "[alembic]\nscript_location = .\n",
-    )
-    .expect("ini");
-    std::fs::write(dir.path().join("env.py"), ENV_PY).expect("env.py");
-    std::fs::create_dir(dir.path().join("versions")).expect("versions");
     let revision = format!(
         r#"
 import sqlalchemy as sa
@@ -101,38 +76,11 @@ def downgrade():
     op.drop_column("tiny_pkg", "extras")
 "#
     );
-    std::fs::write(dir.path().join("versions").join("d1.py"), revision).expect("revision");
-    dir
-}
-
-fn alembic_url(db: &str, port: u16, driver: &str) -> String {
-    Cluster::shared().conn(db).with_port(port).url().replacen(
-        "postgresql://",
-        &format!("postgresql+{driver}://"),
-        1,
-    )
+    alembic::project_of("pgwarden-backfill-", &[("d1.py", &revision)])
 }
 
 fn alembic_upgrade(dir: &std::path::Path, url: &str) -> CmdOutput {
-    let mut cmd = std::process::Command::new(python());
-    cmd.args(["-m", "alembic", "-c"])
-        .arg(dir.join("alembic.ini"))
-        .args(["upgrade", "head"])
-        .current_dir(dir)
-        .env("PGWARDEN_TEST_URL", url)
-        .env("PYTHONUNBUFFERED", "1");
-    run_cmd(cmd, None, Duration::from_secs(300))
-}
-
-#[track_caller]
-fn assert_ok(out: &CmdOutput, what: &str, px: &ProxyProcess) {
-    assert!(
-        out.status.success(),
-        "{what} failed:\n{}\n{}\nproxy log:\n{}",
-        out.stdout,
-        out.stderr,
-        px.logs()
-    );
+    alembic::run(dir, url, &["upgrade", "head"])
 }
 
 fn sql(db: &str, q: &str) -> String {

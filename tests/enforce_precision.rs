@@ -6,6 +6,7 @@ mod common;
 
 use std::time::Duration;
 
+use common::alembic::{assert_ok, run as alembic_run, url as alembic_url};
 use common::*;
 
 const DRIVERS: [&str; 2] = ["psycopg2", "psycopg"];
@@ -42,73 +43,9 @@ fn audit_log(dir: &tempfile::TempDir) -> String {
     std::fs::read_to_string(dir.path().join("audit.jsonl")).unwrap_or_default()
 }
 
-const ENV_PY: &str = r#"
-import os
-from alembic import context
-from sqlalchemy import engine_from_config, pool
-config = context.config
-url = os.environ["PGWARDEN_TEST_URL"]
-config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
-if context.is_offline_mode():
-    context.configure(url=url, literal_binds=True)
-    with context.begin_transaction():
-        context.run_migrations()
-else:
-    engine = engine_from_config(config.get_section(config.config_ini_section, {}),
-                                prefix="sqlalchemy.", poolclass=pool.NullPool)
-    with engine.connect() as connection:
-        context.configure(connection=connection)
-        with context.begin_transaction():
-            context.run_migrations()
-"#;
-
 /// An Alembic project with these revisions (file name, text).
 fn project(revisions: &[(&str, &str)]) -> tempfile::TempDir {
-    let dir = tempfile::Builder::new()
-        .prefix("pgwarden-precision-")
-        .tempdir()
-        .expect("tempdir");
-    std::fs::write(
-        dir.path().join("alembic.ini"),
-        "[alembic]\nscript_location = .\n",
-    )
-    .expect("ini");
-    std::fs::write(dir.path().join("env.py"), ENV_PY).expect("env.py");
-    std::fs::create_dir(dir.path().join("versions")).expect("versions");
-    for (name, text) in revisions {
-        std::fs::write(dir.path().join("versions").join(name), text).expect("revision");
-    }
-    dir
-}
-
-fn alembic_url(db: &str, port: u16, driver: &str) -> String {
-    Cluster::shared().conn(db).with_port(port).url().replacen(
-        "postgresql://",
-        &format!("postgresql+{driver}://"),
-        1,
-    )
-}
-
-fn alembic_run(dir: &std::path::Path, url: &str, args: &[&str]) -> CmdOutput {
-    let mut cmd = std::process::Command::new(python());
-    cmd.args(["-m", "alembic", "-c"])
-        .arg(dir.join("alembic.ini"))
-        .args(args)
-        .current_dir(dir)
-        .env("PGWARDEN_TEST_URL", url)
-        .env("PYTHONUNBUFFERED", "1");
-    run_cmd(cmd, None, Duration::from_secs(300))
-}
-
-#[track_caller]
-fn assert_ok(out: &CmdOutput, what: &str, px: &ProxyProcess) {
-    assert!(
-        out.status.success(),
-        "{what} failed:\n{}\n{}\nproxy log:\n{}",
-        out.stdout,
-        out.stderr,
-        px.logs()
-    );
+    alembic::project_of("pgwarden-precision-", revisions)
 }
 
 #[track_caller]
