@@ -497,3 +497,69 @@ fn a_prepared_ddl_statement_is_decided_again_when_it_runs() {
     assert!(!has_column(&db, "public", "big", "x"));
     assert!(has_column(&db, "s2", "big", "x"));
 }
+
+/// The lookup's statements are prepared once per server session and only bound after that;
+/// the client may deallocate them at any time (`DEALLOCATE ALL`, `DISCARD ALL`, or from inside
+/// a function where pgwarden cannot see it). Then the lookup's savepoint is rolled back, the
+/// lookup is sent again, and the client's transaction, its own savepoints and every decision
+/// are as if nothing had happened.
+#[test]
+fn lookup_statements_deallocated_by_the_client_are_prepared_again() {
+    let c = Cluster::shared();
+    let (px, _audit) = proxy();
+    let db = fresh("ident_dealloc");
+    // A routine that deallocates from where pgwarden cannot see it (created directly:
+    // pgwarden refuses a body it cannot read).
+    c.sql(
+        &db,
+        "CREATE FUNCTION dealloc() RETURNS int LANGUAGE plpgsql AS \
+         $$ BEGIN EXECUTE 'DEALLOCATE ALL'; RETURN 1; END $$;",
+    );
+    let conn = c.conn(&db).with_port(px.port());
+    let uses = "SELECT 'uses=' || sum(generic_plans + custom_plans) FROM pg_prepared_statements \
+                WHERE name LIKE 'pgwarden_lookup_settings_%';";
+    let out = script(
+        &conn,
+        &format!(
+            "BEGIN;\nCREATE TABLE t1 (id int);\nCREATE INDEX t1_id ON t1 (id);\n\
+             ALTER TABLE t1 ADD COLUMN p int;\n{uses}\n\
+             DEALLOCATE ALL;\nSAVEPOINT mine;\nALTER TABLE t1 ADD COLUMN a int;\n\
+             SELECT dealloc();\nALTER TABLE t1 ADD COLUMN b int;\n\
+             ROLLBACK TO SAVEPOINT mine;\nALTER TABLE t1 ADD COLUMN c int;\nCOMMIT;\n\
+             DISCARD ALL;\nALTER TABLE tiny ADD COLUMN z int;\n"
+        ),
+    );
+    out.assert_success();
+    // Three DDL statements, three bindings of one prepared settings statement: parsed once.
+    assert!(out.stdout.contains("uses=3"), "{}", out.stdout);
+    for (col, present) in [
+        ("id", true),
+        ("p", true),
+        ("a", false),
+        ("b", false),
+        ("c", true),
+    ] {
+        assert_eq!(has_column(&db, "public", "t1", col), present, "t1.{col}");
+    }
+    assert_eq!(
+        c.sql(
+            &db,
+            "SELECT count(*) FROM pg_indexes WHERE indexname = 't1_id'"
+        ),
+        "1"
+    );
+    assert!(has_column(&db, "public", "tiny", "z"));
+
+    // After a deallocation the decision is still made on the real table: the rewrite of the
+    // 1.2M-row `big` is refused, and nothing of the transaction stays.
+    let out = script(
+        &conn,
+        &format!(
+            "BEGIN;\nALTER TABLE tiny ADD COLUMN y int;\nSELECT dealloc();\n\
+             ALTER TABLE big {ADD_X};\nCOMMIT;"
+        ),
+    );
+    assert_refused(&out, "after DEALLOCATE ALL in a function");
+    assert!(!has_column(&db, "public", "big", "x"));
+    assert!(!has_column(&db, "public", "tiny", "y"));
+}

@@ -10,8 +10,18 @@
 //!   NULL (not an error) for a missing schema or relation; every function used is readable by
 //!   any role;
 //! - table, column and function names travel as bind parameters, never spliced into SQL text;
-//! - they use a statement and portal name of their own and close both before the Sync, so the
-//!   client's unnamed statement and portal survive.
+//! - they use statement and portal names of their own, so the client's unnamed statement and
+//!   portal survive; the portal is closed before the Sync.
+//!
+//! The fixed queries are prepared once per server session and only bound after that
+//! ([`Prepared`]): planning them is most of a lookup's server time (parse and plan of the
+//! settings and relation queries took 1–2 ms of the 2–3.5 ms a DDL statement of a real
+//! history paid, BENCHMARKS.md). A prepared statement is not the session's to keep, though:
+//! the client may `DEALLOCATE ALL` or `DISCARD ALL`, directly or from inside a function, where
+//! pgwarden cannot see it. So inside a transaction block the lookup runs inside a savepoint of
+//! its own ([`Batch::guarded`]): when a Bind finds the statement gone, [`encode_recovery`] rolls
+//! the savepoint back, the client's transaction is as it was, and the lookup is sent again
+//! with every statement parsed anew.
 use bytes::{Bytes, BytesMut};
 use pgwire::messages::extendedquery::{Bind, Close, Execute, Parse, Sync};
 use pgwire::messages::Message;
@@ -22,7 +32,8 @@ use crate::sql::context::{parse_duration_ms, Estimate};
 pub const DESCRIPTION: &str =
     "pgwarden catalog lookup: server settings, relation sizes, column types, function volatility";
 
-/// Name of pgwarden's own prepared statement and portal; closed again before the Sync.
+/// Name of pgwarden's own portal, and of its one-off statements (the savepoints, the
+/// EXPLAINs); closed again before the Sync.
 const STATEMENT: &str = "pgwarden_lookup";
 
 // Every injected text below is immune to the user's objects and settings (issue 9 class 4):
@@ -156,6 +167,12 @@ const FOREIGN_KEY_SQL: &str = concat!(
 // first batch's. The client's statement travels inside an extended-protocol Parse, which
 // PostgreSQL refuses if it holds more than one command: whatever pgwarden's lexer made of
 // the text, nothing but the EXPLAIN can run. EXPLAIN without ANALYZE never executes it.
+
+/// pgwarden's savepoint around a lookup inside a transaction block that binds statements
+/// prepared by an earlier lookup (see the module doc).
+const GUARD_SQL: &str = "SAVEPOINT pgwarden_lookup";
+const GUARD_RELEASE_SQL: &str = "RELEASE SAVEPOINT pgwarden_lookup";
+const GUARD_ROLLBACK_SQL: &str = "ROLLBACK TO SAVEPOINT pgwarden_lookup";
 
 /// pgwarden's savepoint around an estimate.
 const SAVEPOINT_SQL: &str = "SAVEPOINT pgwarden_estimate";
@@ -307,6 +324,10 @@ pub struct LiveFacts {
 pub enum LookupError {
     #[error("the server refused pgwarden's catalog lookup: {0}")]
     Server(String),
+    /// 26000: a statement pgwarden prepared in an earlier lookup is gone (`DEALLOCATE ALL`,
+    /// `DISCARD ALL`).
+    #[error("the server refused pgwarden's catalog lookup: {0}")]
+    StatementGone(String),
     #[error("unexpected reply to pgwarden's catalog lookup: message type {0:?}")]
     Unexpected(char),
     #[error("malformed reply to pgwarden's catalog lookup")]
@@ -315,44 +336,169 @@ pub enum LookupError {
     Encode(String),
 }
 
+/// The fixed queries of a lookup: each is prepared under a name of its own (with a hash of
+/// its text, so that two pgwarden versions in a chain of proxies never bind each other's
+/// text) and bound as often as the request needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fixed {
+    Settings,
+    Relation,
+    Column,
+    Function,
+    Target,
+    ForeignKey,
+    Routine,
+}
+
+impl Fixed {
+    const ALL: [Fixed; 7] = [
+        Fixed::Settings,
+        Fixed::Relation,
+        Fixed::Column,
+        Fixed::Function,
+        Fixed::Target,
+        Fixed::ForeignKey,
+        Fixed::Routine,
+    ];
+
+    fn sql(self) -> &'static str {
+        match self {
+            Fixed::Settings => SETTINGS_SQL,
+            Fixed::Relation => RELATION_SQL,
+            Fixed::Column => COLUMN_SQL,
+            Fixed::Function => FUNCTION_SQL,
+            Fixed::Target => TARGET_SQL,
+            Fixed::ForeignKey => FOREIGN_KEY_SQL,
+            Fixed::Routine => super::routines::SQL,
+        }
+    }
+
+    fn label(self) -> &'static str {
+        match self {
+            Fixed::Settings => "settings",
+            Fixed::Relation => "relation",
+            Fixed::Column => "column",
+            Fixed::Function => "function",
+            Fixed::Target => "target",
+            Fixed::ForeignKey => "foreign_key",
+            Fixed::Routine => "routine",
+        }
+    }
+
+    fn bit(self) -> u8 {
+        1 << (self as u8)
+    }
+
+    /// `pgwarden_lookup_<label>_<FNV-1a of the text>`.
+    fn name(self) -> &'static str {
+        static NAMES: std::sync::LazyLock<Vec<String>> = std::sync::LazyLock::new(|| {
+            Fixed::ALL
+                .iter()
+                .map(|f| {
+                    let hash = f.sql().bytes().fold(0x811c_9dc5_u32, |h, b| {
+                        (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+                    });
+                    format!("pgwarden_lookup_{}_{hash:08x}", f.label())
+                })
+                .collect()
+        });
+        NAMES[self as usize].as_str()
+    }
+}
+
+/// Which fixed lookup statements pgwarden believes the server session holds prepared: the
+/// ones an earlier lookup parsed and that answered. A belief, not a fact (see the module
+/// doc): a Bind of a statement that is gone fails, and the caller sends the lookup again with
+/// [`Prepared::NONE`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Prepared(u8);
+
+impl Prepared {
+    pub const NONE: Prepared = Prepared(0);
+
+    fn has(self, f: Fixed) -> bool {
+        self.0 & f.bit() != 0
+    }
+
+    /// Both sets.
+    pub fn union(self, other: Prepared) -> Prepared {
+        Prepared(self.0 | other.0)
+    }
+
+    pub fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+}
+
+/// What one [`encode`]d lookup puts on the server session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Batch {
+    /// The fixed statements it parses: prepared once it has answered.
+    pub parses: Prepared,
+    /// It runs inside pgwarden's savepoint: after a failure [`encode_recovery`] puts the
+    /// client's transaction back.
+    pub guarded: bool,
+    /// It binds statements an earlier lookup prepared: a [`LookupError::StatementGone`] means
+    /// the client deallocated them, and the lookup is worth sending again.
+    pub relies: bool,
+}
+
 /// Writes Parse/Bind/Execute/Close for every query of `req`, then one Sync: one round trip.
-pub fn encode(req: &LookupRequest, buf: &mut BytesMut) -> Result<(), LookupError> {
-    let mut q = Encoder { buf };
+/// Fixed statements in `prepared` are bound without a Parse; `in_block` (the session is inside
+/// a transaction block) wraps a lookup that binds any of them in a savepoint.
+pub fn encode(
+    req: &LookupRequest,
+    prepared: Prepared,
+    in_block: bool,
+    buf: &mut BytesMut,
+) -> Result<Batch, LookupError> {
+    let mut q = Encoder {
+        buf,
+        prepared,
+        parses: Prepared::NONE,
+    };
     let estimating = !req.explain.is_empty();
+    // An estimate has a savepoint of its own, rolled back whatever happened. A lookup that
+    // parses everything it binds cannot fail (see the safety rules above): no savepoint.
+    let relies = binds_prepared(req, prepared);
+    let guarded = in_block && !estimating && relies;
     if estimating {
         q.query(SAVEPOINT_SQL, &[&[]])?;
     }
-    q.query(SETTINGS_SQL, &[&[]])?;
+    if guarded {
+        q.query(GUARD_SQL, &[&[]])?;
+    }
+    q.fixed(Fixed::Settings, &[vec![]])?;
     let rel_params: Vec<Vec<Option<&str>>> = req
         .relations
         .iter()
         .map(|r| vec![r.schema.as_deref(), Some(r.name.as_str())])
         .collect();
-    q.query_many(RELATION_SQL, &rel_params)?;
+    q.fixed(Fixed::Relation, &rel_params)?;
     let col_params: Vec<Vec<Option<&str>>> = req
         .columns
         .iter()
         .map(|(r, c)| vec![r.schema.as_deref(), Some(r.name.as_str()), Some(c.as_str())])
         .collect();
-    q.query_many(COLUMN_SQL, &col_params)?;
+    q.fixed(Fixed::Column, &col_params)?;
     let fn_params: Vec<Vec<Option<&str>>> = req
         .functions
         .iter()
         .map(|f| vec![Some(f.as_str())])
         .collect();
-    q.query_many(FUNCTION_SQL, &fn_params)?;
+    q.fixed(Fixed::Function, &fn_params)?;
     let target_params: Vec<Vec<Option<&str>>> = req
         .targets
         .iter()
         .map(|r| vec![r.schema.as_deref(), Some(r.name.as_str())])
         .collect();
-    q.query_many(TARGET_SQL, &target_params)?;
+    q.fixed(Fixed::Target, &target_params)?;
     let fk_params: Vec<Vec<Option<&str>>> = req
         .foreign_keys
         .iter()
         .map(|(r, c)| vec![r.schema.as_deref(), Some(r.name.as_str()), Some(c.as_str())])
         .collect();
-    q.query_many(FOREIGN_KEY_SQL, &fk_params)?;
+    q.fixed(Fixed::ForeignKey, &fk_params)?;
     let routine_params: Vec<Vec<Option<&str>>> = req
         .routines
         .iter()
@@ -365,12 +511,10 @@ pub fn encode(req: &LookupRequest, buf: &mut BytesMut) -> Result<(), LookupError
             ]
         })
         .collect();
-    q.query_many(super::routines::SQL, &routine_params)?;
-    let sync = |buf: &mut BytesMut| {
-        Sync::new()
-            .encode(buf)
-            .map_err(|e| LookupError::Encode(e.to_string()))
-    };
+    q.fixed(Fixed::Routine, &routine_params)?;
+    if guarded {
+        q.query(GUARD_RELEASE_SQL, &[&[]])?;
+    }
     if estimating {
         let ms = req.explain_timeout_ms.max(1).to_string();
         q.query(TIMEOUT_SQL, &[&[Some(ms.as_str())]])?;
@@ -379,60 +523,135 @@ pub fn encode(req: &LookupRequest, buf: &mut BytesMut) -> Result<(), LookupError
             q.query(&sql, &[&[]])?;
         }
         sync(q.buf)?;
-        let enc = |e: pgwire::error::PgWireError| LookupError::Encode(e.to_string());
-        Close::new(b'P', Some(STATEMENT.into()))
-            .encode(q.buf)
-            .map_err(enc)?;
-        Close::new(b'S', Some(STATEMENT.into()))
-            .encode(q.buf)
-            .map_err(enc)?;
+        q.close_own()?;
         q.query(ROLLBACK_SQL, &[&[]])?;
         q.query(RELEASE_SQL, &[&[]])?;
     }
+    sync(q.buf)?;
+    Ok(Batch {
+        parses: q.parses,
+        guarded,
+        relies,
+    })
+}
+
+/// Whether `req` binds a statement an earlier lookup prepared (one that may be gone).
+fn binds_prepared(req: &LookupRequest, prepared: Prepared) -> bool {
+    let used = [
+        (Fixed::Settings, true),
+        (Fixed::Relation, !req.relations.is_empty()),
+        (Fixed::Column, !req.columns.is_empty()),
+        (Fixed::Function, !req.functions.is_empty()),
+        (Fixed::Target, !req.targets.is_empty()),
+        (Fixed::ForeignKey, !req.foreign_keys.is_empty()),
+        (Fixed::Routine, !req.routines.is_empty()),
+    ];
+    used.iter().any(|(f, used)| *used && prepared.has(*f))
+}
+
+/// After a guarded lookup failed: close what the error skipped, roll pgwarden's savepoint
+/// back and release it, then Sync. Its reader is [`ReplyReader::recovery`].
+pub fn encode_recovery(buf: &mut BytesMut) -> Result<(), LookupError> {
+    let mut q = Encoder {
+        buf,
+        prepared: Prepared::NONE,
+        parses: Prepared::NONE,
+    };
+    q.close_own()?;
+    q.query(GUARD_ROLLBACK_SQL, &[&[]])?;
+    q.query(GUARD_RELEASE_SQL, &[&[]])?;
     sync(q.buf)
+}
+
+fn sync(buf: &mut BytesMut) -> Result<(), LookupError> {
+    Sync::new()
+        .encode(buf)
+        .map_err(|e| LookupError::Encode(e.to_string()))
+}
+
+fn encode_err(e: pgwire::error::PgWireError) -> LookupError {
+    LookupError::Encode(e.to_string())
 }
 
 struct Encoder<'a> {
     buf: &'a mut BytesMut,
+    /// Fixed statements bound without a Parse.
+    prepared: Prepared,
+    /// Fixed statements this batch parses.
+    parses: Prepared,
 }
 
 impl Encoder<'_> {
+    /// A one-off statement under [`STATEMENT`], closed again.
     fn query(&mut self, sql: &str, params: &[&[Option<&str>]]) -> Result<(), LookupError> {
-        let rows: Vec<Vec<Option<&str>>> = params.iter().map(|p| p.to_vec()).collect();
-        self.query_many(sql, &rows)
-    }
-
-    fn query_many(&mut self, sql: &str, params: &[Vec<Option<&str>>]) -> Result<(), LookupError> {
-        if params.is_empty() {
-            return Ok(());
-        }
-        let enc = |e: pgwire::error::PgWireError| LookupError::Encode(e.to_string());
         Parse::new(Some(STATEMENT.into()), sql.into(), vec![])
             .encode(self.buf)
-            .map_err(enc)?;
+            .map_err(encode_err)?;
         for p in params {
-            Bind::new(
-                Some(STATEMENT.into()),
-                Some(STATEMENT.into()),
-                vec![],
-                p.iter()
-                    .map(|v| v.map(|s| Bytes::copy_from_slice(s.as_bytes())))
-                    .collect(),
-                vec![],
-            )
-            .encode(self.buf)
-            .map_err(enc)?;
-            Execute::new(Some(STATEMENT.into()), 0)
-                .encode(self.buf)
-                .map_err(enc)?;
-            Close::new(b'P', Some(STATEMENT.into()))
-                .encode(self.buf)
-                .map_err(enc)?;
+            self.bind_execute(STATEMENT, p)?;
         }
         Close::new(b'S', Some(STATEMENT.into()))
             .encode(self.buf)
-            .map_err(enc)?;
+            .map_err(encode_err)
+    }
+
+    /// A fixed statement, parsed first unless it is prepared, bound once per parameter row.
+    fn fixed(&mut self, f: Fixed, params: &[Vec<Option<&str>>]) -> Result<(), LookupError> {
+        if params.is_empty() {
+            return Ok(());
+        }
+        if !self.prepared.has(f) {
+            // A statement of that name may be there although pgwarden does not count on it
+            // (an earlier lookup failed after its Parse): a Parse over it would fail.
+            Close::new(b'S', Some(f.name().into()))
+                .encode(self.buf)
+                .map_err(encode_err)?;
+            Parse::new(Some(f.name().into()), f.sql().into(), vec![])
+                .encode(self.buf)
+                .map_err(encode_err)?;
+            self.parses.0 |= f.bit();
+        }
+        for p in params {
+            self.bind_execute(f.name(), p)?;
+        }
         Ok(())
+    }
+
+    /// Bind `statement` to pgwarden's portal, Execute it, close the portal.
+    fn bind_execute(
+        &mut self,
+        statement: &str,
+        params: &[Option<&str>],
+    ) -> Result<(), LookupError> {
+        Bind::new(
+            Some(STATEMENT.into()),
+            Some(statement.into()),
+            vec![],
+            params
+                .iter()
+                .map(|v| v.map(|s| Bytes::copy_from_slice(s.as_bytes())))
+                .collect(),
+            vec![],
+        )
+        .encode(self.buf)
+        .map_err(encode_err)?;
+        Execute::new(Some(STATEMENT.into()), 0)
+            .encode(self.buf)
+            .map_err(encode_err)?;
+        Close::new(b'P', Some(STATEMENT.into()))
+            .encode(self.buf)
+            .map_err(encode_err)
+    }
+
+    /// Closes pgwarden's portal and one-off statement: after an error the server skipped the
+    /// Closes of the failed batch.
+    fn close_own(&mut self) -> Result<(), LookupError> {
+        Close::new(b'P', Some(STATEMENT.into()))
+            .encode(self.buf)
+            .map_err(encode_err)?;
+        Close::new(b'S', Some(STATEMENT.into()))
+            .encode(self.buf)
+            .map_err(encode_err)
     }
 }
 
@@ -479,10 +698,11 @@ enum Slot {
 }
 
 impl ReplyReader {
-    pub fn new(req: &LookupRequest) -> ReplyReader {
+    /// The reader of `req` encoded as `batch`.
+    pub fn new(req: &LookupRequest, batch: &Batch) -> ReplyReader {
         let estimating = !req.explain.is_empty();
         let mut expected = Vec::new();
-        if estimating {
+        if estimating || batch.guarded {
             expected.push(Slot::Control);
         }
         expected.push(Slot::Settings);
@@ -495,6 +715,9 @@ impl ReplyReader {
             req.foreign_keys.len(),
         ));
         expected.extend(std::iter::repeat_n(Slot::Routine, req.routines.len()));
+        if batch.guarded {
+            expected.push(Slot::Control);
+        }
         let mut second = None;
         if estimating {
             expected.push(Slot::Control);
@@ -505,6 +728,18 @@ impl ReplyReader {
         ReplyReader {
             expected,
             second,
+            current: 0,
+            facts: LiveFacts::default(),
+            error: None,
+        }
+    }
+
+    /// The reader of [`encode_recovery`]: its answer carries no facts, only whether the
+    /// rollback and the release ran.
+    pub fn recovery() -> ReplyReader {
+        ReplyReader {
+            expected: vec![Slot::Control, Slot::Control],
+            second: None,
             current: 0,
             facts: LiveFacts::default(),
             error: None,
@@ -544,6 +779,9 @@ impl ReplyReader {
                     self.facts
                         .estimates
                         .push(Estimate::Unknown { why, own_error });
+                } else if error_field(body, b'C') == "26000" {
+                    self.error
+                        .get_or_insert(LookupError::StatementGone(error_message(body)));
                 } else {
                     self.error
                         .get_or_insert(LookupError::Server(error_message(body)));
@@ -863,7 +1101,15 @@ mod tests {
     }
 
     fn feed(messages: &[(u8, Vec<u8>)]) -> Result<LiveFacts, LookupError> {
-        let mut r = ReplyReader::new(&request());
+        let mut buf = BytesMut::new();
+        let batch = encode(&request(), Prepared::NONE, true, &mut buf).expect("encode");
+        feed_reader(ReplyReader::new(&request(), &batch), messages)
+    }
+
+    fn feed_reader(
+        mut r: ReplyReader,
+        messages: &[(u8, Vec<u8>)],
+    ) -> Result<LiveFacts, LookupError> {
         for (i, (tag, body)) in messages.iter().enumerate() {
             match r.step(*tag, body) {
                 Step::Done(result) => {
@@ -926,23 +1172,9 @@ mod tests {
     #[test]
     fn an_estimating_lookup_runs_inside_a_savepoint_rolled_back_after_a_sync() {
         let mut buf = BytesMut::new();
-        encode(&request(), &mut buf).expect("encode");
-        let mut frames = Vec::new();
-        let mut rest = &buf[..];
-        while !rest.is_empty() {
-            let len = u32::from_be_bytes([rest[1], rest[2], rest[3], rest[4]]) as usize;
-            frames.push((rest[0], rest[5..1 + len].to_vec()));
-            rest = &rest[1 + len..];
-        }
-        let parses: Vec<String> = frames
-            .iter()
-            .filter(|(t, _)| *t == b'P')
-            .map(|(_, b)| {
-                let body = &b[b.iter().position(|c| *c == 0).unwrap_or(0) + 1..];
-                String::from_utf8_lossy(&body[..body.iter().position(|c| *c == 0).unwrap_or(0)])
-                    .into_owned()
-            })
-            .collect();
+        encode(&request(), Prepared::NONE, true, &mut buf).expect("encode");
+        let frames = frames(&buf);
+        let parses = parses(&frames);
         assert_eq!(parses[0], SAVEPOINT_SQL);
         assert_eq!(
             parses[parses.len() - 3],
@@ -956,5 +1188,185 @@ mod tests {
         // After the first Sync: Close portal, Close statement, then the rollback's Parse.
         assert_eq!(&tags[first_sync + 1..first_sync + 4], b"CCP");
         assert_eq!(tags.last(), Some(&b'S'));
+    }
+
+    fn frames(buf: &[u8]) -> Vec<(u8, Vec<u8>)> {
+        let mut frames = Vec::new();
+        let mut rest = buf;
+        while !rest.is_empty() {
+            let len = u32::from_be_bytes([rest[1], rest[2], rest[3], rest[4]]) as usize;
+            frames.push((rest[0], rest[5..1 + len].to_vec()));
+            rest = &rest[1 + len..];
+        }
+        frames
+    }
+
+    /// The first two NUL-terminated strings of a message body.
+    fn two_strings(b: &[u8]) -> (String, String) {
+        let first = b.iter().position(|c| *c == 0).unwrap_or(0);
+        let body = &b[first + 1..];
+        let second = body.iter().position(|c| *c == 0).unwrap_or(0);
+        (
+            String::from_utf8_lossy(&b[..first]).into_owned(),
+            String::from_utf8_lossy(&body[..second]).into_owned(),
+        )
+    }
+
+    /// The SQL text of every Parse.
+    fn parses(frames: &[(u8, Vec<u8>)]) -> Vec<String> {
+        frames
+            .iter()
+            .filter(|(t, _)| *t == b'P')
+            .map(|(_, b)| two_strings(b).1)
+            .collect()
+    }
+
+    /// The statement name of every Bind.
+    fn binds(frames: &[(u8, Vec<u8>)]) -> Vec<String> {
+        frames
+            .iter()
+            .filter(|(t, _)| *t == b'B')
+            .map(|(_, b)| two_strings(b).1)
+            .collect()
+    }
+
+    fn plain_request() -> LookupRequest {
+        LookupRequest {
+            relations: vec![RelName {
+                schema: None,
+                name: "package".into(),
+            }],
+            targets: vec![RelName {
+                schema: None,
+                name: "item".into(),
+            }],
+            ..LookupRequest::default()
+        }
+    }
+
+    /// The first lookup of a session parses its fixed statements under their own names; once
+    /// it has answered, the next one only binds them, inside pgwarden's savepoint when in a
+    /// transaction block and without one outside.
+    #[test]
+    fn fixed_statements_are_parsed_once_and_then_bound() {
+        let req = plain_request();
+        let mut buf = BytesMut::new();
+        let first = encode(&req, Prepared::NONE, true, &mut buf).expect("encode");
+        let f = frames(&buf);
+        assert_eq!(parses(&f), vec![SETTINGS_SQL, RELATION_SQL, TARGET_SQL]);
+        assert_eq!(
+            binds(&f),
+            vec![
+                Fixed::Settings.name(),
+                Fixed::Relation.name(),
+                Fixed::Target.name()
+            ]
+        );
+        assert!(!first.guarded && !first.relies);
+        // A Close of the name comes before each Parse: a leftover would make it fail.
+        let tags: Vec<u8> = f.iter().map(|(t, _)| *t).collect();
+        assert_eq!(&tags[..2], b"CP");
+        let prepared = Prepared::NONE.union(first.parses);
+
+        for in_block in [true, false] {
+            let mut buf = BytesMut::new();
+            let next = encode(&req, prepared, in_block, &mut buf).expect("encode");
+            let f = frames(&buf);
+            let expect_parses: Vec<&str> = if in_block {
+                vec![GUARD_SQL, GUARD_RELEASE_SQL]
+            } else {
+                vec![]
+            };
+            assert_eq!(parses(&f), expect_parses, "in block: {in_block}");
+            assert_eq!(next.guarded, in_block);
+            assert!(next.relies);
+            assert!(next.parses.is_empty());
+            assert_eq!(
+                binds(&f)
+                    .iter()
+                    .filter(|n| n.starts_with("pgwarden_lookup_"))
+                    .count(),
+                3
+            );
+        }
+
+        // A statement not prepared yet is parsed; the ones prepared are only bound.
+        let mut wider = req.clone();
+        wider.columns.push((
+            RelName {
+                schema: None,
+                name: "package".into(),
+            },
+            "name".into(),
+        ));
+        let mut buf = BytesMut::new();
+        let b = encode(&wider, prepared, true, &mut buf).expect("encode");
+        assert_eq!(
+            parses(&frames(&buf)),
+            vec![GUARD_SQL, COLUMN_SQL, GUARD_RELEASE_SQL]
+        );
+        assert!(b.parses.has(Fixed::Column) && !b.parses.has(Fixed::Relation));
+    }
+
+    /// Names are PostgreSQL identifiers (under 64 bytes) and differ between texts.
+    #[test]
+    fn fixed_statement_names_fit_and_differ() {
+        let names: Vec<&str> = Fixed::ALL.iter().map(|f| f.name()).collect();
+        for n in &names {
+            assert!(n.len() < 64, "{n}");
+            assert!(n
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_'));
+        }
+        let mut unique = names.clone();
+        unique.sort();
+        unique.dedup();
+        assert_eq!(unique.len(), names.len());
+    }
+
+    /// A guarded lookup whose Bind finds its statement gone: the reader says so (the caller
+    /// rolls the savepoint back and sends the lookup again), and the recovery batch's reader
+    /// answers after its rollback and release.
+    #[test]
+    fn a_deallocated_statement_is_reported_as_gone() {
+        let req = plain_request();
+        let mut buf = BytesMut::new();
+        let prepared = encode(&req, Prepared::NONE, true, &mut buf)
+            .expect("encode")
+            .parses;
+        let batch = encode(&req, prepared, true, &mut buf).expect("encode");
+        let mut m = query(&[]); // the savepoint
+        m.push((
+            b'E',
+            error(
+                "26000",
+                "prepared statement \"pgwarden_lookup_settings\" does not exist",
+            ),
+        ));
+        m.push((b'Z', b"E".to_vec()));
+        match feed_reader(ReplyReader::new(&req, &batch), &m) {
+            Err(LookupError::StatementGone(msg)) => assert!(msg.contains("does not exist")),
+            other => panic!("{other:?}"),
+        }
+        // Any other error stays a plain refusal.
+        let mut m = query(&[]);
+        m.push((b'E', error("42501", "permission denied")));
+        m.push((b'Z', b"E".to_vec()));
+        assert!(matches!(
+            feed_reader(ReplyReader::new(&req, &batch), &m),
+            Err(LookupError::Server(_))
+        ));
+
+        let mut buf = BytesMut::new();
+        encode_recovery(&mut buf).expect("encode");
+        assert_eq!(
+            parses(&frames(&buf)),
+            vec![GUARD_ROLLBACK_SQL, GUARD_RELEASE_SQL]
+        );
+        let mut m = vec![(b'3', vec![]), (b'3', vec![])];
+        m.extend(query(&[]));
+        m.extend(query(&[]));
+        m.push((b'Z', b"T".to_vec()));
+        assert!(feed_reader(ReplyReader::recovery(), &m).is_ok());
     }
 }

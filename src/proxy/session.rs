@@ -124,6 +124,8 @@ struct State {
     backend_pid: i32,
     /// A catalog lookup pgwarden injected and whose replies the server→client side swallows.
     injecting: Option<Injection>,
+    /// The lookup statements an earlier lookup prepared on this server session.
+    lookup_prepared: lookup::Prepared,
     /// Messages pgwarden owes the client (policy warnings as NoticeResponse); written by the
     /// server→client side at the next frame boundary, before the statement's own answer.
     outbox: BytesMut,
@@ -157,6 +159,7 @@ impl State {
             standard_conforming_strings: true,
             backend_pid: 0,
             injecting: None,
+            lookup_prepared: lookup::Prepared::NONE,
             outbox: BytesMut::new(),
             idle_epoch: 0,
             audit_queue: std::collections::VecDeque::new(),
