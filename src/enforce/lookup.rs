@@ -85,14 +85,16 @@ macro_rules! regclass_of {
 
 /// One relation by (schema or NULL, name). For an index, the size, oid and persistence are its
 /// table's: the table is what a DROP INDEX locks and what "created in this session" is about.
+/// The constraint an index backs is searched by its table (`conrelid`, indexed), not by
+/// `conindid` alone, which has no index: a scan of every constraint of the database per lookup.
 const RELATION_SQL: &str = concat!(
     "SELECT CAST(c.relkind AS pg_catalog.text), CAST(n.nspname AS pg_catalog.text), \
        CAST(COALESCE(t.reltuples, c.reltuples) AS pg_catalog.int8), \
        pg_catalog.pg_relation_size(CAST(COALESCE(t.oid, c.oid) AS pg_catalog.regclass)), \
        pg_catalog.pg_total_relation_size(CAST(COALESCE(t.oid, c.oid) AS pg_catalog.regclass)), \
        CAST(t.relname AS pg_catalog.text), \
-       EXISTS (SELECT 1 FROM pg_catalog.pg_constraint k WHERE k.conindid OPERATOR(pg_catalog.=) c.oid \
-               AND k.contype OPERATOR(pg_catalog.=) ANY (CAST(ARRAY['p', 'u', 'x'] AS pg_catalog.\"char\"[]))), \
+       EXISTS (SELECT 1 FROM pg_catalog.pg_constraint k WHERE k.conrelid OPERATOR(pg_catalog.=) i.indrelid \
+               AND k.conindid OPERATOR(pg_catalog.=) c.oid AND k.contype OPERATOR(pg_catalog.=) ANY (CAST(ARRAY['p', 'u', 'x'] AS pg_catalog.\"char\"[]))), \
        EXISTS (SELECT 1 FROM pg_catalog.pg_index u WHERE u.indrelid OPERATOR(pg_catalog.=) c.oid \
                AND u.indisunique AND u.indisvalid AND u.indpred IS NULL), \
        COALESCE(t.oid, c.oid), \
