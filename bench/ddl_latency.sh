@@ -216,6 +216,30 @@ if command -v strace >/dev/null && command -v ss >/dev/null; then
         count_history "$BASE_NOAUDIT" "base, audit off"
     fi
 fi
+# Server time of pgwarden's injected statements (the catalog lookup, its savepoint), per DDL
+# statement, from the server's own log: what the lookup costs the server, by protocol phase
+# (parse / bind / execute), whatever the machine's load does to the round trips.
+server_time() { # port label
+    "$PGBIN/psql" -h 127.0.0.1 -p "$PGPORT_" -U postgres -X -q \
+        -c "ALTER SYSTEM SET log_min_duration_statement = 0" -c "SELECT pg_reload_conf()" >/dev/null
+    sleep 0.2
+    : > "$WORK/pg.log"
+    (cd "$WORK" && "$PGBIN/pgbench" -n -h 127.0.0.1 -p "$1" -U postgres -M simple -c 1 \
+        -t "$HISTORIES" -f "$WORK/history.sql" postgres >/dev/null 2>&1)
+    "$PGBIN/psql" -h 127.0.0.1 -p "$PGPORT_" -U postgres -X -q \
+        -c "ALTER SYSTEM RESET log_min_duration_statement" -c "SELECT pg_reload_conf()" >/dev/null
+    grep "duration:" "$WORK/pg.log" | awk -v n=$((HISTORIES * HISTORY_DDL)) -v label="$2" '
+        { d = $0; sub(/.*duration: /, "", d); sub(/ ms.*/, "", d)
+          if ($0 !~ /pgwarden_lookup/) next
+          phase = ($0 ~ /  parse /) ? "parse" : ($0 ~ /  bind /) ? "bind" : "execute"
+          t[phase] += d; all += d }
+        END { printf "%-34s %7.0f  (parse %.0f, bind %.0f, execute %.0f)\n", label, all * 1000 / n, t["parse"] * 1000 / n, t["bind"] * 1000 / n, t["execute"] * 1000 / n }'
+}
+echo
+echo "server time of pgwarden's injected statements, µs per DDL statement ($HISTORIES histories, log_min_duration_statement = 0)"
+server_time "$WARDEN_NOAUDIT" "pgwarden"
+[[ -n "$BASE" ]] && server_time "$BASE_NOAUDIT" "base"
+
 echo
 echo "per-statement average latency (ms, pgbench -r) of the last round, first revision's statements:"
 paste <(sed -n '/statement latencies/,$p' "$WORK/history.$PGPORT_.out" | awk 'NR > 1 { print $1 }') \
