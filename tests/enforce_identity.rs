@@ -398,17 +398,6 @@ def downgrade():
     op.drop_table("member")
 "#;
 
-fn alembic_run(dir: &std::path::Path, url: &str, args: &[&str]) -> CmdOutput {
-    let mut cmd = std::process::Command::new(python());
-    cmd.args(["-m", "alembic", "-c"])
-        .arg(dir.join("alembic.ini"))
-        .args(args)
-        .current_dir(dir)
-        .env("PGWARDEN_TEST_URL", url)
-        .env("PYTHONUNBUFFERED", "1");
-    run_cmd(cmd, None, Duration::from_secs(300))
-}
-
 #[test]
 fn alembic_create_rename_commit_alter_upgrade_passes() {
     let c = Cluster::shared();
@@ -431,7 +420,7 @@ fn alembic_create_rename_commit_alter_upgrade_passes() {
         );
         {
             let step = ["upgrade", "head"];
-            let out = alembic_run(dir.path(), &url, &step);
+            let out = common::alembic::run(dir.path(), &url, &step);
             assert!(
                 out.status.success(),
                 "{driver} {step:?} refused:\n{}\n{}\nproxy log:\n{}",

@@ -539,16 +539,20 @@ pub fn encode(
 
 /// Whether `req` binds a statement an earlier lookup prepared (one that may be gone).
 fn binds_prepared(req: &LookupRequest, prepared: Prepared) -> bool {
-    let used = [
-        (Fixed::Settings, true),
-        (Fixed::Relation, !req.relations.is_empty()),
-        (Fixed::Column, !req.columns.is_empty()),
-        (Fixed::Function, !req.functions.is_empty()),
-        (Fixed::Target, !req.targets.is_empty()),
-        (Fixed::ForeignKey, !req.foreign_keys.is_empty()),
-        (Fixed::Routine, !req.routines.is_empty()),
-    ];
-    used.iter().any(|(f, used)| *used && prepared.has(*f))
+    uses(req).iter().any(|(f, n)| *n > 0 && prepared.has(*f))
+}
+
+/// How many times `req` binds each fixed query, in the order they go on the wire.
+fn uses(req: &LookupRequest) -> [(Fixed, usize); 7] {
+    [
+        (Fixed::Settings, 1),
+        (Fixed::Relation, req.relations.len()),
+        (Fixed::Column, req.columns.len()),
+        (Fixed::Function, req.functions.len()),
+        (Fixed::Target, req.targets.len()),
+        (Fixed::ForeignKey, req.foreign_keys.len()),
+        (Fixed::Routine, req.routines.len()),
+    ]
 }
 
 /// After a guarded lookup failed: close what the error skipped, roll pgwarden's savepoint
@@ -687,13 +691,8 @@ pub struct ReplyReader {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Slot {
-    Settings,
-    Relation,
-    Column,
-    Function,
-    Target,
-    ForeignKey,
-    Routine,
+    /// One binding of a fixed query.
+    Query(Fixed),
     /// The savepoint, the timeouts, ROLLBACK TO and RELEASE: no row of interest.
     Control,
     Explain,
@@ -707,16 +706,9 @@ impl ReplyReader {
         if estimating || batch.guarded {
             expected.push(Slot::Control);
         }
-        expected.push(Slot::Settings);
-        expected.extend(std::iter::repeat_n(Slot::Relation, req.relations.len()));
-        expected.extend(std::iter::repeat_n(Slot::Column, req.columns.len()));
-        expected.extend(std::iter::repeat_n(Slot::Function, req.functions.len()));
-        expected.extend(std::iter::repeat_n(Slot::Target, req.targets.len()));
-        expected.extend(std::iter::repeat_n(
-            Slot::ForeignKey,
-            req.foreign_keys.len(),
-        ));
-        expected.extend(std::iter::repeat_n(Slot::Routine, req.routines.len()));
+        for (f, n) in uses(req) {
+            expected.extend(std::iter::repeat_n(Slot::Query(f), n));
+        }
         if batch.guarded {
             expected.push(Slot::Control);
         }
@@ -836,19 +828,27 @@ impl ReplyReader {
         let f = &mut self.facts;
         // Fill in "absent" for a slot whose query returned no row.
         match slot {
-            Slot::Relation if f.relations.len() == before => f.relations.push(None),
-            Slot::Column if f.columns.len() == before => f.columns.push(None),
-            Slot::Function if f.functions.len() == before => f.functions.push(String::new()),
-            Slot::ForeignKey if f.foreign_keys.len() == before => f.foreign_keys.push(None),
-            Slot::Routine if f.routines.len() == before => f.routines.push(Default::default()),
+            Slot::Query(Fixed::Relation) if f.relations.len() == before => f.relations.push(None),
+            Slot::Query(Fixed::Column) if f.columns.len() == before => f.columns.push(None),
+            Slot::Query(Fixed::Function) if f.functions.len() == before => {
+                f.functions.push(String::new())
+            }
+            Slot::Query(Fixed::ForeignKey) if f.foreign_keys.len() == before => {
+                f.foreign_keys.push(None)
+            }
+            Slot::Query(Fixed::Routine) if f.routines.len() == before => {
+                f.routines.push(Default::default())
+            }
             Slot::Explain if f.estimates.len() == before => f.estimates.push(Estimate::Unknown {
                 why: "the server returned no plan".into(),
                 own_error: false,
             }),
-            Slot::Target if f.targets.len() == before => f.targets.push(TargetFacts {
-                schema: None,
-                existing_oid: None,
-            }),
+            Slot::Query(Fixed::Target) if f.targets.len() == before => {
+                f.targets.push(TargetFacts {
+                    schema: None,
+                    existing_oid: None,
+                })
+            }
             _ => {}
         }
         self.current += 1;
@@ -866,14 +866,14 @@ impl ReplyReader {
         let cols = data_row(body)?;
         let text = |i: usize| -> Option<&str> { cols.get(i).copied().flatten() };
         match self.expected.get(self.current) {
-            Some(Slot::Settings) => {
+            Some(Slot::Query(Fixed::Settings)) => {
                 self.facts.server_version_num = text(0).and_then(|v| v.parse().ok());
                 self.facts.lock_timeout_ms = text(1).and_then(parse_duration_ms);
                 self.facts.statement_timeout_ms = text(2).and_then(parse_duration_ms);
                 self.facts.other_sessions = text(3).and_then(|v| v.parse().ok());
                 self.facts.allow_setting = text(4).map(str::to_string);
             }
-            Some(Slot::Relation) => {
+            Some(Slot::Query(Fixed::Relation)) => {
                 let rows = text(2).and_then(|v| v.parse::<f64>().ok());
                 self.facts.relations.push(Some(RelationFacts {
                     relkind: text(0).and_then(|k| k.chars().next()).unwrap_or('?'),
@@ -891,19 +891,19 @@ impl ReplyReader {
                     index_valid: text(11).map(|v| v == "t"),
                 }));
             }
-            Some(Slot::Column) => {
+            Some(Slot::Query(Fixed::Column)) => {
                 self.facts.columns.push(Some(ColumnFacts {
                     type_name: text(0).unwrap_or_default().to_string(),
                     not_null: text(1) == Some("t"),
                     has_validated_not_null_check: text(2) == Some("t"),
                 }));
             }
-            Some(Slot::Function) => {
+            Some(Slot::Query(Fixed::Function)) => {
                 self.facts
                     .functions
                     .push(text(0).unwrap_or_default().to_string());
             }
-            Some(Slot::ForeignKey) => {
+            Some(Slot::Query(Fixed::ForeignKey)) => {
                 self.facts.foreign_keys.push(Some(ReferencedFacts {
                     schema: text(0).unwrap_or_default().to_string(),
                     name: text(1).unwrap_or_default().to_string(),
@@ -914,7 +914,7 @@ impl ReplyReader {
                     total_bytes: text(4).and_then(|v| v.parse().ok()).unwrap_or(0),
                 }));
             }
-            Some(Slot::Routine) => {
+            Some(Slot::Query(Fixed::Routine)) => {
                 self.facts
                     .routines
                     .push(super::routines::from_row(|i| text(i).map(str::to_string)));
@@ -931,7 +931,7 @@ impl ReplyReader {
                         },
                     });
             }
-            Some(Slot::Target) => {
+            Some(Slot::Query(Fixed::Target)) => {
                 self.facts.targets.push(TargetFacts {
                     schema: text(0).map(str::to_string),
                     existing_oid: text(1).and_then(|v| v.parse().ok()),

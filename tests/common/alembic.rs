@@ -41,22 +41,19 @@ pub fn project(extra: Option<&str>, table: Option<&str>) -> tempfile::TempDir {
 
 /// `alembic upgrade head` in `project` against `conn` with SQLAlchemy's `driver` dialect.
 pub fn alembic(project: &Path, conn: &ConnInfo, driver: &str) -> CmdOutput {
+    run(project, &driver_url(conn, driver), &["upgrade", "head"])
+}
+
+/// SQLAlchemy's URL for `conn` with the `driver` dialect.
+pub fn driver_url(conn: &ConnInfo, driver: &str) -> String {
     let url = conn
         .url()
         .replacen("postgresql://", &format!("postgresql+{driver}://"), 1);
     // asyncpg takes no libpq sslmode parameter.
-    let url = match driver {
+    match driver {
         "asyncpg" => url.split('?').next().unwrap_or(&url).to_string(),
         _ => url,
-    };
-    let mut cmd = std::process::Command::new(python());
-    cmd.args(["-m", "alembic", "-c"])
-        .arg(project.join("alembic.ini"))
-        .args(["upgrade", "head"])
-        .current_dir(project)
-        .env("PGWARDEN_TEST_URL", url)
-        .env("PYTHONUNBUFFERED", "1");
-    run_cmd(cmd, None, Duration::from_secs(300))
+    }
 }
 
 /// env.py of a project a test writes: the URL from `PGWARDEN_TEST_URL`, the revisions in one
@@ -113,13 +110,19 @@ pub fn url(db: &str, port: u16, driver: &str) -> String {
 
 /// `alembic <args>` in `dir` against `url`.
 pub fn run(dir: &Path, url: &str, args: &[&str]) -> CmdOutput {
+    run_with(dir, url, args, &[])
+}
+
+/// `alembic <args>` in `dir` against `url`, with more environment for the project's env.py.
+pub fn run_with(dir: &Path, url: &str, args: &[&str], env: &[(&str, &str)]) -> CmdOutput {
     let mut cmd = std::process::Command::new(python());
     cmd.args(["-m", "alembic", "-c"])
         .arg(dir.join("alembic.ini"))
         .args(args)
         .current_dir(dir)
         .env("PGWARDEN_TEST_URL", url)
-        .env("PYTHONUNBUFFERED", "1");
+        .env("PYTHONUNBUFFERED", "1")
+        .envs(env.iter().copied());
     run_cmd(cmd, None, Duration::from_secs(300))
 }
 

@@ -9,7 +9,7 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use super::alembic::project_dir;
-use super::{pg_bin, python, run_cmd, Cluster, CmdOutput, ConnInfo, ProxyProcess};
+use super::{pg_bin, run_cmd, Cluster, CmdOutput, ConnInfo, ProxyProcess};
 
 /// 1,050,000 orders (every rule's "large table" threshold is passed), 1,000 customers.
 pub const SETUP: &str = "
@@ -84,30 +84,17 @@ pub fn project(revs: &[(&str, &str)]) -> tempfile::TempDir {
 /// `alembic upgrade head` with SQLAlchemy's `driver` dialect; `per_migration`:
 /// transaction_per_migration=True.
 pub fn alembic(project: &Path, conn: &ConnInfo, driver: &str, per_migration: bool) -> CmdOutput {
-    let url = conn
-        .url()
-        .replacen("postgresql://", &format!("postgresql+{driver}://"), 1);
-    // asyncpg takes no libpq sslmode parameter.
-    let url = match driver {
-        "asyncpg" => url.split('?').next().unwrap_or(&url).to_string(),
-        _ => url,
+    let mode = if per_migration {
+        "per-migration"
+    } else {
+        "single"
     };
-    let mut cmd = std::process::Command::new(python());
-    cmd.args(["-m", "alembic", "-c"])
-        .arg(project.join("alembic.ini"))
-        .args(["upgrade", "head"])
-        .current_dir(project)
-        .env("PGWARDEN_TEST_URL", url)
-        .env(
-            "PGWARDEN_TEST_TXMODE",
-            if per_migration {
-                "per-migration"
-            } else {
-                "single"
-            },
-        )
-        .env("PYTHONUNBUFFERED", "1");
-    run_cmd(cmd, None, Duration::from_secs(300))
+    super::alembic::run_with(
+        project,
+        &super::alembic::driver_url(conn, driver),
+        &["upgrade", "head"],
+        &[("PGWARDEN_TEST_TXMODE", mode)],
+    )
 }
 
 /// Schema of `db` as pg_dump prints it, plus the Alembic revision.
