@@ -1,4 +1,4 @@
-//! The audit writer: a dedicated tokio task fed by a bounded channel, and the handle sessions use.
+//! The audit writer: a dedicated thread fed by a bounded channel, and the handle sessions use.
 //!
 //! Flow (what the session does, and why):
 //! 1. Before forwarding a DDL/utility (or rejected) statement, the session awaits
@@ -19,8 +19,11 @@
 //!
 //! Each record is one `write_all` of one line on a file opened with `O_APPEND`; batches of
 //! queued records are written together and (with `fsync = "always"`) made durable by one
-//! `fdatasync` before any of them is acknowledged. Writes run on tokio's blocking pool so a
-//! slow disk never stalls a runtime worker that other sessions need.
+//! `fdatasync` before any of them is acknowledged. Writes run on the writer's own thread (with
+//! a single-threaded runtime of its own for the channel and the `interval` timer), so a slow
+//! disk never stalls a session thread or the main thread. An awaited record costs the session
+//! one hand-over to that thread and one back; the writer used to be a task on the main thread
+//! that passed each batch on to tokio's blocking pool, two more thread wake-ups per batch.
 //!
 //! Group commit ([`Durability::Written`], [`AuditHandle::barrier`]): a record whose statement
 //! cannot take durable effect on the server before a later point (a DDL inside an open
@@ -198,8 +201,8 @@ fn run_id() -> &'static str {
 }
 
 impl AuditHandle {
-    /// Opens the sink and spawns the writer task (call inside a tokio runtime). With
-    /// `enabled = false` returns a handle whose methods do nothing and succeed.
+    /// Opens the sink and starts the writer thread. With `enabled = false` returns a handle
+    /// whose methods do nothing and succeed.
     pub fn start(cfg: &AuditConfig) -> Result<AuditHandle, AuditError> {
         if !cfg.enabled {
             return Ok(AuditHandle::disabled());
@@ -223,13 +226,29 @@ impl AuditHandle {
         }
         let (tx, rx) = mpsc::channel(cfg.channel_capacity);
         let counters = Arc::new(Counters::default());
-        tokio::spawn(run_writer(
-            rx,
-            Arc::new(Mutex::new(sink)),
-            cfg.fsync,
-            cfg.fsync_interval,
-            counters.clone(),
-        ));
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .map_err(|source| AuditError::Open {
+                path: cfg.path.clone(),
+                source,
+            })?;
+        let (policy, interval, c) = (cfg.fsync, cfg.fsync_interval, counters.clone());
+        std::thread::Builder::new()
+            .name("pgwarden-audit".into())
+            .spawn(move || {
+                runtime.block_on(run_writer(
+                    rx,
+                    Arc::new(Mutex::new(sink)),
+                    policy,
+                    interval,
+                    c,
+                ))
+            })
+            .map_err(|source| AuditError::Open {
+                path: cfg.path.clone(),
+                source,
+            })?;
         Ok(AuditHandle {
             inner: Some(Arc::new(Inner {
                 tx,
@@ -727,10 +746,7 @@ async fn run_writer(
                 None => break,
             },
             _ = ticker.tick(), if policy == FsyncPolicy::Interval && dirty => {
-                let s = sink.clone();
-                let c = counters.clone();
-                let r = tokio::task::spawn_blocking(move || lock(&s).settle_all(&c)).await;
-                if let Ok(Err(e)) = r {
+                if let Ok(Err(e)) = unwind(|| lock(&sink).settle_all(&counters)) {
                     tracing::error!(error = %e, "audit: fsync failed");
                 }
                 dirty = false;
@@ -744,24 +760,27 @@ async fn run_writer(
                 Err(_) => break,
             }
         }
-        let s = sink.clone();
-        let c = counters.clone();
-        let outcome = tokio::task::spawn_blocking(move || write_batch(&s, batch, policy, &c)).await;
-        match outcome {
+        match unwind(|| write_batch(&sink, batch, policy, &counters)) {
             Ok(BatchEnd { stop, unsynced }) => {
                 dirty = unsynced;
                 if stop {
                     return;
                 }
             }
-            Err(e) => {
-                // A panic in the blocking task drops its acks: waiting DDL gets `Closed`.
-                tracing::error!(error = %e, "audit: writer batch panicked");
+            Err(()) => {
+                // A panic in a batch drops its acks: waiting DDL gets `Closed`.
+                tracing::error!("audit: writer batch panicked");
             }
         }
     }
     // All handles gone: make what was written durable.
-    let _ = tokio::task::spawn_blocking(move || lock(&sink).settle_all(&counters)).await;
+    let _ = unwind(|| lock(&sink).settle_all(&counters));
+}
+
+/// Runs `f` on the writer thread; a panic in it is caught so that the writer goes on with the
+/// next batch (the panicking batch's acks are dropped: their waiters get `Closed`).
+fn unwind<T>(f: impl FnOnce() -> T) -> Result<T, ()> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).map_err(|_| ())
 }
 
 fn lock(s: &Mutex<Sink>) -> std::sync::MutexGuard<'_, Sink> {
