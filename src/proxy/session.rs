@@ -102,7 +102,8 @@ const FAREWELL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 /// the error (see [`linger`]).
 const LINGER_BYTES: usize = 64 << 20;
 
-/// State both directions see. Locked once per read batch.
+/// State both directions see. Locked once per read batch. Inline in every session's future:
+/// the injected lookup and executor step in flight are boxed, as in [`ClientSide`].
 struct State {
     /// From the last ReadyForQuery.
     tx_status: TxStatus,
@@ -123,7 +124,7 @@ struct State {
     /// From BackendKeyData; kept for logs (the client gets the message unchanged).
     backend_pid: i32,
     /// A catalog lookup pgwarden injected and whose replies the server→client side swallows.
-    injecting: Option<Injection>,
+    injecting: Option<Box<Injection>>,
     /// The lookup statements an earlier lookup prepared on this server session.
     lookup_prepared: lookup::Prepared,
     /// Messages pgwarden owes the client (policy warnings as NoticeResponse); written by the
@@ -137,7 +138,7 @@ struct State {
     /// An audited statement's transaction has not ended yet: follow every request's answers.
     audit_watch: bool,
     /// A step of the executor in flight: its replies go there, not to the client.
-    executing: Option<execute::ExecStep>,
+    executing: Option<Box<execute::ExecStep>>,
     /// The executor's answer for the client, replayed by the server→client side.
     replay: Option<BytesMut>,
     /// From BackendKeyData: a cancel during a backoff must carry it.
@@ -540,7 +541,10 @@ async fn linger(client: &mut Conn) {
     .await;
 }
 
-/// Client-side bookkeeping that only the client→server direction touches.
+/// Client-side bookkeeping that only the client→server direction touches. It sits inline in
+/// every session's future: what only a request in progress has (a plan, a held request, an
+/// audit record) is boxed, so that an idle session holds a pointer for it, not the value
+/// (`tests::the_session_future_stays_small`).
 #[derive(Default)]
 struct ClientSide {
     /// Bytes of a pass-through frame still to be forwarded as they arrive.
@@ -565,7 +569,7 @@ struct ClientSide {
     audit_record: Vec<StatementRecord>,
     /// The audited statement of the extended-protocol request in progress (written at its
     /// Bind), waiting for the Sync that ends the request.
-    request_record: Option<StatementRecord>,
+    request_record: Option<Box<StatementRecord>>,
     /// Prepared DDL statements by name ("" = unnamed): audited again at every Bind.
     ddl_statements: std::collections::HashMap<Vec<u8>, AuditTemplate>,
     /// The Bind at the front of the buffer has had its audit turn.
@@ -584,15 +588,15 @@ struct ClientSide {
     /// This session's share of `max_held_bytes` while it holds a large message.
     held: Option<super::budget::Reservation>,
     /// The held Query runs under the executor (set by the enforcer's decision).
-    exec: Option<execute::Pending>,
+    exec: Option<Box<execute::Pending>>,
     /// The held Query runs as a multi-step rewrite (`rewrite.rs`).
-    multi: Option<rewrite::MultiPending>,
+    multi: Option<Box<rewrite::MultiPending>>,
     /// Completion steps this transaction's COMMIT owes.
     completion: rewrite::Completion,
     /// What the extended-protocol request starting at the held Parse/Bind is.
-    extended: Option<execute_extended::Lookahead>,
+    extended: Option<Box<execute_extended::Lookahead>>,
     /// An extended-protocol request held to its Sync, to run under the executor.
-    holding: Option<execute_extended::Held>,
+    holding: Option<Box<execute_extended::Held>>,
     /// The held multi-statement Query runs split, under the executor (execute_batch.rs).
     batch: Option<execute_batch::Batch>,
 }
@@ -640,7 +644,7 @@ async fn client_to_server(
                     ctx,
                     state,
                     sw,
-                    held,
+                    *held,
                     &mut side.completion,
                 ))
                 .await?;
@@ -994,6 +998,45 @@ mod tests {
             ..State::new(String::new())
         }
     }
+
+    /// What every connection's task holds for its whole life, idle or not: the session future.
+    /// Whatever sits inline in it is memory per idle connection (BENCHMARKS.md, idle memory).
+    /// A 16 KiB drain buffer declared inside `linger` once doubled that figure unnoticed; a
+    /// large local belongs on the heap, allocated when it is needed.
+    #[tokio::test]
+    async fn the_session_future_stays_small() {
+        let shared = Arc::new(
+            Shared::new(
+                Arc::new(Config::default()),
+                Arc::new(Recorder::default()),
+                crate::audit::AuditHandle::disabled(),
+            )
+            .unwrap(),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let client = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let (_stop, rx) = watch::channel(false);
+        let session = run(shared, Conn::Plain(client), addr, None, rx, 1);
+        let size = std::mem::size_of_val(&session);
+        eprintln!(
+            "session future: {size} bytes (of it: State {}, Ctx {}, ClientSide {}, Conn {})",
+            std::mem::size_of::<State>(),
+            std::mem::size_of::<Ctx>(),
+            std::mem::size_of::<ClientSide>(),
+            std::mem::size_of::<Conn>(),
+        );
+        assert!(
+            size <= SESSION_FUTURE_BOUND,
+            "the session future is {size} bytes"
+        );
+    }
+
+    /// The bound for [`the_session_future_stays_small`], in a debug build (the test profile):
+    /// 5,968 bytes when it was written (2026-12-01; 7,984 before the plans, held requests and
+    /// injected lookups that an idle session does not have moved behind a `Box`), plus room
+    /// for a few more locals.
+    const SESSION_FUTURE_BOUND: usize = 7 * 1024;
 
     fn msg(tag: u8, body: &[u8]) -> Vec<u8> {
         let mut v = vec![tag];

@@ -404,7 +404,7 @@ pub(super) async fn audit_held_bind(
     .await
     {
         Ok(rec) => {
-            side.request_record = Some(rec);
+            side.request_record = Some(Box::new(rec));
             Ok(())
         }
         Err(e) => Err(SessionError::Audit(e.to_string())),

@@ -137,7 +137,7 @@ pub(super) fn scan_client(
                     break;
                 }
                 if let Some(m) = side.multi.take() {
-                    out.multi = Some((m, h.total));
+                    out.multi = Some((*m, h.total));
                     break;
                 }
                 if let Some(exec) = side.exec.take() {
@@ -149,7 +149,7 @@ pub(super) fn scan_client(
                             frame
                         }
                     };
-                    out.execute = Some((exec, frame, h.total));
+                    out.execute = Some((*exec, frame, h.total));
                     break;
                 }
                 if let Some(batch) = side.batch.take().filter(|_| verdict.is_none()) {
@@ -269,7 +269,7 @@ pub(super) fn scan_client(
                 st.pending += 1;
                 let dml = std::mem::take(&mut side.request_dml);
                 let seq = side.request_record.as_ref().map_or(0, |r| r.seq);
-                audit_request(st, side.request_record.take(), dml);
+                audit_request(st, side.request_record.take().map(|r| *r), dml);
                 side.extended = None;
                 if let Some(held) = side.holding.as_mut() {
                     // The whole request is held: the executor sends it.

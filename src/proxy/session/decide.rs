@@ -116,9 +116,9 @@ pub(super) async fn decide_held(
     snap_owned.standard_conforming_strings = scs;
     // Dry-run forwards everything as sent. A Parse runs under the executor with the request it
     // is in (execute_extended.rs), when that request allows it.
-    let executes =
-        guard.executes() && (parse_name.is_none() || execute_extended::runs(&side.extended));
-    let runs_now = parse_name.is_none() || execute_extended::runs_now(&side.extended);
+    let executes = guard.executes()
+        && (parse_name.is_none() || execute_extended::runs(side.extended.as_deref()));
+    let runs_now = parse_name.is_none() || execute_extended::runs_now(side.extended.as_deref());
     let ascii_only = !utf8_encoding(&snap_owned.client_encoding);
     let live = facts.as_ref().map_err(String::as_str);
     let created = prepared.created_tables().to_vec();
@@ -145,7 +145,11 @@ pub(super) async fn decide_held(
                 false,
                 ascii_only,
             );
-            execute_extended::not_run_reason(&side.extended, side.in_pipeline, would.is_some())
+            execute_extended::not_run_reason(
+                side.extended.as_deref(),
+                side.in_pipeline,
+                would.is_some(),
+            )
         }
         _ => None,
     };
@@ -205,7 +209,7 @@ pub(super) async fn decide_held(
         rewrite::Situation {
             tx_status: snap_owned.tx_status,
             in_pipeline: side.in_pipeline,
-            takes_over: parse_name.is_none() || execute_extended::runs(&side.extended),
+            takes_over: parse_name.is_none() || execute_extended::runs(side.extended.as_deref()),
             on_server: false,
             timeouts: live.map_or((None, None), |l| {
                 (l.lock_timeout_ms, l.statement_timeout_ms)
@@ -337,7 +341,7 @@ pub(super) async fn decide_held(
         wait_answered(ctx, state).await;
     }
     side.batch = batch;
-    side.exec = exec.filter(|_| runs_now);
+    side.exec = exec.filter(|_| runs_now).map(Box::new);
     // A prepared statement that runs as steps is prepared as the client wrote it (its Bind is
     // taken over, now or in a later request), so the server's and the client's statement
     // agree; the decision's text is what the audit record shows.
@@ -345,7 +349,7 @@ pub(super) async fn decide_held(
         Some(_) if prepared_statement => None,
         _ => decided.replace,
     };
-    side.multi = multi.filter(|_| runs_now);
+    side.multi = multi.filter(|_| runs_now).map(Box::new);
     ctx.activity
         .ddl_decided(decided.decision.as_str(), &decided.rules);
     side.decided = Some(verdict);

@@ -327,10 +327,10 @@ pub(super) async fn send(
     client: bool,
 ) -> Result<Reply, SessionError> {
     let (tx, rx) = oneshot::channel();
-    lock(state).executing = Some(ExecStep {
+    lock(state).executing = Some(Box::new(ExecStep {
         reply: Reply::default(),
         done: tx,
-    });
+    }));
     sw.write_all(bytes).await.map_err(SessionError::ServerIo)?;
     sw.flush().await.map_err(SessionError::ServerIo)?;
     let gone = || {

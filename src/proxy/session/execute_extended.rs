@@ -218,11 +218,11 @@ pub(super) async fn prepare(
             if !barrier(ctx, state, side, sw, buf, &mut shape).await? {
                 return Ok(Prepared::Answered);
             }
-            side.extended = Some(Lookahead::Runs(shape));
+            side.extended = Some(Box::new(Lookahead::Runs(shape)));
             Ok(Prepared::Decide)
         }
         Some(l) => {
-            side.extended = Some(l);
+            side.extended = Some(Box::new(l));
             Ok(Prepared::Decide)
         }
     }
@@ -243,16 +243,16 @@ pub(super) enum Prepared {
 /// its Sync. The plan is used up either way (it is for this message only).
 pub(super) fn hold(side: &mut ClientSide, pos: usize) {
     let run = match (side.exec.take(), side.multi.take()) {
-        (_, Some(m)) => Some(HeldRun::Steps(Box::new(m))),
-        (Some(p), None) => Some(HeldRun::Executor(p)),
+        (_, Some(m)) => Some(HeldRun::Steps(m)),
+        (Some(p), None) => Some(HeldRun::Executor(*p)),
         (None, None) => None,
     };
-    let extended = side.extended.take();
+    let extended = side.extended.take().map(|l| *l);
     let first = !side.in_pipeline;
     if let (Some(run), Some(Lookahead::Runs(shape)), 0, true, None) =
         (run, extended, pos, first, side.holding.as_ref())
     {
-        side.holding = Some(Held::new(run, shape));
+        side.holding = Some(Box::new(Held::new(run, shape)));
     }
 }
 
@@ -260,7 +260,7 @@ pub(super) fn hold(side: &mut ClientSide, pos: usize) {
 /// not be (said in the log and the audit record); `None` when it is, or when nothing would
 /// have been set for it anyway (`would_plan`).
 pub(super) fn not_run_reason(
-    extended: &Option<Lookahead>,
+    extended: Option<&Lookahead>,
     in_pipeline: bool,
     would_plan: bool,
 ) -> Option<&'static str> {
@@ -276,12 +276,12 @@ pub(super) fn not_run_reason(
 
 /// The request is run under the executor now (or, for a request that only prepares, at the
 /// Bind that executes the statement): the decision may count on pgwarden's timeouts.
-pub(super) fn runs(extended: &Option<Lookahead>) -> bool {
+pub(super) fn runs(extended: Option<&Lookahead>) -> bool {
     matches!(extended, Some(Lookahead::Runs(_) | Lookahead::Prepares))
 }
 
 /// Only this request runs under the executor; a request that only prepares does not.
-pub(super) fn runs_now(extended: &Option<Lookahead>) -> bool {
+pub(super) fn runs_now(extended: Option<&Lookahead>) -> bool {
     matches!(extended, Some(Lookahead::Runs(_)))
 }
 

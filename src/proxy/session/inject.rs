@@ -92,7 +92,7 @@ async fn round_trip(
                 "the transaction has failed: pgwarden sends nothing in it".into(),
             ));
         }
-        st.injecting = Some(Injection { reader, done: tx });
+        st.injecting = Some(Box::new(Injection { reader, done: tx }));
     }
     sw.write_all(bytes).await.map_err(SessionError::ServerIo)?;
     sw.flush().await.map_err(SessionError::ServerIo)?;

@@ -46,7 +46,7 @@ pub(super) async fn redecide_bind(
     let (sql, before) = (template.sql.clone(), template.decided.decision);
     // The request may run under the executor (execute_extended.rs): its first step waits for
     // every earlier answer, and so does the plan (the transaction status is the server's).
-    let runs = super::execute_extended::runs_now(&side.extended);
+    let runs = super::execute_extended::runs_now(side.extended.as_deref());
     if runs {
         wait_answered(ctx, state).await;
     }
@@ -96,7 +96,7 @@ pub(super) async fn redecide_bind(
     };
     let not_run = match exec {
         None if guard.executes() => super::execute_extended::not_run_reason(
-            &side.extended,
+            side.extended.as_deref(),
             side.in_pipeline,
             plan(false).is_some(),
         ),
@@ -187,8 +187,8 @@ pub(super) async fn redecide_bind(
         t.decided = decided;
         t.injected = injected;
     }
-    side.exec = exec;
-    side.multi = multi;
+    side.exec = exec.map(Box::new);
+    side.multi = multi.map(Box::new);
     Ok(())
 }
 
