@@ -204,8 +204,17 @@ impl AuditHandle {
     /// Opens the sink and starts the writer thread. With `enabled = false` returns a handle
     /// whose methods do nothing and succeed.
     pub fn start(cfg: &AuditConfig) -> Result<AuditHandle, AuditError> {
+        let (handle, writer) = AuditHandle::open(cfg)?;
+        if let Some(writer) = writer {
+            writer.spawn(&cfg.path)?;
+        }
+        Ok(handle)
+    }
+
+    /// The handle, and the writer that is to serve its channel (`None` when disabled).
+    fn open(cfg: &AuditConfig) -> Result<(AuditHandle, Option<Writer>), AuditError> {
         if !cfg.enabled {
-            return Ok(AuditHandle::disabled());
+            return Ok((AuditHandle::disabled(), None));
         }
         let target = if cfg.path == "-" {
             Target::Stdout
@@ -226,30 +235,14 @@ impl AuditHandle {
         }
         let (tx, rx) = mpsc::channel(cfg.channel_capacity);
         let counters = Arc::new(Counters::default());
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_time()
-            .build()
-            .map_err(|source| AuditError::Open {
-                path: cfg.path.clone(),
-                source,
-            })?;
-        let (policy, interval, c) = (cfg.fsync, cfg.fsync_interval, counters.clone());
-        std::thread::Builder::new()
-            .name("pgwarden-audit".into())
-            .spawn(move || {
-                runtime.block_on(run_writer(
-                    rx,
-                    Arc::new(Mutex::new(sink)),
-                    policy,
-                    interval,
-                    c,
-                ))
-            })
-            .map_err(|source| AuditError::Open {
-                path: cfg.path.clone(),
-                source,
-            })?;
-        Ok(AuditHandle {
+        let writer = Writer {
+            rx,
+            sink,
+            policy: cfg.fsync,
+            interval: cfg.fsync_interval,
+            counters: counters.clone(),
+        };
+        let handle = AuditHandle {
             inner: Some(Arc::new(Inner {
                 tx,
                 counters,
@@ -258,7 +251,8 @@ impl AuditHandle {
                 path: cfg.path.clone(),
                 prepared: Default::default(),
             })),
-        })
+        };
+        Ok((handle, Some(writer)))
     }
 
     /// A handle that records nothing (`enabled = false`).
@@ -729,6 +723,44 @@ impl Sink {
     }
 }
 
+/// What the writer thread owns: the channel's receiving end and the sink.
+struct Writer {
+    rx: mpsc::Receiver<Msg>,
+    sink: Sink,
+    policy: FsyncPolicy,
+    interval: std::time::Duration,
+    counters: Arc<Counters>,
+}
+
+impl Writer {
+    /// Starts the writer thread (`path` names the log in an error).
+    fn spawn(self, path: &str) -> Result<(), AuditError> {
+        let open_error = |source| AuditError::Open {
+            path: path.to_string(),
+            source,
+        };
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .map_err(open_error)?;
+        std::thread::Builder::new()
+            .name("pgwarden-audit".into())
+            .spawn(move || {
+                let Writer {
+                    rx,
+                    sink,
+                    policy,
+                    interval,
+                    counters,
+                } = self;
+                let sink = Arc::new(Mutex::new(sink));
+                runtime.block_on(run_writer(rx, sink, policy, interval, counters))
+            })
+            .map_err(open_error)?;
+        Ok(())
+    }
+}
+
 async fn run_writer(
     mut rx: mpsc::Receiver<Msg>,
     sink: Arc<Mutex<Sink>>,
@@ -962,12 +994,17 @@ mod tests {
         let p = dir.path().join("a.jsonl");
         let mut c = cfg(&p);
         c.channel_capacity = 1;
-        // current_thread runtime: the writer cannot run until we yield, so the queue fills.
-        let h = AuditHandle::start(&c).unwrap_or_else(|e| panic!("{e}"));
+        // The writer starts only once the queue is full: one record queued, nine dropped, and
+        // `record` never waited for room.
+        let (h, writer) = AuditHandle::open(&c).unwrap_or_else(|e| panic!("{e}"));
         for n in 0..10 {
             h.record(&stmt(n));
         }
         assert_eq!(h.stats().dropped, 9);
+        writer
+            .expect("an enabled log has a writer")
+            .spawn(&c.path)
+            .unwrap_or_else(|e| panic!("{e}"));
         h.shutdown().await;
         assert_eq!(h.stats().written, 1);
     }
