@@ -372,7 +372,9 @@ mod tests {
 
     /// True when the socket's readiness is cleared (the next poll waits instead of reading).
     fn readiness_cleared(conn: &Conn) -> bool {
-        let Conn::Plain(s) = conn else { panic!("plain") };
+        let Conn::Plain(s) = conn else {
+            panic!("plain")
+        };
         s.poll_read_ready(&mut Context::from_waker(std::task::Waker::noop()))
             .is_pending()
     }
@@ -441,7 +443,9 @@ mod tests {
         // Wait until the event loop has seen the bytes, then take them behind its back (a
         // second descriptor of the same socket): the readiness is now stale.
         {
-            let Conn::Plain(s) = &conn else { panic!("plain") };
+            let Conn::Plain(s) = &conn else {
+                panic!("plain")
+            };
             s.readable().await.unwrap();
             let mut other = std::net::TcpStream::from(s.as_fd().try_clone_to_owned().unwrap());
             let mut four = [0u8; 4];
