@@ -388,7 +388,6 @@ mod tests {
             let fut = r.read_idle(&mut buf, INITIAL, prepare);
             tokio::pin!(fut);
             assert!(poll_once(fut.as_mut()).is_pending());
-            drop(fut);
         }
         assert_eq!(buf.capacity(), 0, "the idle buffer went to the pool");
         peer.write_all(b"Q\0\0\0\x0dselect 1\0").unwrap();
