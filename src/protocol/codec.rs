@@ -97,3 +97,26 @@ pub(crate) fn finish_message(out: &mut bytes::BytesMut, len_at: usize) {
     let len = (out.len() - len_at) as u32;
     out[len_at..len_at + 4].copy_from_slice(&len.to_be_bytes());
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cstr_stops_at_the_first_nul_wherever_it_is() {
+        // Short and longer than one vector of the search, the NUL first, inside and last.
+        for len in [0usize, 1, 7, 15, 16, 17, 31, 32, 33, 64, 100, 1000] {
+            let text: Vec<u8> = (0..len).map(|i| b'a' + (i % 26) as u8).collect();
+            let mut body = text.clone();
+            body.push(0);
+            body.extend_from_slice(b"next\0");
+            let mut r = Reader::new(&body, "test");
+            assert_eq!(r.cstr().unwrap(), &text[..]);
+            assert_eq!(r.cstr().unwrap(), b"next");
+            assert!(r.cstr().is_err(), "nothing left");
+            // Without a NUL anywhere: an error, never a read past the end.
+            let mut r = Reader::new(&text, "test");
+            assert!(r.cstr().is_err());
+        }
+    }
+}

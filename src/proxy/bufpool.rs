@@ -1,7 +1,7 @@
 //! Read buffers that sessions waiting for input gave back, kept per thread for the next read.
 //!
 //! A session frees its empty read buffer while its socket has nothing to read, so an idle
-//! connection holds none (`ReadHalf::readable_idle`). Freed to the allocator and allocated
+//! connection holds none (`ReadHalf::read_idle`). Freed to the allocator and allocated
 //! again on every read, that cost ~840 instructions per pgbench transaction (two reads): with
 //! one buffer live at a time the allocator's page empties on each free and is retired, and
 //! the next allocation takes the slow path (`bench/proxy_callgrind.sh`, BENCHMARKS.md). Here
@@ -23,6 +23,7 @@ thread_local! {
 
 /// Keeps an empty buffer for the next [`take`] on this thread; drops it when the stack is
 /// full or `buf` still holds bytes (never handed to another session with data in it).
+#[inline]
 pub fn give(buf: BytesMut) {
     if !buf.is_empty() || buf.capacity() == 0 {
         return;
@@ -41,6 +42,7 @@ pub fn give(buf: BytesMut) {
 }
 
 /// An empty buffer: one given back on this thread, or a new one of `capacity` bytes.
+#[inline]
 pub fn take(capacity: usize) -> BytesMut {
     POOL.try_with(|p| p.try_borrow_mut().ok().and_then(|mut p| p.pop()))
         .ok()

@@ -776,15 +776,10 @@ fn prepare_read(buf: &mut BytesMut, need: usize) {
 
 /// Reads what the socket has. An empty buffer no larger than [`INITIAL_BUF`] goes to the
 /// thread's buffer pool while the socket has nothing to read and one comes back when it has
-/// (no extra syscall: see `ReadHalf::readable_idle`; no allocation per read: `bufpool`): an
-/// idle connection holds no read buffer.
+/// (no extra syscall and one readiness poll per read: see `ReadHalf::read_idle`; no allocation
+/// per read: `bufpool`): an idle connection holds no read buffer.
 async fn read_idle(r: &mut ReadHalf<'_>, buf: &mut BytesMut) -> std::io::Result<usize> {
-    r.readable_idle(buf, INITIAL_BUF).await?;
-    if buf.capacity() == 0 {
-        *buf = super::bufpool::take(INITIAL_BUF);
-    }
-    prepare_read(buf, 0);
-    r.read_buf(buf).await
+    r.read_idle(buf, INITIAL_BUF, |b| prepare_read(b, 0)).await
 }
 
 /// Gives memory back at an idle point: a buffer that grew for a large message or a bulk

@@ -159,33 +159,134 @@ pub fn split(conn: &mut Conn) -> (ReadHalf<'_>, WriteHalf<'_>) {
 }
 
 impl ReadHalf<'_> {
-    /// Waits until the socket has something to read; meanwhile an empty `buf` of at most
-    /// `release_up_to` bytes is given to this thread's buffer pool, so an idle session holds
-    /// no read buffer (the caller takes one back before it reads: `bufpool::take`). The wait
-    /// is the event loop's readiness, as inside `read_buf`: no syscall is added, and the read
-    /// that follows clears the readiness on a short read as before. TLS streams do not wait here (rustls keeps its
-    /// own buffers and may have plaintext ready without the socket being readable).
-    pub async fn readable_idle(
+    /// Reads what the socket has into `buf`, holding no buffer while it waits: an empty `buf`
+    /// of at most `initial` bytes goes to this thread's buffer pool while the socket has
+    /// nothing to read, and a pooled one (or a new one of `initial` bytes) comes back when it
+    /// has, so an idle session holds no read buffer. `prepare` makes room in `buf` before each
+    /// read. Ok(0) is end of stream.
+    ///
+    /// On a plain or unix socket the read goes from the event loop's readiness straight to one
+    /// non-blocking read, in one future: no second readiness poll and no nested read future per
+    /// read (`bench/proxy_callgrind.sh`, BENCHMARKS.md), and no syscall added — a short read
+    /// clears the readiness as tokio's own `poll_read` does, and a spurious readiness
+    /// (WouldBlock) clears it and waits again. TLS streams read through rustls as before (it
+    /// keeps its own buffers and may have plaintext ready without the socket being readable).
+    pub async fn read_idle(
         &mut self,
         buf: &mut bytes::BytesMut,
-        release_up_to: usize,
-    ) -> io::Result<()> {
-        if !buf.is_empty() || buf.capacity() > release_up_to {
-            return Ok(());
-        }
+        initial: usize,
+        mut prepare: impl FnMut(&mut bytes::BytesMut),
+    ) -> io::Result<usize> {
         match self {
             ReadHalf::Plain(s) => {
-                super::bufpool::give(std::mem::take(buf));
                 let s: &TcpStream = s.as_ref();
-                std::future::poll_fn(|cx| s.poll_read_ready(cx)).await
+                std::future::poll_fn(|cx| poll_read_idle(s, cx, buf, initial, &mut prepare)).await
             }
             ReadHalf::Unix(s) => {
-                super::bufpool::give(std::mem::take(buf));
                 let s: &tokio::net::UnixStream = s.as_ref();
-                std::future::poll_fn(|cx| s.poll_read_ready(cx)).await
+                std::future::poll_fn(|cx| poll_read_idle(s, cx, buf, initial, &mut prepare)).await
             }
-            ReadHalf::Tls(_) => Ok(()),
+            ReadHalf::Tls(s) => {
+                if buf.capacity() == 0 {
+                    *buf = super::bufpool::take(initial);
+                }
+                prepare(buf);
+                tokio::io::AsyncReadExt::read_buf(s, buf).await
+            }
         }
+    }
+}
+
+/// The two socket types a session reads without TLS.
+trait Socket {
+    fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>>;
+    fn try_io<R>(
+        &self,
+        interest: tokio::io::Interest,
+        f: impl FnOnce() -> io::Result<R>,
+    ) -> io::Result<R>;
+    fn try_read_buf(&self, buf: &mut bytes::BytesMut) -> io::Result<usize>;
+}
+
+macro_rules! socket {
+    ($t:ty) => {
+        impl Socket for $t {
+            #[inline]
+            fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+                <$t>::poll_read_ready(self, cx)
+            }
+            #[inline]
+            fn try_io<R>(
+                &self,
+                interest: tokio::io::Interest,
+                f: impl FnOnce() -> io::Result<R>,
+            ) -> io::Result<R> {
+                <$t>::try_io(self, interest, f)
+            }
+            #[inline]
+            fn try_read_buf(&self, buf: &mut bytes::BytesMut) -> io::Result<usize> {
+                <$t>::try_read_buf(self, buf)
+            }
+        }
+    };
+}
+socket!(TcpStream);
+socket!(tokio::net::UnixStream);
+
+/// [`ReadHalf::read_idle`] on a plain or unix socket.
+#[inline]
+fn poll_read_idle<S: Socket>(
+    s: &S,
+    cx: &mut Context<'_>,
+    buf: &mut bytes::BytesMut,
+    initial: usize,
+    prepare: &mut impl FnMut(&mut bytes::BytesMut),
+) -> Poll<io::Result<usize>> {
+    loop {
+        match s.poll_read_ready(cx) {
+            Poll::Pending => {
+                if buf.capacity() != 0 && buf.is_empty() && buf.capacity() <= initial {
+                    // Nothing to read: the buffer waits in the pool, not in the session.
+                    super::bufpool::give(std::mem::take(buf));
+                }
+                return Poll::Pending;
+            }
+            Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+            Poll::Ready(Ok(())) => {}
+        }
+        if buf.capacity() == 0 {
+            *buf = super::bufpool::take(initial);
+        }
+        prepare(buf);
+        match read_now(s, buf) {
+            // Spurious readiness: it is cleared; poll again, which registers the waker.
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+            r => return Poll::Ready(r),
+        }
+    }
+}
+
+/// One non-blocking read into `buf`'s spare capacity. A read that did not fill it shows the
+/// socket's receive queue drained (epoll is edge-triggered), so the readiness is cleared then,
+/// as tokio's `poll_read` does; otherwise the next read would be a syscall that only returns
+/// EAGAIN. The clearing is `try_io`'s: the closure returns WouldBlock after a short read and
+/// `try_io` clears the readiness event it took *before* the read, so data that arrived since
+/// (a newer event) stays ready and no wake-up is lost.
+#[inline]
+fn read_now<S: Socket>(s: &S, buf: &mut bytes::BytesMut) -> io::Result<usize> {
+    let spare = buf.capacity() - buf.len();
+    let mut short = None;
+    let r = s.try_io(tokio::io::Interest::READABLE, || {
+        let n = s.try_read_buf(buf)?;
+        if n > 0 && n < spare {
+            short = Some(n);
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        Ok(n)
+    });
+    match (r, short) {
+        (_, Some(n)) => Ok(n),
+        (r, None) => r,
     }
 }
 
@@ -236,5 +337,172 @@ impl AsyncWrite for WriteHalf<'_> {
             WriteHalf::Unix(s) => Pin::new(s).poll_shutdown(cx),
             WriteHalf::Tls(s) => Pin::new(s).poll_shutdown(cx),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::BytesMut;
+    use std::future::Future;
+    use std::io::{Read, Write};
+    use std::os::fd::AsFd;
+
+    const INITIAL: usize = 64;
+
+    /// A connected loopback pair: the tokio side read by the test, the std side its peer.
+    async fn tcp_pair() -> (Conn, std::net::TcpStream) {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let peer = std::net::TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        let (ours, _) = l.accept().unwrap();
+        ours.set_nonblocking(true).unwrap();
+        (Conn::Plain(TcpStream::from_std(ours).unwrap()), peer)
+    }
+
+    fn prepare(b: &mut BytesMut) {
+        if b.capacity() == b.len() {
+            b.reserve(INITIAL);
+        }
+    }
+
+    /// Polls once without a real waker: what the session's task sees on a wake-up.
+    fn poll_once<F: Future>(f: std::pin::Pin<&mut F>) -> Poll<F::Output> {
+        f.poll(&mut Context::from_waker(std::task::Waker::noop()))
+    }
+
+    /// True when the socket's readiness is cleared (the next poll waits instead of reading).
+    fn readiness_cleared(conn: &Conn) -> bool {
+        let Conn::Plain(s) = conn else {
+            panic!("plain")
+        };
+        s.poll_read_ready(&mut Context::from_waker(std::task::Waker::noop()))
+            .is_pending()
+    }
+
+    #[tokio::test]
+    async fn a_waiting_read_holds_no_buffer_and_reads_what_arrives() {
+        let (mut conn, mut peer) = tcp_pair().await;
+        let mut buf = BytesMut::with_capacity(INITIAL);
+        {
+            let (mut r, _w) = split(&mut conn);
+            let fut = r.read_idle(&mut buf, INITIAL, prepare);
+            tokio::pin!(fut);
+            assert!(poll_once(fut.as_mut()).is_pending());
+        }
+        assert_eq!(buf.capacity(), 0, "the idle buffer went to the pool");
+        peer.write_all(b"Q\0\0\0\x0dselect 1\0").unwrap();
+        let (mut r, _w) = split(&mut conn);
+        let n = r.read_idle(&mut buf, INITIAL, prepare).await.unwrap();
+        assert_eq!(&buf[..n], b"Q\0\0\0\x0dselect 1\0");
+        drop(r);
+        assert!(
+            readiness_cleared(&conn),
+            "a short read clears the readiness: no EAGAIN read follows"
+        );
+    }
+
+    #[tokio::test]
+    async fn more_than_a_buffer_arrives_whole_over_several_reads() {
+        let (mut conn, mut peer) = tcp_pair().await;
+        let data: Vec<u8> = (0..10 * INITIAL as u32).map(|i| i as u8).collect();
+        peer.write_all(&data).unwrap();
+        let mut got = Vec::new();
+        let mut buf = BytesMut::with_capacity(INITIAL);
+        let (mut r, _w) = split(&mut conn);
+        while got.len() < data.len() {
+            let n = r.read_idle(&mut buf, INITIAL, prepare).await.unwrap();
+            assert!(n > 0 && n <= INITIAL, "{n}");
+            got.extend_from_slice(&buf.split());
+        }
+        assert_eq!(got, data);
+    }
+
+    #[tokio::test]
+    async fn a_buffer_holding_bytes_is_kept_and_appended_to() {
+        let (mut conn, mut peer) = tcp_pair().await;
+        let mut buf = BytesMut::with_capacity(INITIAL);
+        buf.extend_from_slice(b"Q\0\0");
+        {
+            let (mut r, _w) = split(&mut conn);
+            let fut = r.read_idle(&mut buf, INITIAL, prepare);
+            tokio::pin!(fut);
+            assert!(poll_once(fut.as_mut()).is_pending());
+        }
+        assert_eq!(&buf[..], b"Q\0\0", "a partial frame is never given away");
+        peer.write_all(b"\0\x0dselect 1\0").unwrap();
+        let (mut r, _w) = split(&mut conn);
+        r.read_idle(&mut buf, INITIAL, prepare).await.unwrap();
+        assert_eq!(&buf[..], b"Q\0\0\0\x0dselect 1\0");
+    }
+
+    #[tokio::test]
+    async fn spurious_readiness_waits_again_and_end_of_stream_is_zero() {
+        let (mut conn, mut peer) = tcp_pair().await;
+        peer.write_all(b"gone").unwrap();
+        // Wait until the event loop has seen the bytes, then take them behind its back (a
+        // second descriptor of the same socket): the readiness is now stale.
+        {
+            let Conn::Plain(s) = &conn else {
+                panic!("plain")
+            };
+            s.readable().await.unwrap();
+            let mut other = std::net::TcpStream::from(s.as_fd().try_clone_to_owned().unwrap());
+            let mut four = [0u8; 4];
+            other.read_exact(&mut four).unwrap();
+            assert_eq!(&four, b"gone");
+        }
+        let mut buf = BytesMut::with_capacity(INITIAL);
+        {
+            let (mut r, _w) = split(&mut conn);
+            let fut = r.read_idle(&mut buf, INITIAL, prepare);
+            tokio::pin!(fut);
+            // The read finds nothing (EAGAIN): not an error, not end of stream, a wait.
+            assert!(poll_once(fut.as_mut()).is_pending());
+        }
+        assert_eq!(buf.capacity(), 0);
+        assert!(readiness_cleared(&conn));
+        peer.write_all(b"more").unwrap();
+        let (mut r, _w) = split(&mut conn);
+        let n = r.read_idle(&mut buf, INITIAL, prepare).await.unwrap();
+        assert_eq!(&buf[..n], b"more");
+        peer.shutdown(std::net::Shutdown::Write).unwrap();
+        buf.clear();
+        assert_eq!(r.read_idle(&mut buf, INITIAL, prepare).await.unwrap(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_reset_connection_is_an_error() {
+        let (mut conn, peer) = tcp_pair().await;
+        // Closed with a zero linger, the peer sends a reset instead of end of stream.
+        peer.set_nonblocking(true).unwrap();
+        let peer = TcpStream::from_std(peer).unwrap();
+        peer.set_zero_linger().unwrap();
+        drop(peer);
+        let (mut r, _w) = split(&mut conn);
+        let mut buf = BytesMut::with_capacity(INITIAL);
+        let e = r.read_idle(&mut buf, INITIAL, prepare).await.unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::ConnectionReset);
+    }
+
+    #[tokio::test]
+    async fn a_unix_socket_reads_the_same_way() {
+        let (ours, mut peer) = std::os::unix::net::UnixStream::pair().unwrap();
+        ours.set_nonblocking(true).unwrap();
+        let mut conn = Conn::Unix(tokio::net::UnixStream::from_std(ours).unwrap());
+        let mut buf = BytesMut::with_capacity(INITIAL);
+        {
+            let (mut r, _w) = split(&mut conn);
+            let fut = r.read_idle(&mut buf, INITIAL, prepare);
+            tokio::pin!(fut);
+            assert!(poll_once(fut.as_mut()).is_pending());
+        }
+        assert_eq!(buf.capacity(), 0);
+        peer.write_all(b"X\0\0\0\x04").unwrap();
+        let (mut r, _w) = split(&mut conn);
+        let n = r.read_idle(&mut buf, INITIAL, prepare).await.unwrap();
+        assert_eq!(&buf[..n], b"X\0\0\0\x04");
+        drop(peer);
+        buf.clear();
+        assert_eq!(r.read_idle(&mut buf, INITIAL, prepare).await.unwrap(), 0);
     }
 }

@@ -616,7 +616,7 @@ impl Stmt {
             }
             _ => self.chain_token(),
         }
-        if self.nlead < 3 || self.phase != Phase::Done {
+        if self.nlead < 3 || !matches!(self.phase, Phase::Done) {
             self.head_token(bytes, tok, start, end, depth_before);
         }
         if tok == Tok::Word {
@@ -669,20 +669,20 @@ impl Stmt {
     /// The part of [`Stmt::token`] that only runs while the statement head is being read.
     #[cold]
     fn head_token(&mut self, bytes: &[u8], tok: Tok, start: usize, end: usize, depth: u32) {
+        // The token's keyword, looked up once for both uses.
+        let mut kw = None;
         if self.nlead < 3 {
             if tok == Tok::Open && self.nlead == 0 {
                 self.lead_paren = true;
             } else {
-                self.leading[usize::from(self.nlead)] = if tok == Tok::Word {
-                    keyword(&bytes[start..end])
-                } else {
-                    Keyword::Other
-                };
+                let k = token_keyword(bytes, tok, start, end);
+                self.leading[usize::from(self.nlead)] = k;
+                kw = Some(k);
                 self.nlead += 1;
             }
         }
-        if self.phase != Phase::Done {
-            self.classify(bytes, tok, start, end, depth);
+        if !matches!(self.phase, Phase::Done) {
+            self.classify(bytes, tok, start, end, depth, kw);
         }
     }
 
@@ -719,18 +719,24 @@ impl Stmt {
         }
     }
 
-    /// Advances the head classifier by one token (`depth` is the depth before the token).
-    fn classify(&mut self, bytes: &[u8], tok: Tok, start: usize, end: usize, depth: u32) {
+    /// Advances the head classifier by one token (`depth` is the depth before the token; `kw`
+    /// its keyword when [`Stmt::head_token`] already looked it up).
+    fn classify(
+        &mut self,
+        bytes: &[u8],
+        tok: Tok,
+        start: usize,
+        end: usize,
+        depth: u32,
+        kw: Option<Keyword>,
+    ) {
+        let keyword_of = || kw.unwrap_or_else(|| token_keyword(bytes, tok, start, end));
         match self.phase {
             Phase::Start { nested } => {
                 if tok == Tok::Open {
                     return;
                 }
-                let kw = if tok == Tok::Word {
-                    keyword(&bytes[start..end])
-                } else {
-                    Keyword::Other
-                };
+                let kw = keyword_of();
                 self.phase = Phase::Done;
                 if !nested {
                     match kw {
@@ -787,18 +793,18 @@ impl Stmt {
                         };
                         return;
                     }
-                    if tok == Tok::Word && !had_list {
-                        let kw = keyword(&bytes[start..end]);
-                        if matches!(kw, Keyword::Analyze | Keyword::Verbose) {
-                            return;
-                        }
+                    if tok == Tok::Word
+                        && !had_list
+                        && matches!(keyword_of(), Keyword::Analyze | Keyword::Verbose)
+                    {
+                        return;
                     }
                     self.phase = Phase::Start { nested: true };
-                    self.classify(bytes, tok, start, end, depth);
+                    self.classify(bytes, tok, start, end, depth, kw);
                 }
             },
             Phase::PrepareName => {
-                if tok == Tok::Word && keyword(&bytes[start..end]) == Keyword::Transaction {
+                if tok == Tok::Word && keyword_of() == Keyword::Transaction {
                     self.prepare_tx = true;
                     self.phase = Phase::Done;
                 } else if matches!(tok, Tok::Word | Tok::Quoted) {
@@ -809,22 +815,26 @@ impl Stmt {
                 }
             }
             Phase::PrepareAs { depth: at } => {
-                if tok == Tok::Word && depth == at && keyword(&bytes[start..end]) == Keyword::As {
+                if tok == Tok::Word && depth == at && keyword_of() == Keyword::As {
                     self.phase = Phase::Start { nested: true };
                 }
             }
-            Phase::Set(step) => self.set_step(bytes, step, tok, start, end),
+            Phase::Set(step) => self.set_step(bytes, step, tok, start, end, kw),
             Phase::Done => {}
         }
     }
 
     /// One step of reading a SET/RESET/DISCARD statement.
-    fn set_step(&mut self, bytes: &[u8], step: SetPhase, tok: Tok, start: usize, end: usize) {
-        let kw = if tok == Tok::Word {
-            keyword(&bytes[start..end])
-        } else {
-            Keyword::Other
-        };
+    fn set_step(
+        &mut self,
+        bytes: &[u8],
+        step: SetPhase,
+        tok: Tok,
+        start: usize,
+        end: usize,
+        kw: Option<Keyword>,
+    ) {
+        let kw = kw.unwrap_or_else(|| token_keyword(bytes, tok, start, end));
         let name_start = |s: &mut Stmt, piece: NamePiece| {
             s.set_name = (start, end);
             s.phase = Phase::Set(SetPhase::InName { last: piece });
@@ -840,7 +850,7 @@ impl Stmt {
                     self.set_kind = Some(SetKind::Local);
                     self.phase = Phase::Set(SetPhase::AfterScope);
                 }
-                _ => self.set_step(bytes, SetPhase::AfterScope, tok, start, end),
+                _ => self.set_step(bytes, SetPhase::AfterScope, tok, start, end, Some(kw)),
             },
             SetPhase::AfterSession => match kw {
                 Keyword::Characteristics => {
@@ -854,7 +864,7 @@ impl Stmt {
                         last: NamePiece::Closed,
                     });
                 }
-                _ => self.set_step(bytes, SetPhase::AfterScope, tok, start, end),
+                _ => self.set_step(bytes, SetPhase::AfterScope, tok, start, end, Some(kw)),
             },
             SetPhase::AfterScope => match kw {
                 Keyword::Transaction => {
@@ -908,7 +918,7 @@ impl Stmt {
                     {
                         self.phase = Phase::Set(SetPhase::Finished);
                     }
-                    None => self.set_step(bytes, SetPhase::AfterName, tok, start, end),
+                    None => self.set_step(bytes, SetPhase::AfterName, tok, start, end, Some(kw)),
                 }
             }
             SetPhase::AfterName => {
@@ -1043,8 +1053,174 @@ fn tx_kind(lead: [Keyword; 3], prepare_tx: bool) -> Option<TxKind> {
     })
 }
 
+/// The keyword of a token: [`keyword`] for a word, `Other` for anything else.
+#[inline]
+fn token_keyword(bytes: &[u8], tok: Tok, start: usize, end: usize) -> Keyword {
+    if tok == Tok::Word {
+        keyword(&bytes[start..end])
+    } else {
+        Keyword::Other
+    }
+}
+
+/// Every spelling [`keyword`] knows (lower case, 2 to [`KEYWORD_MAX`] ASCII letters).
+const KEYWORDS: [(&[u8], Keyword); 73] = {
+    use Keyword as K;
+    [
+        (b"abort", K::Abort),
+        (b"all", K::All),
+        (b"alter", K::Alter),
+        (b"analyze", K::Analyze),
+        (b"analyse", K::Analyze),
+        (b"as", K::As),
+        (b"authorization", K::Authorization),
+        (b"begin", K::Begin),
+        (b"call", K::Call),
+        (b"characteristics", K::Characteristics),
+        (b"checkpoint", K::Checkpoint),
+        (b"close", K::Close),
+        (b"cluster", K::Cluster),
+        (b"comment", K::Comment),
+        (b"commit", K::Commit),
+        (b"concurrently", K::Concurrently),
+        (b"constraints", K::Constraints),
+        (b"copy", K::Copy),
+        (b"create", K::Create),
+        (b"deallocate", K::Deallocate),
+        (b"declare", K::Declare),
+        (b"delete", K::Delete),
+        (b"discard", K::Discard),
+        (b"do", K::Do),
+        (b"drop", K::Drop),
+        (b"end", K::End),
+        (b"execute", K::Execute),
+        (b"explain", K::Explain),
+        (b"fetch", K::Fetch),
+        (b"grant", K::Grant),
+        (b"import", K::Import),
+        (b"index", K::Index),
+        (b"insert", K::Insert),
+        (b"into", K::Into),
+        (b"listen", K::Listen),
+        (b"load", K::Load),
+        (b"local", K::Local),
+        (b"lock", K::Lock),
+        (b"materialized", K::Materialized),
+        (b"merge", K::Merge),
+        (b"move", K::Move),
+        (b"notify", K::Notify),
+        (b"prepare", K::Prepare),
+        (b"prepared", K::Prepared),
+        (b"reassign", K::Reassign),
+        (b"refresh", K::Refresh),
+        (b"reindex", K::Reindex),
+        (b"release", K::Release),
+        (b"reset", K::Reset),
+        (b"revoke", K::Revoke),
+        (b"rollback", K::Rollback),
+        (b"savepoint", K::Savepoint),
+        (b"security", K::Security),
+        (b"select", K::Select),
+        (b"session", K::Session),
+        (b"set", K::Set),
+        (b"show", K::Show),
+        (b"start", K::Start),
+        (b"table", K::Table),
+        (b"time", K::Time),
+        (b"to", K::To),
+        (b"transaction", K::Transaction),
+        (b"truncate", K::Truncate),
+        (b"unique", K::Unique),
+        (b"unlisten", K::Unlisten),
+        (b"update", K::Update),
+        (b"vacuum", K::Vacuum),
+        (b"values", K::Values),
+        (b"verbose", K::Verbose),
+        (b"view", K::View),
+        (b"with", K::With),
+        (b"work", K::Work),
+        (b"zone", K::Zone),
+    ]
+};
+
+/// Longest keyword spelling (`characteristics`).
+const KEYWORD_MAX: usize = 15;
+
+/// A word of at most [`KEYWORD_MAX`] bytes as one number: its bytes little-endian, each with
+/// bit 5 set, zero above its length. Setting bit 5 lowers the ASCII capitals and maps no other
+/// byte a word can hold (digits, `_`, `$`, bytes >= 0x80) onto a letter, so two words that are
+/// letters only fold to the same number exactly when they are equal ignoring ASCII case; and
+/// since every folded byte is non-zero, the number also encodes the length.
+const fn fold(word: &[u8]) -> u128 {
+    let mut x = 0u128;
+    let mut i = 0;
+    while i < word.len() {
+        x |= ((word[i] | 0x20) as u128) << (8 * i);
+        i += 1;
+    }
+    x
+}
+
+/// Open-addressing hash table of the folded [`KEYWORDS`] (0 = empty slot): a lookup is a
+/// multiply, a shift and one or two compares instead of a `match` that lowers the word and
+/// compares it with every keyword of its length (~85 instructions per word; four words per
+/// pgbench query reach here).
+static KEYWORD_SLOTS: ([u128; 256], [Keyword; 256]) = {
+    let mut keys = [0u128; 256];
+    let mut vals = [Keyword::Other; 256];
+    let mut k = 0;
+    while k < KEYWORDS.len() {
+        let (word, kw) = KEYWORDS[k];
+        assert!(word.len() >= 2 && word.len() <= KEYWORD_MAX);
+        let x = fold(word);
+        let mut i = keyword_slot(x);
+        while keys[i] != 0 {
+            assert!(keys[i] != x, "a keyword is listed twice");
+            i = (i + 1) % 256;
+        }
+        keys[i] = x;
+        vals[i] = kw;
+        k += 1;
+    }
+    (keys, vals)
+};
+
+/// Where the probe for folded word `x` starts.
+#[inline(always)]
+const fn keyword_slot(x: u128) -> usize {
+    let h = (x as u64) ^ ((x >> 64) as u64);
+    (h.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 56) as usize
+}
+
 /// Looks a word up case-insensitively without allocating.
+#[inline]
 fn keyword(word: &[u8]) -> Keyword {
+    if word.len() < 2 || word.len() > KEYWORD_MAX {
+        return Keyword::Other;
+    }
+    let mut buf = [0u8; 16];
+    buf[..word.len()].copy_from_slice(word);
+    // `fold` at run time: bit 5 set on the word's bytes only.
+    let x = u128::from_le_bytes(buf)
+        | (0x2020_2020_2020_2020_2020_2020_2020_2020 >> (8 * (16 - word.len())));
+    let (keys, vals) = &KEYWORD_SLOTS;
+    let mut i = keyword_slot(x);
+    loop {
+        let k = keys[i];
+        if k == x {
+            return vals[i];
+        }
+        if k == 0 {
+            return Keyword::Other;
+        }
+        i = (i + 1) % 256;
+    }
+}
+
+/// The keyword lookup as it was before [`KEYWORD_SLOTS`]: a `match` on the lowered word. Kept
+/// to prove the table gives the same answer for every word (`tests::keyword_table_*`).
+#[cfg(test)]
+fn keyword_by_match(word: &[u8]) -> Keyword {
     use Keyword as K;
     const MAX: usize = 15;
     if word.len() < 2 || word.len() > MAX {
@@ -1173,10 +1349,30 @@ fn is_tag_cont(b: u8) -> bool {
     CLASS[usize::from(b)] & TAG_CONT != 0
 }
 
+/// The statement `scan_statement` returns for an empty rest of the text at `end`:
+/// `Stmt::new(end, _).finish(end, _)`, whatever the options.
+fn empty_statement(end: usize) -> RawStatement {
+    RawStatement {
+        span: end..end,
+        class: StatementClass::Empty,
+        unanalysable: None,
+        body: end..end,
+        leading: [Keyword::None; 3],
+        transaction: None,
+        set: None,
+        copy_from_stdin: false,
+    }
+}
+
 /// Scans one statement starting at `start`. Returns it and where the next one starts (`None`
 /// at the end of the text).
 fn scan_statement(bytes: &[u8], start: usize, opts: &LexOptions) -> (RawStatement, Option<usize>) {
     let n = bytes.len();
+    if start >= n {
+        // Nothing after the last `;` (the usual end of a query): the empty statement the scan
+        // below would build, without setting up its per-statement state.
+        return (empty_statement(n), None);
+    }
     let mut s = Stmt::new(start, opts);
     let plain_backslash = !opts.standard_conforming_strings;
     let mut i = start;
@@ -1528,6 +1724,104 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn keyword_table_knows_every_spelling_in_any_case() {
+        for &(word, kw) in KEYWORDS.iter() {
+            let upper = word.to_ascii_uppercase();
+            let mixed: Vec<u8> = word
+                .iter()
+                .enumerate()
+                .map(|(i, c)| {
+                    if i % 2 == 0 {
+                        c.to_ascii_uppercase()
+                    } else {
+                        *c
+                    }
+                })
+                .collect();
+            for w in [word, &upper[..], &mixed[..]] {
+                assert_eq!(keyword(w), kw, "{}", String::from_utf8_lossy(w));
+                assert_eq!(keyword_by_match(w), kw);
+            }
+            // One byte more or less, or one changed, is another word.
+            let mut longer = word.to_vec();
+            longer.push(b's');
+            assert_eq!(keyword(&longer), keyword_by_match(&longer));
+            assert_eq!(
+                keyword(&word[..word.len() - 1]),
+                keyword_by_match(&word[..word.len() - 1])
+            );
+            for (i, sub) in [(0, b'_'), (word.len() - 1, b'1'), (1, 0xc3)] {
+                let mut w = word.to_vec();
+                w[i] = sub;
+                assert_eq!(keyword(&w), keyword_by_match(&w), "{:?}", w);
+            }
+        }
+    }
+
+    #[test]
+    fn keyword_table_ignores_bit_5_only_on_letters() {
+        // `select` with each byte replaced by the byte that differs from it in bit 5 only:
+        // for a letter that is its other case, for anything else a non-letter.
+        for i in 0..6 {
+            for b in 0..=255u8 {
+                let mut w = *b"select";
+                w[i] = b;
+                assert_eq!(keyword(&w), keyword_by_match(&w), "{:?}", w);
+            }
+        }
+        assert_eq!(keyword(b"SELECT"), Keyword::Select);
+        assert_eq!(keyword(b"sElEcT"), Keyword::Select);
+        assert_eq!(keyword(b"select\0"), Keyword::Other);
+        assert_eq!(keyword(b"s"), Keyword::Other);
+        assert_eq!(keyword(b"characteristicss"), Keyword::Other);
+        assert_eq!(keyword(b"CHARACTERISTICS"), Keyword::Characteristics);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn keyword_table_agrees_with_the_match(
+            w in "[a-zA-Z_$0-9\u{80}-\u{3000}]{0,17}",
+            k in proptest::sample::select(&KEYWORDS[..]),
+            upper in proptest::collection::vec(proptest::bool::ANY, 16),
+            cut in 0usize..17,
+        ) {
+            proptest::prop_assert_eq!(keyword(w.as_bytes()), keyword_by_match(w.as_bytes()));
+            // A keyword in random case, cut or extended by the random word.
+            let mut spelled: Vec<u8> = k.0.iter().zip(&upper)
+                .map(|(c, u)| if *u { c.to_ascii_uppercase() } else { *c })
+                .collect();
+            proptest::prop_assert_eq!(keyword(&spelled), k.1);
+            spelled.truncate(cut.max(1));
+            spelled.extend_from_slice(&w.as_bytes()[..w.len().min(cut)]);
+            proptest::prop_assert_eq!(keyword(&spelled), keyword_by_match(&spelled));
+        }
+    }
+
+    #[test]
+    fn the_empty_end_is_the_statement_the_scan_would_build() {
+        for (text, opts) in [
+            ("select 1;", LexOptions::default()),
+            ("", LexOptions::default()),
+            (
+                ";",
+                LexOptions {
+                    standard_conforming_strings: false,
+                    max_statement_len: 0,
+                    max_depth: 0,
+                    max_chain: 0,
+                },
+            ),
+        ] {
+            let n = text.len();
+            assert_eq!(
+                scan_statement(text.as_bytes(), n, &opts),
+                (empty_statement(n), None)
+            );
+            assert_eq!(empty_statement(n), Stmt::new(n, &opts).finish(n, &opts));
+        }
+    }
 
     fn opts() -> LexOptions {
         LexOptions::default()

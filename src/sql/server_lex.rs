@@ -117,9 +117,35 @@ impl LexSettings {
 /// one the prefilter could not read): the enforcer must look at it. One lexer pass and no
 /// allocation when the settings are known and the text is ASCII or UTF-8.
 pub fn needs_attention(bytes: &[u8], settings: &LexSettings, base: &LexOptions) -> bool {
+    needs_attention_of(bytes, None, settings, base)
+}
+
+/// [`needs_attention`] for a caller that already holds `text`, the bytes decoded under
+/// `family` (`server_text(bytes, family)`): a reading under that family lexes `text` instead
+/// of decoding the bytes again. The proxy decodes every Query once for its hook; decoding it
+/// a second time here was a UTF-8 validation per Query.
+pub fn needs_attention_decoded(
+    bytes: &[u8],
+    family: Family,
+    text: &str,
+    settings: &LexSettings,
+    base: &LexOptions,
+) -> bool {
+    needs_attention_of(bytes, Some((family, text)), settings, base)
+}
+
+fn needs_attention_of(
+    bytes: &[u8],
+    decoded: Option<(Family, &str)>,
+    settings: &LexSettings,
+    base: &LexOptions,
+) -> bool {
     let (readings, n) = settings.readings(bytes);
     readings[..n].iter().any(|r| {
-        let text = r.text(bytes);
+        let text = match decoded {
+            Some((family, text)) if family == r.family => Cow::Borrowed(text),
+            _ => r.text(bytes),
+        };
         split(&text, &r.lex_options(base)).any(|s| s.class == StatementClass::DdlOrUtility)
     })
 }
@@ -271,6 +297,30 @@ mod tests {
         }
 
         proptest! {
+            /// Handing over the decoded text changes no verdict, whatever the family it was
+            /// decoded under and the settings.
+            #[test]
+            fn a_decoded_text_gives_the_same_verdict(data in sqlish()) {
+                let base = LexOptions::default();
+                let mut all = vec![LexSettings::unknown()];
+                for name in ["UTF8", "SJIS", "BIG5", "GB18030", "JOHAB", "LATIN1"] {
+                    for scs in [true, false] {
+                        all.push(LexSettings::known(name, scs));
+                    }
+                }
+                for settings in &all {
+                    let want = needs_attention(&data, settings, &base);
+                    for family in ALL_FAMILIES {
+                        let text = server_text(&data, family);
+                        prop_assert_eq!(
+                            needs_attention_decoded(&data, family, &text, settings, &base),
+                            want,
+                            "{:?} {:?}", family, settings
+                        );
+                    }
+                }
+            }
+
             /// Unknown settings are never less careful than any known ones, and an exact
             /// reading under unknown settings splits like every known reading.
             #[test]

@@ -335,15 +335,20 @@ pub(super) fn inspect(
     let decided = side.decided.take();
     if decided.is_none()
         && side.guard.is_some()
-        && (server_lex::needs_attention(sql, &lex_settings(st, side), &base_lex())
-            || side.guard.as_ref().is_some_and(|g| {
-                g.watches_dml(
-                    &text,
-                    st.idle_epoch,
-                    st.tx_status,
-                    st.standard_conforming_strings,
-                )
-            }))
+        && (server_lex::needs_attention_decoded(
+            sql,
+            reported_family(st),
+            &text,
+            &lex_settings(st, side),
+            &base_lex(),
+        ) || side.guard.as_ref().is_some_and(|g| {
+            g.watches_dml(
+                &text,
+                st.idle_epoch,
+                st.tx_status,
+                st.standard_conforming_strings,
+            )
+        }))
     {
         return Inspected::Attention;
     }
