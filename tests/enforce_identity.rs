@@ -354,20 +354,6 @@ fn pgbench_initialises_a_fresh_database_through_pgwarden() {
     );
 }
 
-const ENV_PY: &str = r#"
-import os
-from alembic import context
-from sqlalchemy import engine_from_config, pool
-config = context.config
-config.set_main_option("sqlalchemy.url", os.environ["PGWARDEN_TEST_URL"].replace("%", "%%"))
-engine = engine_from_config(config.get_section(config.config_ini_section, {}),
-                            prefix="sqlalchemy.", poolclass=pool.NullPool)
-with engine.connect() as connection:
-    context.configure(connection=connection)
-    with context.begin_transaction():
-        context.run_migrations()
-"#;
-
 /// One revision: create under a temporary name, rename (CKAN), commit mid-run for a
 /// CONCURRENTLY index (warehouse), then rewrite, drop a column, add a FK from the new table to
 /// the big one, `nullable=False` on the big table's NOT NULL column, and an IF EXISTS drop of a
@@ -402,33 +388,12 @@ def downgrade():
 fn alembic_create_rename_commit_alter_upgrade_passes() {
     let c = Cluster::shared();
     let (px, _audit) = proxy();
-    let dir = tempfile::tempdir().expect("tempdir");
-    std::fs::write(
-        dir.path().join("alembic.ini"),
-        "[alembic]\nscript_location = .\n",
-    )
-    .expect("ini");
-    std::fs::write(dir.path().join("env.py"), ENV_PY).expect("env.py");
-    std::fs::create_dir(dir.path().join("versions")).expect("versions");
-    std::fs::write(dir.path().join("versions/r1.py"), REVISION).expect("revision");
+    let dir = common::alembic::project_of("ident_alembic", &[("r1.py", REVISION)]);
     for driver in ["psycopg2", "psycopg"] {
         let db = fresh(&format!("ident_alembic_{driver}"));
-        let url = c.conn(&db).with_port(px.port()).url().replacen(
-            "postgresql://",
-            &format!("postgresql+{driver}://"),
-            1,
-        );
-        {
-            let step = ["upgrade", "head"];
-            let out = common::alembic::run(dir.path(), &url, &step);
-            assert!(
-                out.status.success(),
-                "{driver} {step:?} refused:\n{}\n{}\nproxy log:\n{}",
-                out.stdout,
-                out.stderr,
-                px.logs()
-            );
-        }
+        let url = common::alembic::url(&db, px.port(), driver);
+        let out = common::alembic::run(dir.path(), &url, &["upgrade", "head"]);
+        common::alembic::assert_ok(&out, &format!("{driver} upgrade head"), &px);
         assert!(has_column(&db, "public", "member", "x"), "{driver}");
         assert!(!has_column(&db, "public", "member", "old"), "{driver}");
         assert_eq!(
