@@ -45,6 +45,7 @@ mod session;
 pub mod stream;
 pub mod tls;
 mod upstream;
+mod wake;
 pub mod workers;
 
 /// How many over-limit clients may be in the middle of being told "too many clients" at once;

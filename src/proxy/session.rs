@@ -42,7 +42,10 @@
 //! expiry, since the stream position is then unknown), decides, and forwards the held frame;
 //! client bytes arriving meanwhile simply stay in its buffer. Otherwise (pipeline, status `E`)
 //! it decides without live facts.
+use std::future::poll_fn;
 use std::net::SocketAddr;
+use std::pin::pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::{Buf, BytesMut};
@@ -54,6 +57,7 @@ use tracing::{debug, info, warn};
 use super::guard::{Guard, Snapshot};
 use super::hook::{ProtocolPath, SessionView, Verdict};
 use super::stream::{split, Conn, ReadHalf, WriteHalf};
+use super::wake::Registered;
 use super::{upstream, Shared};
 use crate::audit::record::StatementRecord;
 use crate::audit::AuditSession;
@@ -225,8 +229,11 @@ struct Ctx {
     /// Woken when every client request has been answered (`pending` reached 0): an injected
     /// lookup waits for that point.
     answered: Notify,
-    /// Woken when the executor left an answer in `State::replay`.
+    /// Woken when the executor left an answer in `State::replay` ([`Ctx::post_replay`]).
     replay_ready: Notify,
+    /// Set with that wake-up, cleared when the server→client side takes the answer: lets
+    /// that side skip both the state lock and the wait's poll while nothing was posted.
+    replay_posted: AtomicBool,
     /// The audit log's id of this session.
     audit_id: String,
     /// Audit records of this session written without an fsync (group commit): both
@@ -237,6 +244,14 @@ struct Ctx {
     client_tls: bool,
     /// This session in the admin listener's activity view.
     activity: crate::admin::activity::Slot,
+}
+
+impl Ctx {
+    /// Tells the server→client side that `State::replay` holds an answer (set it first).
+    fn post_replay(&self) {
+        self.replay_posted.store(true, Ordering::Release);
+        self.replay_ready.notify_one();
+    }
 }
 
 /// Runs one client connection to its end. Never panics on client or server bytes.
@@ -377,6 +392,7 @@ pub(crate) async fn run(
         strip_plus: server.is_tls(),
         answered: Notify::new(),
         replay_ready: Notify::new(),
+        replay_posted: AtomicBool::new(false),
         audit_id: shared.audit.session_id(id),
         audit_mark: Default::default(),
         peer,
@@ -411,10 +427,9 @@ pub(crate) async fn run(
             startup_deadline,
             &mut audit,
         );
-        let result = tokio::select! {
-            r = c2s => r,
-            r = s2c => r,
-        };
+        // Each direction is polled only when its own waker fired (`wake`): under `select!` the
+        // idle one was polled, and re-registered its waits, on every wake-up of the other.
+        let result = super::wake::first_of(pin!(c2s), pin!(s2c)).await;
         if let Some(guard) = &client_side.guard {
             guard.log_summary();
         }
@@ -833,15 +848,17 @@ async fn server_to_client(
     if shutting_down {
         timer.as_mut().reset(Instant::now() + grace);
     }
-    // Both waits live across reads: made per read, each registered and unregistered itself
-    // under a lock every round trip (the shutdown watch's lock is shared by all sessions).
-    let replay_ready = ctx.replay_ready.notified();
-    tokio::pin!(replay_ready);
-    let shutdown_changed = shutdown.changed();
-    tokio::pin!(shutdown_changed);
+    // Both waits live across reads (made per read, each registered and unregistered itself
+    // under a lock every round trip; the shutdown watch's lock is shared by all sessions), and
+    // are polled only when a flag says they may be done (`wake::Registered`).
+    let shutdown_seen = shutdown.clone();
+    let replay_ready = pin!(ctx.replay_ready.notified());
+    let mut replay_ready = Registered::new(replay_ready);
+    let shutdown_changed = pin!(shutdown.changed());
+    let mut shutdown_changed = Registered::new(shutdown_changed);
     loop {
-        if skip == 0 {
-            // The executor's answer goes first, read as if the server had sent it.
+        // The executor's answer goes first, read as if the server had sent it.
+        if skip == 0 && ctx.replay_posted.swap(false, Ordering::AcqRel) {
             if let Some(answer) = lock(state).replay.take() {
                 let rest = buf.split();
                 buf.extend_from_slice(&answer);
@@ -909,14 +926,20 @@ async fn server_to_client(
             prepare_read(buf, scan.need);
         }
         tokio::select! {
-            _ = &mut replay_ready => replay_ready.set(ctx.replay_ready.notified()),
+            // Fixed order: a random one costs a random number per poll.
+            biased;
+            _ = poll_fn(|cx| replay_ready.poll_if(cx, ctx.replay_posted.load(Ordering::Acquire))) => {
+                replay_ready.set(ctx.replay_ready.notified());
+            }
             r = read_idle(sr, buf) => match r {
                 Ok(0) => return Ok(End::ServerGone),
                 Ok(_) => {}
                 Err(e) => return Err(SessionError::ServerIo(e)),
             },
             // Completes once; `shutting_down` keeps it from being polled again.
-            changed = &mut shutdown_changed, if !shutting_down => {
+            changed = poll_fn(|cx| {
+                shutdown_changed.poll_if(cx, shutdown_seen.has_changed().unwrap_or(true))
+            }), if !shutting_down => {
                 // A dropped sender also means shutdown: the proxy is gone.
                 let _ = changed;
                 shutting_down = true;
@@ -979,6 +1002,7 @@ mod tests {
             strip_plus,
             answered: Notify::new(),
             replay_ready: Notify::new(),
+            replay_posted: AtomicBool::new(false),
             audit_id: String::new(),
             audit_mark: Default::default(),
             peer: "127.0.0.1:1".parse().unwrap(),
@@ -1141,6 +1165,7 @@ mod tests {
             strip_plus: false,
             answered: Notify::new(),
             replay_ready: Notify::new(),
+            replay_posted: AtomicBool::new(false),
             audit_id: String::new(),
             audit_mark: Default::default(),
             peer: "127.0.0.1:1".parse().unwrap(),

@@ -152,7 +152,7 @@ pub(super) async fn run(
     let answer = answer(ctx, state, sw, pending, client).await?;
     owed.extend_from_slice(&answer);
     lock(state).replay = Some(owed);
-    ctx.replay_ready.notify_one();
+    ctx.post_replay();
     Ok(())
 }
 

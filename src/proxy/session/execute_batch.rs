@@ -332,7 +332,7 @@ pub(super) async fn run(
     }
     owed.extend_from_slice(&ready);
     lock(state).replay = Some(owed);
-    ctx.replay_ready.notify_one();
+    ctx.post_replay();
     Ok(())
 }
 

@@ -412,7 +412,7 @@ async fn run_steps(
 /// Hands the answer to the server→client side, which replays it as the server's.
 fn leave(ctx: &Ctx, state: &Mutex<State>, answer: BytesMut) {
     super::lock(state).replay = Some(answer);
-    ctx.replay_ready.notify_one();
+    ctx.post_replay();
 }
 
 /// The kinds of message a held request holds (`classify` admits no others).
@@ -552,7 +552,7 @@ async fn barrier(
             st.pending += 1;
             st.replay = Some(reply.into_answer());
         }
-        ctx.replay_ready.notify_one();
+        ctx.post_replay();
         super::wait_answered(ctx, state).await;
         return Ok(false);
     }

@@ -784,7 +784,7 @@ pub(super) async fn commit(
 /// Hands the answer to the server→client side, which replays it as the server's.
 fn leave_answer(ctx: &Ctx, state: &Mutex<State>, answer: BytesMut) {
     lock(state).replay = Some(answer);
-    ctx.replay_ready.notify_one();
+    ctx.post_replay();
 }
 
 /// A CommandComplete with `tag` and a ReadyForQuery with `status`.
