@@ -42,11 +42,12 @@
 //! expiry, since the stream position is then unknown), decides, and forwards the held frame;
 //! client bytes arriving meanwhile simply stay in its buffer. Otherwise (pipeline, status `E`)
 //! it decides without live facts.
-use std::future::poll_fn;
+use std::future::{poll_fn, Future};
 use std::net::SocketAddr;
 use std::pin::pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::Poll;
 
 use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -645,7 +646,7 @@ async fn client_to_server(
                 match side.holding.as_mut() {
                     Some(held) => held.frames.extend_from_slice(&buf[..scan.ready]),
                     None => sw
-                        .write_all(&buf[..scan.ready])
+                        .write_all_now(&buf[..scan.ready])
                         .await
                         .map_err(SessionError::ServerIo)?,
                 }
@@ -654,7 +655,7 @@ async fn client_to_server(
             // The DDL and executor paths below are boxed: their futures are large and rarely
             // live, and inline they would sit in every idle session's task.
             if let Some(held) = side.holding.take_if(|_| scan.run_held) {
-                sw.flush().await.map_err(SessionError::ServerIo)?;
+                sw.flush_now().await.map_err(SessionError::ServerIo)?;
                 Box::pin(execute_extended::run(
                     ctx,
                     state,
@@ -667,19 +668,19 @@ async fn client_to_server(
                 continue;
             }
             if let Some((batch, original)) = scan.batch {
-                sw.flush().await.map_err(SessionError::ServerIo)?;
-                Box::pin(execute_batch::run(ctx, state, sw, batch)).await?;
+                sw.flush_now().await.map_err(SessionError::ServerIo)?;
+                Box::pin(execute_batch::run(ctx, state, sw, *batch)).await?;
                 buf.advance(original);
                 wait_answered(ctx, state).await;
                 continue;
             }
             if let Some((pending, frame, original)) = scan.execute {
-                sw.flush().await.map_err(SessionError::ServerIo)?;
+                sw.flush_now().await.map_err(SessionError::ServerIo)?;
                 Box::pin(execute::run(
                     ctx,
                     state,
                     sw,
-                    pending,
+                    *pending,
                     execute::ClientStatement::query(frame),
                 ))
                 .await?;
@@ -689,19 +690,19 @@ async fn client_to_server(
                 continue;
             }
             if scan.settle {
-                sw.flush().await.map_err(SessionError::ServerIo)?;
+                sw.flush_now().await.map_err(SessionError::ServerIo)?;
                 wait_answered(ctx, state).await;
                 continue;
             }
             if let Some((m, original)) = scan.multi {
-                sw.flush().await.map_err(SessionError::ServerIo)?;
-                Box::pin(rewrite::run(ctx, state, sw, m, &mut side.completion)).await?;
+                sw.flush_now().await.map_err(SessionError::ServerIo)?;
+                Box::pin(rewrite::run(ctx, state, sw, *m, &mut side.completion)).await?;
                 buf.advance(original);
                 wait_answered(ctx, state).await;
                 continue;
             }
             if let Some((frame, original)) = scan.commit {
-                sw.flush().await.map_err(SessionError::ServerIo)?;
+                sw.flush_now().await.map_err(SessionError::ServerIo)?;
                 Box::pin(rewrite::commit(ctx, state, sw, &mut side.completion, frame)).await?;
                 buf.advance(original);
                 wait_answered(ctx, state).await;
@@ -711,11 +712,14 @@ async fn client_to_server(
             if let Some((frame, original)) = scan.replace {
                 match side.holding.as_mut() {
                     Some(held) => held.frames.extend_from_slice(&frame),
-                    None => sw.write_all(&frame).await.map_err(SessionError::ServerIo)?,
+                    None => sw
+                        .write_all_now(&frame)
+                        .await
+                        .map_err(SessionError::ServerIo)?,
                 }
                 buf.advance(original);
             }
-            sw.flush().await.map_err(SessionError::ServerIo)?;
+            sw.flush_now().await.map_err(SessionError::ServerIo)?;
             if scan.terminate {
                 return Ok(End::ClientGone);
             }
@@ -842,11 +846,12 @@ async fn server_to_client(
     let grace = ctx.shared.config.server.shutdown_grace;
     // One timer for both deadlines, created once: building a Sleep per read would cost
     // scheduler-handle clones on the hot path. Before authentication it is the startup
-    // deadline, after shutdown the grace deadline; otherwise it is not polled.
-    let timer = sleep_until(startup_deadline);
-    tokio::pin!(timer);
+    // deadline, after shutdown the grace deadline; in between there is none: a timer left in
+    // the runtime's wheel makes every turn of the event loop compute its next expiry and read
+    // the clock (~300 instructions per turn).
+    let mut timer = pin!(Some(sleep_until(startup_deadline)));
     if shutting_down {
-        timer.as_mut().reset(Instant::now() + grace);
+        timer.set(Some(sleep_until(Instant::now() + grace)));
     }
     // Both waits live across reads (made per read, each registered and unregistered itself
     // under a lock every round trip; the shutdown watch's lock is shared by all sessions), and
@@ -883,8 +888,11 @@ async fn server_to_client(
                 }
                 scan
             };
+            if authenticated && !shutting_down && timer.is_some() {
+                timer.set(None);
+            }
             if let Some(notices) = &scan.notices {
-                cw.write_all(notices)
+                cw.write_all_now(notices)
                     .await
                     .map_err(SessionError::ClientIo)?;
             }
@@ -893,26 +901,28 @@ async fn server_to_client(
             }
             crate::metrics::server_to_client(scan.ready, scan.messages);
             if scan.ready > 0 {
-                cw.write_all(&buf[..scan.ready])
+                cw.write_all_now(&buf[..scan.ready])
                     .await
                     .map_err(SessionError::ClientIo)?;
                 buf.advance(scan.ready);
             }
             let replaced = scan.replace.is_some() || scan.discard > 0 || scan.rescan;
             if let Some((frame, original)) = scan.replace {
-                cw.write_all(&frame).await.map_err(SessionError::ClientIo)?;
+                cw.write_all_now(&frame)
+                    .await
+                    .map_err(SessionError::ClientIo)?;
                 buf.advance(original);
             }
             buf.advance(scan.discard);
             if scan.audit_frame {
                 // Everything before this answer is on its way; its audit record goes to disk
                 // before the answer reaches the client.
-                cw.flush().await.map_err(SessionError::ClientIo)?;
+                cw.flush_now().await.map_err(SessionError::ClientIo)?;
                 Box::pin(audit_answer(state, audit, buf)).await;
                 audited_front = true;
                 continue;
             }
-            cw.flush().await.map_err(SessionError::ClientIo)?;
+            cw.flush_now().await.map_err(SessionError::ClientIo)?;
             if scan.idle_stop {
                 return Ok(End::ShutdownIdle);
             }
@@ -943,7 +953,7 @@ async fn server_to_client(
                 // A dropped sender also means shutdown: the proxy is gone.
                 let _ = changed;
                 shutting_down = true;
-                timer.as_mut().reset(Instant::now() + grace);
+                timer.set(Some(sleep_until(Instant::now() + grace)));
                 let mut st = lock(state);
                 if authenticated && st.pending == 0 && st.tx_status == TxStatus::Idle
                     && st.injecting.is_none()
@@ -952,7 +962,8 @@ async fn server_to_client(
                     return Ok(End::ShutdownIdle);
                 }
             }
-            _ = &mut timer, if shutting_down || !authenticated => {
+            _ = poll_fn(|cx| timer.as_mut().as_pin_mut().map_or(Poll::Pending, |t| t.poll(cx))),
+                if shutting_down || !authenticated => {
                 lock(state).closing = true;
                 return Ok(if shutting_down { End::GraceExpired } else { End::StartupTimeout });
             }

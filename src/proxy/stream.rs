@@ -290,6 +290,46 @@ fn read_now<S: Socket>(s: &S, buf: &mut bytes::BytesMut) -> io::Result<usize> {
     }
 }
 
+impl WriteHalf<'_> {
+    /// Writes all of `buf`. On a plain or unix socket it first writes straight from here: one
+    /// non-blocking write, with no write future, readiness poll or budget check when the
+    /// socket takes it all (the common case for a proxy's batches). What the socket did not
+    /// take goes through `write_all`, which waits for writability.
+    #[inline]
+    pub async fn write_all_now(&mut self, buf: &[u8]) -> io::Result<()> {
+        if buf.is_empty() {
+            return Ok(());
+        }
+        let written = match self {
+            WriteHalf::Plain(s) => written_now(s.as_ref().try_write(buf))?,
+            WriteHalf::Unix(s) => written_now(s.as_ref().try_write(buf))?,
+            WriteHalf::Tls(_) => 0,
+        };
+        if written < buf.len() {
+            tokio::io::AsyncWriteExt::write_all(self, &buf[written..]).await?;
+        }
+        Ok(())
+    }
+
+    /// Flushes what rustls holds; a plain or unix socket has nothing to flush.
+    #[inline]
+    pub async fn flush_now(&mut self) -> io::Result<()> {
+        match self {
+            WriteHalf::Tls(_) => tokio::io::AsyncWriteExt::flush(self).await,
+            WriteHalf::Plain(_) | WriteHalf::Unix(_) => Ok(()),
+        }
+    }
+}
+
+/// What a non-blocking write took: a full socket buffer (WouldBlock) took nothing.
+#[inline]
+fn written_now(r: io::Result<usize>) -> io::Result<usize> {
+    match r {
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(0),
+        r => r,
+    }
+}
+
 impl AsyncRead for ReadHalf<'_> {
     // Inline: called on every read and write of every session from another module; the
     // session.rs split (c706bc1) moved the callers into other codegen units and these

@@ -19,9 +19,10 @@ pub(super) struct ClientScan {
     pub(super) attention_bind: bool,
     /// The Query after `ready` (this frame, replacing the next `.2` original bytes) runs
     /// under the executor instead of being forwarded.
-    pub(super) execute: Option<(execute::Pending, BytesMut, usize)>,
+    /// The rare payloads are boxed: the scan result is moved on every read batch.
+    pub(super) execute: Option<(Box<execute::Pending>, BytesMut, usize)>,
     /// The Query after `ready` runs as a multi-step rewrite (replacing `.1` original bytes).
-    pub(super) multi: Option<(rewrite::MultiPending, usize)>,
+    pub(super) multi: Option<(Box<rewrite::MultiPending>, usize)>,
     /// The Query after `ready` is the COMMIT that owes completion steps (`.1` original bytes).
     pub(super) commit: Option<(BytesMut, usize)>,
     /// Earlier requests must be answered before the next frame (a COMMIT owing completion
@@ -30,7 +31,7 @@ pub(super) struct ClientScan {
     /// The held extended-protocol request is complete (its Sync is in `ready`): run it.
     pub(super) run_held: bool,
     /// The Query after `ready` (replacing the next `.1` original bytes) runs split.
-    pub(super) batch: Option<(execute_batch::Batch, usize)>,
+    pub(super) batch: Option<(Box<execute_batch::Batch>, usize)>,
     /// Frames forwarded as read (for the metrics).
     pub(super) messages: u64,
 }
@@ -137,7 +138,7 @@ pub(super) fn scan_client(
                     break;
                 }
                 if let Some(m) = side.multi.take() {
-                    out.multi = Some((*m, h.total));
+                    out.multi = Some((m, h.total));
                     break;
                 }
                 if let Some(exec) = side.exec.take() {
@@ -149,11 +150,11 @@ pub(super) fn scan_client(
                             frame
                         }
                     };
-                    out.execute = Some((*exec, frame, h.total));
+                    out.execute = Some((exec, frame, h.total));
                     break;
                 }
                 if let Some(batch) = side.batch.take().filter(|_| verdict.is_none()) {
-                    out.batch = Some((batch, h.total));
+                    out.batch = Some((Box::new(batch), h.total));
                     break;
                 }
                 match verdict {
