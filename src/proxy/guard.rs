@@ -13,6 +13,46 @@ use crate::policy::{Policy, Verdict};
 use crate::protocol::errors;
 use crate::protocol::TxStatus;
 
+/// A session's [`Guard`], built at its first use. A session that never sends anything the
+/// enforcer must look at (an application's connection: DML only) holds no enforcer, no copy
+/// of its policy and no strings of its own; its idle memory is what it forwards with. An
+/// unbuilt guard answers what a fresh one would: it watches no DML, created nothing, has
+/// nothing to summarise.
+#[derive(Debug)]
+pub(crate) struct LazyGuard {
+    /// The startup packet's application_name: the profile is chosen by it, as when the
+    /// guard was built at startup (a later `SET application_name` does not change it).
+    application_name: Box<str>,
+    built: Option<Box<Guard>>,
+}
+
+impl LazyGuard {
+    pub(crate) fn new(application_name: &str) -> LazyGuard {
+        LazyGuard {
+            application_name: application_name.into(),
+            built: None,
+        }
+    }
+
+    /// The guard, if something needed it already.
+    pub(crate) fn built(&self) -> Option<&Guard> {
+        self.built.as_deref()
+    }
+
+    /// The guard, built now if this is its first use.
+    pub(crate) fn build(
+        &mut self,
+        live: &super::reload::LivePolicy,
+        session_id: u64,
+        database: &str,
+        user: &str,
+    ) -> &mut Guard {
+        let app = &self.application_name;
+        self.built
+            .get_or_insert_with(|| Box::new(Guard::new(live, session_id, database, user, app)))
+    }
+}
+
 /// One session's enforcer plus what it needs to know about the session.
 #[derive(Debug)]
 pub(crate) struct Guard {

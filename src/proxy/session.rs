@@ -55,7 +55,7 @@ use tokio::sync::{oneshot, watch, Notify, OwnedSemaphorePermit};
 use tokio::time::{sleep_until, Instant};
 use tracing::{debug, info, warn};
 
-use super::guard::{Guard, Snapshot};
+use super::guard::{Guard, LazyGuard, Snapshot};
 use super::hook::{ProtocolPath, SessionView, Verdict};
 use super::stream::{split, Conn, ReadHalf, WriteHalf};
 use super::wake::Registered;
@@ -264,123 +264,27 @@ pub(crate) async fn run(
     mut shutdown: watch::Receiver<bool>,
     id: u64,
 ) {
-    let startup_deadline = Instant::now() + shared.live.now().config.server.startup_timeout;
-    let mut slot = Some(client_conn);
-    let mut buf = BytesMut::with_capacity(512);
-
-    let negotiated = tokio::time::timeout_at(
+    // The start-up phase runs on the heap and is gone when it ends: a future is as large as
+    // its largest state, and start-up's (TLS handshakes, authentication, the startup packet,
+    // the route) would otherwise size every idle session's task
+    // (`tests::the_session_future_stays_small`). Bound by a pattern, its result is not kept
+    // a second time.
+    let Some(Started {
+        mut client,
+        mut server,
+        buf,
+        user,
+        database,
+        application_name,
+        upstream_name,
         startup_deadline,
-        negotiate_client(&shared, &mut slot, &mut buf),
-    )
-    .await;
-    // The slot is empty only if a TLS handshake failed, and then there is no one to talk to.
-    let Some(mut client) = slot else {
+        _permit,
+    }) = Box::pin(start(&shared, client_conn, peer, permit, &shutdown, id)).await
+    else {
         return;
     };
-    let startup = match negotiated {
-        Err(_) => {
-            debug!(session = id, %peer, "client did not finish its startup packet in time");
-            crate::metrics::session_refused("startup_timeout");
-            return;
-        }
-        Ok(Err(NegotiateEnd::Quiet)) => return,
-        Ok(Err(NegotiateEnd::Error(e))) => {
-            warn!(session = id, %peer, "closing connection: {}", e.message);
-            crate::metrics::session_refused("protocol_error");
-            farewell(&mut client, &e).await;
-            return;
-        }
-        Ok(Err(NegotiateEnd::Cancel(raw))) => {
-            // A session backing off between attempts takes it itself (the server would drop
-            // it, or deliver it late into pgwarden's next statement).
-            if shared.cancels.cancel(&raw) {
-                return;
-            }
-            // Cancels are honoured even when the proxy is full, as PostgreSQL does.
-            if let Err(e) = upstream::send_cancel(&shared, &raw).await {
-                warn!(session = id, %peer, "could not forward cancel request: {e}");
-            }
-            return;
-        }
-        Ok(Ok(m)) => m,
-    };
-    let mut startup = startup;
-    let Some(_permit) = permit else {
-        let max = shared.config.server.max_connections;
-        warn!(session = id, %peer, "refusing connection: max_connections ({max}) reached");
-        crate::metrics::session_refused("max_connections");
-        farewell(&mut client, &errors::too_many_connections(max)).await;
-        return;
-    };
-    if *shutdown.borrow() {
-        crate::metrics::session_refused("shutting_down");
-        farewell(&mut client, &errors::shutting_down()).await;
-        return;
-    }
-    if startup.needs_negotiation() {
-        let mut out = BytesMut::new();
-        negotiate::encode_negotiate_protocol_version(&startup.protocol_options, &mut out);
-        if client.write_all(&out).await.is_err() {
-            return;
-        }
-    }
-
-    let requested = startup.database().to_owned();
-    let Some(route) = shared.live.now().routes.resolve(&requested) else {
-        let name = requested;
-        info!(session = id, %peer, "refusing connection: no [databases] entry for {name:?}");
-        crate::metrics::session_refused("unknown_database");
-        farewell(&mut client, &errors::unknown_database(&name)).await;
-        return;
-    };
-    let upstream_name = &route.upstream.name;
-    let connected = tokio::time::timeout_at(
-        startup_deadline,
-        upstream::connect(&shared, &route.upstream),
-    )
-    .await;
-    let mut server = match connected {
-        Ok(Ok(s)) => s,
-        Ok(Err(e)) => {
-            warn!(session = id, %peer, "cannot reach upstream {upstream_name}: {e}");
-            crate::metrics::session_refused("upstream_unreachable");
-            farewell(
-                &mut client,
-                &errors::upstream_unreachable(upstream_name, &e.to_string()),
-            )
-            .await;
-            return;
-        }
-        Err(_) => {
-            warn!(session = id, %peer, "cannot reach upstream {upstream_name}: startup_timeout");
-            crate::metrics::session_refused("upstream_unreachable");
-            farewell(
-                &mut client,
-                &errors::upstream_unreachable(upstream_name, "startup_timeout expired"),
-            )
-            .await;
-            return;
-        }
-    };
-    let mut packet = BytesMut::new();
-    // Policies and the activity view keep the name the client asked for.
-    let client_database = requested;
-    super::route::apply(&route, &mut startup);
-    startup.encode_v30(&mut packet);
-    if let Err(e) = server.write_all(&packet).await {
-        farewell(
-            &mut client,
-            &errors::upstream_lost(upstream_name, &e.to_string()),
-        )
-        .await;
-        return;
-    }
-
-    let user = startup.param("user").unwrap_or_default().to_owned();
-    let database = client_database;
-    let state = Mutex::new(State::new(
-        startup.setting("application_name").unwrap_or_default(),
-    ));
+    let upstream_name = &upstream_name;
+    let state = Mutex::new(State::new(application_name));
     let app = lock(&state).application_name.clone();
     let client_label = super::client_label(peer);
     let activity = (shared.activity).register(id, &user, &database, &client_label, &app);
@@ -401,7 +305,6 @@ pub(crate) async fn run(
     };
     debug!(session = id, %peer, user = %ctx.user, database = %ctx.database,
            client_tls = client.is_tls(), server_tls = server.is_tls(), "session started");
-    drop(startup);
 
     // Whatever the client sent after its startup packet (pipelining clients do) stays in `buf`.
     let mut cbuf = buf;
@@ -411,10 +314,10 @@ pub(crate) async fn run(
         let (mut cr, mut cw) = split(&mut client);
         let (mut sr, mut sw) = split(&mut server);
         let mut client_side = ClientSide {
-            guard: shared.policy.as_ref().map(|p| {
-                let app = lock(&state).application_name.clone();
-                Guard::new(p, id, &ctx.database, &ctx.user, &app)
-            }),
+            guard: shared
+                .policy
+                .as_ref()
+                .map(|_| LazyGuard::new(&lock(&state).application_name)),
             ..ClientSide::default()
         };
         let c2s = client_to_server(&ctx, &state, &mut cr, &mut sw, &mut cbuf, &mut client_side);
@@ -431,7 +334,7 @@ pub(crate) async fn run(
         // Each direction is polled only when its own waker fired (`wake`): under `select!` the
         // idle one was polled, and re-registered its waits, on every wake-up of the other.
         let result = super::wake::first_of(pin!(c2s), pin!(s2c)).await;
-        if let Some(guard) = &client_side.guard {
+        if let Some(guard) = built_guard(&client_side.guard) {
             guard.log_summary();
         }
         result
@@ -440,7 +343,7 @@ pub(crate) async fn run(
         // A request forwarded and never answered: its statements' fate is unknown to the
         // client, and the audit log says so.
         let in_flight = lock(&state).pending > 0;
-        a.closed(in_flight).await;
+        Box::pin(a.closed(in_flight)).await;
     }
     // Both directions are dropped here; the session may write its own last words.
     let pid = lock(&state).backend_pid;
@@ -518,6 +421,169 @@ pub(crate) async fn run(
     debug!(session = id, pid, "session ended");
 }
 
+/// What the start-up phase hands to the forwarding phase.
+struct Started {
+    client: Conn,
+    server: Conn,
+    /// Whatever the client sent after its startup packet (pipelining clients do).
+    buf: BytesMut,
+    user: String,
+    /// The database the client asked for: policies and the activity view keep that name.
+    database: String,
+    application_name: String,
+    /// For error messages.
+    upstream_name: String,
+    startup_deadline: Instant,
+    /// Held for the whole session: `max_connections`.
+    _permit: OwnedSemaphorePermit,
+}
+
+/// Startup negotiation, refusals and the upstream connect, up to the startup packet sent to
+/// the server. `None`: the session ended here (its farewell, if any, is sent).
+async fn start(
+    shared: &Arc<Shared>,
+    client_conn: Conn,
+    peer: SocketAddr,
+    permit: Option<OwnedSemaphorePermit>,
+    shutdown: &watch::Receiver<bool>,
+    id: u64,
+) -> Option<Started> {
+    let startup_deadline = Instant::now() + shared.live.now().config.server.startup_timeout;
+    let mut slot = Some(client_conn);
+    let mut buf = BytesMut::with_capacity(512);
+
+    let negotiated = tokio::time::timeout_at(
+        startup_deadline,
+        negotiate_client(shared, &mut slot, &mut buf),
+    )
+    .await;
+    // The slot is empty only if a TLS handshake failed, and then there is no one to talk to.
+    let mut client = slot?;
+    let startup = match negotiated {
+        Err(_) => {
+            debug!(session = id, %peer, "client did not finish its startup packet in time");
+            crate::metrics::session_refused("startup_timeout");
+            return None;
+        }
+        Ok(Err(NegotiateEnd::Quiet)) => return None,
+        Ok(Err(NegotiateEnd::Error(e))) => {
+            warn!(session = id, %peer, "closing connection: {}", e.message);
+            crate::metrics::session_refused("protocol_error");
+            farewell(&mut client, &e).await;
+            return None;
+        }
+        Ok(Err(NegotiateEnd::Cancel(raw))) => {
+            // A session backing off between attempts takes it itself (the server would drop
+            // it, or deliver it late into pgwarden's next statement).
+            if shared.cancels.cancel(&raw) {
+                return None;
+            }
+            // Cancels are honoured even when the proxy is full, as PostgreSQL does.
+            if let Err(e) = upstream::send_cancel(shared, &raw).await {
+                warn!(session = id, %peer, "could not forward cancel request: {e}");
+            }
+            return None;
+        }
+        Ok(Ok(m)) => m,
+    };
+    let mut startup = startup;
+    let Some(permit) = permit else {
+        let max = shared.config.server.max_connections;
+        warn!(session = id, %peer, "refusing connection: max_connections ({max}) reached");
+        crate::metrics::session_refused("max_connections");
+        farewell(&mut client, &errors::too_many_connections(max)).await;
+        return None;
+    };
+    if *shutdown.borrow() {
+        crate::metrics::session_refused("shutting_down");
+        farewell(&mut client, &errors::shutting_down()).await;
+        return None;
+    }
+    if startup.needs_negotiation() {
+        let mut out = BytesMut::new();
+        negotiate::encode_negotiate_protocol_version(&startup.protocol_options, &mut out);
+        if client.write_all(&out).await.is_err() {
+            return None;
+        }
+    }
+
+    let requested = startup.database().to_owned();
+    let Some(route) = shared.live.now().routes.resolve(&requested) else {
+        let name = requested;
+        info!(session = id, %peer, "refusing connection: no [databases] entry for {name:?}");
+        crate::metrics::session_refused("unknown_database");
+        farewell(&mut client, &errors::unknown_database(&name)).await;
+        return None;
+    };
+    let upstream_name = &route.upstream.name;
+    let connected =
+        tokio::time::timeout_at(startup_deadline, upstream::connect(shared, &route.upstream)).await;
+    let mut server = match connected {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => {
+            warn!(session = id, %peer, "cannot reach upstream {upstream_name}: {e}");
+            crate::metrics::session_refused("upstream_unreachable");
+            farewell(
+                &mut client,
+                &errors::upstream_unreachable(upstream_name, &e.to_string()),
+            )
+            .await;
+            return None;
+        }
+        Err(_) => {
+            warn!(session = id, %peer, "cannot reach upstream {upstream_name}: startup_timeout");
+            crate::metrics::session_refused("upstream_unreachable");
+            farewell(
+                &mut client,
+                &errors::upstream_unreachable(upstream_name, "startup_timeout expired"),
+            )
+            .await;
+            return None;
+        }
+    };
+    let mut packet = BytesMut::new();
+    // Policies and the activity view keep the name the client asked for.
+    let client_database = requested;
+    super::route::apply(&route, &mut startup);
+    startup.encode_v30(&mut packet);
+    if let Err(e) = server.write_all(&packet).await {
+        farewell(
+            &mut client,
+            &errors::upstream_lost(upstream_name, &e.to_string()),
+        )
+        .await;
+        return None;
+    }
+
+    Some(Started {
+        user: startup.param("user").unwrap_or_default().to_owned(),
+        application_name: startup
+            .setting("application_name")
+            .unwrap_or_default()
+            .to_owned(),
+        client,
+        server,
+        buf,
+        database: client_database,
+        upstream_name: upstream_name.clone(),
+        startup_deadline,
+        _permit: permit,
+    })
+}
+
+/// The session's guard (`ClientSide::guard`), built now if this is its first use; `None` when
+/// the policy is off. Takes the field, not the whole `ClientSide`, so the caller may use the
+/// other fields while it holds the guard.
+fn guard_of<'a>(slot: &'a mut Option<LazyGuard>, ctx: &Ctx) -> Option<&'a mut Guard> {
+    let live = ctx.shared.policy.as_ref()?;
+    Some(slot.as_mut()?.build(live, ctx.id, &ctx.database, &ctx.user))
+}
+
+/// The session's guard if something built it already: an unbuilt one is a fresh one.
+fn built_guard(slot: &Option<LazyGuard>) -> Option<&Guard> {
+    slot.as_ref()?.built()
+}
+
 fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
     // A poisoned lock only means another direction panicked mid-update; the fields are plain
     // values, so continuing is safe.
@@ -527,11 +593,11 @@ fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
 /// Sends pgwarden's final error to the client and closes the stream, bounded in time.
 async fn farewell(client: &mut Conn, msg: &PgError) {
     let bytes = msg.to_bytes();
-    let _ = tokio::time::timeout(FAREWELL_TIMEOUT, async {
+    let _ = Box::pin(tokio::time::timeout(FAREWELL_TIMEOUT, async {
         client.write_all(&bytes).await?;
         client.flush().await?;
         client.shutdown().await
-    })
+    }))
     .await;
 }
 
@@ -546,14 +612,14 @@ async fn linger(client: &mut Conn) {
     // (≈ +8-10 KiB of RSS per idle connection, bench/idle_memory.sh).
     let mut sink = vec![0u8; 16 * 1024];
     let mut left = LINGER_BYTES;
-    let _ = tokio::time::timeout(FAREWELL_TIMEOUT, async {
+    let _ = Box::pin(tokio::time::timeout(FAREWELL_TIMEOUT, async {
         while left > 0 {
             match client.read(&mut sink).await {
                 Ok(0) | Err(_) => break,
                 Ok(n) => left = left.saturating_sub(n),
             }
         }
-    })
+    }))
     .await;
 }
 
@@ -575,8 +641,8 @@ struct ClientSide {
     /// Statements whose Parse text was replaced: their Binds are sent without parameters.
     /// The unnamed statement ("") is in here until the next unnamed Parse.
     stripped: std::collections::HashSet<Vec<u8>>,
-    /// The enforcer (None when the policy is off).
-    guard: Option<Guard>,
+    /// The enforcer (None when the policy is off), built at its first use: [`guard_of`].
+    guard: Option<LazyGuard>,
     /// The decision on the Query/Parse at the front of the buffer, made by the enforcer while
     /// the scan was stopped there: `Some(None)` forward, `Some(Some(text))` replace.
     decided: Option<Option<String>>,
@@ -1047,14 +1113,41 @@ mod tests {
         let addr = listener.local_addr().unwrap();
         let client = tokio::net::TcpStream::connect(addr).await.unwrap();
         let (_stop, rx) = watch::channel(false);
-        let session = run(shared, Conn::Plain(client), addr, None, rx, 1);
+        let session = run(shared, Conn::Plain(client), addr, None, rx.clone(), 1);
         let size = std::mem::size_of_val(&session);
+        // The two direction loops, which the forwarding phase holds.
+        let (mut a, mut b) = (
+            Conn::Plain(tokio::net::TcpStream::connect(addr).await.unwrap()),
+            Conn::Plain(tokio::net::TcpStream::connect(addr).await.unwrap()),
+        );
+        let ((mut cr, mut cw), (mut sr, mut sw)) = (split(&mut a), split(&mut b));
+        let (c, st) = (
+            ctx(Arc::new(Recorder::default()), false),
+            Mutex::new(state()),
+        );
+        let (mut cbuf, mut sbuf, mut side) =
+            (BytesMut::new(), BytesMut::new(), ClientSide::default());
+        let (mut shutdown, mut audit) = (rx, None);
+        let c2s = client_to_server(&c, &st, &mut cr, &mut sw, &mut cbuf, &mut side);
+        let s2c = server_to_client(
+            &c,
+            &st,
+            &mut sr,
+            &mut cw,
+            &mut sbuf,
+            &mut shutdown,
+            Instant::now(),
+            &mut audit,
+        );
         eprintln!(
-            "session future: {size} bytes (of it: State {}, Ctx {}, ClientSide {}, Conn {})",
+            "session future: {size} bytes (of it: State {}, Ctx {}, ClientSide {}, Conn {}, \
+             client→server loop {}, server→client loop {})",
             std::mem::size_of::<State>(),
             std::mem::size_of::<Ctx>(),
             std::mem::size_of::<ClientSide>(),
             std::mem::size_of::<Conn>(),
+            std::mem::size_of_val(&c2s),
+            std::mem::size_of_val(&s2c),
         );
         assert!(
             size <= SESSION_FUTURE_BOUND,
@@ -1063,10 +1156,11 @@ mod tests {
     }
 
     /// The bound for [`the_session_future_stays_small`], in a debug build (the test profile):
-    /// 5,968 bytes when it was written (2026-12-01; 7,984 before the plans, held requests and
-    /// injected lookups that an idle session does not have moved behind a `Box`), plus room
-    /// for a few more locals.
-    const SESSION_FUTURE_BOUND: usize = 7 * 1024;
+    /// 3,776 bytes on 2026-12-02 (7,984 before the plans, held requests and injected lookups
+    /// that an idle session does not have moved behind a `Box`; 5,968 before the start-up
+    /// phase moved to the heap and the guard was built at its first use), plus room for a few
+    /// more locals.
+    const SESSION_FUTURE_BOUND: usize = 4608;
 
     fn msg(tag: u8, body: &[u8]) -> Vec<u8> {
         let mut v = vec![tag];

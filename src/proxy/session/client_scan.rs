@@ -79,10 +79,7 @@ pub(super) fn scan_client(
         // pgbench -M prepared / asyncpg re-executions stays header-only.
         // A FunctionCall is held whole only when it is going to be refused.
         let refuse_call = h.tag == b'F'
-            && side
-                .guard
-                .as_ref()
-                .is_some_and(Guard::refuses_function_calls);
+            && super::guard_of(&mut side.guard, ctx).is_some_and(|g| g.refuses_function_calls());
         let decode = matches!(h.tag, b'Q' | b'P' | b'C')
             || (h.tag == b'B'
                 && (!side.stripped.is_empty()
@@ -342,7 +339,7 @@ pub(super) fn inspect(
             &text,
             &lex_settings(st, side),
             &base_lex(),
-        ) || side.guard.as_ref().is_some_and(|g| {
+        ) || super::built_guard(&side.guard).is_some_and(|g| {
             g.watches_dml(
                 &text,
                 st.idle_epoch,

@@ -10,7 +10,7 @@ pub(super) async fn watched_dml(
     side: &ClientSide,
     sql: &[u8],
 ) -> bool {
-    let Some(guard) = side.guard.as_ref() else {
+    let Some(guard) = super::built_guard(&side.guard) else {
         return false;
     };
     let quick = {
@@ -77,7 +77,7 @@ pub(super) async fn decide_held(
         Some(r) => r.text(sql_bytes).into_owned(),
         None => server_text(sql_bytes, reported_family(&lock(state))).into_owned(),
     };
-    let Some(guard) = side.guard.as_mut() else {
+    let Some(guard) = super::guard_of(&mut side.guard, ctx) else {
         side.decided = Some(None);
         return Ok(());
     };
@@ -267,7 +267,7 @@ pub(super) async fn decide_held(
             )
         });
     }
-    if let (Some(p), Some(guard)) = (exec.as_mut(), side.guard.as_ref()) {
+    if let (Some(p), Some(guard)) = (exec.as_mut(), super::built_guard(&side.guard)) {
         // Confirmed by this decision's lookup: what this transaction created itself.
         p.plan.created_oids = guard.created_in_transaction();
     }

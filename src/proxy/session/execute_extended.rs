@@ -44,7 +44,6 @@ use super::rewrite::{Completion, MultiPending};
 use super::{ClientSide, Ctx, SessionError, State};
 use crate::protocol::frame::{check_header, FrameLimits, Origin};
 use crate::protocol::{frontend, ProtocolError};
-use crate::proxy::guard::Guard;
 use crate::proxy::stream::{ReadHalf, WriteHalf};
 
 /// Longest request pgwarden holds whole to run it under the executor. DDL requests are a few
@@ -200,8 +199,8 @@ pub(super) async fn prepare(
     buf: &mut BytesMut,
 ) -> Result<Prepared, SessionError> {
     side.extended = None;
-    let executes =
-        ctx.shared.config.execute.enabled && side.guard.as_ref().is_some_and(Guard::executes);
+    let executes = ctx.shared.config.execute.enabled
+        && super::guard_of(&mut side.guard, ctx).is_some_and(|g| g.executes());
     // A Bind may follow messages that executed nothing (asyncpg's Parse/Describe/Flush).
     let first = match buf.first() {
         Some(b'P') => !side.in_pipeline,

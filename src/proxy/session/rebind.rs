@@ -50,7 +50,7 @@ pub(super) async fn redecide_bind(
     if runs {
         wait_answered(ctx, state).await;
     }
-    let Some(guard) = side.guard.as_mut() else {
+    let Some(guard) = super::guard_of(&mut side.guard, ctx) else {
         return Ok(());
     };
     // The text is the one the server parsed at Parse time; an ASCII text reads the same under
