@@ -25,6 +25,8 @@
 # With strace installed, the history-shaped case also counts per history, exactly (noise cannot
 # move them): fdatasync calls of the audit log and sendto calls of pgwarden (its writes to the
 # client and to the server: round trips), strace -f attached for HISTORIES histories.
+#   CPU_ROUNDS=2     rounds of the CPU / context-switch count
+#   SERVER_LOG=path  keep the server's log of the server-time part (path.<label>)
 #   PGBIN=/usr/lib/postgresql/15/bin
 # Everything runs on loopback in a temp dir removed at exit; pgwarden is built with
 # `cargo build --release`.
@@ -216,6 +218,41 @@ if command -v strace >/dev/null && command -v ss >/dev/null; then
         count_history "$BASE_NOAUDIT" "base, audit off"
     fi
 fi
+# pgwarden's own CPU (utime + stime, all threads, clock ticks of 10 ms) and context switches
+# (voluntary + involuntary, summed over /proc/PID/task/*/status) per DDL statement over
+# HISTORIES histories: figures the machine's load moves less than wall time.
+proc_cpu() { # pid -> "ticks switches"
+    local t=0 c=0 f
+    for f in /proc/"$1"/task/*; do
+        t=$((t + $(awk '{ sub(/.*\) /, ""); print $12 + $13 }' "$f/stat")))
+        c=$((c + $(awk '/ctxt_switches/ { n += $2 } END { print n }' "$f/status")))
+    done
+    echo "$t $c"
+}
+cpu_history() { # port label
+    local pid before after
+    pid=$(ss -ltnpH "sport = :$1" | grep -o 'pid=[0-9]*' | head -1 | cut -d= -f2)
+    [[ -n "$pid" ]] || { echo "$2: no pid"; return; }
+    before=$(proc_cpu "$pid")
+    (cd "$WORK" && "$PGBIN/pgbench" -n -h 127.0.0.1 -p "$1" -U postgres -M simple -c 1 \
+        -t "$HISTORIES" -f "$WORK/history.sql" postgres >/dev/null 2>&1)
+    after=$(proc_cpu "$pid")
+    awk -v b="$before" -v a="$after" -v n=$((HISTORIES * HISTORY_DDL)) -v label="$2" -v hz="$(getconf CLK_TCK)" 'BEGIN {
+        split(b, x, " "); split(a, y, " ")
+        printf "%-34s CPU %6.0f µs, context switches %5.2f per DDL statement (%d ticks)\n", label, (y[1] - x[1]) * 1e6 / hz / n, (y[2] - x[2]) / n, y[1] - x[1] }'
+}
+if command -v ss >/dev/null; then
+    echo
+    echo "pgwarden's CPU (all threads) and context switches per DDL statement ($HISTORIES histories, ${CPU_ROUNDS:-2} rounds)"
+    for ((round = 1; round <= ${CPU_ROUNDS:-2}; round++)); do
+        cpu_history "$WARDEN_AUDIT" "pgwarden, audit fsync=always"
+        cpu_history "$WARDEN_NOAUDIT" "pgwarden, audit off"
+        if [[ -n "$BASE" ]]; then
+            cpu_history "$BASE_AUDIT" "base, audit fsync=always"
+            cpu_history "$BASE_NOAUDIT" "base, audit off"
+        fi
+    done
+fi
 # Server time of pgwarden's injected statements (the catalog lookup, its savepoint), per DDL
 # statement, from the server's own log: what the lookup costs the server, by protocol phase
 # (parse / bind / execute), whatever the machine's load does to the round trips.
@@ -228,6 +265,7 @@ server_time() { # port label
         -t "$HISTORIES" -f "$WORK/history.sql" postgres >/dev/null 2>&1)
     "$PGBIN/psql" -h 127.0.0.1 -p "$PGPORT_" -U postgres -X -q \
         -c "ALTER SYSTEM RESET log_min_duration_statement" -c "SELECT pg_reload_conf()" >/dev/null
+    [[ -n "${SERVER_LOG:-}" ]] && cp "$WORK/pg.log" "$SERVER_LOG.$2"
     grep "duration:" "$WORK/pg.log" | awk -v n=$((HISTORIES * HISTORY_DDL)) -v label="$2" '
         { d = $0; sub(/.*duration: /, "", d); sub(/ ms.*/, "", d)
           if ($0 !~ /pgwarden_lookup/) next

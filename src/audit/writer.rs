@@ -163,6 +163,13 @@ struct Counters {
 struct Inner {
     tx: mpsc::Sender<Msg>,
     counters: Arc<Counters>,
+    /// The sink the writer thread writes to, shared so that a session can write a
+    /// written-only record itself ([`AuditHandle::write_inline`]).
+    sink: Arc<Mutex<Sink>>,
+    /// Lines sent to the writer and not yet written by it: a session writes inline only when
+    /// this is 0 (under the sink's lock), so no line lands before one queued earlier.
+    pending: Arc<AtomicU64>,
+    policy: FsyncPolicy,
     on_failure: OnAuditFailure,
     /// Whether written-only records ever need a barrier (`fsync = "always"` on a file).
     group_commit: bool,
@@ -226,6 +233,7 @@ impl AuditHandle {
             file: None,
             lines: 0,
             synced: 0,
+            stopped: false,
         };
         if let Target::File(p) = &sink.target {
             sink.file = Some(open_log(p).map_err(|source| AuditError::Open {
@@ -235,17 +243,23 @@ impl AuditHandle {
         }
         let (tx, rx) = mpsc::channel(cfg.channel_capacity);
         let counters = Arc::new(Counters::default());
+        let sink = Arc::new(Mutex::new(sink));
+        let pending = Arc::new(AtomicU64::new(0));
         let writer = Writer {
             rx,
-            sink,
+            sink: sink.clone(),
             policy: cfg.fsync,
             interval: cfg.fsync_interval,
             counters: counters.clone(),
+            pending: pending.clone(),
         };
         let handle = AuditHandle {
             inner: Some(Arc::new(Inner {
                 tx,
                 counters,
+                sink,
+                pending,
+                policy: cfg.fsync,
                 on_failure: cfg.on_audit_failure,
                 group_commit: cfg.fsync == FsyncPolicy::Always && cfg.path != "-",
                 path: cfg.path.clone(),
@@ -318,6 +332,7 @@ impl AuditHandle {
                 return;
             }
         };
+        inner.pending.fetch_add(1, Ordering::AcqRel);
         if inner
             .tx
             .try_send(Msg::Line {
@@ -327,6 +342,7 @@ impl AuditHandle {
             })
             .is_err()
         {
+            inner.pending.fetch_sub(1, Ordering::AcqRel);
             let n = inner.counters.dropped.fetch_add(1, Ordering::Relaxed) + 1;
             if n == 1 || n % 1000 == 0 {
                 tracing::error!(
@@ -462,6 +478,60 @@ impl AuditHandle {
         }
     }
 
+    /// The session writes the records itself, on its own thread, when all of this holds
+    /// (`None` otherwise: the writer thread takes them):
+    /// - they need no fsync before the caller goes on: written-only records
+    ///   ([`Durability::Written`], whose fsync is the next barrier's, on the writer thread), or
+    ///   any record under `fsync = "never"`;
+    /// - the log is a file, and the sink's lock is free right now (the writer thread may be in
+    ///   an fsync: a session never waits for one here);
+    /// - no line sent to the writer is still unwritten (`pending`, read under the lock): the
+    ///   file keeps the order in which records were handed over.
+    ///
+    /// A written-only record is the DDL inside a transaction block, twice per statement
+    /// (statement and outcome): through the writer thread each cost a hand-over there and
+    /// one back, two thread wake-ups on the statement's path (BENCHMARKS.md). Here it costs the
+    /// `write(2)` into the page cache that the writer thread would have made.
+    fn write_inline(
+        inner: &Inner,
+        recs: &[Record],
+        durable: bool,
+    ) -> Option<Result<Line, AuditError>> {
+        // `interval` fsyncs what its batches wrote: it stays with the writer thread.
+        if inner.policy == FsyncPolicy::Interval || (durable && inner.policy != FsyncPolicy::Never)
+        {
+            return None;
+        }
+        let mut lines = Vec::with_capacity(recs.len());
+        for rec in recs {
+            match encode(rec) {
+                Ok(b) => lines.push(b),
+                Err(e) => return Some(Err(e)),
+            }
+        }
+        let mut sink = inner.sink.try_lock().ok()?;
+        if sink.stopped
+            || !matches!(sink.target, Target::File(_))
+            || inner.pending.load(Ordering::Acquire) != 0
+        {
+            return None;
+        }
+        let mut last = 0;
+        for bytes in &lines {
+            if let Err(e) = sink.write_line(bytes) {
+                inner.counters.failed.fetch_add(1, Ordering::Relaxed);
+                return Some(Err(AuditError::Write {
+                    path: inner.path.clone(),
+                    message: e.to_string(),
+                }));
+            }
+            inner.counters.written.fetch_add(1, Ordering::Relaxed);
+            sink.lines += 1;
+            last = sink.lines;
+        }
+        Some(Ok(last))
+    }
+
     /// Queues every record, then waits for every ack; the first failure is the answer, else
     /// the last line number.
     async fn write_acked(
@@ -469,13 +539,17 @@ impl AuditHandle {
         recs: &[Record],
         durable: bool,
     ) -> Result<Line, AuditError> {
+        if let Some(r) = Self::write_inline(inner, recs, durable) {
+            return r;
+        }
         let mut acks = Vec::with_capacity(recs.len());
         let mut result = Ok(0);
         for rec in recs {
             let sent = async {
                 let bytes = encode(rec)?;
                 let (ack, done) = oneshot::channel();
-                inner
+                inner.pending.fetch_add(1, Ordering::AcqRel);
+                if inner
                     .tx
                     .send(Msg::Line {
                         bytes,
@@ -483,7 +557,11 @@ impl AuditHandle {
                         durable,
                     })
                     .await
-                    .map_err(|_| AuditError::Closed)?;
+                    .is_err()
+                {
+                    inner.pending.fetch_sub(1, Ordering::AcqRel);
+                    return Err(AuditError::Closed);
+                }
                 Ok::<_, AuditError>(done)
             }
             .await;
@@ -587,6 +665,8 @@ struct Sink {
     lines: Line,
     /// Lines an fsync has covered (successfully, or by failing: see `Counters::lost`).
     synced: Line,
+    /// The writer has shut down: nothing is written any more, inline either.
+    stopped: bool,
 }
 
 /// Opens for append, creating with mode 0600 (the log holds statement texts), and cuts a torn
@@ -726,10 +806,11 @@ impl Sink {
 /// What the writer thread owns: the channel's receiving end and the sink.
 struct Writer {
     rx: mpsc::Receiver<Msg>,
-    sink: Sink,
+    sink: Arc<Mutex<Sink>>,
     policy: FsyncPolicy,
     interval: std::time::Duration,
     counters: Arc<Counters>,
+    pending: Arc<AtomicU64>,
 }
 
 impl Writer {
@@ -752,9 +833,9 @@ impl Writer {
                     policy,
                     interval,
                     counters,
+                    pending,
                 } = self;
-                let sink = Arc::new(Mutex::new(sink));
-                runtime.block_on(run_writer(rx, sink, policy, interval, counters))
+                runtime.block_on(run_writer(rx, sink, policy, interval, counters, pending))
             })
             .map_err(open_error)?;
         Ok(())
@@ -767,6 +848,7 @@ async fn run_writer(
     policy: FsyncPolicy,
     interval: std::time::Duration,
     counters: Arc<Counters>,
+    pending: Arc<AtomicU64>,
 ) {
     let mut ticker = tokio::time::interval(interval.max(std::time::Duration::from_millis(1)));
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -792,7 +874,7 @@ async fn run_writer(
                 Err(_) => break,
             }
         }
-        match unwind(|| write_batch(&sink, batch, policy, &counters)) {
+        match unwind(|| write_batch(&sink, batch, policy, &counters, &pending)) {
             Ok(BatchEnd { stop, unsynced }) => {
                 dirty = unsynced;
                 if stop {
@@ -832,7 +914,13 @@ struct BatchEnd {
     unsynced: bool,
 }
 
-fn write_batch(sink: &Mutex<Sink>, batch: Vec<Msg>, policy: FsyncPolicy, c: &Counters) -> BatchEnd {
+fn write_batch(
+    sink: &Mutex<Sink>,
+    batch: Vec<Msg>,
+    policy: FsyncPolicy,
+    c: &Counters,
+    pending: &AtomicU64,
+) -> BatchEnd {
     let mut sink = lock(sink);
     let mut acks: Vec<PendingAck> = Vec::new();
     let mut syncs: Vec<oneshot::Sender<Result<(), String>>> = Vec::new();
@@ -847,6 +935,8 @@ fn write_batch(sink: &Mutex<Sink>, batch: Vec<Msg>, policy: FsyncPolicy, c: &Cou
                 durable,
             } => {
                 let r = sink.write_line(&bytes).map_err(|e| e.to_string());
+                // Written (or failed) under the lock: a session may write inline after it.
+                pending.fetch_sub(1, Ordering::AcqRel);
                 let r = match r {
                     Ok(()) => {
                         c.written.fetch_add(1, Ordering::Relaxed);
@@ -887,6 +977,7 @@ fn write_batch(sink: &Mutex<Sink>, batch: Vec<Msg>, policy: FsyncPolicy, c: &Cou
             }
             Msg::Shutdown(a) => {
                 stop = Some(a);
+                sink.stopped = true;
                 break;
             }
         }
@@ -1007,5 +1098,175 @@ mod tests {
             .unwrap_or_else(|e| panic!("{e}"));
         h.shutdown().await;
         assert_eq!(h.stats().written, 1);
+    }
+}
+
+#[cfg(test)]
+mod inline_tests {
+    //! The session-side write of written-only records ([`AuditHandle::write_inline`]): when it
+    //! happens, and that it never reorders the file or outlives the writer.
+    use super::*;
+    use crate::audit::record::{Decision, StatementRecord};
+    use crate::protocol::TxStatus;
+
+    fn stmt(n: u64) -> Record {
+        Record::Statement(StatementRecord::new(
+            "s-1",
+            n,
+            TxStatus::InTransaction,
+            &format!("CREATE TABLE t{n} (id int)"),
+            true,
+            Decision::Allow,
+        ))
+    }
+
+    fn seqs(p: &Path) -> Vec<u64> {
+        std::fs::read_to_string(p)
+            .unwrap_or_else(|e| panic!("{e}"))
+            .lines()
+            .map(|l| {
+                let v: serde_json::Value =
+                    serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}"));
+                v["seq"].as_u64().unwrap_or_else(|| panic!("no seq: {l}"))
+            })
+            .collect()
+    }
+
+    /// With nothing queued, a written-only record is written by the caller itself: it is in
+    /// the file although the writer thread has not even started (through the thread the call
+    /// could not return). A durable one still waits for the writer and its fsync.
+    #[tokio::test]
+    async fn a_written_record_with_nothing_queued_is_written_by_the_session() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let p = dir.path().join("a.jsonl");
+        let c = AuditConfig {
+            path: p.display().to_string(),
+            ..AuditConfig::default()
+        };
+        let (h, writer) = AuditHandle::open(&c).unwrap_or_else(|e| panic!("{e}"));
+        for n in 1..=3 {
+            let line = tokio::time::timeout(
+                std::time::Duration::from_secs(60),
+                h.ddl_all_with(&[stmt(n)], Durability::Written),
+            )
+            .await
+            .unwrap_or_else(|_| panic!("record {n} waited for the writer thread"))
+            .unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(line, n, "line numbers go on counting");
+        }
+        assert_eq!(seqs(&p), vec![1, 2, 3]);
+        assert_eq!(h.stats().written, 3);
+        assert_eq!(h.stats().fsyncs, 0);
+        let mark = SessionMark::default();
+        mark.note(3);
+        assert!(h.unsynced(&mark), "written inline, not fsynced");
+        writer
+            .expect("an enabled log has a writer")
+            .spawn(&c.path)
+            .unwrap_or_else(|e| panic!("{e}"));
+        // The barrier's fsync on the writer thread covers the lines written inline.
+        h.barrier(&mark).await.unwrap_or_else(|e| panic!("{e}"));
+        assert!(!h.unsynced(&mark));
+        assert_eq!(h.stats().fsyncs, 1);
+        h.ddl(&stmt(4)).await.unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            h.stats().fsyncs,
+            2,
+            "a durable record went through the fsync"
+        );
+        h.shutdown().await;
+        assert_eq!(seqs(&p), vec![1, 2, 3, 4]);
+    }
+
+    /// A record queued for the writer (a `session_start`, say) and not written yet keeps a
+    /// later written-only record off the inline path: the file keeps the hand-over order.
+    #[tokio::test]
+    async fn a_queued_record_is_never_overtaken() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let p = dir.path().join("a.jsonl");
+        let c = AuditConfig {
+            path: p.display().to_string(),
+            ..AuditConfig::default()
+        };
+        let (h, writer) = AuditHandle::open(&c).unwrap_or_else(|e| panic!("{e}"));
+        h.record(&stmt(1));
+        let h2 = h.clone();
+        let later =
+            tokio::spawn(async move { h2.ddl_all_with(&[stmt(2)], Durability::Written).await });
+        // Not written while the first record waits in the queue (the writer is not running):
+        // give the task every chance to run, then look.
+        for _ in 0..50 {
+            tokio::task::yield_now().await;
+        }
+        assert!(
+            !later.is_finished(),
+            "the later record went past the queued one"
+        );
+        assert!(seqs(&p).is_empty());
+        writer
+            .expect("an enabled log has a writer")
+            .spawn(&c.path)
+            .unwrap_or_else(|e| panic!("{e}"));
+        let line = later
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(line, 2);
+        assert_eq!(seqs(&p), vec![1, 2]);
+        // The queue is empty again: the next one is written inline, after both.
+        h.ddl_all_with(&[stmt(3)], Durability::Written)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        h.shutdown().await;
+        assert_eq!(seqs(&p), vec![1, 2, 3]);
+    }
+
+    /// After shutdown nothing is written, inline either: the DDL is refused as before.
+    #[tokio::test]
+    async fn nothing_is_written_inline_after_shutdown() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let p = dir.path().join("a.jsonl");
+        let h = AuditHandle::start(&AuditConfig {
+            path: p.display().to_string(),
+            ..AuditConfig::default()
+        })
+        .unwrap_or_else(|e| panic!("{e}"));
+        h.ddl_all_with(&[stmt(1)], Durability::Written)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        h.shutdown().await;
+        let r = h.ddl_all_with(&[stmt(2)], Durability::Written).await;
+        assert!(matches!(r, Err(AuditError::Closed)), "{r:?}");
+        assert_eq!(seqs(&p), vec![1]);
+    }
+
+    /// Under `interval` the writer thread fsyncs what it wrote at its ticks: written-only
+    /// records stay with it (an inline line would be missed by the tick).
+    #[tokio::test]
+    async fn interval_keeps_records_on_the_writer_thread() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let p = dir.path().join("a.jsonl");
+        let c = AuditConfig {
+            path: p.display().to_string(),
+            fsync: FsyncPolicy::Interval,
+            ..AuditConfig::default()
+        };
+        let (h, writer) = AuditHandle::open(&c).unwrap_or_else(|e| panic!("{e}"));
+        let h2 = h.clone();
+        let call =
+            tokio::spawn(async move { h2.ddl_all_with(&[stmt(1)], Durability::Written).await });
+        for _ in 0..50 {
+            tokio::task::yield_now().await;
+        }
+        assert!(!call.is_finished(), "written without the writer thread");
+        writer
+            .expect("an enabled log has a writer")
+            .spawn(&c.path)
+            .unwrap_or_else(|e| panic!("{e}"));
+        call.await
+            .unwrap_or_else(|e| panic!("{e}"))
+            .unwrap_or_else(|e| panic!("{e}"));
+        h.shutdown().await;
+        assert_eq!(seqs(&p), vec![1]);
     }
 }
