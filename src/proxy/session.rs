@@ -927,6 +927,9 @@ async fn server_to_client(
     let mut replay_ready = Registered::new(replay_ready);
     let shutdown_changed = pin!(shutdown.changed());
     let mut shutdown_changed = Registered::new(shutdown_changed);
+    // Answers held back until the ReadyForQuery after them has had its audit turn (see
+    // `server_scan::hold_for_ready`).
+    let mut held: Vec<u8> = Vec::new();
     loop {
         // The executor's answer goes first, read as if the server had sent it.
         if skip == 0 && ctx.replay_posted.swap(false, Ordering::AcqRel) {
@@ -957,22 +960,36 @@ async fn server_to_client(
             if authenticated && !shutting_down && timer.is_some() {
                 timer = None;
             }
-            if let Some(notices) = &scan.notices {
-                cw.write_all_now(notices)
-                    .await
-                    .map_err(SessionError::ClientIo)?;
-            }
             if authenticated && audit.is_none() && ctx.shared.audit.is_enabled() {
                 *audit = Some(start_audit(ctx, state));
             }
             crate::metrics::server_to_client(scan.ready, scan.messages);
-            if scan.ready > 0 {
-                cw.write_all_now(&buf[..scan.ready])
-                    .await
-                    .map_err(SessionError::ClientIo)?;
+            let replaced = scan.replace.is_some() || scan.discard > 0 || scan.rescan;
+            if server_scan::hold_for_ready(&scan, buf, &held) {
+                held.extend_from_slice(scan.notices.as_deref().unwrap_or_default());
+                held.extend_from_slice(&buf[..scan.ready]);
+                buf.advance(scan.ready);
+            } else {
+                if !held.is_empty() {
+                    held.extend_from_slice(scan.notices.as_deref().unwrap_or_default());
+                    held.extend_from_slice(&buf[..scan.ready]);
+                    cw.write_all_now(&std::mem::take(&mut held))
+                        .await
+                        .map_err(SessionError::ClientIo)?;
+                } else {
+                    if let Some(notices) = &scan.notices {
+                        cw.write_all_now(notices)
+                            .await
+                            .map_err(SessionError::ClientIo)?;
+                    }
+                    if scan.ready > 0 {
+                        cw.write_all_now(&buf[..scan.ready])
+                            .await
+                            .map_err(SessionError::ClientIo)?;
+                    }
+                }
                 buf.advance(scan.ready);
             }
-            let replaced = scan.replace.is_some() || scan.discard > 0 || scan.rescan;
             if let Some((frame, original)) = scan.replace {
                 cw.write_all_now(&frame)
                     .await
@@ -1000,6 +1017,11 @@ async fn server_to_client(
                 continue;
             }
             prepare_read(buf, scan.need);
+        }
+        if !held.is_empty() {
+            cw.write_all_now(&std::mem::take(&mut held))
+                .await
+                .map_err(SessionError::ClientIo)?;
         }
         tokio::select! {
             // Fixed order: a random one costs a random number per poll.

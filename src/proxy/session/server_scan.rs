@@ -22,8 +22,26 @@ pub(super) struct ServerScan {
     /// The scan stopped before a complete frame that needs its own turn: scan again before
     /// reading more.
     pub(super) rescan: bool,
+    /// That frame is a ReadyForQuery whose audit turn comes next: `ready` may wait for it.
+    pub(super) before_audited_ready: bool,
     /// Frames forwarded as read (for the metrics).
     pub(super) messages: u64,
+}
+
+/// Whether this scan's output waits in `held` for the ReadyForQuery after it: the scan stopped
+/// before (or at) a ReadyForQuery that gets an audit turn, and what goes before it is a small
+/// answer (a CommandComplete and its notices). Written at once, it cost a write of its own and
+/// a client wake-up for every statement of an audited transaction, though the client does
+/// nothing with it before the ReadyForQuery; it goes out with it, after its turn (issue 15,
+/// BENCHMARKS.md "Writing the audit log on the session thread"). Large output is never held.
+pub(super) fn hold_for_ready(scan: &ServerScan, buf: &[u8], held: &[u8]) -> bool {
+    const SMALL: usize = 4096;
+    let at_ready = scan.before_audited_ready || (scan.audit_frame && buf.first() == Some(&b'Z'));
+    at_ready
+        && !scan.idle_stop
+        && scan.replace.is_none()
+        && scan.discard == 0
+        && held.len() + scan.ready + scan.notices.as_ref().map_or(0, |n| n.len()) <= SMALL
 }
 
 pub(super) fn scan_server(
@@ -46,6 +64,7 @@ pub(super) fn scan_server(
         discard: 0,
         audit_frame: false,
         rescan: false,
+        before_audited_ready: false,
         messages: 0,
     };
     let mut pos = 0;
@@ -83,6 +102,7 @@ pub(super) fn scan_server(
             // Stop before it: the async side writes the audit record, then scans it normally.
             out.audit_frame = pos == 0;
             out.rescan = pos > 0;
+            out.before_audited_ready = pos > 0 && h.tag == b'Z';
             break;
         }
         if let Some(step) = st.executing.as_mut() {
