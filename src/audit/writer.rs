@@ -24,6 +24,8 @@
 //! disk never stalls a session thread or the main thread. An awaited record costs the session
 //! one hand-over to that thread and one back; the writer used to be a task on the main thread
 //! that passed each batch on to tokio's blocking pool, two more thread wake-ups per batch.
+//! A record that needs no fsync before the session goes on skips even those when nothing is
+//! queued: the session appends it itself ([`AuditHandle::write_inline`]); fsyncs stay here.
 //!
 //! Group commit ([`Durability::Written`], [`AuditHandle::barrier`]): a record whose statement
 //! cannot take durable effect on the server before a later point (a DDL inside an open
