@@ -53,6 +53,11 @@ use crate::config::audit::{AuditConfig, FsyncPolicy, OnAuditFailure};
 /// Most records written by one blocking call (bounds the time acks wait behind a batch).
 const MAX_BATCH: usize = 512;
 
+/// A `write(2)` slower than this (a stalled disk, dirty-page throttling) turns the sessions'
+/// inline writes off until a write is fast again: the writer thread takes every record, so a
+/// slow disk stalls the sessions that wait for a record, not every session of their thread.
+const INLINE_SLOW: std::time::Duration = std::time::Duration::from_millis(2);
+
 /// How far a record must have got before its `ddl` call returns.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Durability {
@@ -160,6 +165,21 @@ struct Counters {
     /// Lines whose fsync failed (first and last; 0 = none): they may never reach the disk.
     lost_from: AtomicU64,
     lost_through: AtomicU64,
+    /// The last write took longer than [`INLINE_SLOW`]: sessions do not write inline.
+    inline_off: std::sync::atomic::AtomicBool,
+}
+
+impl Counters {
+    /// Every write's duration decides whether the next ones may be inline.
+    fn timed(&self, elapsed: std::time::Duration) {
+        let slow = elapsed > INLINE_SLOW;
+        if self.inline_off.swap(slow, Ordering::Relaxed) != slow && slow {
+            tracing::warn!(
+                took_ms = elapsed.as_millis() as u64,
+                "audit: a write to the log was slow; records go through the writer thread until a write is fast again"
+            );
+        }
+    }
 }
 
 struct Inner {
@@ -488,7 +508,9 @@ impl AuditHandle {
     /// - the log is a file, and the sink's lock is free right now (the writer thread may be in
     ///   an fsync: a session never waits for one here);
     /// - no line sent to the writer is still unwritten (`pending`, read under the lock): the
-    ///   file keeps the order in which records were handed over.
+    ///   file keeps the order in which records were handed over;
+    /// - the last write was not slow ([`INLINE_SLOW`]): on a stalled disk a session thread,
+    ///   which serves other sessions too, must not be the one that waits.
     ///
     /// A written-only record is the DDL inside a transaction block, twice per statement
     /// (statement and outcome): through the writer thread each cost a hand-over there and
@@ -500,7 +522,9 @@ impl AuditHandle {
         durable: bool,
     ) -> Option<Result<Line, AuditError>> {
         // `interval` fsyncs what its batches wrote: it stays with the writer thread.
-        if inner.policy == FsyncPolicy::Interval || (durable && inner.policy != FsyncPolicy::Never)
+        if inner.policy == FsyncPolicy::Interval
+            || (durable && inner.policy != FsyncPolicy::Never)
+            || inner.counters.inline_off.load(Ordering::Relaxed)
         {
             return None;
         }
@@ -520,7 +544,10 @@ impl AuditHandle {
         }
         let mut last = 0;
         for bytes in &lines {
-            if let Err(e) = sink.write_line(bytes) {
+            let started = std::time::Instant::now();
+            let written = sink.write_line(bytes);
+            inner.counters.timed(started.elapsed());
+            if let Err(e) = written {
                 inner.counters.failed.fetch_add(1, Ordering::Relaxed);
                 return Some(Err(AuditError::Write {
                     path: inner.path.clone(),
@@ -936,7 +963,9 @@ fn write_batch(
                 ack,
                 durable,
             } => {
+                let started = std::time::Instant::now();
                 let r = sink.write_line(&bytes).map_err(|e| e.to_string());
+                c.timed(started.elapsed());
                 // Written (or failed) under the lock: a session may write inline after it.
                 pending.fetch_sub(1, Ordering::AcqRel);
                 let r = match r {
@@ -1146,7 +1175,13 @@ mod inline_tests {
             ..AuditConfig::default()
         };
         let (h, writer) = AuditHandle::open(&c).unwrap_or_else(|e| panic!("{e}"));
+        let Some(inner) = h.inner.clone() else {
+            panic!("enabled")
+        };
         for n in 1..=3 {
+            // A write slowed by a busy machine would send the next record to the thread (see
+            // the slow-write test): what is tested here is the path after a fast one.
+            inner.counters.timed(std::time::Duration::ZERO);
             let line = tokio::time::timeout(
                 std::time::Duration::from_secs(60),
                 h.ddl_all_with(&[stmt(n)], Durability::Written),
@@ -1221,6 +1256,57 @@ mod inline_tests {
             .unwrap_or_else(|e| panic!("{e}"));
         h.shutdown().await;
         assert_eq!(seqs(&p), vec![1, 2, 3]);
+    }
+
+    /// After a slow write the sessions' records go through the writer thread; its next fast
+    /// write lets them write inline again.
+    #[tokio::test]
+    async fn a_slow_write_sends_records_through_the_writer_until_one_is_fast() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let p = dir.path().join("a.jsonl");
+        let c = AuditConfig {
+            path: p.display().to_string(),
+            ..AuditConfig::default()
+        };
+        let (h, writer) = AuditHandle::open(&c).unwrap_or_else(|e| panic!("{e}"));
+        let Some(inner) = h.inner.clone() else {
+            panic!("enabled")
+        };
+        inner.counters.timed(INLINE_SLOW * 2);
+        let h2 = h.clone();
+        let call =
+            tokio::spawn(async move { h2.ddl_all_with(&[stmt(1)], Durability::Written).await });
+        for _ in 0..50 {
+            tokio::task::yield_now().await;
+        }
+        assert!(!call.is_finished(), "written inline after a slow write");
+        // The writer thread writes it.
+        writer
+            .expect("an enabled log has a writer")
+            .spawn(&c.path)
+            .unwrap_or_else(|e| panic!("{e}"));
+        call.await
+            .unwrap_or_else(|e| panic!("{e}"))
+            .unwrap_or_else(|e| panic!("{e}"));
+        // Whether that write was fast is the machine's business; what a fast one does is not.
+        inner.counters.timed(std::time::Duration::ZERO);
+        assert!(!inner.counters.inline_off.load(Ordering::Relaxed));
+        // Inline again, once the writer thread has let go of the sink after its batch.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        loop {
+            match AuditHandle::write_inline(&inner, &[stmt(2)], false) {
+                Some(r) => {
+                    assert_eq!(r.unwrap_or_else(|e| panic!("{e}")), 2);
+                    break;
+                }
+                None => {
+                    assert!(std::time::Instant::now() < deadline, "never inline again");
+                    tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                }
+            }
+        }
+        h.shutdown().await;
+        assert_eq!(seqs(&p), vec![1, 2]);
     }
 
     /// After shutdown nothing is written, inline either: the DDL is refused as before.
