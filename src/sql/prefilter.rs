@@ -1,0 +1,824 @@
+//! Verdict-only fast path of the prefilter: proves in one cheap byte loop that a query text
+//! holds only statements the full splitter would call DML/transaction/set/empty, or gives up.
+//!
+//! [`server_lex::needs_attention`](super::server_lex::needs_attention) runs the full splitter
+//! ([`super::lexer`]) over every Query and Parse. That splitter also keeps what only a statement
+//! handed to the parser needs (chain and depth bounds, spans and bodies, leading keywords, set
+//! info, psql's BEGIN ATOMIC heuristic): ~1,900 instructions for a pgbench `SELECT`, most of the
+//! proxy's own work per forwarded query. The verdict needs far less. [`surely_plain`] lexes the
+//! text with the same rules (it follows `scan_statement` token kind by token kind) but only
+//! looks at what decides a class: the first word of each statement, `INTO` (with the word
+//! before it) in a query, `PROGRAM` in a COPY, `;` at depth 0.
+//!
+//! It is one-sided: `true` means the full splitter finds no DdlOrUtility statement under any
+//! reading the server may make; `false` means "don't know", and the caller runs the full path.
+//! So it gives up on everything it does not read itself, however harmless: any backslash
+//! (psql meta commands, escapes — and with none in the text `standard_conforming_strings` lexes
+//! nothing differently), any byte >= 0x80 unless the encoding is known to be ASCII-safe (then
+//! there is exactly one reading, and a non-ASCII byte is an identifier byte or literal content,
+//! as in the server's scanner), dollar quotes, prefixed strings (`E'…'`, `U&'…'`, …), string
+//! continuations across newlines, anything unterminated, and every statement whose first word
+//! is not a plain DML, transaction or SET keyword (EXPLAIN, PREPARE, CREATE, …). The proof that
+//! it never says `true` where the full path says otherwise is `tests` below (proptests on
+//! SQL-ish texts and random bytes, under every setting) and `server_lex`'s callers' tests.
+use super::lexer::{keyword, quote_continuation, Keyword};
+
+/// Byte kinds of the main loop. `WORD`, `DIGIT` and `DOLLAR` are consecutive: together they
+/// are the bytes that continue an identifier (scan.l's `ident_cont`).
+const OTHER: u8 = 0;
+const WORD: u8 = 1;
+const DIGIT: u8 = 2;
+const DOLLAR: u8 = 3;
+const SPACE: u8 = 4;
+const QUOTE: u8 = 5;
+const DQUOTE: u8 = 6;
+const SEMI: u8 = 7;
+const OPEN: u8 = 8;
+const CLOSE: u8 = 9;
+const DASH: u8 = 10;
+const SLASH: u8 = 11;
+const DOT: u8 = 12;
+/// A byte the fast path does not read: backslash, and non-ASCII when the encoding is unknown.
+const GIVE_UP: u8 = 13;
+
+/// The main loop's table; `non_ascii` says whether bytes >= 0x80 are identifier bytes (a known
+/// ASCII-safe encoding) or a reason to give up.
+const fn kinds(non_ascii: bool) -> [u8; 256] {
+    let mut t = [OTHER; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        t[b] = if c.is_ascii_alphabetic() || c == b'_' {
+            WORD
+        } else if c >= 0x80 {
+            if non_ascii {
+                WORD
+            } else {
+                GIVE_UP
+            }
+        } else if c.is_ascii_digit() {
+            DIGIT
+        } else {
+            match c {
+                b'$' => DOLLAR,
+                // The lexer's `SPACE` class (scan.l's `space`, \v included).
+                b' ' | b'\t' | b'\n' | b'\r' | 0x0b | 0x0c => SPACE,
+                b'\'' => QUOTE,
+                b'"' => DQUOTE,
+                b';' => SEMI,
+                b'(' | b'[' => OPEN,
+                b')' | b']' => CLOSE,
+                b'-' => DASH,
+                b'/' => SLASH,
+                b'.' => DOT,
+                b'\\' => GIVE_UP,
+                _ => OTHER,
+            }
+        };
+        b += 1;
+    }
+    t
+}
+
+static KINDS_ASCII: [u8; 256] = kinds(false);
+static KINDS_NON_ASCII: [u8; 256] = kinds(true);
+
+/// Bytes that stop a scan inside a literal or comment (1 = stop): the delimiters `stops`, a
+/// backslash, and non-ASCII bytes unless `non_ascii`.
+const fn stops(delims: &[u8], non_ascii: bool) -> [bool; 256] {
+    let mut t = [false; 256];
+    let mut k = 0;
+    while k < delims.len() {
+        t[delims[k] as usize] = true;
+        k += 1;
+    }
+    t[b'\\' as usize] = true;
+    if !non_ascii {
+        let mut b = 0x80;
+        while b < 256 {
+            t[b] = true;
+            b += 1;
+        }
+    }
+    t
+}
+
+/// Stop tables for one encoding mode: strings, quoted identifiers, line and block comments.
+struct Stops {
+    quote: [bool; 256],
+    dquote: [bool; 256],
+    line: [bool; 256],
+    block: [bool; 256],
+}
+
+const fn stop_tables(non_ascii: bool) -> Stops {
+    Stops {
+        quote: stops(b"'", non_ascii),
+        dquote: stops(b"\"", non_ascii),
+        line: stops(b"\n\r", non_ascii),
+        block: stops(b"*/", non_ascii),
+    }
+}
+
+static STOPS_ASCII: Stops = stop_tables(false);
+static STOPS_NON_ASCII: Stops = stop_tables(true);
+
+/// Where the statement being read stands.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Head {
+    /// No token yet.
+    Start,
+    /// Only `(`/`[` so far: the first word must open a query.
+    Paren,
+    /// `START`: the next token must be `TRANSACTION`.
+    StartTx,
+    /// A SELECT/WITH/VALUES/TABLE: a word `INTO` not right after the word INSERT or MERGE
+    /// makes it `SELECT … INTO newtable`. `after_insert`: the previous word was one of them.
+    Query { after_insert: bool },
+    /// A COPY: `PROGRAM` may make it run a command (the full path decides).
+    Copy,
+    /// The class is DML/transaction/set whatever follows.
+    Plain,
+}
+
+/// What the head makes of the first word of a statement (`paren`: after leading brackets).
+/// `None`: not known to be harmless.
+#[inline]
+fn first_word(word: &[u8], paren: bool) -> Option<Head> {
+    use Keyword as K;
+    let kw = keyword(word);
+    match kw {
+        K::Select | K::With | K::Values | K::Table => Some(Head::Query {
+            after_insert: false,
+        }),
+        _ if paren => None,
+        K::Insert
+        | K::Update
+        | K::Delete
+        | K::Merge
+        | K::Show
+        | K::Fetch
+        | K::Move
+        | K::Close
+        | K::Declare
+        | K::Execute
+        | K::Deallocate
+        | K::Listen
+        | K::Notify
+        | K::Unlisten => Some(Head::Plain),
+        // Transaction control whatever follows (the lexer's `tx_kind` on the first word).
+        K::Begin | K::Commit | K::End | K::Rollback | K::Abort | K::Savepoint | K::Release => {
+            Some(Head::Plain)
+        }
+        K::Start => Some(Head::StartTx),
+        // Always class Set without leading brackets.
+        K::Set | K::Reset | K::Discard => Some(Head::Plain),
+        K::Copy => Some(Head::Copy),
+        _ => None,
+    }
+}
+
+/// `word` equals the lower-case ASCII letters `lower` ignoring ASCII case. Setting bit 5 maps a
+/// byte onto a lower-case letter only when it is that letter in either case.
+#[inline(always)]
+fn is(word: &[u8], lower: &[u8]) -> bool {
+    word.len() == lower.len() && word.iter().zip(lower).all(|(&a, &b)| a | 0x20 == b)
+}
+
+impl Head {
+    /// A word token.
+    #[inline(always)]
+    fn word(self, word: &[u8]) -> Option<Head> {
+        match self {
+            Head::Plain => Some(self),
+            Head::Query { after_insert } => match word.len() {
+                4 if !after_insert && is(word, b"into") => None,
+                5 => Some(Head::Query {
+                    after_insert: is(word, b"merge"),
+                }),
+                6 => Some(Head::Query {
+                    after_insert: is(word, b"insert"),
+                }),
+                _ => Some(Head::Query {
+                    after_insert: false,
+                }),
+            },
+            Head::Copy => (!is(word, b"program")).then_some(self),
+            Head::Start => first_word(word, false),
+            Head::Paren => first_word(word, true),
+            Head::StartTx => is(word, b"transaction").then_some(Head::Plain),
+        }
+    }
+
+    /// Any token but a word or `(`/`[`: nothing before the first word may be one.
+    #[inline(always)]
+    fn other(self) -> Option<Head> {
+        match self {
+            Head::Start | Head::Paren | Head::StartTx => None,
+            _ => Some(self),
+        }
+    }
+
+    /// A `(` or `[`.
+    #[inline(always)]
+    fn open(self) -> Option<Head> {
+        match self {
+            Head::Start | Head::Paren => Some(Head::Paren),
+            _ => self.other(),
+        }
+    }
+
+    /// The statement ended (`;` at depth 0 or the end of the text): is it surely harmless?
+    /// Only a statement still waiting for its first word after `(` or for `TRANSACTION` after
+    /// `START` is not; `Start` is an empty statement.
+    #[inline(always)]
+    fn ends_well(self) -> bool {
+        !matches!(self, Head::Paren | Head::StartTx)
+    }
+}
+
+/// True only when the full splitter, under every reading the server may make of `bytes`,
+/// finds no DdlOrUtility statement. `non_ascii_ok`: the encoding is known to be ASCII-safe
+/// (UTF-8 and every server encoding), so bytes >= 0x80 need not make it give up.
+pub(super) fn surely_plain(bytes: &[u8], non_ascii_ok: bool) -> bool {
+    let (kinds, stops) = if non_ascii_ok {
+        (&KINDS_NON_ASCII, &STOPS_NON_ASCII)
+    } else {
+        (&KINDS_ASCII, &STOPS_ASCII)
+    };
+    scan(bytes, kinds, stops).is_some()
+}
+
+/// The loop of [`surely_plain`]; `None` = give up. Mirrors `lexer::scan_statement` dispatch
+/// by dispatch, with the same token boundaries for words, numbers and parameters.
+fn scan(bytes: &[u8], kinds: &[u8; 256], stops: &Stops) -> Option<()> {
+    let n = bytes.len();
+    let kind = |i: usize| kinds[usize::from(bytes[i])];
+    let mut head = Head::Start;
+    let mut depth: u32 = 0;
+    let mut i = 0;
+    while i < n {
+        match kind(i) {
+            SPACE => i += 1,
+            WORD => {
+                let s = i;
+                i += 1;
+                while i < n && matches!(kind(i), WORD | DIGIT | DOLLAR) {
+                    i += 1;
+                }
+                // A one-letter word before `'` or `&` may be a prefix (`E'`, `B'`, `X'`,
+                // `U&'`, `U&"`): a literal, not a word.
+                if i == s + 1 && matches!(bytes.get(i), Some(b'\'' | b'&')) {
+                    return None;
+                }
+                head = head.word(&bytes[s..i])?;
+            }
+            DIGIT => {
+                i = number(bytes, i);
+                head = head.other()?;
+            }
+            DOT => {
+                if bytes.get(i + 1).is_some_and(u8::is_ascii_digit) {
+                    i = number(bytes, i);
+                } else {
+                    i += 1;
+                }
+                head = head.other()?;
+            }
+            SEMI => {
+                if depth == 0 {
+                    if !head.ends_well() {
+                        return None;
+                    }
+                    head = Head::Start;
+                } else {
+                    head = head.other()?;
+                }
+                i += 1;
+            }
+            OPEN => {
+                depth = depth.saturating_add(1);
+                head = head.open()?;
+                i += 1;
+            }
+            CLOSE => {
+                depth = depth.saturating_sub(1);
+                head = head.other()?;
+                i += 1;
+            }
+            QUOTE => {
+                i = string(bytes, i + 1, &stops.quote)?;
+                head = head.other()?;
+            }
+            DQUOTE => {
+                i = quoted_ident(bytes, i + 1, &stops.dquote)?;
+                head = head.other()?;
+            }
+            DOLLAR => match bytes.get(i + 1) {
+                Some(c) if c.is_ascii_digit() => {
+                    // A parameter `$1`.
+                    i += 1;
+                    while i < n && bytes[i].is_ascii_digit() {
+                        i += 1;
+                    }
+                    head = head.other()?;
+                }
+                // `$$` or `$tag`: a dollar quote, or the server's dolqfailed.
+                Some(&c) if c == b'$' || kind(i + 1) == WORD || c >= 0x80 => return None,
+                _ => {
+                    head = head.other()?;
+                    i += 1;
+                }
+            },
+            DASH if bytes.get(i + 1) == Some(&b'-') => {
+                i = line_comment(bytes, i + 2, &stops.line)?;
+            }
+            SLASH if bytes.get(i + 1) == Some(&b'*') => {
+                i = block_comment(bytes, i + 2, &stops.block)?;
+            }
+            GIVE_UP => return None,
+            // Any other byte (an operator byte included) is a one-byte token.
+            _ => {
+                head = head.other()?;
+                i += 1;
+            }
+        }
+    }
+    head.ends_well().then_some(())
+}
+
+/// `lexer::Stmt::number`: digits, an optional fraction (not `..`), an optional exponent; never
+/// a letter. Starts at a digit or at a `.` followed by one. Returns the end.
+#[inline]
+fn number(bytes: &[u8], i: usize) -> usize {
+    let n = bytes.len();
+    let digit = |k: usize| k < n && bytes[k].is_ascii_digit();
+    let mut k = i;
+    while digit(k) {
+        k += 1;
+    }
+    if k < n && bytes[k] == b'.' && bytes.get(k + 1) != Some(&b'.') {
+        k += 1;
+        while digit(k) {
+            k += 1;
+        }
+    }
+    if k < n && (bytes[k] | 0x20) == b'e' {
+        let mut e = k + 1;
+        if e < n && (bytes[e] == b'+' || bytes[e] == b'-') {
+            e += 1;
+        }
+        if digit(e) {
+            k = e;
+            while digit(k) {
+                k += 1;
+            }
+        }
+    }
+    k
+}
+
+/// A standard string body from `i` (after the opening `'`): returns the end after the closing
+/// quote, or `None` for a backslash, a byte the mode does not read, the end of the text, or a
+/// continuation (`'a'\n'b'`), which the full path reads.
+#[inline]
+fn string(bytes: &[u8], mut i: usize, stop: &[bool; 256]) -> Option<usize> {
+    loop {
+        while i < bytes.len() && !stop[usize::from(bytes[i])] {
+            i += 1;
+        }
+        if *bytes.get(i)? != b'\'' {
+            return None;
+        }
+        if bytes.get(i + 1) == Some(&b'\'') {
+            i += 2;
+            continue;
+        }
+        return match quote_continuation(bytes, i + 1) {
+            Some(_) => None,
+            None => Some(i + 1),
+        };
+    }
+}
+
+/// A quoted identifier body from `i` (after the opening `"`); `""` is a quote.
+#[inline]
+fn quoted_ident(bytes: &[u8], mut i: usize, stop: &[bool; 256]) -> Option<usize> {
+    loop {
+        while i < bytes.len() && !stop[usize::from(bytes[i])] {
+            i += 1;
+        }
+        if *bytes.get(i)? != b'"' {
+            return None;
+        }
+        if bytes.get(i + 1) == Some(&b'"') {
+            i += 2;
+            continue;
+        }
+        return Some(i + 1);
+    }
+}
+
+/// A `--` comment body from `i`: returns the line end (or the text end).
+#[inline]
+fn line_comment(bytes: &[u8], mut i: usize, stop: &[bool; 256]) -> Option<usize> {
+    while i < bytes.len() && !stop[usize::from(bytes[i])] {
+        i += 1;
+    }
+    match bytes.get(i) {
+        None | Some(b'\n' | b'\r') => Some(i),
+        Some(_) => None,
+    }
+}
+
+/// A nested block comment body from `i` (after `/*`): returns the end after the matching `*/`.
+#[inline]
+fn block_comment(bytes: &[u8], mut i: usize, stop: &[bool; 256]) -> Option<usize> {
+    let mut depth: u32 = 1;
+    loop {
+        while i < bytes.len() && !stop[usize::from(bytes[i])] {
+            i += 1;
+        }
+        match (*bytes.get(i)?, bytes.get(i + 1)) {
+            (b'/', Some(b'*')) => {
+                depth += 1;
+                i += 2;
+            }
+            (b'*', Some(b'/')) => {
+                depth -= 1;
+                i += 2;
+                if depth == 0 {
+                    return Some(i);
+                }
+            }
+            (b'/' | b'*', _) => i += 1,
+            _ => return None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::encoding::{server_text, Family, ALL_FAMILIES};
+    use super::super::lexer::LexOptions;
+    use super::super::server_lex::{full_verdict, needs_attention, needs_attention_decoded};
+    use super::super::server_lex::LexSettings;
+    use super::*;
+    use proptest::prelude::*;
+    use proptest::test_runner::{Config, TestRunner};
+
+    /// Every setting that reads a text differently: unknown, and each family under both values
+    /// of standard_conforming_strings (KLINGON: a name pgwarden does not know).
+    fn all_settings() -> Vec<LexSettings> {
+        let mut all = vec![LexSettings::unknown()];
+        for name in ["UTF8", "LATIN1", "SJIS", "BIG5", "GB18030", "JOHAB", "KLINGON"] {
+            for scs in [true, false] {
+                all.push(LexSettings::known(name, scs));
+            }
+        }
+        all
+    }
+
+    /// The fast path said "no attention" for `bytes` under `settings`.
+    fn fast(bytes: &[u8], settings: &LexSettings) -> bool {
+        surely_plain(bytes, settings.encoding == Some(Family::AsciiSafe))
+    }
+
+    /// The property: wherever the fast path answers, the full splitter (every reading) finds no
+    /// DdlOrUtility statement, so `needs_attention` is the splitter's verdict on every input,
+    /// with or without a decoded text, whatever the lexer's bounds. Returns how many settings
+    /// the fast path answered for.
+    fn check(bytes: &[u8], base: &LexOptions) -> Result<usize, TestCaseError> {
+        let mut answered = 0;
+        for settings in &all_settings() {
+            let full = full_verdict(bytes, None, settings, base);
+            if fast(bytes, settings) {
+                answered += 1;
+                prop_assert!(
+                    !full,
+                    "fast path passed what the splitter flags: {:?} {:?}",
+                    String::from_utf8_lossy(bytes),
+                    settings
+                );
+            }
+            prop_assert_eq!(needs_attention(bytes, settings, base), full);
+            for family in ALL_FAMILIES {
+                let text = server_text(bytes, family);
+                prop_assert_eq!(
+                    needs_attention_decoded(bytes, family, &text, settings, base),
+                    full,
+                    "{:?} {:?}",
+                    family,
+                    settings
+                );
+            }
+        }
+        Ok(answered)
+    }
+
+    /// Pieces of SQL that decide or disturb a verdict: keywords of every class, the words the
+    /// classifier looks for, every quoting, comment and bracket, backslashes, prefixes,
+    /// numbers, parameters, operators and non-ASCII bytes (valid UTF-8 and not).
+    const PIECES: &[&str] = &[
+        // Query and DML heads, and the words inside them that matter.
+        "SELECT", "select", "SeLeCt", "WITH", "VALUES", "TABLE", "INSERT", "insert", "INTO",
+        "into", "InTo", "MERGE", "merge", "UPDATE", "DELETE", "SHOW", "FETCH", "MOVE", "CLOSE",
+        "DECLARE", "EXECUTE", "DEALLOCATE", "LISTEN", "NOTIFY", "UNLISTEN", "RETURNING",
+        "COPY", "copy", "FROM", "TO", "PROGRAM", "program", "STDIN", "STDOUT",
+        // Wrappers.
+        "EXPLAIN", "ANALYZE", "ANALYSE", "VERBOSE", "PREPARE", "AS", "as",
+        // Transaction and settings.
+        "BEGIN", "START", "TRANSACTION", "COMMIT", "END", "ROLLBACK", "ABORT", "SAVEPOINT",
+        "RELEASE", "PREPARED", "WORK", "SET", "RESET", "DISCARD", "ALL", "LOCAL", "SESSION",
+        // DDL and utility, and psql's BEGIN ATOMIC heuristic.
+        "CREATE", "create", "OR", "REPLACE", "FUNCTION", "PROCEDURE", "ATOMIC", "CASE",
+        "DROP", "ALTER", "LOCK", "DO", "CALL", "VACUUM", "CHECKPOINT", "GRANT", "TRUNCATE",
+        // Plain words, prefix letters, words that look like keywords.
+        "t", "abc", "a$b", "a$", "x1", "_", "e", "E", "u", "U", "b", "X", "intox", "inserts",
+        "nto", "pgbench_accounts",
+        // Brackets and separators.
+        "(", ")", "[", "]", ";", ";", ",", ".", "=", "+", "-", "*", "/", "&", ":", "::", "<",
+        "|", "%", "^", "~", "!", "@", "#", "?",
+        // Literals and quoting.
+        "'", "''", "'a'", "'a;'", "'--'", "'/*'", "'a''b'", "\"", "\"\"", "\"id\"",
+        "\"into\"", "\"a;\"", "E'", "e'x'", "E'\\''", "U&'", "u&'d'", "U&\"", "B'1'", "X'f'",
+        "$", "$1", "$12", "$$", "$t$", "$a$b$", "$1a", "$_", "$é",
+        // Comments.
+        "--", "-- c\n", "/*", "*/", "/* c */", "/* /* n */ */", "*/*",
+        // Whitespace the lexer distinguishes.
+        " ", "\n", "\r", "\t", "\x0b", "\x0c", "\n'", "'\n'",
+        // Numbers.
+        "1", "12345", "1.5", ".5", "1..2", "1e5", "1e", "1e+", "1.e3", "0x1F", "1_000",
+        // Backslashes.
+        "\\", "\\\\", "\\g", "\\copy",
+        // Non-ASCII: UTF-8, and bytes that are not (a lossy reading).
+        "é", "表", "\u{0}",
+    ];
+
+    /// Raw bytes no `&str` can hold: lone high bytes and client-encoding characters whose
+    /// second byte is ASCII.
+    const RAW: &[&[u8]] = &[b"\xe9", b"\x95\x5c", b"\x81\x30\x81\x30", b"\xff", b"\x80", b"\xc3"];
+
+    fn piece() -> impl Strategy<Value = Vec<u8>> {
+        prop_oneof![
+            8 => prop::sample::select(PIECES).prop_map(|p| p.as_bytes().to_vec()),
+            1 => prop::sample::select(RAW).prop_map(|p| p.to_vec()),
+        ]
+    }
+
+    /// SQL-ish text: pieces with or without a space between them.
+    fn sqlish() -> impl Strategy<Value = Vec<u8>> {
+        prop::collection::vec((piece(), prop::sample::select(&["", " ", " ", "\n"][..])), 0..40)
+            .prop_map(|v| {
+                v.into_iter()
+                    .flat_map(|(p, sep)| p.into_iter().chain(sep.bytes()))
+                    .collect()
+            })
+    }
+
+    /// Mostly-plain statements with one piece from anywhere spliced in: close to the DML the
+    /// fast path answers for, so that a wrong answer there is found.
+    fn near_dml() -> impl Strategy<Value = Vec<u8>> {
+        const STMTS: &[&str] = &[
+            "SELECT abalance FROM pgbench_accounts WHERE aid = 12345;",
+            "SELECT abalance FROM pgbench_accounts WHERE aid = $1",
+            "UPDATE pgbench_accounts SET abalance = abalance + -17 WHERE aid = 5;",
+            "INSERT INTO pgbench_history (tid, bid, aid, delta, mtime) VALUES (1, 2, 3, 4, CURRENT_TIMESTAMP);",
+            "BEGIN;",
+            "END;",
+            "WITH x AS (INSERT INTO t VALUES (1) RETURNING *) SELECT * FROM x",
+            "(SELECT 1) UNION (SELECT 2)",
+            "SELECT 'it''s', \"Col\", 1.5e3 FROM t /* c */ -- d\n",
+            "COPY t FROM STDIN",
+            "SET search_path TO a, b",
+            "START TRANSACTION READ ONLY",
+        ];
+        (
+            prop::collection::vec(prop::sample::select(STMTS), 1..4),
+            prop::collection::vec((any::<prop::sample::Index>(), piece()), 0..3),
+        )
+            .prop_map(|(stmts, splices)| {
+                let mut text: Vec<u8> = stmts.concat().into_bytes();
+                for (at, p) in splices {
+                    let at = at.index(text.len() + 1);
+                    text.splice(at..at, p);
+                }
+                text
+            })
+    }
+
+    /// Bounds small enough to flag statements TooLong/TooDeep: they must not change a class.
+    fn bases() -> impl Strategy<Value = LexOptions> {
+        prop_oneof![
+            3 => Just(LexOptions::default()),
+            1 => (1usize..40, 1usize..4, 1usize..8).prop_map(|(len, depth, chain)| LexOptions {
+                standard_conforming_strings: true,
+                max_statement_len: len,
+                max_depth: depth,
+                max_chain: chain,
+            }),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(Config { cases: 3000, ..Config::default() })]
+
+        #[test]
+        fn agrees_with_the_splitter_on_sqlish_text(data in sqlish(), base in bases()) {
+            check(&data, &base)?;
+        }
+
+        #[test]
+        fn agrees_with_the_splitter_near_plain_dml(data in near_dml(), base in bases()) {
+            check(&data, &base)?;
+        }
+
+        #[test]
+        fn agrees_with_the_splitter_on_random_bytes(data in prop::collection::vec(any::<u8>(), 0..64)) {
+            check(&data, &LexOptions::default())?;
+        }
+
+        /// Random bytes from the characters that matter: mostly ASCII structure.
+        #[test]
+        fn agrees_with_the_splitter_on_random_structure(
+            data in prop::collection::vec(prop::sample::select(
+                &b"SELECTINTOsaeEuUbBxX_ \n\r\t;,()[]'\"$-/*.+=&:1092\\\x0b\xc3\xa9\xff"[..]), 0..48)
+        ) {
+            check(&data, &LexOptions::default())?;
+        }
+    }
+
+    /// The comparisons above are not vacuous: the fast path answers for a good share of the
+    /// generated texts, and the splitter flags a good share of them.
+    #[test]
+    fn the_generators_reach_both_verdicts() {
+        for (name, strategy) in [
+            ("sqlish", sqlish().boxed()),
+            ("near_dml", near_dml().boxed()),
+        ] {
+            let mut runner = TestRunner::deterministic();
+            let (mut fast_yes, mut flagged) = (0, 0);
+            let cases = 2000;
+            for _ in 0..cases {
+                let data = strategy
+                    .new_tree(&mut runner)
+                    .map(|t| t.current())
+                    .unwrap_or_default();
+                let u = LexSettings::known("UTF8", true);
+                fast_yes += usize::from(fast(&data, &u));
+                flagged += usize::from(full_verdict(&data, None, &u, &LexOptions::default()));
+            }
+            assert!(fast_yes * 20 > cases, "{name}: fast path answered {fast_yes}/{cases}");
+            assert!(flagged * 20 > cases, "{name}: splitter flagged {flagged}/{cases}");
+        }
+    }
+
+    fn utf8() -> LexSettings {
+        LexSettings::known("UTF8", true)
+    }
+
+    /// Texts the fast path must answer for itself (the hot path), each checked against the
+    /// splitter under every setting.
+    #[test]
+    fn ordinary_dml_is_answered_by_the_fast_path() {
+        for sql in [
+            "SELECT abalance FROM pgbench_accounts WHERE aid = 12345;",
+            "SELECT abalance FROM pgbench_accounts WHERE aid = $1",
+            "UPDATE pgbench_accounts SET abalance = abalance + -4321 WHERE aid = 17;",
+            "INSERT INTO pgbench_history (tid, bid, aid, delta, mtime) VALUES (1, 2, 3, -4, CURRENT_TIMESTAMP);",
+            "BEGIN;",
+            "END;",
+            "begin isolation level serializable; commit",
+            "START TRANSACTION READ ONLY",
+            "ROLLBACK TO SAVEPOINT s; RELEASE s",
+            "SET lock_timeout = '2s'",
+            "RESET ALL; DISCARD ALL",
+            "SELECT 1; SELECT 2;;",
+            "",
+            " ;\n",
+            "(SELECT 1) UNION (SELECT 2)",
+            "[SELECT 1]",
+            "((VALUES (1)))",
+            "TABLE t",
+            "WITH x AS (SELECT 1) SELECT * FROM x",
+            "WITH x AS (INSERT INTO t VALUES (1) RETURNING *) SELECT * FROM x",
+            "WITH s AS (SELECT 1) MERGE INTO t USING s ON true WHEN MATCHED THEN DO NOTHING",
+            "SELECT 'a;' ; SELECT \"b;\" /* ; */ -- ;\n",
+            "SELECT 'it''s' AS \"x\"\"y\"",
+            "SELECT 1.5e-3, .5, 1..2, 0x1F, $1::int, a$b",
+            "SELECT \"into\" FROM t",
+            "SELECT intox FROM t",
+            "SELECT 1 /* /* nested */ into */",
+            "SELECT 'é' FROM \"表\" WHERE ñ = 1",
+            "COPY t FROM STDIN",
+            "copy t (a) to stdout with (format csv)",
+            "DECLARE c CURSOR FOR SELECT 1",
+            "FETCH 10 FROM c; CLOSE c",
+            "NOTIFY ch, 'x'",
+            "SELECT 1); SELECT 2",
+            "SELECT a[1;2]; SELECT (1; 2)",
+            "SELECT 1--c",
+            "SELECT 'a'  AND",
+        ] {
+            assert!(fast(sql.as_bytes(), &utf8()), "fast path gave up on {sql:?}");
+            let answered = check(sql.as_bytes(), &LexOptions::default())
+                .unwrap_or_else(|e| panic!("{sql:?}: {e}"));
+            assert!(answered > 0, "{sql:?}");
+        }
+    }
+
+    /// Texts that need attention, and texts the fast path must leave to the splitter: every
+    /// one is sent on, and the verdict is the splitter's.
+    #[test]
+    fn tricky_texts_go_to_the_splitter() {
+        for (sql, attention) in [
+            ("SELECT 1 INTO t", true),
+            ("select/**/into t from x", true),
+            ("SELECT * INTO newtable FROM t", true),
+            ("WITH x AS (SELECT 1) SELECT * INTO t FROM x", true),
+            ("SELECT 1 INTO", true),
+            ("SELECT 1\ninto t", true),
+            ("VALUES (1) INTO t", true),
+            ("copy t to program 'x'", true),
+            ("COPY t FROM PROGRAM 'curl x'", true),
+            ("COPY program FROM STDIN", false),
+            ("(SELECT 1) ; CREATE TABLE t()", true),
+            ("SELECT 'a;' ; DROP TABLE t", true),
+            ("SELECT 1; DROP TABLE t", true),
+            ("EXPLAIN ANALYZE CREATE TABLE t AS SELECT 1", true),
+            ("EXPLAIN SELECT 1", false),
+            ("PREPARE p AS CREATE TABLE t (a int)", true),
+            ("PREPARE p AS SELECT $1", false),
+            ("PREPARE TRANSACTION 'x'", false),
+            ("(INSERT INTO t VALUES (1))", true),
+            ("(BEGIN)", true),
+            ("(SET a = 1)", true),
+            ("((", true),
+            ("START", true),
+            ("START;", true),
+            ("START x", true),
+            ("1; SELECT 1", true),
+            ("'x'", true),
+            ("frobnicate t", true),
+            ("CREATE FUNCTION f() RETURNS int BEGIN ATOMIC SELECT 1; SELECT 2; END", true),
+            // A string continued across a newline: the second part is still the string.
+            ("SELECT 'a'\n'; DROP TABLE t; '", false),
+            ("SELECT 'a' ; DROP TABLE t; --'", true),
+            // Backslashes: under scs=off `\'` does not end the string.
+            ("SELECT 'a\\'; DROP TABLE t; --'", true),
+            ("SELECT E'\\'; DROP TABLE t; --'", false),
+            ("SELECT 1 \\gset\nDROP TABLE t", true),
+            ("\\copy t from 'x'", true),
+            // Prefixes and dollar quotes.
+            ("SELECT U&'d' ; DROP TABLE t", true),
+            ("SELECT x'1f'", false),
+            ("SELECT $$;$$; DROP TABLE t", true),
+            ("SELECT $a$ ; DROP TABLE t ; $a$", false),
+            ("SELECT $a ; DROP TABLE t", true),
+            // Unterminated: the class stays, the splitter decides.
+            ("SELECT 'abc", false),
+            ("SELECT /* x", false),
+            ("SELECT \"x", false),
+            // Multibyte characters whose second byte is a backslash.
+            ("SELECT '\u{0}'", false),
+        ] {
+            let bytes = sql.as_bytes();
+            assert!(!fast(bytes, &utf8()) || !attention, "{sql:?}");
+            assert_eq!(
+                needs_attention(bytes, &utf8(), &LexOptions::default()),
+                attention,
+                "{sql:?}"
+            );
+            check(bytes, &LexOptions::default()).unwrap_or_else(|e| panic!("{sql:?}: {e}"));
+        }
+        // Everything unusual is left to the splitter, whatever its verdict.
+        for sql in [
+            "SELECT 'a\\b'",
+            "SELECT E'x'",
+            "SELECT $$x$$",
+            "SELECT 'a'\n'b'",
+            "SELECT 'abc",
+            "SELECT /* x",
+            "EXPLAIN SELECT 1",
+            "PREPARE p AS SELECT 1",
+            "COPY program FROM STDIN",
+            "WITH x AS (SELECT 1) INSERT INTO t SELECT * FROM x RETURNING 1 INTO",
+        ] {
+            assert!(!fast(sql.as_bytes(), &utf8()), "{sql:?}");
+        }
+        // SJIS: 0x95 0x5C is one character; a byte-wise reader sees a backslash.
+        let sjis = b"SELECT '\x95\x5c'; DROP TABLE t; SELECT '1'";
+        assert!(!fast(sjis, &LexSettings::known("SJIS", true)));
+        assert!(!fast(sjis, &LexSettings::unknown()));
+        assert!(needs_attention(sjis, &LexSettings::known("SJIS", false), &LexOptions::default()));
+        // Non-ASCII is read only when the encoding is known to be ASCII-safe.
+        let e = "SELECT 'é'".as_bytes();
+        assert!(fast(e, &utf8()));
+        assert!(!fast(e, &LexSettings::unknown()));
+        assert!(!fast(e, &LexSettings::known("BIG5", true)));
+        // Invalid UTF-8 under UTF8: the splitter reads the lossy text; same structure.
+        let lossy = b"SELECT '\xe9', \xff\xfe FROM t WHERE a = '\xc3'";
+        assert!(fast(lossy, &utf8()));
+        check(lossy, &LexOptions::default()).unwrap_or_else(|e| panic!("{e}"));
+    }
+}
