@@ -567,11 +567,19 @@ mod tests {
     }
 
     /// SQL-ish text: pieces with or without a space between them.
+    /// Half of them open with a head the fast path reads, so that it gets far enough to err.
     fn sqlish() -> impl Strategy<Value = Vec<u8>> {
-        prop::collection::vec((piece(), prop::sample::select(&["", " ", " ", "\n"][..])), 0..40)
-            .prop_map(|v| {
-                v.into_iter()
-                    .flat_map(|(p, sep)| p.into_iter().chain(sep.bytes()))
+        const HEADS: &[&str] = &[
+            "", "SELECT ", "WITH ", "(SELECT ", "INSERT ", "UPDATE ", "COPY ", "BEGIN ", "SET ",
+            "START ", "VALUES ",
+        ];
+        (
+            prop::sample::select(HEADS),
+            prop::collection::vec((piece(), prop::sample::select(&["", " ", " ", "\n"][..])), 0..40),
+        )
+            .prop_map(|(head, v)| {
+                head.bytes()
+                    .chain(v.into_iter().flat_map(|(p, sep)| p.into_iter().chain(sep.bytes())))
                     .collect()
             })
     }
