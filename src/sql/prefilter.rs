@@ -23,9 +23,9 @@
 //! SQL-ish texts and random bytes, under every setting) and `server_lex`'s callers' tests.
 use super::lexer::{keyword, quote_continuation, Keyword};
 
-/// Byte kinds of the main loop. `WORD`, `DIGIT` and `DOLLAR` are consecutive: together they
-/// are the bytes that continue an identifier (scan.l's `ident_cont`).
+/// Byte kinds of the main loop.
 const OTHER: u8 = 0;
+/// scan.l's `ident_start`: letters, `_` (and bytes >= 0x80 when they are read).
 const WORD: u8 = 1;
 const DIGIT: u8 = 2;
 const DOLLAR: u8 = 3;
@@ -41,50 +41,48 @@ const DOT: u8 = 12;
 /// A byte the fast path does not read: backslash, and non-ASCII when the encoding is unknown.
 const GIVE_UP: u8 = 13;
 
-/// The main loop's table; `non_ascii` says whether bytes >= 0x80 are identifier bytes (a known
-/// ASCII-safe encoding) or a reason to give up.
-const fn kinds(non_ascii: bool) -> [u8; 256] {
-    let mut t = [OTHER; 256];
-    let mut b = 0;
-    while b < 256 {
-        let c = b as u8;
-        t[b] = if c.is_ascii_alphabetic() || c == b'_' {
-            WORD
-        } else if c >= 0x80 {
-            if non_ascii {
-                WORD
-            } else {
-                GIVE_UP
-            }
-        } else if c.is_ascii_digit() {
-            DIGIT
-        } else {
-            match c {
-                b'$' => DOLLAR,
-                // The lexer's `SPACE` class (scan.l's `space`, \v included).
-                b' ' | b'\t' | b'\n' | b'\r' | 0x0b | 0x0c => SPACE,
-                b'\'' => QUOTE,
-                b'"' => DQUOTE,
-                b';' => SEMI,
-                b'(' | b'[' => OPEN,
-                b')' | b']' => CLOSE,
-                b'-' => DASH,
-                b'/' => SLASH,
-                b'.' => DOT,
-                b'\\' => GIVE_UP,
-                _ => OTHER,
-            }
-        };
-        b += 1;
-    }
-    t
+/// The lookup tables of one encoding mode; `non_ascii`: bytes >= 0x80 are identifier bytes
+/// and literal content (a known ASCII-safe encoding) rather than a reason to give up.
+struct Tables {
+    /// The main loop's byte kinds.
+    kind: [u8; 256],
+    /// scan.l's `ident_cont`: letters, digits, `_`, `$` (and bytes >= 0x80 when read).
+    cont: [bool; 256],
+    /// Bytes that stop the scan of a string body, a quoted identifier, a line comment and a
+    /// block comment: their delimiters, a backslash, and non-ASCII bytes unless read.
+    quote: [bool; 256],
+    dquote: [bool; 256],
+    line: [bool; 256],
+    block: [bool; 256],
 }
 
-static KINDS_ASCII: [u8; 256] = kinds(false);
-static KINDS_NON_ASCII: [u8; 256] = kinds(true);
+const fn kind_of(c: u8, non_ascii: bool) -> u8 {
+    if c.is_ascii_alphabetic() || c == b'_' {
+        return WORD;
+    }
+    if c >= 0x80 {
+        return if non_ascii { WORD } else { GIVE_UP };
+    }
+    if c.is_ascii_digit() {
+        return DIGIT;
+    }
+    match c {
+        b'$' => DOLLAR,
+        // The lexer's `SPACE` class (scan.l's `space`, \v included).
+        b' ' | b'\t' | b'\n' | b'\r' | 0x0b | 0x0c => SPACE,
+        b'\'' => QUOTE,
+        b'"' => DQUOTE,
+        b';' => SEMI,
+        b'(' | b'[' => OPEN,
+        b')' | b']' => CLOSE,
+        b'-' => DASH,
+        b'/' => SLASH,
+        b'.' => DOT,
+        b'\\' => GIVE_UP,
+        _ => OTHER,
+    }
+}
 
-/// Bytes that stop a scan inside a literal or comment (1 = stop): the delimiters `stops`, a
-/// backslash, and non-ASCII bytes unless `non_ascii`.
 const fn stops(delims: &[u8], non_ascii: bool) -> [bool; 256] {
     let mut t = [false; 256];
     let mut k = 0;
@@ -103,16 +101,18 @@ const fn stops(delims: &[u8], non_ascii: bool) -> [bool; 256] {
     t
 }
 
-/// Stop tables for one encoding mode: strings, quoted identifiers, line and block comments.
-struct Stops {
-    quote: [bool; 256],
-    dquote: [bool; 256],
-    line: [bool; 256],
-    block: [bool; 256],
-}
-
-const fn stop_tables(non_ascii: bool) -> Stops {
-    Stops {
+const fn tables(non_ascii: bool) -> Tables {
+    let mut kind = [OTHER; 256];
+    let mut cont = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        kind[b] = kind_of(b as u8, non_ascii);
+        cont[b] = matches!(kind[b], WORD | DIGIT | DOLLAR);
+        b += 1;
+    }
+    Tables {
+        kind,
+        cont,
         quote: stops(b"'", non_ascii),
         dquote: stops(b"\"", non_ascii),
         line: stops(b"\n\r", non_ascii),
@@ -120,8 +120,38 @@ const fn stop_tables(non_ascii: bool) -> Stops {
     }
 }
 
-static STOPS_ASCII: Stops = stop_tables(false);
-static STOPS_NON_ASCII: Stops = stop_tables(true);
+static ASCII: Tables = tables(false);
+static NON_ASCII: Tables = tables(true);
+
+/// A word of 1 to 8 bytes as one number for comparing with a keyword ignoring ASCII case:
+/// its first and last four bytes (overlapping when shorter than 8; bytes one by one below 4),
+/// each with bit 5 set. Setting bit 5 maps a byte onto a lower-case letter only when it is
+/// that letter in either case, and for a given length those bytes cover the whole word, so
+/// `(len, key)` is equal for two words of letters exactly when they are equal ignoring case.
+/// The caller compares lengths too.
+#[inline(always)]
+const fn key(w: &[u8]) -> u64 {
+    let n = w.len();
+    if n >= 4 {
+        let a = u32::from_le_bytes([w[0], w[1], w[2], w[3]]);
+        let b = u32::from_le_bytes([w[n - 4], w[n - 3], w[n - 2], w[n - 1]]);
+        (a as u64 | (b as u64) << 32) | 0x2020_2020_2020_2020
+    } else {
+        let mut x = 0u64;
+        let mut i = 0;
+        while i < n {
+            x |= ((w[i] | 0x20) as u64) << (8 * i);
+            i += 1;
+        }
+        x
+    }
+}
+
+/// `word` (1 to 8 bytes) is the lower-case keyword `kw` ignoring ASCII case.
+#[inline(always)]
+fn is(word: &[u8], kw: &'static [u8]) -> bool {
+    word.len() == kw.len() && key(word) == key(kw)
+}
 
 /// Where the statement being read stands.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -132,25 +162,63 @@ enum Head {
     Paren,
     /// `START`: the next token must be `TRANSACTION`.
     StartTx,
-    /// A SELECT/WITH/VALUES/TABLE: a word `INTO` not right after the word INSERT or MERGE
-    /// makes it `SELECT … INTO newtable`. `after_insert`: the previous word was one of them.
-    Query { after_insert: bool },
+    /// A SELECT/WITH/VALUES/TABLE, the previous word not INSERT or MERGE: a word `INTO`
+    /// makes it `SELECT … INTO newtable`.
+    Query,
+    /// A query right after the word INSERT or MERGE: `INTO` is harmless here.
+    QueryAfterInsert,
     /// A COPY: `PROGRAM` may make it run a command (the full path decides).
     Copy,
     /// The class is DML/transaction/set whatever follows.
     Plain,
 }
 
-/// What the head makes of the first word of a statement (`paren`: after leading brackets).
-/// `None`: not known to be harmless.
+/// [`keyword`], with the usual first words of a statement compared directly instead of
+/// through the lexer's hash table.
+#[inline]
+fn head_keyword(word: &[u8]) -> Keyword {
+    use Keyword as K;
+    const fn k(w: &[u8]) -> (usize, u64) {
+        (w.len(), key(w))
+    }
+    const SELECT: (usize, u64) = k(b"select");
+    const WITH: (usize, u64) = k(b"with");
+    const VALUES: (usize, u64) = k(b"values");
+    const TABLE: (usize, u64) = k(b"table");
+    const INSERT: (usize, u64) = k(b"insert");
+    const UPDATE: (usize, u64) = k(b"update");
+    const DELETE: (usize, u64) = k(b"delete");
+    const BEGIN: (usize, u64) = k(b"begin");
+    const COMMIT: (usize, u64) = k(b"commit");
+    const END: (usize, u64) = k(b"end");
+    const SET: (usize, u64) = k(b"set");
+    if word.len() > 8 {
+        return keyword(word);
+    }
+    match (word.len(), key(word)) {
+        SELECT => K::Select,
+        WITH => K::With,
+        VALUES => K::Values,
+        TABLE => K::Table,
+        INSERT => K::Insert,
+        UPDATE => K::Update,
+        DELETE => K::Delete,
+        BEGIN => K::Begin,
+        COMMIT => K::Commit,
+        END => K::End,
+        SET => K::Set,
+        _ => keyword(word),
+    }
+}
+
+/// What the first word of a statement makes of it (`paren`: after leading brackets, where
+/// only a query may follow). `None`: not known to be harmless.
 #[inline]
 fn first_word(word: &[u8], paren: bool) -> Option<Head> {
     use Keyword as K;
-    let kw = keyword(word);
+    let kw = head_keyword(word);
     match kw {
-        K::Select | K::With | K::Values | K::Table => Some(Head::Query {
-            after_insert: false,
-        }),
+        K::Select | K::With | K::Values | K::Table => Some(Head::Query),
         _ if paren => None,
         K::Insert
         | K::Update
@@ -178,35 +246,28 @@ fn first_word(word: &[u8], paren: bool) -> Option<Head> {
     }
 }
 
-/// `word` equals the lower-case ASCII letters `lower` ignoring ASCII case. Setting bit 5 maps a
-/// byte onto a lower-case letter only when it is that letter in either case.
-#[inline(always)]
-fn is(word: &[u8], lower: &[u8]) -> bool {
-    word.len() == lower.len() && word.iter().zip(lower).all(|(&a, &b)| a | 0x20 == b)
-}
-
 impl Head {
     /// A word token.
     #[inline(always)]
     fn word(self, word: &[u8]) -> Option<Head> {
         match self {
             Head::Plain => Some(self),
-            Head::Query { after_insert } => match word.len() {
-                4 if !after_insert && is(word, b"into") => None,
-                5 => Some(Head::Query {
-                    after_insert: is(word, b"merge"),
-                }),
-                6 => Some(Head::Query {
-                    after_insert: is(word, b"insert"),
-                }),
-                _ => Some(Head::Query {
-                    after_insert: false,
-                }),
-            },
+            Head::Query | Head::QueryAfterInsert => Some(match word.len() {
+                4 if is(word, b"into") => {
+                    if self == Head::Query {
+                        return None;
+                    }
+                    Head::Query
+                }
+                5 if is(word, b"merge") => Head::QueryAfterInsert,
+                6 if is(word, b"insert") => Head::QueryAfterInsert,
+                _ => Head::Query,
+            }),
             Head::Copy => (!is(word, b"program")).then_some(self),
             Head::Start => first_word(word, false),
             Head::Paren => first_word(word, true),
-            Head::StartTx => is(word, b"transaction").then_some(Head::Plain),
+            // `transaction` is 11 bytes: longer than a key.
+            Head::StartTx => (keyword(word) == Keyword::Transaction).then_some(Head::Plain),
         }
     }
 
@@ -241,31 +302,38 @@ impl Head {
 /// finds no DdlOrUtility statement. `non_ascii_ok`: the encoding is known to be ASCII-safe
 /// (UTF-8 and every server encoding), so bytes >= 0x80 need not make it give up.
 pub(super) fn surely_plain(bytes: &[u8], non_ascii_ok: bool) -> bool {
-    let (kinds, stops) = if non_ascii_ok {
-        (&KINDS_NON_ASCII, &STOPS_NON_ASCII)
-    } else {
-        (&KINDS_ASCII, &STOPS_ASCII)
-    };
-    scan(bytes, kinds, stops).is_some()
+    scan(bytes, if non_ascii_ok { &NON_ASCII } else { &ASCII }).is_some()
+}
+
+/// The end of the identifier whose bytes continue at `i`: four bytes a step while it can.
+#[inline(always)]
+fn word_end(bytes: &[u8], mut i: usize, cont: &[bool; 256]) -> usize {
+    while let Some(q) = bytes.get(i..i + 4) {
+        let c = |k: usize| cont[usize::from(q[k])];
+        if !(c(0) & c(1) & c(2) & c(3)) {
+            break;
+        }
+        i += 4;
+    }
+    while bytes.get(i).is_some_and(|&b| cont[usize::from(b)]) {
+        i += 1;
+    }
+    i
 }
 
 /// The loop of [`surely_plain`]; `None` = give up. Mirrors `lexer::scan_statement` dispatch
 /// by dispatch, with the same token boundaries for words, numbers and parameters.
-fn scan(bytes: &[u8], kinds: &[u8; 256], stops: &Stops) -> Option<()> {
+fn scan(bytes: &[u8], t: &Tables) -> Option<()> {
     let n = bytes.len();
-    let kind = |i: usize| kinds[usize::from(bytes[i])];
     let mut head = Head::Start;
     let mut depth: u32 = 0;
     let mut i = 0;
-    while i < n {
-        match kind(i) {
+    while let Some(&b) = bytes.get(i) {
+        match t.kind[usize::from(b)] {
             SPACE => i += 1,
             WORD => {
                 let s = i;
-                i += 1;
-                while i < n && matches!(kind(i), WORD | DIGIT | DOLLAR) {
-                    i += 1;
-                }
+                i = word_end(bytes, i + 1, &t.cont);
                 // A one-letter word before `'` or `&` may be a prefix (`E'`, `B'`, `X'`,
                 // `U&'`, `U&"`): a literal, not a word.
                 if i == s + 1 && matches!(bytes.get(i), Some(b'\'' | b'&')) {
@@ -307,11 +375,11 @@ fn scan(bytes: &[u8], kinds: &[u8; 256], stops: &Stops) -> Option<()> {
                 i += 1;
             }
             QUOTE => {
-                i = string(bytes, i + 1, &stops.quote)?;
+                i = string(bytes, i + 1, &t.quote)?;
                 head = head.other()?;
             }
             DQUOTE => {
-                i = quoted_ident(bytes, i + 1, &stops.dquote)?;
+                i = quoted_ident(bytes, i + 1, &t.dquote)?;
                 head = head.other()?;
             }
             DOLLAR => match bytes.get(i + 1) {
@@ -324,17 +392,19 @@ fn scan(bytes: &[u8], kinds: &[u8; 256], stops: &Stops) -> Option<()> {
                     head = head.other()?;
                 }
                 // `$$` or `$tag`: a dollar quote, or the server's dolqfailed.
-                Some(&c) if c == b'$' || kind(i + 1) == WORD || c >= 0x80 => return None,
+                Some(&c) if c == b'$' || t.kind[usize::from(c)] == WORD || c >= 0x80 => {
+                    return None
+                }
                 _ => {
                     head = head.other()?;
                     i += 1;
                 }
             },
             DASH if bytes.get(i + 1) == Some(&b'-') => {
-                i = line_comment(bytes, i + 2, &stops.line)?;
+                i = line_comment(bytes, i + 2, &t.line)?;
             }
             SLASH if bytes.get(i + 1) == Some(&b'*') => {
-                i = block_comment(bytes, i + 2, &stops.block)?;
+                i = block_comment(bytes, i + 2, &t.block)?;
             }
             GIVE_UP => return None,
             // Any other byte (an operator byte included) is a one-byte token.
@@ -917,6 +987,56 @@ mod tests {
                 &b"SELECTINTOsaeEuUbBxX_ \n\r\t;,()[]'\"$-/*.+=&:1092\\\x0b\xc3\xa9\xff"[..]), 0..48)
         ) {
             check(&data, &LexOptions::default())?;
+        }
+    }
+
+    /// Identifier bytes, with the letters of the keywords the fast path compares.
+    fn identish() -> impl Strategy<Value = Vec<u8>> {
+        const KWS: &[&str] = &[
+            "select",
+            "with",
+            "values",
+            "table",
+            "insert",
+            "update",
+            "delete",
+            "begin",
+            "commit",
+            "end",
+            "set",
+            "into",
+            "merge",
+            "program",
+            "transaction",
+            "deallocate",
+        ];
+        prop_oneof![
+            (
+                prop::sample::select(KWS),
+                prop::collection::vec(any::<bool>(), 11)
+            )
+                .prop_map(|(w, up)| {
+                    w.bytes()
+                        .zip(up)
+                        .map(|(c, u)| if u { c.to_ascii_uppercase() } else { c })
+                        .collect()
+                }),
+            prop::collection::vec(
+                prop::sample::select(&b"selctwhinsrtupdamgoEILNT_$09@`[{\x80\xc3\xe9"[..]),
+                1..12
+            ),
+        ]
+    }
+
+    proptest! {
+        /// The direct comparisons agree with the lexer's keyword table and with a plain
+        /// case-insensitive comparison on every word.
+        #[test]
+        fn keys_compare_like_the_lexer(word in identish()) {
+            prop_assert_eq!(head_keyword(&word), keyword(&word));
+            for kw in [&b"into"[..], b"merge", b"insert", b"program"] {
+                prop_assert_eq!(is(&word, kw), word.eq_ignore_ascii_case(kw));
+            }
         }
     }
 
