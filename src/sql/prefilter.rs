@@ -4,50 +4,64 @@
 //! [`server_lex::needs_attention`](super::server_lex::needs_attention) runs the full splitter
 //! ([`super::lexer`]) over every Query and Parse. That splitter also keeps what only a statement
 //! handed to the parser needs (chain and depth bounds, spans and bodies, leading keywords, set
-//! info, psql's BEGIN ATOMIC heuristic): ~1,900 instructions for a pgbench `SELECT`, most of the
-//! proxy's own work per forwarded query. The verdict needs far less. [`surely_plain`] lexes the
-//! text with the same rules (it follows `scan_statement` token kind by token kind) but only
-//! looks at what decides a class: the first word of each statement, `INTO` (with the word
-//! before it) in a query, `PROGRAM` in a COPY, `;` at depth 0.
+//! info, psql's BEGIN ATOMIC heuristic, a token per word and number): ~1,900 instructions for a
+//! pgbench `SELECT`, the largest part of the proxy's own work per forwarded query. The verdict
+//! needs far less, and [`surely_plain`] reads only that:
+//! - the first word of each statement, lexed as the splitter lexes it (after spaces, comments
+//!   and, for a query, leading brackets); it must be a plain DML, transaction-control or SET
+//!   keyword (or `START TRANSACTION`);
+//! - after it, only the bytes that can change the structure: quotes, `"`, `;`, brackets, `--`,
+//!   `/*`, `$`. Every one of them outside a literal or comment starts a token for the
+//!   splitter too (a word or number never holds one, except `$` inside a word and `-` in an
+//!   exponent, which is never followed by `-`), so strings, comments and statement ends fall
+//!   where the splitter puts them. Everything in between is skipped four bytes a step;
+//! - in a query (SELECT/WITH/VALUES/TABLE) every byte `i`/`I` that may start the word `INTO`,
+//!   and in a COPY every `p`/`P` that may start `PROGRAM`: a whole word there (not preceded by
+//!   an identifier byte, not followed by one) makes it give up. That is a superset of what the
+//!   splitter flags (`SELECT … INTO newtable`, `COPY … TO PROGRAM`), so `INSERT INTO` inside a
+//!   query's WITH goes to the splitter too.
 //!
 //! It is one-sided: `true` means the full splitter finds no DdlOrUtility statement under any
 //! reading the server may make; `false` means "don't know", and the caller runs the full path.
 //! So it gives up on everything it does not read itself, however harmless: any backslash
-//! (psql meta commands, escapes — and with none in the text `standard_conforming_strings` lexes
-//! nothing differently), any byte >= 0x80 unless the encoding is known to be ASCII-safe (then
-//! there is exactly one reading, and a non-ASCII byte is an identifier byte or literal content,
-//! as in the server's scanner), dollar quotes, prefixed strings (`E'…'`, `U&'…'`, …), string
-//! continuations across newlines, anything unterminated, and every statement whose first word
-//! is not a plain DML, transaction or SET keyword (EXPLAIN, PREPARE, CREATE, …). The proof that
-//! it never says `true` where the full path says otherwise is `tests` below (proptests on
-//! SQL-ish texts and random bytes, under every setting) and `server_lex`'s callers' tests.
+//! (psql meta commands, escapes: with none in the text, `standard_conforming_strings` changes
+//! nothing and a prefixed `E'…'`/`U&'…'`/`B'…'`/`X'…'` ends where a plain string would), any
+//! byte >= 0x80 unless the encoding is known to be ASCII-safe (then there is exactly one reading,
+//! and such a byte is an identifier byte or literal content for the server's scanner), dollar
+//! quotes and `$` before a letter, string continuations across newlines, anything
+//! unterminated, and every statement that opens otherwise (EXPLAIN, PREPARE, CREATE, a literal…).
+//! The proof that it never says `true` where the splitter flags something is `tests` below:
+//! proptests on SQL-ish texts, on dense combinations of the decision points and on random
+//! bytes, under every setting, each of which fails on a deliberately broken fast path.
 use super::lexer::{keyword, quote_continuation, Keyword};
 
-/// Byte kinds of the main loop.
+/// Byte kinds of a statement's head.
 const OTHER: u8 = 0;
 /// scan.l's `ident_start`: letters, `_` (and bytes >= 0x80 when they are read).
 const WORD: u8 = 1;
 const DIGIT: u8 = 2;
 const DOLLAR: u8 = 3;
 const SPACE: u8 = 4;
-const QUOTE: u8 = 5;
-const DQUOTE: u8 = 6;
-const SEMI: u8 = 7;
-const OPEN: u8 = 8;
-const CLOSE: u8 = 9;
-const DASH: u8 = 10;
-const SLASH: u8 = 11;
-const DOT: u8 = 12;
-/// A byte the fast path does not read: backslash, and non-ASCII when the encoding is unknown.
-const GIVE_UP: u8 = 13;
+const SEMI: u8 = 5;
+const OPEN: u8 = 6;
+const DASH: u8 = 7;
+const SLASH: u8 = 8;
+
+/// Flags of the body loop: a byte that may change the structure (or that the fast path does
+/// not read), and the first letters of the words it looks for.
+const STRUCTURE: u8 = 1;
+const LETTER_I: u8 = 2;
+const LETTER_P: u8 = 4;
 
 /// The lookup tables of one encoding mode; `non_ascii`: bytes >= 0x80 are identifier bytes
 /// and literal content (a known ASCII-safe encoding) rather than a reason to give up.
 struct Tables {
-    /// The main loop's byte kinds.
+    /// Byte kinds for the head of a statement.
     kind: [u8; 256],
     /// scan.l's `ident_cont`: letters, digits, `_`, `$` (and bytes >= 0x80 when read).
     cont: [bool; 256],
+    /// Body loop flags.
+    flags: [u8; 256],
     /// Bytes that stop the scan of a string body, a quoted identifier, a line comment and a
     /// block comment: their delimiters, a backslash, and non-ASCII bytes unless read.
     quote: [bool; 256],
@@ -57,11 +71,8 @@ struct Tables {
 }
 
 const fn kind_of(c: u8, non_ascii: bool) -> u8 {
-    if c.is_ascii_alphabetic() || c == b'_' {
+    if c.is_ascii_alphabetic() || c == b'_' || (c >= 0x80 && non_ascii) {
         return WORD;
-    }
-    if c >= 0x80 {
-        return if non_ascii { WORD } else { GIVE_UP };
     }
     if c.is_ascii_digit() {
         return DIGIT;
@@ -70,16 +81,21 @@ const fn kind_of(c: u8, non_ascii: bool) -> u8 {
         b'$' => DOLLAR,
         // The lexer's `SPACE` class (scan.l's `space`, \v included).
         b' ' | b'\t' | b'\n' | b'\r' | 0x0b | 0x0c => SPACE,
-        b'\'' => QUOTE,
-        b'"' => DQUOTE,
         b';' => SEMI,
         b'(' | b'[' => OPEN,
-        b')' | b']' => CLOSE,
         b'-' => DASH,
         b'/' => SLASH,
-        b'.' => DOT,
-        b'\\' => GIVE_UP,
         _ => OTHER,
+    }
+}
+
+const fn flags_of(c: u8, non_ascii: bool) -> u8 {
+    match c {
+        b'\'' | b'"' | b';' | b'(' | b')' | b'[' | b']' | b'-' | b'/' | b'$' | b'\\' => STRUCTURE,
+        b'i' | b'I' => LETTER_I,
+        b'p' | b'P' => LETTER_P,
+        0x80.. if !non_ascii => STRUCTURE,
+        _ => 0,
     }
 }
 
@@ -104,15 +120,18 @@ const fn stops(delims: &[u8], non_ascii: bool) -> [bool; 256] {
 const fn tables(non_ascii: bool) -> Tables {
     let mut kind = [OTHER; 256];
     let mut cont = [false; 256];
+    let mut flags = [0; 256];
     let mut b = 0;
     while b < 256 {
         kind[b] = kind_of(b as u8, non_ascii);
         cont[b] = matches!(kind[b], WORD | DIGIT | DOLLAR);
+        flags[b] = flags_of(b as u8, non_ascii);
         b += 1;
     }
     Tables {
         kind,
         cont,
+        flags,
         quote: stops(b"'", non_ascii),
         dquote: stops(b"\"", non_ascii),
         line: stops(b"\n\r", non_ascii),
@@ -145,32 +164,6 @@ const fn key(w: &[u8]) -> u64 {
         }
         x
     }
-}
-
-/// `word` (1 to 8 bytes) is the lower-case keyword `kw` ignoring ASCII case.
-#[inline(always)]
-fn is(word: &[u8], kw: &'static [u8]) -> bool {
-    word.len() == kw.len() && key(word) == key(kw)
-}
-
-/// Where the statement being read stands.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Head {
-    /// No token yet.
-    Start,
-    /// Only `(`/`[` so far: the first word must open a query.
-    Paren,
-    /// `START`: the next token must be `TRANSACTION`.
-    StartTx,
-    /// A SELECT/WITH/VALUES/TABLE, the previous word not INSERT or MERGE: a word `INTO`
-    /// makes it `SELECT … INTO newtable`.
-    Query,
-    /// A query right after the word INSERT or MERGE: `INTO` is harmless here.
-    QueryAfterInsert,
-    /// A COPY: `PROGRAM` may make it run a command (the full path decides).
-    Copy,
-    /// The class is DML/transaction/set whatever follows.
-    Plain,
 }
 
 /// [`keyword`], with the usual first words of a statement compared directly instead of
@@ -211,14 +204,26 @@ fn head_keyword(word: &[u8]) -> Keyword {
     }
 }
 
+/// What the rest of a statement is read for, once its first word is known.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Body {
+    /// A SELECT/WITH/VALUES/TABLE: the word `INTO` may make it `SELECT … INTO newtable`.
+    Query,
+    /// A COPY: the word `PROGRAM` may make it run a command.
+    Copy,
+    /// `START`: the next token must be the word `TRANSACTION`.
+    StartTx,
+    /// DML, transaction control or a setting whatever follows.
+    Plain,
+}
+
 /// What the first word of a statement makes of it (`paren`: after leading brackets, where
 /// only a query may follow). `None`: not known to be harmless.
 #[inline]
-fn first_word(word: &[u8], paren: bool) -> Option<Head> {
+fn first_word(word: &[u8], paren: bool) -> Option<Body> {
     use Keyword as K;
-    let kw = head_keyword(word);
-    match kw {
-        K::Select | K::With | K::Values | K::Table => Some(Head::Query),
+    match head_keyword(word) {
+        K::Select | K::With | K::Values | K::Table => Some(Body::Query),
         _ if paren => None,
         K::Insert
         | K::Update
@@ -233,68 +238,16 @@ fn first_word(word: &[u8], paren: bool) -> Option<Head> {
         | K::Deallocate
         | K::Listen
         | K::Notify
-        | K::Unlisten => Some(Head::Plain),
+        | K::Unlisten => Some(Body::Plain),
         // Transaction control whatever follows (the lexer's `tx_kind` on the first word).
         K::Begin | K::Commit | K::End | K::Rollback | K::Abort | K::Savepoint | K::Release => {
-            Some(Head::Plain)
+            Some(Body::Plain)
         }
-        K::Start => Some(Head::StartTx),
+        K::Start => Some(Body::StartTx),
         // Always class Set without leading brackets.
-        K::Set | K::Reset | K::Discard => Some(Head::Plain),
-        K::Copy => Some(Head::Copy),
+        K::Set | K::Reset | K::Discard => Some(Body::Plain),
+        K::Copy => Some(Body::Copy),
         _ => None,
-    }
-}
-
-impl Head {
-    /// A word token.
-    #[inline(always)]
-    fn word(self, word: &[u8]) -> Option<Head> {
-        match self {
-            Head::Plain => Some(self),
-            Head::Query | Head::QueryAfterInsert => Some(match word.len() {
-                4 if is(word, b"into") => {
-                    if self == Head::Query {
-                        return None;
-                    }
-                    Head::Query
-                }
-                5 if is(word, b"merge") => Head::QueryAfterInsert,
-                6 if is(word, b"insert") => Head::QueryAfterInsert,
-                _ => Head::Query,
-            }),
-            Head::Copy => (!is(word, b"program")).then_some(self),
-            Head::Start => first_word(word, false),
-            Head::Paren => first_word(word, true),
-            // `transaction` is 11 bytes: longer than a key.
-            Head::StartTx => (keyword(word) == Keyword::Transaction).then_some(Head::Plain),
-        }
-    }
-
-    /// Any token but a word or `(`/`[`: nothing before the first word may be one.
-    #[inline(always)]
-    fn other(self) -> Option<Head> {
-        match self {
-            Head::Start | Head::Paren | Head::StartTx => None,
-            _ => Some(self),
-        }
-    }
-
-    /// A `(` or `[`.
-    #[inline(always)]
-    fn open(self) -> Option<Head> {
-        match self {
-            Head::Start | Head::Paren => Some(Head::Paren),
-            _ => self.other(),
-        }
-    }
-
-    /// The statement ended (`;` at depth 0 or the end of the text): is it surely harmless?
-    /// Only a statement still waiting for its first word after `(` or for `TRANSACTION` after
-    /// `START` is not; `Start` is an empty statement.
-    #[inline(always)]
-    fn ends_well(self) -> bool {
-        !matches!(self, Head::Paren | Head::StartTx)
     }
 }
 
@@ -305,147 +258,167 @@ pub(super) fn surely_plain(bytes: &[u8], non_ascii_ok: bool) -> bool {
     scan(bytes, if non_ascii_ok { &NON_ASCII } else { &ASCII }).is_some()
 }
 
-/// The end of the identifier whose bytes continue at `i`: four bytes a step while it can.
+/// The end of the identifier whose bytes continue at `i`.
 #[inline(always)]
 fn word_end(bytes: &[u8], mut i: usize, cont: &[bool; 256]) -> usize {
-    while let Some(q) = bytes.get(i..i + 4) {
-        let c = |k: usize| cont[usize::from(q[k])];
-        if !(c(0) & c(1) & c(2) & c(3)) {
-            break;
-        }
-        i += 4;
-    }
     while bytes.get(i).is_some_and(|&b| cont[usize::from(b)]) {
         i += 1;
     }
     i
 }
 
-/// The loop of [`surely_plain`]; `None` = give up. Mirrors `lexer::scan_statement` dispatch
-/// by dispatch, with the same token boundaries for words, numbers and parameters.
-fn scan(bytes: &[u8], t: &Tables) -> Option<()> {
-    let n = bytes.len();
-    let mut head = Head::Start;
-    let mut depth: u32 = 0;
-    let mut i = 0;
+/// The next byte from `i` whose flags meet `mask`, or the end: four bytes a step while it can.
+#[inline(always)]
+fn skip(bytes: &[u8], mut i: usize, flags: &[u8; 256], mask: u8) -> usize {
+    while let Some(q) = bytes.get(i..i + 4) {
+        let f = |k: usize| flags[usize::from(q[k])];
+        if (f(0) | f(1) | f(2) | f(3)) & mask != 0 {
+            break;
+        }
+        i += 4;
+    }
+    while bytes
+        .get(i)
+        .is_some_and(|&b| flags[usize::from(b)] & mask == 0)
+    {
+        i += 1;
+    }
+    i
+}
+
+/// Whether the splitter may read a word `kw` (lower case) starting at `p`: the bytes are `kw`
+/// ignoring case, the next one does not continue an identifier, and the previous one is not
+/// a letter, `_` or read non-ASCII byte (no token but a word ends in one, and a word would
+/// have taken these bytes in). A digit or `$` before it counts as a possible start.
+#[inline]
+fn may_be_word(bytes: &[u8], p: usize, kw: &[u8], t: &Tables) -> bool {
+    let before = p.checked_sub(1).map(|k| bytes[k]);
+    !before.is_some_and(|b| t.kind[usize::from(b)] == WORD)
+        && bytes
+            .get(p..p + kw.len())
+            .is_some_and(|w| w.eq_ignore_ascii_case(kw))
+        && !bytes
+            .get(p + kw.len())
+            .is_some_and(|&b| t.cont[usize::from(b)])
+}
+
+/// Skips whitespace and comments from `i`; `None` for an unterminated comment or a byte the
+/// mode does not read inside one.
+#[inline]
+fn skip_blank(bytes: &[u8], mut i: usize, t: &Tables) -> Option<usize> {
     while let Some(&b) = bytes.get(i) {
         match t.kind[usize::from(b)] {
             SPACE => i += 1,
-            WORD => {
-                let s = i;
-                i = word_end(bytes, i + 1, &t.cont);
-                // A one-letter word before `'` or `&` may be a prefix (`E'`, `B'`, `X'`,
-                // `U&'`, `U&"`): a literal, not a word.
-                if i == s + 1 && matches!(bytes.get(i), Some(b'\'' | b'&')) {
-                    return None;
-                }
-                head = head.word(&bytes[s..i])?;
-            }
-            DIGIT => {
-                i = number(bytes, i);
-                head = head.other()?;
-            }
-            DOT => {
-                if bytes.get(i + 1).is_some_and(u8::is_ascii_digit) {
-                    i = number(bytes, i);
-                } else {
-                    i += 1;
-                }
-                head = head.other()?;
-            }
-            SEMI => {
-                if depth == 0 {
-                    if !head.ends_well() {
-                        return None;
-                    }
-                    head = Head::Start;
-                } else {
-                    head = head.other()?;
-                }
-                i += 1;
-            }
-            OPEN => {
-                depth = depth.saturating_add(1);
-                head = head.open()?;
-                i += 1;
-            }
-            CLOSE => {
-                depth = depth.saturating_sub(1);
-                head = head.other()?;
-                i += 1;
-            }
-            QUOTE => {
-                i = string(bytes, i + 1, &t.quote)?;
-                head = head.other()?;
-            }
-            DQUOTE => {
-                i = quoted_ident(bytes, i + 1, &t.dquote)?;
-                head = head.other()?;
-            }
-            DOLLAR => match bytes.get(i + 1) {
-                Some(c) if c.is_ascii_digit() => {
-                    // A parameter `$1`.
-                    i += 1;
-                    while i < n && bytes[i].is_ascii_digit() {
-                        i += 1;
-                    }
-                    head = head.other()?;
-                }
-                // `$$` or `$tag`: a dollar quote, or the server's dolqfailed.
-                Some(&c) if c == b'$' || t.kind[usize::from(c)] == WORD || c >= 0x80 => {
-                    return None
-                }
-                _ => {
-                    head = head.other()?;
-                    i += 1;
-                }
-            },
-            DASH if bytes.get(i + 1) == Some(&b'-') => {
-                i = line_comment(bytes, i + 2, &t.line)?;
-            }
-            SLASH if bytes.get(i + 1) == Some(&b'*') => {
-                i = block_comment(bytes, i + 2, &t.block)?;
-            }
-            GIVE_UP => return None,
-            // Any other byte (an operator byte included) is a one-byte token.
-            _ => {
-                head = head.other()?;
-                i += 1;
-            }
+            DASH if bytes.get(i + 1) == Some(&b'-') => i = line_comment(bytes, i + 2, &t.line)?,
+            SLASH if bytes.get(i + 1) == Some(&b'*') => i = block_comment(bytes, i + 2, &t.block)?,
+            _ => break,
         }
     }
-    head.ends_well().then_some(())
+    Some(i)
 }
 
-/// `lexer::Stmt::number`: digits, an optional fraction (not `..`), an optional exponent; never
-/// a letter. Starts at a digit or at a `.` followed by one. Returns the end.
-#[inline]
-fn number(bytes: &[u8], i: usize) -> usize {
-    let n = bytes.len();
-    let digit = |k: usize| k < n && bytes[k].is_ascii_digit();
-    let mut k = i;
-    while digit(k) {
-        k += 1;
-    }
-    if k < n && bytes[k] == b'.' && bytes.get(k + 1) != Some(&b'.') {
-        k += 1;
-        while digit(k) {
-            k += 1;
-        }
-    }
-    if k < n && (bytes[k] | 0x20) == b'e' {
-        let mut e = k + 1;
-        if e < n && (bytes[e] == b'+' || bytes[e] == b'-') {
-            e += 1;
-        }
-        if digit(e) {
-            k = e;
-            while digit(k) {
-                k += 1;
+/// The loop of [`surely_plain`]; `None` = give up.
+fn scan(bytes: &[u8], t: &Tables) -> Option<()> {
+    let mut i = 0;
+    'statement: loop {
+        // The head: whitespace, comments, empty statements and (for a query) leading
+        // brackets, up to the first word.
+        let mut depth: u32 = 0;
+        let body = loop {
+            i = skip_blank(bytes, i, t)?;
+            let Some(&b) = bytes.get(i) else {
+                // The end of the text: an empty statement is fine, `(` alone is not.
+                return (depth == 0).then_some(());
+            };
+            match t.kind[usize::from(b)] {
+                SEMI if depth == 0 => i += 1,
+                OPEN => {
+                    depth = depth.saturating_add(1);
+                    i += 1;
+                }
+                WORD => {
+                    let s = i;
+                    i = word_end(bytes, i + 1, &t.cont);
+                    break first_word(&bytes[s..i], depth > 0)?;
+                }
+                _ => return None,
+            }
+        };
+        let body = if body == Body::StartTx {
+            // The lexer's `tx_kind`: START is a transaction start only before TRANSACTION.
+            i = skip_blank(bytes, i, t)?;
+            let s = i;
+            if t.kind[usize::from(*bytes.get(i)?)] != WORD {
+                return None;
+            }
+            i = word_end(bytes, i + 1, &t.cont);
+            if keyword(&bytes[s..i]) != Keyword::Transaction {
+                return None;
+            }
+            Body::Plain
+        } else {
+            body
+        };
+        let mask = match body {
+            Body::Query => STRUCTURE | LETTER_I,
+            Body::Copy => STRUCTURE | LETTER_P,
+            Body::StartTx | Body::Plain => STRUCTURE,
+        };
+        // The body: only what can end the statement or change its class.
+        loop {
+            i = skip(bytes, i, &t.flags, mask);
+            let Some(&b) = bytes.get(i) else {
+                return Some(());
+            };
+            match b {
+                b'\'' => i = string(bytes, i + 1, &t.quote)?,
+                b'"' => i = quoted_ident(bytes, i + 1, &t.dquote)?,
+                b';' => {
+                    i += 1;
+                    if depth == 0 {
+                        continue 'statement;
+                    }
+                }
+                b'(' | b'[' => {
+                    depth = depth.saturating_add(1);
+                    i += 1;
+                }
+                b')' | b']' => {
+                    depth = depth.saturating_sub(1);
+                    i += 1;
+                }
+                b'-' if bytes.get(i + 1) == Some(&b'-') => {
+                    i = line_comment(bytes, i + 2, &t.line)?;
+                }
+                b'/' if bytes.get(i + 1) == Some(&b'*') => {
+                    i = block_comment(bytes, i + 2, &t.block)?;
+                }
+                b'-' | b'/' => i += 1,
+                b'$' => match bytes.get(i + 1) {
+                    // `$$`, `$tag$`, or the dolqfailed `$` before a word: not read here (a `$`
+                    // inside a word lands here too, and is left to the splitter as well).
+                    Some(&c) if c == b'$' || t.kind[usize::from(c)] == WORD || c >= 0x80 => {
+                        return None
+                    }
+                    _ => i += 1,
+                },
+                b'i' | b'I' => {
+                    if may_be_word(bytes, i, b"into", t) {
+                        return None;
+                    }
+                    i += 1;
+                }
+                b'p' | b'P' => {
+                    if may_be_word(bytes, i, b"program", t) {
+                        return None;
+                    }
+                    i += 1;
+                }
+                // A backslash, or a byte >= 0x80 the mode does not read.
+                _ => return None,
             }
         }
     }
-    k
 }
 
 /// A standard string body from `i` (after the opening `'`): returns the end after the closing
@@ -1034,8 +1007,11 @@ mod tests {
         #[test]
         fn keys_compare_like_the_lexer(word in identish()) {
             prop_assert_eq!(head_keyword(&word), keyword(&word));
-            for kw in [&b"into"[..], b"merge", b"insert", b"program"] {
-                prop_assert_eq!(is(&word, kw), word.eq_ignore_ascii_case(kw));
+            for kw in [&b"into"[..], b"select", b"begin", b"set", b"deallocate"] {
+                prop_assert_eq!(
+                    word.len() == kw.len() && key(&word) == key(kw),
+                    word.eq_ignore_ascii_case(kw)
+                );
             }
         }
     }
@@ -1100,11 +1076,13 @@ mod tests {
             "((VALUES (1)))",
             "TABLE t",
             "WITH x AS (SELECT 1) SELECT * FROM x",
-            "WITH x AS (INSERT INTO t VALUES (1) RETURNING *) SELECT * FROM x",
-            "WITH s AS (SELECT 1) MERGE INTO t USING s ON true WHEN MATCHED THEN DO NOTHING",
             "SELECT 'a;' ; SELECT \"b;\" /* ; */ -- ;\n",
+            // A prefix without a backslash ends where a plain string would.
+            "SELECT E'x', U&'d', U&\"i\", B'1', X'f' FROM t",
+            "INSERT INTO t VALUES ($1, 'into', \"into\") RETURNING id",
+            "UPDATE t SET a = 1 WHERE b IN (SELECT 1) -- into\n",
             "SELECT 'it''s' AS \"x\"\"y\"",
-            "SELECT 1.5e-3, .5, 1..2, 0x1F, $1::int, a$b",
+            "SELECT 1.5e-3, .5, 1..2, 0x1F, $1::int, a_b1",
             "SELECT \"into\" FROM t",
             "SELECT intox FROM t",
             "SELECT 1 /* /* nested */ into */",
@@ -1200,7 +1178,10 @@ mod tests {
         // Everything unusual is left to the splitter, whatever its verdict.
         for sql in [
             "SELECT 'a\\b'",
-            "SELECT E'x'",
+            "WITH x AS (INSERT INTO t VALUES (1) RETURNING *) SELECT * FROM x",
+            "WITH s AS (SELECT 1) MERGE INTO t USING s ON true WHEN MATCHED THEN DO NOTHING",
+            "SELECT 1into",
+            "SELECT a$b",
             "SELECT $$x$$",
             "SELECT 'a'\n'b'",
             "SELECT 'abc",
