@@ -922,6 +922,61 @@ mod tests {
             })
     }
 
+    /// A delimited group (string, quoted identifier, comment, dollar quote, brackets) whose
+    /// content holds lone delimiters of other kinds, then something that needs attention
+    /// unless the group hides it, then more lone delimiters: exactly the texts where reading
+    /// one delimiter wrong shows or hides a DROP, an INTO or a PROGRAM.
+    fn hiders() -> impl Strategy<Value = Vec<u8>> {
+        const HEADS: &[&str] = &[
+            "SELECT ",
+            "SELECT 1 ",
+            "(SELECT ",
+            "WITH x AS (SELECT ",
+            "INSERT INTO t VALUES (",
+            "UPDATE t SET a = ",
+            "COPY t ",
+            "BEGIN ",
+            "SET a = ",
+        ];
+        const GROUPS: &[(&str, &str)] = &[
+            ("'", "'"),
+            ("\"", "\""),
+            ("--", "\n"),
+            ("/*", "*/"),
+            ("$x$", "$x$"),
+            ("$$", "$$"),
+            ("(", ")"),
+            ("[", "]"),
+            ("E'", "'"),
+            ("U&'", "'"),
+            ("", ""),
+        ];
+        const LONE: &[&str] = &[
+            "'", "\"", "--", "/*", "*/", "$x$", "$$", "(", ")", "[", "]", ";", "\n", "\\", "x",
+            " ", "UPDATE x", "é",
+        ];
+        const MIDDLE: &[&str] = &[
+            "; DROP TABLE t",
+            " INTO t",
+            " TO PROGRAM 'x'",
+            "; UPDATE x INTO t",
+            ";",
+        ];
+        let lone = || prop::collection::vec(prop::sample::select(LONE), 0..4);
+        (
+            prop::sample::select(HEADS),
+            prop::sample::select(GROUPS),
+            lone(),
+            prop::sample::select(MIDDLE),
+            lone(),
+        )
+            .prop_map(|(head, (open, close), inner, middle, tail)| {
+                let mut text = format!("{head}{open}{}{close}{middle}", inner.concat());
+                text.push_str(&tail.concat());
+                text.into_bytes()
+            })
+    }
+
     /// Bounds small enough to flag statements TooLong/TooDeep: they must not change a class.
     fn bases() -> impl Strategy<Value = LexOptions> {
         prop_oneof![
@@ -970,6 +1025,11 @@ mod tests {
         #[test]
         fn agrees_with_the_splitter_on_dense_decisions(data in dense(), base in bases()) {
             check(&data, &base)?;
+        }
+
+        #[test]
+        fn agrees_with_the_splitter_where_delimiters_hide_things(data in hiders()) {
+            check(&data, &LexOptions::default())?;
         }
     }
 
@@ -1034,6 +1094,7 @@ mod tests {
             ("sqlish", sqlish().boxed()),
             ("near_dml", near_dml().boxed()),
             ("dense", dense().boxed()),
+            ("hiders", hiders().boxed()),
         ] {
             let mut runner = TestRunner::deterministic();
             let (mut fast_yes, mut flagged) = (0, 0);
