@@ -292,14 +292,14 @@ fn skip(bytes: &[u8], mut i: usize, flags: &[u8; 256], mask: u8) -> usize {
 /// have taken these bytes in). A digit or `$` before it counts as a possible start.
 #[inline]
 fn may_be_word(bytes: &[u8], p: usize, kw: &[u8], t: &Tables) -> bool {
-    let before = p.checked_sub(1).map(|k| bytes[k]);
-    !before.is_some_and(|b| t.kind[usize::from(b)] == WORD)
+    let before = p.checked_sub(1).and_then(|k| bytes.get(k));
+    before.is_none_or(|&b| t.kind[usize::from(b)] != WORD)
         && bytes
             .get(p..p + kw.len())
             .is_some_and(|w| w.eq_ignore_ascii_case(kw))
-        && !bytes
+        && bytes
             .get(p + kw.len())
-            .is_some_and(|&b| t.cont[usize::from(b)])
+            .is_none_or(|&b| !t.cont[usize::from(b)])
 }
 
 /// Skips whitespace and comments from `i`; `None` for an unterminated comment or a byte the
