@@ -1194,7 +1194,7 @@ const fn keyword_slot(x: u128) -> usize {
 
 /// Looks a word up case-insensitively without allocating.
 #[inline]
-fn keyword(word: &[u8]) -> Keyword {
+pub(super) fn keyword(word: &[u8]) -> Keyword {
     if word.len() < 2 || word.len() > KEYWORD_MAX {
         return Keyword::Other;
     }
@@ -1630,7 +1630,7 @@ fn scan_string(bytes: &[u8], mut i: usize, backslash: bool) -> Option<usize> {
 /// scan.l's `quotecontinue`: after a closing quote, whitespace containing a newline (with `--`
 /// comments allowed) and then a quote continue the same literal. Returns the index of that
 /// quote.
-fn quote_continuation(bytes: &[u8], mut i: usize) -> Option<usize> {
+pub(super) fn quote_continuation(bytes: &[u8], mut i: usize) -> Option<usize> {
     let n = bytes.len();
     let mut newline = false;
     while i < n {

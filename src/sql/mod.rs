@@ -11,6 +11,7 @@ pub mod identity;
 pub mod lexer;
 pub mod locks;
 pub mod parse;
+mod prefilter;
 pub mod server_lex;
 pub(crate) mod tokens;
 pub mod txcontrol;

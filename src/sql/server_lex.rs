@@ -140,6 +140,22 @@ fn needs_attention_of(
     settings: &LexSettings,
     base: &LexOptions,
 ) -> bool {
+    // Plain DML, transaction control and SET are most of what arrives: a verdict-only scan
+    // proves most of them harmless at a fraction of the splitter's cost. It only ever says
+    // "no attention"; whatever it does not read itself goes to the splitter below.
+    if super::prefilter::surely_plain(bytes, settings.encoding == Some(Family::AsciiSafe)) {
+        return false;
+    }
+    full_verdict(bytes, decoded, settings, base)
+}
+
+/// The splitter's verdict over every reading: what [`super::prefilter`] must agree with.
+pub(super) fn full_verdict(
+    bytes: &[u8],
+    decoded: Option<(Family, &str)>,
+    settings: &LexSettings,
+    base: &LexOptions,
+) -> bool {
     let (readings, n) = settings.readings(bytes);
     readings[..n].iter().any(|r| {
         let text = match decoded {
