@@ -25,17 +25,6 @@ fn database(tag: &str) -> String {
     db
 }
 
-fn records(path: &Path) -> Vec<Value> {
-    let text = std::fs::read_to_string(path).expect("read audit log");
-    text.lines()
-        .enumerate()
-        .map(|(i, l)| {
-            serde_json::from_str(l)
-                .unwrap_or_else(|e| panic!("audit line {} is not a JSON object ({e}): {l}", i + 1))
-        })
-        .collect()
-}
-
 fn proxy_with_audit(path: &Path, extra: &str) -> ProxyProcess {
     ProxyProcess::start(
         &Cluster::shared().addr(),
@@ -68,7 +57,7 @@ fn audited_alembic_run(driver: &str) {
     let failing = alembic(project(Some("u_failing"), None).path(), &conn, driver);
     failing.assert_failure();
 
-    let recs = records(&log);
+    let recs = audit_records(&log);
     let of = |t: &'static str| recs.iter().filter(move |r| r["type"] == t);
     // Every DDL the upgrade sent appears once: same text, one statement record each.
     let texts: Vec<&str> = of("statement").filter_map(|r| r["text"].as_str()).collect();
@@ -243,7 +232,7 @@ fn kill_dash_nine_mid_run_leaves_a_valid_log() {
     // Answers in flight when the socket was reset may never reach the client, so it can
     // have seen fewer than the log holds, never more.
     assert!(acknowledged >= 1, "client saw no result before the kill");
-    let recs = records(&log);
+    let recs = audit_records(&log);
     let outcomes = recs
         .iter()
         .filter(|r| r["type"] == "outcome" && r["outcome"]["tag"] == "CREATE TABLE")

@@ -9,10 +9,8 @@ mod common;
 
 use std::io::Write;
 use std::net::SocketAddr;
-use std::path::Path;
 
 use common::*;
-use serde_json::Value;
 
 /// The session: (Query text, expected ReadyForQuery status).
 const SESSION: &[(&str, u8)] = &[
@@ -69,14 +67,6 @@ fn run(addr: SocketAddr, db: &str) -> Vec<Vec<(u8, Vec<u8>)>> {
     out
 }
 
-fn records(path: &Path) -> Vec<Value> {
-    std::fs::read_to_string(path)
-        .expect("read audit log")
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
-        .collect()
-}
-
 #[test]
 fn answers_held_for_the_audit_turn_arrive_whole_and_in_order() {
     let c = Cluster::shared();
@@ -115,7 +105,7 @@ fn answers_held_for_the_audit_turn_arrive_whole_and_in_order() {
     drop(proxy);
     // Every DDL statement that ran has its statement and outcome records, and the committed
     // one a fate.
-    let recs = records(&log);
+    let recs = audit_records(&log);
     for text in [
         "CREATE TABLE hold_a (id int PRIMARY KEY, note text)",
         "ALTER TABLE hold_a ADD COLUMN flag boolean DEFAULT false NOT NULL",

@@ -13,14 +13,6 @@ use std::time::Duration;
 use common::*;
 use serde_json::Value;
 
-fn records(path: &Path) -> Vec<Value> {
-    std::fs::read_to_string(path)
-        .expect("read audit log")
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
-        .collect()
-}
-
 /// `(statement seq, outcome present)` of the statement record whose text is `text`.
 fn recorded(recs: &[Value], text: &str) -> (bool, bool) {
     let Some(s) = recs
@@ -104,7 +96,7 @@ async fn a_transaction_of_ddl_costs_two_fsyncs_however_many_statements_it_holds(
     for (i, sql) in HISTORY.iter().enumerate() {
         q(&client, sql).await;
         // Written before it was forwarded, and its outcome before the client saw it...
-        let recs = records(&log);
+        let recs = audit_records(&log);
         assert_eq!(recorded(&recs, sql), (true, true), "{sql}");
         // ... and nothing waited for an fsync.
         assert_eq!(fsyncs(admin), before, "after statement {i}: {sql}");
@@ -120,7 +112,7 @@ async fn a_transaction_of_ddl_costs_two_fsyncs_however_many_statements_it_holds(
         before + 2,
         "fsyncs for the whole transaction"
     );
-    let recs = records(&log);
+    let recs = audit_records(&log);
     for sql in HISTORY {
         assert_eq!(fate_of(&recs, sql).as_deref(), Some("committed"), "{sql}");
     }
@@ -144,7 +136,7 @@ async fn a_transaction_of_ddl_costs_two_fsyncs_however_many_statements_it_holds(
     assert_eq!(fsyncs(admin), before);
     client.execute("COMMIT", &[]).await.unwrap();
     assert_eq!(fsyncs(admin), before + 2);
-    let recs = records(&log);
+    let recs = audit_records(&log);
     assert_eq!(
         fate_of(&recs, "CREATE TABLE gc_ext (id int)").as_deref(),
         Some("committed")
@@ -160,7 +152,7 @@ async fn a_transaction_of_ddl_costs_two_fsyncs_however_many_statements_it_holds(
     )
     .await;
     assert!(fsyncs(admin) >= before + 2);
-    let recs = records(&log);
+    let recs = audit_records(&log);
     assert_eq!(
         fate_of(&recs, "CREATE TABLE gc_m1 (id int)").as_deref(),
         Some("committed")
@@ -176,7 +168,7 @@ async fn a_transaction_of_ddl_costs_two_fsyncs_however_many_statements_it_holds(
     q(&client, "CREATE TABLE gc_rb (id int)").await;
     assert_eq!(fsyncs(admin), before);
     q(&client, "ROLLBACK").await;
-    let recs = records(&log);
+    let recs = audit_records(&log);
     assert_eq!(
         fate_of(&recs, "CREATE TABLE gc_rb (id int)").as_deref(),
         Some("rolled_back")
@@ -244,7 +236,7 @@ async fn the_fsync_happens_before_the_server_can_commit_and_kill_9_keeps_every_r
         .unwrap();
     assert!(kill.success());
     p.wait_exit(Duration::from_secs(30));
-    let recs = records(&log);
+    let recs = audit_records(&log);
     for sql in HISTORY {
         assert_eq!(recorded(&recs, sql), (true, true), "{sql} after kill -9");
     }
@@ -315,7 +307,7 @@ async fn a_written_record_survives_kill_9_while_its_statement_runs() {
         .unwrap();
     assert!(kill.success());
     p.wait_exit(Duration::from_secs(30));
-    let recs = records(&log);
+    let recs = audit_records(&log);
     assert_eq!(
         recorded(&recs, "CREATE TABLE gc_fresh (id int)"),
         (true, true)

@@ -10,14 +10,6 @@ use common::alembic::{alembic, project};
 use common::*;
 use serde_json::Value;
 
-fn records(path: &Path) -> Vec<Value> {
-    std::fs::read_to_string(path)
-        .expect("read audit log")
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
-        .collect()
-}
-
 /// The audit log of one proxy, read back.
 struct Trail {
     recs: Vec<Value>,
@@ -26,7 +18,7 @@ struct Trail {
 impl Trail {
     fn read(path: &Path) -> Trail {
         Trail {
-            recs: records(path),
+            recs: audit_records(path),
         }
     }
 

@@ -1425,3 +1425,16 @@ pub fn query_message(sql: &str) -> Vec<u8> {
     m.push(0);
     m
 }
+
+/// The records of a JSON-lines audit log, in file order; a line that is not JSON fails the
+/// test, naming the line.
+pub fn audit_records(path: &Path) -> Vec<serde_json::Value> {
+    let text = std::fs::read_to_string(path).expect("read audit log");
+    text.lines()
+        .enumerate()
+        .map(|(i, l)| {
+            serde_json::from_str(l)
+                .unwrap_or_else(|e| panic!("audit line {} is not a JSON object ({e}): {l}", i + 1))
+        })
+        .collect()
+}
