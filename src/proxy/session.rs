@@ -2,10 +2,11 @@
 //! directions with the few observations the upper layers need.
 //!
 //! # Shape
-//! The session task drives two futures with `select!`: client→server and server→client. Each
-//! reads into its own `BytesMut`, walks the frame headers of what it got, decodes only the
-//! message types it must (client `Q`/`P`/`C`; server `Z`/`S`/`K`/`R`), and writes the complete
-//! frames as one slice with one write. A frame that is not decoded is streamed through as it
+//! The session task drives two futures, client→server and server→client, each polled only
+//! when its own waker fired (`proxy::wake::first_of`). Each reads into its own `BytesMut`,
+//! walks the frame headers of what it got, decodes only the message types it must (client
+//! `Q`/`P`/`C`; server `Z`/`S`/`K`/`R`), and writes the complete frames as one slice with one
+//! write. A frame that is not decoded is streamed through as it
 //! arrives, so a 100 MB DataRow never sits whole in memory. Both futures share a small
 //! [`State`] behind a `std::sync::Mutex`, locked once per read batch and never across an await.
 //!
