@@ -43,6 +43,7 @@ pub mod reload;
 mod route;
 mod session;
 pub mod stream;
+mod timer;
 pub mod tls;
 mod upstream;
 mod wake;

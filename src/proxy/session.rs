@@ -50,10 +50,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::Poll;
 
+use super::timer::sleep_until;
 use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{oneshot, watch, Notify, OwnedSemaphorePermit};
-use tokio::time::{sleep_until, Instant};
+use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
 use super::guard::{Guard, LazyGuard, Snapshot};
@@ -453,7 +454,7 @@ async fn start(
     let mut slot = Some(client_conn);
     let mut buf = BytesMut::with_capacity(512);
 
-    let negotiated = tokio::time::timeout_at(
+    let negotiated = super::timer::timeout_at(
         startup_deadline,
         negotiate_client(shared, &mut slot, &mut buf),
     )
@@ -518,7 +519,8 @@ async fn start(
     };
     let upstream_name = &route.upstream.name;
     let connected =
-        tokio::time::timeout_at(startup_deadline, upstream::connect(shared, &route.upstream)).await;
+        super::timer::timeout_at(startup_deadline, upstream::connect(shared, &route.upstream))
+            .await;
     let mut server = match connected {
         Ok(Ok(s)) => s,
         Ok(Err(e)) => {
@@ -594,7 +596,7 @@ fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
 /// Sends pgwarden's final error to the client and closes the stream, bounded in time.
 async fn farewell(client: &mut Conn, msg: &PgError) {
     let bytes = msg.to_bytes();
-    let _ = Box::pin(tokio::time::timeout(FAREWELL_TIMEOUT, async {
+    let _ = Box::pin(super::timer::timeout(FAREWELL_TIMEOUT, async {
         client.write_all(&bytes).await?;
         client.flush().await?;
         client.shutdown().await
@@ -613,7 +615,7 @@ async fn linger(client: &mut Conn) {
     // (≈ +8-10 KiB of RSS per idle connection, bench/idle_memory.sh).
     let mut sink = vec![0u8; 16 * 1024];
     let mut left = LINGER_BYTES;
-    let _ = Box::pin(tokio::time::timeout(FAREWELL_TIMEOUT, async {
+    let _ = Box::pin(super::timer::timeout(FAREWELL_TIMEOUT, async {
         while left > 0 {
             match client.read(&mut sink).await {
                 Ok(0) | Err(_) => break,

@@ -69,7 +69,7 @@ pub(crate) async fn connect(
             )),
         }
     };
-    let r = match tokio::time::timeout(connect_timeout, work).await {
+    let r = match super::timer::timeout(connect_timeout, work).await {
         Ok(r) => r,
         Err(_) => Err(UpstreamError::Timeout(connect_timeout)),
     };
@@ -108,6 +108,6 @@ async fn cancel_on(
     // Wait (bounded) for the server to close, so the cancel is processed before we return.
     let mut sink = [0u8; 16];
     let wait = shared.live.now().config.server.connect_timeout;
-    let _ = tokio::time::timeout(wait, conn.read(&mut sink)).await;
+    let _ = super::timer::timeout(wait, conn.read(&mut sink)).await;
     Ok(())
 }

@@ -19,6 +19,10 @@
 //! worker could have taken them over. New sessions go to the
 //! thread with the fewest sessions, so long-lived load stays balanced.
 //!
+//! The runtimes have an I/O driver only: every timer a session makes is kept by
+//! [`super::timer`]'s thread, so no turn of a session thread's event loop reads the clock or
+//! walks a timer wheel.
+//!
 //! A socket is registered with the I/O driver of the runtime it was created on; an accepted
 //! connection is therefore handed over as a std socket ([`super::stream::StdConn`]) and
 //! registered again on the session's thread.
@@ -57,10 +61,13 @@ impl Drop for LoadGuard {
 impl Workers {
     /// Starts `n` (at least 1) session threads.
     pub fn start(n: usize) -> std::io::Result<Workers> {
+        // The sessions' timers live on a thread of their own (`super::timer`); a session
+        // thread has no time driver to turn on every wake-up.
+        super::timer::start()?;
         let mut threads = Vec::with_capacity(n.max(1));
         for i in 0..n.max(1) {
             let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
+                .enable_io()
                 .build()?;
             let handle = runtime.handle().clone();
             let (stop, stopped) = oneshot::channel::<()>();

@@ -243,7 +243,7 @@ async fn drive_client(
                 log_attempt(ctx, pid, &exec, d);
                 let wakeup = std::sync::Arc::clone(&registration.wakeup);
                 tokio::select! {
-                    _ = tokio::time::sleep(d) => {}
+                    _ = crate::proxy::timer::sleep(d) => {}
                     _ = wakeup.notify.notified() => {}
                 }
                 // Leaving the registry first: from here a cancel goes to the server, and one
@@ -342,7 +342,7 @@ pub(super) async fn send(
     if client {
         return rx.await.map_err(|_| gone());
     }
-    match tokio::time::timeout(LOOKUP_TIMEOUT, rx).await {
+    match crate::proxy::timer::timeout(LOOKUP_TIMEOUT, rx).await {
         Ok(r) => r.map_err(|_| gone()),
         Err(_) => Err(SessionError::ServerIo(std::io::Error::new(
             std::io::ErrorKind::TimedOut,

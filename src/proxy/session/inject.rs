@@ -96,7 +96,7 @@ async fn round_trip(
     }
     sw.write_all(bytes).await.map_err(SessionError::ServerIo)?;
     sw.flush().await.map_err(SessionError::ServerIo)?;
-    match tokio::time::timeout(LOOKUP_TIMEOUT, rx).await {
+    match crate::proxy::timer::timeout(LOOKUP_TIMEOUT, rx).await {
         Ok(Ok(result)) => Ok(Ok(result)),
         // The server→client side ended (server gone): the select! ends the session anyway.
         Ok(Err(_)) => Ok(Err("the server connection ended during the lookup".into())),
