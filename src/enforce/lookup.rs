@@ -22,11 +22,13 @@
 //! its own ([`Batch::guarded`]): when a Bind finds the statement gone, [`encode_recovery`] rolls
 //! the savepoint back, the client's transaction is as it was, and the lookup is sent again
 //! with every statement parsed anew.
-use bytes::{Bytes, BytesMut};
-use pgwire::messages::extendedquery::{Bind, Close, Execute, Parse, Sync};
+use bytes::BytesMut;
+use pgwire::messages::extendedquery::Sync;
 use pgwire::messages::Message;
 
 use crate::sql::context::{parse_duration_ms, Estimate};
+
+mod wire;
 
 /// How the audit log names the lookup among the statements pgwarden injected.
 pub const DESCRIPTION: &str =
@@ -470,50 +472,47 @@ pub fn encode(
     if guarded {
         q.query(GUARD_SQL, &[&[]])?;
     }
-    q.fixed(Fixed::Settings, &[vec![]])?;
-    let rel_params: Vec<Vec<Option<&str>>> = req
-        .relations
-        .iter()
-        .map(|r| vec![r.schema.as_deref(), Some(r.name.as_str())])
-        .collect();
-    q.fixed(Fixed::Relation, &rel_params)?;
-    let col_params: Vec<Vec<Option<&str>>> = req
-        .columns
-        .iter()
-        .map(|(r, c)| vec![r.schema.as_deref(), Some(r.name.as_str()), Some(c.as_str())])
-        .collect();
-    q.fixed(Fixed::Column, &col_params)?;
-    let fn_params: Vec<Vec<Option<&str>>> = req
-        .functions
-        .iter()
-        .map(|f| vec![Some(f.as_str())])
-        .collect();
-    q.fixed(Fixed::Function, &fn_params)?;
-    let target_params: Vec<Vec<Option<&str>>> = req
-        .targets
-        .iter()
-        .map(|r| vec![r.schema.as_deref(), Some(r.name.as_str())])
-        .collect();
-    q.fixed(Fixed::Target, &target_params)?;
-    let fk_params: Vec<Vec<Option<&str>>> = req
-        .foreign_keys
-        .iter()
-        .map(|(r, c)| vec![r.schema.as_deref(), Some(r.name.as_str()), Some(c.as_str())])
-        .collect();
-    q.fixed(Fixed::ForeignKey, &fk_params)?;
-    let routine_params: Vec<Vec<Option<&str>>> = req
-        .routines
-        .iter()
-        .map(|r| {
-            vec![
+    // Each parameter row is built as it is written: no vector per row.
+    q.fixed(Fixed::Settings, std::iter::once([]))?;
+    q.fixed(
+        Fixed::Relation,
+        req.relations
+            .iter()
+            .map(|r| [r.schema.as_deref(), Some(r.name.as_str())]),
+    )?;
+    q.fixed(
+        Fixed::Column,
+        req.columns
+            .iter()
+            .map(|(r, c)| [r.schema.as_deref(), Some(r.name.as_str()), Some(c.as_str())]),
+    )?;
+    q.fixed(
+        Fixed::Function,
+        req.functions.iter().map(|f| [Some(f.as_str())]),
+    )?;
+    q.fixed(
+        Fixed::Target,
+        req.targets
+            .iter()
+            .map(|r| [r.schema.as_deref(), Some(r.name.as_str())]),
+    )?;
+    q.fixed(
+        Fixed::ForeignKey,
+        req.foreign_keys
+            .iter()
+            .map(|(r, c)| [r.schema.as_deref(), Some(r.name.as_str()), Some(c.as_str())]),
+    )?;
+    q.fixed(
+        Fixed::Routine,
+        req.routines.iter().map(|r| {
+            [
                 r.schema.as_deref(),
                 Some(r.name.as_str()),
                 r.input.as_deref(),
                 r.all.as_deref(),
             ]
-        })
-        .collect();
-    q.fixed(Fixed::Routine, &routine_params)?;
+        }),
+    )?;
     if guarded {
         q.query(GUARD_RELEASE_SQL, &[&[]])?;
     }
@@ -590,35 +589,31 @@ struct Encoder<'a> {
 impl Encoder<'_> {
     /// A one-off statement under [`STATEMENT`], closed again.
     fn query(&mut self, sql: &str, params: &[&[Option<&str>]]) -> Result<(), LookupError> {
-        Parse::new(Some(STATEMENT.into()), sql.into(), vec![])
-            .encode(self.buf)
-            .map_err(encode_err)?;
+        wire::parse(self.buf, STATEMENT, sql).map_err(encode_err)?;
         for p in params {
             self.bind_execute(STATEMENT, p)?;
         }
-        Close::new(b'S', Some(STATEMENT.into()))
-            .encode(self.buf)
-            .map_err(encode_err)
+        wire::close(self.buf, b'S', STATEMENT).map_err(encode_err)
     }
 
     /// A fixed statement, parsed first unless it is prepared, bound once per parameter row.
-    fn fixed(&mut self, f: Fixed, params: &[Vec<Option<&str>>]) -> Result<(), LookupError> {
-        if params.is_empty() {
+    fn fixed<'a, const N: usize>(
+        &mut self,
+        f: Fixed,
+        params: impl ExactSizeIterator<Item = [Option<&'a str>; N]>,
+    ) -> Result<(), LookupError> {
+        if params.len() == 0 {
             return Ok(());
         }
         if !self.prepared.has(f) {
             // A statement of that name may be there although pgwarden does not count on it
             // (an earlier lookup failed after its Parse): a Parse over it would fail.
-            Close::new(b'S', Some(f.name().into()))
-                .encode(self.buf)
-                .map_err(encode_err)?;
-            Parse::new(Some(f.name().into()), f.sql().into(), vec![])
-                .encode(self.buf)
-                .map_err(encode_err)?;
+            wire::close(self.buf, b'S', f.name()).map_err(encode_err)?;
+            wire::parse(self.buf, f.name(), f.sql()).map_err(encode_err)?;
             self.parses.0 |= f.bit();
         }
         for p in params {
-            self.bind_execute(f.name(), p)?;
+            self.bind_execute(f.name(), &p)?;
         }
         Ok(())
     }
@@ -629,35 +624,16 @@ impl Encoder<'_> {
         statement: &str,
         params: &[Option<&str>],
     ) -> Result<(), LookupError> {
-        Bind::new(
-            Some(STATEMENT.into()),
-            Some(statement.into()),
-            vec![],
-            params
-                .iter()
-                .map(|v| v.map(|s| Bytes::copy_from_slice(s.as_bytes())))
-                .collect(),
-            vec![],
-        )
-        .encode(self.buf)
-        .map_err(encode_err)?;
-        Execute::new(Some(STATEMENT.into()), 0)
-            .encode(self.buf)
-            .map_err(encode_err)?;
-        Close::new(b'P', Some(STATEMENT.into()))
-            .encode(self.buf)
-            .map_err(encode_err)
+        wire::bind(self.buf, STATEMENT, statement, params).map_err(encode_err)?;
+        wire::execute(self.buf, STATEMENT).map_err(encode_err)?;
+        wire::close(self.buf, b'P', STATEMENT).map_err(encode_err)
     }
 
     /// Closes pgwarden's portal and one-off statement: after an error the server skipped the
     /// Closes of the failed batch.
     fn close_own(&mut self) -> Result<(), LookupError> {
-        Close::new(b'P', Some(STATEMENT.into()))
-            .encode(self.buf)
-            .map_err(encode_err)?;
-        Close::new(b'S', Some(STATEMENT.into()))
-            .encode(self.buf)
-            .map_err(encode_err)
+        wire::close(self.buf, b'P', STATEMENT).map_err(encode_err)?;
+        wire::close(self.buf, b'S', STATEMENT).map_err(encode_err)
     }
 }
 

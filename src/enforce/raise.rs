@@ -53,8 +53,33 @@ pub fn raise_with_sqlstate(rejection: &Rejection, sqlstate: &str, ascii_only: bo
 
 /// A statement excerpt for DETAIL: trimmed, whitespace runs collapsed, cut at `MAX_EXCERPT` bytes.
 pub fn excerpt(sql: &str) -> String {
-    let mut out = String::with_capacity(sql.len().min(MAX_EXCERPT + 3));
-    for word in sql.split_whitespace() {
+    if !sql.is_ascii() {
+        return excerpt_of_words(sql.len(), sql.split_whitespace());
+    }
+    // Every DDL statement is excerpted (the activity view): an ASCII text is cut into words by
+    // bytes, where `split_whitespace` decodes every character. The ASCII characters
+    // `char::is_whitespace` knows are the six below (vertical tab included, unlike
+    // `u8::is_ascii_whitespace`), so the words are the same.
+    let is_space = |b: u8| matches!(b, b' ' | b'\t' | b'\n' | 0x0b | 0x0c | b'\r');
+    let bytes = sql.as_bytes();
+    let mut i = 0;
+    let words = std::iter::from_fn(|| {
+        while i < bytes.len() && is_space(bytes[i]) {
+            i += 1;
+        }
+        let start = i;
+        while i < bytes.len() && !is_space(bytes[i]) {
+            i += 1;
+        }
+        // Cut at ASCII bytes of an ASCII text: always a character boundary.
+        (start < i).then(|| sql.get(start..i)).flatten()
+    });
+    excerpt_of_words(sql.len(), words)
+}
+
+fn excerpt_of_words<'a>(len: usize, words: impl Iterator<Item = &'a str>) -> String {
+    let mut out = String::with_capacity(len.min(MAX_EXCERPT + 3));
+    for word in words {
         if !out.is_empty() {
             out.push(' ');
         }
@@ -142,5 +167,31 @@ mod tests {
         let e = excerpt(&long);
         assert!(e.len() <= MAX_EXCERPT + 3);
         assert!(e.ends_with("..."));
+    }
+
+    #[test]
+    fn ascii_excerpt_is_the_whitespace_split_one() {
+        let by_chars = |sql: &str| excerpt_of_words(sql.len(), sql.split_whitespace());
+        let word = "ab\u{b}c\u{c}d\re\tf\ng h\u{1f}i\u{1c}j";
+        let mut texts = vec![
+            String::new(),
+            " ".into(),
+            "\u{b}\u{c}\r\n\t ".into(),
+            word.into(),
+            format!("  {word}  {word}\n"),
+            "CREATE TABLE item (\n    id INTEGER, \n    name VARCHAR(120) NOT NULL\n);\n".into(),
+        ];
+        // Around the cut: words ending just before, at and after MAX_EXCERPT.
+        for n in [MAX_EXCERPT - 2, MAX_EXCERPT - 1, MAX_EXCERPT, MAX_EXCERPT + 1] {
+            texts.push(format!("{} tail more", "x".repeat(n)));
+            texts.push(format!("ab \t {}  tail", "y".repeat(n)));
+        }
+        texts.push("word ".repeat(200));
+        for t in &texts {
+            assert!(t.is_ascii());
+            assert_eq!(excerpt(t), by_chars(t), "{t:?}");
+        }
+        // Non-ASCII texts keep the character split (U+0085 and U+3000 are whitespace).
+        assert_eq!(excerpt("a\u{85}b\u{3000}c é"), "a b c é");
     }
 }

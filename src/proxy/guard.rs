@@ -286,20 +286,25 @@ impl Guard {
         let session = self.session_id;
         let mode = self.enforcer.mode().as_str();
         let live = e.without_live_facts.as_deref().unwrap_or("used");
-        let sizes: Vec<String> = e
-            .sizes
-            .iter()
-            .map(|(t, rows, bytes)| format!("{t}: ~{rows} rows, {bytes} bytes"))
-            .collect();
-        let rules: Vec<&str> = e
-            .decision
-            .findings
-            .iter()
-            .map(|j| j.finding.rule.id())
-            .collect();
-        let statement = crate::enforce::raise::excerpt(sql);
+        // Built only for the lines that carry them (an allowed statement logs none).
+        let sizes = || -> Vec<String> {
+            e.sizes
+                .iter()
+                .map(|(t, rows, bytes)| format!("{t}: ~{rows} rows, {bytes} bytes"))
+                .collect()
+        };
+        let rules = || -> Vec<&str> {
+            e.decision
+                .findings
+                .iter()
+                .map(|j| j.finding.rule.id())
+                .collect()
+        };
+        // Most statements log nothing (allowed, no finding): excerpt them only for a line.
+        let excerpted = std::cell::OnceCell::new();
+        let statement = || excerpted.get_or_init(|| crate::enforce::raise::excerpt(sql));
         for estimate in &e.estimated {
-            info!(session, mode, statement, "{estimate}");
+            info!(session, mode, statement = statement(), "{estimate}");
         }
         for (rule, _, reason) in crate::policy::setting::allowed(&e.decision) {
             info!(
@@ -308,27 +313,31 @@ impl Guard {
                 decision = "allowed",
                 rule,
                 reason,
-                statement,
+                statement = statement(),
                 "finding accepted deliberately"
             );
         }
         match (e.intended, e.verdict) {
             (Verdict::Allow, _) => {}
             (Verdict::Reject, Verdict::Reject) => {
+                let (rules, sizes) = (rules(), sizes());
                 let message = e.rejection.as_ref().map(|r| r.message.as_str());
                 warn!(session, mode, decision = "reject", rules = ?rules, sizes = ?sizes,
-                      live_facts = live, statement, "{}", message.unwrap_or("rejected"));
+                      live_facts = live, statement = statement(), "{}", message.unwrap_or("rejected"));
             }
             (Verdict::Rewrite, Verdict::Rewrite) => {
+                let (rules, sizes) = (rules(), sizes());
                 info!(session, mode, decision = "rewrite", rules = ?rules, sizes = ?sizes,
-                      live_facts = live, statement, "statement rewritten into its safe form");
+                      live_facts = live, statement = statement(), "statement rewritten into its safe form");
             }
-            (intended, _) => {
+            (intended, _) if !e.warnings.is_empty() => {
+                let sizes = sizes();
                 for (rule, message, _) in &e.warnings {
                     warn!(session, mode, decision = "warn", would = %intended, rule = rule.id(),
-                          sizes = ?sizes, live_facts = live, statement, "{message}");
+                          sizes = ?sizes, live_facts = live, statement = statement(), "{message}");
                 }
             }
+            (_, _) => {}
         }
     }
 

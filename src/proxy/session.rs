@@ -649,6 +649,10 @@ struct ClientSide {
     /// The decision on the Query/Parse at the front of the buffer, made by the enforcer while
     /// the scan was stopped there: `Some(None)` forward, `Some(Some(text))` replace.
     decided: Option<Option<String>>,
+    /// The settings under which [`client_scan::inspect`] lexed the Query/Parse it stopped at
+    /// and found that it needs the enforcer: `decide_held` does not lex it again under the
+    /// same settings. Reset by every inspection.
+    attention_under: Option<LexSettings>,
     /// The audit record of the held statement, written; it joins the audit queue with the
     /// request that carries the statement.
     audit_record: Vec<StatementRecord>,

@@ -33,7 +33,12 @@ pub struct LiveIdentity {
 impl LiveIdentity {
     /// `Some(None)`: the server said there is no such relation; `None`: it was not asked.
     pub fn get(&self, name: &ObjectName) -> Option<Option<Resolved>> {
-        self.names.get(&name.to_string()).copied()
+        match &name.schema {
+            // An unqualified name displays as itself: no key to format (the rules ask for
+            // several names per statement).
+            None => self.names.get(name.name.as_str()).copied(),
+            Some(_) => self.names.get(&name.to_string()).copied(),
+        }
     }
 }
 
@@ -95,20 +100,40 @@ pub fn is_noop(ctx: &AnalysisContext, state: &ScriptState, f: &StatementFacts) -
 /// names count as unknown (large) for the rest of the text. A user function that changes the
 /// search_path as a hidden side effect is not seen (README: what pgwarden cannot see).
 pub fn may_change_search_path(statement: &str) -> bool {
-    const WORDS: [&[u8]; 5] = [
-        b"search_path",
-        b"set_config",
-        b"schema",
-        b"reset",
-        b"discard",
-    ];
-    let bytes = statement.as_bytes();
-    WORDS.iter().any(|w| {
-        bytes.len() >= w.len()
-            && bytes
-                .windows(w.len())
-                .any(|win| win.eq_ignore_ascii_case(w))
-    }) && !is_plain_ddl_mentioning_schema(statement)
+    mentions_search_path_word(statement.as_bytes()) && !is_plain_ddl_mentioning_schema(statement)
+}
+
+/// Does `bytes` contain, in any ASCII case, `search_path`, `set_config`, `schema`, `reset` or
+/// `discard`? Runs for every statement the proxy decides on. Every word starts with `s`, `r`
+/// or `d`, so only the positions holding one of those letters are compared: one table load
+/// per byte, where comparing every window with every word cost ~20 instructions per byte.
+fn mentions_search_path_word(bytes: &[u8]) -> bool {
+    const S_WORDS: [&[u8]; 3] = [b"search_path", b"set_config", b"schema"];
+    const R_WORDS: [&[u8]; 1] = [b"reset"];
+    const D_WORDS: [&[u8]; 1] = [b"discard"];
+    /// 1, 2, 3 for the first letter of a word (either case), 0 for every other byte.
+    static FIRST: [u8; 256] = {
+        let mut t = [0u8; 256];
+        t[b's' as usize] = 1;
+        t[b'S' as usize] = 1;
+        t[b'r' as usize] = 2;
+        t[b'R' as usize] = 2;
+        t[b'd' as usize] = 3;
+        t[b'D' as usize] = 3;
+        t
+    };
+    bytes.iter().enumerate().any(|(i, &b)| {
+        let words: &[&[u8]] = match FIRST[usize::from(b)] {
+            0 => return false,
+            1 => &S_WORDS,
+            2 => &R_WORDS,
+            _ => &D_WORDS,
+        };
+        let rest = &bytes[i..];
+        words
+            .iter()
+            .any(|w| rest.len() >= w.len() && rest[..w.len()].eq_ignore_ascii_case(w))
+    })
 }
 
 /// `CREATE SCHEMA x`, `ALTER TABLE t SET SCHEMA s`, `DROP SCHEMA`: they mention "schema" but do
@@ -140,5 +165,80 @@ mod tests {
         assert!(!may_change_search_path("ALTER TABLE t SET SCHEMA other"));
         assert!(!may_change_search_path("SELECT 1"));
         assert!(!may_change_search_path("ALTER TABLE t ADD COLUMN a int"));
+    }
+
+    /// The first version: every window of the text against every word.
+    fn mentions_by_windows(statement: &str) -> bool {
+        let bytes = statement.as_bytes();
+        [
+            &b"search_path"[..],
+            b"set_config",
+            b"schema",
+            b"reset",
+            b"discard",
+        ]
+        .iter()
+        .any(|w| {
+            bytes.len() >= w.len()
+                && bytes
+                    .windows(w.len())
+                    .any(|win| win.eq_ignore_ascii_case(w))
+        })
+    }
+
+    #[test]
+    fn word_scan_agrees_with_every_window() {
+        let texts = [
+            "",
+            "s",
+            "d",
+            "reset",
+            "RESE",
+            "xxRESETxx",
+            "DiScArD ALL",
+            "discar",
+            "select pg_catalog.SET_CONFIG('a', 'b', true)",
+            "set_confi",
+            "SEARCH_PATH",
+            "search_pat",
+            "sssschema",
+            "schem",
+            "CREATE TABLE a (b int DEFAULT 1)",
+            "ALTER TABLE t RENAME TO discarded",
+            "COMMENT ON TABLE \u{e9}schema IS 'r\u{e9}set'",
+            "r\u{e9}set d\u{c9}scard s\u{1f600}chema",
+            "SELECT 'Schéma', 'RESET'",
+            "ſchema reſet",
+        ];
+        for t in texts {
+            assert_eq!(mentions_search_path_word(t.as_bytes()), mentions_by_windows(t), "{t:?}");
+        }
+        // Every word at every position, in every case pattern of its first two letters, and cut
+        // one byte short.
+        for w in ["search_path", "set_config", "schema", "reset", "discard"] {
+            for prefix in ["", "x", "é", "sss", "rrr ddd "] {
+                for (a, b) in [(false, false), (true, false), (false, true), (true, true)] {
+                    let mut word: Vec<char> = w.chars().collect();
+                    if a {
+                        word[0] = word[0].to_ascii_uppercase();
+                    }
+                    if b {
+                        word[1] = word[1].to_ascii_uppercase();
+                    }
+                    let word: String = word.into_iter().collect();
+                    for t in [
+                        format!("{prefix}{word}"),
+                        format!("{prefix}{word} tail"),
+                        format!("{prefix}{}", &word[..word.len() - 1]),
+                    ] {
+                        assert_eq!(
+                            mentions_search_path_word(t.as_bytes()),
+                            mentions_by_windows(&t),
+                            "{t:?}"
+                        );
+                    }
+                }
+            }
+        }
     }
 }

@@ -331,15 +331,23 @@ pub(super) fn inspect(
     // characters of a non-UTF-8 encoding are shown as U+FFFD. No allocation for UTF-8.
     let text = server_text(sql, reported_family(st));
     let decided = side.decided.take();
+    side.attention_under = None;
     if decided.is_none()
         && side.guard.is_some()
-        && (server_lex::needs_attention_decoded(
-            sql,
-            reported_family(st),
-            &text,
-            &lex_settings(st, side),
-            &base_lex(),
-        ) || super::built_guard(&side.guard).is_some_and(|g| {
+        && ({
+            let settings = lex_settings(st, side);
+            let attention = server_lex::needs_attention_decoded(
+                sql,
+                reported_family(st),
+                &text,
+                &settings,
+                &base_lex(),
+            );
+            if attention {
+                side.attention_under = Some(settings);
+            }
+            attention
+        } || super::built_guard(&side.guard).is_some_and(|g| {
             g.watches_dml(
                 &text,
                 st.idle_epoch,

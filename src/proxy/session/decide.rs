@@ -62,7 +62,10 @@ pub(super) async fn decide_held(
         settings = lex_settings(&lock(state), side);
         reading = server_lex::exact_reading(sql_bytes, &settings, &base);
     }
-    if !server_lex::needs_attention(sql_bytes, &settings, &base)
+    // The scan that stopped here lexed this text already; under the same settings its verdict
+    // stands (one lexer pass less per DDL statement).
+    let lexed = side.attention_under.take() == Some(settings);
+    if !(lexed || server_lex::needs_attention(sql_bytes, &settings, &base))
         && !watched_dml(ctx, state, side, sql_bytes).await
     {
         // Known now, and plain DML after all.
