@@ -39,7 +39,10 @@ pub fn needs_attention(sql: &str, standard_conforming_strings: bool) -> bool {
 }
 
 fn session_lex_options() -> LexOptions {
-    AnalysisContext::default().lex
+    // Built once: `AnalysisContext::default()` also builds its empty catalog maps, and the
+    // audit log asks this for every statement record it writes.
+    static LEX: std::sync::OnceLock<LexOptions> = std::sync::OnceLock::new();
+    *LEX.get_or_init(|| AnalysisContext::default().lex)
 }
 
 /// What the session tells the enforcer about itself for one statement text.
