@@ -182,7 +182,12 @@ mod tests {
             "CREATE TABLE item (\n    id INTEGER, \n    name VARCHAR(120) NOT NULL\n);\n".into(),
         ];
         // Around the cut: words ending just before, at and after MAX_EXCERPT.
-        for n in [MAX_EXCERPT - 2, MAX_EXCERPT - 1, MAX_EXCERPT, MAX_EXCERPT + 1] {
+        for n in [
+            MAX_EXCERPT - 2,
+            MAX_EXCERPT - 1,
+            MAX_EXCERPT,
+            MAX_EXCERPT + 1,
+        ] {
             texts.push(format!("{} tail more", "x".repeat(n)));
             texts.push(format!("ab \t {}  tail", "y".repeat(n)));
         }

@@ -211,7 +211,11 @@ mod tests {
             "ſchema reſet",
         ];
         for t in texts {
-            assert_eq!(mentions_search_path_word(t.as_bytes()), mentions_by_windows(t), "{t:?}");
+            assert_eq!(
+                mentions_search_path_word(t.as_bytes()),
+                mentions_by_windows(t),
+                "{t:?}"
+            );
         }
         // Every word at every position, in every case pattern of its first two letters, and cut
         // one byte short.

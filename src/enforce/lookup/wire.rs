@@ -31,7 +31,12 @@ fn cstring(buf: &mut BytesMut, s: &str) {
 
 /// `Parse` of `query` under `name`, no parameter types.
 pub(super) fn parse(buf: &mut BytesMut, name: &str, query: &str) -> Result<(), PgWireError> {
-    header(buf, b'P', 4 + name.len() + 1 + query.len() + 1 + 2, LARGE_LIMIT)?;
+    header(
+        buf,
+        b'P',
+        4 + name.len() + 1 + query.len() + 1 + 2,
+        LARGE_LIMIT,
+    )?;
     cstring(buf, name);
     cstring(buf, query);
     buf.put_u16(0);
@@ -101,7 +106,11 @@ mod tests {
 
     #[test]
     fn every_message_is_pgwires_bytes() {
-        for (name, query) in [("", ""), ("pgwarden_lookup", "SELECT $1::text"), ("n", "é ü")] {
+        for (name, query) in [
+            ("", ""),
+            ("pgwarden_lookup", "SELECT $1::text"),
+            ("n", "é ü"),
+        ] {
             assert_eq!(
                 ours(|b| parse(b, name, query)),
                 pgwires(|b| Parse::new(Some(name.into()), query.into(), vec![]).encode(b)),
