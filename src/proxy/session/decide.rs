@@ -65,9 +65,8 @@ pub(super) async fn decide_held(
     // The scan that stopped here lexed this text already; under the same settings its verdict
     // stands (one lexer pass less per DDL statement).
     let lexed = side.attention_under.take() == Some(settings);
-    if !(lexed || server_lex::needs_attention(sql_bytes, &settings, &base))
-        && !watched_dml(ctx, state, side, sql_bytes).await
-    {
+    let ddl = lexed || server_lex::needs_attention(sql_bytes, &settings, &base);
+    if !ddl && !watched_dml(ctx, state, side, sql_bytes).await {
         // Known now, and plain DML after all.
         if let Some(name) = &parse_name {
             side.ddl_statements.remove(name);
