@@ -356,6 +356,11 @@ impl SessionEnforcer {
             routines: routine_queries,
             explain: estimates.explain.iter().map(|(_, t)| t.clone()).collect(),
             explain_timeout_ms: self.policy.estimate_timeout_ms,
+            sessions: analysis
+                .statements
+                .iter()
+                .filter_map(|st| st.facts())
+                .any(crate::rules::unused::may_relax),
         });
         Prepared {
             analysis,
@@ -1030,6 +1035,42 @@ mod tests {
         let p = e.prepare(sql, s);
         let out = e.decide(sql, p, Ok(&live_big()), s);
         assert_eq!(out.verdict, Verdict::Reject, "{:?}", out.decision);
+    }
+
+    /// The lookup counts the database's other sessions for exactly the statements whose
+    /// refusal that count can relax (`rules::unused`), and for none of a history's creates.
+    #[test]
+    fn only_drops_and_renames_ask_for_the_other_sessions() {
+        let e = SessionEnforcer::new(&Policy::default(), "db", "u", "app");
+        let s = situation(TxStatus::InTransaction);
+        let asks = |sql: &str| {
+            e.prepare(sql, s)
+                .lookup
+                .unwrap_or_else(|| panic!("{sql}: no lookup"))
+                .sessions
+        };
+        for sql in [
+            "DROP TABLE orders",
+            "ALTER TABLE orders DROP COLUMN a",
+            "ALTER TABLE orders RENAME TO purchases",
+            "ALTER TABLE orders RENAME COLUMN a TO b",
+            "DROP VIEW v",
+            "DROP TYPE status",
+            "DROP SEQUENCE s",
+            "CREATE INDEX i ON orders (a); DROP TABLE old_orders",
+        ] {
+            assert!(asks(sql), "{sql}");
+        }
+        for sql in [
+            "CREATE TABLE t (id int PRIMARY KEY)",
+            "CREATE INDEX i ON orders (a)",
+            "ALTER TABLE orders ADD COLUMN b int",
+            "ALTER TABLE orders ALTER COLUMN a TYPE bigint",
+            "CREATE TYPE status AS ENUM ('a')",
+            "COMMENT ON TABLE orders IS 'x'",
+        ] {
+            assert!(!asks(sql), "{sql}");
+        }
     }
 
     /// Issue 11 deliver 2: a drop of a provably empty table in a database nobody else is

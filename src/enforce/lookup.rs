@@ -51,21 +51,24 @@ const STATEMENT: &str = "pgwarden_lookup";
 // `tests/enforce_identity.rs` plants hostile operators, types and functions and proves it.
 
 /// Server version and the timeouts in force for this session (role and database defaults and
-/// the migration's own `SET`s included), as `current_setting` prints them (`0`, `5s`, `1min`).
-/// Not `pg_settings`: that view builds a row for every setting, ~10x the cost of the lookup.
-///
-/// Also: how many other client sessions are connected to this database (issue 11 deliver 2: a
-/// database nobody else uses; `pg_stat_activity` shows every session's database to every
-/// role, and it is the view as of this transaction's first look at it), and the value of
-/// `pgwarden.allow` exactly as the server holds it now (`allow_setting`: NULL when never set).
+/// the migration's own `SET`s included), as `current_setting` prints them (`0`, `5s`, `1min`),
+/// and the value of `pgwarden.allow` exactly as the server holds it now (`allow_setting`: NULL
+/// when never set). Not `pg_settings`: that view builds a row for every setting, ~10x the cost
+/// of the lookup.
 const SETTINGS_SQL: &str = "SELECT pg_catalog.current_setting('server_version_num'), \
      pg_catalog.current_setting('lock_timeout'), \
      pg_catalog.current_setting('statement_timeout'), \
-     (SELECT pg_catalog.count(*) FROM pg_catalog.pg_stat_activity a \
+     pg_catalog.current_setting('pgwarden.allow', true)";
+
+/// How many other client sessions are connected to this database (issue 11 deliver 2: a
+/// database nobody else uses; `pg_stat_activity` shows every session's database to every
+/// role, and it is the view as of this transaction's first look at it). Asked only for a
+/// statement whose refusal that can relax (`LookupRequest::sessions`): it is three quarters of
+/// the settings' server time (~60 of ~80 µs per lookup, BENCHMARKS.md).
+const SESSIONS_SQL: &str = "SELECT pg_catalog.count(*) FROM pg_catalog.pg_stat_activity a \
        WHERE a.datname OPERATOR(pg_catalog.=) pg_catalog.current_database() \
          AND a.pid OPERATOR(pg_catalog.<>) pg_catalog.pg_backend_pid() \
-         AND a.backend_type OPERATOR(pg_catalog.=) CAST('client backend' AS pg_catalog.text)), \
-     pg_catalog.current_setting('pgwarden.allow', true)";
+         AND a.backend_type OPERATOR(pg_catalog.=) CAST('client backend' AS pg_catalog.text)";
 
 /// `to_regclass` of (schema or NULL, name): the relation the session's search_path resolves.
 macro_rules! regclass_of {
@@ -229,6 +232,9 @@ pub struct LookupRequest {
     pub explain: Vec<String>,
     /// Lock wait and planning bound for the EXPLAINs, in milliseconds.
     pub explain_timeout_ms: u64,
+    /// Ask how many other client sessions use the database (`rules::unused::may_relax`: only
+    /// a DROP or RENAME can be relaxed by it); otherwise `LiveFacts::other_sessions` is `None`.
+    pub sessions: bool,
 }
 
 /// What the server said about one relation.
@@ -346,6 +352,7 @@ pub enum LookupError {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Fixed {
     Settings,
+    Sessions,
     Relation,
     Column,
     Function,
@@ -355,8 +362,9 @@ enum Fixed {
 }
 
 impl Fixed {
-    const ALL: [Fixed; 7] = [
+    const ALL: [Fixed; 8] = [
         Fixed::Settings,
+        Fixed::Sessions,
         Fixed::Relation,
         Fixed::Column,
         Fixed::Function,
@@ -368,6 +376,7 @@ impl Fixed {
     fn sql(self) -> &'static str {
         match self {
             Fixed::Settings => SETTINGS_SQL,
+            Fixed::Sessions => SESSIONS_SQL,
             Fixed::Relation => RELATION_SQL,
             Fixed::Column => COLUMN_SQL,
             Fixed::Function => FUNCTION_SQL,
@@ -380,6 +389,7 @@ impl Fixed {
     fn label(self) -> &'static str {
         match self {
             Fixed::Settings => "settings",
+            Fixed::Sessions => "sessions",
             Fixed::Relation => "relation",
             Fixed::Column => "column",
             Fixed::Function => "function",
@@ -474,6 +484,7 @@ pub fn encode(
     }
     // Each parameter row is built as it is written: no vector per row.
     q.fixed(Fixed::Settings, std::iter::once([]))?;
+    q.fixed(Fixed::Sessions, (0..usize::from(req.sessions)).map(|_| []))?;
     q.fixed(
         Fixed::Relation,
         req.relations
@@ -542,9 +553,10 @@ fn binds_prepared(req: &LookupRequest, prepared: Prepared) -> bool {
 }
 
 /// How many times `req` binds each fixed query, in the order they go on the wire.
-fn uses(req: &LookupRequest) -> [(Fixed, usize); 7] {
+fn uses(req: &LookupRequest) -> [(Fixed, usize); 8] {
     [
         (Fixed::Settings, 1),
+        (Fixed::Sessions, usize::from(req.sessions)),
         (Fixed::Relation, req.relations.len()),
         (Fixed::Column, req.columns.len()),
         (Fixed::Function, req.functions.len()),
@@ -846,8 +858,10 @@ impl ReplyReader {
                 self.facts.server_version_num = text(0).and_then(|v| v.parse().ok());
                 self.facts.lock_timeout_ms = text(1).and_then(parse_duration_ms);
                 self.facts.statement_timeout_ms = text(2).and_then(parse_duration_ms);
-                self.facts.other_sessions = text(3).and_then(|v| v.parse().ok());
-                self.facts.allow_setting = text(4).map(str::to_string);
+                self.facts.allow_setting = text(3).map(str::to_string);
+            }
+            Some(Slot::Query(Fixed::Sessions)) => {
+                self.facts.other_sessions = text(0).and_then(|v| v.parse().ok());
             }
             Some(Slot::Query(Fixed::Relation)) => {
                 let rows = text(2).and_then(|v| v.parse::<f64>().ok());
@@ -1044,13 +1058,7 @@ mod tests {
 
     fn first_batch_until_explain() -> Vec<(u8, Vec<u8>)> {
         let mut m = query(&[]);
-        m.extend(query(&[row(&[
-            Some("150018"),
-            Some("0"),
-            Some("0"),
-            Some("0"),
-            None,
-        ])]));
+        m.extend(query(&[row(&[Some("150018"), Some("0"), Some("0"), None])]));
         let rel = [
             Some("r"),
             Some("public"),
@@ -1143,6 +1151,35 @@ mod tests {
         m.push((b'E', error("3B001", "savepoint does not exist")));
         m.push((b'Z', b"E".to_vec()));
         assert!(feed(&m).is_err());
+    }
+
+    /// The other sessions are counted only when the request asks (a DROP or RENAME the count
+    /// can relax): the count's query is parsed and bound then, after the settings, and its
+    /// row is read as the count; otherwise it is not on the wire and the count is unknown.
+    #[test]
+    fn other_sessions_are_counted_only_when_asked() {
+        let settings = || query(&[row(&[Some("150018"), Some("0s"), Some("0"), Some("r1")])]);
+        for asked in [false, true] {
+            let req = LookupRequest {
+                sessions: asked,
+                ..LookupRequest::default()
+            };
+            let mut buf = BytesMut::new();
+            let batch = encode(&req, Prepared::NONE, false, &mut buf).expect("encode");
+            let sent = parses(&frames(&buf));
+            let mut m = settings();
+            if asked {
+                assert_eq!(sent, vec![SETTINGS_SQL, SESSIONS_SQL]);
+                m.extend(query(&[row(&[Some("3")])]));
+            } else {
+                assert_eq!(sent, vec![SETTINGS_SQL]);
+            }
+            m.push((b'Z', b"I".to_vec()));
+            let facts = feed_reader(ReplyReader::new(&req, &batch), &m).expect("facts");
+            assert_eq!(facts.other_sessions, asked.then_some(3));
+            assert_eq!(facts.allow_setting.as_deref(), Some("r1"));
+            assert_eq!(facts.server_version_num, Some(150018));
+        }
     }
 
     /// The request on the wire: the savepoint first, the EXPLAIN of the client's text, a Sync,
