@@ -266,7 +266,7 @@ paste <(sed -n '/statement latencies/,$p' "$WORK/history.$PGPORT_.out" | awk 'NR
       <(sed -n '/statement latencies/,$p' "$WORK/history.$WARDEN_NOAUDIT.out" | awk 'NR > 1 { print $1 }') \
       <(sed -n '/statement latencies/,$p' "$WORK/history.$WARDEN_AUDIT.out" | awk 'NR > 1 { print $1 }') \
       <(sed -n '/statement latencies/,$p' "$WORK/history.$PGPORT_.out" | awk 'NR > 1 { $1 = $2 = ""; print substr($0, 3, 70) }') |
-    head -n 11 | awk -F'\t' 'BEGIN { printf "%8s %8s %8s  %s\n", "direct", "no-audit", "audit", "statement" } { printf "%8s %8s %8s  %s\n", $1, $2, $3, $4 }'
+    awk -F'\t' 'NR > 11 { next } BEGIN { printf "%8s %8s %8s  %s\n", "direct", "no-audit", "audit", "statement" } { printf "%8s %8s %8s  %s\n", $1, $2, $3, $4 }'
 
 echo
 echo "audit records written: $(wc -l < "$WORK/audit.jsonl")${BASE:+ (base: $(wc -l < "$WORK/audit-base.jsonl"))}"

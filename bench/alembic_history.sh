@@ -1,0 +1,184 @@
+#!/usr/bin/env bash
+# A real Alembic history, run the way a deploy runs it: `alembic upgrade head` on an empty
+# database, one connection, the whole upgrade in one transaction (Alembic's default), psycopg2,
+# through nothing (direct) and through pgwarden (audit log on with fsync = "always", the
+# default, and off). The revisions are written with Alembic's operations, so the statements are
+# what Alembic and SQLAlchemy render: per revision a table with an enum column (CREATE TYPE +
+# CREATE TABLE with identity, defaults, unique, FK to the previous revision's table), an index,
+# a column with a server default, a foreign key and a column type change.
+#
+# What it measures: the time of `context.run_migrations()` inside env.py (Python's start-up
+# and imports excluded, the connection's set-up and every per-connection cost pgwarden has —
+# its first lookups parse and plan their statements — included), per run on a fresh database;
+# ROUNDS runs per target, interleaved; the added time per DDL statement is
+# (median through pgwarden - median direct) / DDL statements.
+#
+# Usage: bash bench/alembic_history.sh
+# Environment:
+#   REVISIONS=30     revisions (6 DDL statements each, plus alembic_version's CREATE TABLE)
+#   ROUNDS=5         runs per target
+#   SKIP_BUILD=1     do not build; PGWARDEN=path measures that binary
+#   BASE=path        also measure this pgwarden binary (audit on), interleaved
+#   PGBIN=/usr/lib/postgresql/15/bin
+# The client libraries come from the test suite's venv (target/test-venv, created if missing).
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+REVISIONS="${REVISIONS:-30}"
+ROUNDS="${ROUNDS:-5}"
+PGBIN="${PGBIN:-/usr/lib/postgresql/15/bin}"
+for b in initdb pg_ctl psql pg_isready; do
+    [[ -x "$PGBIN/$b" ]] || { echo "missing $PGBIN/$b: apt-get install postgresql-15 postgresql-client-15" >&2; exit 1; }
+done
+if [[ "${SKIP_BUILD:-}" != 1 ]]; then
+    echo "== cargo build --release"
+    cargo build --release --quiet --bin pgwarden
+fi
+PGWARDEN="${PGWARDEN:-$PWD/target/release/pgwarden}"
+VENV="$PWD/target/test-venv"
+bash tests/python/setup-venv.sh "$VENV"
+PY="$VENV/bin/python"
+
+if [[ $(id -u) == 0 ]]; then as_pg() { runuser -u postgres -- "$@"; }; else as_pg() { "$@"; }; fi
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+WORK="$(mktemp -d /tmp/pgwarden-alembicbench.XXXXXX)"
+chmod 755 "$WORK"
+WARDEN_PIDS=()
+cleanup() {
+    for p in "${WARDEN_PIDS[@]:-}"; do [[ -n "$p" ]] && kill "$p" 2>/dev/null || true; done
+    as_pg "$PGBIN/pg_ctl" -D "$WORK/data" -m immediate stop >/dev/null 2>&1 || true
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+[[ $(id -u) == 0 ]] && chown postgres: "$WORK"
+
+PGPORT_=$(free_port)
+as_pg "$PGBIN/initdb" -D "$WORK/data" -U postgres -A trust -E UTF8 --locale=C --no-sync >/dev/null
+cat >> "$WORK/data/postgresql.conf" <<EOF
+listen_addresses = '127.0.0.1'
+port = $PGPORT_
+unix_socket_directories = '$WORK'
+fsync = off
+synchronous_commit = off
+autovacuum = off
+EOF
+as_pg "$PGBIN/pg_ctl" -D "$WORK/data" -l "$WORK/pg.log" -w start >/dev/null
+
+start_warden() { # $1 = audit section, $2 = binary; sets WARDEN_PORT
+    WARDEN_PORT=$(free_port)
+    printf '%s\n' "$1" > "$WORK/warden-$WARDEN_PORT.toml"
+    "$2" serve --config "$WORK/warden-$WARDEN_PORT.toml" --listen "127.0.0.1:$WARDEN_PORT" \
+        --upstream "127.0.0.1:$PGPORT_" >"$WORK/warden-$WARDEN_PORT.log" 2>&1 &
+    WARDEN_PIDS+=($!)
+    for _ in $(seq 100); do
+        "$PGBIN/pg_isready" -q -h 127.0.0.1 -p "$WARDEN_PORT" && return
+        sleep 0.1
+    done
+    echo "pgwarden did not start: $(cat "$WORK/warden-$WARDEN_PORT.log")" >&2
+    exit 1
+}
+start_warden "[audit]
+path = \"$WORK/audit.jsonl\"
+fsync = \"always\"" "$PGWARDEN"
+P_AUDIT=$WARDEN_PORT
+start_warden "[audit]
+enabled = false" "$PGWARDEN"
+P_NOAUDIT=$WARDEN_PORT
+BASE="${BASE:-}"
+if [[ -n "$BASE" ]]; then
+    start_warden "[audit]
+path = \"$WORK/audit-base.jsonl\"
+fsync = \"always\"" "$BASE"
+    P_BASE=$WARDEN_PORT
+fi
+
+# The Alembic project.
+P="$WORK/project"
+mkdir -p "$P/versions"
+cat > "$P/alembic.ini" <<'EOF'
+[alembic]
+script_location = %(here)s
+EOF
+cat > "$P/env.py" <<'EOF'
+import os
+import time
+
+from alembic import context
+from sqlalchemy import create_engine, pool
+
+engine = create_engine(os.environ["BENCH_URL"], poolclass=pool.NullPool)
+with engine.connect() as connection:
+    context.configure(connection=connection)
+    started = time.perf_counter()
+    with context.begin_transaction():
+        context.run_migrations()
+    elapsed = time.perf_counter() - started
+with open(os.environ["BENCH_OUT"], "w") as out:
+    out.write(f"{elapsed * 1e6:.0f}\n")
+EOF
+for ((r = 1; r <= REVISIONS; r++)); do
+    prev=$((r - 1))
+    if (( r == 1 )); then down=None; parent_fk=""; else down="'r$prev'"; parent_fk="sa.ForeignKey('item_r$prev.id', ondelete='CASCADE'), "; fi
+    cat > "$P/versions/r$r.py" <<EOF
+import sqlalchemy as sa
+from alembic import op
+
+revision = 'r$r'
+down_revision = $down
+
+
+def upgrade():
+    op.create_table(
+        'item_r$r',
+        sa.Column('id', sa.Integer, sa.Identity(start=1, increment=1), primary_key=True),
+        sa.Column('parent_id', sa.Integer, ${parent_fk}nullable=True),
+        sa.Column('name', sa.String(120), nullable=False, unique=True),
+        sa.Column('status', sa.Enum('new', 'active', 'closed', name='status_r$r'),
+                  server_default='new', nullable=False),
+        sa.Column('created_at', sa.DateTime(timezone=True), server_default=sa.func.now(),
+                  nullable=False),
+    )
+    op.create_index('ix_item_r${r}_created_at', 'item_r$r', ['created_at'])
+    op.add_column('item_r$r', sa.Column('is_admin', sa.Boolean, server_default=sa.false(),
+                                        nullable=False))
+    op.create_foreign_key('fk_item_r${r}_self', 'item_r$r', 'item_r$r', ['parent_id'], ['id'])
+    op.alter_column('item_r$r', 'name', type_=sa.String(255))
+EOF
+done
+DDL=$((REVISIONS * 6 + 1))
+
+N=0
+run() { # $1 = port; prints µs of run_migrations on a fresh database
+    N=$((N + 1))
+    local db="h$N"
+    "$PGBIN/psql" -h 127.0.0.1 -p "$PGPORT_" -U postgres -X -q -c "CREATE DATABASE $db" >/dev/null
+    (cd "$P" && BENCH_URL="postgresql+psycopg2://postgres@127.0.0.1:$1/$db" BENCH_OUT="$WORK/out" \
+        "$PY" -m alembic -c alembic.ini upgrade head >"$WORK/alembic.log" 2>&1) \
+        || { echo "alembic upgrade failed on port $1:" >&2; cat "$WORK/alembic.log" >&2; exit 1; }
+    cat "$WORK/out"
+}
+median() { sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
+
+echo "== alembic upgrade head: $REVISIONS revisions, $DDL DDL statements, one transaction, psycopg2, fresh database per run"
+echo "pgwarden: $PGWARDEN${BASE:+; base: $BASE}; load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
+: > "$WORK/direct"; : > "$WORK/audit"; : > "$WORK/noaudit"; : > "$WORK/base"
+run "$PGPORT_" >/dev/null   # warm-up: Python's and the server's caches
+for ((i = 1; i <= ROUNDS; i++)); do
+    run "$PGPORT_" >> "$WORK/direct"
+    run "$P_AUDIT" >> "$WORK/audit"
+    run "$P_NOAUDIT" >> "$WORK/noaudit"
+    [[ -n "$BASE" ]] && run "$P_BASE" >> "$WORK/base"
+done
+d=$(median < "$WORK/direct")
+report() { # label file
+    local m; m=$(median < "$2")
+    printf "%-36s median %8s µs  (runs: %s)  added per DDL statement: %s µs\n" "$1" "$m" \
+        "$(tr '\n' ' ' < "$2" | sed 's/ $//')" "$(( (m - d) / DDL ))"
+}
+printf "%-36s median %8s µs  (runs: %s)\n" "direct" "$d" "$(tr '\n' ' ' < "$WORK/direct" | sed 's/ $//')"
+report "pgwarden, audit fsync=always" "$WORK/audit"
+report "pgwarden, audit off" "$WORK/noaudit"
+[[ -n "$BASE" ]] && report "base, audit fsync=always" "$WORK/base"
+echo "load average at end: $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "audit records written: $(wc -l < "$WORK/audit.jsonl")"
