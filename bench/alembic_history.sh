@@ -19,6 +19,9 @@
 #   ROUNDS=5         runs per target
 #   SKIP_BUILD=1     do not build; PGWARDEN=path measures that binary
 #   BASE=path        also measure this pgwarden binary (audit on), interleaved
+#   SERVER_LOG=path  after the timed runs, one more upgrade direct and one through pgwarden
+#                    (audit on) with log_min_duration_statement = 0: the server time of each
+#                    kind of statement per DDL statement is printed, the logs kept (path.<label>)
 #   PGBIN=/usr/lib/postgresql/15/bin
 # The client libraries come from the test suite's venv (target/test-venv, created if missing).
 set -euo pipefail
@@ -182,3 +185,32 @@ report "pgwarden, audit off" "$WORK/noaudit"
 [[ -n "$BASE" ]] && report "base, audit fsync=always" "$WORK/base"
 echo "load average at end: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "audit records written: $(wc -l < "$WORK/audit.jsonl")"
+
+if [[ -n "${SERVER_LOG:-}" ]]; then
+    # One more upgrade each way with every statement's server time logged.
+    logged() { # $1 = port, $2 = label
+        "$PGBIN/psql" -h 127.0.0.1 -p "$PGPORT_" -U postgres -X -q \
+            -c "ALTER SYSTEM SET log_min_duration_statement = 0" -c "SELECT pg_reload_conf()" >/dev/null
+        sleep 0.2
+        local from; from=$(wc -l < "$WORK/pg.log")
+        run "$1" >/dev/null
+        "$PGBIN/psql" -h 127.0.0.1 -p "$PGPORT_" -U postgres -X -q \
+            -c "ALTER SYSTEM RESET log_min_duration_statement" -c "SELECT pg_reload_conf()" >/dev/null
+        tail -n +"$((from + 1))" "$WORK/pg.log" | grep "duration:" > "$SERVER_LOG.$2"
+        awk -v n="$DDL" -v label="$2" '
+            { d = $0; sub(/.*duration: /, "", d); sub(/ ms.*/, "", d)
+              phase = ($0 ~ /  parse /) ? "parse" : ($0 ~ /  bind /) ? "bind" : "execute"
+              if ($0 ~ /CREATE DATABASE|ALTER SYSTEM|pg_reload_conf/) next
+              who = ($0 ~ /pgwarden_/) ? "pgwarden" : "client"
+              if (who == "pgwarden") { match($0, /pgwarden_[a-z_]+/); name = substr($0, RSTART, RLENGTH); sub(/_$/, "", name) }
+              else name = "client"
+              t[who] += d; c[who]++; k[name " " phase] += d; m[name " " phase]++ }
+            END {
+              printf "%s: client statements %d, %.0f µs of server time per DDL statement; pgwarden statements %d, %.0f µs per DDL statement\n", label, c["client"], t["client"] * 1000 / n, c["pgwarden"], t["pgwarden"] * 1000 / n
+              for (x in k) if (x !~ /^client/) printf "    %-40s %5d  %7.1f µs per DDL statement\n", x, m[x], k[x] * 1000 / n }' "$SERVER_LOG.$2" | sort -k1,1 -s
+    }
+    echo
+    echo "server time, one upgrade each, log_min_duration_statement = 0 (logs: $SERVER_LOG.direct, $SERVER_LOG.pgwarden):"
+    logged "$PGPORT_" direct
+    logged "$P_AUDIT" pgwarden
+fi
