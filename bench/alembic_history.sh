@@ -202,7 +202,7 @@ if [[ -n "${SERVER_LOG:-}" ]]; then
               phase = ($0 ~ /  parse /) ? "parse" : ($0 ~ /  bind /) ? "bind" : "execute"
               if ($0 ~ /CREATE DATABASE|ALTER SYSTEM|pg_reload_conf/) next
               who = ($0 ~ /pgwarden_/) ? "pgwarden" : "client"
-              if (who == "pgwarden") { match($0, /pgwarden_[a-z_]+/); name = substr($0, RSTART, RLENGTH); sub(/_$/, "", name) }
+              if (who == "pgwarden") { match($0, /pgwarden_[a-z0-9_]+/); name = substr($0, RSTART, RLENGTH); sub(/_[0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f]$/, "", name) }
               else name = "client"
               t[who] += d; c[who]++; k[name " " phase] += d; m[name " " phase]++ }
             END {

@@ -356,6 +356,7 @@ impl SessionEnforcer {
             routines: routine_queries,
             explain: estimates.explain.iter().map(|(_, t)| t.clone()).collect(),
             explain_timeout_ms: self.policy.estimate_timeout_ms,
+            created: self.relations.in_transaction(),
             sessions: analysis
                 .statements
                 .iter()
@@ -637,13 +638,15 @@ fn apply_live(
             continue;
         };
         let heap = u64::try_from(f.heap_bytes).unwrap_or(0);
-        let total = u64::try_from(f.total_bytes).unwrap_or(0);
+        // Not measured for a relation created in the open transaction (`LookupRequest::created`):
+        // that one is new whatever its size, and an unmeasured size is never "small".
+        let total = f.total_bytes.map(|b| u64::try_from(b).unwrap_or(0));
         let rows = match f.rows {
             Some(r) => r as u64,
             None => heap / MIN_TUPLE_BYTES,
         };
         let t = &policy.thresholds;
-        let small = rows < t.large_rows && total < t.large_bytes;
+        let small = rows < t.large_rows && total.is_some_and(|b| b < t.large_bytes);
         let oid = f.table_oid.unwrap_or(0);
         let new = f.persistence == 't' || (oid != 0 && created.is_new(oid, small));
         identity.names.insert(
@@ -661,10 +664,14 @@ fn apply_live(
             catalog.empty_tables.insert(name.to_string());
         }
         if i < tables {
-            catalog
-                .tables
-                .insert(name.to_string(), TableStats { rows, bytes: total });
-            sizes.push((name.to_string(), rows, total));
+            // A relation created in the open transaction has no size the decision uses: its
+            // rules see it as new (`Cx::size`), and the audit record lists no size for it.
+            if let Some(total) = total {
+                catalog
+                    .tables
+                    .insert(name.to_string(), TableStats { rows, bytes: total });
+                sizes.push((name.to_string(), rows, total));
+            }
         } else if f.has_unique_index {
             catalog.unique_indexed_matviews.insert(name.to_string());
         }
@@ -798,7 +805,7 @@ mod tests {
             relations: vec![Some(RelationFacts {
                 rows: Some(12_400_000.0),
                 heap_bytes: 2_000_000_000,
-                total_bytes: 3_000_000_000,
+                total_bytes: Some(3_000_000_000),
                 has_unique_index: true,
                 ..RelationFacts::empty_table(16_400)
             })],
@@ -955,7 +962,7 @@ mod tests {
         let mut r = live_big().relations.remove(0)?;
         r.table_oid = Some(oid);
         r.rows = Some(rows);
-        r.total_bytes = 8192;
+        r.total_bytes = Some(8192);
         Some(r)
     }
 
@@ -997,6 +1004,60 @@ mod tests {
         let p = e.prepare(idx, s);
         let out = e.decide(idx, p, Err("test"), s);
         assert_eq!(out.verdict, Verdict::Reject);
+    }
+
+    /// The lookup names the relations created in the open transaction so that the server
+    /// does not measure them; an unmeasured relation is new only because the session created
+    /// it, never because it looks small, and its size is not reported as used.
+    #[test]
+    fn relations_created_in_the_open_transaction_are_not_measured() {
+        use crate::enforce::lookup::TargetFacts;
+        let mut e = SessionEnforcer::new(&Policy::default(), "db", "u", "app");
+        let s = situation(TxStatus::InTransaction);
+        e.ready_for_query(TxStatus::InTransaction);
+        let create = "CREATE TABLE fresh (a int)";
+        let p = e.prepare(create, s);
+        assert!(p.lookup.as_ref().expect("lookup").created.is_empty());
+        let mut live = live_big();
+        live.relations = vec![];
+        live.targets = vec![TargetFacts {
+            schema: Some("public".into()),
+            existing_oid: None,
+        }];
+        e.decide(create, p, Ok(&live), s);
+        // Confirmed by the next lookup (which still measures it: it is not known yet).
+        let idx = "CREATE INDEX i ON fresh (a)";
+        let p = e.prepare(idx, s);
+        assert!(p.lookup.as_ref().expect("lookup").created.is_empty());
+        let mut live = live_big();
+        live.relations = vec![live_rel(700, 0.0), live_rel(700, 0.0)];
+        e.decide(idx, p, Ok(&live), s);
+        // From now on its oid goes with every lookup of the transaction, and the server's
+        // unmeasured answer is a new table: allowed, no size listed.
+        let p = e.prepare(idx, s);
+        assert_eq!(p.lookup.as_ref().expect("lookup").created, vec![700]);
+        let mut live = live_big();
+        let mut unmeasured = live_rel(700, 50_000_000.0).expect("relation");
+        unmeasured.total_bytes = None;
+        live.relations = vec![Some(unmeasured.clone())];
+        let out = e.decide(idx, p, Ok(&live), s);
+        assert_ne!(out.verdict, Verdict::Reject, "{:?}", out.decision);
+        assert!(out.sizes.is_empty(), "{:?}", out.sizes);
+        // An unmeasured answer for a relation the session did not create (which the server
+        // does not give) is never taken for small: refused like any big table.
+        let p = e.prepare("CREATE INDEX j ON other (a)", s);
+        let mut live = live_big();
+        let mut stranger = unmeasured.clone();
+        stranger.table_oid = Some(701);
+        stranger.rows = Some(10.0);
+        live.relations = vec![Some(stranger)];
+        let out = e.decide("CREATE INDEX j ON other (a)", p, Ok(&live), s);
+        assert_eq!(out.verdict, Verdict::Reject, "{:?}", out.decision);
+        // After the COMMIT nothing is in the open transaction: everything is measured.
+        e.ready_for_query(TxStatus::Idle);
+        e.ready_for_query(TxStatus::InTransaction);
+        let p = e.prepare(idx, s);
+        assert!(p.lookup.as_ref().expect("lookup").created.is_empty());
     }
 
     #[test]
@@ -1084,7 +1145,7 @@ mod tests {
             let mut live = live_big();
             if let Some(Some(r)) = live.relations.first_mut() {
                 r.heap_bytes = heap;
-                r.total_bytes = heap + 8192;
+                r.total_bytes = Some(heap + 8192);
                 r.rows = Some(if heap == 0 { 0.0 } else { 1.0 });
             }
             live.other_sessions = Some(others);

@@ -97,11 +97,15 @@ macro_rules! regclass_of {
 /// only for a materialized view, the one relation it is read for. Written as outer joins on
 /// `pg_index` the same answers cost the server ~200 µs per execution in a transaction that
 /// created 40 tables, against ~70 µs in this form (BENCHMARKS.md, "The relation lookup").
+/// `$3` is the array of the relations this session created in the open transaction
+/// ([`LookupRequest::created`]): for those the total size is NULL, not measured.
 pub const RELATION_SQL: &str = concat!(
     "SELECT CAST(c.relkind AS pg_catalog.text), CAST(n.nspname AS pg_catalog.text), \
        CAST(COALESCE(t.reltuples, c.reltuples) AS pg_catalog.int8), \
        pg_catalog.pg_relation_size(CAST(COALESCE(t.oid, c.oid) AS pg_catalog.regclass)), \
-       pg_catalog.pg_total_relation_size(CAST(COALESCE(t.oid, c.oid) AS pg_catalog.regclass)), \
+       CASE WHEN COALESCE(t.oid, c.oid) OPERATOR(pg_catalog.=) \
+             ANY (CAST(CAST($3 AS pg_catalog.text) AS pg_catalog.oid[])) THEN NULL \
+         ELSE pg_catalog.pg_total_relation_size(CAST(COALESCE(t.oid, c.oid) AS pg_catalog.regclass)) END, \
        CAST(t.relname AS pg_catalog.text), \
        CASE WHEN c.relkind OPERATOR(pg_catalog.=) CAST('m' AS pg_catalog.\"char\") \
          THEN EXISTS (SELECT 1 FROM pg_catalog.pg_index u WHERE u.indrelid OPERATOR(pg_catalog.=) c.oid \
@@ -239,6 +243,13 @@ pub struct LookupRequest {
     pub explain: Vec<String>,
     /// Lock wait and planning bound for the EXPLAINs, in milliseconds.
     pub explain_timeout_ms: u64,
+    /// The relations (table oids) this session created in the open transaction
+    /// (`SessionEnforcer::created_in_transaction`): no other session can see them, so no lock
+    /// on them makes anyone wait and their size decides nothing. Their total size is not
+    /// asked for (`RelationFacts::total_bytes` is `None`): `pg_total_relation_size` opens
+    /// every fork of the table, its TOAST table and each of its indexes, and was ~30 of the
+    /// ~70 µs the relation query cost a migration's transaction.
+    pub created: Vec<u32>,
     /// Ask how many other client sessions use the database (`rules::unused::may_relax`: only
     /// a DROP or RENAME can be relaxed by it); otherwise `LiveFacts::other_sessions` is `None`.
     pub sessions: bool,
@@ -254,8 +265,9 @@ pub struct RelationFacts {
     pub rows: Option<f64>,
     /// Heap size in bytes.
     pub heap_bytes: i64,
-    /// Heap + indexes + TOAST in bytes.
-    pub total_bytes: i64,
+    /// Heap + indexes + TOAST in bytes; `None` for a relation of [`LookupRequest::created`]
+    /// (not measured).
+    pub total_bytes: Option<i64>,
     /// For an index: the table it belongs to.
     pub index_table: Option<String>,
     /// For a materialized view: a valid, non-partial unique index exists (what REFRESH ... CONCURRENTLY
@@ -281,7 +293,7 @@ impl RelationFacts {
             schema: "public".into(),
             rows: Some(0.0),
             heap_bytes: 0,
-            total_bytes: 0,
+            total_bytes: Some(0),
             index_table: None,
             has_unique_index: false,
             table_oid: Some(oid),
@@ -490,11 +502,16 @@ pub fn encode(
     // Each parameter row is built as it is written: no vector per row.
     q.fixed(Fixed::Settings, std::iter::once([]))?;
     q.fixed(Fixed::Sessions, (0..usize::from(req.sessions)).map(|_| []))?;
+    let created = oid_array(&req.created);
     q.fixed(
         Fixed::Relation,
-        req.relations
-            .iter()
-            .map(|r| [r.schema.as_deref(), Some(r.name.as_str())]),
+        req.relations.iter().map(|r| {
+            [
+                r.schema.as_deref(),
+                Some(r.name.as_str()),
+                Some(created.as_str()),
+            ]
+        }),
     )?;
     q.fixed(
         Fixed::Column,
@@ -550,6 +567,20 @@ pub fn encode(
         guarded,
         relies,
     })
+}
+
+/// `{1,2,3}`: the text form of an `oid[]`.
+fn oid_array(oids: &[u32]) -> String {
+    let mut out = String::with_capacity(2 + oids.len() * 6);
+    out.push('{');
+    for (i, oid) in oids.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str(&oid.to_string());
+    }
+    out.push('}');
+    out
 }
 
 /// Whether `req` binds a statement an earlier lookup prepared (one that may be gone).
@@ -876,7 +907,7 @@ impl ReplyReader {
                     // PostgreSQL 14+ says -1 for a table never vacuumed or analysed.
                     rows: rows.filter(|r| *r >= 0.0),
                     heap_bytes: text(3).and_then(|v| v.parse().ok()).unwrap_or(0),
-                    total_bytes: text(4).and_then(|v| v.parse().ok()).unwrap_or(0),
+                    total_bytes: text(4).and_then(|v| v.parse().ok()),
                     index_table: text(5).map(str::to_string),
                     has_unique_index: text(6) == Some("t"),
                     table_oid: text(7).and_then(|v| v.parse().ok()),
@@ -1247,6 +1278,57 @@ mod tests {
             .filter(|(t, _)| *t == b'B')
             .map(|(_, b)| two_strings(b).1)
             .collect()
+    }
+
+    /// The Bind's parameter values, as text (`None` = NULL).
+    fn bind_values(b: &[u8]) -> Vec<Option<String>> {
+        let mut rest = b;
+        for _ in 0..2 {
+            let end = rest.iter().position(|c| *c == 0).expect("name");
+            rest = &rest[end + 1..];
+        }
+        let formats = i16::from_be_bytes([rest[0], rest[1]]) as usize;
+        rest = &rest[2 + 2 * formats..];
+        let n = i16::from_be_bytes([rest[0], rest[1]]) as usize;
+        rest = &rest[2..];
+        let mut out = Vec::new();
+        for _ in 0..n {
+            let len = i32::from_be_bytes([rest[0], rest[1], rest[2], rest[3]]);
+            rest = &rest[4..];
+            if len < 0 {
+                out.push(None);
+            } else {
+                out.push(Some(
+                    String::from_utf8_lossy(&rest[..len as usize]).into_owned(),
+                ));
+                rest = &rest[len as usize..];
+            }
+        }
+        out
+    }
+
+    /// Every relation is bound with the array of the relations created in the open
+    /// transaction, the empty array when there are none.
+    #[test]
+    fn the_relation_query_is_told_which_relations_not_to_measure() {
+        for (created, array) in [(vec![], "{}"), (vec![16_384, 99], "{16384,99}")] {
+            let req = LookupRequest {
+                created,
+                ..plain_request()
+            };
+            let mut buf = BytesMut::new();
+            encode(&req, Prepared::NONE, true, &mut buf).expect("encode");
+            let f = frames(&buf);
+            let relation = f
+                .iter()
+                .filter(|(t, _)| *t == b'B')
+                .find(|(_, b)| two_strings(b).1 == Fixed::Relation.name())
+                .expect("the relation's Bind");
+            assert_eq!(
+                bind_values(&relation.1),
+                vec![None, Some("package".into()), Some(array.into())]
+            );
+        }
     }
 
     fn plain_request() -> LookupRequest {
