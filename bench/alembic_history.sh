@@ -16,9 +16,10 @@
 # Usage: bash bench/alembic_history.sh
 # Environment:
 #   REVISIONS=30     revisions (6 DDL statements each, plus alembic_version's CREATE TABLE)
-#   ROUNDS=5         runs per target
+#   ROUNDS=15        runs per target
 #   SKIP_BUILD=1     do not build; PGWARDEN=path measures that binary
 #   BASE=path        also measure this pgwarden binary (audit on), interleaved
+#   VERBOSE=1        also print every run's time
 #   SERVER_LOG=path  after the timed runs, one more upgrade direct and one through pgwarden
 #                    (audit on) with log_min_duration_statement = 0: the server time of each
 #                    kind of statement per DDL statement is printed, the logs kept (path.<label>)
@@ -28,7 +29,7 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 REVISIONS="${REVISIONS:-30}"
-ROUNDS="${ROUNDS:-5}"
+ROUNDS="${ROUNDS:-15}"
 PGBIN="${PGBIN:-/usr/lib/postgresql/15/bin}"
 for b in initdb pg_ctl psql pg_isready; do
     [[ -x "$PGBIN/$b" ]] || { echo "missing $PGBIN/$b: apt-get install postgresql-15 postgresql-client-15" >&2; exit 1; }
@@ -175,11 +176,18 @@ for ((i = 1; i <= ROUNDS; i++)); do
 done
 d=$(median < "$WORK/direct")
 report() { # label file
-    local m; m=$(median < "$2")
-    printf "%-36s median %8s µs  (runs: %s)  added per DDL statement: %s µs\n" "$1" "$m" \
-        "$(tr '\n' ' ' < "$2" | sed 's/ $//')" "$(( (m - d) / DDL ))"
+    local m p; m=$(median < "$2")
+    # Paired: each run against the direct run of its own round (a round's runs follow each
+    # other within a second or two, so they share the machine's state); the median of those
+    # differences moves less with the machine than the difference of the medians.
+    p=$(paste -d' ' "$2" "$WORK/direct" | awk '{ print $1 - $2 }' | median)
+    local f fd; f=$(sort -n "$2" | head -1); fd=$(sort -n "$WORK/direct" | head -1)
+    printf "%-30s median %7s µs  added per DDL statement: %4s µs (paired: %4s, fastest runs: %4s)\n" \
+        "$1" "$m" "$(( (m - d) / DDL ))" "$(( p / DDL ))" "$(( (f - fd) / DDL ))"
+    [[ -n "${VERBOSE:-}" ]] && echo "    runs: $(tr '\n' ' ' < "$2")"
+    return 0
 }
-printf "%-36s median %8s µs  (runs: %s)\n" "direct" "$d" "$(tr '\n' ' ' < "$WORK/direct" | sed 's/ $//')"
+printf "%-30s median %7s µs  (fastest %s, slowest %s)\n" "direct" "$d" "$(sort -n "$WORK/direct" | head -1)" "$(sort -n "$WORK/direct" | tail -1)"
 report "pgwarden, audit fsync=always" "$WORK/audit"
 report "pgwarden, audit off" "$WORK/noaudit"
 [[ -n "$BASE" ]] && report "base, audit fsync=always" "$WORK/base"
