@@ -86,15 +86,18 @@ start_warden "[audit]
 path = \"$WORK/audit.jsonl\"
 fsync = \"always\"" "$PGWARDEN"
 P_AUDIT=$WARDEN_PORT
+PID_AUDIT=${WARDEN_PIDS[-1]}
 start_warden "[audit]
 enabled = false" "$PGWARDEN"
 P_NOAUDIT=$WARDEN_PORT
+PID_NOAUDIT=${WARDEN_PIDS[-1]}
 BASE="${BASE:-}"
 if [[ -n "$BASE" ]]; then
     start_warden "[audit]
 path = \"$WORK/audit-base.jsonl\"
 fsync = \"always\"" "$BASE"
     P_BASE=$WARDEN_PORT
+    PID_BASE=${WARDEN_PIDS[-1]}
 fi
 
 # The Alembic project.
@@ -168,6 +171,10 @@ echo "== alembic upgrade head: $REVISIONS revisions, $DDL DDL statements, one tr
 echo "pgwarden: $PGWARDEN${BASE:+; base: $BASE}; load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
 : > "$WORK/direct"; : > "$WORK/audit"; : > "$WORK/noaudit"; : > "$WORK/base"
 run "$PGPORT_" >/dev/null   # warm-up: Python's and the server's caches
+# CPU of each pgwarden process (all threads, utime and stime from /proc) over the timed runs.
+cpu_ticks() { awk '{ print $14, $15 }' "/proc/$1/stat"; }
+CPU0_AUDIT=$(cpu_ticks "$PID_AUDIT"); CPU0_NOAUDIT=$(cpu_ticks "$PID_NOAUDIT")
+[[ -n "$BASE" ]] && CPU0_BASE=$(cpu_ticks "$PID_BASE")
 for ((i = 1; i <= ROUNDS; i++)); do
     run "$PGPORT_" >> "$WORK/direct"
     run "$P_AUDIT" >> "$WORK/audit"
@@ -191,6 +198,16 @@ printf "%-30s median %7s µs  (fastest %s, slowest %s)\n" "direct" "$d" "$(sort 
 report "pgwarden, audit fsync=always" "$WORK/audit"
 report "pgwarden, audit off" "$WORK/noaudit"
 [[ -n "$BASE" ]] && report "base, audit fsync=always" "$WORK/base"
+cpu_report() { # label pid ticks-before
+    local after; after=$(cpu_ticks "$2")
+    awk -v b="$3" -v a="$after" -v n=$((ROUNDS * DDL)) -v hz="$(getconf CLK_TCK)" -v label="$1" 'BEGIN {
+        split(b, x, " "); split(a, y, " ")
+        u = (y[1] - x[1]) * 1e6 / hz / n; s = (y[2] - x[2]) * 1e6 / hz / n
+        printf "%-30s pgwarden CPU per DDL statement %4.0f µs (user %.0f, system %.0f)\n", label, u + s, u, s }'
+}
+cpu_report "pgwarden, audit fsync=always" "$PID_AUDIT" "$CPU0_AUDIT"
+cpu_report "pgwarden, audit off" "$PID_NOAUDIT" "$CPU0_NOAUDIT"
+[[ -n "$BASE" ]] && cpu_report "base, audit fsync=always" "$PID_BASE" "$CPU0_BASE"
 echo "load average at end: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "audit records written: $(wc -l < "$WORK/audit.jsonl")"
 

@@ -56,122 +56,149 @@ impl Token {
 /// character inside plain `'...'` strings too, and a wrong guess would move every later string
 /// boundary, so the session passes what the server reported.
 pub(crate) fn tokenize(src: &str, scs: bool) -> Vec<Token> {
-    let b = src.as_bytes();
-    let mut out = Vec::new();
-    let mut i = 0;
-    while i < b.len() {
-        let c = b[i];
-        if c.is_ascii_whitespace() {
-            i += 1;
-            continue;
-        }
-        // `--` comment to end of line.
-        if c == b'-' && b.get(i + 1) == Some(&b'-') {
-            while i < b.len() && b[i] != b'\n' {
-                i += 1;
-            }
-            continue;
-        }
-        // `/* */` comments nest in Postgres.
-        if c == b'/' && b.get(i + 1) == Some(&b'*') {
-            i = skip_block_comment(b, i);
-            continue;
-        }
-        let start = i;
-        // String prefixes: E'', N'', B'', X'', U&'' and U&"".
-        if matches!(c, b'e' | b'E') && b.get(i + 1) == Some(&b'\'') {
-            i = skip_quoted(b, i + 1, b'\'', true);
-            out.push(tok(Kind::String, start, i));
-            continue;
-        }
-        if matches!(c, b'n' | b'N' | b'b' | b'B' | b'x' | b'X') && b.get(i + 1) == Some(&b'\'') {
-            i = skip_quoted(b, i + 1, b'\'', !scs);
-            out.push(tok(Kind::String, start, i));
-            continue;
-        }
-        if matches!(c, b'u' | b'U') && b.get(i + 1) == Some(&b'&') {
-            match b.get(i + 2) {
-                Some(b'\'') => {
-                    i = skip_quoted(b, i + 2, b'\'', !scs);
-                    out.push(tok(Kind::String, start, i));
-                    continue;
-                }
-                Some(b'"') => {
-                    i = skip_quoted(b, i + 2, b'"', false);
-                    out.push(tok(Kind::QuotedIdent, start, i));
-                    continue;
-                }
-                _ => {}
-            }
-        }
-        match c {
-            b'\'' => {
-                i = skip_quoted(b, i, b'\'', !scs);
-                out.push(tok(Kind::String, start, i));
-            }
-            b'"' => {
-                i = skip_quoted(b, i, b'"', false);
-                out.push(tok(Kind::QuotedIdent, start, i));
-            }
-            b'$' => {
-                if let Some(end) = dollar_tag_end(b, i) {
-                    // `$tag$ ... $tag$`
-                    let tag = &b[i..end];
-                    let body = end;
-                    let close = find(b, body, tag);
-                    i = match close {
-                        Some(p) => p + tag.len(),
-                        None => b.len(),
-                    };
-                    out.push(tok(Kind::String, start, i));
-                } else if b.get(i + 1).is_some_and(u8::is_ascii_digit) {
-                    i += 1;
-                    while i < b.len() && b[i].is_ascii_digit() {
-                        i += 1;
-                    }
-                    out.push(tok(Kind::Param, start, i));
-                } else {
-                    i += 1;
-                    out.push(tok(Kind::Punct, start, i));
-                }
-            }
-            b'0'..=b'9' => {
-                i = skip_number(b, i);
-                out.push(tok(Kind::Number, start, i));
-            }
-            b'.' if b.get(i + 1).is_some_and(u8::is_ascii_digit) => {
-                i = skip_number(b, i);
-                out.push(tok(Kind::Number, start, i));
-            }
-            _ if is_ident_start(c) => {
-                i += 1;
-                while i < b.len() && is_ident_cont(b[i]) {
-                    i += 1;
-                }
-                out.push(tok(Kind::Word, start, i));
-            }
-            _ => {
-                // Operators: a run of operator characters is one token (`::`, `<>`, `>=`);
-                // single-character punctuation otherwise.
-                if is_op_char(c) {
-                    i += 1;
-                    while i < b.len()
-                        && is_op_char(b[i])
-                        && !(b[i] == b'-' && b.get(i + 1) == Some(&b'-'))
-                        && !(b[i] == b'/' && b.get(i + 1) == Some(&b'*'))
-                    {
-                        i += 1;
-                    }
-                } else {
-                    // Advance by a whole UTF-8 character so spans stay on char boundaries.
-                    i += utf8_len(c);
-                }
-                out.push(tok(Kind::Punct, start, i.min(b.len())));
-                i = i.min(b.len());
-            }
+    Tokens::new(src, scs).collect()
+}
+
+/// [`tokenize`] one token at a time: a caller that needs only the first tokens (is this
+/// transaction control?) stops there instead of reading the whole text.
+pub(crate) struct Tokens<'a> {
+    b: &'a [u8],
+    i: usize,
+    scs: bool,
+}
+
+impl<'a> Tokens<'a> {
+    pub(crate) fn new(src: &'a str, scs: bool) -> Tokens<'a> {
+        Tokens {
+            b: src.as_bytes(),
+            i: 0,
+            scs,
         }
     }
-    out
+}
+
+impl Iterator for Tokens<'_> {
+    type Item = Token;
+
+    fn next(&mut self) -> Option<Token> {
+        let (b, scs) = (self.b, self.scs);
+        let mut i = self.i;
+        let token = loop {
+            if i >= b.len() {
+                self.i = i;
+                return None;
+            }
+            let c = b[i];
+            if c.is_ascii_whitespace() {
+                i += 1;
+                continue;
+            }
+            // `--` comment to end of line.
+            if c == b'-' && b.get(i + 1) == Some(&b'-') {
+                while i < b.len() && b[i] != b'\n' {
+                    i += 1;
+                }
+                continue;
+            }
+            // `/* */` comments nest in Postgres.
+            if c == b'/' && b.get(i + 1) == Some(&b'*') {
+                i = skip_block_comment(b, i);
+                continue;
+            }
+            let start = i;
+            // String prefixes: E'', N'', B'', X'', U&'' and U&"".
+            if matches!(c, b'e' | b'E') && b.get(i + 1) == Some(&b'\'') {
+                i = skip_quoted(b, i + 1, b'\'', true);
+                break tok(Kind::String, start, i);
+            }
+            if matches!(c, b'n' | b'N' | b'b' | b'B' | b'x' | b'X') && b.get(i + 1) == Some(&b'\'')
+            {
+                i = skip_quoted(b, i + 1, b'\'', !scs);
+                break tok(Kind::String, start, i);
+            }
+            if matches!(c, b'u' | b'U') && b.get(i + 1) == Some(&b'&') {
+                match b.get(i + 2) {
+                    Some(b'\'') => {
+                        i = skip_quoted(b, i + 2, b'\'', !scs);
+                        break tok(Kind::String, start, i);
+                    }
+                    Some(b'"') => {
+                        i = skip_quoted(b, i + 2, b'"', false);
+                        break tok(Kind::QuotedIdent, start, i);
+                    }
+                    _ => {}
+                }
+            }
+            match c {
+                b'\'' => {
+                    i = skip_quoted(b, i, b'\'', !scs);
+                    break tok(Kind::String, start, i);
+                }
+                b'"' => {
+                    i = skip_quoted(b, i, b'"', false);
+                    break tok(Kind::QuotedIdent, start, i);
+                }
+                b'$' => {
+                    if let Some(end) = dollar_tag_end(b, i) {
+                        // `$tag$ ... $tag$`
+                        let tag = &b[i..end];
+                        let body = end;
+                        let close = find(b, body, tag);
+                        i = match close {
+                            Some(p) => p + tag.len(),
+                            None => b.len(),
+                        };
+                        break tok(Kind::String, start, i);
+                    } else if b.get(i + 1).is_some_and(u8::is_ascii_digit) {
+                        i += 1;
+                        while i < b.len() && b[i].is_ascii_digit() {
+                            i += 1;
+                        }
+                        break tok(Kind::Param, start, i);
+                    } else {
+                        i += 1;
+                        break tok(Kind::Punct, start, i);
+                    }
+                }
+                b'0'..=b'9' => {
+                    i = skip_number(b, i);
+                    break tok(Kind::Number, start, i);
+                }
+                b'.' if b.get(i + 1).is_some_and(u8::is_ascii_digit) => {
+                    i = skip_number(b, i);
+                    break tok(Kind::Number, start, i);
+                }
+                _ if is_ident_start(c) => {
+                    i += 1;
+                    while i < b.len() && is_ident_cont(b[i]) {
+                        i += 1;
+                    }
+                    break tok(Kind::Word, start, i);
+                }
+                _ => {
+                    // Operators: a run of operator characters is one token (`::`, `<>`, `>=`);
+                    // single-character punctuation otherwise.
+                    if is_op_char(c) {
+                        i += 1;
+                        while i < b.len()
+                            && is_op_char(b[i])
+                            && !(b[i] == b'-' && b.get(i + 1) == Some(&b'-'))
+                            && !(b[i] == b'/' && b.get(i + 1) == Some(&b'*'))
+                        {
+                            i += 1;
+                        }
+                    } else {
+                        // Advance by a whole UTF-8 character so spans stay on char boundaries.
+                        i += utf8_len(c);
+                    }
+                    i = i.min(b.len());
+                    break tok(Kind::Punct, start, i);
+                }
+            }
+        };
+        self.i = i;
+        Some(token)
+    }
 }
 
 fn tok(kind: Kind, start: usize, end: usize) -> Token {

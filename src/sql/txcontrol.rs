@@ -2,7 +2,7 @@
 //! savepoint name or prepared-transaction id as the server keeps it. One reader for the audit
 //! log's transaction-fate tracker (`audit::txfate`) and the completion steps' bookkeeping
 //! (`rewrite::completion`), so both place a savepoint exactly where the server does.
-use super::tokens::{string_value, tokenize, Kind, Token};
+use super::tokens::{string_value, tokenize, Kind, Token, Tokens};
 
 /// A transaction-control statement, read.
 #[derive(Debug, PartialEq, Eq)]
@@ -24,9 +24,27 @@ pub(crate) enum TxCommand {
     FinishPrepared(String),
 }
 
+/// The words a transaction-control statement can start with (what [`TxCommand::parse`] reads).
+const LEADING: [&str; 7] = [
+    "savepoint",
+    "release",
+    "prepare",
+    "commit",
+    "rollback",
+    "abort",
+    "end",
+];
+
 impl TxCommand {
     /// Reads one statement's text; `None` when empty or not transaction control.
     pub(crate) fn parse(sql: &str) -> Option<TxCommand> {
+        // Every transaction-control statement starts with one of these words: any other text
+        // (every DDL statement the audit log records) is answered from its first token, not
+        // tokenized whole.
+        let first = Tokens::new(sql, true).next()?;
+        if !LEADING.iter().any(|w| first.is_word(sql, w)) {
+            return None;
+        }
         let toks = tokenize(sql, true);
         let word = |i: usize, k: &str| toks.get(i).is_some_and(|t| t.is_word(sql, k));
         let first = toks.first()?;
@@ -139,5 +157,42 @@ mod tests {
         );
         assert_eq!(TxCommand::parse("CREATE TABLE a ()"), None);
         assert_eq!(TxCommand::parse(""), None);
+    }
+
+    /// Read from the first token: comments and whitespace before it do not hide a COMMIT, and a
+    /// word that only starts like one (or a string, an identifier in quotes) is not one.
+    #[test]
+    fn the_first_token_decides_what_is_read() {
+        use TxCommand::*;
+        assert_eq!(
+            TxCommand::parse("  -- c\n/* a /* nested */ */ COMMIT"),
+            Some(Commit)
+        );
+        assert_eq!(TxCommand::parse("\n\tEnd"), Some(Commit));
+        for sql in [
+            "commit$x",
+            "committed",
+            "\"commit\"",
+            "E'commit'",
+            "ALTER TABLE t ADD COLUMN c int; COMMIT",
+            "/* COMMIT */ CREATE INDEX i ON t (c)",
+            "-- ROLLBACK\nDROP TABLE t",
+            "(COMMIT)",
+        ] {
+            assert_eq!(TxCommand::parse(sql), None, "{sql}");
+        }
+        // The first tokens are the whole text's first tokens.
+        for sql in [
+            "x 'a",
+            "'unterminated",
+            "$$ open",
+            "/* open",
+            "a.b::c -- x",
+            "Ä ö",
+        ] {
+            let all = tokenize(sql, true);
+            let first: Vec<Token> = Tokens::new(sql, true).take(all.len()).collect();
+            assert_eq!(first, all, "{sql}");
+        }
     }
 }
