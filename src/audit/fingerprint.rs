@@ -4,7 +4,7 @@
 //! today vs next month), so it must not depend on literal values, formatting, comments or
 //! keyword case, and the hash must never change between pgwarden versions: FNV-1a is fixed by
 //! its published constants, unlike `std`'s `DefaultHasher`, whose algorithm is unspecified.
-use super::lex::{tokenize, Kind};
+use super::lex::{Kind, Tokens};
 
 const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
 const FNV_PRIME: u64 = 0x0000_0100_0000_01b3;
@@ -23,12 +23,11 @@ pub fn fnv1a64(bytes: &[u8]) -> u64 {
 /// unquoted words lower-cased, quoted identifiers kept verbatim, tokens joined by one space,
 /// a trailing `;` dropped. Bind parameters (`$1`) stay as they are.
 pub fn normalize(sql: &str, standard_conforming_strings: bool) -> String {
-    let toks = tokenize(sql, standard_conforming_strings);
+    let mut toks = Tokens::new(sql, standard_conforming_strings).peekable();
     let mut out = String::with_capacity(sql.len().min(4096));
-    let last = toks.len();
-    for (i, t) in toks.iter().enumerate() {
+    while let Some(t) = toks.next() {
         let text = t.text(sql);
-        if i + 1 == last && t.kind == Kind::Punct && text == ";" {
+        if t.kind == Kind::Punct && text == ";" && toks.peek().is_none() {
             break;
         }
         if !out.is_empty() {
@@ -36,6 +35,10 @@ pub fn normalize(sql: &str, standard_conforming_strings: bool) -> String {
         }
         match t.kind {
             Kind::String | Kind::Number => out.push('?'),
+            // The same as `to_lowercase` for ASCII, without a String per word.
+            Kind::Word if text.is_ascii() => {
+                out.extend(text.bytes().map(|b| char::from(b.to_ascii_lowercase())))
+            }
             Kind::Word => out.push_str(&text.to_lowercase()),
             Kind::QuotedIdent | Kind::Param | Kind::Punct => out.push_str(text),
         }
@@ -76,6 +79,16 @@ mod tests {
             normalize("INSERT INTO t VALUES ('a', E'b\\'c', $$d$$, 1.5, $1)", true),
             "insert into t values ( ? , ? , ? , ? , $1 )"
         );
+    }
+
+    #[test]
+    fn words_are_lower_cased_as_unicode_says() {
+        assert_eq!(
+            normalize("SELECT ÄÖ, Ǆ FROM Straße;", true),
+            "select äö , ǆ from straße"
+        );
+        assert_eq!(normalize("a; b;", true), "a ; b");
+        assert_eq!(normalize(";", true), "");
     }
 
     #[test]
