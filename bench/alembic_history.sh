@@ -20,9 +20,10 @@
 #   SKIP_BUILD=1     do not build; PGWARDEN=path measures that binary
 #   BASE=path        also measure this pgwarden binary (audit on), interleaved
 #   VERBOSE=1        also print every run's time
-#   SERVER_LOG=path  after the timed runs, one more upgrade direct and one through pgwarden
-#                    (audit on) with log_min_duration_statement = 0: the server time of each
-#                    kind of statement per DDL statement is printed, the logs kept (path.<label>)
+#   SERVER_LOG=path  after the timed runs, one more upgrade direct, one through pgwarden
+#                    (audit on) and one through BASE with log_min_duration_statement = 0: the
+#                    server time of each kind of statement per DDL statement is printed, the
+#                    logs kept (path.<label>)
 #   PGBIN=/usr/lib/postgresql/15/bin
 # The client libraries come from the test suite's venv (target/test-venv, created if missing).
 set -euo pipefail
@@ -232,10 +233,19 @@ if [[ -n "${SERVER_LOG:-}" ]]; then
               t[who] += d; c[who]++; k[name " " phase] += d; m[name " " phase]++ }
             END {
               printf "%s: client statements %d, %.0f µs of server time per DDL statement; pgwarden statements %d, %.0f µs per DDL statement\n", label, c["client"], t["client"] * 1000 / n, c["pgwarden"], t["pgwarden"] * 1000 / n
-              for (x in k) if (x !~ /^client/) printf "    %-40s %5d  %7.1f µs per DDL statement\n", x, m[x], k[x] * 1000 / n }' "$SERVER_LOG.$2" | sort -k1,1 -s
+              for (x in k) if (x !~ /^client/) printf "    %-40s %5d  %7.1f µs per DDL statement\n", x, m[x], k[x] * 1000 / n }' "$SERVER_LOG.$2" |
+            awk 'NR == 1 { print; next } { print | "sort -k1,1 -s" }'
+
+        local ph med
+        for ph in bind execute; do
+            med=$( (grep " $ph pgwarden_lookup_relation" "$SERVER_LOG.$2" || true) | sed 's/.*duration: \([0-9.]*\) ms.*/\1/' | median)
+            [[ -n "$med" ]] && printf "    relation query, median %s: %s ms\n" "$ph" "$med"
+        done
+        return 0
     }
     echo
     echo "server time, one upgrade each, log_min_duration_statement = 0 (logs: $SERVER_LOG.direct, $SERVER_LOG.pgwarden):"
     logged "$PGPORT_" direct
     logged "$P_AUDIT" pgwarden
+    if [[ -n "$BASE" ]]; then logged "$P_BASE" base; fi
 fi
