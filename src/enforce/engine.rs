@@ -147,6 +147,13 @@ pub struct Enforcement {
 }
 
 /// Counters for the per-session summary logged at disconnect.
+/// At most this many of the relations created in the open transaction are named to the lookup
+/// as not to be measured (the most recent ones, which the next statements name): the list
+/// travels with every lookup, and a migration that creates thousands of tables in one
+/// transaction must not send thousands of oids per statement. One left out is measured, as
+/// before.
+const UNMEASURED_MAX: usize = 64;
+
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Counts {
     pub statements: u64,
@@ -356,7 +363,7 @@ impl SessionEnforcer {
             routines: routine_queries,
             explain: estimates.explain.iter().map(|(_, t)| t.clone()).collect(),
             explain_timeout_ms: self.policy.estimate_timeout_ms,
-            created: self.relations.in_transaction(),
+            created: self.relations.in_transaction_recent(UNMEASURED_MAX),
             sessions: analysis
                 .statements
                 .iter()

@@ -119,6 +119,20 @@ impl SessionRelations {
             .collect()
     }
 
+    /// The last `n` of [`in_transaction`](Self::in_transaction), oldest first.
+    pub fn in_transaction_recent(&self, n: usize) -> Vec<u32> {
+        let mut recent: Vec<u32> = self
+            .created
+            .iter()
+            .rev()
+            .filter(|c| !c.committed)
+            .take(n)
+            .map(|c| c.oid)
+            .collect();
+        recent.reverse();
+        recent
+    }
+
     /// Was the relation with this oid created by this session? `small`: it is below the
     /// large-table thresholds now (a committed table must be, to count as new).
     pub fn is_new(&self, oid: u32, small: bool) -> bool {
@@ -165,6 +179,24 @@ mod tests {
             "committed and large: an ordinary table"
         );
         assert!(s.pending().is_empty());
+    }
+
+    #[test]
+    fn the_recent_uncommitted_relations_are_the_last_created() {
+        let mut s = SessionRelations::default();
+        for oid in 1..=5 {
+            s.expect_created(
+                &[ObjectName::new(None, &format!("t{oid}"))],
+                &[target(None)],
+            );
+            s.confirm(&[rel(oid)], false);
+            if oid == 2 {
+                s.transaction_ended();
+            }
+        }
+        assert_eq!(s.in_transaction(), vec![3, 4, 5]);
+        assert_eq!(s.in_transaction_recent(2), vec![4, 5]);
+        assert_eq!(s.in_transaction_recent(10), vec![3, 4, 5]);
     }
 
     #[test]
