@@ -146,7 +146,6 @@ pub struct Enforcement {
     pub estimated: Vec<String>,
 }
 
-/// Counters for the per-session summary logged at disconnect.
 /// At most this many of the relations created in the open transaction are named to the lookup
 /// as not to be measured (the most recent ones, which the next statements name): the list
 /// travels with every lookup, and a migration that creates thousands of tables in one
@@ -154,6 +153,7 @@ pub struct Enforcement {
 /// before.
 const UNMEASURED_MAX: usize = 64;
 
+/// Counters for the per-session summary logged at disconnect.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Counts {
     pub statements: u64,

@@ -244,9 +244,8 @@ pub struct LookupRequest {
     /// Lock wait and planning bound for the EXPLAINs, in milliseconds.
     pub explain_timeout_ms: u64,
     /// The relations (table oids) this session created in the open transaction, the most
-    /// recent 64 of them: no other session can see them, so no lock
-    /// on them makes anyone wait and their size decides nothing. Their total size is not
-    /// asked for (`RelationFacts::total_bytes` is `None`): `pg_total_relation_size` opens
+    /// recent 64 of them: no other session can see them, so no lock on them makes anyone wait
+    /// and their size decides nothing. Their total size is not asked for (`RelationFacts::total_bytes` is `None`): `pg_total_relation_size` opens
     /// every fork of the table, its TOAST table and each of its indexes, and was ~30 of the
     /// ~70 µs the relation query cost a migration's transaction.
     pub created: Vec<u32>,
