@@ -986,3 +986,75 @@ mod differential {
         eprintln!("cases a byte-wise reader got wrong: {}", naive_wrong.get());
     }
 }
+
+/// Injected catalog lookups so far (every result), from the admin listener's /metrics.
+fn lookups(admin: u16) -> f64 {
+    let mut s = TcpStream::connect(("127.0.0.1", admin)).expect("connect to admin listener");
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    write!(s, "GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n").unwrap();
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).expect("read admin response");
+    raw.lines()
+        .filter(|l| l.starts_with("pgwarden_catalog_lookups_total{"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// Parse + Bind + Execute of a parameterless statement named `name`, without Sync.
+fn named_pbe(name: &[u8], sql: &[u8]) -> Vec<u8> {
+    let mut p = name.to_vec();
+    p.push(0);
+    p.extend_from_slice(sql);
+    p.extend_from_slice(&[0, 0, 0]);
+    let mut v = frame(b'P', &p);
+    v.extend(bind_execute(name));
+    v
+}
+
+/// Bind + Execute of the prepared statement `name` (no parameters), without Sync.
+fn bind_execute(name: &[u8]) -> Vec<u8> {
+    let mut b = vec![0u8];
+    b.extend_from_slice(name);
+    b.extend_from_slice(&[0, 0, 0, 0, 0, 0, 0]);
+    let mut v = frame(b'B', &b);
+    v.extend(frame(b'E', &[0, 0, 0, 0, 0]));
+    v
+}
+
+/// A prepared DDL statement is decided at its Parse; its Bind in the same request is not
+/// decided again (pgwarden remembers only the DDL statements parsed in the open request, so
+/// the plain statement parsed after it in the same request changes nothing of that): one
+/// lookup, not two.
+#[test]
+fn a_prepared_ddl_statement_parsed_and_bound_in_one_request_is_decided_once() {
+    let admin = free_port();
+    let env = setup_with(
+        "wire_redecide",
+        "",
+        &format!("\n[admin]\nlisten = \"127.0.0.1:{admin}\"\n"),
+    );
+    let p = su(&env.db);
+    let mut raw = Raw::connect(env.proxy.port(), &params(&p));
+    // Allowed on a small table, decided by its size: one lookup per decision.
+    Cluster::shared().sql(&env.db, "CREATE TABLE small (a int)");
+    let ddl = b"CREATE INDEX IF NOT EXISTS small_a ON small (a)";
+    let before = lookups(admin);
+    // The DDL first: inside an unsynced pipeline its size could not be looked up.
+    let mut req = named_pbe(b"s1", ddl);
+    req.extend(named_pbe(b"plain", b"SELECT 1"));
+    req.extend(sync());
+    let got = raw.run(&req, 1);
+    assert_eq!(got, ["CREATE INDEX", "SELECT 1", "ZI"]);
+    assert_eq!(
+        lookups(admin) - before,
+        1.0,
+        "parsed and bound in one request"
+    );
+    assert_eq!(
+        Cluster::shared().sql(
+            &env.db,
+            "SELECT count(*) FROM pg_indexes WHERE indexname = 'small_a'"
+        ),
+        "1"
+    );
+}

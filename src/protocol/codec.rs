@@ -82,8 +82,10 @@ impl<'a> Reader<'a> {
     }
 }
 
+/// The first NUL: vectorised (`memchr`), where a byte-at-a-time `position` cost ~5
+/// instructions per byte of every Parse's query text (BENCHMARKS.md, issue 15).
 fn memchr(s: &[u8]) -> Option<usize> {
-    s.iter().position(|&b| b == 0)
+    memchr::memchr(0, s)
 }
 
 /// Appends `s` and a NUL. Callers must have refused interior NULs already.

@@ -663,7 +663,8 @@ struct ClientSide {
     ddl_statements: std::collections::HashMap<Vec<u8>, AuditTemplate>,
     /// The Bind at the front of the buffer has had its audit turn.
     bind_audited: bool,
-    /// Statements parsed since the last Sync: their Parse-time decision is current.
+    /// Prepared DDL statements (names in `ddl_statements`) parsed since the last Sync: their
+    /// Parse-time decision is current.
     parsed_this_request: std::collections::HashSet<Vec<u8>>,
     /// The Bind at the front of the buffer, re-decided and refused: send this instead.
     bind_replacement: Option<BytesMut>,

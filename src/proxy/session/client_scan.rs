@@ -186,10 +186,16 @@ pub(super) fn scan_client(
                 // The decision planned to run this request under the executor: hold it.
                 execute_extended::hold(side, pos);
                 side.in_pipeline = true;
-                side.parsed_this_request.insert(p.name.to_vec());
                 if !side.ddl_statements.is_empty() && verdict.is_none() && !was_decided {
                     // A new text under this name that needed no decision is not DDL.
                     side.ddl_statements.remove(p.name);
+                }
+                // Only a prepared DDL statement's Bind is re-decided (`rebind`), and a name
+                // enters `ddl_statements` only by its own Parse's decision, made before this
+                // point: remembering the other names would change no answer (and hashing
+                // every pgbench -M extended Parse cost ~260 instructions per transaction).
+                if side.ddl_statements.contains_key(p.name) {
+                    side.parsed_this_request.insert(p.name.to_vec());
                 }
                 if ctx.shared.audit.is_enabled() {
                     if crate::audit::migration::might_be_bookkeeping_bytes(p.sql) {
