@@ -5,8 +5,6 @@
 //! (held there by a deferred trigger waiting for an advisory lock), not by timing.
 mod common;
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::path::Path;
 use std::time::Duration;
 
@@ -42,11 +40,7 @@ fn fate_of(recs: &[Value], text: &str) -> Option<String> {
 
 /// `pgwarden_audit_fsyncs_total` from the admin listener.
 fn fsyncs(admin: u16) -> u64 {
-    let mut s = TcpStream::connect(("127.0.0.1", admin)).expect("connect to admin listener");
-    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    write!(s, "GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n").unwrap();
-    let mut raw = String::new();
-    s.read_to_string(&mut raw).expect("read /metrics");
+    let raw = admin_metrics(admin);
     raw.lines()
         .find_map(|l| l.strip_prefix("pgwarden_audit_fsyncs_total "))
         .and_then(|v| v.trim().parse::<f64>().ok())

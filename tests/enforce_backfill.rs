@@ -4,8 +4,6 @@
 //! checked over a direct connection afterwards: nothing of the refused revision may be there.
 mod common;
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::time::Duration;
 
 use common::alembic::{assert_ok, url as alembic_url};
@@ -43,19 +41,6 @@ fn proxy() -> (ProxyProcess, tempfile::TempDir, u16) {
 
 fn audit_log(dir: &tempfile::TempDir) -> String {
     std::fs::read_to_string(dir.path().join("audit.jsonl")).unwrap_or_default()
-}
-
-/// Injected catalog lookups so far (every result), from the admin listener's /metrics.
-fn lookups(admin: u16) -> f64 {
-    let mut s = TcpStream::connect(("127.0.0.1", admin)).expect("connect to admin listener");
-    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    write!(s, "GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n").unwrap();
-    let mut raw = String::new();
-    s.read_to_string(&mut raw).expect("read admin response");
-    raw.lines()
-        .filter(|l| l.starts_with("pgwarden_catalog_lookups_total{"))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
 }
 
 /// An Alembic project with one revision: a column added to the 10-row table (the schema
@@ -289,7 +274,7 @@ fn an_application_transaction_is_not_analysed() {
     let (px, audit, admin) = proxy();
     let db = fresh("bf_app");
     let conn = Cluster::shared().conn(&db).with_port(px.port());
-    let before = lookups(admin);
+    let before = catalog_lookups(admin);
     let app =
         "BEGIN;\nUPDATE package SET name = upper(name);\nDELETE FROM package WHERE id > 999990;\n\
                ROLLBACK;\n";
@@ -300,7 +285,7 @@ fn an_application_transaction_is_not_analysed() {
     );
     assert!(out.status.success(), "{}\n{}", out.stdout, out.stderr);
     assert_eq!(
-        lookups(admin),
+        catalog_lookups(admin),
         before,
         "the application's UPDATE paid a lookup"
     );
@@ -320,7 +305,7 @@ fn an_application_transaction_is_not_analysed() {
     );
     assert!(!out.status.success(), "{}", out.stdout);
     assert!(out.stderr.contains("unbatched-backfill"), "{}", out.stderr);
-    assert!(lookups(admin) >= before + 2.0);
+    assert!(catalog_lookups(admin) >= before + 2.0);
     // The rolled-back UPDATE left a million dead rows: the planner counts the heap's pages.
     let log = audit_log(&audit);
     assert!(log.contains("of UPDATE on package: ~"), "{log}");

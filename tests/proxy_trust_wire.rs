@@ -987,19 +987,6 @@ mod differential {
     }
 }
 
-/// Injected catalog lookups so far (every result), from the admin listener's /metrics.
-fn lookups(admin: u16) -> f64 {
-    let mut s = TcpStream::connect(("127.0.0.1", admin)).expect("connect to admin listener");
-    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    write!(s, "GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n").unwrap();
-    let mut raw = String::new();
-    s.read_to_string(&mut raw).expect("read admin response");
-    raw.lines()
-        .filter(|l| l.starts_with("pgwarden_catalog_lookups_total{"))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
-}
-
 /// Parse + Bind + Execute of a parameterless statement named `name`, without Sync.
 fn named_pbe(name: &[u8], sql: &[u8]) -> Vec<u8> {
     let mut p = name.to_vec();
@@ -1038,7 +1025,7 @@ fn a_prepared_ddl_statement_parsed_and_bound_in_one_request_is_decided_once() {
     // Allowed on a small table, decided by its size: one lookup per decision.
     Cluster::shared().sql(&env.db, "CREATE TABLE small (a int)");
     let ddl = b"CREATE INDEX IF NOT EXISTS small_a ON small (a)";
-    let before = lookups(admin);
+    let before = catalog_lookups(admin);
     // The DDL first: inside an unsynced pipeline its size could not be looked up.
     let mut req = named_pbe(b"s1", ddl);
     req.extend(named_pbe(b"plain", b"SELECT 1"));
@@ -1046,7 +1033,7 @@ fn a_prepared_ddl_statement_parsed_and_bound_in_one_request_is_decided_once() {
     let got = raw.run(&req, 1);
     assert_eq!(got, ["CREATE INDEX", "SELECT 1", "ZI"]);
     assert_eq!(
-        lookups(admin) - before,
+        catalog_lookups(admin) - before,
         1.0,
         "parsed and bound in one request"
     );

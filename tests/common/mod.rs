@@ -1438,3 +1438,22 @@ pub fn audit_records(path: &Path) -> Vec<serde_json::Value> {
         })
         .collect()
 }
+
+/// The admin listener's `/metrics` response (headers included), read to its end.
+pub fn admin_metrics(admin: u16) -> String {
+    let mut s = TcpStream::connect(("127.0.0.1", admin)).expect("connect to admin listener");
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    write!(s, "GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n").unwrap();
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).expect("read /metrics");
+    raw
+}
+
+/// Injected catalog lookups so far (every result), from the admin listener's /metrics.
+pub fn catalog_lookups(admin: u16) -> f64 {
+    admin_metrics(admin)
+        .lines()
+        .filter(|l| l.starts_with("pgwarden_catalog_lookups_total{"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
