@@ -152,11 +152,26 @@ fn query(sql: &[u8]) -> Vec<u8> {
 
 /// Parse + Bind + Execute of an unnamed parameterless statement, without Sync.
 fn pbe(sql: &[u8]) -> Vec<u8> {
-    let mut p = vec![0u8];
+    named_pbe(b"", sql)
+}
+
+/// Parse + Bind + Execute of a parameterless statement named `name`, without Sync.
+fn named_pbe(name: &[u8], sql: &[u8]) -> Vec<u8> {
+    let mut p = name.to_vec();
+    p.push(0);
     p.extend_from_slice(sql);
     p.extend_from_slice(&[0, 0, 0]);
     let mut v = frame(b'P', &p);
-    v.extend(frame(b'B', &[0, 0, 0, 0, 0, 0, 0, 0]));
+    v.extend(bind_execute(name));
+    v
+}
+
+/// Bind + Execute of the prepared statement `name` (no parameters), without Sync.
+fn bind_execute(name: &[u8]) -> Vec<u8> {
+    let mut b = vec![0u8];
+    b.extend_from_slice(name);
+    b.extend_from_slice(&[0, 0, 0, 0, 0, 0, 0]);
+    let mut v = frame(b'B', &b);
     v.extend(frame(b'E', &[0, 0, 0, 0, 0]));
     v
 }
@@ -985,27 +1000,6 @@ mod differential {
         );
         eprintln!("cases a byte-wise reader got wrong: {}", naive_wrong.get());
     }
-}
-
-/// Parse + Bind + Execute of a parameterless statement named `name`, without Sync.
-fn named_pbe(name: &[u8], sql: &[u8]) -> Vec<u8> {
-    let mut p = name.to_vec();
-    p.push(0);
-    p.extend_from_slice(sql);
-    p.extend_from_slice(&[0, 0, 0]);
-    let mut v = frame(b'P', &p);
-    v.extend(bind_execute(name));
-    v
-}
-
-/// Bind + Execute of the prepared statement `name` (no parameters), without Sync.
-fn bind_execute(name: &[u8]) -> Vec<u8> {
-    let mut b = vec![0u8];
-    b.extend_from_slice(name);
-    b.extend_from_slice(&[0, 0, 0, 0, 0, 0, 0]);
-    let mut v = frame(b'B', &b);
-    v.extend(frame(b'E', &[0, 0, 0, 0, 0]));
-    v
 }
 
 /// A prepared DDL statement is decided at its Parse; its Bind in the same request is not
