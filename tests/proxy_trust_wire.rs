@@ -1039,3 +1039,56 @@ fn a_prepared_ddl_statement_parsed_and_bound_in_one_request_is_decided_once() {
         "1"
     );
 }
+
+/// A prepared DDL statement bound again in a later request is decided again against what the
+/// server holds under its name: pgwarden's rewrite (CONCURRENTLY, sent at its Parse outside a
+/// transaction block). Where this decision would send that same text it runs, every time, as
+/// directly; inside a transaction block, where that text cannot run, the execution is refused
+/// by pgwarden, naming why, and nothing of it applies.
+#[test]
+fn a_prepared_ddl_statement_bound_again_in_a_later_request_runs() {
+    let env = setup("wire_rebind", "");
+    let p = su(&env.db);
+    let mut raw = Raw::connect(env.proxy.port(), &params(&p));
+    Cluster::shared().sql(&env.db, "CREATE TABLE small (a int)");
+    let ddl = b"CREATE INDEX IF NOT EXISTS small_a ON small (a)";
+    let mut req = named_pbe(b"s1", ddl);
+    req.extend(sync());
+    let answer = |raw: &mut Raw, bytes: &[u8]| {
+        raw.send(bytes);
+        let msgs = raw.until_ready();
+        let got: Vec<String> = msgs.iter().filter_map(Msg::describe).collect();
+        let errors: Vec<String> = msgs
+            .iter()
+            .filter(|m| m.tag == b'E')
+            .filter_map(|m| m.field(b'M'))
+            .collect();
+        (got, errors)
+    };
+    let (got, errors) = answer(&mut raw, &req);
+    assert_eq!(got, ["CREATE INDEX", "ZI"], "{errors:?}");
+    let mut again = bind_execute(b"s1");
+    again.extend(sync());
+    for round in 0..3 {
+        let (got, errors) = answer(&mut raw, &again);
+        assert_eq!(got, ["CREATE INDEX", "ZI"], "round {round}: {errors:?}");
+    }
+    assert_eq!(raw.run(&query(b"BEGIN"), 1), ["BEGIN", "ZT"]);
+    let (got, errors) = answer(&mut raw, &again);
+    assert_eq!(got, ["E:26000", "ZE"], "{errors:?}");
+    assert!(
+        errors[0].contains("pgwarden") && errors[0].contains("transaction block"),
+        "{errors:?}"
+    );
+    assert_eq!(raw.run(&query(b"ROLLBACK"), 1), ["ROLLBACK", "ZI"]);
+    // Still prepared, and still runs outside the transaction block.
+    let (got, errors) = answer(&mut raw, &again);
+    assert_eq!(got, ["CREATE INDEX", "ZI"], "{errors:?}");
+    assert_eq!(
+        Cluster::shared().sql(
+            &env.db,
+            "SELECT count(*) FROM pg_index WHERE indexrelid = 'small_a'::regclass AND indisvalid"
+        ),
+        "1"
+    );
+}

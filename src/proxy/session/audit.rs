@@ -21,6 +21,9 @@ pub(super) struct AuditTemplate {
     pub(super) sql: String,
     pub(super) decided: Decided,
     pub(super) injected: Vec<String>,
+    /// The text pgwarden sent in the statement's Parse in place of the client's (a rewrite, a
+    /// refusal): what the server holds under the name. `None`: the client's text.
+    pub(super) sent: Option<String>,
 }
 
 /// One client request the audit log follows to its ReadyForQuery.

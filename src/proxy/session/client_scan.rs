@@ -220,6 +220,14 @@ pub(super) fn scan_client(
                         forget_deallocated(side, text.as_bytes());
                         let mut frame = BytesMut::new();
                         frontend::encode_parse(p.name, &text, &mut frame)?;
+                        match side.ddl_statements.get_mut(p.name) {
+                            // pgwarden's own rewrite: a later Bind is decided again against
+                            // what the server holds (rebind.rs). A hook's text is the hook's.
+                            Some(t) if t.decided.replace.as_deref() == Some(text.as_str()) => {
+                                t.sent = Some(text.clone());
+                            }
+                            _ => {}
+                        }
                         side.stripped.insert(p.name.to_vec());
                         out.replace = Some((frame, h.total));
                         break;

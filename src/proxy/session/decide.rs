@@ -292,6 +292,8 @@ pub(super) async fn decide_held(
                 sql,
                 decided: decided.clone(),
                 injected,
+                // Set by the scan when it sends the Parse (client_scan.rs).
+                sent: None,
             },
         );
     } else if ctx.shared.audit.is_enabled() {

@@ -7,6 +7,12 @@
 //! does not exist, spelled as the refusal: the server fails the Bind (26000, naming pgwarden's
 //! reason), the client's Execute is skipped until its Sync, and a transaction block is aborted
 //! — as with every refusal, nothing half-applies.
+//!
+//! What the server holds is the text pgwarden sent at the Parse: the client's, or pgwarden's
+//! one-statement rewrite of it (`CREATE INDEX CONCURRENTLY ...`, outside a transaction block).
+//! When the new decision sends that same rewrite, the statement runs as it is on the server;
+//! when it would not (the Bind comes inside a transaction block now), the execution is refused
+//! saying so, since the server would run a text nobody decided for this execution.
 use std::sync::Mutex;
 
 use bytes::BytesMut;
@@ -44,6 +50,12 @@ pub(super) async fn redecide_bind(
         return Ok(());
     };
     let (sql, before) = (template.sql.clone(), template.decided.decision);
+    // A rewrite sent in place of the client's Parse is what the server holds (not a refusal:
+    // executing that refuses anyway).
+    let sent = template
+        .sent
+        .clone()
+        .filter(|_| before != AuditDecision::Reject);
     // The request may run under the executor (execute_extended.rs): its first step waits for
     // every earlier answer, and so does the plan (the transaction status is the server's).
     let runs = super::execute_extended::runs_now(side.extended.as_deref());
@@ -119,6 +131,9 @@ pub(super) async fn redecide_bind(
         snap.view(),
         &mut outbox,
     );
+    // When this decision would send the very rewrite the server holds, the statement runs as
+    // it is there, as it would have at its Parse.
+    let holds_decided = sent.is_some() && decided.replace == sent;
     // A statement with a multi-step safe form runs as its steps in place of this execution
     // (rewrite.rs), when the request is held whole; when it cannot be, it is refused.
     let multi = super::rewrite::consider(
@@ -131,7 +146,7 @@ pub(super) async fn redecide_bind(
             tx_status: snap.tx_status,
             in_pipeline: side.in_pipeline,
             takes_over: runs,
-            on_server: true,
+            on_server: !holds_decided,
             timeouts: live.map_or((None, None), |l| {
                 (l.lock_timeout_ms, l.statement_timeout_ms)
             }),
@@ -143,6 +158,17 @@ pub(super) async fn redecide_bind(
     );
     if multi.is_some() {
         exec = None;
+    }
+    if let Some(held) = sent.as_deref() {
+        if multi.is_none() && !holds_decided && decided.decision != AuditDecision::Reject {
+            stale_rewrite(&mut decided, &sql, held, snap.tx_status, ascii_only);
+        }
+    }
+    if let (Some(text), true, Some(_)) = (&decided.replace, holds_decided, &exec) {
+        // The rewrite (CONCURRENTLY) changes the statement's class: plan what the server runs.
+        exec = crate::sql::reparse(text).and_then(|f| {
+            super::execute::plan_for(ctx, &f, &created, live, snap.tx_status, false, ascii_only)
+        });
     }
     if !outbox.is_empty() {
         lock(state).outbox.extend_from_slice(&outbox);
@@ -190,6 +216,46 @@ pub(super) async fn redecide_bind(
     side.exec = exec.map(Box::new);
     side.multi = multi.map(Box::new);
     Ok(())
+}
+
+/// The server holds the rewrite pgwarden sent at the statement's Parse, and this decision
+/// would not run that text (the session is inside a transaction block now, or the policy
+/// changed): the text on the server cannot be exchanged, so this execution is refused,
+/// before anything of it runs.
+fn stale_rewrite(
+    decided: &mut crate::proxy::guard::Decided,
+    sql: &str,
+    held: &str,
+    tx_status: TxStatus,
+    ascii_only: bool,
+) {
+    use crate::enforce::raise::{excerpt, raise_statement, Rejection};
+    let rules = if decided.rules.is_empty() {
+        "pgwarden".to_string()
+    } else {
+        format!("pgwarden: {}", decided.rules.join(", "))
+    };
+    let now = if tx_status == TxStatus::InTransaction {
+        "it is executed inside a transaction block now, where that text cannot run as prepared"
+    } else {
+        "the decision at this execution is not that rewrite any more"
+    };
+    let r = Rejection {
+        message: format!(
+            "{rules}: this prepared statement was prepared as pgwarden's safe rewrite, and {now}"
+        ),
+        detail: format!(
+            "Statement: {}. Prepared on the server as: {}. Nothing of this execution was applied.",
+            excerpt(sql),
+            excerpt(held)
+        ),
+        hint: "Prepare the statement where it runs (a new prepared statement, inside the same \
+               transaction block), or send it as a simple query (Alembic: op.execute(...))."
+            .into(),
+    };
+    decided.replace = Some(raise_statement(&r, ascii_only));
+    decided.decision = AuditDecision::Reject;
+    decided.intended = AuditDecision::Reject;
 }
 
 /// `pgwarden refused this execution: <message>`, from the `RAISE` statement's MESSAGE literal.
