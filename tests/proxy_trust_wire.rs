@@ -1091,4 +1091,13 @@ fn a_prepared_ddl_statement_bound_again_in_a_later_request_runs() {
         ),
         "1"
     );
+    // Every one-statement rewrite is the same case: REINDEX gets CONCURRENTLY too.
+    let mut req = named_pbe(b"r1", b"REINDEX INDEX small_a");
+    req.extend(sync());
+    let (got, errors) = answer(&mut raw, &req);
+    assert_eq!(got, ["REINDEX", "ZI"], "{errors:?}");
+    let mut again = bind_execute(b"r1");
+    again.extend(sync());
+    let (got, errors) = answer(&mut raw, &again);
+    assert_eq!(got, ["REINDEX", "ZI"], "{errors:?}");
 }
