@@ -83,9 +83,12 @@ start_warden() { # $1 = audit section, $2 = binary; sets WARDEN_PORT
     echo "pgwarden did not start: $(cat "$WORK/warden-$WARDEN_PORT.log")" >&2
     exit 1
 }
+ADMIN_PORT=$(free_port)
 start_warden "[audit]
 path = \"$WORK/audit.jsonl\"
-fsync = \"always\"" "$PGWARDEN"
+fsync = \"always\"
+[admin]
+listen = \"127.0.0.1:$ADMIN_PORT\"" "$PGWARDEN"
 P_AUDIT=$WARDEN_PORT
 PID_AUDIT=${WARDEN_PIDS[-1]}
 start_warden "[audit]
@@ -211,6 +214,12 @@ cpu_report "pgwarden, audit off" "$PID_NOAUDIT" "$CPU0_NOAUDIT"
 [[ -n "$BASE" ]] && cpu_report "base, audit fsync=always" "$PID_BASE" "$CPU0_BASE"
 echo "load average at end: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "audit records written: $(wc -l < "$WORK/audit.jsonl")"
+# The audit log's fsyncs (group commit: a transaction's records are fsynced before its COMMIT,
+# not one by one), from the audit-on pgwarden's /metrics.
+FSYNCS=$("$PY" -c "import urllib.request
+for l in urllib.request.urlopen('http://127.0.0.1:$ADMIN_PORT/metrics').read().decode().splitlines():
+    if l.startswith('pgwarden_audit_fsyncs_total '): print(int(float(l.split()[1])))")
+echo "audit fsyncs per upgrade (audit on): $(awk -v f="$FSYNCS" -v n="$ROUNDS" 'BEGIN { printf "%.1f", f / n }')"
 
 if [[ -n "${SERVER_LOG:-}" ]]; then
     # One more upgrade each way with every statement's server time logged.

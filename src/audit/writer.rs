@@ -747,6 +747,20 @@ fn repair_torn_tail(f: &mut File, path: &Path) -> io::Result<()> {
     f.set_len(keep)
 }
 
+/// `write_all` that says, when it fails, how many bytes of `line` it had appended.
+fn append_counted(f: &mut impl Write, line: &[u8]) -> Result<(), (io::Error, usize)> {
+    let mut done = 0;
+    while done < line.len() {
+        match f.write(&line[done..]) {
+            Ok(0) => return Err((io::Error::from(io::ErrorKind::WriteZero), done)),
+            Ok(n) => done += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err((e, done)),
+        }
+    }
+    Ok(())
+}
+
 impl Sink {
     fn write_line(&mut self, line: &[u8]) -> io::Result<()> {
         match &self.target {
@@ -762,15 +776,19 @@ impl Sink {
                 let Some(f) = self.file.as_mut() else {
                     return Err(io::Error::other("audit file not open"));
                 };
-                let before = f.metadata().ok().filter(|m| m.is_file()).map(|m| m.len());
                 let started = std::time::Instant::now();
-                let written = f.write_all(line);
+                let written = append_counted(f, line);
                 crate::metrics::audit_write_took(started.elapsed());
-                if let Err(e) = written {
+                if let Err((e, done)) = written {
                     // A partial line (ENOSPC midway) must not stay: the next record would be
-                    // appended to it and neither would parse.
-                    if let Some(len) = before {
-                        let _ = f.set_len(len);
+                    // appended to it and neither would parse. What this write put down is
+                    // counted, so the file is measured only then (not before every record).
+                    if done > 0 {
+                        if let Some(len) =
+                            f.metadata().ok().filter(|m| m.is_file()).map(|m| m.len())
+                        {
+                            let _ = f.set_len(len.saturating_sub(done as u64));
+                        }
                     }
                     return Err(e);
                 }
@@ -1062,6 +1080,48 @@ fn settle(
 
 #[cfg(test)]
 mod tests {
+    /// Takes `room` bytes in writes of at most 3, then fails as a full disk does.
+    struct Full {
+        got: Vec<u8>,
+        room: usize,
+    }
+
+    impl std::io::Write for Full {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            let n = buf.len().min(3).min(self.room - self.got.len());
+            if n == 0 {
+                return Err(std::io::Error::from_raw_os_error(28));
+            }
+            self.got.extend_from_slice(&buf[..n]);
+            Ok(n)
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_failed_append_says_how_much_of_the_line_it_put_down() {
+        let mut f = Full {
+            got: b"earlier\n".to_vec(),
+            room: 15,
+        };
+        let (e, done) = super::append_counted(&mut f, b"{\"a\":1}\n").unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(28));
+        assert_eq!(done, 7, "short writes are continued until the error");
+        assert_eq!(
+            f.got.len() - done,
+            b"earlier\n".len(),
+            "cut back to the last whole line"
+        );
+        let mut f = Full {
+            got: Vec::new(),
+            room: 100,
+        };
+        assert!(super::append_counted(&mut f, b"line\n").is_ok());
+        assert_eq!(f.got, b"line\n");
+    }
+
     use super::*;
     use crate::audit::record::{now_rfc3339, Decision, StatementRecord};
     use crate::protocol::TxStatus;

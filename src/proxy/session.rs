@@ -255,6 +255,13 @@ impl Ctx {
         self.replay_posted.store(true, Ordering::Release);
         self.replay_ready.notify_one();
     }
+
+    /// Seeds the executor's retry jitter: this session's id and the process's (read once:
+    /// every `std::process::id()` is a getpid(2), and this is asked once per DDL statement).
+    fn seed(&self) -> u64 {
+        static PID: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+        self.id ^ u64::from(*PID.get_or_init(std::process::id))
+    }
 }
 
 /// Runs one client connection to its end. Never panics on client or server bytes.
@@ -663,6 +670,9 @@ struct ClientSide {
     ddl_statements: std::collections::HashMap<Vec<u8>, AuditTemplate>,
     /// The Bind at the front of the buffer has had its audit turn.
     bind_audited: bool,
+    /// The last Query the audit log's group commit found bound to the open transaction block
+    /// (`audit::barrier_before`); boxed, made at the first such Query.
+    bound_query: Option<Box<audit::BoundQuery>>,
     /// Prepared DDL statements (names in `ddl_statements`) parsed since the last Sync: their
     /// Parse-time decision is current.
     parsed_this_request: std::collections::HashSet<Vec<u8>>,
@@ -702,7 +712,14 @@ async fn client_to_server(
     loop {
         if !buf.is_empty() {
             if ctx.shared.audit.unsynced(&ctx.audit_mark) {
-                Box::pin(audit::barrier_before(ctx, state, buf, side.skip)).await?;
+                Box::pin(audit::barrier_before(
+                    ctx,
+                    state,
+                    buf,
+                    side.skip,
+                    side.bound_query.get_or_insert_default(),
+                ))
+                .await?;
             }
             let carrying = side.decided.is_some();
             let scan = {

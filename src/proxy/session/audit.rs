@@ -210,11 +210,15 @@ pub(super) fn query_durability(
 /// before its record is. Costs two atomic loads while nothing is pending.
 /// `Err`: the records could not be made durable (`on_audit_failure = "reject-ddl"`): the
 /// session ends without forwarding it, so the server rolls the transaction back.
+///
+/// `bound`: the last Query found bound to the block. The scan passes over a held Query several
+/// times (held, decided, sent), and lexing it once is enough.
 pub(super) async fn barrier_before(
     ctx: &Ctx,
     state: &Mutex<State>,
     buf: &[u8],
     skip: usize,
+    bound: &mut BoundQuery,
 ) -> Result<(), SessionError> {
     if !ctx.shared.audit.unsynced(&ctx.audit_mark) {
         return Ok(());
@@ -227,7 +231,7 @@ pub(super) async fn barrier_before(
                 .unwrap_or(crate::sql::encoding::Family::AsciiSafe),
         )
     };
-    if !may_end_transaction(buf.get(skip..).unwrap_or_default(), scs, family) {
+    if !may_end_transaction(buf.get(skip..).unwrap_or_default(), scs, family, bound) {
         return Ok(());
     }
     ctx.shared
@@ -237,9 +241,34 @@ pub(super) async fn barrier_before(
         .map_err(|e| SessionError::Audit(e.to_string()))
 }
 
+/// A Query's body that was found bound to the transaction block, with the settings it was
+/// lexed under (the same bytes read under other settings may split differently).
+#[derive(Default)]
+pub(super) struct BoundQuery {
+    body: Vec<u8>,
+    under: Option<(bool, crate::sql::encoding::Family)>,
+}
+
+impl BoundQuery {
+    fn is(&self, body: &[u8], scs: bool, family: crate::sql::encoding::Family) -> bool {
+        self.under == Some((scs, family)) && self.body == body
+    }
+
+    fn set(&mut self, body: &[u8], scs: bool, family: crate::sql::encoding::Family) {
+        self.body.clear();
+        self.body.extend_from_slice(body);
+        self.under = Some((scs, family));
+    }
+}
+
 /// Whether the complete frames at the front of `buf` hold a request that could end the
 /// transaction block (see [`barrier_before`]); an incomplete Query is not forwarded yet.
-fn may_end_transaction(mut buf: &[u8], scs: bool, family: crate::sql::encoding::Family) -> bool {
+fn may_end_transaction(
+    mut buf: &[u8],
+    scs: bool,
+    family: crate::sql::encoding::Family,
+    bound: &mut BoundQuery,
+) -> bool {
     while let [tag, rest @ ..] = buf {
         let Some(len) = rest
             .get(..4)
@@ -254,10 +283,13 @@ fn may_end_transaction(mut buf: &[u8], scs: bool, family: crate::sql::encoding::
                 let Some(body) = rest.get(4..len) else {
                     return false;
                 };
-                let sql = body.strip_suffix(&[0]).unwrap_or(body);
-                let text = crate::sql::encoding::server_text(sql, family);
-                if !crate::audit::group_commit::transaction_bound(&text, scs) {
-                    return true;
+                if !bound.is(body, scs, family) {
+                    let sql = body.strip_suffix(&[0]).unwrap_or(body);
+                    let text = crate::sql::encoding::server_text(sql, family);
+                    if !crate::audit::group_commit::transaction_bound(&text, scs) {
+                        return true;
+                    }
+                    bound.set(body, scs, family);
                 }
             }
             _ => {}
@@ -607,5 +639,56 @@ pub(super) async fn audit_steps(ctx: &Ctx, seq: u64, steps: &[super::rewrite::St
             session = ctx.id,
             "audit log: cannot write the steps record: {e}"
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sql::encoding::Family;
+
+    fn query(sql: &str) -> Vec<u8> {
+        let mut v = vec![b'Q'];
+        v.extend_from_slice(&((sql.len() + 5) as u32).to_be_bytes());
+        v.extend_from_slice(sql.as_bytes());
+        v.push(0);
+        v
+    }
+
+    /// The remembered Query stands only for the settings it was read under: the same bytes
+    /// with standard_conforming_strings changed end the block.
+    #[test]
+    fn a_bound_query_is_remembered_with_the_settings_it_was_read_under() {
+        let mut bound = BoundQuery::default();
+        let q = query(r"SELECT 'a\'; COMMIT; --'");
+        // scs off: one statement, a string; remembered.
+        assert!(!may_end_transaction(
+            &q,
+            false,
+            Family::AsciiSafe,
+            &mut bound
+        ));
+        assert!(bound.is(&q[5..], false, Family::AsciiSafe));
+        assert!(!may_end_transaction(
+            &q,
+            false,
+            Family::AsciiSafe,
+            &mut bound
+        ));
+        // scs on: `'a\'` ends the string and COMMIT follows.
+        assert!(may_end_transaction(&q, true, Family::AsciiSafe, &mut bound));
+        // Another Query, or an Execute, is read for itself.
+        assert!(may_end_transaction(
+            &query("COMMIT"),
+            false,
+            Family::AsciiSafe,
+            &mut bound
+        ));
+        assert!(may_end_transaction(
+            &[b'E', 0, 0, 0, 9, 0, 0, 0, 0, 0],
+            false,
+            Family::AsciiSafe,
+            &mut bound
+        ));
     }
 }

@@ -166,7 +166,7 @@ pub(super) async fn decide_held(
             &created,
             &ctx.shared.config.execute,
             ascii_only,
-            ctx.id ^ u64::from(std::process::id()),
+            ctx.seed(),
         ),
         _ => Ok(None),
     };

@@ -80,7 +80,7 @@ pub(super) fn plan_for(
         statement_timeout_ms: live.and_then(|l| l.statement_timeout_ms),
         created_in_transaction: created,
         ascii_only,
-        seed: ctx.id ^ u64::from(std::process::id()) ^ nanos(),
+        seed: ctx.seed() ^ nanos(),
     };
     // `[execute]` as in force now: a SIGHUP reload applies from the next statement.
     let plan = execute::plan(f, &ctx.shared.live.now().config.execute, situation)?;

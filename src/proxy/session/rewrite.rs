@@ -519,7 +519,7 @@ async fn run_sql(
             statement_timeout_ms,
             created_in_transaction: &m.created,
             ascii_only: m.ascii_only,
-            seed: ctx.id ^ u64::from(std::process::id()),
+            seed: ctx.seed(),
         };
         execute::plan(&f, &ctx.shared.config.execute, situation)
     });
