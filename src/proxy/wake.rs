@@ -233,39 +233,45 @@ mod tests {
         assert_eq!(first_of(l, r).await, 1);
     }
 
+    /// Run in a spawned task: a tokio task's waker is the same from poll to poll (`will_wake`),
+    /// as in a session; `block_on`'s own waker may not compare equal in a release build.
     #[tokio::test]
     async fn a_registered_wait_is_not_polled_until_it_may_be_done() {
-        let notify = Notify::new();
-        let polls = AtomicUsize::new(0);
-        let inner = pin!(async {
-            let mut n = pin!(notify.notified());
+        tokio::spawn(async move {
+            let notify = Notify::new();
+            let polls = AtomicUsize::new(0);
+            let inner = pin!(async {
+                let mut n = pin!(notify.notified());
+                poll_fn(|cx| {
+                    polls.fetch_add(1, Ordering::Relaxed);
+                    n.as_mut().poll(cx)
+                })
+                .await
+            });
+            let mut wait = Registered::new(inner);
+            // First poll registers; the next polls with the same waker and nothing done do not
+            // reach the future.
+            let mut turns = 0;
             poll_fn(|cx| {
-                polls.fetch_add(1, Ordering::Relaxed);
-                n.as_mut().poll(cx)
-            })
-            .await
-        });
-        let mut wait = Registered::new(inner);
-        // First poll registers; the next polls with the same waker and nothing done do not
-        // reach the future.
-        let mut turns = 0;
-        poll_fn(|cx| {
-            turns += 1;
-            match turns {
-                1..=3 => {
-                    assert!(wait.poll_if(cx, false).is_pending());
-                    cx.waker().wake_by_ref();
-                    Poll::Pending
+                turns += 1;
+                match turns {
+                    1..=3 => {
+                        assert!(wait.poll_if(cx, false).is_pending());
+                        cx.waker().wake_by_ref();
+                        Poll::Pending
+                    }
+                    _ => Poll::Ready(()),
                 }
-                _ => Poll::Ready(()),
-            }
+            })
+            .await;
+            assert_eq!(polls.load(Ordering::Relaxed), 1);
+            notify.notify_one();
+            // Told it may be done: polled, and done.
+            poll_fn(|cx| wait.poll_if(cx, true)).await;
+            assert_eq!(polls.load(Ordering::Relaxed), 2);
         })
-        .await;
-        assert_eq!(polls.load(Ordering::Relaxed), 1);
-        notify.notify_one();
-        // Told it may be done: polled, and done.
-        poll_fn(|cx| wait.poll_if(cx, true)).await;
-        assert_eq!(polls.load(Ordering::Relaxed), 2);
+        .await
+        .unwrap();
     }
 
     #[tokio::test]
