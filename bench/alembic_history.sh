@@ -10,8 +10,8 @@
 # What it measures: the time of `context.run_migrations()` inside env.py (Python's start-up
 # and imports excluded, the connection's set-up and every per-connection cost pgwarden has —
 # its first lookups parse and plan their statements — included), per run on a fresh database;
-# ROUNDS runs per target, interleaved; the added time per DDL statement is
-# (median through pgwarden - median direct) / DDL statements.
+# ROUNDS runs per target, interleaved (the order rotated per round); the added time per DDL
+# statement is (median through pgwarden - median direct) / DDL statements.
 #
 # Usage: bash bench/alembic_history.sh
 # Environment:
@@ -179,11 +179,15 @@ run "$PGPORT_" >/dev/null   # warm-up: Python's and the server's caches
 cpu_ticks() { awk '{ print $14, $15 }' "/proc/$1/stat"; }
 CPU0_AUDIT=$(cpu_ticks "$PID_AUDIT"); CPU0_NOAUDIT=$(cpu_ticks "$PID_NOAUDIT")
 [[ -n "$BASE" ]] && CPU0_BASE=$(cpu_ticks "$PID_BASE")
+# Each round runs every target once, in an order rotated from round to round, so that no target
+# always follows the same one (a run after another target's run meets that run's caches).
+TARGETS=("$PGPORT_:direct" "$P_AUDIT:audit" "$P_NOAUDIT:noaudit")
+[[ -n "$BASE" ]] && TARGETS+=("$P_BASE:base")
 for ((i = 1; i <= ROUNDS; i++)); do
-    run "$PGPORT_" >> "$WORK/direct"
-    run "$P_AUDIT" >> "$WORK/audit"
-    run "$P_NOAUDIT" >> "$WORK/noaudit"
-    [[ -n "$BASE" ]] && run "$P_BASE" >> "$WORK/base"
+    for ((k = 0; k < ${#TARGETS[@]}; k++)); do
+        t=${TARGETS[$(( (i + k) % ${#TARGETS[@]} ))]}
+        run "${t%%:*}" >> "$WORK/${t#*:}"
+    done
 done
 d=$(median < "$WORK/direct")
 report() { # label file
