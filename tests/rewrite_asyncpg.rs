@@ -378,16 +378,21 @@ fn psycopg3_pipelined_foreign_key_is_refused_not_left_not_valid() {
 
 /// A statement whose safe form is one statement (`CREATE INDEX IF NOT EXISTS` gets
 /// CONCURRENTLY: no multi-step form), prepared by asyncpg's statement cache or psycopg 3's
-/// `prepare=True` and executed again by Bind alone: the server holds pgwarden's rewrite under
-/// the client's name, each execution is decided again against that text, and runs, as a direct
-/// run would; the index is built once, valid.
+/// `prepare=True` and executed again by Bind alone, or sent as psycopg 3's unnamed
+/// Parse/Bind/Execute (binary): the server holds pgwarden's rewrite under the client's name,
+/// each execution is decided again against that text, and runs, as a direct run would; the
+/// index is built once, valid.
 #[test]
 fn a_one_statement_rewrite_prepared_and_executed_again_runs_every_time() {
     let c = Cluster::shared();
     let (px, _audit) = proxy();
     const IDX: &str = "CREATE INDEX IF NOT EXISTS customers_name_ine ON customers (name)";
-    for (client_name, mode) in [("asyncpg", "autocommit"), ("psycopg", "prepare")] {
-        let db = fresh(&format!("rwa_ine_{client_name}"));
+    for (client_name, mode) in [
+        ("asyncpg", "autocommit"),
+        ("psycopg", "prepare"),
+        ("psycopg", "binary"),
+    ] {
+        let db = fresh(&format!("rwa_ine_{client_name}_{mode}"));
         let url = c.conn(&db).with_port(px.port()).url();
         let url = match client_name {
             "asyncpg" => url.split('?').next().unwrap_or(&url).to_string(),
@@ -395,9 +400,9 @@ fn a_one_statement_rewrite_prepared_and_executed_again_runs_every_time() {
         };
         let v = client(&[client_name, &url, mode, IDX, IDX, IDX]);
         for i in 0..3 {
-            assert!(ok(&v, i), "{client_name} {i}: {v}\n{}", px.logs());
+            assert!(ok(&v, i), "{client_name} {mode} {i}: {v}\n{}", px.logs());
         }
-        assert_eq!(v[3]["select"], 42, "{client_name}: {v}");
+        assert_eq!(v[3]["select"], 42, "{client_name} {mode}: {v}");
         assert_eq!(
             c.sql(
                 &db,
@@ -405,7 +410,7 @@ fn a_one_statement_rewrite_prepared_and_executed_again_runs_every_time() {
                  AND indisvalid"
             ),
             "1",
-            "{client_name}"
+            "{client_name} {mode}"
         );
     }
 }
