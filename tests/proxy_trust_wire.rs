@@ -1043,8 +1043,8 @@ fn a_prepared_ddl_statement_parsed_and_bound_in_one_request_is_decided_once() {
 /// A prepared DDL statement bound again in a later request is decided again against what the
 /// server holds under its name: pgwarden's rewrite (CONCURRENTLY, sent at its Parse outside a
 /// transaction block). Where this decision would send that same text it runs, every time, as
-/// directly; inside a transaction block, where that text cannot run, the execution is refused
-/// by pgwarden, naming why, and nothing of it applies.
+/// directly; inside a transaction block, where that text cannot run, pgwarden prepares the
+/// client's text under the name first, and outside again its rewrite.
 #[test]
 fn a_prepared_ddl_statement_bound_again_in_a_later_request_runs() {
     let env = setup("wire_rebind", "");
@@ -1073,15 +1073,13 @@ fn a_prepared_ddl_statement_bound_again_in_a_later_request_runs() {
         let (got, errors) = answer(&mut raw, &again);
         assert_eq!(got, ["CREATE INDEX", "ZI"], "round {round}: {errors:?}");
     }
+    // Inside a transaction block the CONCURRENTLY text cannot run: pgwarden prepares the
+    // client's text under the name first, and the Bind runs it, as directly.
     assert_eq!(raw.run(&query(b"BEGIN"), 1), ["BEGIN", "ZT"]);
     let (got, errors) = answer(&mut raw, &again);
-    assert_eq!(got, ["E:26000", "ZE"], "{errors:?}");
-    assert!(
-        errors[0].contains("pgwarden") && errors[0].contains("transaction block"),
-        "{errors:?}"
-    );
+    assert_eq!(got, ["CREATE INDEX", "ZT"], "{errors:?}");
     assert_eq!(raw.run(&query(b"ROLLBACK"), 1), ["ROLLBACK", "ZI"]);
-    // Still prepared, and still runs outside the transaction block.
+    // Outside it again: prepared as the rewrite again, and runs.
     let (got, errors) = answer(&mut raw, &again);
     assert_eq!(got, ["CREATE INDEX", "ZI"], "{errors:?}");
     assert_eq!(
@@ -1091,6 +1089,23 @@ fn a_prepared_ddl_statement_bound_again_in_a_later_request_runs() {
         ),
         "1"
     );
+    // Inside a transaction block and after another statement of the same unsynced pipeline
+    // pgwarden injects nothing (no lookup, nothing prepared again): refused, nothing applied.
+    assert_eq!(raw.run(&query(b"BEGIN"), 1), ["BEGIN", "ZT"]);
+    let mut piped = named_pbe(b"p2", b"SELECT 1");
+    piped.extend(bind_execute(b"s1"));
+    piped.extend(sync());
+    let (got, errors) = answer(&mut raw, &piped);
+    assert_eq!(got, ["SELECT 1", "E:26000", "ZE"], "{errors:?}");
+    assert!(errors[0].contains("pgwarden refused"), "{errors:?}");
+    assert_eq!(raw.run(&query(b"ROLLBACK"), 1), ["ROLLBACK", "ZI"]);
+    // The audit log says so, for both executions prepared again.
+    let again_noted = env
+        .audit_records()
+        .iter()
+        .filter(|r| r.to_string().contains("prepared the statement again"))
+        .count();
+    assert_eq!(again_noted, 2, "{:#?}", env.audit_records());
     // Every one-statement rewrite is the same case: REINDEX gets CONCURRENTLY too.
     let mut req = named_pbe(b"r1", b"REINDEX INDEX small_a");
     req.extend(sync());

@@ -341,7 +341,7 @@ fn client_statement(shape: &Shape, frames: BytesMut) -> ClientStatement {
 }
 
 /// A Sync of pgwarden's own (the barrier's).
-const SYNC: [u8; 5] = [b'S', 0, 0, 0, 4];
+pub(super) const SYNC: [u8; 5] = [b'S', 0, 0, 0, 4];
 
 /// Runs a held request under the executor, or as its statement's steps (`completion`: what
 /// this transaction's COMMIT owes).
@@ -561,7 +561,7 @@ async fn barrier(
 
 /// A Close message for a statement (`S`) or portal (`P`), names as the client sent them (bytes:
 /// they need not be UTF-8).
-fn encode_close(kind: u8, name: &[u8], out: &mut BytesMut) {
+pub(super) fn encode_close(kind: u8, name: &[u8], out: &mut BytesMut) {
     out.put_u8(b'C');
     out.put_u32((4 + 1 + name.len() + 1) as u32);
     out.put_u8(kind);

@@ -10,9 +10,13 @@
 //!
 //! What the server holds is the text pgwarden sent at the Parse: the client's, or pgwarden's
 //! one-statement rewrite of it (`CREATE INDEX CONCURRENTLY ...`, outside a transaction block).
-//! When the new decision sends that same rewrite, the statement runs as it is on the server;
-//! when it would not (the Bind comes inside a transaction block now), the execution is refused
-//! saying so, since the server would run a text nobody decided for this execution.
+//! When the new decision sends that same text, the statement runs as it is on the server. When
+//! it sends another (the Bind comes inside a transaction block now, where a CONCURRENTLY text
+//! cannot run; or outside one, where the client's text now gets the rewrite), pgwarden
+//! prepares the decided text under the client's name before the Bind is forwarded (Close,
+//! Parse, Sync of its own, once nothing else is in flight), so the server runs what was
+//! decided for this execution; inside an unsynced pipeline it cannot, and the execution is
+//! refused saying so.
 use std::sync::Mutex;
 
 use bytes::BytesMut;
@@ -131,9 +135,14 @@ pub(super) async fn redecide_bind(
         snap.view(),
         &mut outbox,
     );
-    // When this decision would send the very rewrite the server holds, the statement runs as
-    // it is there, as it would have at its Parse.
-    let holds_decided = sent.is_some() && decided.replace == sent;
+    // When this decision would send the very text the server holds (the client's, or the same
+    // rewrite), the statement runs as it is there. Otherwise, where nothing else of the request
+    // is in flight, pgwarden prepares the decided text under the client's name first
+    // ([`reprepare`]); inside an unsynced pipeline it cannot.
+    // A refused Parse left a RAISE on the server: executing it refuses, whatever is decided now.
+    let raise_held = before == AuditDecision::Reject;
+    let holds_decided = !raise_held && decided.replace == sent;
+    let can_reprepare = !side.in_pipeline && snap.tx_status != TxStatus::Failed;
     // A statement with a multi-step safe form runs as its steps in place of this execution
     // (rewrite.rs), when the request is held whole; when it cannot be, it is refused.
     let multi = super::rewrite::consider(
@@ -146,7 +155,7 @@ pub(super) async fn redecide_bind(
             tx_status: snap.tx_status,
             in_pipeline: side.in_pipeline,
             takes_over: runs,
-            on_server: !holds_decided,
+            on_server: raise_held || (!holds_decided && !can_reprepare),
             timeouts: live.map_or((None, None), |l| {
                 (l.lock_timeout_ms, l.statement_timeout_ms)
             }),
@@ -159,12 +168,31 @@ pub(super) async fn redecide_bind(
     if multi.is_some() {
         exec = None;
     }
-    if let Some(held) = sent.as_deref() {
-        if multi.is_none() && !holds_decided && decided.decision != AuditDecision::Reject {
-            stale_rewrite(&mut decided, &sql, held, snap.tx_status, ascii_only);
+    let mut reprepared = None;
+    if !raise_held && multi.is_none() && !holds_decided && decided.decision != AuditDecision::Reject
+    {
+        let text = decided.replace.clone().unwrap_or_else(|| sql.clone());
+        let failed = if can_reprepare {
+            match reprepare(ctx, state, sw, &name, &text).await? {
+                Ok(()) => {
+                    reprepared = Some(decided.replace.clone());
+                    None
+                }
+                Err(why) => Some(why),
+            }
+        } else {
+            Some("inside an unsynced extended-protocol pipeline".to_string())
+        };
+        if let Some(why) = failed {
+            let held = sent.as_deref().unwrap_or(&sql);
+            stale_text(&mut decided, &sql, held, &why, ascii_only);
         }
     }
-    if let (Some(text), true, Some(_)) = (&decided.replace, holds_decided, &exec) {
+    if let (Some(text), Some(_), false) = (
+        &decided.replace,
+        &exec,
+        decided.decision == AuditDecision::Reject,
+    ) {
         // The rewrite (CONCURRENTLY) changes the statement's class: plan what the server runs.
         exec = crate::sql::reparse(text).and_then(|f| {
             super::execute::plan_for(ctx, &f, &created, live, snap.tx_status, false, ascii_only)
@@ -209,24 +237,68 @@ pub(super) async fn redecide_bind(
                        "not run under pgwarden's timeouts: {why}");
         injected.push(format!("not run under pgwarden's timeouts: {why}"));
     }
+    if let Some(now) = &reprepared {
+        injected.push(format!(
+            "pgwarden prepared the statement again under the client's name as {} (Close, \
+             Parse, Sync of its own before the Bind)",
+            match now {
+                Some(_) => "pgwarden's rewrite",
+                None => "the client's text",
+            }
+        ));
+        match now {
+            Some(_) => side.stripped.insert(name.clone()),
+            None => side.stripped.remove(&name),
+        };
+    }
     if let Some(t) = side.ddl_statements.get_mut(&name) {
         t.decided = decided;
         t.injected = injected;
+        if let Some(now) = reprepared {
+            t.sent = now;
+        }
     }
     side.exec = exec.map(Box::new);
     side.multi = multi.map(Box::new);
     Ok(())
 }
 
-/// The server holds the rewrite pgwarden sent at the statement's Parse, and this decision
-/// would not run that text (the session is inside a transaction block now, or the policy
-/// changed): the text on the server cannot be exchanged, so this execution is refused,
-/// before anything of it runs.
-fn stale_rewrite(
+/// Makes the statement the server holds under the client's name the text this execution is
+/// decided to run: a Close of the name, a Parse of the text, and a Sync, sent once every
+/// earlier request is answered, their replies read by pgwarden (not the client's). A Parse of
+/// a text that parsed before fails only with the server itself. `Err`: the server's error.
+async fn reprepare(
+    ctx: &Ctx,
+    state: &Mutex<State>,
+    sw: &mut WriteHalf<'_>,
+    name: &[u8],
+    text: &str,
+) -> Result<Result<(), String>, SessionError> {
+    use super::execute_extended::{encode_close, SYNC};
+    wait_answered(ctx, state).await;
+    let mut bytes = BytesMut::new();
+    encode_close(b'S', name, &mut bytes);
+    frontend::encode_parse(name, text, &mut bytes).map_err(SessionError::ClientProtocol)?;
+    bytes.extend_from_slice(&SYNC);
+    let reply = super::execute::send(state, sw, &bytes, false).await?;
+    Ok(match reply.error {
+        Some(e) => Err(format!(
+            "preparing it again failed: {} ({})",
+            e.message, e.code
+        )),
+        None => Ok(()),
+    })
+}
+
+/// The server holds a text under the client's name that this execution is not decided to run
+/// (pgwarden's rewrite from the Parse, or the client's text where the decision is a rewrite),
+/// and it could not be prepared again (`why`): this execution is refused before anything of
+/// it runs.
+fn stale_text(
     decided: &mut crate::proxy::guard::Decided,
     sql: &str,
     held: &str,
-    tx_status: TxStatus,
+    why: &str,
     ascii_only: bool,
 ) {
     use crate::enforce::raise::{excerpt, raise_statement, Rejection};
@@ -235,22 +307,18 @@ fn stale_rewrite(
     } else {
         format!("pgwarden: {}", decided.rules.join(", "))
     };
-    let now = if tx_status == TxStatus::InTransaction {
-        "it is executed inside a transaction block now, where that text cannot run as prepared"
-    } else {
-        "the decision at this execution is not that rewrite any more"
-    };
     let r = Rejection {
         message: format!(
-            "{rules}: this prepared statement was prepared as pgwarden's safe rewrite, and {now}"
+            "{rules}: this prepared statement is held on the server in a form this execution \
+             is not decided to run, and pgwarden cannot prepare it again: {why}"
         ),
         detail: format!(
             "Statement: {}. Prepared on the server as: {}. Nothing of this execution was applied.",
             excerpt(sql),
             excerpt(held)
         ),
-        hint: "Prepare the statement where it runs (a new prepared statement, inside the same \
-               transaction block), or send it as a simple query (Alembic: op.execute(...))."
+        hint: "Execute it with Bind/Execute followed by Sync, outside a pipeline, or send it as a \
+               simple query (Alembic: op.execute(...))."
             .into(),
     };
     decided.replace = Some(raise_statement(&r, ascii_only));
