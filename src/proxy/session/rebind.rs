@@ -142,7 +142,10 @@ pub(super) async fn redecide_bind(
     // A refused Parse left a RAISE on the server: executing it refuses, whatever is decided now.
     let raise_held = before == AuditDecision::Reject;
     let holds_decided = !raise_held && decided.replace == sent;
-    let can_reprepare = !side.in_pipeline && snap.tx_status != TxStatus::Failed;
+    // The text goes out as UTF-8: exactly the client's only when the session's encoding is
+    // UTF-8 or the text is ASCII (its bytes read the same under every encoding).
+    let can_reprepare =
+        !side.in_pipeline && snap.tx_status != TxStatus::Failed && (certain || !ascii_only);
     // A statement with a multi-step safe form runs as its steps in place of this execution
     // (rewrite.rs), when the request is held whole; when it cannot be, it is refused.
     let multi = super::rewrite::consider(
@@ -180,8 +183,16 @@ pub(super) async fn redecide_bind(
                 }
                 Err(why) => Some(why),
             }
-        } else {
+        } else if side.in_pipeline {
             Some("inside an unsynced extended-protocol pipeline".to_string())
+        } else if snap.tx_status == TxStatus::Failed {
+            Some("the transaction has failed: pgwarden sends nothing in it".to_string())
+        } else {
+            Some(
+                "its text is not ASCII and the session's encoding is not UTF-8, so pgwarden \
+                 cannot send it exactly as the client did"
+                    .to_string(),
+            )
         };
         if let Some(why) = failed {
             let held = sent.as_deref().unwrap_or(&sql);
