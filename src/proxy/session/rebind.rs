@@ -135,15 +135,15 @@ pub(super) async fn redecide_bind(
         snap.view(),
         &mut outbox,
     );
-    // When this decision would send the very text the server holds (the client's, or the same
-    // rewrite), the statement runs as it is there. Otherwise, where nothing else of the request
-    // is in flight, pgwarden prepares the decided text under the client's name first
-    // ([`reprepare`]); inside an unsynced pipeline it cannot.
     // A refused Parse left a RAISE on the server: executing it refuses, whatever is decided now.
     let raise_held = before == AuditDecision::Reject;
+    // When this decision would send the very text the server holds (the client's, or the same
+    // rewrite), the statement runs as it is there. Otherwise pgwarden prepares the decided text
+    // under the client's name first ([`reprepare`]), where it can: nothing else of the request
+    // in flight (not inside an unsynced pipeline), a transaction that has not failed, and a
+    // text it sends exactly (it sends UTF-8: a UTF-8 session, or an ASCII text, whose bytes
+    // read the same under every encoding).
     let holds_decided = !raise_held && decided.replace == sent;
-    // The text goes out as UTF-8: exactly the client's only when the session's encoding is
-    // UTF-8 or the text is ASCII (its bytes read the same under every encoding).
     let can_reprepare =
         !side.in_pipeline && snap.tx_status != TxStatus::Failed && (certain || !ascii_only);
     // A statement with a multi-step safe form runs as its steps in place of this execution
