@@ -1080,6 +1080,10 @@ fn settle(
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+    use crate::audit::record::{now_rfc3339, Decision, StatementRecord};
+    use crate::protocol::TxStatus;
+
     /// Takes `room` bytes in writes of at most 3, then fails as a full disk does.
     struct Full {
         got: Vec<u8>,
@@ -1121,10 +1125,6 @@ mod tests {
         assert!(super::append_counted(&mut f, b"line\n").is_ok());
         assert_eq!(f.got, b"line\n");
     }
-
-    use super::*;
-    use crate::audit::record::{now_rfc3339, Decision, StatementRecord};
-    use crate::protocol::TxStatus;
 
     fn cfg(path: &std::path::Path) -> AuditConfig {
         AuditConfig {

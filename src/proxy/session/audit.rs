@@ -24,6 +24,9 @@ pub(super) struct AuditTemplate {
     /// The text pgwarden sent in the statement's Parse in place of the client's (a rewrite, a
     /// refusal): what the server holds under the name. `None`: the client's text.
     pub(super) sent: Option<String>,
+    /// The server holds nothing under the name: pgwarden closed it to prepare it again, and
+    /// that Parse failed (`rebind::reprepare`). Every later Bind prepares it again first.
+    pub(super) gone: bool,
 }
 
 /// One client request the audit log follows to its ReadyForQuery.

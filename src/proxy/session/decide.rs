@@ -294,6 +294,7 @@ pub(super) async fn decide_held(
                 injected,
                 // Set by the scan when it sends the Parse (client_scan.rs).
                 sent: None,
+                gone: false,
             },
         );
     } else if ctx.shared.audit.is_enabled() {

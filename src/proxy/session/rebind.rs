@@ -15,7 +15,8 @@
 //! cannot run; or outside one, where the client's text now gets the rewrite), pgwarden
 //! prepares the decided text under the client's name before the Bind is forwarded (Close,
 //! Parse, Sync of its own, once nothing else is in flight), so the server runs what was
-//! decided for this execution; inside an unsynced pipeline it cannot, and the execution is
+//! decided for this execution. Where it cannot (inside an unsynced pipeline, in a failed
+//! transaction, a non-ASCII text in a session whose encoding is not UTF-8) the execution is
 //! refused saying so.
 use std::sync::Mutex;
 
@@ -53,7 +54,11 @@ pub(super) async fn redecide_bind(
     let Some(template) = side.ddl_statements.get(&name) else {
         return Ok(());
     };
-    let (sql, before) = (template.sql.clone(), template.decided.decision);
+    let (sql, before, gone) = (
+        template.sql.clone(),
+        template.decided.decision,
+        template.gone,
+    );
     // A rewrite sent in place of the client's Parse is what the server holds (not a refusal:
     // executing that refuses anyway).
     let sent = template
@@ -143,9 +148,20 @@ pub(super) async fn redecide_bind(
     // in flight (not inside an unsynced pipeline), a transaction that has not failed, and a
     // text it sends exactly (it sends UTF-8: a UTF-8 session, or an ASCII text, whose bytes
     // read the same under every encoding).
-    let holds_decided = !raise_held && decided.replace == sent;
-    let can_reprepare =
-        !side.in_pipeline && snap.tx_status != TxStatus::Failed && (certain || !ascii_only);
+    let holds_decided = !raise_held && !gone && decided.replace == sent;
+    let cannot_reprepare = if side.in_pipeline {
+        Some("inside an unsynced extended-protocol pipeline")
+    } else if snap.tx_status == TxStatus::Failed {
+        Some("the transaction has failed: pgwarden sends nothing in it")
+    } else if !certain && ascii_only {
+        Some(
+            "its text is not ASCII and the session's encoding is not UTF-8, so pgwarden cannot \
+             send it exactly as the client did",
+        )
+    } else {
+        None
+    };
+    let can_reprepare = cannot_reprepare.is_none();
     // A statement with a multi-step safe form runs as its steps in place of this execution
     // (rewrite.rs), when the request is held whole; when it cannot be, it is refused.
     let multi = super::rewrite::consider(
@@ -172,30 +188,31 @@ pub(super) async fn redecide_bind(
         exec = None;
     }
     let mut reprepared = None;
+    let mut gone_now = gone;
     if !raise_held && multi.is_none() && !holds_decided && decided.decision != AuditDecision::Reject
     {
         let text = decided.replace.clone().unwrap_or_else(|| sql.clone());
-        let failed = if can_reprepare {
-            match reprepare(ctx, state, sw, &name, &text).await? {
+        let failed = match cannot_reprepare {
+            Some(why) => Some(why.to_string()),
+            None => match reprepare(ctx, state, sw, &name, &text).await? {
                 Ok(()) => {
                     reprepared = Some(decided.replace.clone());
+                    gone_now = false;
                     None
                 }
-                Err(why) => Some(why),
-            }
-        } else if side.in_pipeline {
-            Some("inside an unsynced extended-protocol pipeline".to_string())
-        } else if snap.tx_status == TxStatus::Failed {
-            Some("the transaction has failed: pgwarden sends nothing in it".to_string())
-        } else {
-            Some(
-                "its text is not ASCII and the session's encoding is not UTF-8, so pgwarden \
-                 cannot send it exactly as the client did"
-                    .to_string(),
-            )
+                Err(why) => {
+                    // Its Close went through: the name holds nothing on the server now.
+                    gone_now = true;
+                    Some(why)
+                }
+            },
         };
         if let Some(why) = failed {
-            let held = sent.as_deref().unwrap_or(&sql);
+            let held = match (gone_now, sent.as_deref()) {
+                (true, _) => "nothing (pgwarden's Parse of it again failed)",
+                (false, Some(text)) => text,
+                (false, None) => &sql,
+            };
             stale_text(&mut decided, &sql, held, &why, ascii_only);
         }
     }
@@ -268,6 +285,7 @@ pub(super) async fn redecide_bind(
         if let Some(now) = reprepared {
             t.sent = now;
         }
+        t.gone = gone_now;
     }
     side.exec = exec.map(Box::new);
     side.multi = multi.map(Box::new);
