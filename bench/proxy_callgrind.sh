@@ -14,6 +14,7 @@
 #   TOP=25            functions listed per mode (callgrind_annotate --inclusive=yes)
 #   PGWARDEN=path     binary to measure (default target/release/pgwarden; SKIP_BUILD=1 skips the build)
 #   KEEP=dir          keep the callgrind dumps there
+#   VGOPTS=...        more valgrind options (e.g. --dump-instr=yes for per-instruction counts)
 #   LABEL=text        what the binary is (default: this checkout's commit, which PGWARDEN= may not be)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -69,7 +70,7 @@ as_pg "$PGBIN/pg_ctl" -D "$WORK/data" -l "$WORK/pg.log" -w start >/dev/null
 "$PGBIN/pgbench" -h 127.0.0.1 -p "$PGPORT_" -U postgres -i -q -s 1 postgres >/dev/null 2>&1
 
 mkdir -p "$WORK/warden"
-(cd "$WORK/warden" && exec valgrind --tool=callgrind --callgrind-out-file="$WORK/cg.%p" \
+(cd "$WORK/warden" && exec valgrind --tool=callgrind ${VGOPTS:-} --callgrind-out-file="$WORK/cg.%p" \
     "$PGWARDEN" serve --listen "127.0.0.1:$WARDEN_PORT" --upstream "127.0.0.1:$PGPORT_") \
     >"$WORK/warden.log" 2>&1 &
 VG_PID=$!
